@@ -1,0 +1,447 @@
+//! The region broker: topics and their partitions, produce with partitioning, start
+//! positions, consumer groups, retention and shutdown. Owns `<data_dir>/topics`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::batch::{PendingBatch, encoded_record_len};
+use crate::cursor::Cursor;
+use crate::error::{BrokerError, Result};
+use crate::meta::{MetaStore, Retention, TopicConfig};
+use crate::names;
+use crate::record::{Record, RecordId, now_ms};
+use crate::storage::{
+    GapPolicy, Partition, ReplicatedAppend, StorageConfig, SubLogInfo, Truncation,
+};
+
+/// Upper bound on partitions per topic.
+pub const MAX_PARTITIONS: u32 = 4096;
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// This region's id: the origin of everything produced here.
+    pub region: String,
+    pub data_dir: PathBuf,
+    pub storage: StorageConfig,
+    /// Retention of topics created without one.
+    pub default_retention: Retention,
+}
+
+/// How a produce request spreads its records over partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partitioning {
+    /// Every record to this partition.
+    Explicit(u32),
+    /// `crc32c(key) mod partitions`; records without a key round-robin.
+    ByKey,
+    /// Round-robin, keys ignored.
+    RoundRobin,
+}
+
+/// Where a read starts in a partition without an exact cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+    /// First records produced at or after this time (ms since the epoch), per origin.
+    Timestamp(i64),
+}
+
+pub struct Topic {
+    pub config: TopicConfig,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    storage: Arc<StorageConfig>,
+    meta: Arc<dyn MetaStore>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    round_robin: AtomicU64,
+    recovery: Vec<Truncation>,
+}
+
+impl Broker {
+    /// Opens the broker: every topic in the metadata store, with recovery of its partitions.
+    pub fn open(config: BrokerConfig, meta: Arc<dyn MetaStore>) -> Result<Self> {
+        names::validate("region", &config.region)?;
+        let storage = Arc::new(config.storage.clone());
+        let mut topics = BTreeMap::new();
+        let mut recovery = Vec::new();
+        for topic in meta.topics()? {
+            let (opened, cut) = open_topic(&config, &storage, topic)?;
+            recovery.extend(cut);
+            topics.insert(opened.config.name.clone(), Arc::new(opened));
+        }
+        Ok(Broker {
+            config,
+            storage,
+            meta,
+            topics: RwLock::new(topics),
+            round_robin: AtomicU64::new(0),
+            recovery,
+        })
+    }
+
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    pub fn storage_config(&self) -> &StorageConfig {
+        &self.storage
+    }
+
+    /// What recovery cut from torn or corrupt segment tails when the broker opened.
+    pub fn recovery_report(&self) -> &[Truncation] {
+        &self.recovery
+    }
+
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: Option<Retention>,
+    ) -> Result<TopicConfig> {
+        names::validate("topic", name)?;
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(BrokerError::InvalidPartitionCount {
+                count: partitions,
+                max: MAX_PARTITIONS,
+            });
+        }
+        let mut topics = self.topics.write().expect("topics lock");
+        if topics.contains_key(name) {
+            return Err(BrokerError::TopicExists {
+                topic: name.to_string(),
+            });
+        }
+        let config = TopicConfig {
+            name: name.to_string(),
+            partitions,
+            retention: retention.unwrap_or(self.config.default_retention),
+        };
+        // Files left by a topic of that name whose delete did not finish are not this topic's.
+        self.discard_dir(name)?;
+        let (topic, _) = open_topic(&self.config, &self.storage, config.clone())?;
+        self.meta.put_topic(&config)?;
+        self.meta.flush()?;
+        topics.insert(name.to_string(), Arc::new(topic));
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(config)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: name.to_string(),
+            })?;
+        for partition in &topic.partitions {
+            partition.mark_deleted();
+        }
+        self.meta.delete_topic(name)?;
+        self.meta.flush()?;
+        self.discard_dir(name)?;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Moves a topic directory aside and removes it (readers holding files can finish).
+    fn discard_dir(&self, name: &str) -> Result<()> {
+        let dir = self.config.data_dir.join("topics").join(name);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let trash = self.config.data_dir.join("trash");
+        std::fs::create_dir_all(&trash).map_err(BrokerError::io("create", &trash))?;
+        let aside = trash.join(format!("{name}-{}", now_ms()));
+        std::fs::rename(&dir, &aside).map_err(BrokerError::io("move aside", &dir))?;
+        std::fs::remove_dir_all(&aside).map_err(BrokerError::io("remove", &aside))
+    }
+
+    pub fn topics(&self) -> Vec<TopicConfig> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .map(|t| t.config.clone())
+            .collect()
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: name.to_string(),
+            })
+    }
+
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+        let t = self.topic(topic)?;
+        t.partitions
+            .get(partition as usize)
+            .cloned()
+            .ok_or(BrokerError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: t.config.partitions,
+            })
+    }
+
+    /// Per partition, every origin sub-log's extent.
+    pub fn describe(&self, topic: &str) -> Result<(TopicConfig, Vec<Vec<SubLogInfo>>)> {
+        let t = self.topic(topic)?;
+        Ok((
+            t.config.clone(),
+            t.partitions.iter().map(|p| p.sub_logs()).collect(),
+        ))
+    }
+
+    /// Appends records at this region's origin and returns their identities, in request
+    /// order, once every one is durable.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        mut records: Vec<Record>,
+        partitioning: Partitioning,
+    ) -> Result<Vec<RecordId>> {
+        let t = self.topic(topic)?;
+        if records.is_empty() {
+            return Err(BrokerError::EmptyProduce {
+                topic: topic.to_string(),
+            });
+        }
+        let now = now_ms();
+        for (index, record) in records.iter_mut().enumerate() {
+            let size = encoded_record_len(record);
+            if size > self.storage.max_record_bytes {
+                return Err(BrokerError::RecordTooLarge {
+                    index,
+                    size,
+                    limit: self.storage.max_record_bytes,
+                });
+            }
+            if record.timestamp_ms == 0 {
+                record.timestamp_ms = now;
+            }
+        }
+        let n = t.config.partitions;
+        let targets = self.assign(topic, &records, partitioning, n)?;
+        let mut per_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(records.len());
+        for (record, partition) in records.into_iter().zip(&targets) {
+            let list = per_partition.entry(*partition).or_default();
+            slots.push(list.len() as u64);
+            list.push(record);
+        }
+        let mut appends = Vec::with_capacity(per_partition.len());
+        for (partition, list) in &per_partition {
+            let pending = PendingBatch::consecutive(list);
+            if pending.len() > self.storage.max_batch_bytes {
+                return Err(BrokerError::BatchTooLarge {
+                    size: pending.len(),
+                    limit: self.storage.max_batch_bytes,
+                });
+            }
+            let p = t.partitions[*partition as usize].clone();
+            appends.push(async move {
+                p.append_local(pending)
+                    .await
+                    .map(|(base, _)| (*partition, base))
+            });
+        }
+        let bases: BTreeMap<u32, u64> = futures_util::future::try_join_all(appends)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(targets
+            .iter()
+            .zip(slots)
+            .map(|(p, slot)| RecordId {
+                partition: *p,
+                origin: self.config.region.clone(),
+                offset: bases[p] + slot,
+            })
+            .collect())
+    }
+
+    fn assign(
+        &self,
+        topic: &str,
+        records: &[Record],
+        partitioning: Partitioning,
+        n: u32,
+    ) -> Result<Vec<u32>> {
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed);
+        let spread = |i: usize| ((start + i as u64) % u64::from(n)) as u32;
+        Ok(match partitioning {
+            Partitioning::Explicit(p) if p >= n => {
+                return Err(BrokerError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                    partitions: n,
+                });
+            }
+            Partitioning::Explicit(p) => vec![p; records.len()],
+            Partitioning::RoundRobin => (0..records.len()).map(spread).collect(),
+            Partitioning::ByKey => records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| match &r.key {
+                    Some(key) => crc32c::crc32c(key) % n,
+                    None => spread(i),
+                })
+                .collect(),
+        })
+    }
+
+    /// Appends a batch replicated from `origin` (see [`Partition::append_replicated`]).
+    pub async fn append_replicated(
+        &self,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+        batch: Bytes,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedAppend> {
+        self.partition(topic, partition)?
+            .append_replicated(origin, batch, gap)
+            .await
+    }
+
+    /// The cursor of a start position in one partition.
+    pub fn start_cursor(&self, partition: &Partition, start: StartPosition) -> Result<Cursor> {
+        Ok(match start {
+            StartPosition::Earliest => Cursor::default(),
+            StartPosition::Latest => partition
+                .sub_logs()
+                .into_iter()
+                .map(|s| (s.origin, s.end_offset))
+                .collect(),
+            StartPosition::Timestamp(ms) => partition.with_inner(|_, sublogs| {
+                sublogs
+                    .iter()
+                    .map(|s| {
+                        Ok((
+                            s.origin().to_string(),
+                            s.offset_for_time(ms, &self.storage)?,
+                        ))
+                    })
+                    .collect::<Result<Cursor>>()
+            })?,
+        })
+    }
+
+    /// Checks a cursor that came from a client.
+    pub fn validate_cursor(cursor: &Cursor) -> Result<()> {
+        for origin in cursor.next.keys() {
+            names::validate("region", origin).map_err(|e| BrokerError::InvalidCursor {
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Commits a consumer group's cursors (durable when this returns).
+    pub fn commit(&self, group: &str, topic: &str, cursors: &[(u32, Cursor)]) -> Result<()> {
+        names::validate("group", group)?;
+        let t = self.topic(topic)?;
+        for (partition, cursor) in cursors {
+            if *partition >= t.config.partitions {
+                return Err(BrokerError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    partitions: t.config.partitions,
+                });
+            }
+            Self::validate_cursor(cursor)?;
+        }
+        for (partition, cursor) in cursors {
+            self.meta.put_cursor(group, topic, *partition, cursor)?;
+        }
+        self.meta.flush()?;
+        Ok(())
+    }
+
+    pub fn group_cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>> {
+        names::validate("group", group)?;
+        self.topic(topic)?;
+        Ok(self.meta.cursors(group, topic)?)
+    }
+
+    /// Runs retention over every partition; returns how many segments were removed.
+    pub fn apply_retention(&self) -> Result<usize> {
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let mut removed = 0;
+        for topic in topics {
+            let r = topic.config.retention;
+            for partition in &topic.partitions {
+                removed += partition.apply_retention(r.max_bytes, r.max_age_ms, now)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Refuses new appends, fsyncs every partition, flushes metadata.
+    pub async fn shut_down(&self) -> Result<()> {
+        let topics: Vec<Arc<Topic>> = self
+            .topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect();
+        for topic in topics {
+            for partition in &topic.partitions {
+                partition.shut_down().await?;
+            }
+        }
+        self.meta.flush()?;
+        Ok(())
+    }
+}
+
+fn open_topic(
+    config: &BrokerConfig,
+    storage: &Arc<StorageConfig>,
+    topic: TopicConfig,
+) -> Result<(Topic, Vec<Truncation>)> {
+    let dir = config.data_dir.join("topics").join(&topic.name);
+    let mut partitions = Vec::with_capacity(topic.partitions as usize);
+    let mut cut = Vec::new();
+    for p in 0..topic.partitions {
+        let (partition, truncations) = Partition::open(
+            dir.join(p.to_string()),
+            &topic.name,
+            p,
+            &config.region,
+            storage.clone(),
+        )?;
+        cut.extend(truncations);
+        partitions.push(Arc::new(partition));
+    }
+    Ok((
+        Topic {
+            config: topic,
+            partitions,
+        },
+        cut,
+    ))
+}

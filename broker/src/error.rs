@@ -1,0 +1,158 @@
+//! The broker's error type. Each variant says whether it is the caller's fault (fatal for
+//! that request: fix the input), transient (retry with backoff) or fatal for the partition.
+
+use std::path::PathBuf;
+
+use crate::batch::BatchFormatError;
+use crate::meta::MetaError;
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// Caller: no topic of that name in this region.
+    #[error("unknown topic '{topic}'")]
+    UnknownTopic { topic: String },
+    /// Caller: create of a topic that exists.
+    #[error("topic '{topic}' already exists")]
+    TopicExists { topic: String },
+    /// Caller: a name (topic, region, group) that breaks the naming rules.
+    #[error("invalid {what} name '{name}': {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+    /// Caller: a topic with no partitions or too many.
+    #[error("invalid partition count {count}: must be between 1 and {max}")]
+    InvalidPartitionCount { count: u32, max: u32 },
+    /// Caller: a partition index out of range.
+    #[error("topic '{topic}' has {partitions} partitions; partition {partition} does not exist")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+    /// Caller: one record over `storage.max_record_bytes`.
+    #[error(
+        "record {index} is {size} bytes encoded, over the limit of {limit} bytes (storage.max_record_bytes)"
+    )]
+    RecordTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
+    /// Caller: a produce request over `storage.max_batch_bytes`.
+    #[error(
+        "batch is {size} bytes encoded, over the limit of {limit} bytes (storage.max_batch_bytes)"
+    )]
+    BatchTooLarge { size: usize, limit: usize },
+    /// Caller: a produce with no records.
+    #[error("produce request for topic '{topic}' holds no records")]
+    EmptyProduce { topic: String },
+    /// Caller: a cursor or start position that cannot be used.
+    #[error("invalid cursor: {reason}")]
+    InvalidCursor { reason: String },
+    /// Caller (replication): a batch of this region's own origin offered back to it.
+    #[error("refused a replicated batch of origin '{origin}': it is this region's own origin")]
+    OwnOrigin { origin: String },
+    /// Caller (replication): a batch that would leave a gap that was not declared intended.
+    #[error(
+        "offset gap in {topic}/{partition}@{origin}: next offset is {expected}, batch starts at {base}"
+    )]
+    OffsetGap {
+        topic: String,
+        partition: u32,
+        origin: String,
+        expected: u64,
+        base: u64,
+    },
+    /// Caller (replication): a batch that overlaps held offsets without being contained in them.
+    #[error(
+        "batch [{base}, {last}] overlaps {topic}/{partition}@{origin} whose next offset is {expected}"
+    )]
+    OverlappingBatch {
+        topic: String,
+        partition: u32,
+        origin: String,
+        expected: u64,
+        base: u64,
+        last: u64,
+    },
+    /// Caller (replication): bytes that are not a valid batch.
+    #[error("malformed batch: {0}")]
+    MalformedBatch(#[source] BatchFormatError),
+    /// Fatal for the data read: a stored batch failed its checks; it is never served.
+    #[error("corrupt batch in {path} at byte {position}: {source}")]
+    CorruptBatch {
+        path: PathBuf,
+        position: u64,
+        #[source]
+        source: BatchFormatError,
+    },
+    /// Fatal for the partition: a write or fsync failed, so nothing more is accepted until
+    /// the node restarts and recovers the partition from disk.
+    #[error("partition {topic}/{partition} is fenced after a storage failure: {reason}")]
+    Fenced {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
+    /// Transient: the topic was deleted while the request ran.
+    #[error("topic '{topic}' was deleted")]
+    TopicDeleted { topic: String },
+    /// Transient: the broker is shutting down.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// Fatal for the request; the partition is fenced if it was a write.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+impl BrokerError {
+    /// The stable error code users can search for (carried in gRPC metadata
+    /// `georouter-error-code` and documented in ARCHITECTURE.md).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerError::UnknownTopic { .. } => "unknown-topic",
+            BrokerError::TopicExists { .. } => "topic-exists",
+            BrokerError::InvalidName { .. } => "invalid-name",
+            BrokerError::InvalidPartitionCount { .. } => "invalid-partition-count",
+            BrokerError::UnknownPartition { .. } => "unknown-partition",
+            BrokerError::RecordTooLarge { .. } => "record-too-large",
+            BrokerError::BatchTooLarge { .. } => "batch-too-large",
+            BrokerError::EmptyProduce { .. } => "empty-produce",
+            BrokerError::InvalidCursor { .. } => "invalid-cursor",
+            BrokerError::OwnOrigin { .. } => "own-origin",
+            BrokerError::OffsetGap { .. } => "offset-gap",
+            BrokerError::OverlappingBatch { .. } => "overlapping-batch",
+            BrokerError::MalformedBatch(_) => "malformed-batch",
+            BrokerError::CorruptBatch { .. } => "corrupt-batch",
+            BrokerError::Fenced { .. } => "partition-fenced",
+            BrokerError::TopicDeleted { .. } => "topic-deleted",
+            BrokerError::ShuttingDown => "shutting-down",
+            BrokerError::Io { .. } => "io",
+            BrokerError::Meta(_) => "metadata",
+        }
+    }
+
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| BrokerError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

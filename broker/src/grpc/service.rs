@@ -1,0 +1,283 @@
+//! The `georouter.v1.Broker` service over a [`Broker`].
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use proto::v1 as pb;
+use proto::v1::broker_server;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::{Request, Response, Status};
+
+use super::convert::*;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::storage::PartitionReader;
+
+/// Bytes of batches read per fetch response when the client names no limit.
+const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+/// Responses buffered per fetch stream: a slow consumer holds back its reader, not memory.
+const FETCH_BUFFER: usize = 4;
+
+#[derive(Clone)]
+pub struct BrokerService {
+    broker: Arc<Broker>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl BrokerService {
+    /// `tracker` and `shutdown` own the fetch streams' tasks: cancelling ends every stream.
+    pub fn new(broker: Arc<Broker>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+        BrokerService {
+            broker,
+            tracker,
+            shutdown,
+        }
+    }
+
+    /// The tonic service, with message limits that fit the largest batch.
+    pub fn into_server(self) -> broker_server::BrokerServer<Self> {
+        let limit = self.broker.storage_config().max_batch_bytes * 2 + (1 << 20);
+        broker_server::BrokerServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+}
+
+type FetchStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FetchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl broker_server::Broker for BrokerService {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::TopicInfo>, Status> {
+        let r = request.into_inner();
+        let topic =
+            self.broker
+                .create_topic(&r.name, r.partitions, r.retention.map(retention_from_pb))?;
+        Ok(Response::new(topic_to_pb(&topic)))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.broker.delete_topic(&request.into_inner().name)?;
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(
+        &self,
+        _: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let topics = self.broker.topics().iter().map(topic_to_pb).collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::TopicDescription>, Status> {
+        let (topic, partitions) = self.broker.describe(&request.into_inner().name)?;
+        let partitions = partitions
+            .into_iter()
+            .enumerate()
+            .map(|(i, subs)| pb::PartitionInfo {
+                partition: i as u32,
+                sub_logs: subs
+                    .into_iter()
+                    .map(|s| pb::SubLogInfo {
+                        origin: s.origin,
+                        start_offset: s.start_offset,
+                        end_offset: s.end_offset,
+                        bytes: s.bytes,
+                        segments: s.segments as u32,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::TopicDescription {
+            topic: Some(topic_to_pb(&topic)),
+            partitions,
+        }))
+    }
+
+    async fn produce(
+        &self,
+        request: Request<pb::ProduceRequest>,
+    ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let r = request.into_inner();
+        let records = r.records.into_iter().map(record_from_pb).collect();
+        let ids = self
+            .broker
+            .produce(&r.topic, records, partitioning_from_pb(r.partitioning))
+            .await?;
+        let ids = ids
+            .into_iter()
+            .map(|id| pb::RecordId {
+                partition: id.partition,
+                origin: id.origin,
+                offset: id.offset,
+            })
+            .collect();
+        Ok(Response::new(pb::ProduceResponse { ids }))
+    }
+
+    type FetchStream = FetchStream;
+
+    async fn fetch(
+        &self,
+        request: Request<pb::FetchRequest>,
+    ) -> Result<Response<Self::FetchStream>, Status> {
+        let r = request.into_inner();
+        let topic = self.broker.topic(&r.topic)?;
+        let n = topic.config.partitions;
+        let partitions: Vec<u32> = if r.partitions.is_empty() {
+            (0..n).collect()
+        } else {
+            r.partitions.clone()
+        };
+        let mut exact: BTreeMap<u32, _> =
+            partition_cursors_from_pb(r.cursors)?.into_iter().collect();
+        let start = start_from_pb(r.start);
+        let mut readers = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            let partition = self.broker.partition(&r.topic, p)?;
+            let cursor = match exact.remove(&p) {
+                Some(cursor) => cursor,
+                None => self.broker.start_cursor(&partition, start)?,
+            };
+            readers.push(PartitionReader::new(partition, cursor, r.tag.clone()));
+        }
+        if let Some((p, _)) = exact.into_iter().next() {
+            return Err(BrokerError::InvalidCursor {
+                reason: format!("cursor for partition {p}, which this fetch does not read"),
+            }
+            .into());
+        }
+        let max_bytes = if r.max_bytes == 0 {
+            DEFAULT_FETCH_BYTES
+        } else {
+            r.max_bytes as usize
+        };
+        let (tx, rx) = mpsc::channel(FETCH_BUFFER);
+        let shutdown = self.shutdown.clone();
+        self.tracker
+            .spawn(run_fetch(readers, tx, r.follow, max_bytes, shutdown));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn commit_cursor(
+        &self,
+        request: Request<pb::CommitCursorRequest>,
+    ) -> Result<Response<pb::CommitCursorResponse>, Status> {
+        let r = request.into_inner();
+        let cursors = partition_cursors_from_pb(r.cursors)?;
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.commit(&r.group, &r.topic, &cursors))
+            .await
+            .map_err(|e| Status::internal(format!("commit task failed: {e}")))??;
+        Ok(Response::new(pb::CommitCursorResponse {}))
+    }
+
+    async fn group_cursors(
+        &self,
+        request: Request<pb::GroupCursorsRequest>,
+    ) -> Result<Response<pb::GroupCursorsResponse>, Status> {
+        let r = request.into_inner();
+        let cursors = self.broker.group_cursors(&r.group, &r.topic)?;
+        Ok(Response::new(pb::GroupCursorsResponse {
+            cursors: cursors.iter().map(|(p, c)| cursor_to_pb(*p, c)).collect(),
+        }))
+    }
+}
+
+/// Drives one fetch stream: reads every partition in turn, sends what it found with the
+/// cursors after it, and (with `follow`) waits for new durable records when caught up.
+async fn run_fetch(
+    mut readers: Vec<PartitionReader>,
+    tx: mpsc::Sender<Result<pb::FetchResponse, Status>>,
+    follow: bool,
+    max_bytes: usize,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let read = tokio::task::spawn_blocking(move || {
+            let outcomes: Vec<_> = readers
+                .iter_mut()
+                .map(|r| (r.cursor().clone(), r.read(max_bytes)))
+                .collect();
+            (readers, outcomes)
+        })
+        .await;
+        let outcomes;
+        (readers, outcomes) = match read {
+            Ok(result) => result,
+            Err(e) => {
+                let _ = tx
+                    .send(Err(Status::internal(format!("fetch task failed: {e}"))))
+                    .await;
+                return;
+            }
+        };
+        let mut caught_up = true;
+        for (reader, (before, outcome)) in readers.iter().zip(outcomes) {
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            caught_up &= outcome.caught_up;
+            if outcome.records.is_empty() && reader.cursor() == &before {
+                continue;
+            }
+            let p = reader.partition().index();
+            let response = pb::FetchResponse {
+                records: outcome
+                    .records
+                    .into_iter()
+                    .map(|r| fetched_to_pb(p, r))
+                    .collect(),
+                cursors: vec![cursor_to_pb(p, reader.cursor())],
+                end_of_stream: false,
+            };
+            if tx.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+        if !caught_up {
+            continue;
+        }
+        if !follow {
+            let _ = tx
+                .send(Ok(pb::FetchResponse {
+                    end_of_stream: true,
+                    ..Default::default()
+                }))
+                .await;
+            return;
+        }
+        let waits = readers.iter_mut().map(|r| Box::pin(r.wait_for_data()));
+        tokio::select! {
+            (woken, _, _) = futures_util::future::select_all(waits) => {
+                if let Err(e) = woken {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => {
+                let _ = tx.send(Err(BrokerError::ShuttingDown.into())).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The one mapping from [`BrokerError`] to a gRPC [`Status`]. The message is the error's
+//! text (it names what was wrong); metadata `georouter-error-code` carries the stable code.
+
+use tonic::{Code, Status};
+
+use crate::error::BrokerError;
+
+pub const ERROR_CODE_KEY: &str = "georouter-error-code";
+
+pub fn to_status(error: BrokerError) -> Status {
+    let code = match &error {
+        BrokerError::UnknownTopic { .. } | BrokerError::TopicDeleted { .. } => Code::NotFound,
+        BrokerError::TopicExists { .. } => Code::AlreadyExists,
+        BrokerError::InvalidName { .. }
+        | BrokerError::InvalidPartitionCount { .. }
+        | BrokerError::UnknownPartition { .. }
+        | BrokerError::EmptyProduce { .. }
+        | BrokerError::InvalidCursor { .. }
+        | BrokerError::MalformedBatch(_) => Code::InvalidArgument,
+        BrokerError::RecordTooLarge { .. } | BrokerError::BatchTooLarge { .. } => {
+            Code::InvalidArgument
+        }
+        BrokerError::OwnOrigin { .. }
+        | BrokerError::OffsetGap { .. }
+        | BrokerError::OverlappingBatch { .. } => Code::FailedPrecondition,
+        BrokerError::CorruptBatch { .. } => Code::DataLoss,
+        BrokerError::Fenced { .. } | BrokerError::ShuttingDown => Code::Unavailable,
+        BrokerError::Io { .. } | BrokerError::Meta(_) => Code::Internal,
+    };
+    if code == Code::Internal || code == Code::DataLoss {
+        tracing::error!(error = %error, "request failed");
+    }
+    let mut status = Status::new(code, error.to_string());
+    status.metadata_mut().insert(
+        ERROR_CODE_KEY,
+        error.code().parse().expect("codes are ASCII"),
+    );
+    status
+}
+
+impl From<BrokerError> for Status {
+    fn from(error: BrokerError) -> Self {
+        to_status(error)
+    }
+}

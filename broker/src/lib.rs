@@ -1,0 +1,17 @@
+//! One region's broker: origin sub-log storage, metadata, consumer groups, and the gRPC
+//! client API. See ARCHITECTURE.md for the storage format and the guarantees.
+
+pub mod batch;
+pub mod broker;
+pub mod cursor;
+pub mod error;
+pub mod grpc;
+pub mod meta;
+pub mod names;
+pub mod record;
+pub mod storage;
+
+pub use broker::{Broker, BrokerConfig, Partitioning, StartPosition, Topic};
+pub use cursor::Cursor;
+pub use error::{BrokerError, Result};
+pub use record::{Record, RecordId, StoredRecord};

@@ -1,0 +1,70 @@
+//! An in-memory [`MetaStore`], for tests and embedded use.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{MetaError, MetaStore, TopicConfig};
+use crate::cursor::Cursor;
+
+#[derive(Default)]
+pub struct MemoryMetaStore {
+    topics: Mutex<BTreeMap<String, TopicConfig>>,
+    cursors: Mutex<BTreeMap<(String, String, u32), Cursor>>,
+}
+
+impl MetaStore for MemoryMetaStore {
+    fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError> {
+        self.topics
+            .lock()
+            .expect("lock")
+            .insert(topic.name.clone(), topic.clone());
+        Ok(())
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
+        self.topics.lock().expect("lock").remove(name);
+        self.cursors
+            .lock()
+            .expect("lock")
+            .retain(|(_, topic, _), _| topic != name);
+        Ok(())
+    }
+
+    fn topics(&self) -> Result<Vec<TopicConfig>, MetaError> {
+        Ok(self
+            .topics
+            .lock()
+            .expect("lock")
+            .values()
+            .cloned()
+            .collect())
+    }
+
+    fn put_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        cursor: &Cursor,
+    ) -> Result<(), MetaError> {
+        let key = (group.to_string(), topic.to_string(), partition);
+        self.cursors
+            .lock()
+            .expect("lock")
+            .insert(key, cursor.clone());
+        Ok(())
+    }
+
+    fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError> {
+        let cursors = self.cursors.lock().expect("lock");
+        Ok(cursors
+            .iter()
+            .filter(|((g, t, _), _)| g == group && t == topic)
+            .map(|((_, _, p), c)| (*p, c.clone()))
+            .collect())
+    }
+
+    fn flush(&self) -> Result<(), MetaError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! Region metadata: topics with their settings, and consumer-group cursors. Behind the
+//! [`MetaStore`] trait so that the engine (sled today) can change without touching callers.
+
+mod memory;
+mod sled_store;
+
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryMetaStore;
+pub use sled_store::SledMetaStore;
+
+use crate::cursor::Cursor;
+
+/// Metadata errors: I/O or corruption in the store (fatal for the request; the store may
+/// recover after a restart).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("metadata store: {0}")]
+    Store(#[from] sled::Error),
+    #[error("metadata entry '{key}' is unreadable: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Retention limits of a topic; 0 means unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub max_bytes: u64,
+    pub max_age_ms: u64,
+}
+
+/// A topic as the metadata store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    pub name: String,
+    pub partitions: u32,
+    pub retention: Retention,
+}
+
+pub trait MetaStore: Send + Sync + 'static {
+    fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError>;
+    /// Removes the topic and every group cursor of it.
+    fn delete_topic(&self, name: &str) -> Result<(), MetaError>;
+    fn topics(&self) -> Result<Vec<TopicConfig>, MetaError>;
+    fn put_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        cursor: &Cursor,
+    ) -> Result<(), MetaError>;
+    /// The group's cursors of a topic, by partition.
+    fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError>;
+    /// Makes every change so far durable.
+    fn flush(&self) -> Result<(), MetaError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn MetaStore) {
+        let topic = TopicConfig {
+            name: "orders".into(),
+            partitions: 3,
+            retention: Retention {
+                max_bytes: 10,
+                max_age_ms: 0,
+            },
+        };
+        store.put_topic(&topic).unwrap();
+        store
+            .put_topic(&TopicConfig {
+                name: "audit".into(),
+                ..topic.clone()
+            })
+            .unwrap();
+        let cursor: Cursor = [("eu", 4u64), ("us", 9)].into_iter().collect();
+        store.put_cursor("g", "orders", 2, &cursor).unwrap();
+        store
+            .put_cursor("g", "orders", 0, &Cursor::default())
+            .unwrap();
+        store.put_cursor("g2", "orders", 1, &cursor).unwrap();
+        store.put_cursor("g", "orders-x", 1, &cursor).unwrap();
+        assert_eq!(
+            store.cursors("g", "orders").unwrap(),
+            vec![(0, Cursor::default()), (2, cursor.clone())]
+        );
+        let names: Vec<_> = store
+            .topics()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert_eq!(names, vec!["audit", "orders"]);
+        store.delete_topic("orders").unwrap();
+        assert!(store.cursors("g", "orders").unwrap().is_empty());
+        assert_eq!(store.cursors("g", "orders-x").unwrap().len(), 1);
+        store.flush().unwrap();
+    }
+
+    #[test]
+    fn memory_store() {
+        exercise(&MemoryMetaStore::default());
+    }
+
+    #[test]
+    fn sled_store_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        exercise(&SledMetaStore::open(dir.path()).unwrap());
+        let reopened = SledMetaStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.topics().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,116 @@
+//! The sled [`MetaStore`]. Trees: `topics` (name -> JSON [`TopicConfig`]) and `cursors`
+//! (`group \0 topic \0 partition as u32 big-endian` -> JSON [`Cursor`]); names cannot hold
+//! `\0`, so prefixes never collide.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::{MetaError, MetaStore, TopicConfig};
+use crate::cursor::Cursor;
+
+pub struct SledMetaStore {
+    db: sled::Db,
+    topics: sled::Tree,
+    cursors: sled::Tree,
+}
+
+impl SledMetaStore {
+    pub fn open(dir: &Path) -> Result<Self, MetaError> {
+        let db = sled::Config::new().path(dir).open()?;
+        Ok(SledMetaStore {
+            topics: db.open_tree("topics")?,
+            cursors: db.open_tree("cursors")?,
+            db,
+        })
+    }
+}
+
+fn group_prefix(group: &str, topic: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group.len() + topic.len() + 2);
+    key.extend_from_slice(group.as_bytes());
+    key.push(0);
+    key.extend_from_slice(topic.as_bytes());
+    key.push(0);
+    key
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, MetaError> {
+    serde_json::from_slice(value).map_err(|source| MetaError::Decode {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("metadata types serialize")
+}
+
+impl MetaStore for SledMetaStore {
+    fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError> {
+        self.topics.insert(topic.name.as_bytes(), encode(topic))?;
+        Ok(())
+    }
+
+    fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
+        self.topics.remove(name.as_bytes())?;
+        let suffix = {
+            let mut s = vec![0];
+            s.extend_from_slice(name.as_bytes());
+            s.push(0);
+            s
+        };
+        for item in self.cursors.iter() {
+            let (key, _) = item?;
+            if key.len() >= suffix.len() + 4 && key[..key.len() - 4].ends_with(&suffix) {
+                self.cursors.remove(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn topics(&self) -> Result<Vec<TopicConfig>, MetaError> {
+        self.topics
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
+            })
+            .collect()
+    }
+
+    fn put_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        cursor: &Cursor,
+    ) -> Result<(), MetaError> {
+        let mut key = group_prefix(group, topic);
+        key.extend_from_slice(&partition.to_be_bytes());
+        self.cursors.insert(key, encode(cursor))?;
+        Ok(())
+    }
+
+    fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError> {
+        let prefix = group_prefix(group, topic);
+        self.cursors
+            .scan_prefix(&prefix)
+            .filter(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.len() == prefix.len() + 4)
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                let partition =
+                    u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
+                Ok((partition, decode(&key, &value)?))
+            })
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), MetaError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,275 @@
+//! The arrival index of a partition: the order in which batches of all its sub-logs
+//! arrived in this region. Reads merge the sub-logs in this order, so a consumer sees one
+//! stream, and can still resume from a vector cursor (per origin, entries only move
+//! forward, so "everything below the cursor" is well defined wherever a read starts).
+//!
+//! Files in the partition directory:
+//! - `origins`: one origin region id per line; an entry names its origin by line number.
+//! - `arrival.log`: 24-byte entries `u16 origin, u16 reserved (0), u64 base offset,
+//!   u64 last offset, u32 CRC-32C of the 20 bytes before it`, little-endian.
+//!
+//! The sub-logs are the truth; this index is fsynced in the same group commit as the data,
+//! so the order of acknowledged records is stable across a crash. On open it is reconciled
+//! with the recovered sub-logs: entries past a sub-log's end are dropped, batches a sub-log
+//! holds beyond the index's last entry for it are added.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{BrokerError, Result};
+
+const ENTRY_LEN: u64 = 24;
+
+/// One arrival: a batch of `origin` covering `[base, last]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub origin: u16,
+    pub base: u64,
+    pub last: u64,
+}
+
+#[derive(Debug)]
+pub struct ArrivalLog {
+    dir: PathBuf,
+    path: PathBuf,
+    file: Arc<File>,
+    origins: Vec<String>,
+    /// Entries still in memory; `entries[0]` has sequence number `first_seq`.
+    entries: VecDeque<Arrival>,
+    first_seq: u64,
+    /// Entries in the file, live or dropped.
+    file_entries: u64,
+    /// Per origin: `(last offset, sequence)` of its entries, in order.
+    by_origin: Vec<VecDeque<(u64, u64)>>,
+}
+
+impl ArrivalLog {
+    /// Opens the index, keeping the valid prefix of entries (a torn or corrupt entry ends it).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let origins_path = dir.join("origins");
+        let origins = match std::fs::read_to_string(&origins_path) {
+            Ok(text) => text
+                .lines()
+                .map(str::to_string)
+                .filter(|l| !l.is_empty())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(BrokerError::Io {
+                    action: "read origins",
+                    path: origins_path,
+                    source: e,
+                });
+            }
+        };
+        let path = dir.join("arrival.log");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(BrokerError::io("open arrival index", &path))?;
+        let raw = std::fs::read(&path).map_err(BrokerError::io("read arrival index", &path))?;
+        let mut log = ArrivalLog {
+            dir: dir.to_path_buf(),
+            path,
+            file: Arc::new(file),
+            by_origin: vec![VecDeque::new(); origins.len()],
+            origins,
+            entries: VecDeque::new(),
+            first_seq: 0,
+            file_entries: 0,
+        };
+        for chunk in raw.chunks_exact(ENTRY_LEN as usize) {
+            match decode(chunk) {
+                Some(entry) if usize::from(entry.origin) < log.origins.len() => {
+                    log.push_memory(entry);
+                }
+                _ => break,
+            }
+        }
+        log.file_entries = log.entries.len() as u64;
+        if log.file_entries * ENTRY_LEN != raw.len() as u64 {
+            let valid = log.file_entries * ENTRY_LEN;
+            tracing::warn!(path = %log.path.display(), valid_bytes = valid, cut_bytes = raw.len() as u64 - valid, "arrival index had a torn or corrupt tail; cut");
+            log.file
+                .set_len(valid)
+                .map_err(BrokerError::io("truncate arrival index", &log.path))?;
+        }
+        Ok(log)
+    }
+
+    pub fn origins(&self) -> &[String] {
+        &self.origins
+    }
+
+    /// The number for `origin`, registering it (durably) the first time.
+    pub fn origin_id(&mut self, origin: &str) -> Result<u16> {
+        if let Some(i) = self.origins.iter().position(|o| o == origin) {
+            return Ok(i as u16);
+        }
+        let path = self.dir.join("origins");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(BrokerError::io("open origins", &path))?;
+        file.write_all(format!("{origin}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(BrokerError::io("write origins", &path))?;
+        super::sublog::sync_dir(&self.dir)?;
+        self.origins.push(origin.to_string());
+        self.by_origin.push(VecDeque::new());
+        Ok((self.origins.len() - 1) as u16)
+    }
+
+    /// Records an arrival (page cache; fsynced by the group commit). Returns its sequence.
+    pub fn append(&mut self, entry: Arrival) -> Result<u64> {
+        let buf = encode(&entry);
+        self.file
+            .write_all_at(&buf, self.file_entries * ENTRY_LEN)
+            .map_err(BrokerError::io("write arrival index", &self.path))?;
+        self.file_entries += 1;
+        Ok(self.push_memory(entry))
+    }
+
+    fn push_memory(&mut self, entry: Arrival) -> u64 {
+        let seq = self.end_seq();
+        self.entries.push_back(entry);
+        self.by_origin[usize::from(entry.origin)].push_back((entry.last, seq));
+        seq
+    }
+
+    /// The sequence the next entry gets.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    pub fn get(&self, seq: u64) -> Option<Arrival> {
+        let i = seq.checked_sub(self.first_seq)?;
+        self.entries.get(i as usize).copied()
+    }
+
+    /// The sequence of the first entry of `origin` holding an offset at or past `offset`.
+    pub fn first_seq_reaching(&self, origin: u16, offset: u64) -> Option<u64> {
+        let list = self.by_origin.get(usize::from(origin))?;
+        let i = list.partition_point(|&(last, _)| last < offset);
+        list.get(i).map(|&(_, seq)| seq)
+    }
+
+    /// The last offset the index holds for `origin`.
+    pub fn last_offset(&self, origin: u16) -> Option<u64> {
+        self.by_origin
+            .get(usize::from(origin))?
+            .back()
+            .map(|&(last, _)| last)
+    }
+
+    /// Drops, from the front, entries whose batches retention removed (`start_of(origin)`
+    /// gives each sub-log's first held offset).
+    pub fn trim_front(&mut self, start_of: impl Fn(u16) -> u64) {
+        while let Some(front) = self.entries.front().copied() {
+            if front.last >= start_of(front.origin) {
+                break;
+            }
+            self.entries.pop_front();
+            self.by_origin[usize::from(front.origin)].pop_front();
+            self.first_seq += 1;
+        }
+    }
+
+    /// Keeps only the entries accepted by `keep`, in order, and rewrites the file (recovery,
+    /// before any reader exists: sequences restart).
+    pub fn rewrite(&mut self, keep: impl FnMut(&Arrival) -> bool) -> Result<()> {
+        let kept: Vec<Arrival> = self.entries.iter().copied().filter(keep).collect();
+        self.replace(kept)
+    }
+
+    /// Rewrites the file with the live entries when the dropped prefix is large.
+    pub fn compact_if_worthwhile(&mut self) -> Result<()> {
+        let dead = self.file_entries - self.entries.len() as u64;
+        if dead < 65_536 || dead < self.file_entries / 2 {
+            return Ok(());
+        }
+        let first_seq = self.first_seq;
+        let live: Vec<Arrival> = self.entries.iter().copied().collect();
+        self.replace(live)?;
+        self.first_seq = first_seq;
+        for list in &mut self.by_origin {
+            for (_, seq) in list.iter_mut() {
+                *seq += first_seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `entries` as the whole index (temporary file, fsync, rename, fsync directory).
+    fn replace(&mut self, entries: Vec<Arrival>) -> Result<()> {
+        let tmp = self.dir.join("arrival.log.tmp");
+        let mut buf = Vec::with_capacity(entries.len() * ENTRY_LEN as usize);
+        for entry in &entries {
+            buf.extend_from_slice(&encode(entry));
+        }
+        std::fs::write(&tmp, &buf)
+            .and_then(|()| File::open(&tmp)?.sync_all())
+            .map_err(BrokerError::io("write arrival index", &tmp))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(BrokerError::io("replace arrival index", &self.path))?;
+        super::sublog::sync_dir(&self.dir)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map_err(BrokerError::io("open arrival index", &self.path))?;
+        self.file = Arc::new(file);
+        self.entries.clear();
+        self.first_seq = 0;
+        self.by_origin.iter_mut().for_each(VecDeque::clear);
+        for entry in entries {
+            self.push_memory(entry);
+        }
+        self.file_entries = self.entries.len() as u64;
+        Ok(())
+    }
+
+    /// The descriptor for a group commit's fsync.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn encode(entry: &Arrival) -> [u8; ENTRY_LEN as usize] {
+    let mut buf = [0u8; ENTRY_LEN as usize];
+    buf[0..2].copy_from_slice(&entry.origin.to_le_bytes());
+    buf[4..12].copy_from_slice(&entry.base.to_le_bytes());
+    buf[12..20].copy_from_slice(&entry.last.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[0..20]);
+    buf[20..24].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+fn decode(buf: &[u8]) -> Option<Arrival> {
+    let crc = u32::from_le_bytes(buf[20..24].try_into().ok()?);
+    if crc != crc32c::crc32c(&buf[0..20]) || buf[2..4] != [0, 0] {
+        return None;
+    }
+    let entry = Arrival {
+        origin: u16::from_le_bytes(buf[0..2].try_into().ok()?),
+        base: u64::from_le_bytes(buf[4..12].try_into().ok()?),
+        last: u64::from_le_bytes(buf[12..20].try_into().ok()?),
+    };
+    (entry.base <= entry.last).then_some(entry)
+}

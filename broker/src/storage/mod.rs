@@ -1,0 +1,15 @@
+//! Storage of one region: origin sub-logs of segmented, CRC-checked record batches, and the
+//! per-partition arrival index that merges them. See ARCHITECTURE.md for the on-disk layout.
+
+pub mod arrival;
+pub mod config;
+pub mod index;
+pub mod partition;
+pub mod reader;
+pub mod segment;
+pub mod sublog;
+
+pub use config::StorageConfig;
+pub use partition::{GapPolicy, Partition, ReplicatedAppend, SubLogInfo};
+pub use reader::{PartitionReader, ReadOutcome};
+pub use segment::Truncation;

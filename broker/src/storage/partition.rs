@@ -1,0 +1,461 @@
+//! A partition in this region: its origin sub-logs (`logs/<origin>/`), the arrival index
+//! that orders them, and the group commit that makes appends durable.
+//!
+//! Durability: an append writes its batch and arrival entry to the page cache under the
+//! partition lock, then waits for the group commit. One waiter at a time fsyncs every file
+//! written since the last fsync, then raises the durable watermark (an arrival sequence)
+//! past every append that was written before the fsync began: appends that arrive together
+//! share one fsync. Readers never see past the watermark, so nothing served can vanish in a
+//! crash. A failed write or fsync fences the partition: every later append fails until the
+//! node restarts and recovers it from disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::arrival::{Arrival, ArrivalLog};
+use super::config::StorageConfig;
+use super::segment::{SegmentFile, Truncation};
+use super::sublog::{SubLog, sync_dir};
+use crate::batch::{Batch, BatchHeader, PendingBatch};
+use crate::error::{BrokerError, Result};
+use crate::names;
+
+/// What `append_replicated` did with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicatedAppend {
+    /// Stored, covering `[base, last]`.
+    Appended { base: u64, last: u64 },
+    /// Every offset of the batch was already held; nothing was written.
+    AlreadyHeld,
+}
+
+/// Whether `append_replicated` may accept a batch that starts past the sub-log's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GapPolicy {
+    /// A gap is loss: refuse it.
+    Refuse,
+    /// The gap is intended (records filtered out by a task, or a start past the origin's
+    /// beginning).
+    Allow,
+}
+
+/// One origin sub-log's extent, for describe and for positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubLogInfo {
+    pub origin: String,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub bytes: u64,
+    pub segments: usize,
+}
+
+const OPEN: u8 = 0;
+const DELETED: u8 = 1;
+const SHUT_DOWN: u8 = 2;
+
+pub struct Partition {
+    topic: String,
+    index: u32,
+    dir: PathBuf,
+    local_origin: String,
+    config: Arc<StorageConfig>,
+    inner: Mutex<Inner>,
+    /// Held by the one waiter that runs the group commit's fsync.
+    sync_lock: tokio::sync::Mutex<()>,
+    /// Arrival sequence below which everything is durable.
+    durable: watch::Sender<u64>,
+    state: AtomicU8,
+}
+
+struct Inner {
+    /// Indexed like `arrival.origins()`.
+    sublogs: Vec<SubLog>,
+    arrival: ArrivalLog,
+    /// Segment files written since the last fsync.
+    dirty: Vec<Arc<SegmentFile>>,
+    fenced: Option<String>,
+}
+
+impl Partition {
+    /// Opens the partition at `dir`, recovering every sub-log and reconciling the arrival
+    /// index with them. Returns what recovery cut.
+    pub fn open(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        local_origin: &str,
+        config: Arc<StorageConfig>,
+    ) -> Result<(Self, Vec<Truncation>)> {
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(BrokerError::io("create partition directory", &logs))?;
+        sync_dir(&dir)?;
+        let mut arrival = ArrivalLog::open(&dir)?;
+        for entry in std::fs::read_dir(&logs).map_err(BrokerError::io("list partition", &logs))? {
+            let entry = entry.map_err(BrokerError::io("list partition", &logs))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if names::validate("region", name).is_ok() {
+                    arrival.origin_id(name)?;
+                }
+            }
+        }
+        let mut sublogs = Vec::new();
+        let mut truncations = Vec::new();
+        for origin in arrival.origins().to_vec() {
+            let (sublog, cut) = SubLog::open(logs.join(&origin), origin, &config)?;
+            truncations.extend(cut);
+            sublogs.push(sublog);
+        }
+        reconcile(&mut arrival, &sublogs, &config)?;
+        arrival
+            .file()
+            .sync_data()
+            .map_err(BrokerError::io("fsync arrival index", arrival.path()))?;
+        let durable = watch::Sender::new(arrival.end_seq());
+        let partition = Partition {
+            topic: topic.to_string(),
+            index,
+            dir,
+            local_origin: local_origin.to_string(),
+            config,
+            inner: Mutex::new(Inner {
+                sublogs,
+                arrival,
+                dirty: Vec::new(),
+                fenced: None,
+            }),
+            sync_lock: tokio::sync::Mutex::new(()),
+            durable,
+            state: AtomicU8::new(OPEN),
+        };
+        Ok((partition, truncations))
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the files inconsistent (recovery
+        // handles any prefix), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match self.state.load(Ordering::Acquire) {
+            OPEN => Ok(()),
+            DELETED => Err(BrokerError::TopicDeleted {
+                topic: self.topic.clone(),
+            }),
+            _ => Err(BrokerError::ShuttingDown),
+        }
+    }
+
+    fn fenced(&self, reason: String) -> BrokerError {
+        BrokerError::Fenced {
+            topic: self.topic.clone(),
+            partition: self.index,
+            reason,
+        }
+    }
+
+    /// Appends records produced in this region at the local origin's next offsets, and
+    /// returns `(first, last)` offset once they are durable. The caller checked sizes.
+    pub async fn append_local(&self, pending: PendingBatch) -> Result<(u64, u64)> {
+        self.check_open()?;
+        let (base, last, seq) = {
+            let mut inner = self.lock();
+            let origin = self.sublog_for(&mut inner, &self.local_origin.clone())?;
+            let base = inner.sublogs[origin].next_offset();
+            let bytes = pending.seal(base);
+            let header =
+                BatchHeader::parse(&bytes, usize::MAX).map_err(BrokerError::MalformedBatch)?;
+            let seq = self.write(&mut inner, origin, &bytes, &header)?;
+            (base, header.last_offset(), seq)
+        };
+        self.wait_durable(seq + 1).await?;
+        Ok((base, last))
+    }
+
+    /// Appends a batch replicated from `origin`, keeping its offsets. Idempotent: a batch
+    /// whose offsets are all held is skipped. A batch starting past the end is refused unless
+    /// `gap` allows it; one that overlaps the end is refused. Returns once durable.
+    pub async fn append_replicated(
+        &self,
+        origin: &str,
+        bytes: Bytes,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedAppend> {
+        self.check_open()?;
+        names::validate("region", origin)?;
+        if origin == self.local_origin {
+            return Err(BrokerError::OwnOrigin {
+                origin: origin.to_string(),
+            });
+        }
+        let batch = Batch::from_bytes(bytes, self.config.max_stored_batch())
+            .map_err(BrokerError::MalformedBatch)?;
+        let header = *batch.header();
+        let (outcome, wait_for) = {
+            let mut inner = self.lock();
+            let id = self.sublog_for(&mut inner, origin)?;
+            let expected = inner.sublogs[id].next_offset();
+            if header.last_offset() < expected {
+                // Held, perhaps not yet durable: wait for everything written so far.
+                (ReplicatedAppend::AlreadyHeld, inner.arrival.end_seq())
+            } else if header.base_offset < expected {
+                return Err(BrokerError::OverlappingBatch {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    origin: origin.to_string(),
+                    expected,
+                    base: header.base_offset,
+                    last: header.last_offset(),
+                });
+            } else if header.base_offset > expected && gap == GapPolicy::Refuse {
+                return Err(BrokerError::OffsetGap {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    origin: origin.to_string(),
+                    expected,
+                    base: header.base_offset,
+                });
+            } else {
+                let seq = self.write(&mut inner, id, batch.bytes(), &header)?;
+                let outcome = ReplicatedAppend::Appended {
+                    base: header.base_offset,
+                    last: header.last_offset(),
+                };
+                (outcome, seq + 1)
+            }
+        };
+        self.wait_durable(wait_for).await?;
+        Ok(outcome)
+    }
+
+    /// The sub-log index of `origin`, creating the sub-log on its first batch.
+    fn sublog_for(&self, inner: &mut Inner, origin: &str) -> Result<usize> {
+        if let Some(i) = inner.arrival.origins().iter().position(|o| o == origin) {
+            return Ok(i);
+        }
+        if let Some(reason) = &inner.fenced {
+            return Err(self.fenced(reason.clone()));
+        }
+        let dir = self.dir.join("logs").join(origin);
+        let (sublog, _) = SubLog::open(dir, origin.to_string(), &self.config)?;
+        sync_dir(&self.dir.join("logs"))?;
+        let id = inner.arrival.origin_id(origin)?;
+        debug_assert_eq!(usize::from(id), inner.sublogs.len());
+        inner.sublogs.push(sublog);
+        Ok(usize::from(id))
+    }
+
+    /// Writes a verified batch and its arrival entry (page cache). Any failure fences.
+    fn write(
+        &self,
+        inner: &mut Inner,
+        origin: usize,
+        bytes: &[u8],
+        header: &BatchHeader,
+    ) -> Result<u64> {
+        if let Some(reason) = &inner.fenced {
+            return Err(self.fenced(reason.clone()));
+        }
+        let written = inner.sublogs[origin]
+            .append(bytes, header, &self.config)
+            .and_then(|file| {
+                if !inner.dirty.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                    inner.dirty.push(file);
+                }
+                let entry = Arrival {
+                    origin: origin as u16,
+                    base: header.base_offset,
+                    last: header.last_offset(),
+                };
+                inner.arrival.append(entry)
+            });
+        written.map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "write failed; partition fenced");
+            inner.fenced = Some(e.to_string());
+            e
+        })
+    }
+
+    /// Waits until the arrival sequence `target` (exclusive) is durable, running the group
+    /// commit's fsync if no one else is.
+    async fn wait_durable(&self, target: u64) -> Result<()> {
+        loop {
+            if *self.durable.borrow() >= target {
+                return Ok(());
+            }
+            let _commit = self.sync_lock.lock().await;
+            if *self.durable.borrow() >= target {
+                return Ok(());
+            }
+            let (files, arrival, upto) = {
+                let mut inner = self.lock();
+                if let Some(reason) = &inner.fenced {
+                    return Err(self.fenced(reason.clone()));
+                }
+                (
+                    std::mem::take(&mut inner.dirty),
+                    inner.arrival.file().clone(),
+                    inner.arrival.end_seq(),
+                )
+            };
+            let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                for file in &files {
+                    file.file().sync_data()?;
+                }
+                arrival.sync_data()
+            })
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+            if let Err(e) = synced {
+                let reason = format!("fsync failed: {e}");
+                tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition fenced");
+                self.lock().fenced = Some(reason.clone());
+                return Err(self.fenced(reason));
+            }
+            self.durable.send_replace(upto.max(*self.durable.borrow()));
+        }
+    }
+
+    /// Every sub-log's extent.
+    pub fn sub_logs(&self) -> Vec<SubLogInfo> {
+        let inner = self.lock();
+        inner
+            .sublogs
+            .iter()
+            .map(|s| SubLogInfo {
+                origin: s.origin().to_string(),
+                start_offset: s.start_offset(),
+                end_offset: s.next_offset(),
+                bytes: s.bytes(),
+                segments: s.segment_count(),
+            })
+            .collect()
+    }
+
+    /// Removes segments past the retention limits (0 = unlimited) and the arrival entries
+    /// that pointed into them. Returns how many segments went.
+    pub fn apply_retention(&self, max_bytes: u64, max_age_ms: u64, now_ms: i64) -> Result<usize> {
+        let mut inner = self.lock();
+        let mut removed = 0;
+        for sublog in &mut inner.sublogs {
+            removed += sublog.apply_retention(max_bytes, max_age_ms, now_ms)?;
+        }
+        if removed > 0 {
+            let starts: Vec<u64> = inner.sublogs.iter().map(SubLog::start_offset).collect();
+            inner
+                .arrival
+                .trim_front(|origin| starts[usize::from(origin)]);
+            inner.arrival.compact_if_worthwhile()?;
+        }
+        Ok(removed)
+    }
+
+    /// Makes everything durable and refuses further appends (shutdown).
+    pub async fn shut_down(&self) -> Result<()> {
+        self.close(SHUT_DOWN);
+        let _commit = self.sync_lock.lock().await;
+        let inner = self.lock();
+        for sublog in &inner.sublogs {
+            sublog.sync()?;
+        }
+        inner
+            .arrival
+            .file()
+            .sync_data()
+            .map_err(BrokerError::io("fsync arrival index", inner.arrival.path()))?;
+        self.durable
+            .send_replace(inner.arrival.end_seq().max(*self.durable.borrow()));
+        Ok(())
+    }
+
+    /// Marks the partition deleted: appends fail, waiting readers wake and end.
+    pub fn mark_deleted(&self) {
+        self.close(DELETED);
+    }
+
+    fn close(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+        self.durable.send_modify(|_| {});
+    }
+
+    pub(crate) fn subscribe_durable(&self) -> watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub(crate) fn with_inner<T>(&self, f: impl FnOnce(&ArrivalLog, &[SubLog]) -> T) -> T {
+        let inner = self.lock();
+        f(&inner.arrival, &inner.sublogs)
+    }
+
+    pub(crate) fn is_open(&self) -> Result<()> {
+        self.check_open()
+    }
+}
+
+/// Makes the arrival index agree with the recovered sub-logs: drops entries that point
+/// past a sub-log's end, before its start or out of order, then adds entries for batches
+/// a sub-log holds past the index's last entry for it (in sub-log order).
+fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog], config: &StorageConfig) -> Result<()> {
+    let mut previous: Vec<Option<u64>> = vec![None; sublogs.len()];
+    let keep: Vec<bool> = (arrival.first_seq()..arrival.end_seq())
+        .map(|seq| {
+            let entry = arrival.get(seq).expect("sequence in range");
+            let sublog = &sublogs[usize::from(entry.origin)];
+            let prev = &mut previous[usize::from(entry.origin)];
+            let ok = entry.last < sublog.next_offset()
+                && entry.last >= sublog.start_offset()
+                && prev.is_none_or(|p| entry.base > p);
+            if ok {
+                *prev = Some(entry.last);
+            }
+            ok
+        })
+        .collect();
+    let dropped = keep.iter().filter(|k| !**k).count();
+    if dropped > 0 {
+        let mut flags = keep.into_iter();
+        arrival.rewrite(|_| flags.next().unwrap_or(false))?;
+        tracing::warn!(path = %arrival.path().display(), dropped, "arrival index held entries the sub-logs do not; dropped");
+    }
+    let mut added = 0usize;
+    for (id, sublog) in sublogs.iter().enumerate() {
+        let from = arrival
+            .last_offset(id as u16)
+            .map_or(sublog.start_offset(), |last| last + 1);
+        for header in sublog.headers_from(from, config)? {
+            arrival.append(Arrival {
+                origin: id as u16,
+                base: header.base_offset,
+                last: header.last_offset(),
+            })?;
+            added += 1;
+        }
+    }
+    if added > 0 {
+        tracing::info!(path = %arrival.path().display(), added, "arrival index completed from the sub-logs");
+    }
+    Ok(())
+}

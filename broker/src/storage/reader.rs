@@ -1,0 +1,212 @@
+//! Reading a partition as one stream: its sub-logs merged in arrival order, from a vector
+//! cursor, never past the durable watermark.
+//!
+//! Per origin, arrival entries only move forward, so a record `(origin, offset)` has been
+//! consumed exactly when `offset < cursor[origin]`. A read starts at the earliest arrival
+//! entry that still holds an unconsumed record of some origin and skips consumed records,
+//! so the same cursor gives the same next record in every region that holds it (with
+//! records of different origins in that region's own arrival order).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::partition::Partition;
+use super::segment::SegmentFile;
+use crate::cursor::Cursor;
+use crate::error::{BrokerError, Result};
+use crate::record::StoredRecord;
+
+/// Entries planned per read call; bounds the time the partition lock is held.
+const MAX_ENTRIES_PER_READ: usize = 512;
+
+/// The result of one read call.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub records: Vec<StoredRecord>,
+    /// Everything durable at the time of the call was read.
+    pub caught_up: bool,
+}
+
+/// Where the next batch of an origin starts, to skip the index lookup on sequential reads.
+struct Hint {
+    file: Arc<SegmentFile>,
+    position: u64,
+    next_offset: u64,
+}
+
+struct Planned {
+    seq: u64,
+    origin: String,
+    target: u64,
+    last: u64,
+    location: Option<super::sublog::Location>,
+}
+
+pub struct PartitionReader {
+    partition: Arc<Partition>,
+    cursor: Cursor,
+    tag: Option<String>,
+    next_seq: Option<u64>,
+    durable: watch::Receiver<u64>,
+    hints: HashMap<String, Hint>,
+}
+
+impl PartitionReader {
+    /// A reader from `cursor` (an origin missing from it is read from its start), delivering
+    /// only records with tag `tag` when one is given.
+    pub fn new(partition: Arc<Partition>, cursor: Cursor, tag: Option<String>) -> Self {
+        let durable = partition.subscribe_durable();
+        PartitionReader {
+            partition,
+            cursor,
+            tag,
+            next_seq: None,
+            durable,
+            hints: HashMap::new(),
+        }
+    }
+
+    /// The position after everything read (or skipped by the tag filter) so far.
+    pub fn cursor(&self) -> &Cursor {
+        &self.cursor
+    }
+
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+
+    /// Reads durable records past the cursor until about `max_bytes` of batches were read.
+    /// Blocking file I/O (page cache reads).
+    pub fn read(&mut self, max_bytes: usize) -> Result<ReadOutcome> {
+        self.partition.is_open()?;
+        let durable = *self.durable.borrow_and_update();
+        let (plan, scanned_to) = self.plan(durable);
+        let max_len = self.partition.config().max_stored_batch();
+        let mut outcome = ReadOutcome::default();
+        let mut bytes = 0usize;
+        let mut next_seq = scanned_to;
+        for item in &plan {
+            if bytes >= max_bytes {
+                next_seq = item.seq;
+                break;
+            }
+            let Some(location) = &item.location else {
+                // Removed by retention while the cursor pointed into it: move past it.
+                self.cursor.advance(&item.origin, item.last);
+                continue;
+            };
+            let mut position = match self.hints.get(&item.origin) {
+                Some(h) if Arc::ptr_eq(&h.file, &location.file) && h.next_offset == item.target => {
+                    h.position
+                }
+                _ => location.position,
+            };
+            let batch = loop {
+                let batch = location.file.read_batch(position, max_len)?;
+                position += batch.header().total_len as u64;
+                if batch.header().base_offset > item.target {
+                    return Err(BrokerError::CorruptBatch {
+                        path: location.file.path.clone(),
+                        position,
+                        source: crate::batch::BatchFormatError::Record {
+                            index: 0,
+                            reason: format!(
+                                "offset {} not found where the index points",
+                                item.target
+                            ),
+                        },
+                    });
+                }
+                if batch.header().last_offset() >= item.target {
+                    break batch;
+                }
+            };
+            bytes += batch.header().total_len;
+            let from = self.cursor.next_offset(&item.origin);
+            for (offset, record) in batch.records() {
+                if offset >= from
+                    && self
+                        .tag
+                        .as_ref()
+                        .is_none_or(|t| record.tag.as_ref() == Some(t))
+                {
+                    outcome.records.push(StoredRecord {
+                        origin: item.origin.clone(),
+                        offset,
+                        record,
+                    });
+                }
+            }
+            self.cursor
+                .advance(&item.origin, batch.header().last_offset());
+            let next_offset = batch.header().last_offset() + 1;
+            self.hints.insert(
+                item.origin.clone(),
+                Hint {
+                    file: location.file.clone(),
+                    position,
+                    next_offset,
+                },
+            );
+        }
+        self.next_seq = Some(next_seq);
+        outcome.caught_up = next_seq >= durable;
+        Ok(outcome)
+    }
+
+    /// Looks up, under the partition lock, where the next entries' batches are.
+    fn plan(&self, durable: u64) -> (Vec<Planned>, u64) {
+        let cursor = &self.cursor;
+        let next_seq = self.next_seq;
+        self.partition.with_inner(|arrival, sublogs| {
+            let mut seq = next_seq
+                .unwrap_or_else(|| {
+                    sublogs
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(id, s)| {
+                            arrival.first_seq_reaching(id as u16, cursor.next_offset(s.origin()))
+                        })
+                        .min()
+                        .unwrap_or_else(|| arrival.end_seq())
+                })
+                .max(arrival.first_seq());
+            let mut plan = Vec::new();
+            while seq < durable && plan.len() < MAX_ENTRIES_PER_READ {
+                let Some(entry) = arrival.get(seq) else { break };
+                let sublog = &sublogs[usize::from(entry.origin)];
+                let next = cursor.next_offset(sublog.origin());
+                if entry.last >= next {
+                    let target = entry.base.max(next);
+                    plan.push(Planned {
+                        seq,
+                        origin: sublog.origin().to_string(),
+                        target,
+                        last: entry.last,
+                        location: sublog.locate(target),
+                    });
+                }
+                seq += 1;
+            }
+            (plan, seq)
+        })
+    }
+
+    /// Waits until records past what was read are durable, or the partition closes.
+    pub async fn wait_for_data(&mut self) -> Result<()> {
+        loop {
+            self.partition.is_open()?;
+            let Some(next_seq) = self.next_seq else {
+                return Ok(());
+            };
+            if *self.durable.borrow_and_update() > next_seq {
+                return Ok(());
+            }
+            if self.durable.changed().await.is_err() {
+                return Err(BrokerError::ShuttingDown);
+            }
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! One segment of a sub-log: `<base offset, 20 digits>.log`, a run of batches (see
+//! [`crate::batch`]) starting at `base`, with its sparse indexes beside it.
+//!
+//! Invariant: every byte before `size` is a whole, CRC-valid batch, and batch offsets
+//! strictly increase. Recovery ([`Segment::open`]) re-establishes it by cutting the file at
+//! the first batch that is torn, fails its CRC or breaks the order.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::config::StorageConfig;
+use super::index::{IndexEntry, SegmentIndex};
+use crate::batch::{Batch, BatchFormatError, BatchHeader, HEADER_LEN};
+use crate::error::{BrokerError, Result};
+
+/// The file of a segment, shared with readers. Readers keep it alive (and readable) even
+/// after retention removed the segment from its sub-log.
+#[derive(Debug)]
+pub struct SegmentFile {
+    pub base: u64,
+    pub path: PathBuf,
+    file: File,
+}
+
+impl SegmentFile {
+    /// Reads and verifies the batch that starts at `position`.
+    pub fn read_batch(&self, position: u64, max_len: usize) -> Result<Batch> {
+        let corrupt = |source| BrokerError::CorruptBatch {
+            path: self.path.clone(),
+            position,
+            source,
+        };
+        let mut head = [0u8; HEADER_LEN];
+        self.file
+            .read_exact_at(&mut head, position)
+            .map_err(BrokerError::io("read segment", &self.path))?;
+        let header = BatchHeader::parse(&head, max_len).map_err(corrupt)?;
+        let mut buf = vec![0u8; header.total_len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .map_err(BrokerError::io("read segment", &self.path))?;
+        Batch::from_bytes(Bytes::from(buf), max_len).map_err(corrupt)
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(BrokerError::io("fsync segment", &self.path))
+    }
+
+    /// The descriptor for a group commit's fsync.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// What recovery cut from a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Truncation {
+    pub path: PathBuf,
+    pub valid_bytes: u64,
+    pub cut_bytes: u64,
+    pub reason: String,
+}
+
+/// A segment as its sub-log owns it.
+#[derive(Debug)]
+pub struct Segment {
+    file: Arc<SegmentFile>,
+    index: SegmentIndex,
+    size: u64,
+    first_offset: Option<u64>,
+    next_offset: u64,
+    max_timestamp_ms: i64,
+    bytes_since_index: u64,
+    created: Instant,
+}
+
+pub fn log_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+/// The base offset named by a segment file name, if it is one.
+pub fn parse_log_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+impl Segment {
+    /// Creates an empty segment.
+    pub fn create(dir: &Path, base: u64) -> Result<Self> {
+        let path = log_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(BrokerError::io("create segment", &path))?;
+        let (mut index, _) = SegmentIndex::open(&path, 0)?;
+        index.clear()?;
+        Ok(Segment {
+            file: Arc::new(SegmentFile { base, path, file }),
+            index,
+            size: 0,
+            first_offset: None,
+            next_offset: base,
+            max_timestamp_ms: 0,
+            bytes_since_index: 0,
+            created: Instant::now(),
+        })
+    }
+
+    /// Opens a segment and recovers its tail. With `verify_all`, every batch is read and
+    /// checked (the active segment); otherwise, when the index is consistent, only the
+    /// batches from the last index entry on are (a sealed segment, fsynced when sealed).
+    pub fn open(
+        dir: &Path,
+        base: u64,
+        config: &StorageConfig,
+        verify_all: bool,
+    ) -> Result<(Self, Option<Truncation>)> {
+        let path = log_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(BrokerError::io("open segment", &path))?;
+        let file_len = file
+            .metadata()
+            .map_err(BrokerError::io("stat segment", &path))?
+            .len();
+        let (index, loaded) = SegmentIndex::open(&path, file_len)?;
+        let mut segment = Segment {
+            file: Arc::new(SegmentFile { base, path, file }),
+            index,
+            size: 0,
+            first_offset: None,
+            next_offset: base,
+            max_timestamp_ms: 0,
+            bytes_since_index: 0,
+            created: Instant::now(),
+        };
+        let resume = match segment.index.entries().last().copied() {
+            Some(last) if loaded && !verify_all => Some(last),
+            _ => None,
+        };
+        let start = match resume {
+            Some(last) => {
+                let first = segment.file.read_batch(0, config.max_stored_batch())?;
+                segment.first_offset = Some(first.header().base_offset);
+                segment.max_timestamp_ms = last.max_timestamp_ms;
+                // The batch at the last entry must be past every earlier one.
+                segment.next_offset = base + u64::from(last.relative_offset);
+                u64::from(last.position)
+            }
+            None => {
+                segment.index.clear()?;
+                0
+            }
+        };
+        let truncation = segment.scan_from(start, file_len, resume.is_some(), config)?;
+        Ok((segment, truncation))
+    }
+
+    /// Reads batches from `start` to `file_len`, taking each into the segment's state, and
+    /// cuts the file at the first one that is not valid.
+    fn scan_from(
+        &mut self,
+        start: u64,
+        file_len: u64,
+        first_indexed: bool,
+        config: &StorageConfig,
+    ) -> Result<Option<Truncation>> {
+        let path = self.file.path.clone();
+        let file = self.file.clone();
+        let mut reader = BufReader::with_capacity(1 << 20, &file.file);
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(BrokerError::io("seek segment", &path))?;
+        let mut position = start;
+        let mut first = first_indexed;
+        let mut problem = None;
+        while position < file_len {
+            match read_next(&mut reader, file_len - position, config.max_stored_batch()) {
+                Ok(batch) => {
+                    let header = *batch.header();
+                    if header.base_offset < self.next_offset {
+                        problem = Some(format!(
+                            "batch at offset {} does not follow offset {}",
+                            header.base_offset,
+                            self.next_offset.saturating_sub(1)
+                        ));
+                        break;
+                    }
+                    if header.last_offset() - self.file.base > u64::from(u32::MAX) {
+                        problem = Some(format!(
+                            "batch offset {} is out of this segment's range",
+                            header.last_offset()
+                        ));
+                        break;
+                    }
+                    self.take_batch(position, &header, first, config)?;
+                    first = false;
+                    position += header.total_len as u64;
+                }
+                Err(reason) => {
+                    problem = Some(reason);
+                    break;
+                }
+            }
+        }
+        let Some(reason) = problem else {
+            return Ok(None);
+        };
+        let cut = file_len - position;
+        self.file
+            .file
+            .set_len(position)
+            .map_err(BrokerError::io("truncate segment", &path))?;
+        self.file.sync()?;
+        self.index.truncate_to_log(position)?;
+        tracing::warn!(path = %path.display(), valid_bytes = position, cut_bytes = cut, %reason, "recovery cut a torn or corrupt segment tail");
+        Ok(Some(Truncation {
+            path,
+            valid_bytes: position,
+            cut_bytes: cut,
+            reason,
+        }))
+    }
+
+    /// Updates size, offsets and indexes for a batch written (or found) at `position`.
+    fn take_batch(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+        already_indexed: bool,
+        config: &StorageConfig,
+    ) -> Result<()> {
+        self.max_timestamp_ms = self.max_timestamp_ms.max(header.max_timestamp_ms);
+        if already_indexed {
+            self.bytes_since_index = 0;
+        } else if self.index.entries().is_empty()
+            || self.bytes_since_index >= config.index_interval_bytes
+        {
+            self.index.push(IndexEntry {
+                relative_offset: (header.base_offset - self.file.base) as u32,
+                position: position as u32,
+                max_timestamp_ms: self.max_timestamp_ms,
+            })?;
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.total_len as u64;
+        self.size = position + header.total_len as u64;
+        self.first_offset.get_or_insert(header.base_offset);
+        self.next_offset = header.last_offset() + 1;
+        Ok(())
+    }
+
+    /// Appends a verified batch at the end of the file (page cache; the caller fsyncs).
+    pub fn append(
+        &mut self,
+        bytes: &[u8],
+        header: &BatchHeader,
+        config: &StorageConfig,
+    ) -> Result<()> {
+        let position = self.size;
+        if let Err(source) = self.file.file.write_all_at(bytes, position) {
+            return Err(BrokerError::Io {
+                action: "write segment",
+                path: self.file.path.clone(),
+                source,
+            });
+        }
+        self.take_batch(position, header, false, config)
+    }
+
+    /// Whether a batch covering `[base, last]` of `len` bytes fits this segment.
+    pub fn fits(&self, base: u64, last: u64, len: usize, config: &StorageConfig) -> bool {
+        if self.size == 0 {
+            return base >= self.file.base && last - self.file.base <= u64::from(u32::MAX);
+        }
+        self.size + len as u64 <= config.segment_bytes
+            && self.created.elapsed() < config.segment_age
+            && last - self.file.base <= u64::from(u32::MAX)
+            && self.size + len as u64 <= u64::from(u32::MAX)
+    }
+
+    pub fn file(&self) -> &Arc<SegmentFile> {
+        &self.file
+    }
+
+    pub fn base(&self) -> u64 {
+        self.file.base
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub fn first_offset(&self) -> Option<u64> {
+        self.first_offset
+    }
+
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    pub fn max_timestamp_ms(&self) -> i64 {
+        self.max_timestamp_ms
+    }
+
+    /// Position to scan from for the batch holding `offset` (which must be in range).
+    pub fn position_for_offset(&self, offset: u64) -> u64 {
+        let relative = offset
+            .saturating_sub(self.file.base)
+            .min(u64::from(u32::MAX)) as u32;
+        u64::from(self.index.position_for_offset(relative))
+    }
+
+    /// Position to scan from for the first record at or after `timestamp_ms`.
+    pub fn position_for_timestamp(&self, timestamp_ms: i64) -> u64 {
+        u64::from(self.index.position_for_timestamp(timestamp_ms))
+    }
+
+    /// Makes the segment and its indexes durable (when it is sealed, and on shutdown).
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync()?;
+        self.index.sync()
+    }
+
+    /// Deletes the files; readers holding the [`SegmentFile`] can finish.
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_file(&self.file.path)
+            .map_err(BrokerError::io("remove segment", &self.file.path))?;
+        self.index.remove_files()
+    }
+}
+
+/// Reads one batch from the reader, `remaining` bytes being left in the file.
+fn read_next(
+    reader: &mut impl Read,
+    remaining: u64,
+    max_len: usize,
+) -> std::result::Result<Batch, String> {
+    let mut head = [0u8; HEADER_LEN];
+    if remaining < HEADER_LEN as u64 {
+        return Err(format!("torn batch header: {remaining} bytes left"));
+    }
+    reader
+        .read_exact(&mut head)
+        .map_err(|e| format!("read failed: {e}"))?;
+    let header = BatchHeader::parse(&head, max_len).map_err(|e| e.to_string())?;
+    if header.total_len as u64 > remaining {
+        return Err(format!(
+            "torn batch: needs {} bytes, {remaining} left",
+            header.total_len
+        ));
+    }
+    let mut buf = vec![0u8; header.total_len];
+    buf[..HEADER_LEN].copy_from_slice(&head);
+    reader
+        .read_exact(&mut buf[HEADER_LEN..])
+        .map_err(|e| format!("read failed: {e}"))?;
+    Batch::from_bytes(Bytes::from(buf), max_len).map_err(|e: BatchFormatError| e.to_string())
+}

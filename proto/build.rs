@@ -1,0 +1,19 @@
+//! Generates the gRPC client and server code from `georouter/v1/*.proto`.
+//! `$PROTOC` wins when set; otherwise the vendored protoc binary is used, so a fresh
+//! machine needs nothing installed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=georouter/v1/broker.proto");
+    println!("cargo:rerun-if-env-changed=PROTOC");
+    if std::env::var_os("PROTOC").is_none() {
+        let protoc = protoc_bin_vendored::protoc_bin_path()?;
+        // tonic-prost-build reads the protoc path from `$PROTOC`. `set_var` is unsafe in
+        // edition 2024 because of other threads; a build script has none at this point.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("PROTOC", protoc);
+        }
+    }
+    tonic_prost_build::configure().compile_protos(&["georouter/v1/broker.proto"], &["."])?;
+    Ok(())
+}

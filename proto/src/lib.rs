@@ -1,0 +1,9 @@
+//! The public wire types of georouter's client API: the gRPC service `georouter.v1.Broker`
+//! generated from `georouter/v1/broker.proto`. The `.proto` file is the contract; these
+//! types stay at the edges (the gRPC service and the client library).
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod v1 {
+    tonic::include_proto!("georouter.v1");
+}
