@@ -331,7 +331,8 @@ impl Partition {
                 self.lock().fenced = Some(reason.clone());
                 return Err(self.fenced(reason));
             }
-            self.durable.send_replace(upto.max(*self.durable.borrow()));
+            self.durable
+                .send_modify(|durable| *durable = (*durable).max(upto));
         }
     }
 
@@ -382,8 +383,9 @@ impl Partition {
             .file()
             .sync_data()
             .map_err(BrokerError::io("fsync arrival index", inner.arrival.path()))?;
+        let end = inner.arrival.end_seq();
         self.durable
-            .send_replace(inner.arrival.end_seq().max(*self.durable.borrow()));
+            .send_modify(|durable| *durable = (*durable).max(end));
         Ok(())
     }
 

@@ -1,0 +1,548 @@
+//! A property test of one partition against a simple in-memory model: random sequences of
+//! local appends, replicated appends from two remote origins (in order, with intended gaps,
+//! refused gaps, duplicates and overlaps), retention by size, reopen (after shut_down or
+//! after a plain drop) and reads from random vector cursors.
+//!
+//! The model keeps, in arrival order, every batch still held: `(origin, base, last,
+//! records)`. Retention is the only operation allowed to remove data; the model then drops
+//! exactly the batches below the sub-log's new start offset, and the expected set of removed
+//! segment files is computed from the files' sizes before the call.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use broker::batch::PendingBatch;
+use broker::storage::{GapPolicy, Partition, PartitionReader, ReplicatedAppend, StorageConfig};
+use broker::{BrokerError, Cursor, Record, StoredRecord};
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use common::{LOCAL, TOPIC, segment_files};
+
+const ORIGINS: [&str; 3] = [LOCAL, "r1", "r2"];
+
+#[derive(Clone, Debug)]
+struct RecSpec {
+    key: Option<Vec<u8>>,
+    tag: Option<&'static str>,
+    body: Vec<u8>,
+    timestamp_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Local(Vec<RecSpec>),
+    /// A batch of `origin` (1 or 2) starting `gap` past its end; `None` slots were filtered
+    /// out (a gap inside the batch).
+    Replicated {
+        origin: usize,
+        gap: u64,
+        refuse_gap: bool,
+        slots: Vec<Option<RecSpec>>,
+    },
+    /// Sends again a batch already sent for `origin`.
+    Duplicate {
+        origin: usize,
+        pick: usize,
+    },
+    /// Sends a batch that starts below the end and ends past it.
+    Overlap {
+        origin: usize,
+    },
+    Retention {
+        max_bytes: u64,
+    },
+    Reopen {
+        graceful: bool,
+    },
+    /// Per origin `None` (absent from the cursor) or a seed for an offset in `0..=end + 1`.
+    Read {
+        cursor: Vec<Option<u64>>,
+        max_bytes: usize,
+    },
+}
+
+fn rec_spec() -> impl Strategy<Value = RecSpec> {
+    (
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..4)),
+        proptest::option::of(prop_oneof![Just("a"), Just("b")]),
+        proptest::collection::vec(any::<u8>(), 0..40),
+        1_000i64..2_000,
+    )
+        .prop_map(|(key, tag, body, timestamp_ms)| RecSpec {
+            key,
+            tag,
+            body,
+            timestamp_ms,
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(rec_spec(), 1..5).prop_map(Op::Local),
+        6 => (
+            1usize..3,
+            prop_oneof![4 => Just(0u64), 1 => 1u64..4],
+            any::<bool>(),
+            proptest::collection::vec(
+                prop_oneof![4 => rec_spec().prop_map(Some), 1 => Just(None)],
+                1..5
+            ),
+        )
+            .prop_map(|(origin, gap, refuse_gap, slots)| Op::Replicated {
+                origin,
+                gap,
+                refuse_gap,
+                slots,
+            }),
+        2 => (1usize..3, any::<usize>()).prop_map(|(origin, pick)| Op::Duplicate { origin, pick }),
+        1 => (1usize..3).prop_map(|origin| Op::Overlap { origin }),
+        2 => (1u64..2_500).prop_map(|max_bytes| Op::Retention { max_bytes }),
+        1 => any::<bool>().prop_map(|graceful| Op::Reopen { graceful }),
+        3 => (
+            proptest::collection::vec(proptest::option::of(any::<u64>()), 3),
+            prop_oneof![Just(1usize), 1usize..600, Just(1 << 20)],
+        )
+            .prop_map(|(cursor, max_bytes)| Op::Read { cursor, max_bytes }),
+    ]
+}
+
+fn to_record(spec: &RecSpec) -> Record {
+    Record {
+        key: spec.key.clone().map(Bytes::from),
+        tag: spec.tag.map(str::to_string),
+        properties: Default::default(),
+        body: Bytes::from(spec.body.clone()),
+        timestamp_ms: spec.timestamp_ms,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ModelBatch {
+    origin: usize,
+    base: u64,
+    last: u64,
+    records: Vec<(u64, Record)>,
+}
+
+#[derive(Default)]
+struct Model {
+    /// Held batches in arrival order.
+    batches: Vec<ModelBatch>,
+    next: [u64; 3],
+    /// Replicated batches sent per origin (for duplicates).
+    sent: [Vec<Bytes>; 3],
+    largest_batch: u64,
+}
+
+impl Model {
+    fn start(&self, origin: usize) -> u64 {
+        self.batches
+            .iter()
+            .find(|b| b.origin == origin)
+            .map_or(self.next[origin], |b| b.base)
+    }
+
+    /// Every held record in arrival order.
+    fn merged(&self) -> Vec<StoredRecord> {
+        self.batches
+            .iter()
+            .flat_map(|b| {
+                b.records.iter().map(|(offset, record)| StoredRecord {
+                    origin: ORIGINS[b.origin].to_string(),
+                    offset: *offset,
+                    record: record.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn push(&mut self, batch: ModelBatch, tail: &mut Vec<StoredRecord>) {
+        tail.extend(batch.records.iter().map(|(offset, record)| StoredRecord {
+            origin: ORIGINS[batch.origin].to_string(),
+            offset: *offset,
+            record: record.clone(),
+        }));
+        self.next[batch.origin] = batch.last + 1;
+        self.batches.push(batch);
+    }
+}
+
+fn origin_index(name: &str) -> usize {
+    ORIGINS
+        .iter()
+        .position(|o| *o == name)
+        .unwrap_or_else(|| panic!("unexpected origin {name}"))
+}
+
+/// Reads until caught up, `max_bytes` per call.
+fn read_until_caught_up(reader: &mut PartitionReader, max_bytes: usize) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    for _ in 0..100_000 {
+        let outcome = reader.read(max_bytes).expect("read");
+        out.extend(outcome.records);
+        if outcome.caught_up {
+            return out;
+        }
+    }
+    panic!("reader never caught up");
+}
+
+fn short(records: &[StoredRecord]) -> Vec<(String, u64)> {
+    records
+        .iter()
+        .map(|r| (r.origin.clone(), r.offset))
+        .collect()
+}
+
+/// Compares the partition with the model: extents, a full read, and the files.
+fn check_state(partition: &Arc<Partition>, dir: &Path, model: &Model, segment_bytes: u64) {
+    let infos = partition.sub_logs();
+    for info in &infos {
+        origin_index(&info.origin);
+    }
+    for (i, origin) in ORIGINS.iter().enumerate() {
+        let (start, end) = infos
+            .iter()
+            .find(|s| s.origin == *origin)
+            .map_or((0, 0), |s| (s.start_offset, s.end_offset));
+        assert_eq!(end, model.next[i], "end offset of {origin}");
+        assert_eq!(start, model.start(i), "start offset of {origin}");
+        // Sealed segments respect the size limit (a single batch larger than it is alone).
+        let files = segment_files(dir, origin);
+        if files.len() > 1 {
+            for (base, size) in &files[..files.len() - 1] {
+                assert!(
+                    *size <= segment_bytes.max(model.largest_batch),
+                    "sealed segment {base} of {origin} is {size} bytes"
+                );
+            }
+        }
+        if let Some(info) = infos.iter().find(|s| s.origin == *origin) {
+            assert_eq!(info.segments, files.len(), "segment count of {origin}");
+            assert_eq!(
+                info.bytes,
+                files.iter().map(|(_, size)| size).sum::<u64>(),
+                "bytes of {origin}"
+            );
+        }
+    }
+    let expected = model.merged();
+    let (all, cursor) = common::read_all_from(partition, Cursor::default(), None, 1 << 20);
+    assert_eq!(short(&all), short(&expected), "full read order");
+    assert_eq!(all, expected, "full read contents");
+    for (i, origin) in ORIGINS.iter().enumerate() {
+        if model.batches.iter().any(|b| b.origin == i) {
+            assert_eq!(
+                cursor.next_offset(origin),
+                model.next[i],
+                "cursor of {origin}"
+            );
+        }
+    }
+}
+
+fn run(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_async(segment_bytes, index_interval_bytes, ops));
+}
+
+async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let dir = temp.path().join("p0");
+    let config = Arc::new(StorageConfig {
+        segment_bytes,
+        index_interval_bytes,
+        ..StorageConfig::default()
+    });
+    let open = || {
+        let (partition, cut) =
+            Partition::open(dir.clone(), TOPIC, 0, LOCAL, config.clone()).expect("open");
+        assert!(cut.is_empty(), "recovery cut intact data: {cut:?}");
+        Arc::new(partition)
+    };
+    let mut partition = open();
+    let mut model = Model::default();
+    // A reader that follows the partition from its open, catching up after every operation.
+    let mut tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut tail_read: Vec<StoredRecord> = Vec::new();
+    let mut tail_expected: Vec<StoredRecord> = Vec::new();
+
+    for op in ops {
+        match op {
+            Op::Local(specs) => {
+                let records: Vec<Record> = specs.iter().map(to_record).collect();
+                let pending = PendingBatch::consecutive(&records);
+                model.largest_batch = model.largest_batch.max(pending.len() as u64);
+                let base = model.next[0];
+                let (first, last) = partition.append_local(pending).await.expect("append_local");
+                let expected_last = base + records.len() as u64 - 1;
+                assert_eq!((first, last), (base, expected_last), "local offsets");
+                let records = records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (base + i as u64, r))
+                    .collect();
+                model.push(
+                    ModelBatch {
+                        origin: 0,
+                        base,
+                        last,
+                        records,
+                    },
+                    &mut tail_expected,
+                );
+            }
+            Op::Replicated {
+                origin,
+                gap,
+                refuse_gap,
+                slots,
+            } => {
+                let records: Vec<(u32, Record)> = slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, to_record(s))))
+                    .collect();
+                let last_delta = slots.len() as u32 - 1;
+                let base = model.next[origin] + gap;
+                let bytes =
+                    PendingBatch::covering(last_delta, records.iter().map(|(d, r)| (*d, r)))
+                        .seal(base);
+                model.largest_batch = model.largest_batch.max(bytes.len() as u64);
+                let policy = if refuse_gap {
+                    GapPolicy::Refuse
+                } else {
+                    GapPolicy::Allow
+                };
+                let result = partition
+                    .append_replicated(ORIGINS[origin], bytes.clone(), policy)
+                    .await;
+                if gap > 0 && refuse_gap {
+                    match result {
+                        Err(BrokerError::OffsetGap {
+                            expected,
+                            base: b,
+                            origin: o,
+                            ..
+                        }) => {
+                            assert_eq!((expected, b), (model.next[origin], base));
+                            assert_eq!(o, ORIGINS[origin]);
+                        }
+                        other => panic!("gap with Refuse: {other:?}"),
+                    }
+                } else {
+                    let last = base + u64::from(last_delta);
+                    assert_eq!(
+                        result.expect("append_replicated"),
+                        ReplicatedAppend::Appended { base, last }
+                    );
+                    model.sent[origin].push(bytes);
+                    let records = records
+                        .into_iter()
+                        .map(|(d, r)| (base + u64::from(d), r))
+                        .collect();
+                    model.push(
+                        ModelBatch {
+                            origin,
+                            base,
+                            last,
+                            records,
+                        },
+                        &mut tail_expected,
+                    );
+                }
+            }
+            Op::Duplicate { origin, pick } => {
+                let sent = &model.sent[origin];
+                if sent.is_empty() {
+                    continue;
+                }
+                let bytes = sent[pick % sent.len()].clone();
+                for policy in [GapPolicy::Refuse, GapPolicy::Allow] {
+                    let result = partition
+                        .append_replicated(ORIGINS[origin], bytes.clone(), policy)
+                        .await;
+                    assert_eq!(result.expect("duplicate"), ReplicatedAppend::AlreadyHeld);
+                }
+            }
+            Op::Overlap { origin } => {
+                let next = model.next[origin];
+                if next == 0 {
+                    continue;
+                }
+                let records = [
+                    common::record("overlap-1", 1),
+                    common::record("overlap-2", 2),
+                ];
+                let bytes = PendingBatch::consecutive(&records).seal(next - 1);
+                let result = partition
+                    .append_replicated(ORIGINS[origin], bytes, GapPolicy::Allow)
+                    .await;
+                match result {
+                    Err(BrokerError::OverlappingBatch {
+                        expected,
+                        base,
+                        last,
+                        ..
+                    }) => assert_eq!((expected, base, last), (next, next - 1, next)),
+                    other => panic!("overlapping batch: {other:?}"),
+                }
+            }
+            Op::Retention { max_bytes } => {
+                let before: Vec<Vec<(u64, u64)>> =
+                    ORIGINS.iter().map(|o| segment_files(&dir, o)).collect();
+                let starts_before: Vec<u64> = (0..3).map(|i| model.start(i)).collect();
+                // Oldest first while over the limit; the active segment always stays.
+                let expected_kept: Vec<Vec<(u64, u64)>> = before
+                    .iter()
+                    .map(|files| {
+                        let mut kept = files.clone();
+                        while kept.len() > 1 && kept.iter().map(|(_, s)| s).sum::<u64>() > max_bytes
+                        {
+                            kept.remove(0);
+                        }
+                        kept
+                    })
+                    .collect();
+                let expected_removed: usize = before
+                    .iter()
+                    .zip(&expected_kept)
+                    .map(|(b, k)| b.len() - k.len())
+                    .sum();
+                let removed = partition
+                    .apply_retention(max_bytes, 0, 10_000)
+                    .expect("retention");
+                assert_eq!(removed, expected_removed, "segments removed");
+                let infos = partition.sub_logs();
+                for (i, origin) in ORIGINS.iter().enumerate() {
+                    assert_eq!(
+                        segment_files(&dir, origin),
+                        expected_kept[i],
+                        "files of {origin}"
+                    );
+                    let Some(info) = infos.iter().find(|s| s.origin == *origin) else {
+                        continue;
+                    };
+                    assert!(info.start_offset >= starts_before[i], "start moved back");
+                    // Whole batches below the new start went; nothing at or past it.
+                    model
+                        .batches
+                        .retain(|b| b.origin != i || b.last >= info.start_offset);
+                    assert_eq!(
+                        info.start_offset,
+                        model.start(i),
+                        "start of {origin} is not a batch boundary"
+                    );
+                    if let Some(&(first_kept, _)) = expected_kept[i].first() {
+                        assert!(info.start_offset >= first_kept, "start below first segment");
+                    }
+                }
+                // Index files of removed segments are gone too.
+                for origin in ORIGINS {
+                    let sub = common::sublog_dir(&dir, origin);
+                    let Ok(entries) = std::fs::read_dir(&sub) else {
+                        continue;
+                    };
+                    let logs = segment_files(&dir, origin);
+                    for entry in entries {
+                        let name = entry
+                            .expect("entry")
+                            .file_name()
+                            .into_string()
+                            .expect("utf8");
+                        let stem = name.split('.').next().expect("stem");
+                        let base: u64 = stem.parse().expect("numeric file name");
+                        assert!(
+                            logs.iter().any(|(b, _)| *b == base),
+                            "orphan file {name} in {origin}"
+                        );
+                    }
+                }
+            }
+            Op::Reopen { graceful } => {
+                drop(tail);
+                if graceful {
+                    partition.shut_down().await.expect("shut_down");
+                    let refused = partition
+                        .append_local(PendingBatch::consecutive(&[common::record("late", 1)]))
+                        .await;
+                    assert!(
+                        matches!(refused, Err(BrokerError::ShuttingDown)),
+                        "append after shut_down: {refused:?}"
+                    );
+                }
+                assert_eq!(Arc::strong_count(&partition), 1, "partition still shared");
+                drop(partition);
+                partition = open();
+                tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                tail_read.clear();
+                tail_expected = model.merged();
+            }
+            Op::Read { cursor, max_bytes } => {
+                let cursor: Cursor = ORIGINS
+                    .iter()
+                    .zip(&cursor)
+                    .enumerate()
+                    .filter_map(|(i, (origin, seed))| {
+                        seed.map(|s| (origin.to_string(), s % (model.next[i] + 2)))
+                    })
+                    .collect();
+                let (got, after) =
+                    common::read_all_from(&partition, cursor.clone(), None, max_bytes);
+                let expected: Vec<StoredRecord> = model
+                    .merged()
+                    .into_iter()
+                    .filter(|r| r.offset >= cursor.next_offset(&r.origin))
+                    .collect();
+                assert_eq!(short(&got), short(&expected), "read from {cursor:?}");
+                assert_eq!(got, expected, "read contents from {cursor:?}");
+                for (i, origin) in ORIGINS.iter().enumerate() {
+                    let from = cursor.next_offset(origin);
+                    let want = if model
+                        .batches
+                        .iter()
+                        .any(|b| b.origin == i && b.last >= from)
+                    {
+                        model.next[i]
+                    } else {
+                        from
+                    };
+                    assert_eq!(
+                        after.next_offset(origin),
+                        want,
+                        "cursor of {origin} after read"
+                    );
+                }
+            }
+        }
+        tail_read.extend(read_until_caught_up(&mut tail, 300));
+        assert_eq!(short(&tail_read), short(&tail_expected), "tailing reader");
+        assert_eq!(tail_read, tail_expected, "tailing reader contents");
+        check_state(&partition, &dir, &model, segment_bytes);
+    }
+    drop(tail);
+    partition.shut_down().await.expect("final shut_down");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn partition_matches_model(
+        segment_bytes in 150u64..1_500,
+        index_interval_bytes in prop_oneof![Just(1u64), 32u64..256],
+        ops in proptest::collection::vec(op(), 1..40),
+    ) {
+        run(segment_bytes, index_interval_bytes, ops);
+    }
+}

@@ -1,0 +1,196 @@
+//! `georouter bench produce`: produce throughput and acknowledgement latency (fsync
+//! included) against a running broker (`--broker`) or an embedded one (`--embedded`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use client::{Partitioning, pb};
+use hdrhistogram::Histogram;
+
+use super::BrokerArg;
+use super::produce::generated_body;
+use crate::config::{ListenSection, NodeConfig, RegionSection};
+use crate::node::Node;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Produce throughput and ack latency.
+    Produce(ProduceBench),
+}
+
+#[derive(clap::Args)]
+pub struct ProduceBench {
+    /// Start a broker in this process (temporary data dir) instead of using --broker.
+    #[arg(long)]
+    embedded: bool,
+    /// Records to produce in all.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Records per produce request.
+    #[arg(long, default_value_t = 100)]
+    batch: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Target records per second in all (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    broker: BrokerArg,
+}
+
+pub async fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Produce(args) => produce(args).await,
+    }
+}
+
+async fn produce(args: ProduceBench) -> Result<()> {
+    anyhow::ensure!(
+        args.batch > 0 && args.concurrency > 0 && args.records > 0,
+        "--records, --batch and --concurrency must be positive"
+    );
+    let temp = tempfile::tempdir()?;
+    let node = if args.embedded {
+        Some(start_embedded(temp.path()).await?)
+    } else {
+        None
+    };
+    let address = node
+        .as_ref()
+        .map_or(args.broker.broker.clone(), |n| n.bound.grpc.to_string());
+    let client = client::Client::connect(&address).await?;
+    let topic = format!("bench-{}", std::process::id());
+    client
+        .create_topic(&topic, args.partitions, None)
+        .await
+        .context("creating the benchmark topic")?;
+
+    let requests = args.records.div_ceil(args.batch);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..args.concurrency {
+        let (client, topic, next) = (client.clone(), topic.clone(), next.clone());
+        let (size, batch, records, rate, partitions) = (
+            args.size,
+            args.batch,
+            args.records,
+            args.rate,
+            args.partitions,
+        );
+        workers.spawn(async move {
+            let mut latency =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return Ok::<_, anyhow::Error>(latency);
+                }
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64((i * batch) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let first = i * batch;
+                let n = batch.min(records - first);
+                let body = generated_body(first, size);
+                let batch_records = (0..n)
+                    .map(|_| pb::Record {
+                        body: body.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let sent = Instant::now();
+                client
+                    .produce(
+                        &topic,
+                        batch_records,
+                        Partitioning::Partition((i % u64::from(partitions)) as u32),
+                    )
+                    .await?;
+                latency.record(sent.elapsed().as_micros().max(1) as u64)?;
+            }
+        });
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    while let Some(joined) = workers.join_next().await {
+        latency.add(joined??)?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let records_per_s = args.records as f64 / elapsed;
+    let mb_per_s = records_per_s * args.size as f64 / 1e6;
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "produce: {} records of {} B, batch {}, concurrency {}, {} partitions{}{}",
+        args.records,
+        args.size,
+        args.batch,
+        args.concurrency,
+        args.partitions,
+        if args.rate > 0 {
+            format!(", paced at {} records/s", args.rate)
+        } else {
+            String::new()
+        },
+        if args.embedded {
+            ", embedded broker"
+        } else {
+            ""
+        },
+    );
+    println!(
+        "  throughput  {records_per_s:>12.0} records/s  {mb_per_s:>8.1} MB/s  ({elapsed:.2} s)"
+    );
+    println!(
+        "  ack latency p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} requests)",
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        latency.max() as f64 / 1000.0,
+        latency.len()
+    );
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "records": args.records, "size": args.size, "batch": args.batch, "concurrency": args.concurrency,
+            "rate": args.rate, "records_per_s": records_per_s, "mb_per_s": mb_per_s,
+            "ack_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    client.delete_topic(&topic).await.ok();
+    if let Some(node) = node {
+        node.shut_down().await?;
+    }
+    Ok(())
+}
+
+async fn start_embedded(dir: &std::path::Path) -> Result<Node> {
+    let any = "127.0.0.1:0".parse()?;
+    let config = NodeConfig {
+        region: RegionSection {
+            id: "bench".into(),
+            data_dir: dir.to_path_buf(),
+        },
+        listen: ListenSection {
+            grpc: any,
+            replication: any,
+            console: any,
+        },
+        storage: Default::default(),
+        retention: Default::default(),
+    };
+    Node::start(config).await
+}

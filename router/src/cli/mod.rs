@@ -1,0 +1,97 @@
+//! Command-line interface. The command forms are a contract for scripts; see README.md.
+
+mod bench;
+mod consume;
+mod produce;
+mod serve;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "georouter",
+    version,
+    about = "A geo-replicating message router"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the client commands connect.
+#[derive(clap::Args, Clone)]
+pub struct BrokerArg {
+    /// The region broker's gRPC address.
+    #[arg(
+        long,
+        env = "GEOROUTER_BROKER",
+        default_value = "127.0.0.1:7100",
+        global = true
+    )]
+    broker: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one region node.
+    Serve(serve::ServeArgs),
+    /// Manage topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce records: one per stdin line, or generated with --count and --size.
+    Produce(produce::ProduceArgs),
+    /// Consume records.
+    Consume(consume::ConsumeArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Topic(command) => topic::run(command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the level (info for serve, warn otherwise).
+fn init_tracing(serving: bool) {
+    let default = if serving { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn connect(broker: &BrokerArg) -> anyhow::Result<client::Client> {
+    Ok(client::Client::connect(&broker.broker).await?)
+}

@@ -1,0 +1,6 @@
+//! The georouter node and CLI: the composition root that wires broker, replicator,
+//! topology and console together. No business logic lives here.
+
+pub mod cli;
+pub mod config;
+pub mod node;

@@ -1,0 +1,223 @@
+//! A region node: binds its listeners, opens the broker, serves gRPC and the console, runs
+//! retention, and shuts down in a fixed order. Listeners are bound here and handed to the
+//! services, so tests can use port 0 and read the bound addresses back.
+//!
+//! Shutdown order (each step bounded by [`STEP_DEADLINE`]):
+//! 1. readiness off, fetch streams cancelled, the gRPC server stops accepting and finishes
+//!    in-flight requests (produce calls complete and are acknowledged);
+//! 2. every partition is fsynced and closed to appends;
+//! 3. metadata is flushed; 4. the console stops; 5. the runtime file is removed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use broker::meta::SledMetaStore;
+use broker::{Broker, BrokerConfig};
+use console_api::Health;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::NodeConfig;
+
+pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The addresses a node actually bound.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub replication: SocketAddr,
+    pub console: SocketAddr,
+}
+
+pub struct Node {
+    pub config: NodeConfig,
+    pub bound: Bound,
+    pub broker: Arc<Broker>,
+    health: Health,
+    fetches: CancellationToken,
+    fetch_tasks: TaskTracker,
+    grpc_stop: CancellationToken,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    console_stop: CancellationToken,
+    console: JoinHandle<std::io::Result<()>>,
+    background_stop: CancellationToken,
+    background: TaskTracker,
+    /// Held until the replication service (QUIC) takes it over.
+    _replication_socket: UdpSocket,
+}
+
+impl Node {
+    /// Starts a node and writes `<data_dir>/runtime/effective.toml` once it serves.
+    pub async fn start(config: NodeConfig) -> Result<Self> {
+        let data_dir = config.region.data_dir.clone();
+        let runtime_file = NodeConfig::runtime_file(&data_dir);
+        match std::fs::remove_file(&runtime_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("removing stale {}", runtime_file.display()));
+            }
+        }
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+
+        let grpc_listener = TcpListener::bind(config.listen.grpc)
+            .await
+            .with_context(|| format!("binding [listen] grpc {}", config.listen.grpc))?;
+        let replication_socket = UdpSocket::bind(config.listen.replication)
+            .await
+            .with_context(|| {
+                format!("binding [listen] replication {}", config.listen.replication)
+            })?;
+        let console_listener = TcpListener::bind(config.listen.console)
+            .await
+            .with_context(|| format!("binding [listen] console {}", config.listen.console))?;
+        let bound = Bound {
+            grpc: grpc_listener.local_addr()?,
+            replication: replication_socket.local_addr()?,
+            console: console_listener.local_addr()?,
+        };
+
+        let meta_dir = data_dir.join("meta");
+        let meta = tokio::task::spawn_blocking(move || SledMetaStore::open(&meta_dir))
+            .await?
+            .context("opening metadata")?;
+        let broker_config = BrokerConfig {
+            region: config.region.id.clone(),
+            data_dir: data_dir.clone(),
+            storage: config.storage_config(),
+            default_retention: broker::meta::Retention {
+                max_bytes: config.retention.max_bytes,
+                max_age_ms: config.retention.max_age_ms,
+            },
+        };
+        let broker =
+            tokio::task::spawn_blocking(move || Broker::open(broker_config, Arc::new(meta)))
+                .await?
+                .context("opening the broker")?;
+        for cut in broker.recovery_report() {
+            tracing::warn!(path = %cut.path.display(), valid_bytes = cut.valid_bytes, cut_bytes = cut.cut_bytes, reason = %cut.reason, "recovered segment");
+        }
+        let broker = Arc::new(broker);
+
+        let health = Health::default();
+        let console_stop = CancellationToken::new();
+        let console = tokio::spawn(console_api::serve(
+            console_listener,
+            health.clone(),
+            console_stop.clone(),
+        ));
+
+        let fetches = CancellationToken::new();
+        let fetch_tasks = TaskTracker::new();
+        let service =
+            broker::grpc::BrokerService::new(broker.clone(), fetch_tasks.clone(), fetches.clone())
+                .into_server();
+        let grpc_stop = CancellationToken::new();
+        let stop = grpc_stop.clone();
+        let grpc = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                    stop.cancelled_owned(),
+                ),
+        );
+
+        let background_stop = CancellationToken::new();
+        let background = TaskTracker::new();
+        background.spawn(retention_loop(
+            broker.clone(),
+            Duration::from_millis(config.retention.check_interval_ms),
+            background_stop.clone(),
+        ));
+
+        write_runtime_file(&config, &bound)?;
+        health.set_ready(true);
+        tracing::info!(region = %config.region.id, grpc = %bound.grpc, replication = %bound.replication, console = %bound.console, "node ready");
+        Ok(Node {
+            config,
+            bound,
+            broker,
+            health,
+            fetches,
+            fetch_tasks,
+            grpc_stop,
+            grpc,
+            console_stop,
+            console,
+            background_stop,
+            background,
+            _replication_socket: replication_socket,
+        })
+    }
+
+    /// Shuts down in the documented order.
+    pub async fn shut_down(self) -> Result<()> {
+        tracing::info!(region = %self.config.region.id, "shutting down");
+        self.health.set_ready(false);
+        self.fetches.cancel();
+        self.fetch_tasks.close();
+        self.grpc_stop.cancel();
+        self.background_stop.cancel();
+        self.background.close();
+        match tokio::time::timeout(STEP_DEADLINE, self.grpc).await {
+            Ok(joined) => joined?.context("gRPC server")?,
+            Err(_) => {
+                tracing::warn!("gRPC server did not finish in-flight requests within the deadline")
+            }
+        }
+        let _ = tokio::time::timeout(STEP_DEADLINE, self.fetch_tasks.wait()).await;
+        let _ = tokio::time::timeout(STEP_DEADLINE, self.background.wait()).await;
+        tokio::time::timeout(STEP_DEADLINE, self.broker.shut_down())
+            .await
+            .context("fsync of partitions timed out")?
+            .context("closing partitions")?;
+        self.console_stop.cancel();
+        let _ = tokio::time::timeout(STEP_DEADLINE, self.console).await;
+        let runtime_file = NodeConfig::runtime_file(&self.config.region.data_dir);
+        let _ = std::fs::remove_file(runtime_file);
+        tracing::info!(region = %self.config.region.id, "shut down cleanly");
+        Ok(())
+    }
+}
+
+async fn retention_loop(broker: Arc<Broker>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.apply_retention()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "retention removed segments"),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+/// Writes the effective config with the bound addresses, atomically (temp file + rename),
+/// so a reader sees either nothing or the whole file.
+fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
+    let mut effective = config.clone();
+    effective.listen.grpc = bound.grpc;
+    effective.listen.replication = bound.replication;
+    effective.listen.console = bound.console;
+    let text = toml::to_string_pretty(&effective).context("serializing effective config")?;
+    let path = NodeConfig::runtime_file(&config.region.data_dir);
+    let dir = path.parent().expect("runtime file has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join("effective.toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
