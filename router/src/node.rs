@@ -59,7 +59,8 @@ impl Node {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(e).with_context(|| format!("removing stale {}", runtime_file.display()));
+                return Err(e)
+                    .with_context(|| format!("removing stale {}", runtime_file.display()));
             }
         }
         std::fs::create_dir_all(&data_dir)

@@ -1,1 +1,1 @@
-//! placeholder
+//! Cross-crate integration tests live in `tests/`; this library is empty.

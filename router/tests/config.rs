@@ -1,0 +1,39 @@
+//! The committed example config parses, and bad configs are refused with the field named.
+
+use std::path::Path;
+
+use router::config::NodeConfig;
+
+#[test]
+fn example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/region.toml");
+    let config = NodeConfig::load(&path).unwrap();
+    assert_eq!(config.region.id, "hangzhou");
+    assert_eq!(config.listen.grpc.to_string(), "127.0.0.1:7100");
+    assert_eq!(config.storage.max_record_bytes, 1 << 20);
+    assert_eq!(config.retention.check_interval_ms, 30_000);
+}
+
+fn load(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    format!("{:#}", NodeConfig::load(&path).unwrap_err())
+}
+
+#[test]
+fn bad_configs_name_the_problem() {
+    let err = load("[region]\nid = \"a b\"\ndata_dir = \"/tmp/x\"\n");
+    assert!(
+        err.contains("[region] id") && err.contains("'a b'"),
+        "{err}"
+    );
+    let err = load(
+        "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[listen]\ngrpc = \"nonsense\"\nreplication = \"127.0.0.1:0\"\nconsole = \"127.0.0.1:0\"\n",
+    );
+    assert!(err.contains("grpc"), "{err}");
+    let err = load("[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[storage]\nsegment_bytz = 5\n");
+    assert!(err.contains("segment_bytz"), "{err}");
+    let err = load("[region]\nid = \"eu\"\n");
+    assert!(err.contains("data_dir"), "{err}");
+}
