@@ -93,7 +93,10 @@ impl Client {
                 address: address.to_string(),
                 source,
             })?
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Large produce requests must not wait for HTTP/2 window updates.
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(32 << 20);
         let channel = endpoint
             .connect()
             .await
