@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use broker::batch::PendingBatch;
@@ -57,9 +57,25 @@ enum Op {
     Reopen {
         graceful: bool,
     },
-    /// Per origin `None` (absent from the cursor) or a seed for an offset in `0..=end + 1`.
+    /// Reopen after damage, as a crash can leave it: the active segment of `origin` cut by
+    /// a seeded number of bytes (a torn tail), and/or the arrival index cut at a seeded
+    /// length (entries past it are rebuilt from the sub-logs).
+    Crash {
+        graceful: bool,
+        origin: usize,
+        segment_cut: Option<u64>,
+        arrival_cut: Option<u64>,
+    },
+    /// Per origin `None` (absent from the cursor) or a seed for an offset in `0..=end + 1`;
+    /// a fresh reader, optionally filtering by tag, reads until caught up.
     Read {
         cursor: Vec<Option<u64>>,
+        tag: Option<&'static str>,
+        max_bytes: usize,
+    },
+    /// One read call of a reader that lives from the partition's open and falls behind
+    /// (retention may remove what it has not read yet).
+    LagRead {
         max_bytes: usize,
     },
 }
@@ -99,13 +115,27 @@ fn op() -> impl Strategy<Value = Op> {
             }),
         2 => (1usize..3, any::<usize>()).prop_map(|(origin, pick)| Op::Duplicate { origin, pick }),
         1 => (1usize..3).prop_map(|origin| Op::Overlap { origin }),
-        2 => (1u64..2_500).prop_map(|max_bytes| Op::Retention { max_bytes }),
+        2 => prop_oneof![1u64..300, 300u64..2_000].prop_map(|max_bytes| Op::Retention { max_bytes }),
         1 => any::<bool>().prop_map(|graceful| Op::Reopen { graceful }),
+        1 => (
+            any::<bool>(),
+            0usize..3,
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
+        )
+            .prop_map(|(graceful, origin, segment_cut, arrival_cut)| Op::Crash {
+                graceful,
+                origin,
+                segment_cut,
+                arrival_cut,
+            }),
         3 => (
             proptest::collection::vec(proptest::option::of(any::<u64>()), 3),
+            prop_oneof![3 => Just(None), 1 => Just(Some("a"))],
             prop_oneof![Just(1usize), 1usize..600, Just(1 << 20)],
         )
-            .prop_map(|(cursor, max_bytes)| Op::Read { cursor, max_bytes }),
+            .prop_map(|(cursor, tag, max_bytes)| Op::Read { cursor, tag, max_bytes }),
+        2 => prop_oneof![Just(1usize), 1usize..600].prop_map(|max_bytes| Op::LagRead { max_bytes }),
     ]
 }
 
@@ -125,6 +155,8 @@ struct ModelBatch {
     base: u64,
     last: u64,
     records: Vec<(u64, Record)>,
+    /// Encoded length on disk.
+    len: u64,
 }
 
 #[derive(Default)]
@@ -210,15 +242,13 @@ fn check_state(partition: &Arc<Partition>, dir: &Path, model: &Model, segment_by
             .map_or((0, 0), |s| (s.start_offset, s.end_offset));
         assert_eq!(end, model.next[i], "end offset of {origin}");
         assert_eq!(start, model.start(i), "start offset of {origin}");
-        // Sealed segments respect the size limit (a single batch larger than it is alone).
+        // Segments respect the size limit (a single batch larger than it is alone).
         let files = segment_files(dir, origin);
-        if files.len() > 1 {
-            for (base, size) in &files[..files.len() - 1] {
-                assert!(
-                    *size <= segment_bytes.max(model.largest_batch),
-                    "sealed segment {base} of {origin} is {size} bytes"
-                );
-            }
+        for (base, size) in &files {
+            assert!(
+                *size <= segment_bytes.max(model.largest_batch),
+                "segment {base} of {origin} is {size} bytes"
+            );
         }
         if let Some(info) = infos.iter().find(|s| s.origin == *origin) {
             assert_eq!(info.segments, files.len(), "segment count of {origin}");
@@ -272,13 +302,15 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
     let mut tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
     let mut tail_read: Vec<StoredRecord> = Vec::new();
     let mut tail_expected: Vec<StoredRecord> = Vec::new();
+    let mut lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
 
     for op in ops {
         match op {
             Op::Local(specs) => {
                 let records: Vec<Record> = specs.iter().map(to_record).collect();
                 let pending = PendingBatch::consecutive(&records);
-                model.largest_batch = model.largest_batch.max(pending.len() as u64);
+                let len = pending.len() as u64;
+                model.largest_batch = model.largest_batch.max(len);
                 let base = model.next[0];
                 let (first, last) = partition.append_local(pending).await.expect("append_local");
                 let expected_last = base + records.len() as u64 - 1;
@@ -294,6 +326,7 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                         base,
                         last,
                         records,
+                        len,
                     },
                     &mut tail_expected,
                 );
@@ -342,6 +375,7 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                         result.expect("append_replicated"),
                         ReplicatedAppend::Appended { base, last }
                     );
+                    let len = bytes.len() as u64;
                     model.sent[origin].push(bytes);
                     let records = records
                         .into_iter()
@@ -353,6 +387,7 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                             base,
                             last,
                             records,
+                            len,
                         },
                         &mut tail_expected,
                     );
@@ -465,8 +500,42 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                     }
                 }
             }
+            Op::Crash {
+                graceful,
+                origin,
+                segment_cut,
+                arrival_cut,
+            } => {
+                drop(tail);
+                drop(lagging);
+                if graceful {
+                    partition.shut_down().await.expect("shut_down");
+                }
+                assert_eq!(Arc::strong_count(&partition), 1, "partition still shared");
+                drop(partition);
+                let expected_cut = match segment_cut {
+                    Some(seed) => tear_active_segment(&dir, &mut model, origin, seed),
+                    None => Vec::new(),
+                };
+                if let Some(seed) = arrival_cut {
+                    cut_arrival_index(&dir, &mut model, seed);
+                }
+                let (reopened, cut) =
+                    Partition::open(dir.clone(), TOPIC, 0, LOCAL, config.clone()).expect("open");
+                let cut: Vec<(PathBuf, u64, u64)> = cut
+                    .into_iter()
+                    .map(|t| (t.path, t.valid_bytes, t.cut_bytes))
+                    .collect();
+                assert_eq!(cut, expected_cut, "recovery report");
+                partition = Arc::new(reopened);
+                tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                tail_read.clear();
+                tail_expected = model.merged();
+            }
             Op::Reopen { graceful } => {
                 drop(tail);
+                drop(lagging);
                 if graceful {
                     partition.shut_down().await.expect("shut_down");
                     let refused = partition
@@ -481,10 +550,15 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                 drop(partition);
                 partition = open();
                 tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
                 tail_read.clear();
                 tail_expected = model.merged();
             }
-            Op::Read { cursor, max_bytes } => {
+            Op::Read {
+                cursor,
+                tag,
+                max_bytes,
+            } => {
                 let cursor: Cursor = ORIGINS
                     .iter()
                     .zip(&cursor)
@@ -494,11 +568,12 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                     })
                     .collect();
                 let (got, after) =
-                    common::read_all_from(&partition, cursor.clone(), None, max_bytes);
+                    common::read_all_from(&partition, cursor.clone(), tag, max_bytes);
                 let expected: Vec<StoredRecord> = model
                     .merged()
                     .into_iter()
                     .filter(|r| r.offset >= cursor.next_offset(&r.origin))
+                    .filter(|r| tag.is_none_or(|t| r.record.tag.as_deref() == Some(t)))
                     .collect();
                 assert_eq!(short(&got), short(&expected), "read from {cursor:?}");
                 assert_eq!(got, expected, "read contents from {cursor:?}");
@@ -520,6 +595,46 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
                     );
                 }
             }
+            Op::LagRead { max_bytes } => {
+                let before = lagging.cursor().clone();
+                let outcome = lagging.read(max_bytes).expect("lagging read");
+                // Exactly the next held records past its cursor, in arrival order.
+                let expected: Vec<StoredRecord> = model
+                    .merged()
+                    .into_iter()
+                    .filter(|r| r.offset >= before.next_offset(&r.origin))
+                    .collect();
+                if outcome.caught_up {
+                    assert_eq!(
+                        short(&outcome.records),
+                        short(&expected),
+                        "lagging read, caught up"
+                    );
+                } else {
+                    assert!(
+                        outcome.records.len() <= expected.len(),
+                        "lagging read returned more than is held"
+                    );
+                    assert_eq!(
+                        short(&outcome.records),
+                        short(&expected[..outcome.records.len()]),
+                        "lagging read"
+                    );
+                }
+                assert_eq!(
+                    outcome.records,
+                    expected[..outcome.records.len()],
+                    "lagging contents"
+                );
+                // Its cursor only moves forward, and never past the end.
+                let after = lagging.cursor();
+                for (i, origin) in ORIGINS.iter().enumerate() {
+                    assert!(after.next_offset(origin) >= before.next_offset(origin));
+                    assert!(
+                        after.next_offset(origin) <= model.next[i].max(before.next_offset(origin))
+                    );
+                }
+            }
         }
         tail_read.extend(read_until_caught_up(&mut tail, 300));
         assert_eq!(short(&tail_read), short(&tail_expected), "tailing reader");
@@ -527,21 +642,153 @@ async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) 
         check_state(&partition, &dir, &model, segment_bytes);
     }
     drop(tail);
+    drop(lagging);
     partition.shut_down().await.expect("final shut_down");
 }
 
+/// Cuts the active segment of `origin` (closed partition) as a torn write would, and
+/// updates the model: the batches the cut touches are lost, the sub-log ends before them.
+/// The first batch of the segment is always kept (an emptied active segment is covered by
+/// the recovery tests). Returns the truncation recovery must report: path, valid bytes,
+/// bytes cut.
+fn tear_active_segment(
+    dir: &Path,
+    model: &mut Model,
+    origin: usize,
+    seed: u64,
+) -> Vec<(PathBuf, u64, u64)> {
+    let name = ORIGINS[origin];
+    let Some(&(active_base, size)) = segment_files(dir, name).last() else {
+        return Vec::new();
+    };
+    let in_active: Vec<(u64, u64)> = model
+        .batches
+        .iter()
+        .filter(|b| b.origin == origin && b.base >= active_base)
+        .map(|b| (b.base, b.len))
+        .collect();
+    assert_eq!(
+        in_active.iter().map(|(_, len)| len).sum::<u64>(),
+        size,
+        "model and active segment of {name} disagree"
+    );
+    if in_active.len() < 2 {
+        return Vec::new();
+    }
+    let first_len = in_active[0].1;
+    let new_size = size - 1 - seed % (size - first_len);
+    let path = common::segment_path(dir, name, active_base);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open segment")
+        .set_len(new_size)
+        .expect("cut segment");
+    // The first batch that does not end within the new size, and everything after it.
+    let mut position = 0;
+    let mut lost_from = None;
+    for (base, len) in &in_active {
+        if position + len > new_size {
+            lost_from = Some((*base, position));
+            break;
+        }
+        position += len;
+    }
+    let (lost_base, valid) = lost_from.expect("the cut loses a batch");
+    model
+        .batches
+        .retain(|b| b.origin != origin || b.base < lost_base);
+    model.next[origin] = model
+        .batches
+        .iter()
+        .rev()
+        .find(|b| b.origin == origin)
+        .expect("first batch kept")
+        .last
+        + 1;
+    // Lost batches may be sent again and are then appended, not "already held".
+    let next = model.next[origin];
+    model.sent[origin].retain(|bytes| {
+        let base = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        base < next
+    });
+    if valid == new_size {
+        return Vec::new();
+    }
+    vec![(path, valid, new_size - valid)]
+}
+
+/// Cuts `arrival.log` (closed partition) at a seeded length and reorders the model as
+/// recovery rebuilds it: held batches whose entry survived keep their order; the rest
+/// follow, origin by origin in the order of the `origins` file, each in offset order.
+fn cut_arrival_index(dir: &Path, model: &mut Model, seed: u64) {
+    let path = dir.join("arrival.log");
+    let raw = std::fs::read(&path).expect("read arrival index");
+    let entries = raw.len() / 24;
+    let keep = (seed % (entries as u64 + 1)) as usize;
+    let extra = if keep < entries {
+        (seed / 7 % 24) as usize
+    } else {
+        0
+    };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open arrival index")
+        .set_len((keep * 24 + extra) as u64)
+        .expect("cut arrival index");
+    // No origins file yet when nothing was ever appended.
+    let origins: Vec<String> = std::fs::read_to_string(dir.join("origins"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let kept: Vec<(usize, u64)> = raw[..keep * 24]
+        .chunks_exact(24)
+        .map(|e| {
+            let id = u16::from_le_bytes([e[0], e[1]]) as usize;
+            let base = u64::from_le_bytes(e[4..12].try_into().expect("8 bytes"));
+            (origin_index(&origins[id]), base)
+        })
+        .collect();
+    let (mut order, mut rest): (Vec<ModelBatch>, Vec<ModelBatch>) =
+        std::mem::take(&mut model.batches)
+            .into_iter()
+            .partition(|b| kept.contains(&(b.origin, b.base)));
+    for name in &origins {
+        let origin = origin_index(name);
+        let mut of_origin: Vec<ModelBatch> = Vec::new();
+        rest.retain(|b| {
+            if b.origin == origin {
+                of_origin.push(b.clone());
+                false
+            } else {
+                true
+            }
+        });
+        of_origin.sort_by_key(|b| b.base);
+        order.extend(of_origin);
+    }
+    assert!(
+        rest.is_empty(),
+        "a held batch of an origin not in the origins file"
+    );
+    model.batches = order;
+}
+
 proptest! {
+    // 64 cases by default; PROPTEST_CASES=n runs more.
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64),
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn partition_matches_model(
-        segment_bytes in 150u64..1_500,
+        segment_bytes in 150u64..1_000,
         index_interval_bytes in prop_oneof![Just(1u64), 32u64..256],
-        ops in proptest::collection::vec(op(), 1..40),
+        ops in proptest::collection::vec(op(), 1..60),
     ) {
         run(segment_bytes, index_interval_bytes, ops);
     }
