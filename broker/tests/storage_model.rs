@@ -1,17 +1,23 @@
 //! A property test of one partition against a simple in-memory model: random sequences of
 //! local appends, replicated appends from two remote origins (in order, with intended gaps,
 //! refused gaps, duplicates and overlaps), retention by size, reopen (after shut_down or
-//! after a plain drop) and reads from random vector cursors.
+//! after a plain drop), reopen after a torn segment tail or a cut arrival index, and reads
+//! from random vector cursors (fresh readers, a reader tailing the partition, and one that
+//! falls behind retention).
 //!
 //! The model keeps, in arrival order, every batch still held: `(origin, base, last,
-//! records)`. Retention is the only operation allowed to remove data; the model then drops
-//! exactly the batches below the sub-log's new start offset, and the expected set of removed
-//! segment files is computed from the files' sizes before the call.
+//! records)`. Retention is the only operation that may remove held data (besides the
+//! simulated torn tail); the model then drops exactly the batches below the sub-log's new
+//! start offset, and the expected set of removed segment files is computed from the files'
+//! sizes before the call.
+//!
+//! Also here: concurrent appends sharing group commits, and a reader waiting for data.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use broker::batch::PendingBatch;
 use broker::storage::{GapPolicy, Partition, PartitionReader, ReplicatedAppend, StorageConfig};
@@ -274,22 +280,18 @@ fn check_state(partition: &Arc<Partition>, dir: &Path, model: &Model, segment_by
     }
 }
 
-fn run(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) {
+fn run(config: StorageConfig, ops: Vec<Op>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run_async(segment_bytes, index_interval_bytes, ops));
+    runtime.block_on(run_async(Arc::new(config), ops));
 }
 
-async fn run_async(segment_bytes: u64, index_interval_bytes: u64, ops: Vec<Op>) {
+async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path().join("p0");
-    let config = Arc::new(StorageConfig {
-        segment_bytes,
-        index_interval_bytes,
-        ..StorageConfig::default()
-    });
+    let segment_bytes = config.segment_bytes;
     let open = || {
         let (partition, cut) =
             Partition::open(dir.clone(), TOPIC, 0, LOCAL, config.clone()).expect("open");
@@ -788,8 +790,161 @@ proptest! {
     fn partition_matches_model(
         segment_bytes in 150u64..1_000,
         index_interval_bytes in prop_oneof![Just(1u64), 32u64..256],
+        // A zero segment age seals the active segment at every append.
+        roll_by_age in proptest::bool::weighted(0.2),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        run(segment_bytes, index_interval_bytes, ops);
+        let config = StorageConfig {
+            segment_bytes,
+            index_interval_bytes,
+            segment_age: if roll_by_age { Duration::ZERO } else { StorageConfig::default().segment_age },
+            ..StorageConfig::default()
+        };
+        run(config, ops);
     }
+}
+
+/// Many appends at once share group commits: each gets its own offsets, every record is
+/// stored once with the offsets its append returned, and a reader tailing the partition
+/// meanwhile (waking on the durable watermark) sees each origin in offset order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_and_a_tailing_reader() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Arc::new(StorageConfig {
+        segment_bytes: 2048,
+        index_interval_bytes: 128,
+        ..StorageConfig::default()
+    });
+    let (partition, _) =
+        Partition::open(temp.path().to_path_buf(), TOPIC, 0, LOCAL, config).unwrap();
+    let partition = Arc::new(partition);
+    const PRODUCERS: usize = 6;
+    const BATCHES: usize = 25;
+    const REMOTE_BATCHES: u64 = 40;
+    let total = PRODUCERS * BATCHES * 2 + 2 * REMOTE_BATCHES as usize;
+
+    let reader = {
+        let partition = partition.clone();
+        tokio::spawn(async move {
+            let mut reader = PartitionReader::new(partition, Cursor::default(), None);
+            let mut seen: Vec<StoredRecord> = Vec::new();
+            while seen.len() < total {
+                let outcome = reader.read(700).unwrap();
+                seen.extend(outcome.records);
+                if outcome.caught_up && seen.len() < total {
+                    reader.wait_for_data().await.unwrap();
+                }
+            }
+            seen
+        })
+    };
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let partition = partition.clone();
+        producers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for b in 0..BATCHES {
+                let records = [
+                    common::record(&format!("p{p}.b{b}.0"), 1),
+                    common::record(&format!("p{p}.b{b}.1"), 1),
+                ];
+                let (first, last) = partition
+                    .append_local(PendingBatch::consecutive(&records))
+                    .await
+                    .unwrap();
+                assert_eq!(last, first + 1);
+                acked.push((first, records[0].clone()));
+                acked.push((last, records[1].clone()));
+            }
+            acked
+        }));
+    }
+    let mut replicators = Vec::new();
+    for origin in ["r1", "r2"] {
+        let partition = partition.clone();
+        replicators.push(tokio::spawn(async move {
+            for base in 0..REMOTE_BATCHES {
+                let bytes =
+                    PendingBatch::consecutive(&[common::record(&format!("{origin}.{base}"), 1)])
+                        .seal(base);
+                let outcome = partition
+                    .append_replicated(origin, bytes, GapPolicy::Refuse)
+                    .await
+                    .unwrap();
+                assert_eq!(outcome, ReplicatedAppend::Appended { base, last: base });
+            }
+        }));
+    }
+    let mut acked: Vec<(u64, Record)> = Vec::new();
+    for producer in producers {
+        acked.extend(producer.await.unwrap());
+    }
+    for replicator in replicators {
+        replicator.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    // Every local offset 0..n was handed out exactly once, to the record stored there.
+    acked.sort_by_key(|(offset, _)| *offset);
+    let offsets: Vec<u64> = acked.iter().map(|(o, _)| *o).collect();
+    assert_eq!(
+        offsets,
+        (0..(PRODUCERS * BATCHES * 2) as u64).collect::<Vec<_>>()
+    );
+    let stored: Vec<(u64, Record)> = seen
+        .iter()
+        .filter(|r| r.origin == LOCAL)
+        .map(|r| (r.offset, r.record.clone()))
+        .collect();
+    assert_eq!(
+        stored, acked,
+        "the tailing reader saw the local origin out of order"
+    );
+    for origin in ["r1", "r2"] {
+        let offsets: Vec<u64> = seen
+            .iter()
+            .filter(|r| r.origin == origin)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(offsets, (0..REMOTE_BATCHES).collect::<Vec<_>>());
+    }
+    // A fresh full read gives the same stream as the tailing reader.
+    assert_eq!(common::read_all(&partition), seen);
+    partition.shut_down().await.unwrap();
+}
+
+/// A reader waiting for data wakes when it is durable, and ends when the partition closes.
+#[tokio::test]
+async fn waiting_reader_wakes_on_append_and_on_close() {
+    let temp = tempfile::tempdir().unwrap();
+    let (partition, _) = common::open(temp.path(), &common::small_config());
+    let mut reader = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let outcome = reader.read(1 << 20).unwrap();
+    assert!(outcome.records.is_empty() && outcome.caught_up);
+    let waiting = tokio::spawn(async move {
+        reader.wait_for_data().await.unwrap();
+        let got = reader.read(1 << 20).unwrap();
+        (reader, got.records)
+    });
+    partition
+        .append_local(PendingBatch::consecutive(&[common::record("wake", 1)]))
+        .await
+        .unwrap();
+    let (mut reader, records) = waiting.await.unwrap();
+    assert_eq!(
+        common::ids(&records),
+        vec![(LOCAL.to_string(), 0, "wake".to_string())]
+    );
+
+    let waiting = tokio::spawn(async move { reader.wait_for_data().await });
+    partition.mark_deleted();
+    assert!(matches!(
+        waiting.await.unwrap(),
+        Err(BrokerError::TopicDeleted { .. })
+    ));
+    assert!(matches!(
+        partition
+            .append_local(PendingBatch::consecutive(&[common::record("late", 1)]))
+            .await,
+        Err(BrokerError::TopicDeleted { .. })
+    ));
 }
