@@ -143,6 +143,25 @@ impl NodeConfig {
         }
     }
 
+    /// A node of `region` on `data_dir` with every listener on a free loopback port and
+    /// default settings: embedded benchmarks and tests.
+    pub fn loopback(region: &str, data_dir: &Path) -> Self {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        NodeConfig {
+            region: RegionSection {
+                id: region.to_string(),
+                data_dir: data_dir.to_path_buf(),
+            },
+            listen: ListenSection {
+                grpc: any,
+                replication: any,
+                console: any,
+            },
+            storage: StorageSection::default(),
+            retention: RetentionSection::default(),
+        }
+    }
+
     /// Where a running node writes its effective config.
     pub fn runtime_file(data_dir: &Path) -> PathBuf {
         data_dir.join("runtime").join("effective.toml")

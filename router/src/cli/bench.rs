@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use super::BrokerArg;
 use super::produce::generated_body;
-use crate::config::{ListenSection, NodeConfig, RegionSection};
+use crate::config::NodeConfig;
 use crate::node::Node;
 
 #[derive(Subcommand)]
@@ -178,19 +178,5 @@ async fn produce(args: ProduceBench) -> Result<()> {
 }
 
 async fn start_embedded(dir: &std::path::Path) -> Result<Node> {
-    let any = "127.0.0.1:0".parse()?;
-    let config = NodeConfig {
-        region: RegionSection {
-            id: "bench".into(),
-            data_dir: dir.to_path_buf(),
-        },
-        listen: ListenSection {
-            grpc: any,
-            replication: any,
-            console: any,
-        },
-        storage: Default::default(),
-        retention: Default::default(),
-    };
-    Node::start(config).await
+    Node::start(NodeConfig::loopback("bench", dir)).await
 }

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use router::config::{ListenSection, NodeConfig, RegionSection};
+use router::config::NodeConfig;
 use router::node::Node;
 
 pub struct TestNode {
@@ -12,20 +12,7 @@ pub struct TestNode {
 }
 
 pub fn node_config(region: &str, dir: &std::path::Path) -> NodeConfig {
-    let any = "127.0.0.1:0".parse().unwrap();
-    NodeConfig {
-        region: RegionSection {
-            id: region.into(),
-            data_dir: dir.to_path_buf(),
-        },
-        listen: ListenSection {
-            grpc: any,
-            replication: any,
-            console: any,
-        },
-        storage: Default::default(),
-        retention: Default::default(),
-    }
+    NodeConfig::loopback(region, dir)
 }
 
 pub async fn start(region: &str) -> TestNode {
