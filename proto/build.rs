@@ -4,6 +4,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=georouter/v1/broker.proto");
+    println!("cargo:rerun-if-changed=georouter/link/v1/link.proto");
     println!("cargo:rerun-if-env-changed=PROTOC");
     if std::env::var_os("PROTOC").is_none() {
         let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -14,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("PROTOC", protoc);
         }
     }
-    tonic_prost_build::configure().compile_protos(&["georouter/v1/broker.proto"], &["."])?;
+    tonic_prost_build::configure().compile_protos(
+        &["georouter/v1/broker.proto", "georouter/link/v1/link.proto"],
+        &["."],
+    )?;
     Ok(())
 }

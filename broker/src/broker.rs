@@ -8,14 +8,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
-use crate::batch::{PendingBatch, encoded_record_len};
+use crate::batch::{Batch, PendingBatch, encoded_record_len};
 use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::meta::{MetaStore, Retention, TopicConfig};
 use crate::names;
 use crate::record::{Record, RecordId, now_ms};
 use crate::storage::{
-    GapPolicy, Partition, ReplicatedAppend, StorageConfig, SubLogInfo, Truncation,
+    GapPolicy, Partition, ReplicatedAppend, ReplicatedRun, StorageConfig, SubLogInfo, Truncation,
 };
 
 /// Upper bound on partitions per topic.
@@ -317,6 +317,38 @@ impl Broker {
         self.partition(topic, partition)?
             .append_replicated(origin, batch, gap)
             .await
+    }
+
+    /// Appends verified batches replicated from `origin` (see
+    /// [`Partition::append_replicated_run`]).
+    pub async fn append_replicated_run(
+        &self,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+        batches: Vec<Batch>,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedRun> {
+        self.partition(topic, partition)?
+            .append_replicated_run(origin, batches, gap)
+            .await
+    }
+
+    /// The topic `name`, created with `partitions` (and default retention) when missing:
+    /// replication's target topics. An existing topic keeps its settings.
+    pub fn ensure_topic(&self, name: &str, partitions: u32) -> Result<TopicConfig> {
+        if let Ok(topic) = self.topic(name) {
+            return Ok(topic.config.clone());
+        }
+        match self.create_topic(name, partitions, None) {
+            Err(BrokerError::TopicExists { .. }) => Ok(self.topic(name)?.config.clone()),
+            other => other,
+        }
+    }
+
+    /// The metadata store (replication keeps task checkpoints in it).
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
     }
 
     /// The cursor of a start position in one partition.

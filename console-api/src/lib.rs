@@ -1,13 +1,17 @@
-//! The region's HTTP console. For now: `/healthz` (the process serves) and `/readyz` (the
-//! node finished recovery and its listeners are up). The REST API and web page follow.
+//! The region's HTTP console. For now: `/healthz` (the process serves), `/readyz` (the
+//! node finished recovery and its listeners are up), `/metrics` (Prometheus text) and
+//! `/api/v1/replication` (links and per-sub-log lag, JSON). The REST API and web page
+//! follow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -27,19 +31,62 @@ impl Health {
     }
 }
 
-pub fn router(health: Health) -> Router {
+/// Produces the replication status document on request.
+pub type StatusSource = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// What the console serves.
+#[derive(Clone)]
+pub struct Console {
+    pub health: Health,
+    pub metrics: Arc<Registry>,
+    pub replication: Option<StatusSource>,
+}
+
+pub fn router(console: Console) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(health)
+        .route("/metrics", get(metrics))
+        .route("/api/v1/replication", get(replication))
+        .with_state(console)
+}
+
+async fn metrics(State(console): State<Console>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &console.metrics) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn replication(State(console): State<Console>) -> Response {
+    match &console.replication {
+        Some(source) => Json(source()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": {"code": "REPLICATION_DISABLED", "message": "replication is not configured in this region"}})),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.is_ready() {
+async fn readyz(State(console): State<Console>) -> (StatusCode, &'static str) {
+    if console.health.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -49,10 +96,10 @@ async fn readyz(State(health): State<Health>) -> (StatusCode, &'static str) {
 /// Serves the console on an already-bound listener until `shutdown` is cancelled.
 pub async fn serve(
     listener: TcpListener,
-    health: Health,
+    console: Console,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(health))
+    axum::serve(listener, router(console))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

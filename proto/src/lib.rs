@@ -1,9 +1,17 @@
 //! The public wire types of georouter's client API: the gRPC service `georouter.v1.Broker`
 //! generated from `georouter/v1/broker.proto`. The `.proto` file is the contract; these
 //! types stay at the edges (the gRPC service and the client library).
+//! It also holds the replication link's control messages (`georouter.link.v1`).
 
 #![allow(clippy::all, missing_docs)]
 
 pub mod v1 {
     tonic::include_proto!("georouter.v1");
+}
+
+/// The replication link's control messages (`georouter/link/v1/link.proto`).
+pub mod link {
+    pub mod v1 {
+        tonic::include_proto!("georouter.link.v1");
+    }
 }

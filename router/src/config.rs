@@ -19,6 +19,94 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub retention: RetentionSection,
+    #[serde(default)]
+    pub replication: ReplicationSection,
+    /// Neighbouring regions (`[[peers]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerSection>,
+    /// Replication tasks (`[[tasks]]`), the same list in every region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<replicator::TaskSpec>,
+}
+
+/// Certificates and link tuning. Replication runs when `ca`, `cert` and `key` are set.
+/// Relative paths are taken from the config file's directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSection {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub hop_limit: usize,
+    pub stream_window_bytes: u64,
+    pub connection_window_bytes: u64,
+    pub send_window_bytes: u64,
+    pub socket_buffer_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub frame_target_bytes: usize,
+    pub idle_timeout_ms: u64,
+    pub advertise_interval_ms: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        let d = replicator::LinkSettings::default();
+        ReplicationSection {
+            ca: None,
+            cert: None,
+            key: None,
+            hop_limit: d.hop_limit,
+            stream_window_bytes: d.stream_window_bytes,
+            connection_window_bytes: d.connection_window_bytes,
+            send_window_bytes: d.send_window_bytes,
+            socket_buffer_bytes: d.socket_buffer_bytes,
+            max_frame_bytes: d.max_frame_bytes,
+            frame_target_bytes: d.frame_target_bytes,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            advertise_interval_ms: d.advertise_interval.as_millis() as u64,
+            heartbeat_interval_ms: d.heartbeat_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl ReplicationSection {
+    pub fn link_settings(&self) -> replicator::LinkSettings {
+        replicator::LinkSettings {
+            hop_limit: self.hop_limit,
+            stream_window_bytes: self.stream_window_bytes,
+            connection_window_bytes: self.connection_window_bytes,
+            send_window_bytes: self.send_window_bytes,
+            socket_buffer_bytes: self.socket_buffer_bytes,
+            max_frame_bytes: self.max_frame_bytes,
+            frame_target_bytes: self.frame_target_bytes,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            advertise_interval: Duration::from_millis(self.advertise_interval_ms),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            ..replicator::LinkSettings::default()
+        }
+    }
+
+    /// The three certificate files, when all are set.
+    pub fn certificate_files(&self) -> Option<(&Path, &Path, &Path)> {
+        Some((
+            self.ca.as_deref()?,
+            self.cert.as_deref()?,
+            self.key.as_deref()?,
+        ))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSection {
+    pub region: String,
+    /// The peer's `[listen] replication` address; omit for a peer that dials in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// Whether this region dials the peer (default: the region whose id sorts first dials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dial: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,9 +193,22 @@ impl NodeConfig {
             )
             .build()
             .with_context(|| format!("reading config {}", path.display()))?;
-        let config: NodeConfig = built
+        let mut config: NodeConfig = built
             .try_deserialize()
             .with_context(|| format!("invalid config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [
+            &mut config.replication.ca,
+            &mut config.replication.cert,
+            &mut config.replication.key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
         config.check()?;
         Ok(config)
     }
@@ -129,6 +230,30 @@ impl NodeConfig {
         anyhow::ensure!(
             self.retention.check_interval_ms > 0,
             "[retention] check_interval_ms must be positive"
+        );
+        let r = &self.replication;
+        let set = [&r.ca, &r.cert, &r.key]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        anyhow::ensure!(
+            set == 0 || set == 3,
+            "[replication] ca, cert and key must be given together"
+        );
+        anyhow::ensure!(
+            set == 3 || (self.peers.is_empty() && self.tasks.is_empty()),
+            "[replication] ca, cert and key are required when [[peers]] or [[tasks]] are configured"
+        );
+        anyhow::ensure!(
+            r.hop_limit >= 2,
+            "[replication] hop_limit must be at least 2"
+        );
+        anyhow::ensure!(
+            r.frame_target_bytes > 0
+                && r.idle_timeout_ms > 0
+                && r.advertise_interval_ms > 0
+                && r.heartbeat_interval_ms > 0,
+            "[replication] frame_target_bytes and the intervals must be positive"
         );
         Ok(())
     }
@@ -159,6 +284,9 @@ impl NodeConfig {
             },
             storage: StorageSection::default(),
             retention: RetentionSection::default(),
+            replication: ReplicationSection::default(),
+            peers: Vec::new(),
+            tasks: Vec::new(),
         }
     }
 

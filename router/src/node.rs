@@ -5,6 +5,7 @@
 //! Shutdown order (each step bounded by [`STEP_DEADLINE`]):
 //! 1. readiness off, fetch streams cancelled, the gRPC server stops accepting and finishes
 //!    in-flight requests (produce calls complete and are acknowledged);
+//! 1b. replication stops: links close, appliers finish their run, checkpoints are saved;
 //! 2. every partition is fsynced and closed to appends;
 //! 3. metadata is flushed; 4. the console stops; 5. the runtime file is removed.
 
@@ -20,6 +21,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use replicator::{PeerSpec, Replicator, ReplicatorConfig};
 
 use crate::config::NodeConfig;
 
@@ -51,8 +54,10 @@ pub struct Node {
     console: JoinHandle<std::io::Result<()>>,
     background_stop: CancellationToken,
     background: TaskTracker,
-    /// Held until the replication service (QUIC) takes it over.
-    _replication_socket: UdpSocket,
+    /// The replication service; `None` when `[replication]` has no certificates.
+    pub replicator: Option<Arc<Replicator>>,
+    /// Held while replication is off, so the reported address stays reserved.
+    _replication_socket: Option<UdpSocket>,
 }
 
 impl Node {
@@ -110,11 +115,54 @@ impl Node {
         }
         let broker = Arc::new(broker);
 
+        let (replicator, replication_socket) = match config.replication.certificate_files() {
+            Some((ca, cert, key)) => {
+                let identity = replicator::tls::Identity::load(ca, cert, key)
+                    .context("[replication] certificates")?;
+                let replication = ReplicatorConfig {
+                    region: config.region.id.clone(),
+                    identity,
+                    peers: config
+                        .peers
+                        .iter()
+                        .map(|p| PeerSpec {
+                            region: p.region.clone(),
+                            address: p.address,
+                            dial: p.dial,
+                        })
+                        .collect(),
+                    tasks: config.tasks.clone(),
+                    settings: config.replication.link_settings(),
+                };
+                let socket = replication_socket.into_std()?;
+                let started = Replicator::start(replication, broker.clone(), socket)
+                    .context("starting replication")?;
+                (Some(Arc::new(started)), None)
+            }
+            None => (None, Some(replication_socket)),
+        };
+        let mut registry = prometheus_client::registry::Registry::default();
+        let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
+            r.metrics().register(&mut registry);
+            let r = r.clone();
+            let source: console_api::StatusSource = Arc::new(move || {
+                serde_json::json!({
+                    "links": r.links(),
+                    "sub_logs": r.status(),
+                })
+            });
+            source
+        });
+
         let health = Health::default();
         let console_stop = CancellationToken::new();
         let console = tokio::spawn(console_api::serve(
             console_listener,
-            health.clone(),
+            console_api::Console {
+                health: health.clone(),
+                metrics: Arc::new(registry),
+                replication: status,
+            },
             console_stop.clone(),
         ));
 
@@ -164,6 +212,7 @@ impl Node {
             console,
             background_stop,
             background,
+            replicator,
             _replication_socket: replication_socket,
         })
     }
@@ -185,6 +234,9 @@ impl Node {
         }
         let _ = tokio::time::timeout(STEP_DEADLINE, self.fetch_tasks.wait()).await;
         let _ = tokio::time::timeout(STEP_DEADLINE, self.background.wait()).await;
+        if let Some(replicator) = &self.replicator {
+            replicator.shut_down().await;
+        }
         tokio::time::timeout(STEP_DEADLINE, self.broker.shut_down())
             .await
             .context("fsync of partitions timed out")?

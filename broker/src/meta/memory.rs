@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{MetaError, MetaStore, TopicConfig};
+use super::{MetaError, MetaStore, TaskCheckpoint, TopicConfig};
 use crate::cursor::Cursor;
 
 #[derive(Default)]
 pub struct MemoryMetaStore {
     topics: Mutex<BTreeMap<String, TopicConfig>>,
     cursors: Mutex<BTreeMap<(String, String, u32), Cursor>>,
+    checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -61,6 +62,29 @@ impl MetaStore for MemoryMetaStore {
             .iter()
             .filter(|((g, t, _), _)| g == group && t == topic)
             .map(|((_, _, p), c)| (*p, c.clone()))
+            .collect())
+    }
+
+    fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
+        let key = (
+            checkpoint.task.clone(),
+            checkpoint.topic.clone(),
+            checkpoint.partition,
+            checkpoint.origin.clone(),
+        );
+        self.checkpoints
+            .lock()
+            .expect("lock")
+            .insert(key, checkpoint.clone());
+        Ok(())
+    }
+
+    fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError> {
+        let checkpoints = self.checkpoints.lock().expect("lock");
+        Ok(checkpoints
+            .values()
+            .filter(|c| c.task == task)
+            .cloned()
             .collect())
     }
 

@@ -41,6 +41,18 @@ pub struct TopicConfig {
     pub retention: Retention,
 }
 
+/// A replication task's position in one origin sub-log of a target topic: what it has
+/// applied (`offset` is the next offset to pull), for status and for a restart that holds
+/// nothing of the sub-log yet (a start position resolved once must not be resolved again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCheckpoint {
+    pub task: String,
+    pub topic: String,
+    pub partition: u32,
+    pub origin: String,
+    pub offset: u64,
+}
+
 pub trait MetaStore: Send + Sync + 'static {
     fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError>;
     /// Removes the topic and every group cursor of it.
@@ -55,6 +67,9 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<(), MetaError>;
     /// The group's cursors of a topic, by partition.
     fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError>;
+    fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError>;
+    /// Every checkpoint of `task`.
+    fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError>;
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), MetaError>;
 }
@@ -97,6 +112,33 @@ mod tests {
             .map(|t| t.name)
             .collect();
         assert_eq!(names, vec!["audit", "orders"]);
+        let checkpoint = TaskCheckpoint {
+            task: "dr".into(),
+            topic: "orders".into(),
+            partition: 1,
+            origin: "eu".into(),
+            offset: 7,
+        };
+        store.put_checkpoint(&checkpoint).unwrap();
+        store
+            .put_checkpoint(&TaskCheckpoint {
+                offset: 9,
+                ..checkpoint.clone()
+            })
+            .unwrap();
+        store
+            .put_checkpoint(&TaskCheckpoint {
+                task: "dr2".into(),
+                ..checkpoint.clone()
+            })
+            .unwrap();
+        assert_eq!(
+            store.checkpoints("dr").unwrap(),
+            vec![TaskCheckpoint {
+                offset: 9,
+                ..checkpoint
+            }]
+        );
         store.delete_topic("orders").unwrap();
         assert!(store.cursors("g", "orders").unwrap().is_empty());
         assert_eq!(store.cursors("g", "orders-x").unwrap().len(), 1);
@@ -114,5 +156,6 @@ mod tests {
         exercise(&SledMetaStore::open(dir.path()).unwrap());
         let reopened = SledMetaStore::open(dir.path()).unwrap();
         assert_eq!(reopened.topics().unwrap().len(), 1);
+        assert_eq!(reopened.checkpoints("dr").unwrap()[0].offset, 9);
     }
 }

@@ -1,18 +1,20 @@
 //! The sled [`MetaStore`]. Trees: `topics` (name -> JSON [`TopicConfig`]) and `cursors`
 //! (`group \0 topic \0 partition as u32 big-endian` -> JSON [`Cursor`]); names cannot hold
-//! `\0`, so prefixes never collide.
+//! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
+//! big-endian origin` -> JSON [`TaskCheckpoint`]).
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::{MetaError, MetaStore, TopicConfig};
+use super::{MetaError, MetaStore, TaskCheckpoint, TopicConfig};
 use crate::cursor::Cursor;
 
 pub struct SledMetaStore {
     db: sled::Db,
     topics: sled::Tree,
     cursors: sled::Tree,
+    checkpoints: sled::Tree,
 }
 
 impl SledMetaStore {
@@ -21,6 +23,7 @@ impl SledMetaStore {
         Ok(SledMetaStore {
             topics: db.open_tree("topics")?,
             cursors: db.open_tree("cursors")?,
+            checkpoints: db.open_tree("checkpoints")?,
             db,
         })
     }
@@ -31,6 +34,12 @@ fn group_prefix(group: &str, topic: &str) -> Vec<u8> {
     key.extend_from_slice(group.as_bytes());
     key.push(0);
     key.extend_from_slice(topic.as_bytes());
+    key.push(0);
+    key
+}
+
+fn task_prefix(task: &str) -> Vec<u8> {
+    let mut key = task.as_bytes().to_vec();
     key.push(0);
     key
 }
@@ -105,6 +114,26 @@ impl MetaStore for SledMetaStore {
                 let partition =
                     u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
                 Ok((partition, decode(&key, &value)?))
+            })
+            .collect()
+    }
+
+    fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
+        let mut key = task_prefix(&checkpoint.task);
+        key.extend_from_slice(checkpoint.topic.as_bytes());
+        key.push(0);
+        key.extend_from_slice(&checkpoint.partition.to_be_bytes());
+        key.extend_from_slice(checkpoint.origin.as_bytes());
+        self.checkpoints.insert(key, encode(checkpoint))?;
+        Ok(())
+    }
+
+    fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError> {
+        self.checkpoints
+            .scan_prefix(task_prefix(task))
+            .map(|item| {
+                let (key, value) = item?;
+                decode(&key, &value)
             })
             .collect()
     }

@@ -8,8 +8,10 @@ pub mod partition;
 pub mod reader;
 pub mod segment;
 pub mod sublog;
+pub mod sublog_reader;
 
 pub use config::StorageConfig;
-pub use partition::{GapPolicy, Partition, ReplicatedAppend, SubLogInfo};
+pub use partition::{GapPolicy, Partition, ReplicatedAppend, ReplicatedRun, SubLogInfo};
 pub use reader::{PartitionReader, ReadOutcome};
 pub use segment::Truncation;
+pub use sublog_reader::SubLogReader;

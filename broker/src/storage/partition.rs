@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::arrival::{Arrival, ArrivalLog};
 use super::config::StorageConfig;
 use super::segment::{SegmentFile, Truncation};
-use super::sublog::{SubLog, sync_dir};
+use super::sublog::{Location, SubLog, sync_dir};
 use crate::batch::{Batch, BatchHeader, PendingBatch};
 use crate::error::{BrokerError, Result};
 use crate::names;
@@ -51,6 +51,23 @@ pub struct SubLogInfo {
     pub end_offset: u64,
     pub bytes: u64,
     pub segments: usize,
+    /// The next offset past what is durable (what readers and replication may serve).
+    pub durable_end: u64,
+}
+
+/// What `append_replicated_run` did with a run of batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicatedRun {
+    /// Batches stored.
+    pub appended: usize,
+    /// Batches whose offsets were all held already.
+    pub already_held: usize,
+    /// Records in the stored batches.
+    pub records: u64,
+    /// Bytes of the stored batches.
+    pub bytes: u64,
+    /// The sub-log's end after the run (durable).
+    pub end_offset: u64,
 }
 
 const OPEN: u8 = 0;
@@ -77,6 +94,8 @@ struct Inner {
     arrival: ArrivalLog,
     /// Segment files written since the last fsync.
     dirty: Vec<Arc<SegmentFile>>,
+    /// Per sub-log, the next offset past its durable batches.
+    durable_ends: Vec<u64>,
     fenced: Option<String>,
 }
 
@@ -116,6 +135,7 @@ impl Partition {
             .sync_data()
             .map_err(BrokerError::io("fsync arrival index", arrival.path()))?;
         let durable = watch::Sender::new(arrival.end_seq());
+        let durable_ends = sublogs.iter().map(SubLog::next_offset).collect();
         let partition = Partition {
             topic: topic.to_string(),
             index,
@@ -126,6 +146,7 @@ impl Partition {
                 sublogs,
                 arrival,
                 dirty: Vec::new(),
+                durable_ends,
                 fenced: None,
             }),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -200,6 +221,27 @@ impl Partition {
         bytes: Bytes,
         gap: GapPolicy,
     ) -> Result<ReplicatedAppend> {
+        let batch = Batch::from_bytes(bytes, self.config.max_stored_batch())
+            .map_err(BrokerError::MalformedBatch)?;
+        let (base, last) = (batch.header().base_offset, batch.header().last_offset());
+        let run = self.append_replicated_run(origin, vec![batch], gap).await?;
+        Ok(if run.appended == 1 {
+            ReplicatedAppend::Appended { base, last }
+        } else {
+            ReplicatedAppend::AlreadyHeld
+        })
+    }
+
+    /// Appends verified batches replicated from `origin` in order, as
+    /// [`append_replicated`](Self::append_replicated) does one, with one wait for
+    /// durability for the whole run. `gap` applies to every batch. When a batch is refused,
+    /// the batches before it are kept (and made durable) and the refusal is returned.
+    pub async fn append_replicated_run(
+        &self,
+        origin: &str,
+        batches: Vec<Batch>,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedRun> {
         self.check_open()?;
         names::validate("region", origin)?;
         if origin == self.local_origin {
@@ -207,44 +249,62 @@ impl Partition {
                 origin: origin.to_string(),
             });
         }
-        let batch = Batch::from_bytes(bytes, self.config.max_stored_batch())
-            .map_err(BrokerError::MalformedBatch)?;
-        let header = *batch.header();
-        let (outcome, wait_for) = {
+        let max_len = self.config.max_stored_batch();
+        let mut run = ReplicatedRun::default();
+        let (refused, wait_for) = {
             let mut inner = self.lock();
             let id = self.sublog_for(&mut inner, origin)?;
-            let expected = inner.sublogs[id].next_offset();
-            if header.last_offset() < expected {
-                // Held, perhaps not yet durable: wait for everything written so far.
-                (ReplicatedAppend::AlreadyHeld, inner.arrival.end_seq())
-            } else if header.base_offset < expected {
-                return Err(BrokerError::OverlappingBatch {
-                    topic: self.topic.clone(),
-                    partition: self.index,
-                    origin: origin.to_string(),
-                    expected,
-                    base: header.base_offset,
-                    last: header.last_offset(),
-                });
-            } else if header.base_offset > expected && gap == GapPolicy::Refuse {
-                return Err(BrokerError::OffsetGap {
-                    topic: self.topic.clone(),
-                    partition: self.index,
-                    origin: origin.to_string(),
-                    expected,
-                    base: header.base_offset,
-                });
-            } else {
-                let seq = self.write(&mut inner, id, batch.bytes(), &header)?;
-                let outcome = ReplicatedAppend::Appended {
-                    base: header.base_offset,
-                    last: header.last_offset(),
-                };
-                (outcome, seq + 1)
+            let mut refused = None;
+            for batch in &batches {
+                let header = *batch.header();
+                let expected = inner.sublogs[id].next_offset();
+                if header.total_len > max_len {
+                    refused = Some(BrokerError::MalformedBatch(
+                        crate::batch::BatchFormatError::BadLength {
+                            len: header.total_len,
+                            min: crate::batch::HEADER_LEN,
+                            max: max_len,
+                        },
+                    ));
+                    break;
+                }
+                if header.last_offset() < expected {
+                    run.already_held += 1;
+                } else if header.base_offset < expected {
+                    refused = Some(BrokerError::OverlappingBatch {
+                        topic: self.topic.clone(),
+                        partition: self.index,
+                        origin: origin.to_string(),
+                        expected,
+                        base: header.base_offset,
+                        last: header.last_offset(),
+                    });
+                    break;
+                } else if header.base_offset > expected && gap == GapPolicy::Refuse {
+                    refused = Some(BrokerError::OffsetGap {
+                        topic: self.topic.clone(),
+                        partition: self.index,
+                        origin: origin.to_string(),
+                        expected,
+                        base: header.base_offset,
+                    });
+                    break;
+                } else {
+                    self.write(&mut inner, id, batch.bytes(), &header)?;
+                    run.appended += 1;
+                    run.records += u64::from(header.record_count);
+                    run.bytes += header.total_len as u64;
+                }
             }
+            run.end_offset = inner.sublogs[id].next_offset();
+            // Held batches may not be durable yet either: wait for everything written.
+            (refused, inner.arrival.end_seq())
         };
         self.wait_durable(wait_for).await?;
-        Ok(outcome)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(run),
+        }
     }
 
     /// The sub-log index of `origin`, creating the sub-log on its first batch.
@@ -260,6 +320,7 @@ impl Partition {
         sync_dir(&self.dir.join("logs"))?;
         let id = inner.arrival.origin_id(origin)?;
         debug_assert_eq!(usize::from(id), inner.sublogs.len());
+        inner.durable_ends.push(sublog.next_offset());
         inner.sublogs.push(sublog);
         Ok(usize::from(id))
     }
@@ -306,6 +367,7 @@ impl Partition {
             if *self.durable.borrow() >= target {
                 return Ok(());
             }
+            let from = *self.durable.borrow();
             let (files, arrival, upto) = {
                 let mut inner = self.lock();
                 if let Some(reason) = &inner.fenced {
@@ -331,8 +393,21 @@ impl Partition {
                 self.lock().fenced = Some(reason.clone());
                 return Err(self.fenced(reason));
             }
+            self.advance_durable_ends(from, upto);
             self.durable
                 .send_modify(|durable| *durable = (*durable).max(upto));
+        }
+    }
+
+    /// Raises the per-sub-log durable ends past the arrival entries `[from, upto)`.
+    fn advance_durable_ends(&self, from: u64, upto: u64) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        for seq in from.max(inner.arrival.first_seq())..upto {
+            if let Some(entry) = inner.arrival.get(seq) {
+                let end = &mut inner.durable_ends[usize::from(entry.origin)];
+                *end = (*end).max(entry.last + 1);
+            }
         }
     }
 
@@ -342,14 +417,48 @@ impl Partition {
         inner
             .sublogs
             .iter()
-            .map(|s| SubLogInfo {
+            .zip(&inner.durable_ends)
+            .map(|(s, durable_end)| SubLogInfo {
                 origin: s.origin().to_string(),
                 start_offset: s.start_offset(),
                 end_offset: s.next_offset(),
                 bytes: s.bytes(),
                 segments: s.segment_count(),
+                durable_end: *durable_end,
             })
             .collect()
+    }
+
+    /// One origin's extent, or `None` when this partition holds nothing of it.
+    pub fn sub_log(&self, origin: &str) -> Option<SubLogInfo> {
+        self.sub_logs().into_iter().find(|s| s.origin == origin)
+    }
+
+    /// The offset of `origin`'s first record at or after `timestamp_ms` (the durable end
+    /// when there is none), or `None` when this partition holds nothing of that origin.
+    pub fn sub_log_offset_for_time(&self, origin: &str, timestamp_ms: i64) -> Result<Option<u64>> {
+        let inner = self.lock();
+        let Some(id) = inner.arrival.origins().iter().position(|o| o == origin) else {
+            return Ok(None);
+        };
+        let found = inner.sublogs[id].offset_for_time(timestamp_ms, &self.config)?;
+        Ok(Some(found.min(inner.durable_ends[id])))
+    }
+
+    /// For a sub-log reader: `origin`'s start offset, durable end, and where `offset` is.
+    pub(crate) fn locate_in(
+        &self,
+        origin: &str,
+        offset: u64,
+    ) -> Option<(u64, u64, Option<Location>)> {
+        let inner = self.lock();
+        let id = inner.arrival.origins().iter().position(|o| o == origin)?;
+        let sublog = &inner.sublogs[id];
+        Some((
+            sublog.start_offset(),
+            inner.durable_ends[id],
+            sublog.locate(offset),
+        ))
     }
 
     /// Removes segments past the retention limits (0 = unlimited) and the arrival entries
@@ -384,6 +493,9 @@ impl Partition {
             .sync_data()
             .map_err(BrokerError::io("fsync arrival index", inner.arrival.path()))?;
         let end = inner.arrival.end_seq();
+        let from = *self.durable.borrow();
+        drop(inner);
+        self.advance_durable_ends(from, end);
         self.durable
             .send_modify(|durable| *durable = (*durable).max(end));
         Ok(())

@@ -27,6 +27,8 @@ pub struct SubLog {
 pub struct Location {
     pub file: Arc<SegmentFile>,
     pub position: u64,
+    /// The segment's size when located: batches lie below it.
+    pub segment_size: u64,
 }
 
 impl SubLog {
@@ -149,6 +151,7 @@ impl SubLog {
         Some(Location {
             file: segment.file().clone(),
             position: segment.position_for_offset(offset),
+            segment_size: segment.size(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! Command-line interface. The command forms are a contract for scripts; see README.md.
 
 mod bench;
+mod certs;
 mod consume;
 mod produce;
 mod serve;
@@ -48,6 +49,8 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Create a deployment CA and region certificates for replication links.
+    Certs(certs::CertsArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +73,7 @@ pub fn main() -> ExitCode {
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Certs(args) => certs::run(args),
         }
     });
     match result {

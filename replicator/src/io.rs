@@ -1,0 +1,66 @@
+//! Reading and writing frames on QUIC streams.
+
+use bytes::BytesMut;
+use quinn::{ReadExactError, RecvStream, SendStream};
+
+use crate::protocol::frame::{self, Frame, FrameError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("reading: {0}")]
+    Read(#[from] quinn::ReadError),
+    #[error("writing: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("stream ended inside a frame")]
+    EndedInFrame,
+    #[error("no frame within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+/// Limits a reader applies to frames.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLimits {
+    pub max_frame: usize,
+    pub max_batch: usize,
+}
+
+/// The next frame, or `None` when the sender finished the stream between frames.
+pub async fn read_frame(
+    recv: &mut RecvStream,
+    limits: FrameLimits,
+) -> Result<Option<Frame>, StreamError> {
+    let mut head = [0u8; 4];
+    match recv.read_exact(&mut head).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(ReadExactError::FinishedEarly(_)) => return Err(StreamError::EndedInFrame),
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    let len = frame::frame_len(head, limits.max_frame)?;
+    let mut body = BytesMut::zeroed(len);
+    match recv.read_exact(&mut body).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(_)) => return Err(StreamError::EndedInFrame),
+        Err(ReadExactError::ReadError(e)) => return Err(e.into()),
+    }
+    Ok(Some(frame::decode(body.freeze(), limits.max_batch)?))
+}
+
+/// `read_frame` with a deadline (handshakes and first frames).
+pub async fn read_frame_within(
+    recv: &mut RecvStream,
+    limits: FrameLimits,
+    within: std::time::Duration,
+) -> Result<Option<Frame>, StreamError> {
+    tokio::time::timeout(within, read_frame(recv, limits))
+        .await
+        .map_err(|_| StreamError::Timeout(within))?
+}
+
+pub async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), StreamError> {
+    let mut chunks = frame.encode();
+    send.write_all_chunks(&mut chunks).await?;
+    Ok(())
+}

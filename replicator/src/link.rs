@@ -1,0 +1,274 @@
+//! One link to a peer region, after the TLS handshake: the Hello exchange on the control
+//! stream, then advertisements and heartbeats both ways, the peer's subscriptions served
+//! (streams it opens) and this region's subscriptions pulled (streams it opens).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proto::link::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::io::{self, StreamError};
+use crate::protocol::{Frame, PROTOCOL_VERSION, close, codes};
+use crate::service::{LinkEntry, Shared};
+use crate::status::SubLogKey;
+use crate::{pull, serve};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An unchanged advertisement is still re-sent this often, so a peer re-evaluates what to
+/// pull (a sub-log released by another link is picked up within this time).
+const ADVERTISE_REFRESH: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Dialer,
+    Acceptor,
+}
+
+/// What the pulling and serving code needs of a link.
+pub(crate) struct LinkCtx {
+    pub id: u64,
+    pub peer: String,
+    pub connection: quinn::Connection,
+    pub stop: CancellationToken,
+}
+
+/// Runs the link until it drops or the service stops.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    connection: quinn::Connection,
+    peer: String,
+    role: Role,
+) {
+    let remote = connection.remote_address();
+    let (send, mut recv) = match handshake(&shared, &connection, &peer, role).await {
+        Ok(streams) => streams,
+        Err(error) => {
+            tracing::warn!(%peer, %remote, %error, "link handshake failed");
+            connection.close(close::BAD_HELLO, error.as_bytes());
+            return;
+        }
+    };
+    let link = Arc::new(LinkCtx {
+        id: shared.next_id(),
+        peer: peer.clone(),
+        connection: connection.clone(),
+        stop: shared.stop.child_token(),
+    });
+    let rtt_ms = Arc::new(AtomicU64::new(0));
+    if let Some(previous) = shared.links.lock().expect("links lock").insert(
+        peer.clone(),
+        LinkEntry {
+            id: link.id,
+            connection: connection.clone(),
+            rtt_ms: rtt_ms.clone(),
+        },
+    ) {
+        previous
+            .connection
+            .close(close::REPLACED, b"replaced by a newer link");
+    }
+    tracing::info!(%peer, %remote, ?role, "link up");
+
+    let (control_tx, control_rx) = mpsc::channel::<Frame>(64);
+    shared.tracker.spawn(control_writer(
+        shared.clone(),
+        link.clone(),
+        send,
+        control_rx,
+    ));
+    shared
+        .tracker
+        .spawn(accept_streams(shared.clone(), link.clone()));
+
+    let reason = tokio::select! {
+        r = control_reader(&shared, &link, &mut recv, &control_tx, &rtt_ms) => r,
+        e = connection.closed() => format!("connection closed: {e}"),
+        () = shared.stop.cancelled() => "shutting down".to_string(),
+    };
+    link.stop.cancel();
+    {
+        let mut links = shared.links.lock().expect("links lock");
+        if links.get(&peer).is_some_and(|l| l.id == link.id) {
+            links.remove(&peer);
+        }
+    }
+    connection.close(close::NORMAL, b"link ended");
+    tracing::info!(%peer, %reason, "link down");
+}
+
+async fn handshake(
+    shared: &Shared,
+    connection: &quinn::Connection,
+    peer: &str,
+    role: Role,
+) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        match role {
+            Role::Dialer => connection.open_bi().await,
+            Role::Acceptor => connection.accept_bi().await,
+        }
+    })
+    .await
+    .map_err(|_| "no control stream in time".to_string())?;
+    let (mut send, mut recv) = opened.map_err(|e| format!("control stream: {e}"))?;
+    let hello = Frame::Hello(pb::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        region: shared.region.clone(),
+        epoch: shared.epoch,
+        features: vec![],
+    });
+    io::write_frame(&mut send, &hello)
+        .await
+        .map_err(|e| e.to_string())?;
+    match io::read_frame_within(&mut recv, shared.limits, HANDSHAKE_TIMEOUT).await {
+        Ok(Some(Frame::Hello(h))) if h.protocol_version != PROTOCOL_VERSION => Err(format!(
+            "peer speaks protocol version {}, this region {PROTOCOL_VERSION}",
+            h.protocol_version
+        )),
+        Ok(Some(Frame::Hello(h))) if h.region != peer => Err(format!(
+            "Hello claims region \"{}\" but the certificate is for \"{peer}\"",
+            h.region
+        )),
+        Ok(Some(Frame::Hello(_))) => Ok((send, recv)),
+        Ok(Some(other)) => Err(format!("expected Hello, got {:?}", other.kind())),
+        Ok(None) => Err("control stream ended before Hello".into()),
+        Err(e) => Err(format!("reading Hello: {e}")),
+    }
+}
+
+async fn control_writer(
+    shared: Arc<Shared>,
+    link: Arc<LinkCtx>,
+    mut send: quinn::SendStream,
+    mut outgoing: mpsc::Receiver<Frame>,
+) {
+    let mut advertise = tokio::time::interval(shared.settings.advertise_interval);
+    let mut heartbeat = tokio::time::interval(shared.settings.heartbeat_interval);
+    let mut last: Option<(pb::Advertise, Instant)> = None;
+    loop {
+        let frame = tokio::select! {
+            frame = outgoing.recv() => match frame { Some(f) => f, None => return },
+            _ = advertise.tick() => {
+                let current = advertisement(&shared, &link.peer);
+                let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
+                if fresh {
+                    continue;
+                }
+                last = Some((current.clone(), Instant::now()));
+                Frame::Advertise(current)
+            }
+            _ = heartbeat.tick() => Frame::Heartbeat(pb::Heartbeat { sent_at_ms: broker::record::now_ms() }),
+            () = link.stop.cancelled() => return,
+        };
+        if let Err(e) = io::write_frame(&mut send, &frame).await {
+            tracing::debug!(peer = %link.peer, error = %e, "control stream write failed");
+            return;
+        }
+    }
+}
+
+async fn control_reader(
+    shared: &Arc<Shared>,
+    link: &Arc<LinkCtx>,
+    recv: &mut quinn::RecvStream,
+    control: &mpsc::Sender<Frame>,
+    rtt_ms: &AtomicU64,
+) -> String {
+    loop {
+        let frame = match io::read_frame(recv, shared.limits).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return "peer closed the control stream".into(),
+            Err(StreamError::Frame(e)) => {
+                shared.metrics.frame_refused(e.reason());
+                tracing::warn!(peer = %link.peer, error = %e, "bad control frame; dropping the link");
+                link.connection
+                    .close(close::BAD_FRAME, codes::MALFORMED.as_bytes());
+                return format!("bad control frame: {e}");
+            }
+            Err(e) => return format!("control stream: {e}"),
+        };
+        match frame {
+            Frame::Advertise(advertise) => pull::on_advertise(shared, link, &advertise),
+            Frame::Heartbeat(h) => {
+                let _ = control.try_send(Frame::HeartbeatAck(h));
+            }
+            Frame::HeartbeatAck(h) => {
+                let rtt = (broker::record::now_ms() - h.sent_at_ms).max(0);
+                rtt_ms.store(rtt as u64, Ordering::Relaxed);
+            }
+            Frame::Error(e) => {
+                tracing::warn!(peer = %link.peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
+            }
+            other => {
+                shared.metrics.frame_refused("protocol");
+                tracing::warn!(peer = %link.peer, kind = ?other.kind(), "unexpected frame on the control stream; dropping the link");
+                link.connection
+                    .close(close::BAD_FRAME, codes::PROTOCOL.as_bytes());
+                return format!("unexpected {:?} frame on the control stream", other.kind());
+            }
+        }
+    }
+}
+
+async fn accept_streams(shared: Arc<Shared>, link: Arc<LinkCtx>) {
+    loop {
+        let accepted = tokio::select! {
+            a = link.connection.accept_bi() => a,
+            () = link.stop.cancelled() => return,
+        };
+        let Ok((send, recv)) = accepted else { return };
+        // Every stream gets its own task at once: reading one stream's first frame before
+        // accepting the next can deadlock QUIC flow control (TRANSPORT.md).
+        shared.tracker.spawn(serve::serve_stream(
+            shared.clone(),
+            link.clone(),
+            send,
+            recv,
+        ));
+    }
+}
+
+/// What this region offers `peer`: every topic a running task lets flow to it, with the
+/// durable extent and hop path of each sub-log.
+fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
+    let mut topics = Vec::new();
+    for config in shared.broker.topics() {
+        let offered = shared
+            .tasks
+            .iter()
+            .any(|t| t.running() && t.flows(&shared.region, peer) && t.matches(&config.name));
+        if !offered {
+            continue;
+        }
+        let Ok(topic) = shared.broker.topic(&config.name) else {
+            continue;
+        };
+        let mut sub_logs = Vec::new();
+        for partition in &topic.partitions {
+            for s in partition.sub_logs() {
+                let key = SubLogKey {
+                    topic: config.name.clone(),
+                    partition: partition.index(),
+                    origin: s.origin.clone(),
+                };
+                sub_logs.push(pb::SubLogEntry {
+                    partition: partition.index(),
+                    path: shared.path_of(&key),
+                    origin: s.origin,
+                    start_offset: s.start_offset,
+                    end_offset: s.durable_end,
+                    bytes: s.bytes,
+                });
+            }
+        }
+        topics.push(pb::TopicEntry {
+            topic: config.name.clone(),
+            partitions: config.partitions,
+            sub_logs,
+        });
+    }
+    pb::Advertise { topics }
+}

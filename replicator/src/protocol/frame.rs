@@ -1,0 +1,329 @@
+//! Frame layout of the link protocol (all integers little-endian):
+//!
+//! ```text
+//! frame   := length u32 | kind u8 | body            (length counts kind + body)
+//! body    := prost message                           (every kind but Batches)
+//! Batches := header_length u32 | BatchesHeader (prost) | batch*
+//! batch   := a stored record batch, byte for byte (its own length prefix and CRC-32C)
+//! ```
+//!
+//! Decoding checks everything before anything is applied: the length against the
+//! receiver's limit, the kind, the prost body, and for Batches every batch's length and
+//! CRC, that the batches are consecutive and that they match the header's range and count.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use prost::Message;
+use proto::link::v1 as pb;
+
+use broker::batch::{Batch, BatchFormatError};
+
+/// Bytes before a frame's body: the length and the kind.
+pub const FRAME_HEAD_LEN: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    Hello = 1,
+    Advertise = 2,
+    Heartbeat = 3,
+    HeartbeatAck = 4,
+    Subscribe = 5,
+    Subscribed = 6,
+    Batches = 7,
+    Error = 8,
+}
+
+impl FrameKind {
+    fn from_u8(kind: u8) -> Option<Self> {
+        Some(match kind {
+            1 => Self::Hello,
+            2 => Self::Advertise,
+            3 => Self::Heartbeat,
+            4 => Self::HeartbeatAck,
+            5 => Self::Subscribe,
+            6 => Self::Subscribed,
+            7 => Self::Batches,
+            8 => Self::Error,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Frame {
+    Hello(pb::Hello),
+    Advertise(pb::Advertise),
+    Heartbeat(pb::Heartbeat),
+    HeartbeatAck(pb::Heartbeat),
+    Subscribe(pb::Subscribe),
+    Subscribed(pb::Subscribed),
+    Batches(BatchesFrame),
+    Error(pb::Error),
+}
+
+/// A run of consecutive stored batches of one sub-log.
+#[derive(Clone, Debug)]
+pub struct BatchesFrame {
+    pub header: pb::BatchesHeader,
+    pub batches: Vec<Batch>,
+}
+
+impl BatchesFrame {
+    /// A frame for `batches` (consecutive, non-empty) that passed `hop_path`.
+    pub fn new(batches: Vec<Batch>, hop_path: Vec<String>) -> Self {
+        let first = batches.first().expect("a Batches frame holds a batch");
+        let last = batches.last().expect("a Batches frame holds a batch");
+        BatchesFrame {
+            header: pb::BatchesHeader {
+                base_offset: first.header().base_offset,
+                last_offset: last.header().last_offset(),
+                batch_count: batches.len() as u32,
+                hop_path,
+            },
+            batches,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.bytes().len()).sum()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.batches
+            .iter()
+            .map(|b| u64::from(b.header().record_count))
+            .sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    Oversized { len: usize, max: usize },
+    #[error("empty frame (no kind byte)")]
+    Empty,
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame truncated: {need} bytes needed, {have} present")]
+    Truncated { need: usize, have: usize },
+    #[error("{kind:?} frame body does not decode: {source}")]
+    Body {
+        kind: FrameKind,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("batch {index} of the frame: {source}")]
+    Batch {
+        index: usize,
+        #[source]
+        source: BatchFormatError,
+    },
+    #[error("Batches frame inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl FrameError {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FrameError::Oversized { .. } => "oversized",
+            FrameError::Batch {
+                source: BatchFormatError::Crc { .. },
+                ..
+            } => "crc",
+            _ => "malformed",
+        }
+    }
+}
+
+impl Frame {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::Hello(_) => FrameKind::Hello,
+            Frame::Advertise(_) => FrameKind::Advertise,
+            Frame::Heartbeat(_) => FrameKind::Heartbeat,
+            Frame::HeartbeatAck(_) => FrameKind::HeartbeatAck,
+            Frame::Subscribe(_) => FrameKind::Subscribe,
+            Frame::Subscribed(_) => FrameKind::Subscribed,
+            Frame::Batches(_) => FrameKind::Batches,
+            Frame::Error(_) => FrameKind::Error,
+        }
+    }
+
+    /// The frame as chunks to write in order (batches are not copied).
+    pub fn encode(&self) -> Vec<Bytes> {
+        let message: &dyn ErasedMessage = match self {
+            Frame::Hello(m) => m,
+            Frame::Advertise(m) => m,
+            Frame::Heartbeat(m) | Frame::HeartbeatAck(m) => m,
+            Frame::Subscribe(m) => m,
+            Frame::Subscribed(m) => m,
+            Frame::Error(m) => m,
+            Frame::Batches(frame) => {
+                let header_len = frame.header.encoded_len();
+                let len = 1 + 4 + header_len + frame.bytes();
+                let mut head = BytesMut::with_capacity(FRAME_HEAD_LEN + 4 + header_len);
+                head.put_u32_le(len as u32);
+                head.put_u8(FrameKind::Batches as u8);
+                head.put_u32_le(header_len as u32);
+                frame.header.encode(&mut head).expect("buffer has capacity");
+                let mut chunks = Vec::with_capacity(1 + frame.batches.len());
+                chunks.push(head.freeze());
+                chunks.extend(frame.batches.iter().map(|b| b.bytes().clone()));
+                return chunks;
+            }
+        };
+        let body_len = message.len();
+        let mut buf = BytesMut::with_capacity(FRAME_HEAD_LEN + body_len);
+        buf.put_u32_le((1 + body_len) as u32);
+        buf.put_u8(self.kind() as u8);
+        message.put(&mut buf);
+        vec![buf.freeze()]
+    }
+
+    /// The frame as one buffer (control frames, tests).
+    pub fn to_bytes(&self) -> Bytes {
+        let chunks = self.encode();
+        if chunks.len() == 1 {
+            return chunks.into_iter().next().expect("one chunk");
+        }
+        let mut buf = BytesMut::new();
+        for chunk in chunks {
+            buf.extend_from_slice(&chunk);
+        }
+        buf.freeze()
+    }
+}
+
+/// Object-safe encoding of the prost messages above.
+trait ErasedMessage {
+    fn len(&self) -> usize;
+    fn put(&self, buf: &mut BytesMut);
+}
+
+impl<M: Message> ErasedMessage for M {
+    fn len(&self) -> usize {
+        self.encoded_len()
+    }
+    fn put(&self, buf: &mut BytesMut) {
+        self.encode(buf).expect("buffer has capacity");
+    }
+}
+
+/// The length of the frame whose first 4 bytes are `head`, checked against `max`
+/// (kind and body; the 4 length bytes are not counted).
+pub fn frame_len(head: [u8; 4], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(head) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max {
+        return Err(FrameError::Oversized { len, max });
+    }
+    Ok(len)
+}
+
+/// Decodes a frame's kind and body (`frame` holds exactly what the length announced).
+/// `max_batch` bounds each batch's length.
+pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
+    if frame.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    let raw_kind = frame.get_u8();
+    let kind = FrameKind::from_u8(raw_kind).ok_or(FrameError::UnknownKind(raw_kind))?;
+    let body = |source| FrameError::Body { kind, source };
+    Ok(match kind {
+        FrameKind::Hello => Frame::Hello(pb::Hello::decode(frame).map_err(body)?),
+        FrameKind::Advertise => Frame::Advertise(pb::Advertise::decode(frame).map_err(body)?),
+        FrameKind::Heartbeat => Frame::Heartbeat(pb::Heartbeat::decode(frame).map_err(body)?),
+        FrameKind::HeartbeatAck => Frame::HeartbeatAck(pb::Heartbeat::decode(frame).map_err(body)?),
+        FrameKind::Subscribe => Frame::Subscribe(pb::Subscribe::decode(frame).map_err(body)?),
+        FrameKind::Subscribed => Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?),
+        FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?),
+        FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
+    })
+}
+
+fn decode_batches(mut body: Bytes, max_batch: usize) -> Result<BatchesFrame, FrameError> {
+    if body.len() < 4 {
+        return Err(FrameError::Truncated {
+            need: 4,
+            have: body.len(),
+        });
+    }
+    let header_len = body.get_u32_le() as usize;
+    if header_len > body.len() {
+        return Err(FrameError::Truncated {
+            need: header_len,
+            have: body.len(),
+        });
+    }
+    let header = pb::BatchesHeader::decode(body.split_to(header_len)).map_err(|source| {
+        FrameError::Body {
+            kind: FrameKind::Batches,
+            source,
+        }
+    })?;
+    let mut batches = Vec::new();
+    while !body.is_empty() {
+        let index = batches.len();
+        let batch_error = |source| FrameError::Batch { index, source };
+        let parsed = broker::batch::BatchHeader::parse(&body, max_batch).map_err(batch_error)?;
+        if parsed.total_len > body.len() {
+            return Err(batch_error(BatchFormatError::Truncated {
+                need: parsed.total_len,
+                have: body.len(),
+            }));
+        }
+        let batch =
+            Batch::from_bytes(body.split_to(parsed.total_len), max_batch).map_err(batch_error)?;
+        if let Some(previous) = batches.last().map(|b: &Batch| b.header().last_offset()) {
+            if batch.header().base_offset != previous + 1 {
+                return Err(FrameError::Inconsistent(format!(
+                    "batch {index} starts at offset {} after a batch ending at {previous}",
+                    batch.header().base_offset
+                )));
+            }
+        }
+        batches.push(batch);
+    }
+    let (Some(first), Some(last)) = (batches.first(), batches.last()) else {
+        return Err(FrameError::Inconsistent("no batch".into()));
+    };
+    if header.batch_count as usize != batches.len()
+        || header.base_offset != first.header().base_offset
+        || header.last_offset != last.header().last_offset()
+    {
+        return Err(FrameError::Inconsistent(format!(
+            "header says {} batches over [{}, {}], the frame holds {} over [{}, {}]",
+            header.batch_count,
+            header.base_offset,
+            header.last_offset,
+            batches.len(),
+            first.header().base_offset,
+            last.header().last_offset()
+        )));
+    }
+    if header.hop_path.is_empty() {
+        return Err(FrameError::Inconsistent("empty hop path".into()));
+    }
+    Ok(BatchesFrame { header, batches })
+}
+
+/// Splits the next whole frame off `buf` and decodes it; `Ok(None)` when `buf` holds only
+/// part of a frame. The fuzz target drives this.
+pub fn decode_from(
+    buf: &mut Bytes,
+    max_frame: usize,
+    max_batch: usize,
+) -> Result<Option<Frame>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = frame_len(buf[..4].try_into().expect("4 bytes"), max_frame)?;
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    buf.advance(4);
+    decode(buf.split_to(len), max_batch).map(Some)
+}

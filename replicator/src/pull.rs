@@ -1,0 +1,407 @@
+//! The pulling side: from a peer's advertisements, decide which sub-logs to pull (one link
+//! per sub-log at a time, the origin's own link preferred), then for each: subscribe from
+//! the held end, receive Batches frames ahead of applying them (pipelined), check them,
+//! and apply them with `append_replicated_run` (one fsync per run). On any refusal the
+//! stream is dropped and re-opened from the held end after a backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::storage::GapPolicy;
+use broker::{BrokerError, batch::Batch};
+use proto::link::v1 as pb;
+use proto::link::v1::subscribe::From as SubscribeFrom;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::io::{self, StreamError};
+use crate::link::LinkCtx;
+use crate::protocol::{BatchesFrame, Frame, close};
+use crate::service::{Shared, Slot};
+use crate::status::SubLogKey;
+use crate::task::{Start, Task};
+
+const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames received ahead of the applier.
+const RECEIVE_AHEAD: usize = 32;
+/// An applier run takes queued frames up to about this many bytes (one fsync).
+const RUN_BYTES: usize = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PullError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("opening the stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    #[error("peer refused: {code}: {message}")]
+    Remote { code: String, message: String },
+    #[error("{0}")]
+    Loop(String),
+    #[error("{0}")]
+    HopLimit(String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Storage(#[from] BrokerError),
+}
+
+impl PullError {
+    /// The refusal reason for metrics, or `None` for errors that are not bad input.
+    fn refusal(&self) -> Option<&'static str> {
+        match self {
+            PullError::Stream(StreamError::Frame(e)) => Some(e.reason()),
+            PullError::Stream(StreamError::EndedInFrame) => Some("malformed"),
+            PullError::Loop(_) => Some("loop"),
+            PullError::HopLimit(_) => Some("hop_limit"),
+            PullError::Protocol(_) => Some("protocol"),
+            PullError::Storage(BrokerError::OffsetGap { .. }) => Some("gap"),
+            PullError::Storage(BrokerError::OverlappingBatch { .. }) => Some("overlap"),
+            PullError::Storage(BrokerError::MalformedBatch(_)) => Some("malformed"),
+            PullError::Storage(BrokerError::OwnOrigin { .. }) => Some("loop"),
+            _ => None,
+        }
+    }
+}
+
+/// Reacts to a peer's advertisement: creates missing target topics and claims the
+/// sub-logs a running task routes here.
+pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise: &pb::Advertise) {
+    for entry in &advertise.topics {
+        for task in &shared.tasks {
+            if !task.running()
+                || !task.flows(&link.peer, &shared.region)
+                || !task.matches(&entry.topic)
+            {
+                continue;
+            }
+            let target = task.target_topic(&entry.topic);
+            let partitions = match shared.broker.ensure_topic(&target, entry.partitions) {
+                Ok(config) => config.partitions,
+                Err(e) => {
+                    tracing::warn!(task = task.name(), topic = %target, error = %e, "cannot create the target topic");
+                    continue;
+                }
+            };
+            for s in &entry.sub_logs {
+                if s.origin == shared.region
+                    || s.partition >= partitions
+                    || s.path.iter().any(|r| *r == shared.region)
+                    || s.path.len() >= shared.settings.hop_limit
+                {
+                    continue;
+                }
+                let key = SubLogKey {
+                    topic: target.clone(),
+                    partition: s.partition,
+                    origin: s.origin.clone(),
+                };
+                shared.status.advertised(
+                    task.name(),
+                    &key,
+                    &link.peer,
+                    s.start_offset,
+                    s.end_offset,
+                    s.bytes,
+                );
+                claim(shared, link, task, &entry.topic, key);
+            }
+        }
+    }
+}
+
+fn claim(
+    shared: &Arc<Shared>,
+    link: &Arc<LinkCtx>,
+    task: &Arc<Task>,
+    source_topic: &str,
+    key: SubLogKey,
+) {
+    let direct = key.origin == link.peer;
+    let mut slots = shared.slots.lock().expect("slots lock");
+    if let Some(slot) = slots.get(&key) {
+        if slot.link_id == link.id || slot.direct || !direct {
+            return;
+        }
+        // The origin's own link beats a relay: hand the sub-log over.
+        slot.cancel.cancel();
+    }
+    let cancel = link.stop.child_token();
+    let id = shared.next_id();
+    slots.insert(
+        key.clone(),
+        Slot {
+            id,
+            link_id: link.id,
+            direct,
+            cancel: cancel.clone(),
+        },
+    );
+    shared.tracker.spawn(run(
+        shared.clone(),
+        link.clone(),
+        task.clone(),
+        source_topic.to_string(),
+        key,
+        cancel,
+        id,
+    ));
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    link: Arc<LinkCtx>,
+    task: Arc<Task>,
+    source_topic: String,
+    key: SubLogKey,
+    cancel: CancellationToken,
+    slot_id: u64,
+) {
+    let mut backoff = shared.settings.reconnect_min;
+    loop {
+        let result = tokio::select! {
+            r = subscription(&shared, &link, &task, &source_topic, &key) => r,
+            () = cancel.cancelled() => break,
+        };
+        match result {
+            Ok(()) => backoff = shared.settings.reconnect_min,
+            Err(error) => {
+                if let Some(reason) = error.refusal() {
+                    shared.metrics.frame_refused(reason);
+                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, reason, %error, "refused replicated data; re-subscribing from the held end");
+                } else {
+                    tracing::info!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "sub-log stream ended");
+                }
+                shared.status.error(task.name(), &key, error.to_string());
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = cancel.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(shared.settings.reconnect_max);
+    }
+    let mut slots = shared.slots.lock().expect("slots lock");
+    if slots.get(&key).is_some_and(|s| s.id == slot_id) {
+        slots.remove(&key);
+    }
+}
+
+/// Where to ask the source to start: the held end, else the task's checkpoint (a start
+/// position resolved before), else the task's start position.
+fn subscribe_from(
+    shared: &Shared,
+    task: &Task,
+    key: &SubLogKey,
+) -> Result<SubscribeFrom, PullError> {
+    let partition = shared.broker.partition(&key.topic, key.partition)?;
+    if let Some(held) = partition.sub_log(&key.origin).filter(|s| s.end_offset > 0) {
+        return Ok(SubscribeFrom::Offset(held.end_offset));
+    }
+    let checkpoint = shared
+        .broker
+        .meta()
+        .checkpoints(task.name())
+        .map_err(|e| BrokerError::from(e))?
+        .into_iter()
+        .find(|c| c.topic == key.topic && c.partition == key.partition && c.origin == key.origin);
+    if let Some(checkpoint) = checkpoint {
+        return Ok(SubscribeFrom::Offset(checkpoint.offset));
+    }
+    Ok(match task.start {
+        Start::Earliest => SubscribeFrom::Earliest(true),
+        Start::Latest => SubscribeFrom::Latest(true),
+        Start::Timestamp(ms) => SubscribeFrom::TimestampMs(ms),
+    })
+}
+
+async fn subscription(
+    shared: &Arc<Shared>,
+    link: &Arc<LinkCtx>,
+    task: &Arc<Task>,
+    source_topic: &str,
+    key: &SubLogKey,
+) -> Result<(), PullError> {
+    let from = subscribe_from(shared, task, key)?;
+    let (mut send, mut recv) = link.connection.open_bi().await?;
+    let subscribe = Frame::Subscribe(pb::Subscribe {
+        task: task.name().to_string(),
+        topic: source_topic.to_string(),
+        partition: key.partition,
+        origin: key.origin.clone(),
+        from: Some(from),
+    });
+    io::write_frame(&mut send, &subscribe).await?;
+    let start = match io::read_frame_within(&mut recv, shared.limits, SUBSCRIBED_TIMEOUT).await? {
+        Some(Frame::Subscribed(s)) => s.start_offset,
+        Some(Frame::Error(e)) => {
+            return Err(PullError::Remote {
+                code: e.code,
+                message: e.message,
+            });
+        }
+        Some(other) => {
+            return Err(PullError::Protocol(format!(
+                "expected Subscribed, got {:?}",
+                other.kind()
+            )));
+        }
+        None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
+    };
+    match from {
+        SubscribeFrom::Offset(held) if start > held => {
+            shared
+                .metrics
+                .records_skipped_by_retention
+                .inc_by(start - held);
+            tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, from = held, to = start, "the source no longer holds these records (retention); continuing after them");
+        }
+        SubscribeFrom::Offset(_) => {}
+        _ => {
+            // Resolve the start position once: a restart before any record arrives must
+            // not resolve `latest` again and skip what was produced meanwhile.
+            let checkpoint = broker::meta::TaskCheckpoint {
+                task: task.name().to_string(),
+                topic: key.topic.clone(),
+                partition: key.partition,
+                origin: key.origin.clone(),
+                offset: start,
+            };
+            let meta = shared.broker.meta();
+            meta.put_checkpoint(&checkpoint)
+                .and_then(|()| meta.flush())
+                .map_err(BrokerError::from)?;
+        }
+    }
+    let held = match from {
+        SubscribeFrom::Offset(n) => n,
+        _ => 0,
+    };
+    shared.status.pulling(task.name(), key, &link.peer, held);
+
+    let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
+    let receive = receive(shared, &mut recv, frames_tx);
+    let apply = apply(shared, task, key, start, frames_rx);
+    let result = tokio::try_join!(receive, apply).map(|_| ());
+    if matches!(&result, Err(e) if e.refusal().is_some()) {
+        let _ = recv.stop(close::BAD_FRAME);
+    }
+    result
+}
+
+/// Reads frames and checks their hop path, handing them to the applier.
+async fn receive(
+    shared: &Shared,
+    recv: &mut quinn::RecvStream,
+    frames: mpsc::Sender<BatchesFrame>,
+) -> Result<(), PullError> {
+    loop {
+        let frame = match io::read_frame(recv, shared.limits).await? {
+            None => return Ok(()),
+            Some(Frame::Batches(frame)) => frame,
+            Some(Frame::Error(e)) => {
+                return Err(PullError::Remote {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+            Some(other) => {
+                return Err(PullError::Protocol(format!(
+                    "unexpected {:?} frame on a sub-log stream",
+                    other.kind()
+                )));
+            }
+        };
+        let path = &frame.header.hop_path;
+        if path.iter().any(|r| *r == shared.region) {
+            return Err(PullError::Loop(format!(
+                "batch at offset {} already passed this region (path {})",
+                frame.header.base_offset,
+                path.join(" > ")
+            )));
+        }
+        if path.len() >= shared.settings.hop_limit {
+            return Err(PullError::HopLimit(format!(
+                "batch at offset {} passed {} regions, the hop limit is {}",
+                frame.header.base_offset,
+                path.len(),
+                shared.settings.hop_limit
+            )));
+        }
+        if frames.send(frame).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies received frames in runs. Only the first batch of the stream may start past the
+/// held end, and only at the start the source announced (retention, start position).
+async fn apply(
+    shared: &Shared,
+    task: &Task,
+    key: &SubLogKey,
+    announced_start: u64,
+    mut frames: mpsc::Receiver<BatchesFrame>,
+) -> Result<(), PullError> {
+    let mut first = true;
+    while let Some(frame) = frames.recv().await {
+        let mut bytes = frame.bytes();
+        let mut records = frame.records();
+        let mut path = frame.header.hop_path.clone();
+        let mut batches: Vec<Batch> = frame.batches;
+        while bytes < RUN_BYTES {
+            let Ok(more) = frames.try_recv() else { break };
+            bytes += more.bytes();
+            records += more.records();
+            path = more.header.hop_path.clone();
+            batches.extend(more.batches);
+        }
+        task.throttle(records, bytes as u64).await;
+        if first {
+            first = false;
+            if batches[0].header().base_offset <= announced_start {
+                let head = batches.remove(0);
+                apply_run(shared, task, key, vec![head], GapPolicy::Allow).await?;
+            }
+        }
+        if !batches.is_empty() {
+            apply_run(shared, task, key, batches, GapPolicy::Refuse).await?;
+        }
+        path.push(shared.region.clone());
+        shared
+            .paths
+            .lock()
+            .expect("paths lock")
+            .insert(key.clone(), path);
+    }
+    Ok(())
+}
+
+async fn apply_run(
+    shared: &Shared,
+    task: &Task,
+    key: &SubLogKey,
+    batches: Vec<Batch>,
+    gap: GapPolicy,
+) -> Result<(), PullError> {
+    let run = shared
+        .broker
+        .append_replicated_run(&key.topic, key.partition, &key.origin, batches, gap)
+        .await?;
+    shared
+        .status
+        .applied(task.name(), key, run.end_offset, run.records, run.bytes);
+    let labels = crate::metrics::TaskLabels {
+        task: task.name().to_string(),
+    };
+    shared
+        .metrics
+        .records_replicated
+        .get_or_create(&labels)
+        .inc_by(run.records);
+    shared
+        .metrics
+        .bytes_replicated
+        .get_or_create(&labels)
+        .inc_by(run.bytes);
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The serving side of a sub-log stream: checks the peer's Subscribe against the tasks
+//! and the hop path, answers Subscribed with the first offset it will send, then pushes
+//! Batches frames as the sub-log's durable end moves, bounded by QUIC flow control.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::batch::{Batch, PendingBatch};
+use broker::storage::{Partition, SubLogReader};
+use proto::link::v1 as pb;
+use proto::link::v1::subscribe::From as SubscribeFrom;
+
+use crate::io;
+use crate::link::LinkCtx;
+use crate::protocol::{BatchesFrame, Frame, codes};
+use crate::service::Shared;
+use crate::status::SubLogKey;
+use crate::task::Task;
+
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Refusal {
+    code: &'static str,
+    message: String,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+pub(crate) async fn serve_stream(
+    shared: Arc<Shared>,
+    link: Arc<LinkCtx>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let subscribe = match io::read_frame_within(&mut recv, shared.limits, SUBSCRIBE_TIMEOUT).await {
+        Ok(Some(Frame::Subscribe(s))) => s,
+        Ok(Some(other)) => {
+            shared.metrics.frame_refused("protocol");
+            let message = format!("expected Subscribe, got {:?}", other.kind());
+            tracing::warn!(peer = %link.peer, %message, "refused a sub-log stream");
+            send_error(&mut send, refuse(codes::PROTOCOL, message)).await;
+            return;
+        }
+        Ok(None) => return,
+        Err(e) => {
+            if let io::StreamError::Frame(f) = &e {
+                shared.metrics.frame_refused(f.reason());
+            }
+            tracing::warn!(peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
+            send_error(&mut send, refuse(codes::MALFORMED, e.to_string())).await;
+            return;
+        }
+    };
+    let (task, partition, key) = match authorize(&shared, &link.peer, &subscribe) {
+        Ok(found) => found,
+        Err(refusal) => {
+            tracing::warn!(peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = refusal.code, message = %refusal.message, "refused a subscription");
+            send_error(&mut send, refusal).await;
+            return;
+        }
+    };
+    let start = match start_offset(&partition, &key.origin, subscribe.from) {
+        Ok(start) => start,
+        Err(e) => {
+            send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
+            return;
+        }
+    };
+    let subscribed = Frame::Subscribed(pb::Subscribed {
+        start_offset: start,
+        path: shared.path_of(&key),
+    });
+    if io::write_frame(&mut send, &subscribed).await.is_err() {
+        return;
+    }
+    tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
+    let mut reader = Some(SubLogReader::new(partition, &key.origin, start));
+    let frame_target = shared.settings.frame_target_bytes;
+    loop {
+        let mut owned = reader.take().expect("reader");
+        let (owned, read) = tokio::task::spawn_blocking(move || {
+            let read = owned.read(frame_target);
+            (owned, read)
+        })
+        .await
+        .expect("sub-log read task");
+        let reader_ref = reader.insert(owned);
+        let batches = match read {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
+                send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
+                return;
+            }
+        };
+        if batches.is_empty() {
+            tokio::select! {
+                waited = reader_ref.wait_for_data() => if waited.is_err() {
+                    let _ = send.finish();
+                    return;
+                },
+                _ = send.stopped() => return,
+                () = link.stop.cancelled() => return,
+            }
+            continue;
+        }
+        let batches = if task.spec.tags.is_empty() {
+            batches
+        } else {
+            batches.into_iter().map(|b| filter(b, &task)).collect()
+        };
+        let frame = Frame::Batches(BatchesFrame::new(batches, shared.path_of(&key)));
+        let written = tokio::select! {
+            w = io::write_frame(&mut send, &frame) => w,
+            () = link.stop.cancelled() => return,
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
+    let frame = Frame::Error(pb::Error {
+        code: refusal.code.to_string(),
+        message: refusal.message,
+    });
+    let _ = io::write_frame(send, &frame).await;
+    let _ = send.finish();
+}
+
+/// Checks that a running task lets `peer` pull this sub-log from this region, and that the
+/// data never passed through `peer`.
+fn authorize(
+    shared: &Shared,
+    peer: &str,
+    subscribe: &pb::Subscribe,
+) -> Result<(Arc<Task>, Arc<Partition>, SubLogKey), Refusal> {
+    let task = shared.task(&subscribe.task).ok_or_else(|| {
+        refuse(
+            codes::NOT_ALLOWED,
+            format!("no task \"{}\" here", subscribe.task),
+        )
+    })?;
+    if !task.running() {
+        return Err(refuse(
+            codes::NOT_ALLOWED,
+            format!("task \"{}\" is paused", task.name()),
+        ));
+    }
+    if !task.flows(&shared.region, peer) || !task.matches(&subscribe.topic) {
+        return Err(refuse(
+            codes::NOT_ALLOWED,
+            format!(
+                "task \"{}\" does not let topic \"{}\" flow from {} to {peer}",
+                task.name(),
+                subscribe.topic,
+                shared.region
+            ),
+        ));
+    }
+    let partition = shared
+        .broker
+        .partition(&subscribe.topic, subscribe.partition)
+        .map_err(|e| refuse(codes::UNKNOWN_TOPIC, e.to_string()))?;
+    let key = SubLogKey {
+        topic: subscribe.topic.clone(),
+        partition: subscribe.partition,
+        origin: subscribe.origin.clone(),
+    };
+    if subscribe.origin == peer {
+        return Err(refuse(
+            codes::LOOP,
+            format!("{peer} is the origin of these records"),
+        ));
+    }
+    let path = shared.path_of(&key);
+    if path.iter().any(|r| r == peer) {
+        return Err(refuse(
+            codes::LOOP,
+            format!(
+                "these records already passed {peer} (path {})",
+                path.join(" > ")
+            ),
+        ));
+    }
+    if path.len() >= shared.settings.hop_limit {
+        return Err(refuse(
+            codes::LOOP,
+            format!(
+                "hop path {} is at the hop limit {}",
+                path.join(" > "),
+                shared.settings.hop_limit
+            ),
+        ));
+    }
+    Ok((task.clone(), partition, key))
+}
+
+/// The first offset to send: a requested offset (moved up past what retention removed),
+/// or the task's start position resolved here.
+fn start_offset(
+    partition: &Partition,
+    origin: &str,
+    from: Option<SubscribeFrom>,
+) -> broker::Result<u64> {
+    let held = partition.sub_log(origin);
+    let start = held.as_ref().map_or(0, |s| s.start_offset);
+    Ok(match from {
+        Some(SubscribeFrom::Offset(n)) => n.max(start),
+        None | Some(SubscribeFrom::Earliest(_)) => start,
+        Some(SubscribeFrom::Latest(_)) => held.map_or(0, |s| s.durable_end),
+        Some(SubscribeFrom::TimestampMs(ms)) => {
+            partition.sub_log_offset_for_time(origin, ms)?.unwrap_or(0)
+        }
+    })
+}
+
+/// The batch with only the records passing the task's tag filter, covering the same
+/// offsets (filtered records leave an intended gap). Unchanged when every record passes.
+fn filter(batch: Batch, task: &Task) -> Batch {
+    if batch.records().all(|(_, r)| task.passes(r.tag.as_deref())) {
+        return batch;
+    }
+    let base = batch.header().base_offset;
+    let kept: Vec<_> = batch
+        .records()
+        .filter(|(_, r)| task.passes(r.tag.as_deref()))
+        .map(|(offset, r)| ((offset - base) as u32, r))
+        .collect();
+    let bytes = PendingBatch::covering(
+        batch.header().last_offset_delta,
+        kept.iter().map(|(delta, r)| (*delta, r)),
+    )
+    .seal(base);
+    Batch::from_bytes(bytes, usize::MAX).expect("a batch just encoded is well formed")
+}

@@ -1,0 +1,401 @@
+//! The replication service of a node: one QUIC endpoint on `[listen] replication` that
+//! accepts links from peers and dials the peers it is responsible for, keeps every link's
+//! subscriptions, and owns status, metrics and task checkpoints.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker::Broker;
+use broker::meta::TaskCheckpoint;
+use quinn::{IdleTimeout, VarInt};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::io::FrameLimits;
+use crate::link::{self, Role};
+use crate::metrics::Metrics;
+use crate::protocol::close;
+use crate::settings::LinkSettings;
+use crate::status::{StatusBoard, SubLogKey, SubLogStatus};
+use crate::task::{self, Task, TaskError, TaskSpec};
+use crate::tls::{self, Identity, TlsError};
+
+/// A neighbouring region.
+#[derive(Clone, Debug)]
+pub struct PeerSpec {
+    pub region: String,
+    /// Where it accepts links; `None` for a region that only dials out.
+    pub address: Option<SocketAddr>,
+    /// Whether this region dials it. Default: when it has an address and its id sorts
+    /// after this region's (so exactly one side of a pair dials).
+    pub dial: Option<bool>,
+}
+
+pub struct ReplicatorConfig {
+    pub region: String,
+    pub identity: Identity,
+    pub peers: Vec<PeerSpec>,
+    pub tasks: Vec<TaskSpec>,
+    pub settings: LinkSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("[[peers]] {0}")]
+    Peer(String),
+    #[error("replication socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+/// A link that is up.
+pub(crate) struct LinkEntry {
+    pub id: u64,
+    pub connection: quinn::Connection,
+    pub rtt_ms: Arc<AtomicU64>,
+}
+
+/// Which link pulls a sub-log now.
+pub(crate) struct Slot {
+    pub id: u64,
+    pub link_id: u64,
+    /// Pulled from its origin region itself (preferred over a relay).
+    pub direct: bool,
+    pub cancel: CancellationToken,
+}
+
+pub(crate) struct Shared {
+    pub region: String,
+    pub epoch: u64,
+    pub broker: Arc<Broker>,
+    pub tasks: Vec<Arc<Task>>,
+    pub settings: LinkSettings,
+    pub limits: FrameLimits,
+    pub peers: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    pub status: StatusBoard,
+    pub links: Mutex<HashMap<String, LinkEntry>>,
+    pub slots: Mutex<HashMap<SubLogKey, Slot>>,
+    /// Hop path of the data held per sub-log (origin first, this region last).
+    pub paths: Mutex<HashMap<SubLogKey, Vec<String>>>,
+    next_id: AtomicU64,
+    pub stop: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Shared {
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Arc<Task>> {
+        self.tasks.iter().find(|t| t.name() == name)
+    }
+
+    /// The hop path of what this region holds of a sub-log.
+    pub fn path_of(&self, key: &SubLogKey) -> Vec<String> {
+        if key.origin == self.region {
+            return vec![self.region.clone()];
+        }
+        self.paths
+            .lock()
+            .expect("paths lock")
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| vec![key.origin.clone(), self.region.clone()])
+    }
+
+    pub fn link_up(&self, region: &str) -> bool {
+        self.links.lock().expect("links lock").contains_key(region)
+    }
+}
+
+pub struct Replicator {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+}
+
+/// A link as reported by status.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LinkStatus {
+    pub peer: String,
+    pub rtt_ms: u64,
+    pub remote: SocketAddr,
+}
+
+impl Replicator {
+    /// Validates the tasks and peers, starts the endpoint on `socket`, and begins dialling.
+    pub fn start(
+        config: ReplicatorConfig,
+        broker: Arc<Broker>,
+        socket: std::net::UdpSocket,
+    ) -> Result<Self, StartError> {
+        let mut regions = vec![config.region.clone()];
+        for peer in &config.peers {
+            broker::names::validate("region", &peer.region)
+                .map_err(|e| StartError::Peer(format!("region: {e}")))?;
+            if regions.contains(&peer.region) {
+                return Err(StartError::Peer(format!(
+                    "region \"{}\" is listed twice or is this region",
+                    peer.region
+                )));
+            }
+            if peer.dial == Some(true) && peer.address.is_none() {
+                return Err(StartError::Peer(format!(
+                    "region \"{}\": dial = true needs an address",
+                    peer.region
+                )));
+            }
+            regions.push(peer.region.clone());
+        }
+        let tasks = task::validate(&config.tasks, &regions)?;
+        let settings = config.settings;
+
+        let sock = socket2::SockRef::from(&socket);
+        sock.set_recv_buffer_size(settings.socket_buffer_bytes)?;
+        sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
+        socket.set_nonblocking(true)?;
+
+        let transport = Arc::new(transport_config(&settings));
+        let mut server =
+            quinn::ServerConfig::with_crypto(Arc::new(config.identity.server_config()?));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(config.identity.client_config()?));
+        client.transport_config(transport);
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        endpoint.set_default_client_config(client);
+
+        let max_batch = broker.storage_config().max_stored_batch();
+        let shared = Arc::new(Shared {
+            region: config.region.clone(),
+            epoch: rand::random(),
+            broker,
+            tasks,
+            limits: FrameLimits {
+                max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
+                max_batch,
+            },
+            settings,
+            peers: regions[1..].to_vec(),
+            metrics: Arc::new(Metrics::default()),
+            status: StatusBoard::default(),
+            links: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            paths: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        shared
+            .tracker
+            .spawn(accept_loop(shared.clone(), endpoint.clone()));
+        for peer in &config.peers {
+            let dial = peer
+                .dial
+                .unwrap_or(peer.address.is_some() && peer.region > config.region);
+            if let (true, Some(address)) = (dial, peer.address) {
+                shared.tracker.spawn(dial_loop(
+                    shared.clone(),
+                    endpoint.clone(),
+                    peer.region.clone(),
+                    address,
+                ));
+            }
+        }
+        shared.tracker.spawn(checkpoint_loop(shared.clone()));
+        tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks.len(), peers = shared.peers.len(), "replication started");
+        Ok(Replicator { shared, endpoint })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// Every task's sub-log status, with lag computed now.
+    pub fn status(&self) -> Vec<SubLogStatus> {
+        self.shared.status.snapshot(|r| self.shared.link_up(r))
+    }
+
+    pub fn links(&self) -> Vec<LinkStatus> {
+        let links = self.shared.links.lock().expect("links lock");
+        let mut out: Vec<_> = links
+            .iter()
+            .map(|(peer, l)| LinkStatus {
+                peer: peer.clone(),
+                rtt_ms: l.rtt_ms.load(Ordering::Relaxed),
+                remote: l.connection.remote_address(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
+    }
+
+    pub fn tasks(&self) -> Vec<TaskSpec> {
+        self.shared.tasks.iter().map(|t| t.spec.clone()).collect()
+    }
+
+    /// Stops pulling and serving, closes the links, and saves checkpoints.
+    pub async fn shut_down(&self) {
+        self.shared.stop.cancel();
+        self.endpoint
+            .close(close::SHUTDOWN, b"region shutting down");
+        self.shared.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("replication tasks did not stop within 10 s");
+        }
+        save_checkpoints(&self.shared);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
+    let var = |v: u64| VarInt::from_u64(v).unwrap_or(VarInt::MAX);
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window(var(settings.stream_window_bytes))
+        .receive_window(var(settings.connection_window_bytes))
+        .send_window(settings.send_window_bytes)
+        .max_concurrent_bidi_streams(VarInt::from_u32(16_384))
+        .max_idle_timeout(IdleTimeout::try_from(settings.idle_timeout).ok())
+        .keep_alive_interval(Some(settings.idle_timeout / 4));
+    transport
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = shared.stop.cancelled() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let shared2 = shared.clone();
+        shared.tracker.spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    let reason = tls::refusal_reason(&error);
+                    tracing::warn!(%remote, reason, %error, "replication link refused");
+                    shared2.metrics.link_refused(reason);
+                    return;
+                }
+            };
+            let Some(peer) = tls::region_of(&connection, &shared2.peers) else {
+                tracing::warn!(%remote, "replication link refused: the certificate names no configured peer region");
+                shared2.metrics.link_refused("unknown_region");
+                connection.close(close::UNKNOWN_REGION, b"not a peer of this region");
+                return;
+            };
+            link::run(shared2, connection, peer, Role::Acceptor).await;
+        });
+    }
+}
+
+async fn dial_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    peer: String,
+    address: SocketAddr,
+) {
+    let settings = &shared.settings;
+    let mut backoff = settings.reconnect_min;
+    loop {
+        if shared.stop.is_cancelled() {
+            return;
+        }
+        let connected = match endpoint.connect(address, &peer) {
+            Ok(connecting) => tokio::select! {
+                c = tokio::time::timeout(settings.idle_timeout, connecting) => c.map_err(|_| "timed out".to_string()).and_then(|c| c.map_err(|e| {
+                    let reason = tls::refusal_reason(&e);
+                    shared.metrics.link_refused(reason);
+                    format!("{reason}: {e}")
+                })),
+                () = shared.stop.cancelled() => return,
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match connected {
+            Ok(connection) => {
+                let since = Instant::now();
+                link::run(shared.clone(), connection, peer.clone(), Role::Dialer).await;
+                if since.elapsed() > Duration::from_secs(10) {
+                    backoff = settings.reconnect_min;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%peer, %address, %error, retry_in = ?backoff, "cannot reach peer");
+            }
+        }
+        let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);
+        tokio::select! {
+            () = tokio::time::sleep(backoff + jitter) => {}
+            () = shared.stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(settings.reconnect_max);
+    }
+}
+
+async fn checkpoint_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.settings.checkpoint_interval);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.stop.cancelled() => return,
+        }
+        save_checkpoints(&shared);
+        for s in shared.status.snapshot(|r| shared.link_up(r)) {
+            let labels = crate::metrics::SubLogLabels {
+                task: s.task,
+                topic: s.topic,
+                partition: s.partition,
+                origin: s.origin,
+            };
+            shared
+                .metrics
+                .lag_records
+                .get_or_create(&labels)
+                .set(s.lag_records as i64);
+            shared
+                .metrics
+                .lag_seconds
+                .get_or_create(&labels)
+                .set(s.lag_seconds);
+        }
+        let up = shared.links.lock().expect("links lock").len();
+        shared.metrics.links_up.set(up as i64);
+    }
+}
+
+fn save_checkpoints(shared: &Shared) {
+    let meta = shared.broker.meta();
+    for (task, key, offset) in shared.status.checkpoints_to_save() {
+        let checkpoint = TaskCheckpoint {
+            task,
+            topic: key.topic,
+            partition: key.partition,
+            origin: key.origin,
+            offset,
+        };
+        if let Err(e) = meta.put_checkpoint(&checkpoint) {
+            tracing::error!(error = %e, "saving a replication checkpoint failed");
+        }
+    }
+}

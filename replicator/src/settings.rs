@@ -1,0 +1,52 @@
+//! Tuning of the replication links, with the defaults measured in ../shared/TRANSPORT.md.
+
+use std::time::Duration;
+
+/// How links behave. Windows bound what one link keeps in flight: throughput over
+/// distance is window / RTT, so 200 MB/s at 60 ms RTT needs 16-64 MiB.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    /// QUIC receive window of one stream (one sub-log).
+    pub stream_window_bytes: u64,
+    /// QUIC receive window of the connection (all sub-logs of a link).
+    pub connection_window_bytes: u64,
+    /// QUIC send window of the connection.
+    pub send_window_bytes: u64,
+    /// SO_RCVBUF / SO_SNDBUF of the UDP socket (quinn leaves the OS default).
+    pub socket_buffer_bytes: usize,
+    /// Largest frame accepted; larger frames are refused as oversized.
+    pub max_frame_bytes: usize,
+    /// A Batches frame is filled up to about this many bytes of batches.
+    pub frame_target_bytes: usize,
+    /// Longest hop path (regions, origin included) a batch may carry.
+    pub hop_limit: usize,
+    pub advertise_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// A link with no packet for this long is dropped.
+    pub idle_timeout: Duration,
+    /// First and longest wait between reconnects (doubling, with jitter).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How often task checkpoints and lag gauges are written.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        LinkSettings {
+            stream_window_bytes: 16 << 20,
+            connection_window_bytes: 64 << 20,
+            send_window_bytes: 64 << 20,
+            socket_buffer_bytes: 4 << 20,
+            max_frame_bytes: 8 << 20,
+            frame_target_bytes: 1 << 20,
+            hop_limit: 8,
+            advertise_interval: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}

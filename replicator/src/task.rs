@@ -1,0 +1,410 @@
+//! Replication tasks: what flows where. A task names source and target regions, a topic
+//! pattern (glob), a direction, an optional rename at the target (`{topic}` stands for the
+//! source name), an optional tag filter, a start position, rate limits and a state.
+//! Every region loads the same task list; a region pulls for the flows that target it and
+//! serves the flows that leave it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    #[default]
+    OneWay,
+    TwoWay,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    Running,
+    Paused,
+}
+
+/// A task as written in the config file (and, later, the console API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: String,
+    pub sources: Vec<String>,
+    pub targets: Vec<String>,
+    /// A glob over topic names: `orders`, `orders.*`, `*`.
+    pub topics: String,
+    #[serde(default)]
+    pub direction: Direction,
+    /// The topic name at the target; `{topic}` is replaced by the source topic's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rename: Option<String>,
+    /// Only records carrying one of these tags are replicated; the others leave offset gaps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// `earliest`, `latest`, or an RFC 3339 time: where a sub-log the target holds nothing
+    /// of starts.
+    #[serde(default = "default_start")]
+    pub start: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_records_per_s: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_s: Option<u32>,
+    #[serde(default)]
+    pub state: TaskState,
+}
+
+fn default_start() -> String {
+    "earliest".into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// A task refused at load, naming the task and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("task {task} (tasks[{index}]): field `{field}`: {message}")]
+pub struct TaskError {
+    pub index: usize,
+    pub task: String,
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// A validated task, ready to use.
+pub struct Task {
+    pub spec: TaskSpec,
+    pattern: glob::Pattern,
+    pub start: Start,
+    limiter: Option<Limiter>,
+}
+
+struct Limiter {
+    records: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
+    bytes: Option<(DefaultDirectRateLimiter, NonZeroU32)>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("spec", &self.spec).finish()
+    }
+}
+
+impl Task {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn running(&self) -> bool {
+        self.spec.state == TaskState::Running
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.pattern.matches(topic)
+    }
+
+    /// Whether data flows from `source` to `target` under this task.
+    pub fn flows(&self, source: &str, target: &str) -> bool {
+        let has = |list: &[String], r: &str| list.iter().any(|x| x == r);
+        source != target
+            && ((has(&self.spec.sources, source) && has(&self.spec.targets, target))
+                || (self.spec.direction == Direction::TwoWay
+                    && has(&self.spec.targets, source)
+                    && has(&self.spec.sources, target)))
+    }
+
+    /// The topic name at the target for a source topic.
+    pub fn target_topic(&self, source_topic: &str) -> String {
+        match &self.spec.rename {
+            Some(template) => template.replace("{topic}", source_topic),
+            None => source_topic.to_string(),
+        }
+    }
+
+    /// Whether a record with `tag` passes the task's filter.
+    pub fn passes(&self, tag: Option<&str>) -> bool {
+        self.spec.tags.is_empty() || tag.is_some_and(|t| self.spec.tags.iter().any(|x| x == t))
+    }
+
+    /// Waits until the task's rate limits allow `records` records of `bytes` bytes.
+    pub async fn throttle(&self, records: u64, bytes: u64) {
+        let Some(limiter) = &self.limiter else { return };
+        for (limit, amount) in [(&limiter.records, records), (&limiter.bytes, bytes)] {
+            let Some((limiter, burst)) = limit else {
+                continue;
+            };
+            let mut left = amount;
+            while left > 0 {
+                let step = left.min(u64::from(burst.get())) as u32;
+                let n = NonZeroU32::new(step).expect("step > 0");
+                // `step` never exceeds the burst, so the limiter can always grant it.
+                let _ = limiter.until_n_ready(n).await;
+                left -= u64::from(step);
+            }
+        }
+    }
+}
+
+/// Burst of a rate limit: a twentieth of a second's worth (at least 1), so measured rates
+/// stay within a few percent of the limit over a few seconds.
+fn limiter(per_second: u32) -> (DefaultDirectRateLimiter, NonZeroU32) {
+    let rate = NonZeroU32::new(per_second).expect("validated > 0");
+    let burst = NonZeroU32::new((per_second / 20).max(1)).expect("> 0");
+    let quota = Quota::per_second(rate).allow_burst(burst);
+    (RateLimiter::direct(quota), burst)
+}
+
+/// Validates tasks against the regions of the deployment (`regions` includes this one).
+pub fn validate(specs: &[TaskSpec], regions: &[String]) -> Result<Vec<Arc<Task>>, TaskError> {
+    let mut tasks = Vec::new();
+    let mut names = BTreeSet::new();
+    // (target region, constant target topic) -> task, to find rename collisions.
+    let mut constant_targets: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let fail = |field: &'static str, message: String| TaskError {
+            index,
+            task: if spec.name.is_empty() {
+                "(unnamed)".into()
+            } else {
+                format!("\"{}\"", spec.name)
+            },
+            field,
+            message,
+        };
+        broker::names::validate("task", &spec.name).map_err(|e| fail("name", e.to_string()))?;
+        if !names.insert(spec.name.clone()) {
+            return Err(fail("name", "another task has this name".into()));
+        }
+        for (field, list) in [("sources", &spec.sources), ("targets", &spec.targets)] {
+            if list.is_empty() {
+                return Err(fail(field, "must name at least one region".into()));
+            }
+            for region in list {
+                if !regions.contains(region) {
+                    return Err(fail(
+                        field,
+                        format!(
+                            "unknown region \"{region}\" (known: {})",
+                            regions.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if spec.sources == spec.targets && spec.sources.len() == 1 {
+            return Err(fail(
+                "targets",
+                "a task needs a target other than its source".into(),
+            ));
+        }
+        if spec.topics.trim().is_empty() {
+            return Err(fail("topics", "the topic pattern is empty".into()));
+        }
+        let pattern = glob::Pattern::new(&spec.topics)
+            .map_err(|e| fail("topics", format!("invalid pattern: {e}")))?;
+        let wildcard = spec.topics.contains(['*', '?', '[']);
+        if let Some(rename) = &spec.rename {
+            if spec.direction == Direction::TwoWay {
+                return Err(fail(
+                    "rename",
+                    "a two-way task cannot rename: the renamed topic would flow back under another name".into(),
+                ));
+            }
+            let sample = rename.replace("{topic}", "t");
+            broker::names::validate("topic", &sample)
+                .map_err(|e| fail("rename", format!("not a valid topic name: {e}")))?;
+            if wildcard && !rename.contains("{topic}") {
+                return Err(fail(
+                    "rename",
+                    format!(
+                        "pattern \"{}\" matches many topics but every one would be renamed to \"{rename}\"; use {{topic}}",
+                        spec.topics
+                    ),
+                ));
+            }
+            if !rename.contains("{topic}") {
+                for target in &spec.targets {
+                    let key = (target.clone(), rename.clone());
+                    if let Some(other) = constant_targets.insert(key, spec.name.clone()) {
+                        return Err(fail(
+                            "rename",
+                            format!(
+                                "task \"{other}\" also renames into \"{rename}\" in region {target}"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        let start = parse_start(&spec.start).map_err(|m| fail("start", m))?;
+        for (field, rate) in [
+            ("max_records_per_s", spec.max_records_per_s),
+            ("max_bytes_per_s", spec.max_bytes_per_s),
+        ] {
+            if rate == Some(0) {
+                return Err(fail(
+                    field,
+                    "must be greater than 0 (omit it for no limit)".into(),
+                ));
+            }
+        }
+        for tag in &spec.tags {
+            if tag.is_empty() {
+                return Err(fail("tags", "a tag is empty".into()));
+            }
+        }
+        let limiter =
+            (spec.max_records_per_s.is_some() || spec.max_bytes_per_s.is_some()).then(|| Limiter {
+                records: spec.max_records_per_s.map(limiter),
+                bytes: spec.max_bytes_per_s.map(limiter),
+            });
+        tasks.push(Arc::new(Task {
+            spec: spec.clone(),
+            pattern,
+            start,
+            limiter,
+        }));
+    }
+    Ok(tasks)
+}
+
+fn parse_start(text: &str) -> Result<Start, String> {
+    match text {
+        "earliest" | "" => Ok(Start::Earliest),
+        "latest" => Ok(Start::Latest),
+        other => humantime::parse_rfc3339_weak(other)
+            .map(|t| {
+                let ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or(Duration::ZERO)
+                    .as_millis();
+                Start::Timestamp(ms as i64)
+            })
+            .map_err(|e| format!("\"{other}\" is not earliest, latest or an RFC 3339 time ({e})")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TaskSpec {
+        TaskSpec {
+            name: "t".into(),
+            sources: vec!["a".into()],
+            targets: vec!["b".into()],
+            topics: "orders".into(),
+            direction: Direction::OneWay,
+            rename: None,
+            tags: vec![],
+            start: "earliest".into(),
+            max_records_per_s: None,
+            max_bytes_per_s: None,
+            state: TaskState::Running,
+        }
+    }
+
+    fn regions() -> Vec<String> {
+        vec!["a".into(), "b".into(), "c".into()]
+    }
+
+    fn refusal(specs: &[TaskSpec]) -> TaskError {
+        validate(specs, &regions()).expect_err("refused")
+    }
+
+    #[test]
+    fn invalid_tasks_name_the_field() {
+        let unknown = refusal(&[TaskSpec {
+            targets: vec!["mars".into()],
+            ..spec()
+        }]);
+        assert_eq!(unknown.field, "targets");
+        assert!(
+            unknown.to_string().contains("unknown region \"mars\""),
+            "{unknown}"
+        );
+
+        let empty = refusal(&[TaskSpec {
+            topics: " ".into(),
+            ..spec()
+        }]);
+        assert_eq!(empty.field, "topics");
+
+        let zero = refusal(&[TaskSpec {
+            max_bytes_per_s: Some(0),
+            ..spec()
+        }]);
+        assert_eq!(zero.field, "max_bytes_per_s");
+
+        let many_to_one = refusal(&[TaskSpec {
+            topics: "orders.*".into(),
+            rename: Some("all".into()),
+            ..spec()
+        }]);
+        assert_eq!(many_to_one.field, "rename");
+
+        let collision = refusal(&[
+            TaskSpec {
+                rename: Some("x".into()),
+                ..spec()
+            },
+            TaskSpec {
+                name: "u".into(),
+                topics: "payments".into(),
+                rename: Some("x".into()),
+                ..spec()
+            },
+        ]);
+        assert_eq!((collision.field, collision.index), ("rename", 1));
+
+        let start = refusal(&[TaskSpec {
+            start: "yesterday".into(),
+            ..spec()
+        }]);
+        assert_eq!(start.field, "start");
+
+        let duplicate = refusal(&[spec(), spec()]);
+        assert_eq!(duplicate.field, "name");
+    }
+
+    #[test]
+    fn flows_follow_the_direction() {
+        let one = &validate(&[spec()], &regions()).unwrap()[0];
+        assert!(one.flows("a", "b"));
+        assert!(!one.flows("b", "a"));
+        let two = &validate(
+            &[TaskSpec {
+                direction: Direction::TwoWay,
+                ..spec()
+            }],
+            &regions(),
+        )
+        .unwrap()[0];
+        assert!(two.flows("b", "a"));
+        assert!(!two.flows("a", "c"));
+    }
+
+    #[test]
+    fn rename_and_filter() {
+        let task = &validate(
+            &[TaskSpec {
+                topics: "orders.*".into(),
+                rename: Some("dr.{topic}".into()),
+                tags: vec!["eu".into()],
+                ..spec()
+            }],
+            &regions(),
+        )
+        .unwrap()[0];
+        assert!(task.matches("orders.x") && !task.matches("payments"));
+        assert_eq!(task.target_topic("orders.x"), "dr.orders.x");
+        assert!(task.passes(Some("eu")) && !task.passes(Some("us")) && !task.passes(None));
+    }
+}

@@ -1,0 +1,161 @@
+//! Mutual TLS for links: every region's certificate is signed by the deployment's CA and
+//! names the region (a DNS subject alternative name equal to the region id). The dialer
+//! checks the name it expects; the acceptor reads the region from the client certificate.
+//! Only TLS 1.3 with the ring provider (AES-GCM preferred; see TRANSPORT.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+
+use crate::protocol::ALPN;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("reading {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what} {path} holds no certificate")]
+    Empty { what: &'static str, path: PathBuf },
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// This region's certificate chain and key, and the CA that signs every region.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub ca: Vec<CertificateDer<'static>>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl Identity {
+    /// Loads PEM files: the CA certificate(s), this region's certificate chain and its key.
+    pub fn load(ca: &Path, cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let certs = |what, path: &Path| -> Result<Vec<CertificateDer<'static>>, TlsError> {
+            let read = |source| TlsError::Read {
+                what,
+                path: path.to_path_buf(),
+                source,
+            };
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(read)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(read)?;
+            if certs.is_empty() {
+                return Err(TlsError::Empty {
+                    what,
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(certs)
+        };
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::Read {
+            what: "key",
+            path: key.to_path_buf(),
+            source,
+        })?;
+        Ok(Identity {
+            ca: certs("CA certificate", ca)?,
+            chain: certs("certificate", cert)?,
+            key: Arc::new(key_der),
+        })
+    }
+
+    /// From PEM text (tests and the embedded demo).
+    pub fn from_pem(ca: &str, cert: &str, key: &str) -> Result<Self, TlsError> {
+        let config = |e: rustls::pki_types::pem::Error| TlsError::Config(e.to_string());
+        Ok(Identity {
+            ca: CertificateDer::pem_slice_iter(ca.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(config)?,
+            chain: CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(config)?,
+            key: Arc::new(PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(config)?),
+        })
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for ca in &self.ca {
+            roots
+                .add(ca.clone())
+                .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+        }
+        Ok(Arc::new(roots))
+    }
+
+    /// The acceptor's side: client certificates are required and checked against the CA.
+    pub fn server_config(&self) -> Result<QuicServerConfig, TlsError> {
+        let provider = provider();
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Config(format!("certificate and key: {e}")))?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        QuicServerConfig::try_from(config).map_err(|e| TlsError::Config(e.to_string()))
+    }
+
+    /// The dialer's side: the server must present a CA-signed certificate naming the
+    /// region dialled (rustls checks the name given to `connect`).
+    pub fn client_config(&self) -> Result<QuicClientConfig, TlsError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| TlsError::Config(format!("certificate and key: {e}")))?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        QuicClientConfig::try_from(config).map_err(|e| TlsError::Config(e.to_string()))
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Which of `regions` the peer's (already CA-verified) certificate names, if any.
+pub fn region_of(connection: &quinn::Connection, regions: &[String]) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let leaf = webpki::EndEntityCert::try_from(certs.first()?).ok()?;
+    regions
+        .iter()
+        .find(|region| {
+            ServerName::try_from(region.as_str())
+                .is_ok_and(|name| leaf.verify_is_valid_for_subject_name(&name).is_ok())
+        })
+        .cloned()
+}
+
+/// A short, stable reason for a refused handshake, for logs and the refusal metric.
+pub fn refusal_reason(error: &quinn::ConnectionError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("Expired") || text.contains("NotValidYet") {
+        "certificate_expired"
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        "unknown_ca"
+    } else if text.contains("NotValidForName") {
+        "wrong_region"
+    } else if text.contains("certificate") {
+        "bad_certificate"
+    } else if text.contains("ALPN") || text.contains("application protocol") {
+        "protocol_version"
+    } else {
+        "handshake"
+    }
+}
