@@ -345,26 +345,35 @@ async fn apply(
     let mut first = true;
     while let Some(frame) = frames.recv().await {
         let mut bytes = frame.bytes();
-        let mut records = frame.records();
         let mut path = frame.header.hop_path.clone();
         let mut batches: Vec<Batch> = frame.batches;
         while bytes < RUN_BYTES {
             let Ok(more) = frames.try_recv() else { break };
             bytes += more.bytes();
-            records += more.records();
             path = more.header.hop_path.clone();
             batches.extend(more.batches);
         }
-        task.throttle(records, bytes as u64).await;
-        if first {
-            first = false;
-            if batches[0].header().base_offset <= announced_start {
-                let head = batches.remove(0);
-                apply_run(shared, task, key, vec![head], GapPolicy::Allow).await?;
+        // A rate-limited task applies batch by batch as the limiter admits them, so the
+        // records arrive at the limited rate instead of in one late burst.
+        let runs: Vec<Vec<Batch>> = if task.limited() {
+            batches.into_iter().map(|b| vec![b]).collect()
+        } else {
+            vec![batches]
+        };
+        for mut run in runs {
+            let records: u64 = run.iter().map(|b| u64::from(b.header().record_count)).sum();
+            let bytes: u64 = run.iter().map(|b| b.bytes().len() as u64).sum();
+            task.throttle(records, bytes).await;
+            if first {
+                first = false;
+                if run[0].header().base_offset <= announced_start {
+                    let head = run.remove(0);
+                    apply_run(shared, task, key, vec![head], GapPolicy::Allow).await?;
+                }
             }
-        }
-        if !batches.is_empty() {
-            apply_run(shared, task, key, batches, GapPolicy::Refuse).await?;
+            if !run.is_empty() {
+                apply_run(shared, task, key, run, GapPolicy::Refuse).await?;
+            }
         }
         path.push(shared.region.clone());
         shared

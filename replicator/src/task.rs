@@ -133,6 +133,11 @@ impl Task {
         self.spec.tags.is_empty() || tag.is_some_and(|t| self.spec.tags.iter().any(|x| x == t))
     }
 
+    /// Whether the task has a rate limit.
+    pub fn limited(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// Waits until the task's rate limits allow `records` records of `bytes` bytes.
     pub async fn throttle(&self, records: u64, bytes: u64) {
         let Some(limiter) = &self.limiter else { return };

@@ -29,6 +29,15 @@ async fn produce(
     }
 }
 
+/// Creates a topic unless replication already created it from a peer's advertisement.
+async fn create_if_missing(node: &TestNode, topic: &str, partitions: u32) {
+    match node.client.create_topic(topic, partitions, None).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("topic-exists") => {}
+        Err(e) => panic!("creating {topic}: {e}"),
+    }
+}
+
 /// Checks that a region holds exactly the expected records per (partition, origin): the
 /// offsets 0..n once each, in per-origin order, with the right bodies.
 fn assert_exact(
@@ -63,7 +72,7 @@ async fn active_active_two_regions_converge_with_identical_positions() {
     let nodes = deployment.start_mesh(&["eu", "us"], &[aa]).await;
     let (eu, us) = (&nodes[0], &nodes[1]);
     for node in [eu, us] {
-        node.client.create_topic("orders", 2, None).await.unwrap();
+        create_if_missing(node, "orders", 2).await;
     }
     let (eu_writes, us_writes) = tokio::join!(
         async {
@@ -142,4 +151,224 @@ async fn active_active_two_regions_converge_with_identical_positions() {
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_region_mesh_places_each_record_once_everywhere() {
+    let regions = ["a", "b", "c"];
+    let deployment = Deployment::new(&regions);
+    let mut mesh = task("mesh", &regions, &regions, "orders");
+    mesh.direction = replicator::Direction::TwoWay;
+    let nodes = deployment.start_mesh(&regions, &[mesh]).await;
+    for node in &nodes {
+        create_if_missing(node, "orders", 1).await;
+    }
+    let counts = [200usize, 150, 90];
+    let writes = nodes
+        .iter()
+        .zip(regions)
+        .zip(counts)
+        .map(|((node, region), n)| produce(node, "orders", 0, region, n, 10));
+    futures_util::future::join_all(writes).await;
+    let expected: BTreeMap<(u32, String), (String, usize)> = regions
+        .iter()
+        .zip(counts)
+        .map(|(r, n)| ((0, r.to_string()), (r.to_string(), n)))
+        .collect();
+    for node in &nodes {
+        eventually("every region to hold every record", || async {
+            regions
+                .iter()
+                .zip(counts)
+                .all(|(origin, n)| held_end(&node.node, "orders", 0, origin) == n as u64)
+        })
+        .await;
+        // Each record once although it is offered on two paths (directly and via the
+        // third region), and a region never holds a copy of its own records from others.
+        assert_exact(&all_records(&node.client, "orders").await, &expected);
+    }
+    for node in &nodes {
+        let replicator = node.node.replicator.as_ref().unwrap();
+        assert_eq!(replicator.metrics().frame_refusals("loop"), 0);
+        assert_eq!(
+            replicator.links().len(),
+            2,
+            "a full mesh has two links per region"
+        );
+    }
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_renamed_task_keeps_origin_offsets_with_gaps() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let mut audit = task("audit", &["eu"], &["us"], "orders*");
+    audit.rename = Some("audit.{topic}".into());
+    audit.tags = vec!["pii-free".into()];
+    let nodes = deployment.start_mesh(&["eu", "us"], &[audit]).await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client.create_topic("orders", 1, None).await.unwrap();
+    eu.client.create_topic("payments", 1, None).await.unwrap();
+    let records: Vec<_> = (0..60)
+        .map(|i| {
+            let mut r = record(&format!("o-{i}"));
+            r.tag = Some(if i % 3 == 0 { "pii-free" } else { "pii" }.into());
+            r
+        })
+        .collect();
+    for chunk in records.chunks(7) {
+        eu.client
+            .produce("orders", chunk.to_vec(), Partitioning::Partition(0))
+            .await
+            .unwrap();
+    }
+    produce(eu, "payments", 0, "p", 10, 5).await;
+    eventually("the filtered copy to reach the end", || async {
+        held_end(&us.node, "audit.orders", 0, "eu") == 60
+    })
+    .await;
+    let copied = all_records(&us.client, "audit.orders").await;
+    let offsets: Vec<u64> = copied.iter().map(|r| r.2).collect();
+    assert_eq!(offsets, (0..60).step_by(3).collect::<Vec<u64>>());
+    assert!(copied.iter().all(|r| r.3 == format!("o-{}", r.2)));
+    // Not matched by the pattern: not replicated, not even created.
+    let topics: Vec<String> = us
+        .client
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(topics, vec!["audit.orders".to_string()]);
+    // The gap left by the filter is not loss: the status shows no lag and no error.
+    let status = us.node.replicator.as_ref().unwrap().status();
+    let entry = status
+        .iter()
+        .find(|s| s.topic == "audit.orders")
+        .expect("status of the renamed topic");
+    assert_eq!((entry.lag_records, entry.last_error.as_deref()), (0, None));
+    assert_eq!(entry.applied_records, 20);
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_positions_latest_and_timestamp() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    // The source region runs first, alone, and gets history.
+    let eu_dir = tempfile::tempdir().unwrap();
+    let mut latest = task("from-latest", &["eu"], &["us"], "recent");
+    latest.start = "latest".into();
+    let mut since = task("from-time", &["eu"], &["us"], "timed");
+    since.start = "2020-01-01T00:00:00Z".into();
+    let tasks = [latest, since];
+    let eu_config = deployment.config("eu", eu_dir.path(), &[("us", None)], &tasks);
+    let eu = start_with(eu_config, eu_dir).await;
+    eu.client.create_topic("recent", 1, None).await.unwrap();
+    eu.client.create_topic("timed", 1, None).await.unwrap();
+    produce(&eu, "recent", 0, "old", 30, 10).await;
+    let stamped = |body: &str, ts: i64| {
+        let mut r = record(body);
+        r.timestamp_ms = ts;
+        r
+    };
+    let old = (0..5)
+        .map(|i| stamped(&format!("t-{i}"), 1_500_000_000_000))
+        .collect();
+    let new = (5..9)
+        .map(|i| stamped(&format!("t-{i}"), 1_700_000_000_000))
+        .collect();
+    for batch in [old, new] {
+        eu.client
+            .produce("timed", batch, Partitioning::Partition(0))
+            .await
+            .unwrap();
+    }
+
+    let us_dir = tempfile::tempdir().unwrap();
+    let mut us_config = deployment.config(
+        "us",
+        us_dir.path(),
+        &[("eu", Some(eu.node.bound.replication))],
+        &tasks,
+    );
+    // "eu" sorts first, so by default it would dial; it does not know this address.
+    us_config.peers[0].dial = Some(true);
+    let us = start_with(us_config, us_dir).await;
+    let meta = us.node.broker.meta().clone();
+    eventually(
+        "the latest position to be resolved and checkpointed",
+        || async { !meta.checkpoints("from-latest").unwrap().is_empty() },
+    )
+    .await;
+    assert_eq!(meta.checkpoints("from-latest").unwrap()[0].offset, 30);
+    produce(&eu, "recent", 0, "new", 30, 10).await;
+    eventually("new records to arrive", || async {
+        held_end(&us.node, "recent", 0, "eu") == 60
+    })
+    .await;
+    let recent = all_records(&us.client, "recent").await;
+    assert_eq!(recent.len(), 30);
+    assert_eq!(recent[0].2, 30, "history before the task was not copied");
+    assert!(recent.iter().all(|r| r.3.starts_with("new-")));
+
+    eventually("timed records to arrive", || async {
+        held_end(&us.node, "timed", 0, "eu") == 9
+    })
+    .await;
+    let timed = all_records(&us.client, "timed").await;
+    assert_eq!(
+        timed.iter().map(|r| r.2).collect::<Vec<_>>(),
+        (5..9).collect::<Vec<u64>>(),
+        "only records at or after the start time"
+    );
+    us.node.shut_down().await.unwrap();
+    eu.node.shut_down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_honoured() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let eu_dir = tempfile::tempdir().unwrap();
+    let mut limited = task("limited", &["eu"], &["us"], "orders");
+    limited.max_records_per_s = Some(1_000);
+    let tasks = [limited];
+    let eu = start_with(
+        deployment.config("eu", eu_dir.path(), &[("us", None)], &tasks),
+        eu_dir,
+    )
+    .await;
+    eu.client.create_topic("orders", 1, None).await.unwrap();
+    produce(&eu, "orders", 0, "r", 3_000, 50).await;
+    let us_dir = tempfile::tempdir().unwrap();
+    let mut us_config = deployment.config(
+        "us",
+        us_dir.path(),
+        &[("eu", Some(eu.node.bound.replication))],
+        &tasks,
+    );
+    us_config.peers[0].dial = Some(true);
+    let us = start_with(us_config, us_dir).await;
+    // Measured from the first applied records to the last.
+    let mut first: Option<(std::time::Instant, u64)> = None;
+    eventually("the backlog to be replicated", || {
+        let end = held_end(&us.node, "orders", 0, "eu");
+        if end > 0 && first.is_none() {
+            first = Some((std::time::Instant::now(), end));
+        }
+        async move { end == 3_000 }
+    })
+    .await;
+    let (at, end) = first.unwrap();
+    let rate = (3_000 - end) as f64 / at.elapsed().as_secs_f64();
+    assert!(
+        (900.0..=1_100.0).contains(&rate),
+        "replicated at {rate:.0} records/s under a limit of 1000"
+    );
+    us.node.shut_down().await.unwrap();
+    eu.node.shut_down().await.unwrap();
 }
