@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct ServeProcess {
     pub child: Child,
     pub grpc: String,
+    pub replication: String,
+    pub console: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -17,42 +19,68 @@ pub struct ServeProcess {
 /// committed example config and environment overrides, and waits until it is ready.
 pub fn spawn(region: &str, data_dir: &Path) -> ServeProcess {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/region.toml");
+    spawn_with(region, data_dir, &example, &[])
+}
+
+/// Like [`spawn`] with another config file and extra `GEOROUTER__*` overrides (applied
+/// after the port-0 defaults, so they can pin an address).
+pub fn spawn_with(
+    region: &str,
+    data_dir: &Path,
+    config: &Path,
+    overrides: &[(&str, String)],
+) -> ServeProcess {
     let log = data_dir.with_extension("log");
     let runtime = data_dir.join("runtime/effective.toml");
     let _ = std::fs::remove_file(&runtime);
-    let child = Command::new(env!("CARGO_BIN_EXE_georouter"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_georouter"));
+    command
         .args(["serve", "--config"])
-        .arg(&example)
+        .arg(config)
         .env("GEOROUTER__REGION__ID", region)
         .env("GEOROUTER__REGION__DATA_DIR", data_dir)
         .env("GEOROUTER__LISTEN__GRPC", "127.0.0.1:0")
         .env("GEOROUTER__LISTEN__REPLICATION", "127.0.0.1:0")
-        .env("GEOROUTER__LISTEN__CONSOLE", "127.0.0.1:0")
+        .env("GEOROUTER__LISTEN__CONSOLE", "127.0.0.1:0");
+    for (key, value) in overrides {
+        command.env(key, value);
+    }
+    let child = command
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
         .spawn()
         .expect("spawn georouter serve");
     let mut process = ServeProcess {
         child,
         grpc: String::new(),
+        replication: String::new(),
+        console: String::new(),
         data_dir: data_dir.to_path_buf(),
         log,
     };
-    process.grpc = process.wait_ready(&runtime);
+    let listen = process.wait_ready(&runtime);
+    let address = |name: &str| listen[name].as_str().expect("listen address").to_string();
+    process.grpc = address("grpc");
+    process.replication = address("replication");
+    process.console = address("console");
     process
 }
 
 impl ServeProcess {
-    /// Waits for the runtime file (written once the node serves) and returns the gRPC address.
-    fn wait_ready(&mut self, runtime: &Path) -> String {
+    /// Waits for the runtime file (written once the node serves) and returns its
+    /// `[listen]` table (the bound addresses).
+    fn wait_ready(&mut self, runtime: &Path) -> toml::Table {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(runtime) {
                 let value: toml::Table = toml::from_str(&text).expect("runtime file is TOML");
-                return value["listen"]["grpc"]
-                    .as_str()
-                    .expect("listen.grpc")
-                    .to_string();
+                return value["listen"].as_table().expect("[listen]").clone();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(
