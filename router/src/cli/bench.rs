@@ -19,6 +19,9 @@ use crate::node::Node;
 pub enum BenchCommand {
     /// Produce throughput and ack latency.
     Produce(ProduceBench),
+    /// Replication between two embedded regions on loopback: throughput, catch-up of a
+    /// fresh target over a backlog, and end-to-end lag at a paced rate.
+    Replicate(super::bench_replicate::ReplicateBench),
 }
 
 #[derive(clap::Args)]
@@ -54,14 +57,11 @@ pub struct ProduceBench {
 pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Produce(args) => produce(args).await,
+        BenchCommand::Replicate(args) => super::bench_replicate::run(args).await,
     }
 }
 
 async fn produce(args: ProduceBench) -> Result<()> {
-    anyhow::ensure!(
-        args.batch > 0 && args.concurrency > 0 && args.records > 0,
-        "--records, --batch and --concurrency must be positive"
-    );
     let temp = tempfile::tempdir()?;
     let node = if args.embedded {
         Some(start_embedded(temp.path()).await?)
@@ -78,56 +78,16 @@ async fn produce(args: ProduceBench) -> Result<()> {
         .await
         .context("creating the benchmark topic")?;
 
-    let requests = args.records.div_ceil(args.batch);
-    let next = Arc::new(AtomicU64::new(0));
+    let load = Load {
+        records: args.records,
+        size: args.size,
+        batch: args.batch,
+        concurrency: args.concurrency,
+        partitions: args.partitions,
+        rate: args.rate,
+    };
     let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..args.concurrency {
-        let (client, topic, next) = (client.clone(), topic.clone(), next.clone());
-        let (size, batch, records, rate, partitions) = (
-            args.size,
-            args.batch,
-            args.records,
-            args.rate,
-            args.partitions,
-        );
-        workers.spawn(async move {
-            let mut latency =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    return Ok::<_, anyhow::Error>(latency);
-                }
-                if rate > 0 {
-                    let due = started + Duration::from_secs_f64((i * batch) as f64 / rate as f64);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let first = i * batch;
-                let n = batch.min(records - first);
-                let body = generated_body(first, size);
-                let batch_records = (0..n)
-                    .map(|_| pb::Record {
-                        body: body.clone(),
-                        ..Default::default()
-                    })
-                    .collect();
-                let sent = Instant::now();
-                client
-                    .produce(
-                        &topic,
-                        batch_records,
-                        Partitioning::Partition((i % u64::from(partitions)) as u32),
-                    )
-                    .await?;
-                latency.record(sent.elapsed().as_micros().max(1) as u64)?;
-            }
-        });
-    }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    while let Some(joined) = workers.join_next().await {
-        latency.add(joined??)?;
-    }
+    let latency = drive(&client, &topic, &load, None).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let records_per_s = args.records as f64 / elapsed;
     let mb_per_s = records_per_s * args.size as f64 / 1e6;
@@ -175,6 +135,94 @@ async fn produce(args: ProduceBench) -> Result<()> {
         node.shut_down().await?;
     }
     Ok(())
+}
+
+/// A produce load: `records` records of `size` bytes in requests of `batch`, with
+/// `concurrency` requests in flight, spread over `partitions`, paced at `rate` records/s
+/// in all (0: as fast as possible).
+pub(super) struct Load {
+    pub records: u64,
+    pub size: usize,
+    pub batch: u64,
+    pub concurrency: usize,
+    pub partitions: u32,
+    pub rate: u64,
+}
+
+/// Called with each acknowledged request's record ids and the time of the ack.
+pub(super) type OnAck = Arc<dyn Fn(&[pb::RecordId], Instant) + Send + Sync>;
+
+/// Runs a produce load to the end; returns the ack latency histogram (microseconds).
+pub(super) async fn drive(
+    client: &client::Client,
+    topic: &str,
+    load: &Load,
+    on_ack: Option<OnAck>,
+) -> Result<Histogram<u64>> {
+    anyhow::ensure!(
+        load.batch > 0 && load.concurrency > 0 && load.records > 0,
+        "--records, --batch and --concurrency must be positive"
+    );
+    let requests = load.records.div_ceil(load.batch);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..load.concurrency {
+        let (client, topic, next, on_ack) = (
+            client.clone(),
+            topic.to_string(),
+            next.clone(),
+            on_ack.clone(),
+        );
+        let (size, batch, records, rate, partitions) = (
+            load.size,
+            load.batch,
+            load.records,
+            load.rate,
+            load.partitions,
+        );
+        workers.spawn(async move {
+            let mut latency =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    return Ok::<_, anyhow::Error>(latency);
+                }
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64((i * batch) as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let first = i * batch;
+                let n = batch.min(records - first);
+                let body = generated_body(first, size);
+                let batch_records = (0..n)
+                    .map(|_| pb::Record {
+                        body: body.clone(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let sent = Instant::now();
+                let ids = client
+                    .produce(
+                        &topic,
+                        batch_records,
+                        Partitioning::Partition((i % u64::from(partitions)) as u32),
+                    )
+                    .await?;
+                let acked = Instant::now();
+                if let Some(on_ack) = &on_ack {
+                    on_ack(&ids, acked);
+                }
+                latency.record((acked - sent).as_micros().max(1) as u64)?;
+            }
+        });
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    while let Some(joined) = workers.join_next().await {
+        latency.add(joined??)?;
+    }
+    Ok(latency)
 }
 
 async fn start_embedded(dir: &std::path::Path) -> Result<Node> {

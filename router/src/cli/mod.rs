@@ -1,6 +1,7 @@
 //! Command-line interface. The command forms are a contract for scripts; see README.md.
 
 mod bench;
+mod bench_replicate;
 mod certs;
 mod consume;
 mod produce;

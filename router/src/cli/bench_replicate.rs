@@ -1,0 +1,249 @@
+//! `georouter bench replicate`: two embedded regions ("source" and "target") on loopback
+//! joined by a real QUIC link with mutual TLS and a one-way task.
+//!
+//! 1. Catch-up: a backlog is produced in the source before the target starts; measured
+//!    from the target's start until it holds the whole backlog.
+//! 2. Throughput: with the link up, records produced as fast as possible; measured from
+//!    the first produce until the target holds everything.
+//! 3. Lag: records produced at a paced rate; for each record, the time from its produce
+//!    acknowledgement in the source to its delivery by a follow-fetch in the target.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+
+use super::bench::{Load, OnAck, drive};
+use crate::config::{NodeConfig, PeerSection};
+use crate::node::Node;
+
+#[derive(clap::Args)]
+pub struct ReplicateBench {
+    /// Records of the backlog, and again of the throughput phase.
+    #[arg(long, default_value_t = 200_000)]
+    records: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Records per produce request in the backlog and throughput phases.
+    #[arg(long, default_value_t = 200)]
+    batch: u64,
+    /// Produce requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+    /// Paced rate of the lag phase, records/s.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
+    /// Records per produce request in the lag phase.
+    #[arg(long, default_value_t = 5)]
+    paced_batch: u64,
+    /// Duration of the lag phase, seconds.
+    #[arg(long, default_value_t = 10)]
+    paced_seconds: u64,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+const TOPIC: &str = "bench";
+
+fn config(
+    dir: &std::path::Path,
+    certs: &std::path::Path,
+    region: &str,
+    peer: PeerSection,
+) -> NodeConfig {
+    let mut config = NodeConfig::loopback(region, &dir.join(region));
+    config.replication.ca = Some(certs.join("ca.pem"));
+    config.replication.cert = Some(certs.join(format!("{region}.pem")));
+    config.replication.key = Some(certs.join(format!("{region}.key")));
+    config.peers = vec![peer];
+    config.tasks = vec![replicator::TaskSpec {
+        name: "bench".into(),
+        sources: vec!["source".into()],
+        targets: vec!["target".into()],
+        topics: TOPIC.into(),
+        direction: replicator::Direction::OneWay,
+        rename: None,
+        tags: vec![],
+        start: "earliest".into(),
+        max_records_per_s: None,
+        max_bytes_per_s: None,
+        state: replicator::TaskState::Running,
+    }];
+    config
+}
+
+/// Records of the source's origin the target holds (durable).
+fn held(target: &Node) -> u64 {
+    target.broker.topic(TOPIC).map_or(0, |topic| {
+        topic
+            .partitions
+            .iter()
+            .filter_map(|p| p.sub_log("source"))
+            .map(|s| s.durable_end)
+            .sum()
+    })
+}
+
+async fn until_held(target: &Node, records: u64) {
+    while held(target) < records {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+pub async fn run(args: ReplicateBench) -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let certs = temp.path().join("certs");
+    replicator::certs::write_deployment(&certs, &["source".into(), "target".into()], 1)
+        .context("writing certificates")?;
+    let source = Node::start(config(
+        temp.path(),
+        &certs,
+        "source",
+        PeerSection {
+            region: "target".into(),
+            address: None,
+            dial: Some(false),
+        },
+    ))
+    .await?;
+    let producer = client::Client::connect(&source.bound.grpc.to_string()).await?;
+    producer.create_topic(TOPIC, args.partitions, None).await?;
+    let load = |records, rate, batch| Load {
+        records,
+        size: args.size,
+        batch,
+        concurrency: args.concurrency,
+        partitions: args.partitions,
+        rate,
+    };
+    let mb = |records: u64, seconds: f64| records as f64 * args.size as f64 / 1e6 / seconds;
+
+    // 1. Catch-up over a backlog.
+    drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
+    let started = Instant::now();
+    let target = Node::start(config(
+        temp.path(),
+        &certs,
+        "target",
+        PeerSection {
+            region: "source".into(),
+            address: Some(source.bound.replication),
+            dial: Some(true),
+        },
+    ))
+    .await?;
+    until_held(&target, args.records).await;
+    let catchup_s = started.elapsed().as_secs_f64();
+    let catchup_mb_per_s = mb(args.records, catchup_s);
+    let catchup_records_per_s = args.records as f64 / catchup_s;
+
+    // 2. Throughput with the link up.
+    let started = Instant::now();
+    drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
+    let produced_s = started.elapsed().as_secs_f64();
+    until_held(&target, 2 * args.records).await;
+    let live_s = started.elapsed().as_secs_f64();
+    let records_per_s = args.records as f64 / live_s;
+    let mb_per_s = mb(args.records, live_s);
+
+    // 3. End-to-end lag at a paced rate.
+    let consumer = client::Client::connect(&target.bound.grpc.to_string()).await?;
+    let mut stream = consumer
+        .fetch(client::pb::FetchRequest {
+            topic: TOPIC.into(),
+            start: Some(client::latest()),
+            follow: true,
+            ..Default::default()
+        })
+        .await?;
+    let paced_records = args.rate * args.paced_seconds;
+    let seen: Arc<Mutex<Vec<((u32, u64), Instant)>>> = Arc::default();
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(response)) = stream.message().await {
+                let now = Instant::now();
+                let mut seen = seen.lock().expect("seen lock");
+                seen.extend(
+                    response
+                        .records
+                        .iter()
+                        .map(|r| ((r.partition, r.offset), now)),
+                );
+                if seen.len() as u64 >= paced_records {
+                    return;
+                }
+            }
+        })
+    };
+    let acked: Arc<Mutex<HashMap<(u32, u64), Instant>>> = Arc::default();
+    let on_ack: OnAck = {
+        let acked = acked.clone();
+        Arc::new(move |ids, at| {
+            let mut acked = acked.lock().expect("acked lock");
+            for id in ids {
+                acked.insert((id.partition, id.offset), at);
+            }
+        })
+    };
+    let paced = load(paced_records, args.rate, args.paced_batch);
+    drive(&producer, TOPIC, &paced, Some(on_ack)).await?;
+    tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .context("the target did not deliver every paced record within 60 s")??;
+    let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    {
+        let acked = acked.lock().expect("acked lock");
+        for (id, at) in seen.lock().expect("seen lock").iter() {
+            if let Some(acked_at) = acked.get(id) {
+                // Replication can win the race with the producer's ack: count that as 0.
+                let micros = at.saturating_duration_since(*acked_at).as_micros();
+                lag.record((micros as u64).max(1))?;
+            }
+        }
+    }
+    let ms = |q: f64| lag.value_at_quantile(q) as f64 / 1000.0;
+
+    println!(
+        "replicate: {} records of {} B x2, batch {}, concurrency {}, {} partitions, source -> target on loopback (QUIC, mTLS)",
+        args.records, args.size, args.batch, args.concurrency, args.partitions
+    );
+    println!(
+        "  catch-up    {catchup_records_per_s:>12.0} records/s  {catchup_mb_per_s:>8.1} MB/s  ({catchup_s:.2} s for the backlog)"
+    );
+    println!(
+        "  replicated  {records_per_s:>12.0} records/s  {mb_per_s:>8.1} MB/s  (produced in {produced_s:.2} s, replicated by {live_s:.2} s)"
+    );
+    println!(
+        "  lag at {} records/s (batch {}): p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} records)",
+        args.rate,
+        args.paced_batch,
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        lag.max() as f64 / 1000.0,
+        lag.len()
+    );
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "records": args.records, "size": args.size, "batch": args.batch,
+            "concurrency": args.concurrency, "partitions": args.partitions,
+            "records_per_s": records_per_s, "mb_per_s": mb_per_s,
+            "catchup_records_per_s": catchup_records_per_s, "catchup_mb_per_s": catchup_mb_per_s,
+            "paced_rate": args.rate, "paced_batch": args.paced_batch,
+            "lag_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": lag.max() as f64 / 1000.0 },
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    target.shut_down().await?;
+    source.shut_down().await?;
+    Ok(())
+}
