@@ -327,3 +327,95 @@ pub fn decode_from(
     buf.advance(4);
     decode(buf.split_to(len), max_batch).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use broker::Record;
+
+    fn batch(base: u64, n: usize) -> Batch {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                body: Bytes::from(format!("r{i}")),
+                ..Default::default()
+            })
+            .collect();
+        Batch::from_bytes(PendingBatch::consecutive(&records).seal(base), usize::MAX).unwrap()
+    }
+
+    use broker::batch::PendingBatch;
+
+    fn batches_frame() -> Bytes {
+        Frame::Batches(BatchesFrame::new(
+            vec![batch(10, 3), batch(13, 2)],
+            vec!["eu".into()],
+        ))
+        .to_bytes()
+    }
+
+    fn decode_all(bytes: Bytes) -> Result<Option<Frame>, FrameError> {
+        let mut buf = bytes;
+        decode_from(&mut buf, 1 << 20, 1 << 20)
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let hello = Frame::Hello(pb::Hello {
+            protocol_version: 1,
+            region: "eu".into(),
+            epoch: 7,
+            features: vec![],
+        });
+        let Some(Frame::Hello(back)) = decode_all(hello.to_bytes()).unwrap() else {
+            panic!("a Hello")
+        };
+        assert_eq!(back.region, "eu");
+        let Some(Frame::Batches(back)) = decode_all(batches_frame()).unwrap() else {
+            panic!("a Batches frame")
+        };
+        assert_eq!((back.header.base_offset, back.header.last_offset), (10, 14));
+        assert_eq!(back.records(), 5);
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more() {
+        let whole = batches_frame();
+        for cut in [0, 3, 4, 10, whole.len() - 1] {
+            assert!(
+                decode_all(whole.slice(..cut)).unwrap().is_none(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_refused_with_a_reason() {
+        // Oversized.
+        let mut big = BytesMut::new();
+        big.put_u32_le(2 << 20);
+        big.put_u8(7);
+        let err = decode_all(big.freeze()).unwrap_err();
+        assert_eq!(err.reason(), "oversized");
+        // Unknown kind.
+        let err = decode_all(Bytes::from_static(&[1, 0, 0, 0, 99])).unwrap_err();
+        assert!(matches!(err, FrameError::UnknownKind(99)));
+        // A flipped byte inside a batch's records: CRC.
+        let mut corrupt = BytesMut::from(&batches_frame()[..]);
+        let last = corrupt.len() - 2;
+        corrupt[last] ^= 0x40;
+        let err = decode_all(corrupt.freeze()).unwrap_err();
+        assert_eq!(err.reason(), "crc", "{err}");
+        // A header that does not match its batches.
+        let mut frame = BatchesFrame::new(vec![batch(10, 3)], vec!["eu".into()]);
+        frame.header.last_offset = 20;
+        let err = decode_all(Frame::Batches(frame).to_bytes()).unwrap_err();
+        assert!(matches!(err, FrameError::Inconsistent(_)), "{err}");
+        // Batches that are not consecutive.
+        let frame = BatchesFrame::new(vec![batch(10, 3), batch(20, 1)], vec!["eu".into()]);
+        let err = decode_all(Frame::Batches(frame).to_bytes()).unwrap_err();
+        assert!(matches!(err, FrameError::Inconsistent(_)), "{err}");
+        // A control body that is not protobuf.
+        let err = decode_all(Bytes::from_static(&[3, 0, 0, 0, 1, 0xff, 0xff])).unwrap_err();
+        assert!(matches!(err, FrameError::Body { .. }), "{err}");
+    }
+}
