@@ -244,6 +244,9 @@ impl NodeConfig {
             set == 3 || (self.peers.is_empty() && self.tasks.is_empty()),
             "[replication] ca, cert and key are required when [[peers]] or [[tasks]] are configured"
         );
+        let mut regions = vec![self.region.id.clone()];
+        regions.extend(self.peers.iter().map(|p| p.region.clone()));
+        replicator::task::validate(&self.tasks, &regions).context("[[tasks]]")?;
         anyhow::ensure!(
             r.hop_limit >= 2,
             "[replication] hop_limit must be at least 2"

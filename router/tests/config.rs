@@ -37,3 +37,57 @@ fn bad_configs_name_the_problem() {
     let err = load("[region]\nid = \"eu\"\n");
     assert!(err.contains("data_dir"), "{err}");
 }
+
+#[test]
+fn replication_examples_parse_with_valid_tasks() {
+    for region in ["eu", "us"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../examples/replication/{region}.toml"));
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.region.id, region);
+        assert_eq!(config.tasks.len(), 2);
+        assert_eq!(config.peers.len(), 1);
+        // Certificate paths are taken from the config file's directory.
+        let cert = config.replication.cert.unwrap();
+        assert!(
+            cert.ends_with(format!("examples/replication/certs/{region}.pem")),
+            "{}",
+            cert.display()
+        );
+    }
+}
+
+#[test]
+fn invalid_tasks_are_refused_naming_task_and_field() {
+    let base = "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[replication]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[peers]]\nregion = \"us\"\n";
+    let cases = [
+        (
+            "sources = [\"eu\"]\ntargets = [\"mars\"]\ntopics = \"orders\"\n",
+            "field `targets`: unknown region \"mars\"",
+        ),
+        (
+            "sources = [\"eu\"]\ntargets = [\"us\"]\ntopics = \"\"\n",
+            "field `topics`",
+        ),
+        (
+            "sources = [\"eu\"]\ntargets = [\"us\"]\ntopics = \"o\"\nmax_records_per_s = 0\n",
+            "field `max_records_per_s`",
+        ),
+        (
+            "sources = [\"eu\"]\ntargets = [\"us\"]\ntopics = \"o.*\"\nrename = \"one\"\n",
+            "field `rename`",
+        ),
+    ];
+    for (task, expected) in cases {
+        let err = load(&format!("{base}[[tasks]]\nname = \"t1\"\n{task}"));
+        assert!(
+            err.contains("task \"t1\" (tasks[0])") && err.contains(expected),
+            "{err}"
+        );
+    }
+    let err = load("[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[[peers]]\nregion = \"us\"\n");
+    assert!(
+        err.contains("[replication] ca, cert and key are required"),
+        "{err}"
+    );
+}
