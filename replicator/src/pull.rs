@@ -247,14 +247,13 @@ async fn subscription(
         }
         None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
     };
+    // Records the source's retention removed before this region pulled them; counted once
+    // the first batch past them is stored (not on every retry).
+    let skipped = match from {
+        SubscribeFrom::Offset(held) if start > held => Some((held, start)),
+        _ => None,
+    };
     match from {
-        SubscribeFrom::Offset(held) if start > held => {
-            shared
-                .metrics
-                .records_skipped_by_retention
-                .inc_by(start - held);
-            tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, from = held, to = start, "the source no longer holds these records (retention); continuing after them");
-        }
         SubscribeFrom::Offset(_) => {}
         _ => {
             // Resolve the start position once: a restart before any record arrives must
@@ -280,7 +279,7 @@ async fn subscription(
 
     let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
     let receive = receive(shared, &mut recv, frames_tx);
-    let apply = apply(shared, task, key, start, frames_rx);
+    let apply = apply(shared, task, key, start, skipped, frames_rx);
     let result = tokio::try_join!(receive, apply).map(|_| ());
     if matches!(&result, Err(e) if e.refusal().is_some()) {
         let _ = recv.stop(close::BAD_FRAME);
@@ -340,6 +339,7 @@ async fn apply(
     task: &Task,
     key: &SubLogKey,
     announced_start: u64,
+    skipped: Option<(u64, u64)>,
     mut frames: mpsc::Receiver<BatchesFrame>,
 ) -> Result<(), PullError> {
     let mut first = true;
@@ -369,6 +369,13 @@ async fn apply(
                 if run[0].header().base_offset <= announced_start {
                     let head = run.remove(0);
                     apply_run(shared, task, key, vec![head], GapPolicy::Allow).await?;
+                    if let Some((held, start)) = skipped {
+                        shared
+                            .metrics
+                            .records_skipped_by_retention
+                            .inc_by(start - held);
+                        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, from = held, to = start, "the source no longer held these records (retention); replication continues after them");
+                    }
                 }
             }
             if !run.is_empty() {

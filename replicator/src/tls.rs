@@ -144,16 +144,19 @@ pub fn region_of(connection: &quinn::Connection, regions: &[String]) -> Option<S
 
 /// A short, stable reason for a refused handshake, for logs and the refusal metric.
 pub fn refusal_reason(error: &quinn::ConnectionError) -> &'static str {
-    let text = error.to_string();
-    if text.contains("Expired") || text.contains("NotValidYet") {
+    // rustls reports verification failures in text only ("certificate expired: ...",
+    // "UnknownIssuer", "certificate not valid for name ..."), across versions in both
+    // spellings; match case-insensitively on the words.
+    let text = error.to_string().to_ascii_lowercase().replace(' ', "");
+    if text.contains("expired") || text.contains("notvalidyet") {
         "certificate_expired"
-    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+    } else if text.contains("unknownissuer") || text.contains("badsignature") {
         "unknown_ca"
-    } else if text.contains("NotValidForName") {
+    } else if text.contains("notvalidforname") {
         "wrong_region"
     } else if text.contains("certificate") {
         "bad_certificate"
-    } else if text.contains("ALPN") || text.contains("application protocol") {
+    } else if text.contains("alpn") || text.contains("applicationprotocol") {
         "protocol_version"
     } else {
         "handshake"

@@ -82,7 +82,12 @@ pub struct Partition {
     config: Arc<StorageConfig>,
     inner: Mutex<Inner>,
     /// Held by the one waiter that runs the group commit's fsync.
-    sync_lock: tokio::sync::Mutex<()>,
+    /// Held until the fsync itself finishes, even when the waiter that started it is
+    /// cancelled (a client that went away): no later commit may raise the watermark over
+    /// files another fsync is still writing.
+    sync_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set by an fsync that failed after its waiter was cancelled; fences at the next commit.
+    sync_failure: Arc<Mutex<Option<String>>>,
     /// Arrival sequence below which everything is durable.
     durable: watch::Sender<u64>,
     state: AtomicU8,
@@ -149,7 +154,8 @@ impl Partition {
                 durable_ends,
                 fenced: None,
             }),
-            sync_lock: tokio::sync::Mutex::new(()),
+            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+            sync_failure: Arc::new(Mutex::new(None)),
             durable,
             state: AtomicU8::new(OPEN),
         };
@@ -363,13 +369,22 @@ impl Partition {
             if *self.durable.borrow() >= target {
                 return Ok(());
             }
-            let _commit = self.sync_lock.lock().await;
+            let commit = self.sync_lock.clone().lock_owned().await;
             if *self.durable.borrow() >= target {
                 return Ok(());
             }
             let from = *self.durable.borrow();
             let (files, arrival, upto) = {
                 let mut inner = self.lock();
+                let earlier_failure = self
+                    .sync_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                if let Some(reason) = earlier_failure {
+                    tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition fenced");
+                    inner.fenced = Some(reason);
+                }
                 if let Some(reason) = &inner.fenced {
                     return Err(self.fenced(reason.clone()));
                 }
@@ -379,17 +394,28 @@ impl Partition {
                     inner.arrival.end_seq(),
                 )
             };
+            let failure = self.sync_failure.clone();
             let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                for file in &files {
-                    file.file().sync_data()?;
+                let synced = files
+                    .iter()
+                    .try_for_each(|file| file.file().sync_data())
+                    .and_then(|()| arrival.sync_data());
+                if let Err(e) = &synced {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(format!("fsync failed: {e}"));
                 }
-                arrival.sync_data()
+                drop(commit);
+                synced
             })
             .await
             .unwrap_or_else(|join| Err(std::io::Error::other(join)));
             if let Err(e) = synced {
                 let reason = format!("fsync failed: {e}");
                 tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition fenced");
+                self.sync_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
                 self.lock().fenced = Some(reason.clone());
                 return Err(self.fenced(reason));
             }

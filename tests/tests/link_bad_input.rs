@@ -1,0 +1,701 @@
+//! Bad input on a replication link, over real QUIC with mutual TLS on loopback.
+//!
+//! A node "eu" pulls topic `orders` from a scripted fake peer "zz" (the node dials it: "eu"
+//! sorts first). The fake serves good records, then bad data on a sub-log stream:
+//! malformed frames, a batch with a wrong CRC, an offset gap, an oversized frame. Each
+//! time the node must count the refusal under the right reason, log it, keep exactly
+//! the records it held before, re-subscribe from its held end on a new stream of the same
+//! connection after a backoff, and catch up once the fake behaves.
+//!
+//! Peers with bad certificates (another CA, expired, a region that is not a peer) dialing
+//! the node are refused at the handshake and counted by reason, and do not disturb the
+//! link that is up.
+
+mod support;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use broker::batch::{Batch, PendingBatch};
+use proto::link::v1 as pb;
+use proto::link::v1::subscribe::From as SubscribeFrom;
+use replicator::io::{self as link_io, FrameLimits};
+use replicator::protocol::{BatchesFrame, Frame, FrameKind, close};
+use replicator::tls::Identity;
+use support::*;
+use tokio::sync::mpsc;
+
+/// The node under test. It sorts before the fake, so it dials.
+const NODE: &str = "eu";
+/// The fake peer, origin of the replicated sub-log.
+const FAKE: &str = "zz";
+const TOPIC: &str = "orders";
+/// Records the node holds before any bad input arrives.
+const GOOD: u64 = 10;
+
+/// Every reason `frames_refused` knows (replicator/src/pull.rs, link.rs).
+const FRAME_REASONS: &[&str] = &[
+    "malformed",
+    "crc",
+    "oversized",
+    "gap",
+    "overlap",
+    "loop",
+    "hop_limit",
+    "protocol",
+];
+
+/// Every reason `links_refused` knows (replicator/src/tls.rs, service.rs).
+const LINK_REASONS: &[&str] = &[
+    "certificate_expired",
+    "unknown_ca",
+    "wrong_region",
+    "bad_certificate",
+    "protocol_version",
+    "handshake",
+    "unknown_region",
+];
+
+/// What the fake accepts when reading frames (it trusts the node).
+const FAKE_LIMITS: FrameLimits = FrameLimits {
+    max_frame: 64 << 20,
+    max_batch: 64 << 20,
+};
+
+/// Waits at most this long for the node to open a sub-log stream.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// Captured log lines.
+
+/// Installs (once per process) a subscriber that copies every log line to stderr and to a
+/// buffer the tests search.
+fn capture_logs() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .with_writer(|| LogWriter)
+            .try_init();
+    });
+}
+
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    BUFFER.get_or_init(Mutex::default)
+}
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer().lock().unwrap().extend_from_slice(buf);
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// How many WARN lines logged so far contain every one of `parts`. The buffer is per
+/// process: nextest runs each test in its own, so the counts are the test's own.
+fn warnings(parts: &[&str]) -> usize {
+    let buffer = log_buffer().lock().unwrap();
+    String::from_utf8_lossy(&buffer)
+        .lines()
+        .filter(|line| line.contains(" WARN ") && parts.iter().all(|p| line.contains(p)))
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------
+// The fake peer.
+
+fn read_pem(deployment: &Deployment, file: &str) -> String {
+    std::fs::read_to_string(deployment.certs.path().join(file)).unwrap()
+}
+
+/// The deployment's CA (it can sign more certificates).
+fn deployment_ca(deployment: &Deployment) -> replicator::certs::Ca {
+    replicator::certs::Ca {
+        cert_pem: read_pem(deployment, "ca.pem"),
+        key_pem: read_pem(deployment, "ca.key"),
+    }
+}
+
+/// An identity trusting the deployment's CA and presenting `cert`.
+fn identity(deployment: &Deployment, cert: &replicator::certs::RegionCert) -> Identity {
+    Identity::from_pem(
+        &read_pem(deployment, "ca.pem"),
+        &cert.cert_pem,
+        &cert.key_pem,
+    )
+    .unwrap()
+}
+
+/// The fake region "zz": accepts the node's link, does the Hello exchange, advertises one
+/// sub-log of `orders`, answers heartbeats, and hands every sub-log stream the node opens
+/// to the test, which scripts what is sent on it.
+struct FakePeer {
+    address: SocketAddr,
+    subscriptions: mpsc::UnboundedReceiver<Subscription>,
+    /// Connections accepted (the node's link), to check it is never re-dialled.
+    connections: Arc<AtomicUsize>,
+    _endpoint: quinn::Endpoint,
+}
+
+impl FakePeer {
+    fn start(deployment: &Deployment) -> Self {
+        let cert = replicator::certs::RegionCert {
+            region: FAKE.into(),
+            cert_pem: read_pem(deployment, &format!("{FAKE}.pem")),
+            key_pem: read_pem(deployment, &format!("{FAKE}.key")),
+        };
+        let crypto = identity(deployment, &cert).server_config().unwrap();
+        let server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (tx, subscriptions) = mpsc::unbounded_channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(accept_links(endpoint.clone(), tx, connections.clone()));
+        FakePeer {
+            address: endpoint.local_addr().unwrap(),
+            subscriptions,
+            connections,
+            _endpoint: endpoint,
+        }
+    }
+
+    /// The next sub-log stream the node opens (its Subscribe already read).
+    async fn next_subscription(&mut self) -> Subscription {
+        tokio::time::timeout(SUBSCRIBE_WAIT, self.subscriptions.recv())
+            .await
+            .expect("the node to subscribe")
+            .expect("the fake peer to be running")
+    }
+}
+
+async fn accept_links(
+    endpoint: quinn::Endpoint,
+    subscriptions: mpsc::UnboundedSender<Subscription>,
+    connections: Arc<AtomicUsize>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let Ok(connection) = incoming.await else {
+            continue;
+        };
+        connections.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(serve_link(connection, subscriptions.clone()));
+    }
+}
+
+async fn serve_link(
+    connection: quinn::Connection,
+    subscriptions: mpsc::UnboundedSender<Subscription>,
+) {
+    // The dialer opens the control stream and sends Hello first.
+    let Ok((mut send, mut recv)) = connection.accept_bi().await else {
+        return;
+    };
+    match link_io::read_frame(&mut recv, FAKE_LIMITS).await {
+        Ok(Some(Frame::Hello(hello))) if hello.region == NODE => {}
+        other => {
+            eprintln!("fake peer: expected the node's Hello, got {other:?}");
+            return;
+        }
+    }
+    let hello = Frame::Hello(pb::Hello {
+        protocol_version: replicator::protocol::PROTOCOL_VERSION,
+        region: FAKE.into(),
+        epoch: 1,
+        features: vec![],
+    });
+    let advertise = Frame::Advertise(pb::Advertise {
+        topics: vec![pb::TopicEntry {
+            topic: TOPIC.into(),
+            partitions: 1,
+            sub_logs: vec![pb::SubLogEntry {
+                partition: 0,
+                origin: FAKE.into(),
+                start_offset: 0,
+                end_offset: 100,
+                bytes: 0,
+                path: vec![FAKE.into()],
+            }],
+        }],
+    });
+    for frame in [hello, advertise] {
+        if link_io::write_frame(&mut send, &frame).await.is_err() {
+            return;
+        }
+    }
+    tokio::spawn(async move {
+        // Keep the control stream going: answer heartbeats, ignore the rest.
+        while let Ok(Some(frame)) = link_io::read_frame(&mut recv, FAKE_LIMITS).await {
+            if let Frame::Heartbeat(h) = frame {
+                let _ = link_io::write_frame(&mut send, &Frame::HeartbeatAck(h)).await;
+            }
+        }
+    });
+    // Sub-log streams, each read in its own task (see link.rs on flow control).
+    while let Ok((send, mut recv)) = connection.accept_bi().await {
+        let subscriptions = subscriptions.clone();
+        tokio::spawn(async move {
+            match link_io::read_frame(&mut recv, FAKE_LIMITS).await {
+                Ok(Some(Frame::Subscribe(request))) => {
+                    let _ = subscriptions.send(Subscription {
+                        request,
+                        send,
+                        _recv: recv,
+                    });
+                }
+                other => eprintln!("fake peer: expected Subscribe, got {other:?}"),
+            }
+        });
+    }
+}
+
+/// One sub-log stream the node opened to the fake; the test writes the answers.
+struct Subscription {
+    request: pb::Subscribe,
+    send: quinn::SendStream,
+    _recv: quinn::RecvStream,
+}
+
+impl Subscription {
+    async fn subscribed(&mut self, start_offset: u64) {
+        let frame = Frame::Subscribed(pb::Subscribed {
+            start_offset,
+            path: vec![FAKE.into()],
+        });
+        link_io::write_frame(&mut self.send, &frame).await.unwrap();
+    }
+
+    /// One good Batches frame holding the fake's records at `offsets`.
+    async fn send_records(&mut self, offsets: Range<u64>) {
+        link_io::write_frame(&mut self.send, &batches_frame(offsets))
+            .await
+            .unwrap();
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.unwrap();
+    }
+}
+
+/// The fake's record at `offset` of its sub-log.
+fn fake_record(offset: u64) -> broker::Record {
+    broker::Record {
+        body: format!("{FAKE}-{offset}").into_bytes().into(),
+        timestamp_ms: 1_700_000_000_000 + offset as i64,
+        ..Default::default()
+    }
+}
+
+fn batch(offsets: Range<u64>) -> Batch {
+    let records: Vec<broker::Record> = offsets.clone().map(fake_record).collect();
+    let bytes = PendingBatch::consecutive(&records).seal(offsets.start);
+    Batch::from_bytes(bytes, usize::MAX).unwrap()
+}
+
+/// A Batches frame of the fake's records at `offsets`, in batches of up to 5 records.
+fn batches_frame(offsets: Range<u64>) -> Frame {
+    let batches = offsets
+        .clone()
+        .step_by(5)
+        .map(|base| batch(base..(base + 5).min(offsets.end)))
+        .collect();
+    Frame::Batches(BatchesFrame::new(batches, vec![FAKE.into()]))
+}
+
+/// A frame with an arbitrary kind byte and body.
+fn raw_frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut bytes = ((1 + body.len()) as u32).to_le_bytes().to_vec();
+    bytes.push(kind);
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------
+// The node and checks.
+
+/// The node "eu" with the task pulling `orders` from "zz", and the fake it dials.
+struct Setup {
+    deployment: Deployment,
+    fake: FakePeer,
+    node: TestNode,
+}
+
+impl Setup {
+    async fn start() -> Self {
+        capture_logs();
+        let deployment = Deployment::new(&[NODE, FAKE]);
+        let fake = FakePeer::start(&deployment);
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = [task("t", &[FAKE], &[NODE], TOPIC)];
+        let config = deployment.config(NODE, dir.path(), &[(FAKE, Some(fake.address))], &tasks);
+        let node = start_with(config, dir).await;
+        Setup {
+            deployment,
+            fake,
+            node,
+        }
+    }
+
+    /// Starts, and serves the first `GOOD` records on the node's first subscription,
+    /// which is returned still open.
+    async fn start_with_good_records() -> (Self, Subscription) {
+        let mut setup = Self::start().await;
+        let mut first = setup.fake.next_subscription().await;
+        assert_eq!(
+            (
+                first.request.task.as_str(),
+                first.request.topic.as_str(),
+                first.request.partition,
+                first.request.origin.as_str()
+            ),
+            ("t", TOPIC, 0, FAKE)
+        );
+        assert_eq!(
+            first.request.from,
+            Some(SubscribeFrom::Earliest(true)),
+            "a node holding nothing starts where the task says"
+        );
+        first.subscribed(0).await;
+        first.send_records(0..GOOD).await;
+        setup.wait_held(GOOD).await;
+        setup.assert_holds_exactly(GOOD).await;
+        (setup, first)
+    }
+
+    fn replicator(&self) -> &replicator::Replicator {
+        self.node.node.replicator.as_ref().unwrap()
+    }
+
+    async fn wait_held(&self, end: u64) {
+        eventually(&format!("the node to hold {FAKE} up to {end}"), || async {
+            held_end(&self.node.node, TOPIC, 0, FAKE) == end
+        })
+        .await;
+    }
+
+    /// The node holds the fake's records `0..end`, each once, nothing else.
+    async fn assert_holds_exactly(&self, end: u64) {
+        assert_eq!(held_end(&self.node.node, TOPIC, 0, FAKE), end);
+        let expected: Vec<(u32, String, u64, String)> = (0..end)
+            .map(|offset| (0, FAKE.to_string(), offset, format!("{FAKE}-{offset}")))
+            .collect();
+        assert_eq!(all_records(&self.node.client, TOPIC).await, expected);
+    }
+
+    /// Waits until `reason` was counted `count` times in `frames_refused`, checks that no
+    /// other reason was counted and that the refusal was logged, and that the stored
+    /// records are exactly the `held` good ones.
+    async fn assert_refused(&self, reason: &str, count: u64, held: u64) {
+        let metrics = self.replicator().metrics().clone();
+        let logged = || {
+            warnings(&["refused replicated data", &format!("reason=\"{reason}\"")])
+                + warnings(&["refused replicated data", &format!("reason={reason} ")])
+        };
+        eventually(&format!("{count} refusal(s) for {reason}"), || async {
+            metrics.frame_refusals(reason) >= count && logged() >= count as usize
+        })
+        .await;
+        for other in FRAME_REASONS {
+            let want = if *other == reason { count } else { 0 };
+            assert_eq!(
+                metrics.frame_refusals(other),
+                want,
+                "frames refused for {other}"
+            );
+        }
+        assert_eq!(logged(), count as usize, "warnings logged for {reason}");
+        self.assert_holds_exactly(held).await;
+    }
+
+    /// The next subscription, which must come from the held end `held` on the link that
+    /// is up (no new connection), at least `backoff` after `refused_at`.
+    async fn resubscription(
+        &mut self,
+        held: u64,
+        refused_at: Instant,
+        backoff: Duration,
+    ) -> Subscription {
+        let next = self.fake.next_subscription().await;
+        assert!(
+            refused_at.elapsed() >= backoff,
+            "re-subscribed {:?} after the refusal, before the backoff of {backoff:?}",
+            refused_at.elapsed()
+        );
+        assert_eq!(
+            next.request.from,
+            Some(SubscribeFrom::Offset(held)),
+            "re-subscribes from the held end"
+        );
+        self.assert_same_link();
+        next
+    }
+
+    /// The node's only link is the one it dialled to the fake at the start.
+    fn assert_same_link(&self) {
+        let links = self.replicator().links();
+        assert_eq!(links.len(), 1, "links: {links:?}");
+        assert_eq!(
+            (links[0].peer.as_str(), links[0].remote),
+            (FAKE, self.fake.address)
+        );
+        assert_eq!(self.fake.connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// The fake behaves on `subscription` (from the held end `held`): the node catches up
+    /// to `end` and holds exactly `0..end`.
+    async fn recover(&self, subscription: &mut Subscription, held: u64, end: u64) {
+        subscription.subscribed(held).await;
+        subscription.send_records(held..end).await;
+        self.wait_held(end).await;
+        self.assert_holds_exactly(end).await;
+        self.assert_same_link();
+    }
+
+    async fn shut_down(self) {
+        self.node.node.shut_down().await.unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad data on a sub-log stream.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_are_refused_and_the_link_recovers() {
+    let (mut setup, mut first) = Setup::start_with_good_records().await;
+
+    // A frame of a kind that does not exist, after good data on the same stream.
+    first.send_raw(&raw_frame(99, b"what is this")).await;
+    let refused_at = Instant::now();
+    setup.assert_refused("malformed", 1, GOOD).await;
+
+    // On the re-subscription: a Batches frame whose body is garbage.
+    let mut second = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(100))
+        .await;
+    second.subscribed(GOOD).await;
+    second
+        .send_raw(&raw_frame(
+            FrameKind::Batches as u8,
+            b"\x05\x00\x00\x00garbage that is no batch at all",
+        ))
+        .await;
+    let refused_at = Instant::now();
+    setup.assert_refused("malformed", 2, GOOD).await;
+
+    // Then a stream that ends inside a frame.
+    let mut third = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(200))
+        .await;
+    third.subscribed(GOOD).await;
+    let whole = batches_frame(GOOD..GOOD + 5).to_bytes();
+    third.send_raw(&whole[..whole.len() / 2]).await;
+    third.send.finish().unwrap();
+    let refused_at = Instant::now();
+    setup.assert_refused("malformed", 3, GOOD).await;
+
+    let mut fourth = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(400))
+        .await;
+    setup.recover(&mut fourth, GOOD, 25).await;
+    setup.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_with_wrong_crc_is_refused_and_the_link_recovers() {
+    let (mut setup, mut first) = Setup::start_with_good_records().await;
+
+    // Two batches in one frame, [10, 15) intact and [15, 20) with a flipped bit in its
+    // last record's body: the whole frame is refused, the good batch in it not applied.
+    let mut bytes = batches_frame(GOOD..GOOD + 10).to_bytes().to_vec();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    first.send_raw(&bytes).await;
+    let refused_at = Instant::now();
+    setup.assert_refused("crc", 1, GOOD).await;
+
+    let mut second = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(100))
+        .await;
+    setup.recover(&mut second, GOOD, 30).await;
+    setup.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_gaps_are_refused_and_the_link_recovers() {
+    let (mut setup, mut first) = Setup::start_with_good_records().await;
+
+    // In the middle of a stream: the node holds [0, 10), the next batch starts at 15.
+    first.send_records(GOOD + 5..GOOD + 10).await;
+    let refused_at = Instant::now();
+    setup.assert_refused("gap", 1, GOOD).await;
+
+    // The first batch of a stream: Subscribed announces the requested offset S, the first
+    // batch starts at S + 10. Only a start the source announced may skip records.
+    let mut second = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(100))
+        .await;
+    second.subscribed(GOOD).await;
+    second.send_records(GOOD + 10..GOOD + 15).await;
+    let refused_at = Instant::now();
+    setup.assert_refused("gap", 2, GOOD).await;
+
+    let mut third = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(200))
+        .await;
+    setup.recover(&mut third, GOOD, 40).await;
+    setup.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_is_refused_and_the_link_recovers() {
+    let (mut setup, mut first) = Setup::start_with_good_records().await;
+
+    // The node's limit: the configured frame size, but never less than its largest
+    // stored batch plus 64 KiB (replicator/src/service.rs).
+    let config = &setup.node.node.config;
+    let max_stored_batch = config.storage.max_batch_bytes + broker::batch::HEADER_LEN;
+    let limit = config
+        .replication
+        .max_frame_bytes
+        .max(max_stored_batch + (64 << 10));
+    // Only the length prefix and the kind: the node must refuse before reading a body.
+    let mut head = ((limit + 1) as u32).to_le_bytes().to_vec();
+    head.push(FrameKind::Batches as u8);
+    first.send_raw(&head).await;
+    let refused_at = Instant::now();
+    setup.assert_refused("oversized", 1, GOOD).await;
+
+    let mut second = setup
+        .resubscription(GOOD, refused_at, Duration::from_millis(100))
+        .await;
+    setup.recover(&mut second, GOOD, 20).await;
+    setup.shut_down().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers with bad certificates.
+
+/// Dials the node with `identity` as a client and waits for the node to end the
+/// connection; returns how it ended.
+async fn dial_node(node: &TestNode, identity: &Identity) -> quinn::ConnectionError {
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let crypto = identity.client_config().unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connecting = endpoint.connect(node.node.bound.replication, NODE).unwrap();
+    let ended = async {
+        match connecting.await {
+            // In TLS 1.3 the client may finish its side before the node checks its
+            // certificate; the node then closes the connection.
+            Ok(connection) => connection.closed().await,
+            Err(error) => error,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ended)
+        .await
+        .expect("the node to end the connection")
+}
+
+/// With good data flowing on the link to the fake, a peer presenting `identity` dials
+/// the node: it is refused and counted under `reason` (only), the link to the fake is
+/// untouched and keeps delivering. Returns how the bad connection ended.
+async fn assert_link_refused(
+    identity: impl FnOnce(&Deployment) -> Identity,
+    reason: &str,
+) -> quinn::ConnectionError {
+    let (setup, mut first) = Setup::start_with_good_records().await;
+    let identity = identity(&setup.deployment);
+    let ended = dial_node(&setup.node, &identity).await;
+    let metrics = setup.replicator().metrics().clone();
+    let logged = || warnings(&["replication link refused"]);
+    eventually(&format!("a link refusal for {reason}"), || async {
+        LINK_REASONS.iter().any(|r| metrics.link_refusals(r) > 0) && logged() > 0
+    })
+    .await;
+    let counted: Vec<(&str, u64)> = LINK_REASONS
+        .iter()
+        .map(|r| (*r, metrics.link_refusals(r)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(counted, vec![(reason, 1)], "link refusals by reason");
+    assert_eq!(logged(), 1, "warnings logged for the refused link");
+    // The refused peer replaced nothing: the same link still carries data.
+    setup.assert_same_link();
+    first.send_records(GOOD..GOOD + 5).await;
+    setup.wait_held(GOOD + 5).await;
+    setup.assert_holds_exactly(GOOD + 5).await;
+    for r in FRAME_REASONS {
+        assert_eq!(metrics.frame_refusals(r), 0, "frames refused for {r}");
+    }
+    setup.shut_down().await;
+    ended
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_from_another_ca_is_refused() {
+    let ended = assert_link_refused(
+        |deployment| {
+            // A certificate for a configured peer, signed by a CA the node does not trust.
+            let other = replicator::certs::Ca::generate().unwrap();
+            identity(deployment, &other.issue(FAKE, 30).unwrap())
+        },
+        "unknown_ca",
+    )
+    .await;
+    assert!(
+        !matches!(ended, quinn::ConnectionError::ApplicationClosed(_)),
+        "refused in the handshake, not after: {ended}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificate_is_refused() {
+    let ended = assert_link_refused(
+        |deployment| {
+            let expired = deployment_ca(deployment)
+                .issue_between(
+                    FAKE,
+                    replicator::certs::date_time_ymd(2025, 1, 1),
+                    replicator::certs::date_time_ymd(2025, 6, 1),
+                )
+                .unwrap();
+            identity(deployment, &expired)
+        },
+        "certificate_expired",
+    )
+    .await;
+    assert!(
+        !matches!(ended, quinn::ConnectionError::ApplicationClosed(_)),
+        "refused in the handshake, not after: {ended}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_of_a_region_that_is_not_a_peer_is_refused() {
+    let ended = assert_link_refused(
+        |deployment| {
+            // Signed by the deployment's CA, so the handshake passes, but "mars" is not in
+            // the node's [[peers]].
+            identity(
+                deployment,
+                &deployment_ca(deployment).issue("mars", 30).unwrap(),
+            )
+        },
+        "unknown_region",
+    )
+    .await;
+    match ended {
+        quinn::ConnectionError::ApplicationClosed(closed) => {
+            assert_eq!(closed.error_code, close::UNKNOWN_REGION)
+        }
+        other => panic!("expected the node to close with UNKNOWN_REGION, got {other}"),
+    }
+}
