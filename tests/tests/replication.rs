@@ -372,3 +372,35 @@ async fn rate_limits_are_honoured() {
     us.node.shut_down().await.unwrap();
     eu.node.shut_down().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_does_not_read_zero_while_the_link_is_down() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let nodes = deployment
+        .start_mesh(&["eu", "us"], &[task("dr", &["eu"], &["us"], "orders")])
+        .await;
+    let mut nodes = nodes.into_iter();
+    let (eu, us) = (nodes.next().unwrap(), nodes.next().unwrap());
+    eu.client.create_topic("orders", 1, None).await.unwrap();
+    produce(&eu, "orders", 0, "r", 50, 10).await;
+    let replicator = us.node.replicator.clone().unwrap();
+    eventually("caught up with the link up", || async {
+        replicator
+            .status()
+            .iter()
+            .any(|s| s.local_end == 50 && s.lag_records == 0 && s.lag_seconds == 0.0 && s.link_up)
+    })
+    .await;
+    eu.node.shut_down().await.unwrap();
+    eventually("the link to be seen down", || async {
+        replicator.status().iter().all(|s| !s.link_up)
+    })
+    .await;
+    let first = replicator.status()[0].lag_seconds;
+    assert!(first > 0.0, "lag reads {first} s with the link down");
+    eventually("lag to keep growing while the link is down", || async {
+        replicator.status()[0].lag_seconds > first
+    })
+    .await;
+    us.node.shut_down().await.unwrap();
+}
