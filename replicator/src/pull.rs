@@ -201,7 +201,7 @@ fn subscribe_from(
         .broker
         .meta()
         .checkpoints(task.name())
-        .map_err(|e| BrokerError::from(e))?
+        .map_err(BrokerError::from)?
         .into_iter()
         .find(|c| c.topic == key.topic && c.partition == key.partition && c.origin == key.origin);
     if let Some(checkpoint) = checkpoint {
@@ -311,7 +311,7 @@ async fn receive(
             }
         };
         let path = &frame.header.hop_path;
-        if path.iter().any(|r| *r == shared.region) {
+        if path.contains(&shared.region) {
             return Err(PullError::Loop(format!(
                 "batch at offset {} already passed this region (path {})",
                 frame.header.base_offset,

@@ -277,13 +277,13 @@ fn decode_batches(mut body: Bytes, max_batch: usize) -> Result<BatchesFrame, Fra
         }
         let batch =
             Batch::from_bytes(body.split_to(parsed.total_len), max_batch).map_err(batch_error)?;
-        if let Some(previous) = batches.last().map(|b: &Batch| b.header().last_offset()) {
-            if batch.header().base_offset != previous + 1 {
-                return Err(FrameError::Inconsistent(format!(
-                    "batch {index} starts at offset {} after a batch ending at {previous}",
-                    batch.header().base_offset
-                )));
-            }
+        if let Some(previous) = batches.last().map(|b: &Batch| b.header().last_offset())
+            && batch.header().base_offset != previous + 1
+        {
+            return Err(FrameError::Inconsistent(format!(
+                "batch {index} starts at offset {} after a batch ending at {previous}",
+                batch.header().base_offset
+            )));
         }
         batches.push(batch);
     }

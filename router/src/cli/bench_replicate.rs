@@ -52,6 +52,9 @@ pub struct ReplicateBench {
 
 const TOPIC: &str = "bench";
 
+/// (partition, offset) of a record of the source's origin.
+type RecordKey = (u32, u64);
+
 fn config(
     dir: &std::path::Path,
     certs: &std::path::Path,
@@ -164,7 +167,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
         })
         .await?;
     let paced_records = args.rate * args.paced_seconds;
-    let seen: Arc<Mutex<Vec<((u32, u64), Instant)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<(RecordKey, Instant)>>> = Arc::default();
     let reader = {
         let seen = seen.clone();
         tokio::spawn(async move {
@@ -183,7 +186,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
             }
         })
     };
-    let acked: Arc<Mutex<HashMap<(u32, u64), Instant>>> = Arc::default();
+    let acked: Arc<Mutex<HashMap<RecordKey, Instant>>> = Arc::default();
     let on_ack: OnAck = {
         let acked = acked.clone();
         Arc::new(move |ids, at| {
