@@ -115,6 +115,7 @@ impl BatchHeader {
         if header
             .base_offset
             .checked_add(u64::from(header.last_offset_delta))
+            .and_then(|last| last.checked_add(1))
             .is_none()
         {
             return Err(BatchFormatError::OffsetOverflow {

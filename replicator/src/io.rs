@@ -26,6 +26,20 @@ pub struct FrameLimits {
     pub max_batch: usize,
 }
 
+/// Largest first frame of a sub-log stream (Subscribe, Subscribed, Error): small, so a peer
+/// cannot make this region buffer megabytes per stream before it is authorized.
+const MAX_STREAM_HEAD: usize = 64 << 10;
+
+impl FrameLimits {
+    /// The limits for the first frame of a sub-log stream.
+    pub fn control(self) -> Self {
+        FrameLimits {
+            max_frame: MAX_STREAM_HEAD.min(self.max_frame),
+            ..self
+        }
+    }
+}
+
 /// The next frame, or `None` when the sender finished the stream between frames.
 pub async fn read_frame(
     recv: &mut RecvStream,

@@ -47,9 +47,14 @@ pub(crate) async fn run(
         Ok(streams) => streams,
         Err(error) => {
             tracing::warn!(%peer, %remote, %error, "link handshake failed");
+            shared.metrics.link_refused("bad_hello");
             connection.close(close::BAD_HELLO, error.as_bytes());
             return;
         }
+    };
+    let dialer = match role {
+        Role::Dialer => shared.region.clone(),
+        Role::Acceptor => peer.clone(),
     };
     let link = Arc::new(LinkCtx {
         id: shared.next_id(),
@@ -58,17 +63,36 @@ pub(crate) async fn run(
         stop: shared.stop.child_token(),
     });
     let rtt_ms = Arc::new(AtomicU64::new(0));
-    if let Some(previous) = shared.links.lock().expect("links lock").insert(
-        peer.clone(),
-        LinkEntry {
-            id: link.id,
-            connection: connection.clone(),
-            rtt_ms: rtt_ms.clone(),
-        },
-    ) {
-        previous
-            .connection
-            .close(close::REPLACED, b"replaced by a newer link");
+    {
+        let mut links = shared.links.lock().expect("links lock");
+        // When both sides dial, the link dialled by the lower region id stays: otherwise
+        // each new connection would replace the other's, forever. A newer connection from
+        // the same dialer (a restart) replaces the old one.
+        if let Some(existing) = links.get(&peer) {
+            if existing.dialer < dialer && existing.connection.close_reason().is_none() {
+                let kept = existing.dialer.clone();
+                drop(links);
+                tracing::info!(%peer, %remote, "a link dialled by {kept} is up; closing this one");
+                connection.close(
+                    close::REPLACED,
+                    b"a link dialled by the lower region id is up",
+                );
+                return;
+            }
+        }
+        if let Some(previous) = links.insert(
+            peer.clone(),
+            LinkEntry {
+                id: link.id,
+                connection: connection.clone(),
+                rtt_ms: rtt_ms.clone(),
+                dialer,
+            },
+        ) {
+            previous
+                .connection
+                .close(close::REPLACED, b"replaced by a newer link");
+        }
     }
     tracing::info!(%peer, %remote, ?role, "link up");
 

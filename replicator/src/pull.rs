@@ -23,7 +23,7 @@ use crate::task::{Start, Task};
 
 const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames received ahead of the applier.
-const RECEIVE_AHEAD: usize = 32;
+const RECEIVE_AHEAD: usize = 4;
 /// An applier run takes queued frames up to about this many bytes (one fsync).
 const RUN_BYTES: usize = 4 << 20;
 
@@ -43,9 +43,21 @@ pub(crate) enum PullError {
     Protocol(String),
     #[error(transparent)]
     Storage(#[from] BrokerError),
+    #[error(
+        "the relay holds this sub-log from offset {start} only; this region needs it from {held}"
+    )]
+    RelayGap { held: u64, start: u64 },
 }
 
 impl PullError {
+    /// Errors that this link will keep giving: the sub-log is left to another link.
+    fn gives_up_the_link(&self) -> bool {
+        matches!(
+            self,
+            PullError::Loop(_) | PullError::HopLimit(_) | PullError::RelayGap { .. }
+        )
+    }
+
     /// The refusal reason for metrics, or `None` for errors that are not bad input.
     fn refusal(&self) -> Option<&'static str> {
         match self {
@@ -84,8 +96,7 @@ pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise:
             };
             for s in &entry.sub_logs {
                 if s.origin == shared.region
-                    || s.partition >= partitions
-                    || s.path.iter().any(|r| *r == shared.region)
+                    || s.path.contains(&shared.region)
                     || s.path.len() >= shared.settings.hop_limit
                 {
                     continue;
@@ -95,32 +106,66 @@ pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise:
                     partition: s.partition,
                     origin: s.origin.clone(),
                 };
-                shared.status.advertised(
-                    task.name(),
-                    &key,
-                    &link.peer,
-                    s.start_offset,
-                    s.end_offset,
-                    s.bytes,
-                );
-                claim(shared, link, task, &entry.topic, key);
+                if s.partition >= partitions {
+                    let message = format!(
+                        "target topic {target} has {partitions} partitions; the source's has {}: partition {} is not replicated",
+                        entry.partitions, s.partition
+                    );
+                    if shared.status.error(task.name(), &key, message.clone()) {
+                        tracing::warn!(task = task.name(), %message, "sub-log not replicated");
+                    }
+                    continue;
+                }
+                if claim(shared, link, task, &entry.topic, &key) {
+                    shared.status.advertised(
+                        task.name(),
+                        &key,
+                        &link.peer,
+                        s.start_offset,
+                        s.end_offset,
+                        s.bytes,
+                    );
+                }
             }
         }
     }
 }
 
+/// Makes sure someone pulls `key`; returns whether `task` is the one that does.
 fn claim(
     shared: &Arc<Shared>,
     link: &Arc<LinkCtx>,
     task: &Arc<Task>,
     source_topic: &str,
-    key: SubLogKey,
-) {
+    key: &SubLogKey,
+) -> bool {
     let direct = key.origin == link.peer;
+    if shared
+        .refused
+        .lock()
+        .expect("refused lock")
+        .contains(&(key.clone(), link.id))
+    {
+        return false;
+    }
     let mut slots = shared.slots.lock().expect("slots lock");
-    if let Some(slot) = slots.get(&key) {
+    if let Some(slot) = slots.get(key) {
+        if slot.source_topic != source_topic {
+            // Two source topics would land in one target sub-log at the same offsets.
+            let message = format!(
+                "target topic {} already receives topic {} (task {}); topic {source_topic} of task {} would mix into it",
+                key.topic,
+                slot.source_topic,
+                slot.task,
+                task.name()
+            );
+            if shared.status.error(task.name(), key, message.clone()) {
+                tracing::error!(task = task.name(), %message, "rename collision; not replicated");
+            }
+            return false;
+        }
         if slot.link_id == link.id || slot.direct || !direct {
-            return;
+            return slot.task == task.name();
         }
         // The origin's own link beats a relay: hand the sub-log over.
         slot.cancel.cancel();
@@ -134,6 +179,8 @@ fn claim(
             link_id: link.id,
             direct,
             cancel: cancel.clone(),
+            task: task.name().to_string(),
+            source_topic: source_topic.to_string(),
         },
     );
     shared.tracker.spawn(run(
@@ -141,10 +188,11 @@ fn claim(
         link.clone(),
         task.clone(),
         source_topic.to_string(),
-        key,
+        key.clone(),
         cancel,
         id,
     ));
+    true
 }
 
 async fn run(
@@ -164,6 +212,19 @@ async fn run(
         };
         match result {
             Ok(()) => backoff = shared.settings.reconnect_min,
+            Err(error) if error.gives_up_the_link() => {
+                if let Some(reason) = error.refusal() {
+                    shared.metrics.frame_refused(reason);
+                }
+                tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link");
+                shared.status.error(task.name(), &key, error.to_string());
+                shared
+                    .refused
+                    .lock()
+                    .expect("refused lock")
+                    .insert((key.clone(), link.id));
+                break;
+            }
             Err(error) => {
                 if let Some(reason) = error.refusal() {
                     shared.metrics.frame_refused(reason);
@@ -231,7 +292,9 @@ async fn subscription(
         from: Some(from),
     });
     io::write_frame(&mut send, &subscribe).await?;
-    let start = match io::read_frame_within(&mut recv, shared.limits, SUBSCRIBED_TIMEOUT).await? {
+    let start = match io::read_frame_within(&mut recv, shared.limits.control(), SUBSCRIBED_TIMEOUT)
+        .await?
+    {
         Some(Frame::Subscribed(s)) => s.start_offset,
         Some(Frame::Error(e)) => {
             return Err(PullError::Remote {
@@ -250,6 +313,11 @@ async fn subscription(
     // Records the source's retention removed before this region pulled them; counted once
     // the first batch past them is stored (not on every retry).
     let skipped = match from {
+        // Only the origin decides that records are gone; a relay that lacks them is the
+        // wrong source.
+        SubscribeFrom::Offset(held) if start > held && link.peer != key.origin => {
+            return Err(PullError::RelayGap { held, start });
+        }
         SubscribeFrom::Offset(held) if start > held => Some((held, start)),
         _ => None,
     };

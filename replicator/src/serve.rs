@@ -48,11 +48,15 @@ pub(crate) async fn serve_stream(
         }
         Ok(None) => return,
         Err(e) => {
+            let mut code = codes::MALFORMED;
             if let io::StreamError::Frame(f) = &e {
                 shared.metrics.frame_refused(f.reason());
+                if f.reason() == "oversized" {
+                    code = codes::OVERSIZED;
+                }
             }
             tracing::warn!(peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
-            send_error(&mut send, refuse(codes::MALFORMED, e.to_string())).await;
+            send_error(&mut send, refuse(code, e.to_string())).await;
             return;
         }
     };
@@ -71,6 +75,25 @@ pub(crate) async fn serve_stream(
             return;
         }
     };
+    let frame_target = shared.settings.frame_target_bytes;
+    let (mut reader, first) = read(
+        SubLogReader::new(partition, &key.origin, start),
+        frame_target,
+    )
+    .await;
+    let mut pending = match first {
+        Ok(batches) => batches,
+        Err(e) => {
+            tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
+            send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
+            return;
+        }
+    };
+    // Announce where the data really starts: past the requested offset when this region
+    // holds a gap there (retention, or a late start of its own).
+    let start = pending
+        .first()
+        .map_or(start, |b| start.max(b.header().base_offset));
     let subscribed = Frame::Subscribed(pb::Subscribed {
         start_offset: start,
         path: shared.path_of(&key),
@@ -79,18 +102,34 @@ pub(crate) async fn serve_stream(
         return;
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
-    let mut reader = Some(SubLogReader::new(partition, &key.origin, start));
-    let frame_target = shared.settings.frame_target_bytes;
     loop {
-        let mut owned = reader.take().expect("reader");
-        let (owned, read) = tokio::task::spawn_blocking(move || {
-            let read = owned.read(frame_target);
-            (owned, read)
-        })
-        .await
-        .expect("sub-log read task");
-        let reader_ref = reader.insert(owned);
-        let batches = match read {
+        if pending.is_empty() {
+            tokio::select! {
+                waited = reader.wait_for_data() => if waited.is_err() {
+                    let _ = send.finish();
+                    return;
+                },
+                _ = send.stopped() => return,
+                () = link.stop.cancelled() => return,
+            }
+        } else {
+            let batches = if task.spec.tags.is_empty() {
+                std::mem::take(&mut pending)
+            } else {
+                pending.drain(..).map(|b| filter(b, &task)).collect()
+            };
+            let frame = Frame::Batches(BatchesFrame::new(batches, shared.path_of(&key)));
+            let written = tokio::select! {
+                w = io::write_frame(&mut send, &frame) => w,
+                () = link.stop.cancelled() => return,
+            };
+            if written.is_err() {
+                return;
+            }
+        }
+        let (returned, next) = read(reader, frame_target).await;
+        reader = returned;
+        pending = match next {
             Ok(batches) => batches,
             Err(e) => {
                 tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
@@ -98,31 +137,20 @@ pub(crate) async fn serve_stream(
                 return;
             }
         };
-        if batches.is_empty() {
-            tokio::select! {
-                waited = reader_ref.wait_for_data() => if waited.is_err() {
-                    let _ = send.finish();
-                    return;
-                },
-                _ = send.stopped() => return,
-                () = link.stop.cancelled() => return,
-            }
-            continue;
-        }
-        let batches = if task.spec.tags.is_empty() {
-            batches
-        } else {
-            batches.into_iter().map(|b| filter(b, &task)).collect()
-        };
-        let frame = Frame::Batches(BatchesFrame::new(batches, shared.path_of(&key)));
-        let written = tokio::select! {
-            w = io::write_frame(&mut send, &frame) => w,
-            () = link.stop.cancelled() => return,
-        };
-        if written.is_err() {
-            return;
-        }
     }
+}
+
+/// One read of the sub-log on the blocking pool (page-cache reads).
+async fn read(
+    mut reader: SubLogReader,
+    max_bytes: usize,
+) -> (SubLogReader, broker::Result<Vec<Batch>>) {
+    tokio::task::spawn_blocking(move || {
+        let batches = reader.read(max_bytes);
+        (reader, batches)
+    })
+    .await
+    .expect("sub-log read task")
 }
 
 async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {

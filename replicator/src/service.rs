@@ -59,6 +59,8 @@ pub(crate) struct LinkEntry {
     pub id: u64,
     pub connection: quinn::Connection,
     pub rtt_ms: Arc<AtomicU64>,
+    /// The region that dialled this connection.
+    pub dialer: String,
 }
 
 /// Which link pulls a sub-log now.
@@ -68,6 +70,8 @@ pub(crate) struct Slot {
     /// Pulled from its origin region itself (preferred over a relay).
     pub direct: bool,
     pub cancel: CancellationToken,
+    pub task: String,
+    pub source_topic: String,
 }
 
 pub(crate) struct Shared {
@@ -82,6 +86,9 @@ pub(crate) struct Shared {
     pub status: StatusBoard,
     pub links: Mutex<HashMap<String, LinkEntry>>,
     pub slots: Mutex<HashMap<SubLogKey, Slot>>,
+    /// (sub-log, link) pairs given up (loop, hop limit, a relay missing records): not
+    /// claimed again over that link.
+    pub refused: Mutex<std::collections::HashSet<(SubLogKey, u64)>>,
     /// Hop path of the data held per sub-log (origin first, this region last).
     pub paths: Mutex<HashMap<SubLogKey, Vec<String>>>,
     next_id: AtomicU64,
@@ -192,6 +199,7 @@ impl Replicator {
             status: StatusBoard::default(),
             links: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
+            refused: Mutex::new(std::collections::HashSet::new()),
             paths: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stop: CancellationToken::new(),
@@ -266,6 +274,11 @@ impl Replicator {
     }
 }
 
+/// Concurrent sub-log streams per link and direction. quinn sets up per-stream state for
+/// the whole allowance at connection start (1 << 20 made every link take about a second
+/// to come up), so this stays moderate; sub-logs beyond it wait for a stream.
+const MAX_SUB_LOGS_PER_LINK: u32 = 16_384;
+
 fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
     let var = |v: u64| VarInt::from_u64(v).unwrap_or(VarInt::MAX);
     let mut transport = quinn::TransportConfig::default();
@@ -273,7 +286,7 @@ fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
         .stream_receive_window(var(settings.stream_window_bytes))
         .receive_window(var(settings.connection_window_bytes))
         .send_window(settings.send_window_bytes)
-        .max_concurrent_bidi_streams(VarInt::from_u32(16_384))
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_SUB_LOGS_PER_LINK))
         .max_idle_timeout(IdleTimeout::try_from(settings.idle_timeout).ok())
         .keep_alive_interval(Some(settings.idle_timeout / 4));
     transport

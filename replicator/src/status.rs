@@ -143,8 +143,13 @@ impl StatusBoard {
         });
     }
 
-    pub fn error(&self, task: &str, key: &SubLogKey, error: String) {
-        self.with(task, key, |e| e.last_error = Some(error));
+    /// Records an error; returns whether it differs from the last one (worth logging).
+    pub fn error(&self, task: &str, key: &SubLogKey, error: String) -> bool {
+        self.with(task, key, |e| {
+            let changed = e.last_error.as_deref() != Some(error.as_str());
+            e.last_error = Some(error);
+            changed
+        })
     }
 
     /// Every entry, with lag computed now. `link_up` says whether a region's link is up.

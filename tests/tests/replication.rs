@@ -190,11 +190,12 @@ async fn three_region_mesh_places_each_record_once_everywhere() {
     for node in &nodes {
         let replicator = node.node.replicator.as_ref().unwrap();
         assert_eq!(replicator.metrics().frame_refusals("loop"), 0);
-        assert_eq!(
-            replicator.links().len(),
-            2,
-            "a full mesh has two links per region"
-        );
+        // Data can converge through a relay before the last link is up; the mesh still
+        // ends with two links per region.
+        eventually("two links per region", || async {
+            replicator.links().len() == 2
+        })
+        .await;
     }
     for node in nodes {
         node.node.shut_down().await.unwrap();

@@ -135,6 +135,11 @@ impl Partition {
             sublogs.push(sublog);
         }
         reconcile(&mut arrival, &sublogs, &config)?;
+        // What a killed process left in the page cache is served (and replicated) from
+        // now on as durable: make it so before anyone reads it.
+        for sublog in &sublogs {
+            sublog.sync()?;
+        }
         arrival
             .file()
             .sync_data()

@@ -38,7 +38,8 @@ impl SubLogReader {
     }
 
     /// Reads durable batches holding offsets from [`next_offset`](Self::next_offset) on,
-    /// until about `max_bytes` were read; empty when caught up. When retention removed
+    /// at most `max_bytes` of them (or the one batch, when it alone is larger); empty when
+    /// caught up. When retention removed
     /// `next`, reading moves on to the oldest batch held (its base tells the caller).
     /// Blocking file I/O (page cache reads).
     pub fn read(&mut self, max_bytes: usize) -> Result<Vec<Batch>> {
@@ -67,6 +68,9 @@ impl SubLogReader {
         while position < location.segment_size && self.next < durable_end && bytes < max_bytes {
             let batch = location.file.read_batch(position, max_len)?;
             let header = *batch.header();
+            if !batches.is_empty() && bytes + header.total_len > max_bytes {
+                break;
+            }
             position += header.total_len as u64;
             if header.last_offset() < self.next {
                 continue;
