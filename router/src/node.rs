@@ -5,7 +5,7 @@
 //! Shutdown order (each step bounded by [`STEP_DEADLINE`]):
 //! 1. readiness off, fetch streams cancelled, the gRPC server stops accepting and finishes
 //!    in-flight requests (produce calls complete and are acknowledged);
-//!    then replication stops: links close, appliers finish their run, checkpoints are saved;
+//!    then replication stops: links close, pulls are cancelled, checkpoints are saved;
 //! 2. every partition is fsynced and closed to appends;
 //! 3. metadata is flushed; 4. the console stops; 5. the runtime file is removed.
 
