@@ -296,18 +296,7 @@ async fn subscription(
         .await?
     {
         Some(Frame::Subscribed(s)) => s.start_offset,
-        Some(Frame::Error(e)) => {
-            return Err(PullError::Remote {
-                code: e.code,
-                message: e.message,
-            });
-        }
-        Some(other) => {
-            return Err(PullError::Protocol(format!(
-                "expected Subscribed, got {:?}",
-                other.kind()
-            )));
-        }
+        Some(other) => return Err(unexpected(other, "Subscribed")),
         None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
     };
     // Records the source's retention removed before this region pulled them; counted once
@@ -355,6 +344,21 @@ async fn subscription(
     result
 }
 
+/// The error for a frame other than the `expected` kind: the peer's refusal when it is an
+/// Error frame, a protocol error otherwise.
+fn unexpected(frame: Frame, expected: &str) -> PullError {
+    match frame {
+        Frame::Error(e) => PullError::Remote {
+            code: e.code,
+            message: e.message,
+        },
+        other => PullError::Protocol(format!(
+            "expected {expected} on a sub-log stream, got {:?}",
+            other.kind()
+        )),
+    }
+}
+
 /// Reads frames and checks their hop path, handing them to the applier.
 async fn receive(
     shared: &Shared,
@@ -365,18 +369,7 @@ async fn receive(
         let frame = match io::read_frame(recv, shared.limits).await? {
             None => return Ok(()),
             Some(Frame::Batches(frame)) => frame,
-            Some(Frame::Error(e)) => {
-                return Err(PullError::Remote {
-                    code: e.code,
-                    message: e.message,
-                });
-            }
-            Some(other) => {
-                return Err(PullError::Protocol(format!(
-                    "unexpected {:?} frame on a sub-log stream",
-                    other.kind()
-                )));
-            }
+            Some(other) => return Err(unexpected(other, "Batches")),
         };
         let path = &frame.header.hop_path;
         if path.contains(&shared.region) {

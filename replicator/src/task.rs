@@ -57,6 +57,27 @@ pub struct TaskSpec {
     pub state: TaskState,
 }
 
+impl TaskSpec {
+    /// A running one-way task from the start of every sub-log, without rename, filter or
+    /// limits; set the other fields on the result.
+    pub fn new(name: &str, sources: &[&str], targets: &[&str], topics: &str) -> Self {
+        let regions = |list: &[&str]| list.iter().map(|r| r.to_string()).collect();
+        TaskSpec {
+            name: name.to_string(),
+            sources: regions(sources),
+            targets: regions(targets),
+            topics: topics.to_string(),
+            direction: Direction::OneWay,
+            rename: None,
+            tags: Vec::new(),
+            start: default_start(),
+            max_records_per_s: None,
+            max_bytes_per_s: None,
+            state: TaskState::Running,
+        }
+    }
+}
+
 fn default_start() -> String {
     "earliest".into()
 }
@@ -301,19 +322,7 @@ mod tests {
     use super::*;
 
     fn spec() -> TaskSpec {
-        TaskSpec {
-            name: "t".into(),
-            sources: vec!["a".into()],
-            targets: vec!["b".into()],
-            topics: "orders".into(),
-            direction: Direction::OneWay,
-            rename: None,
-            tags: vec![],
-            start: "earliest".into(),
-            max_records_per_s: None,
-            max_bytes_per_s: None,
-            state: TaskState::Running,
-        }
+        TaskSpec::new("t", &["a"], &["b"], "orders")
     }
 
     fn regions() -> Vec<String> {

@@ -29,6 +29,27 @@ async fn produce(
     }
 }
 
+/// Starts region "eu" alone; it waits for "us" to dial it.
+async fn start_source(deployment: &Deployment, tasks: &[replicator::TaskSpec]) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let config = deployment.config("eu", dir.path(), &[("us", None)], tasks);
+    start_with(config, dir).await
+}
+
+/// Starts region "us", which dials `eu` ("eu" sorts first and would dial by default, but
+/// it does not know this region's address).
+async fn start_target(
+    deployment: &Deployment,
+    eu: &TestNode,
+    tasks: &[replicator::TaskSpec],
+) -> TestNode {
+    let dir = tempfile::tempdir().unwrap();
+    let peers = [("eu", Some(eu.node.bound.replication))];
+    let mut config = deployment.config("us", dir.path(), &peers, tasks);
+    config.peers[0].dial = Some(true);
+    start_with(config, dir).await
+}
+
 /// Creates a topic unless replication already created it from a peer's advertisement.
 async fn create_if_missing(node: &TestNode, topic: &str, partitions: u32) {
     match node.client.create_topic(topic, partitions, None).await {
@@ -261,14 +282,12 @@ async fn filtered_renamed_task_keeps_origin_offsets_with_gaps() {
 async fn start_positions_latest_and_timestamp() {
     let deployment = Deployment::new(&["eu", "us"]);
     // The source region runs first, alone, and gets history.
-    let eu_dir = tempfile::tempdir().unwrap();
     let mut latest = task("from-latest", &["eu"], &["us"], "recent");
     latest.start = "latest".into();
     let mut since = task("from-time", &["eu"], &["us"], "timed");
     since.start = "2020-01-01T00:00:00Z".into();
     let tasks = [latest, since];
-    let eu_config = deployment.config("eu", eu_dir.path(), &[("us", None)], &tasks);
-    let eu = start_with(eu_config, eu_dir).await;
+    let eu = start_source(&deployment, &tasks).await;
     eu.client.create_topic("recent", 1, None).await.unwrap();
     eu.client.create_topic("timed", 1, None).await.unwrap();
     produce(&eu, "recent", 0, "old", 30, 10).await;
@@ -290,16 +309,7 @@ async fn start_positions_latest_and_timestamp() {
             .unwrap();
     }
 
-    let us_dir = tempfile::tempdir().unwrap();
-    let mut us_config = deployment.config(
-        "us",
-        us_dir.path(),
-        &[("eu", Some(eu.node.bound.replication))],
-        &tasks,
-    );
-    // "eu" sorts first, so by default it would dial; it does not know this address.
-    us_config.peers[0].dial = Some(true);
-    let us = start_with(us_config, us_dir).await;
+    let us = start_target(&deployment, &eu, &tasks).await;
     let meta = us.node.broker.meta().clone();
     eventually(
         "the latest position to be resolved and checkpointed",
@@ -334,26 +344,13 @@ async fn start_positions_latest_and_timestamp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_honoured() {
     let deployment = Deployment::new(&["eu", "us"]);
-    let eu_dir = tempfile::tempdir().unwrap();
     let mut limited = task("limited", &["eu"], &["us"], "orders");
     limited.max_records_per_s = Some(1_000);
     let tasks = [limited];
-    let eu = start_with(
-        deployment.config("eu", eu_dir.path(), &[("us", None)], &tasks),
-        eu_dir,
-    )
-    .await;
+    let eu = start_source(&deployment, &tasks).await;
     eu.client.create_topic("orders", 1, None).await.unwrap();
     produce(&eu, "orders", 0, "r", 3_000, 50).await;
-    let us_dir = tempfile::tempdir().unwrap();
-    let mut us_config = deployment.config(
-        "us",
-        us_dir.path(),
-        &[("eu", Some(eu.node.bound.replication))],
-        &tasks,
-    );
-    us_config.peers[0].dial = Some(true);
-    let us = start_with(us_config, us_dir).await;
+    let us = start_target(&deployment, &eu, &tasks).await;
     // Measured from the first applied records to the last.
     let mut first: Option<(std::time::Instant, u64)> = None;
     eventually("the backlog to be replicated", || {

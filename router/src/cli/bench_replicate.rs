@@ -66,19 +66,12 @@ fn config(
     config.replication.cert = Some(certs.join(format!("{region}.pem")));
     config.replication.key = Some(certs.join(format!("{region}.key")));
     config.peers = vec![peer];
-    config.tasks = vec![replicator::TaskSpec {
-        name: "bench".into(),
-        sources: vec!["source".into()],
-        targets: vec!["target".into()],
-        topics: TOPIC.into(),
-        direction: replicator::Direction::OneWay,
-        rename: None,
-        tags: vec![],
-        start: "earliest".into(),
-        max_records_per_s: None,
-        max_bytes_per_s: None,
-        state: replicator::TaskState::Running,
-    }];
+    config.tasks = vec![replicator::TaskSpec::new(
+        "bench",
+        &["source"],
+        &["target"],
+        TOPIC,
+    )];
     config
 }
 

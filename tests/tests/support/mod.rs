@@ -111,19 +111,7 @@ impl Deployment {
 }
 
 pub fn task(name: &str, sources: &[&str], targets: &[&str], topics: &str) -> replicator::TaskSpec {
-    replicator::TaskSpec {
-        name: name.into(),
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        targets: targets.iter().map(|s| s.to_string()).collect(),
-        topics: topics.into(),
-        direction: replicator::Direction::OneWay,
-        rename: None,
-        tags: vec![],
-        start: "earliest".into(),
-        max_records_per_s: None,
-        max_bytes_per_s: None,
-        state: replicator::TaskState::Running,
-    }
+    replicator::TaskSpec::new(name, sources, targets, topics)
 }
 
 /// Waits (polling, up to 60 s) until `done` holds; panics with `what` otherwise.
