@@ -270,7 +270,16 @@ fn subscribe_from(
     }
     Ok(match task.start {
         Start::Earliest => SubscribeFrom::Earliest(true),
-        Start::Latest => SubscribeFrom::Latest(true),
+        // "latest" means from when the task first ran here, for every sub-log: one that
+        // appears later (a new topic, a new origin) is pulled from its first record, not
+        // from wherever it had got to when this region first heard of it.
+        Start::Latest => SubscribeFrom::TimestampMs(
+            shared
+                .broker
+                .meta()
+                .task_started(task.name(), broker::record::now_ms())
+                .map_err(BrokerError::from)?,
+        ),
         Start::Timestamp(ms) => SubscribeFrom::TimestampMs(ms),
     })
 }

@@ -50,6 +50,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("[[peers]] {0}")]
     Peer(String),
+    #[error("metadata: {0}")]
+    Meta(String),
     #[error("replication socket: {0}")]
     Socket(#[from] std::io::Error),
 }
@@ -162,6 +164,13 @@ impl Replicator {
             regions.push(peer.region.clone());
         }
         let tasks = task::validate(&config.tasks, &regions)?;
+        // A task's "latest" start is the moment it first ran here; record it now.
+        for task in tasks.iter().filter(|t| t.running()) {
+            broker
+                .meta()
+                .task_started(task.name(), broker::record::now_ms())
+                .map_err(|e| StartError::Meta(e.to_string()))?;
+        }
         let settings = config.settings;
 
         let sock = socket2::SockRef::from(&socket);

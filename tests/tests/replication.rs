@@ -282,7 +282,7 @@ async fn filtered_renamed_task_keeps_origin_offsets_with_gaps() {
 async fn start_positions_latest_and_timestamp() {
     let deployment = Deployment::new(&["eu", "us"]);
     // The source region runs first, alone, and gets history.
-    let mut latest = task("from-latest", &["eu"], &["us"], "recent");
+    let mut latest = task("from-latest", &["eu"], &["us"], "recent*");
     latest.start = "latest".into();
     let mut since = task("from-time", &["eu"], &["us"], "timed");
     since.start = "2020-01-01T00:00:00Z".into();
@@ -326,6 +326,17 @@ async fn start_positions_latest_and_timestamp() {
     assert_eq!(recent.len(), 30);
     assert_eq!(recent[0].2, 30, "history before the task was not copied");
     assert!(recent.iter().all(|r| r.3.starts_with("new-")));
+    // A topic created after the task started is copied from its first record.
+    eu.client
+        .create_topic("recent-later", 1, None)
+        .await
+        .unwrap();
+    produce(&eu, "recent-later", 0, "later", 10, 10).await;
+    eventually("the later topic to arrive whole", || async {
+        held_end(&us.node, "recent-later", 0, "eu") == 10
+    })
+    .await;
+    assert_eq!(all_records(&us.client, "recent-later").await[0].2, 0);
 
     eventually("timed records to arrive", || async {
         held_end(&us.node, "timed", 0, "eu") == 9

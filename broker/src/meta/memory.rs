@@ -11,6 +11,7 @@ pub struct MemoryMetaStore {
     topics: Mutex<BTreeMap<String, TopicConfig>>,
     cursors: Mutex<BTreeMap<(String, String, u32), Cursor>>,
     checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
+    task_starts: Mutex<BTreeMap<String, i64>>,
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -86,6 +87,15 @@ impl MetaStore for MemoryMetaStore {
             .filter(|c| c.task == task)
             .cloned()
             .collect())
+    }
+
+    fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError> {
+        Ok(*self
+            .task_starts
+            .lock()
+            .expect("lock")
+            .entry(task.to_string())
+            .or_insert(now_ms))
     }
 
     fn flush(&self) -> Result<(), MetaError> {

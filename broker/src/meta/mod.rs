@@ -70,6 +70,9 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError>;
     /// Every checkpoint of `task`.
     fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError>;
+    /// When `task` first ran in this region (ms since the epoch): records `now_ms` the
+    /// first time and returns the recorded time ever after.
+    fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError>;
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), MetaError>;
 }
@@ -139,6 +142,8 @@ mod tests {
                 ..checkpoint
             }]
         );
+        assert_eq!(store.task_started("dr", 5).unwrap(), 5);
+        assert_eq!(store.task_started("dr", 9).unwrap(), 5);
         store.delete_topic("orders").unwrap();
         assert!(store.cursors("g", "orders").unwrap().is_empty());
         assert_eq!(store.cursors("g", "orders-x").unwrap().len(), 1);
@@ -157,5 +162,6 @@ mod tests {
         let reopened = SledMetaStore::open(dir.path()).unwrap();
         assert_eq!(reopened.topics().unwrap().len(), 1);
         assert_eq!(reopened.checkpoints("dr").unwrap()[0].offset, 9);
+        assert_eq!(reopened.task_started("dr", 100).unwrap(), 5);
     }
 }

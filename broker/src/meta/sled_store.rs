@@ -1,7 +1,8 @@
 //! The sled [`MetaStore`]. Trees: `topics` (name -> JSON [`TopicConfig`]) and `cursors`
 //! (`group \0 topic \0 partition as u32 big-endian` -> JSON [`Cursor`]); names cannot hold
 //! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
-//! big-endian origin` -> JSON [`TaskCheckpoint`]).
+//! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
+//! the epoch, i64 big-endian).
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ pub struct SledMetaStore {
     topics: sled::Tree,
     cursors: sled::Tree,
     checkpoints: sled::Tree,
+    task_starts: sled::Tree,
 }
 
 impl SledMetaStore {
@@ -24,6 +26,7 @@ impl SledMetaStore {
             topics: db.open_tree("topics")?,
             cursors: db.open_tree("cursors")?,
             checkpoints: db.open_tree("checkpoints")?,
+            task_starts: db.open_tree("task_starts")?,
             db,
         })
     }
@@ -136,6 +139,31 @@ impl MetaStore for SledMetaStore {
                 decode(&key, &value)
             })
             .collect()
+    }
+
+    fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError> {
+        let recorded = self.task_starts.compare_and_swap(
+            task.as_bytes(),
+            None as Option<&[u8]>,
+            Some(&now_ms.to_be_bytes()[..]),
+        )?;
+        match recorded {
+            Ok(()) => {
+                self.db.flush()?;
+                Ok(now_ms)
+            }
+            Err(existing) => {
+                let bytes = existing
+                    .current
+                    .expect("compare_and_swap failed on a present key");
+                Ok(i64::from_be_bytes(bytes.as_ref().try_into().map_err(
+                    |_| MetaError::Decode {
+                        key: format!("task_starts/{task}"),
+                        source: serde::de::Error::custom("not 8 bytes"),
+                    },
+                )?))
+            }
+        }
     }
 
     fn flush(&self) -> Result<(), MetaError> {
