@@ -214,6 +214,21 @@ impl Replicator {
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
+        for task in &shared.tasks {
+            let saved = shared
+                .broker
+                .meta()
+                .checkpoints(task.name())
+                .map_err(|e| StartError::Meta(e.to_string()))?;
+            for checkpoint in saved {
+                let key = SubLogKey {
+                    topic: checkpoint.topic,
+                    partition: checkpoint.partition,
+                    origin: checkpoint.origin,
+                };
+                shared.status.restored(task.name(), &key, checkpoint.offset);
+            }
+        }
         shared
             .tracker
             .spawn(accept_loop(shared.clone(), endpoint.clone()));

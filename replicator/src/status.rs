@@ -96,6 +96,15 @@ impl StatusBoard {
         f(entry)
     }
 
+    /// A sub-log known from a saved checkpoint (after a restart): it shows, with its lag
+    /// growing, before any link is up.
+    pub fn restored(&self, task: &str, key: &SubLogKey, local_end: u64) {
+        self.with(task, key, |e| {
+            e.local_end = local_end;
+            e.saved_checkpoint = Some(local_end);
+        });
+    }
+
     /// A source advertised what it holds of a sub-log.
     pub fn advertised(
         &self,

@@ -411,5 +411,20 @@ async fn lag_does_not_read_zero_while_the_link_is_down() {
         replicator.status()[0].lag_seconds > first
     })
     .await;
+    // After a restart with the source still down, the sub-log shows from its checkpoint
+    // with the link down and lag growing (never absent, never 0).
+    let config = us.node.config.clone();
+    drop(replicator);
+    us.node.shut_down().await.unwrap();
+    let us = start_with(config, us.dir).await;
+    let replicator = us.node.replicator.clone().unwrap();
+    let status = replicator.status();
+    assert_eq!(status.len(), 1);
+    assert_eq!((status[0].local_end, status[0].link_up), (50, false));
+    let first = status[0].lag_seconds;
+    assert!(
+        first > 0.0,
+        "lag reads {first} s after a restart with the link down"
+    );
     us.node.shut_down().await.unwrap();
 }
