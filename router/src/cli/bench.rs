@@ -91,7 +91,6 @@ async fn produce(args: ProduceBench) -> Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     let records_per_s = args.records as f64 / elapsed;
     let mb_per_s = records_per_s * args.size as f64 / 1e6;
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "produce: {} records of {} B, batch {}, concurrency {}, {} partitions{}{}",
         args.records,
@@ -113,22 +112,15 @@ async fn produce(args: ProduceBench) -> Result<()> {
     println!(
         "  throughput  {records_per_s:>12.0} records/s  {mb_per_s:>8.1} MB/s  ({elapsed:.2} s)"
     );
-    println!(
-        "  ack latency p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} requests)",
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        latency.max() as f64 / 1000.0,
-        latency.len()
-    );
+    let ack = Quantiles::of(&latency);
+    println!("  ack latency {}  ({} requests)", ack.line(), latency.len());
     if let Some(path) = &args.json {
         let figures = serde_json::json!({
             "records": args.records, "size": args.size, "batch": args.batch, "concurrency": args.concurrency,
             "rate": args.rate, "records_per_s": records_per_s, "mb_per_s": mb_per_s,
-            "ack_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": latency.max() as f64 / 1000.0 },
+            "ack_ms": ack.json(),
         });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &figures)?;
     }
     client.delete_topic(&topic).await.ok();
     if let Some(node) = node {
@@ -182,8 +174,7 @@ pub(super) async fn drive(
             load.partitions,
         );
         workers.spawn(async move {
-            let mut latency =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut latency = latency_histogram()?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= requests {
@@ -218,11 +209,54 @@ pub(super) async fn drive(
             }
         });
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut latency = latency_histogram()?;
     while let Some(joined) = workers.join_next().await {
         latency.add(joined??)?;
     }
     Ok(latency)
+}
+
+/// A histogram of latencies in microseconds, 1 µs to 60 s, 3 significant digits.
+pub(super) fn latency_histogram() -> Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
+}
+
+/// The quantiles a benchmark reports of a microsecond histogram, in milliseconds.
+pub(super) struct Quantiles {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+}
+
+impl Quantiles {
+    pub(super) fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Quantiles {
+            p50: ms(histogram.value_at_quantile(0.5)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+        }
+    }
+
+    pub(super) fn line(&self) -> String {
+        format!(
+            "p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+            self.p50, self.p99, self.p999, self.max
+        )
+    }
+
+    /// `{p50, p99, p999, max}`, the form every `--json` report uses.
+    pub(super) fn json(&self) -> serde_json::Value {
+        serde_json::json!({ "p50": self.p50, "p99": self.p99, "p999": self.p999, "max": self.max })
+    }
+}
+
+/// Writes a benchmark's `--json` report.
+pub(super) fn write_json(path: &std::path::Path, figures: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(figures)?)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 async fn start_embedded(dir: &std::path::Path) -> Result<Node> {

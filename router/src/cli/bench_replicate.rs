@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
 
-use super::bench::{Load, OnAck, drive};
+use super::bench::{Load, OnAck, Quantiles, drive, latency_histogram, write_json};
 use crate::config::{NodeConfig, PeerSection};
 use crate::node::Node;
 
@@ -194,7 +193,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     tokio::time::timeout(Duration::from_secs(60), reader)
         .await
         .context("the target did not deliver every paced record within 60 s")??;
-    let mut lag = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut lag = latency_histogram()?;
     {
         let acked = acked.lock().expect("acked lock");
         for (id, at) in seen.lock().expect("seen lock").iter() {
@@ -205,7 +204,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
             }
         }
     }
-    let ms = |q: f64| lag.value_at_quantile(q) as f64 / 1000.0;
+    let lag_ms = Quantiles::of(&lag);
 
     println!(
         "replicate: {} records of {} B x2, batch {}, concurrency {}, {} partitions, source -> target on loopback (QUIC, mTLS)",
@@ -218,13 +217,10 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
         "  replicated  {records_per_s:>12.0} records/s  {mb_per_s:>8.1} MB/s  (produced in {produced_s:.2} s, replicated by {live_s:.2} s)"
     );
     println!(
-        "  lag at {} records/s (batch {}): p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} records)",
+        "  lag at {} records/s (batch {}): {}  ({} records)",
         args.rate,
         args.paced_batch,
-        ms(0.5),
-        ms(0.99),
-        ms(0.999),
-        lag.max() as f64 / 1000.0,
+        lag_ms.line(),
         lag.len()
     );
     if let Some(path) = &args.json {
@@ -234,10 +230,9 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
             "records_per_s": records_per_s, "mb_per_s": mb_per_s,
             "catchup_records_per_s": catchup_records_per_s, "catchup_mb_per_s": catchup_mb_per_s,
             "paced_rate": args.rate, "paced_batch": args.paced_batch,
-            "lag_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": lag.max() as f64 / 1000.0 },
+            "lag_ms": lag_ms.json(),
         });
-        std::fs::write(path, serde_json::to_string_pretty(&figures)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_json(path, &figures)?;
     }
     target.shut_down().await?;
     source.shut_down().await?;
