@@ -68,17 +68,18 @@ pub(crate) async fn run(
         // When both sides dial, the link dialled by the lower region id stays: otherwise
         // each new connection would replace the other's, forever. A newer connection from
         // the same dialer (a restart) replaces the old one.
-        if let Some(existing) = links.get(&peer) {
-            if existing.dialer < dialer && existing.connection.close_reason().is_none() {
-                let kept = existing.dialer.clone();
-                drop(links);
-                tracing::info!(%peer, %remote, "a link dialled by {kept} is up; closing this one");
-                connection.close(
-                    close::REPLACED,
-                    b"a link dialled by the lower region id is up",
-                );
-                return;
-            }
+        if let Some(existing) = links.get(&peer)
+            && existing.dialer < dialer
+            && existing.connection.close_reason().is_none()
+        {
+            let kept = existing.dialer.clone();
+            drop(links);
+            tracing::info!(%peer, %remote, "a link dialled by {kept} is up; closing this one");
+            connection.close(
+                close::REPLACED,
+                b"a link dialled by the lower region id is up",
+            );
+            return;
         }
         if let Some(previous) = links.insert(
             peer.clone(),

@@ -84,34 +84,26 @@ impl Metrics {
     }
 
     pub fn link_refused(&self, reason: &str) {
-        self.links_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+        by_reason(&self.links_refused, reason).inc();
     }
 
     pub fn frame_refused(&self, reason: &str) {
-        self.frames_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+        by_reason(&self.frames_refused, reason).inc();
     }
 
     pub fn link_refusals(&self, reason: &str) -> u64 {
-        self.links_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .get()
+        by_reason(&self.links_refused, reason).get()
     }
 
     pub fn frame_refusals(&self, reason: &str) -> u64 {
-        self.frames_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .get()
+        by_reason(&self.frames_refused, reason).get()
     }
+}
+
+fn by_reason(family: &Family<ReasonLabels, Counter>, reason: &str) -> Counter {
+    family
+        .get_or_create(&ReasonLabels {
+            reason: reason.to_string(),
+        })
+        .clone()
 }

@@ -212,27 +212,29 @@ async fn run(
         };
         match result {
             Ok(()) => backoff = shared.settings.reconnect_min,
-            Err(error) if error.gives_up_the_link() => {
-                if let Some(reason) = error.refusal() {
-                    shared.metrics.frame_refused(reason);
-                }
-                tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link");
-                shared.status.error(task.name(), &key, error.to_string());
-                shared
-                    .refused
-                    .lock()
-                    .expect("refused lock")
-                    .insert((key.clone(), link.id));
-                break;
-            }
             Err(error) => {
-                if let Some(reason) = error.refusal() {
+                let refusal = error.refusal();
+                if let Some(reason) = refusal {
                     shared.metrics.frame_refused(reason);
-                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, reason, %error, "refused replicated data; re-subscribing from the held end");
-                } else {
-                    tracing::info!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "sub-log stream ended");
                 }
                 shared.status.error(task.name(), &key, error.to_string());
+                if error.gives_up_the_link() {
+                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link");
+                    shared
+                        .refused
+                        .lock()
+                        .expect("refused lock")
+                        .insert((key.clone(), link.id));
+                    break;
+                }
+                match refusal {
+                    Some(reason) => {
+                        tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, reason, %error, "refused replicated data; re-subscribing from the held end")
+                    }
+                    None => {
+                        tracing::info!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "sub-log stream ended")
+                    }
+                }
             }
         }
         tokio::select! {

@@ -76,18 +76,9 @@ pub(crate) async fn serve_stream(
         }
     };
     let frame_target = shared.settings.frame_target_bytes;
-    let (mut reader, first) = read(
-        SubLogReader::new(partition, &key.origin, start),
-        frame_target,
-    )
-    .await;
-    let mut pending = match first {
-        Ok(batches) => batches,
-        Err(e) => {
-            tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
-            send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
-            return;
-        }
+    let reader = SubLogReader::new(partition, &key.origin, start);
+    let Some((mut reader, mut pending)) = read(reader, frame_target, &key, &mut send).await else {
+        return;
     };
     // Announce where the data really starts: past the requested offset when this region
     // holds a gap there (retention, or a late start of its own).
@@ -127,30 +118,35 @@ pub(crate) async fn serve_stream(
                 return;
             }
         }
-        let (returned, next) = read(reader, frame_target).await;
-        reader = returned;
-        pending = match next {
-            Ok(batches) => batches,
-            Err(e) => {
-                tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
-                send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
-                return;
-            }
+        let Some(next) = read(reader, frame_target, &key, &mut send).await else {
+            return;
         };
+        (reader, pending) = next;
     }
 }
 
-/// One read of the sub-log on the blocking pool (page-cache reads).
+/// One read of the sub-log on the blocking pool (page-cache reads). A failed read is
+/// logged and reported to the peer as a storage error, and ends the stream (`None`).
 async fn read(
     mut reader: SubLogReader,
     max_bytes: usize,
-) -> (SubLogReader, broker::Result<Vec<Batch>>) {
-    tokio::task::spawn_blocking(move || {
+    key: &SubLogKey,
+    send: &mut quinn::SendStream,
+) -> Option<(SubLogReader, Vec<Batch>)> {
+    let (reader, read) = tokio::task::spawn_blocking(move || {
         let batches = reader.read(max_bytes);
         (reader, batches)
     })
     .await
-    .expect("sub-log read task")
+    .expect("sub-log read task");
+    match read {
+        Ok(batches) => Some((reader, batches)),
+        Err(e) => {
+            tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
+            send_error(send, refuse(codes::STORAGE, e.to_string())).await;
+            None
+        }
+    }
 }
 
 async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {

@@ -3,7 +3,7 @@
 mod support;
 
 use client::{Partitioning, pb};
-use support::{bodies, record, start};
+use support::{bodies, record, start, topic_names};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topics_round_trip() {
@@ -22,15 +22,7 @@ async fn topics_round_trip() {
         .unwrap();
     assert_eq!((info.name.as_str(), info.partitions), ("orders", 3));
     t.client.create_topic("audit", 1, None).await.unwrap();
-    let names: Vec<_> = t
-        .client
-        .list_topics()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    assert_eq!(names, vec!["audit", "orders"]);
+    assert_eq!(topic_names(&t.client).await, vec!["audit", "orders"]);
 
     t.client
         .produce(

@@ -158,3 +158,14 @@ pub async fn all_records(client: &client::Client, topic: &str) -> Vec<(u32, Stri
         })
         .collect()
 }
+
+/// The names of a region's topics, sorted.
+pub async fn topic_names(client: &client::Client) -> Vec<String> {
+    client
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect()
+}
