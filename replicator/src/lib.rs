@@ -2,12 +2,15 @@
 //! pulling and applying origin sub-logs, replication tasks, checkpoints, lag and metrics.
 //! ARCHITECTURE.md ("Replication", "Link protocol") describes the whole.
 
+mod advertise;
 pub mod certs;
 pub mod io;
 mod link;
 pub mod metrics;
 pub mod protocol;
+mod proxy;
 mod pull;
+mod routing;
 mod serve;
 pub mod service;
 pub mod settings;
@@ -15,7 +18,7 @@ pub mod status;
 pub mod task;
 pub mod tls;
 
-pub use service::{LinkStatus, PeerSpec, Replicator, ReplicatorConfig, StartError};
+pub use service::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;
 pub use status::{SubLogKey, SubLogStatus};
 pub use task::{Direction, TaskSpec, TaskState};

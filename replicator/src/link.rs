@@ -3,7 +3,7 @@
 //! (streams it opens) and this region's subscriptions pulled (streams it opens).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use proto::link::v1 as pb;
@@ -13,13 +13,16 @@ use tokio_util::sync::CancellationToken;
 use crate::io::{self, StreamError};
 use crate::protocol::{Frame, PROTOCOL_VERSION, close, codes};
 use crate::service::{LinkEntry, Shared};
-use crate::status::SubLogKey;
-use crate::{pull, serve};
+use crate::{advertise, pull, routing, serve};
+use topology::{HealthSettings, LinkHealth};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An unchanged advertisement is still re-sent this often, so a peer re-evaluates what to
 /// pull (a sub-log released by another link is picked up within this time).
 const ADVERTISE_REFRESH: Duration = Duration::from_secs(1);
+/// Control frames queued for a link's control stream. Heartbeat answers and flooded link
+/// states are dropped when it is full (both are re-sent every heartbeat interval).
+const CONTROL_QUEUE: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -62,7 +65,11 @@ pub(crate) async fn run(
         connection: connection.clone(),
         stop: shared.stop.child_token(),
     });
-    let rtt_ms = Arc::new(AtomicU64::new(0));
+    let health = Arc::new(std::sync::Mutex::new(LinkHealth::new(
+        HealthSettings::new(shared.settings.heartbeat_interval),
+        broker::record::now_ms(),
+    )));
+    let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
     {
         let mut links = shared.links.lock().expect("links lock");
         // When both sides dial, the link dialled by the lower region id stays: otherwise
@@ -85,9 +92,13 @@ pub(crate) async fn run(
             peer.clone(),
             LinkEntry {
                 id: link.id,
+                ctx: link.clone(),
                 connection: connection.clone(),
-                rtt_ms: rtt_ms.clone(),
+                health: health.clone(),
                 dialer,
+                control: control_tx.clone(),
+                counted_tx: AtomicU64::new(0),
+                counted_rx: AtomicU64::new(0),
             },
         ) {
             previous
@@ -96,8 +107,9 @@ pub(crate) async fn run(
         }
     }
     tracing::info!(%peer, %remote, ?role, "link up");
+    routing::sync_to(&shared, &control_tx);
+    routing::links_changed(&shared);
 
-    let (control_tx, control_rx) = mpsc::channel::<Frame>(64);
     shared.tracker.spawn(control_writer(
         shared.clone(),
         link.clone(),
@@ -109,19 +121,26 @@ pub(crate) async fn run(
         .spawn(accept_streams(shared.clone(), link.clone()));
 
     let reason = tokio::select! {
-        r = control_reader(&shared, &link, &mut recv, &control_tx, &rtt_ms) => r,
+        r = control_reader(&shared, &link, &mut recv, &control_tx, &health) => r,
         e = connection.closed() => format!("connection closed: {e}"),
         () = shared.stop.cancelled() => "shutting down".to_string(),
     };
     link.stop.cancel();
-    {
+    let removed = {
         let mut links = shared.links.lock().expect("links lock");
-        if links.get(&peer).is_some_and(|l| l.id == link.id) {
+        let ours = links.get(&peer).is_some_and(|l| l.id == link.id);
+        if ours {
             links.remove(&peer);
+            shared.heard.lock().expect("heard lock").remove(&peer);
         }
-    }
+        ours
+    };
     connection.close(close::NORMAL, b"link ended");
     tracing::info!(%peer, %reason, "link down");
+    if removed {
+        routing::links_changed(&shared);
+        pull::reconcile(&shared);
+    }
 }
 
 async fn handshake(
@@ -177,7 +196,7 @@ async fn control_writer(
         let frame = tokio::select! {
             frame = outgoing.recv() => match frame { Some(f) => f, None => return },
             _ = advertise.tick() => {
-                let current = advertisement(&shared, &link.peer);
+                let current = advertise::advertisement(&shared, &link.peer);
                 let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
                 if fresh {
                     continue;
@@ -200,7 +219,7 @@ async fn control_reader(
     link: &Arc<LinkCtx>,
     recv: &mut quinn::RecvStream,
     control: &mpsc::Sender<Frame>,
-    rtt_ms: &AtomicU64,
+    health: &std::sync::Mutex<LinkHealth>,
 ) -> String {
     loop {
         let frame = match io::read_frame(recv, shared.limits).await {
@@ -216,14 +235,22 @@ async fn control_reader(
             Err(e) => return format!("control stream: {e}"),
         };
         match frame {
-            Frame::Advertise(advertise) => pull::on_advertise(shared, link, &advertise),
+            Frame::Advertise(advertise) => pull::on_advertise(shared, link, advertise),
             Frame::Heartbeat(h) => {
                 let _ = control.try_send(Frame::HeartbeatAck(h));
             }
             Frame::HeartbeatAck(h) => {
-                let rtt = (broker::record::now_ms() - h.sent_at_ms).max(0);
-                rtt_ms.store(rtt as u64, Ordering::Relaxed);
+                let now = broker::record::now_ms();
+                let transition = health
+                    .lock()
+                    .expect("health lock")
+                    .on_answer(h.sent_at_ms, now);
+                if let Some(t) = transition {
+                    tracing::info!(peer = %link.peer, ?t, "link health changed: heartbeats answered again");
+                    routing::links_changed(shared);
+                }
             }
+            Frame::LinkState(state) => routing::on_link_state(shared, &link.peer, state),
             Frame::Error(e) => {
                 tracing::warn!(peer = %link.peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
             }
@@ -254,46 +281,4 @@ async fn accept_streams(shared: Arc<Shared>, link: Arc<LinkCtx>) {
             recv,
         ));
     }
-}
-
-/// What this region offers `peer`: every topic a running task lets flow to it, with the
-/// durable extent and hop path of each sub-log.
-fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
-    let mut topics = Vec::new();
-    for config in shared.broker.topics() {
-        let offered = shared
-            .tasks
-            .iter()
-            .any(|t| t.running() && t.flows(&shared.region, peer) && t.matches(&config.name));
-        if !offered {
-            continue;
-        }
-        let Ok(topic) = shared.broker.topic(&config.name) else {
-            continue;
-        };
-        let mut sub_logs = Vec::new();
-        for partition in &topic.partitions {
-            for s in partition.sub_logs() {
-                let key = SubLogKey {
-                    topic: config.name.clone(),
-                    partition: partition.index(),
-                    origin: s.origin.clone(),
-                };
-                sub_logs.push(pb::SubLogEntry {
-                    partition: partition.index(),
-                    path: shared.path_of(&key),
-                    origin: s.origin,
-                    start_offset: s.start_offset,
-                    end_offset: s.durable_end,
-                    bytes: s.bytes,
-                });
-            }
-        }
-        topics.push(pb::TopicEntry {
-            topic: config.name.clone(),
-            partitions: config.partitions,
-            sub_logs,
-        });
-    }
-    pb::Advertise { topics }
 }

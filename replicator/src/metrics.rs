@@ -27,6 +27,11 @@ pub struct SubLogLabels {
     pub origin: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     /// Connections refused at the handshake (certificate, region, version).
@@ -40,6 +45,17 @@ pub struct Metrics {
     pub lag_records: Family<SubLogLabels, Gauge>,
     pub lag_seconds: Family<SubLogLabels, Gauge<f64, AtomicU64>>,
     pub links_up: Gauge,
+    /// Per configured neighbour: 1 when the link is up by its heartbeats, else 0.
+    pub link_up: Family<PeerLabels, Gauge>,
+    pub link_rtt_seconds: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    pub link_sent_bytes: Family<PeerLabels, Counter>,
+    pub link_received_bytes: Family<PeerLabels, Counter>,
+    /// Times this region's routes changed (a link went down or came back).
+    pub route_changes: Counter,
+    /// Batch bytes forwarded by this region as a pass-through relay (not stored).
+    pub relayed_bytes: Counter,
+    /// Records withheld from a region by a residency rule.
+    pub residency_withheld_records: Counter,
 }
 
 impl Metrics {
@@ -81,6 +97,41 @@ impl Metrics {
             self.lag_seconds.clone(),
         );
         r.register("links_up", "Replication links up", self.links_up.clone());
+        r.register(
+            "link_up",
+            "Whether the link to a neighbour is up by its heartbeats (1) or not (0)",
+            self.link_up.clone(),
+        );
+        r.register(
+            "link_rtt_seconds",
+            "Smoothed round-trip time of a link, from its heartbeats",
+            self.link_rtt_seconds.clone(),
+        );
+        r.register(
+            "link_sent_bytes",
+            "UDP bytes sent on a link",
+            self.link_sent_bytes.clone(),
+        );
+        r.register(
+            "link_received_bytes",
+            "UDP bytes received on a link",
+            self.link_received_bytes.clone(),
+        );
+        r.register(
+            "route_changes",
+            "Times this region's routes changed",
+            self.route_changes.clone(),
+        );
+        r.register(
+            "relayed_bytes",
+            "Batch bytes forwarded as a pass-through relay, kept nowhere at rest",
+            self.relayed_bytes.clone(),
+        );
+        r.register(
+            "residency_withheld_records",
+            "Records withheld from a region by a residency rule",
+            self.residency_withheld_records.clone(),
+        );
     }
 
     pub fn link_refused(&self, reason: &str) {

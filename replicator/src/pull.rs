@@ -1,9 +1,11 @@
-//! The pulling side: from a peer's advertisements, decide which sub-logs to pull (one link
-//! per sub-log at a time, the origin's own link preferred), then for each: subscribe from
+//! The pulling side: from the neighbours' advertisements and the routes, decide which
+//! sub-logs to pull and over which link (one link per sub-log at a time, the cheapest
+//! healthy path that offers it), then for each: subscribe from
 //! the held end, receive Batches frames ahead of applying them (pipelined), check them,
 //! and apply them with `append_replicated_run` (one fsync per run). On any refusal the
 //! stream is dropped and re-opened from the held end after a backoff.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::io::{self, StreamError};
 use crate::link::LinkCtx;
 use crate::protocol::{BatchesFrame, Frame, close};
+use crate::routing::Need;
 use crate::service::{Shared, Slot};
 use crate::status::SubLogKey;
 use crate::task::{Start, Task};
@@ -26,6 +29,9 @@ const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(10);
 const RECEIVE_AHEAD: usize = 4;
 /// An applier run takes queued frames up to about this many bytes (one fsync).
 const RUN_BYTES: usize = 4 << 20;
+/// How long a link that gave a sub-log up (loop, hop limit, missing records) is passed
+/// over for it.
+const REFUSAL_HOLD: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -75,124 +81,195 @@ impl PullError {
     }
 }
 
-/// Reacts to a peer's advertisement: creates missing target topics and claims the
-/// sub-logs a running task routes here.
-pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise: &pb::Advertise) {
-    for entry in &advertise.topics {
-        for task in &shared.tasks {
-            if !task.running()
-                || !task.flows(&link.peer, &shared.region)
-                || !task.matches(&entry.topic)
-            {
-                continue;
+/// Stores a neighbour's advertisement and re-plans what to pull.
+pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise: pb::Advertise) {
+    shared
+        .heard
+        .lock()
+        .expect("heard lock")
+        .insert(link.peer.clone(), Arc::new(advertise));
+    reconcile(shared);
+}
+
+/// One neighbour's offer of a sub-log this region needs.
+struct Offer {
+    link: Arc<LinkCtx>,
+    task: Arc<Task>,
+    source_topic: String,
+    partitions: u32,
+    /// Path cost through the neighbour, its name and the task's index: lowest wins.
+    rank: (u64, String, usize),
+    start: u64,
+    end: u64,
+    bytes: u64,
+}
+
+/// Plans, from every neighbour's latest advertisement and the routes, which link pulls each
+/// sub-log this region needs: the neighbour on the cheapest healthy path that offers it
+/// (not one that refused it a moment ago). Then stops the pulls that no longer match the
+/// plan and starts the missing ones, creating target topics as needed.
+pub(crate) fn reconcile(shared: &Arc<Shared>) {
+    let _serial = shared.reconciling.lock().expect("reconcile lock");
+    let me = &shared.region;
+    let view = shared.view();
+    let heard: Vec<(String, Arc<pb::Advertise>)> = shared
+        .heard
+        .lock()
+        .expect("heard lock")
+        .iter()
+        .map(|(p, a)| (p.clone(), a.clone()))
+        .collect();
+    let links: HashMap<String, Arc<LinkCtx>> = shared
+        .links
+        .lock()
+        .expect("links lock")
+        .iter()
+        .map(|(p, l)| (p.clone(), l.ctx.clone()))
+        .collect();
+    let refused: HashSet<(SubLogKey, u64)> = {
+        let mut refused = shared.refused.lock().expect("refused lock");
+        refused.retain(|_, at| at.elapsed() < REFUSAL_HOLD);
+        refused.keys().cloned().collect()
+    };
+    let pass_through = shared.pass_through();
+    let mut plan: HashMap<SubLogKey, Offer> = HashMap::new();
+    for (peer, advertise) in &heard {
+        let Some(link) = links.get(peer) else {
+            continue;
+        };
+        for entry in &advertise.topics {
+            for (index, task) in shared.tasks.iter().enumerate() {
+                if !task.running() || !task.matches(&entry.topic) {
+                    continue;
+                }
+                if view.need(task, peer, me) == Some(Need::Store) {
+                    // Topics a neighbour writes to appear here before their first record.
+                    let target = task.target_topic(&entry.topic);
+                    if let Err(e) = shared.broker.ensure_topic(&target, entry.partitions) {
+                        tracing::warn!(task = task.name(), topic = %target, error = %e, "cannot create the target topic");
+                    }
+                }
+                for s in &entry.sub_logs {
+                    let Some(need) = view.need(task, &s.origin, me) else {
+                        continue;
+                    };
+                    if (need == Need::Relay && pass_through)
+                        || s.path.contains(me)
+                        || s.path.len() >= shared.settings.hop_limit
+                    {
+                        continue;
+                    }
+                    let Some((_, cost)) = view
+                        .candidates(me, &s.origin)
+                        .iter()
+                        .find(|(n, _)| n == peer)
+                    else {
+                        continue;
+                    };
+                    let key = SubLogKey {
+                        topic: match need {
+                            Need::Store => task.target_topic(&entry.topic),
+                            // A relay keeps the source's name; the target renames.
+                            Need::Relay => entry.topic.clone(),
+                        },
+                        partition: s.partition,
+                        origin: s.origin.clone(),
+                    };
+                    if refused.contains(&(key.clone(), link.id)) {
+                        continue;
+                    }
+                    let offer = Offer {
+                        link: link.clone(),
+                        task: task.clone(),
+                        source_topic: entry.topic.clone(),
+                        partitions: entry.partitions,
+                        rank: (*cost, peer.clone(), index),
+                        start: s.start_offset,
+                        end: s.end_offset,
+                        bytes: s.bytes,
+                    };
+                    match plan.get(&key) {
+                        Some(held) if held.source_topic != offer.source_topic => {
+                            // Two source topics would land in one target sub-log at the
+                            // same offsets.
+                            let message = format!(
+                                "target topic {} already receives topic {} (task {}); topic {} of task {} would mix into it",
+                                key.topic,
+                                held.source_topic,
+                                held.task.name(),
+                                offer.source_topic,
+                                task.name()
+                            );
+                            if shared.status.error(task.name(), &key, message.clone()) {
+                                tracing::error!(task = task.name(), %message, "rename collision; not replicated");
+                            }
+                        }
+                        Some(held) if held.rank <= offer.rank => {}
+                        _ => {
+                            plan.insert(key, offer);
+                        }
+                    }
+                }
             }
-            let target = task.target_topic(&entry.topic);
-            let partitions = match shared.broker.ensure_topic(&target, entry.partitions) {
+        }
+    }
+    let mut slots = shared.slots.lock().expect("slots lock");
+    slots.retain(|key, slot| {
+        let keep = plan.get(key).is_some_and(|o| o.link.id == slot.link_id);
+        if !keep {
+            slot.cancel.cancel();
+        }
+        keep
+    });
+    for (key, offer) in plan {
+        let task = &offer.task;
+        if !slots.contains_key(&key) {
+            let partitions = match shared.broker.ensure_topic(&key.topic, offer.partitions) {
                 Ok(config) => config.partitions,
                 Err(e) => {
-                    tracing::warn!(task = task.name(), topic = %target, error = %e, "cannot create the target topic");
+                    tracing::warn!(task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
                     continue;
                 }
             };
-            for s in &entry.sub_logs {
-                if s.origin == shared.region
-                    || s.path.contains(&shared.region)
-                    || s.path.len() >= shared.settings.hop_limit
-                {
-                    continue;
+            if key.partition >= partitions {
+                let message = format!(
+                    "target topic {} has {partitions} partitions; the source's has {}: partition {} is not replicated",
+                    key.topic, offer.partitions, key.partition
+                );
+                if shared.status.error(task.name(), &key, message.clone()) {
+                    tracing::warn!(task = task.name(), %message, "sub-log not replicated");
                 }
-                let key = SubLogKey {
-                    topic: target.clone(),
-                    partition: s.partition,
-                    origin: s.origin.clone(),
-                };
-                if s.partition >= partitions {
-                    let message = format!(
-                        "target topic {target} has {partitions} partitions; the source's has {}: partition {} is not replicated",
-                        entry.partitions, s.partition
-                    );
-                    if shared.status.error(task.name(), &key, message.clone()) {
-                        tracing::warn!(task = task.name(), %message, "sub-log not replicated");
-                    }
-                    continue;
-                }
-                if claim(shared, link, task, &entry.topic, &key) {
-                    shared.status.advertised(
-                        task.name(),
-                        &key,
-                        &link.peer,
-                        s.start_offset,
-                        s.end_offset,
-                        s.bytes,
-                    );
-                }
+                continue;
             }
-        }
-    }
-}
-
-/// Makes sure someone pulls `key`; returns whether `task` is the one that does.
-fn claim(
-    shared: &Arc<Shared>,
-    link: &Arc<LinkCtx>,
-    task: &Arc<Task>,
-    source_topic: &str,
-    key: &SubLogKey,
-) -> bool {
-    let direct = key.origin == link.peer;
-    if shared
-        .refused
-        .lock()
-        .expect("refused lock")
-        .contains(&(key.clone(), link.id))
-    {
-        return false;
-    }
-    let mut slots = shared.slots.lock().expect("slots lock");
-    if let Some(slot) = slots.get(key) {
-        if slot.source_topic != source_topic {
-            // Two source topics would land in one target sub-log at the same offsets.
-            let message = format!(
-                "target topic {} already receives topic {} (task {}); topic {source_topic} of task {} would mix into it",
-                key.topic,
-                slot.source_topic,
-                slot.task,
-                task.name()
+            let cancel = offer.link.stop.child_token();
+            let id = shared.next_id();
+            slots.insert(
+                key.clone(),
+                Slot {
+                    id,
+                    link_id: offer.link.id,
+                    cancel: cancel.clone(),
+                },
             );
-            if shared.status.error(task.name(), key, message.clone()) {
-                tracing::error!(task = task.name(), %message, "rename collision; not replicated");
-            }
-            return false;
+            shared.tracker.spawn(run(
+                shared.clone(),
+                offer.link.clone(),
+                task.clone(),
+                offer.source_topic.clone(),
+                key.clone(),
+                cancel,
+                id,
+            ));
         }
-        if slot.link_id == link.id || slot.direct || !direct {
-            return slot.task == task.name();
-        }
-        // The origin's own link beats a relay: hand the sub-log over.
-        slot.cancel.cancel();
+        shared.status.advertised(
+            task.name(),
+            &key,
+            &offer.link.peer,
+            offer.start,
+            offer.end,
+            offer.bytes,
+        );
     }
-    let cancel = link.stop.child_token();
-    let id = shared.next_id();
-    slots.insert(
-        key.clone(),
-        Slot {
-            id,
-            link_id: link.id,
-            direct,
-            cancel: cancel.clone(),
-            task: task.name().to_string(),
-            source_topic: source_topic.to_string(),
-        },
-    );
-    shared.tracker.spawn(run(
-        shared.clone(),
-        link.clone(),
-        task.clone(),
-        source_topic.to_string(),
-        key.clone(),
-        cancel,
-        id,
-    ));
-    true
 }
 
 async fn run(
@@ -205,6 +282,7 @@ async fn run(
     slot_id: u64,
 ) {
     let mut backoff = shared.settings.reconnect_min;
+    let mut gave_up = false;
     loop {
         let result = tokio::select! {
             r = subscription(&shared, &link, &task, &source_topic, &key) => r,
@@ -219,12 +297,13 @@ async fn run(
                 }
                 shared.status.error(task.name(), &key, error.to_string());
                 if error.gives_up_the_link() {
-                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link");
+                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link for a while");
                     shared
                         .refused
                         .lock()
                         .expect("refused lock")
-                        .insert((key.clone(), link.id));
+                        .insert((key.clone(), link.id), std::time::Instant::now());
+                    gave_up = true;
                     break;
                 }
                 match refusal {
@@ -243,9 +322,15 @@ async fn run(
         }
         backoff = (backoff * 2).min(shared.settings.reconnect_max);
     }
-    let mut slots = shared.slots.lock().expect("slots lock");
-    if slots.get(&key).is_some_and(|s| s.id == slot_id) {
-        slots.remove(&key);
+    {
+        let mut slots = shared.slots.lock().expect("slots lock");
+        if slots.get(&key).is_some_and(|s| s.id == slot_id) {
+            slots.remove(&key);
+        }
+    }
+    if gave_up {
+        // Another neighbour may offer this sub-log.
+        reconcile(&shared);
     }
 }
 

@@ -13,18 +13,20 @@ use proto::link::v1::subscribe::From as SubscribeFrom;
 use crate::io;
 use crate::link::LinkCtx;
 use crate::protocol::{BatchesFrame, Frame, codes};
+use crate::proxy;
+use crate::routing::Need;
 use crate::service::Shared;
 use crate::status::SubLogKey;
 use crate::task::Task;
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Refusal {
+pub(crate) struct Refusal {
     code: &'static str,
     message: String,
 }
 
-fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     Refusal {
         code,
         message: message.into(),
@@ -60,8 +62,19 @@ pub(crate) async fn serve_stream(
             return;
         }
     };
-    let (task, partition, key) = match authorize(&shared, &link.peer, &subscribe) {
-        Ok(found) => found,
+    let authorized = authorize(&shared, &link.peer, &subscribe).and_then(|task| {
+        if relays_without_storing(&shared, &task, &subscribe.origin) {
+            return Ok((task, None));
+        }
+        let (partition, key) = held(&shared, &link.peer, &subscribe)?;
+        Ok((task, Some((partition, key))))
+    });
+    let (task, partition, key) = match authorized {
+        Ok((task, Some((partition, key)))) => (task, partition, key),
+        Ok((task, None)) => {
+            proxy::relay(shared, link, task, subscribe, send).await;
+            return;
+        }
         Err(refusal) => {
             tracing::warn!(peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = refusal.code, message = %refusal.message, "refused a subscription");
             send_error(&mut send, refusal).await;
@@ -104,11 +117,7 @@ pub(crate) async fn serve_stream(
                 () = link.stop.cancelled() => return,
             }
         } else {
-            let batches = if task.spec.tags.is_empty() {
-                std::mem::take(&mut pending)
-            } else {
-                pending.drain(..).map(|b| filter(b, &task)).collect()
-            };
+            let batches = filter_for(&shared, &task, &link.peer, std::mem::take(&mut pending));
             let frame = Frame::Batches(BatchesFrame::new(batches, shared.path_of(&key)));
             let written = tokio::select! {
                 w = io::write_frame(&mut send, &frame) => w,
@@ -149,7 +158,7 @@ async fn read(
     }
 }
 
-async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
+pub(crate) async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
     let frame = Frame::Error(pb::Error {
         code: refusal.code.to_string(),
         message: refusal.message,
@@ -158,13 +167,9 @@ async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
     let _ = send.finish();
 }
 
-/// Checks that a running task lets `peer` pull this sub-log from this region, and that the
-/// data never passed through `peer`.
-fn authorize(
-    shared: &Shared,
-    peer: &str,
-    subscribe: &pb::Subscribe,
-) -> Result<(Arc<Task>, Arc<Partition>, SubLogKey), Refusal> {
+/// Checks that a running task lets `peer` pull this origin's data of this topic from this
+/// region: the peer is a target of the task for that origin, or a relay on its route.
+fn authorize(shared: &Shared, peer: &str, subscribe: &pb::Subscribe) -> Result<Arc<Task>, Refusal> {
     let task = shared.task(&subscribe.task).ok_or_else(|| {
         refuse(
             codes::NOT_ALLOWED,
@@ -177,17 +182,41 @@ fn authorize(
             format!("task \"{}\" is paused", task.name()),
         ));
     }
-    if !task.flows(&shared.region, peer) || !task.matches(&subscribe.topic) {
+    if subscribe.origin == peer {
+        return Err(refuse(
+            codes::LOOP,
+            format!("{peer} is the origin of these records"),
+        ));
+    }
+    if !task.matches(&subscribe.topic)
+        || shared.view().need(task, &subscribe.origin, peer).is_none()
+    {
         return Err(refuse(
             codes::NOT_ALLOWED,
             format!(
-                "task \"{}\" does not let topic \"{}\" flow from {} to {peer}",
+                "task \"{}\" does not carry topic \"{}\" of origin {} to {peer} (it is neither a target nor a relay on the route)",
                 task.name(),
                 subscribe.topic,
-                shared.region
+                subscribe.origin,
             ),
         ));
     }
+    Ok(task.clone())
+}
+
+/// Whether this region relays `origin`'s data of `task` without storing it.
+fn relays_without_storing(shared: &Shared, task: &Task, origin: &str) -> bool {
+    shared.pass_through()
+        && origin != shared.region
+        && shared.view().need(task, origin, &shared.region) != Some(Need::Store)
+}
+
+/// The stored sub-log to serve, checked against the hop path of the data held.
+fn held(
+    shared: &Shared,
+    peer: &str,
+    subscribe: &pb::Subscribe,
+) -> Result<(Arc<Partition>, SubLogKey), Refusal> {
     let partition = shared
         .broker
         .partition(&subscribe.topic, subscribe.partition)
@@ -197,12 +226,6 @@ fn authorize(
         partition: subscribe.partition,
         origin: subscribe.origin.clone(),
     };
-    if subscribe.origin == peer {
-        return Err(refuse(
-            codes::LOOP,
-            format!("{peer} is the origin of these records"),
-        ));
-    }
     let path = shared.path_of(&key);
     if path.iter().any(|r| r == peer) {
         return Err(refuse(
@@ -223,7 +246,7 @@ fn authorize(
             ),
         ));
     }
-    Ok((task.clone(), partition, key))
+    Ok((partition, key))
 }
 
 /// The first offset to send: a requested offset (moved up past what retention removed),
@@ -245,21 +268,56 @@ fn start_offset(
     })
 }
 
-/// The batch with only the records passing the task's tag filter, covering the same
-/// offsets (filtered records leave an intended gap). Unchanged when every record passes.
-fn filter(batch: Batch, task: &Task) -> Batch {
-    if batch.records().all(|(_, r)| task.passes(r.tag.as_deref())) {
+/// The batches as `peer` may receive them: without the records the task's tag filter
+/// drops or a residency rule keeps out of `peer`. A batch keeps its offsets (the dropped
+/// records leave intended gaps).
+pub(crate) fn filter_for(
+    shared: &Shared,
+    task: &Task,
+    peer: &str,
+    batches: Vec<Batch>,
+) -> Vec<Batch> {
+    let residency = &shared.topology.residency;
+    if task.spec.tags.is_empty() && !residency.has_rules() {
+        return batches;
+    }
+    let mut withheld = 0u64;
+    let batches = batches
+        .into_iter()
+        .map(|batch| {
+            filter(batch, |r| {
+                if !task.passes(r.tag.as_deref()) {
+                    return false;
+                }
+                let allowed = residency.allows(r.tag.as_deref(), &r.properties, peer);
+                withheld += u64::from(!allowed);
+                allowed
+            })
+        })
+        .collect();
+    if withheld > 0 {
+        shared.metrics.residency_withheld_records.inc_by(withheld);
+    }
+    batches
+}
+
+/// The batch with only the records `keep` accepts, covering the same offsets. Unchanged
+/// when every record is kept.
+fn filter(batch: Batch, mut keep: impl FnMut(&broker::record::Record) -> bool) -> Batch {
+    let kept: Vec<bool> = batch.records().map(|(_, r)| keep(&r)).collect();
+    if kept.iter().all(|k| *k) {
         return batch;
     }
     let base = batch.header().base_offset;
-    let kept: Vec<_> = batch
+    let records: Vec<_> = batch
         .records()
-        .filter(|(_, r)| task.passes(r.tag.as_deref()))
-        .map(|(offset, r)| ((offset - base) as u32, r))
+        .zip(kept)
+        .filter(|(_, k)| *k)
+        .map(|((offset, r), _)| ((offset - base) as u32, r))
         .collect();
     let bytes = PendingBatch::covering(
         batch.header().last_offset_delta,
-        kept.iter().map(|(delta, r)| (*delta, r)),
+        records.iter().map(|(delta, r)| (*delta, r)),
     )
     .seal(base);
     Batch::from_bytes(bytes, usize::MAX).expect("a batch just encoded is well formed")

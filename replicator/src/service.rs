@@ -1,6 +1,6 @@
 //! The replication service of a node: one QUIC endpoint on `[listen] replication` that
-//! accepts links from peers and dials the peers it is responsible for, keeps every link's
-//! subscriptions, and owns status, metrics and task checkpoints.
+//! accepts links from its neighbours and dials the links it is the dialling side of, keeps
+//! every link's subscriptions and health, the routes, status, metrics and checkpoints.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,34 +10,28 @@ use std::time::{Duration, Instant};
 
 use broker::Broker;
 use broker::meta::TaskCheckpoint;
+use proto::link::v1 as pb;
 use quinn::{IdleTimeout, VarInt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use topology::{LinkHealth, LinkKind, Topology};
 
 use crate::io::FrameLimits;
-use crate::link::{self, Role};
+use crate::link::{self, LinkCtx, Role};
 use crate::metrics::Metrics;
-use crate::protocol::close;
+use crate::protocol::{Frame, close};
+use crate::routing::{self, RouteView, Routing};
 use crate::settings::LinkSettings;
 use crate::status::{StatusBoard, SubLogKey, SubLogStatus};
 use crate::task::{self, Task, TaskError, TaskSpec};
 use crate::tls::{self, Identity, TlsError};
 
-/// A neighbouring region.
-#[derive(Clone, Debug)]
-pub struct PeerSpec {
-    pub region: String,
-    /// Where it accepts links; `None` for a region that only dials out.
-    pub address: Option<SocketAddr>,
-    /// Whether this region dials it. Default: when it has an address and its id sorts
-    /// after this region's (so exactly one side of a pair dials).
-    pub dial: Option<bool>,
-}
-
 pub struct ReplicatorConfig {
     pub region: String,
     pub identity: Identity,
-    pub peers: Vec<PeerSpec>,
+    /// The deployment's regions, links and residency policy, validated for this region.
+    pub topology: Topology,
     pub tasks: Vec<TaskSpec>,
     pub settings: LinkSettings,
 }
@@ -48,32 +42,32 @@ pub enum StartError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("[[peers]] {0}")]
-    Peer(String),
     #[error("metadata: {0}")]
     Meta(String),
     #[error("replication socket: {0}")]
     Socket(#[from] std::io::Error),
 }
 
-/// A link that is up.
+/// A link whose connection is open (its health says whether it is up for routing).
 pub(crate) struct LinkEntry {
     pub id: u64,
+    pub ctx: Arc<LinkCtx>,
     pub connection: quinn::Connection,
-    pub rtt_ms: Arc<AtomicU64>,
+    pub health: Arc<Mutex<LinkHealth>>,
     /// The region that dialled this connection.
     pub dialer: String,
+    /// The link's control stream (advertisements, heartbeats, link states).
+    pub control: mpsc::Sender<Frame>,
+    /// UDP bytes already counted in the link metrics.
+    pub counted_tx: AtomicU64,
+    pub counted_rx: AtomicU64,
 }
 
 /// Which link pulls a sub-log now.
 pub(crate) struct Slot {
     pub id: u64,
     pub link_id: u64,
-    /// Pulled from its origin region itself (preferred over a relay).
-    pub direct: bool,
     pub cancel: CancellationToken,
-    pub task: String,
-    pub source_topic: String,
 }
 
 pub(crate) struct Shared {
@@ -83,14 +77,22 @@ pub(crate) struct Shared {
     pub tasks: Vec<Arc<Task>>,
     pub settings: LinkSettings,
     pub limits: FrameLimits,
+    pub topology: Topology,
+    /// The regions this one has links with.
     pub peers: Vec<String>,
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,
     pub links: Mutex<HashMap<String, LinkEntry>>,
     pub slots: Mutex<HashMap<SubLogKey, Slot>>,
-    /// (sub-log, link) pairs given up (loop, hop limit, a relay missing records): not
-    /// claimed again over that link.
-    pub refused: Mutex<std::collections::HashSet<(SubLogKey, u64)>>,
+    /// The latest advertisement of each neighbour whose link is open.
+    pub heard: Mutex<HashMap<String, Arc<pb::Advertise>>>,
+    /// (sub-log, link) pairs given up (loop, hop limit, a relay missing records), and
+    /// when: another source is preferred for a while.
+    pub refused: Mutex<HashMap<(SubLogKey, u64), Instant>>,
+    pub routing: Mutex<Routing>,
+    pub view: Mutex<Arc<RouteView>>,
+    /// Serializes `pull::reconcile`.
+    pub reconciling: Mutex<()>,
     /// Hop path of the data held per sub-log (origin first, this region last).
     pub paths: Mutex<HashMap<SubLogKey, Vec<String>>>,
     next_id: AtomicU64,
@@ -121,7 +123,21 @@ impl Shared {
     }
 
     pub fn link_up(&self, region: &str) -> bool {
-        self.links.lock().expect("links lock").contains_key(region)
+        self.links
+            .lock()
+            .expect("links lock")
+            .get(region)
+            .is_some_and(|l| l.health.lock().expect("health lock").is_up())
+    }
+
+    /// The routes now.
+    pub fn view(&self) -> Arc<RouteView> {
+        self.view.lock().expect("route view lock").clone()
+    }
+
+    /// Whether this region relays without storing.
+    pub fn pass_through(&self) -> bool {
+        self.topology.residency.pass_through(&self.region)
     }
 }
 
@@ -130,12 +146,30 @@ pub struct Replicator {
     endpoint: quinn::Endpoint,
 }
 
-/// A link as reported by status.
+/// A link as reported by status: every configured neighbour, connected or not.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LinkStatus {
     pub peer: String,
-    pub rtt_ms: u64,
-    pub remote: SocketAddr,
+    /// Up by its heartbeats.
+    pub up: bool,
+    /// A connection is open (it may be down by its heartbeats).
+    pub connected: bool,
+    pub kind: LinkKind,
+    pub cost: u32,
+    /// The region that dials this link.
+    pub dialer: String,
+    pub rtt_ms: Option<f64>,
+    pub remote: Option<SocketAddr>,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+/// How this region reaches another one now.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RouteStatus {
+    pub region: String,
+    /// The neighbour data of `region` is pulled from, cheapest first, with path costs.
+    pub via: Vec<(String, u64)>,
 }
 
 impl Replicator {
@@ -145,25 +179,7 @@ impl Replicator {
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
     ) -> Result<Self, StartError> {
-        let mut regions = vec![config.region.clone()];
-        for peer in &config.peers {
-            broker::names::validate("region", &peer.region)
-                .map_err(|e| StartError::Peer(format!("region: {e}")))?;
-            if regions.contains(&peer.region) {
-                return Err(StartError::Peer(format!(
-                    "region \"{}\" is listed twice or is this region",
-                    peer.region
-                )));
-            }
-            if peer.dial == Some(true) && peer.address.is_none() {
-                return Err(StartError::Peer(format!(
-                    "region \"{}\": dial = true needs an address",
-                    peer.region
-                )));
-            }
-            regions.push(peer.region.clone());
-        }
-        let tasks = task::validate(&config.tasks, &regions)?;
+        let tasks = task::validate(&config.tasks, &config.topology)?;
         // A task's "latest" start is the moment it first ran here; record it now.
         for task in tasks.iter().filter(|t| t.running()) {
             broker
@@ -171,6 +187,7 @@ impl Replicator {
                 .task_started(task.name(), broker::record::now_ms())
                 .map_err(|e| StartError::Meta(e.to_string()))?;
         }
+        let neighbours = config.topology.neighbours(&config.region);
         let settings = config.settings;
 
         let sock = socket2::SockRef::from(&socket);
@@ -203,12 +220,17 @@ impl Replicator {
                 max_batch,
             },
             settings,
-            peers: regions[1..].to_vec(),
+            peers: neighbours.iter().map(|n| n.region.clone()).collect(),
+            topology: config.topology,
             metrics: Arc::new(Metrics::default()),
             status: StatusBoard::default(),
             links: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
-            refused: Mutex::new(std::collections::HashSet::new()),
+            heard: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
+            routing: Mutex::new(Routing::new()),
+            view: Mutex::new(Arc::new(RouteView::default())),
+            reconciling: Mutex::new(()),
             paths: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stop: CancellationToken::new(),
@@ -232,11 +254,8 @@ impl Replicator {
         shared
             .tracker
             .spawn(accept_loop(shared.clone(), endpoint.clone()));
-        for peer in &config.peers {
-            let dial = peer
-                .dial
-                .unwrap_or(peer.address.is_some() && peer.region > config.region);
-            if let (true, Some(address)) = (dial, peer.address) {
+        for peer in &neighbours {
+            if let (true, Some(address)) = (peer.dial, peer.address) {
                 shared.tracker.spawn(dial_loop(
                     shared.clone(),
                     endpoint.clone(),
@@ -246,6 +265,8 @@ impl Replicator {
             }
         }
         shared.tracker.spawn(checkpoint_loop(shared.clone()));
+        shared.tracker.spawn(routing_loop(shared.clone()));
+        routing::links_changed(&shared);
         tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks.len(), peers = shared.peers.len(), "replication started");
         Ok(Replicator { shared, endpoint })
     }
@@ -263,18 +284,48 @@ impl Replicator {
         self.shared.status.snapshot(|r| self.shared.link_up(r))
     }
 
+    /// Every configured link of this region, by neighbour.
     pub fn links(&self) -> Vec<LinkStatus> {
         let links = self.shared.links.lock().expect("links lock");
-        let mut out: Vec<_> = links
-            .iter()
-            .map(|(peer, l)| LinkStatus {
-                peer: peer.clone(),
-                rtt_ms: l.rtt_ms.load(Ordering::Relaxed),
-                remote: l.connection.remote_address(),
+        let me = &self.shared.region;
+        self.shared
+            .topology
+            .neighbours(me)
+            .into_iter()
+            .map(|n| {
+                let open = links.get(&n.region);
+                let health = open.map(|l| l.health.lock().expect("health lock").clone());
+                let stats = open.map(|l| l.connection.stats());
+                LinkStatus {
+                    up: health.as_ref().is_some_and(|h| h.is_up()),
+                    connected: open.is_some(),
+                    kind: n.kind,
+                    cost: n.cost,
+                    dialer: if n.dial { me.clone() } else { n.region.clone() },
+                    rtt_ms: health
+                        .and_then(|h| h.srtt())
+                        .map(|d| d.as_secs_f64() * 1000.0),
+                    remote: open.map(|l| l.connection.remote_address()),
+                    sent_bytes: stats.as_ref().map_or(0, |s| s.udp_tx.bytes),
+                    received_bytes: stats.as_ref().map_or(0, |s| s.udp_rx.bytes),
+                    peer: n.region,
+                }
             })
-            .collect();
-        out.sort_by(|a, b| a.peer.cmp(&b.peer));
-        out
+            .collect()
+    }
+
+    /// How each other region is reached now.
+    pub fn routes(&self) -> Vec<RouteStatus> {
+        let view = self.shared.view();
+        self.shared
+            .topology
+            .regions()
+            .filter(|r| *r != self.shared.region)
+            .map(|r| RouteStatus {
+                region: r.to_string(),
+                via: view.candidates(&self.shared.region, r).to_vec(),
+            })
+            .collect()
     }
 
     pub fn tasks(&self) -> Vec<TaskSpec> {
@@ -416,8 +467,34 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
                 .get_or_create(&labels)
                 .set(s.lag_seconds);
         }
-        let up = shared.links.lock().expect("links lock").len();
+        let up = shared
+            .links
+            .lock()
+            .expect("links lock")
+            .values()
+            .filter(|l| l.health.lock().expect("health lock").is_up())
+            .count();
         shared.metrics.links_up.set(up as i64);
+        routing::publish_link_metrics(&shared);
+    }
+}
+
+/// Checks link health four times per heartbeat interval (a silent link is down within
+/// `down_after` intervals and a quarter), and floods this region's link state once per
+/// interval.
+async fn routing_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.settings.heartbeat_interval / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shared.stop.cancelled() => return,
+        }
+        n += 1;
+        if routing::check_health(&shared) || n % 4 == 0 {
+            routing::links_changed(&shared);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
+use topology::Topology;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -187,8 +188,10 @@ fn limiter(per_second: u32) -> (DefaultDirectRateLimiter, NonZeroU32) {
     (RateLimiter::direct(quota), burst)
 }
 
-/// Validates tasks against the regions of the deployment (`regions` includes this one).
-pub fn validate(specs: &[TaskSpec], regions: &[String]) -> Result<Vec<Arc<Task>>, TaskError> {
+/// Validates tasks against the deployment's topology: known regions, and a chain of links
+/// from every source to every target it flows to.
+pub fn validate(specs: &[TaskSpec], topology: &Topology) -> Result<Vec<Arc<Task>>, TaskError> {
+    let regions: Vec<String> = topology.regions().map(str::to_string).collect();
     let mut tasks = Vec::new();
     let mut names = BTreeSet::new();
     // (target region, constant target topic) -> task, to find rename collisions.
@@ -286,6 +289,18 @@ pub fn validate(specs: &[TaskSpec], regions: &[String]) -> Result<Vec<Arc<Task>>
                 return Err(fail("tags", "a tag is empty".into()));
             }
         }
+        for source in &spec.sources {
+            for target in &spec.targets {
+                if source != target && !topology.connected(source, target) {
+                    return Err(fail(
+                        "targets",
+                        format!(
+                            "region \"{target}\" cannot be reached from \"{source}\": no chain of [[links]] joins them"
+                        ),
+                    ));
+                }
+            }
+        }
         let limiter =
             (spec.max_records_per_s.is_some() || spec.max_bytes_per_s.is_some()).then(|| Limiter {
                 records: spec.max_records_per_s.map(limiter),
@@ -325,12 +340,25 @@ mod tests {
         TaskSpec::new("t", &["a"], &["b"], "orders")
     }
 
-    fn regions() -> Vec<String> {
-        vec!["a".into(), "b".into(), "c".into()]
+    fn regions() -> Topology {
+        let spec = topology::TopologySpec::mesh(&["a", "b", "c"]);
+        Topology::new(&spec, &Default::default(), "c").unwrap()
     }
 
     fn refusal(specs: &[TaskSpec]) -> TaskError {
         validate(specs, &regions()).expect_err("refused")
+    }
+
+    #[test]
+    fn a_target_without_a_chain_of_links_is_refused() {
+        let mut spec = topology::TopologySpec::mesh(&["a", "b", "c"]);
+        spec.links.retain(|l| !l.joins("c"));
+        let topology = Topology::new(&spec, &Default::default(), "c").unwrap();
+        let err = validate(&[TaskSpec::new("t", &["a"], &["b", "c"], "x")], &topology).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task \"t\" (tasks[0]): field `targets`: region \"c\" cannot be reached from \"a\": no chain of [[links]] joins them"
+        );
     }
 
     #[test]

@@ -21,9 +21,15 @@ pub struct NodeConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub replication: ReplicationSection,
-    /// Neighbouring regions (`[[peers]]`).
+    /// Every region of the deployment (`[[regions]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub peers: Vec<PeerSection>,
+    pub regions: Vec<topology::RegionSpec>,
+    /// The links between regions (`[[links]]`), the same list in every region.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<topology::LinkSpec>,
+    /// Pass-through relays and data allowed only in some regions (`[residency]`).
+    #[serde(default)]
+    pub residency: topology::ResidencySpec,
     /// Replication tasks (`[[tasks]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tasks: Vec<replicator::TaskSpec>,
@@ -95,18 +101,6 @@ impl ReplicationSection {
             self.key.as_deref()?,
         ))
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerSection {
-    pub region: String,
-    /// The peer's `[listen] replication` address; omit for a peer that dials in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub address: Option<SocketAddr>,
-    /// Whether this region dials the peer (default: the region whose id sorts first dials).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dial: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -241,12 +235,11 @@ impl NodeConfig {
             "[replication] ca, cert and key must be given together"
         );
         anyhow::ensure!(
-            set == 3 || (self.peers.is_empty() && self.tasks.is_empty()),
-            "[replication] ca, cert and key are required when [[peers]] or [[tasks]] are configured"
+            set == 3 || (self.links.is_empty() && self.tasks.is_empty()),
+            "[replication] ca, cert and key are required when [[links]] or [[tasks]] are configured"
         );
-        let mut regions = vec![self.region.id.clone()];
-        regions.extend(self.peers.iter().map(|p| p.region.clone()));
-        replicator::task::validate(&self.tasks, &regions).context("[[tasks]]")?;
+        let topology = self.topology()?;
+        replicator::task::validate(&self.tasks, &topology).context("[[tasks]]")?;
         anyhow::ensure!(
             r.hop_limit >= 2,
             "[replication] hop_limit must be at least 2"
@@ -259,6 +252,25 @@ impl NodeConfig {
             "[replication] frame_target_bytes and the intervals must be positive"
         );
         Ok(())
+    }
+
+    /// The validated topology. Without `[[regions]]` it is this region alone.
+    pub fn topology(&self) -> Result<topology::Topology> {
+        let mut spec = topology::TopologySpec {
+            regions: self.regions.clone(),
+            links: self.links.clone(),
+        };
+        if spec.regions.is_empty() && spec.links.is_empty() {
+            spec.regions.push(topology::RegionSpec {
+                name: self.region.id.clone(),
+                address: None,
+            });
+        }
+        Ok(topology::Topology::new(
+            &spec,
+            &self.residency,
+            &self.region.id,
+        )?)
     }
 
     pub fn storage_config(&self) -> broker::storage::StorageConfig {
@@ -288,7 +300,9 @@ impl NodeConfig {
             storage: StorageSection::default(),
             retention: RetentionSection::default(),
             replication: ReplicationSection::default(),
-            peers: Vec::new(),
+            regions: Vec::new(),
+            links: Vec::new(),
+            residency: topology::ResidencySpec::default(),
             tasks: Vec::new(),
         }
     }

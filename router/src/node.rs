@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use replicator::{PeerSpec, Replicator, ReplicatorConfig};
+use replicator::{Replicator, ReplicatorConfig};
 
 use crate::config::NodeConfig;
 
@@ -122,15 +122,7 @@ impl Node {
                 let replication = ReplicatorConfig {
                     region: config.region.id.clone(),
                     identity,
-                    peers: config
-                        .peers
-                        .iter()
-                        .map(|p| PeerSpec {
-                            region: p.region.clone(),
-                            address: p.address,
-                            dial: p.dial,
-                        })
-                        .collect(),
+                    topology: config.topology()?,
                     tasks: config.tasks.clone(),
                     settings: config.replication.link_settings(),
                 };
@@ -148,6 +140,7 @@ impl Node {
             let source: console_api::StatusSource = Arc::new(move || {
                 serde_json::json!({
                     "links": r.links(),
+                    "routes": r.routes(),
                     "sub_logs": r.status(),
                 })
             });

@@ -46,7 +46,8 @@ fn replication_examples_parse_with_valid_tasks() {
         let config = NodeConfig::load(&path).unwrap();
         assert_eq!(config.region.id, region);
         assert_eq!(config.tasks.len(), 2);
-        assert_eq!(config.peers.len(), 1);
+        assert_eq!(config.regions.len(), 2);
+        assert_eq!(config.links.len(), 1);
         // Certificate paths are taken from the config file's directory.
         let cert = config.replication.cert.unwrap();
         assert!(
@@ -59,7 +60,7 @@ fn replication_examples_parse_with_valid_tasks() {
 
 #[test]
 fn invalid_tasks_are_refused_naming_task_and_field() {
-    let base = "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[replication]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[peers]]\nregion = \"us\"\n";
+    let base = "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[replication]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[regions]]\nname = \"eu\"\n[[regions]]\nname = \"us\"\n[[links]]\nbetween = [\"eu\", \"us\"]\ndial = \"us\"\n";
     let cases = [
         (
             "sources = [\"eu\"]\ntargets = [\"mars\"]\ntopics = \"orders\"\n",
@@ -85,7 +86,9 @@ fn invalid_tasks_are_refused_naming_task_and_field() {
             "{err}"
         );
     }
-    let err = load("[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[[peers]]\nregion = \"us\"\n");
+    let err = load(
+        "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[[regions]]\nname = \"eu\"\n[[regions]]\nname = \"us\"\n[[links]]\nbetween = [\"eu\", \"us\"]\n",
+    );
     assert!(
         err.contains("[replication] ca, cert and key are required"),
         "{err}"

@@ -17,14 +17,10 @@ use support::ServeProcess;
 
 const TOPIC: &str = "orders";
 
-fn write_config(
-    dir: &Path,
-    region: &str,
-    peer: &str,
-    peer_address: Option<&str>,
-) -> std::path::PathBuf {
+/// The config of `region` ("a" or "b"); "a" dials "b" at `b_address`.
+fn write_config(dir: &Path, region: &str, b_address: Option<&str>) -> std::path::PathBuf {
     let certs = dir.join("certs");
-    let address = peer_address.map_or(String::new(), |a| format!("address = \"{a}\"\n"));
+    let address = b_address.map_or(String::new(), |a| format!("address = \"{a}\"\n"));
     let text = format!(
         r#"[region]
 id = "{region}"
@@ -37,9 +33,15 @@ key = "{certs}/{region}.key"
 advertise_interval_ms = 50
 idle_timeout_ms = 3000
 
-[[peers]]
-region = "{peer}"
+[[regions]]
+name = "a"
+
+[[regions]]
+name = "b"
 {address}
+[[links]]
+between = ["a", "b"]
+
 [[tasks]]
 name = "orders-aa"
 sources = ["a"]
@@ -162,10 +164,10 @@ async fn sigkill_of_target_and_source_loses_and_duplicates_nothing() {
     let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
 
     // "b" accepts; "a" (the lower id) dials it.
-    let b_config = write_config(dir.path(), "b", "a", None);
+    let b_config = write_config(dir.path(), "b", None);
     let mut b = support::spawn_with("b", &b_data, &b_config, &[]);
     let b_replication = b.replication.clone();
-    let a_config = write_config(dir.path(), "a", "b", Some(&b_replication));
+    let a_config = write_config(dir.path(), "a", Some(&b_replication));
     let mut a = support::spawn_with("a", &a_data, &a_config, &[]);
 
     let a_client = client::Client::connect(&a.grpc).await.unwrap();

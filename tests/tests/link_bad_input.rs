@@ -337,7 +337,9 @@ impl Setup {
         let fake = FakePeer::start(&deployment);
         let dir = tempfile::tempdir().unwrap();
         let tasks = [task("t", &[FAKE], &[NODE], TOPIC)];
-        let config = deployment.config(NODE, dir.path(), &[(FAKE, Some(fake.address))], &tasks);
+        let mut topology = TopologySpec::mesh(&[NODE, FAKE]);
+        topology.set_address(FAKE, fake.address);
+        let config = deployment.config(NODE, dir.path(), &topology, &tasks);
         let node = start_with(config, dir).await;
         Setup {
             deployment,
@@ -446,7 +448,7 @@ impl Setup {
         assert_eq!(links.len(), 1, "links: {links:?}");
         assert_eq!(
             (links[0].peer.as_str(), links[0].remote),
-            (FAKE, self.fake.address)
+            (FAKE, Some(self.fake.address))
         );
         assert_eq!(self.fake.connections.load(Ordering::SeqCst), 1);
     }
@@ -683,7 +685,7 @@ async fn certificate_of_a_region_that_is_not_a_peer_is_refused() {
     let ended = assert_link_refused(
         |deployment| {
             // Signed by the deployment's CA, so the handshake passes, but "mars" is not in
-            // the node's [[peers]].
+            // the node's [[regions]].
             identity(
                 deployment,
                 &deployment_ca(deployment).issue("mars", 30).unwrap(),

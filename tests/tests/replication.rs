@@ -29,10 +29,20 @@ async fn produce(
     }
 }
 
+/// "eu" and "us", linked; "us" dials ("eu" sorts first and would dial by default).
+fn eu_us(eu: Option<&TestNode>) -> TopologySpec {
+    let mut spec = TopologySpec::mesh(&["eu", "us"]);
+    spec.links[0].dial = Some("us".into());
+    if let Some(eu) = eu {
+        spec.set_address("eu", eu.node.bound.replication);
+    }
+    spec
+}
+
 /// Starts region "eu" alone; it waits for "us" to dial it.
 async fn start_source(deployment: &Deployment, tasks: &[replicator::TaskSpec]) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
-    let config = deployment.config("eu", dir.path(), &[("us", None)], tasks);
+    let config = deployment.config("eu", dir.path(), &eu_us(None), tasks);
     start_with(config, dir).await
 }
 
@@ -44,9 +54,7 @@ async fn start_target(
     tasks: &[replicator::TaskSpec],
 ) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
-    let peers = [("eu", Some(eu.node.bound.replication))];
-    let mut config = deployment.config("us", dir.path(), &peers, tasks);
-    config.peers[0].dial = Some(true);
+    let config = deployment.config("us", dir.path(), &eu_us(Some(eu)), tasks);
     start_with(config, dir).await
 }
 

@@ -31,6 +31,7 @@ pub enum FrameKind {
     Subscribed = 6,
     Batches = 7,
     Error = 8,
+    LinkState = 9,
 }
 
 impl FrameKind {
@@ -44,6 +45,7 @@ impl FrameKind {
             6 => Self::Subscribed,
             7 => Self::Batches,
             8 => Self::Error,
+            9 => Self::LinkState,
             _ => return None,
         })
     }
@@ -58,6 +60,7 @@ pub enum Frame {
     Subscribe(pb::Subscribe),
     Subscribed(pb::Subscribed),
     Batches(BatchesFrame),
+    LinkState(pb::LinkState),
     Error(pb::Error),
 }
 
@@ -147,6 +150,7 @@ impl Frame {
             Frame::Subscribed(_) => FrameKind::Subscribed,
             Frame::Batches(_) => FrameKind::Batches,
             Frame::Error(_) => FrameKind::Error,
+            Frame::LinkState(_) => FrameKind::LinkState,
         }
     }
 
@@ -159,6 +163,7 @@ impl Frame {
             Frame::Subscribe(m) => m,
             Frame::Subscribed(m) => m,
             Frame::Error(m) => m,
+            Frame::LinkState(m) => m,
             Frame::Batches(frame) => {
                 let header_len = frame.header.encoded_len();
                 let len = 1 + 4 + header_len + frame.bytes();
@@ -240,6 +245,7 @@ pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
         FrameKind::Subscribe => Frame::Subscribe(pb::Subscribe::decode(frame).map_err(body)?),
         FrameKind::Subscribed => Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?),
         FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?),
+        FrameKind::LinkState => Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?),
         FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
     })
 }

@@ -25,6 +25,8 @@ pub mod codes {
     pub const LOOP: &str = "LOOP";
     /// Storage failed on the serving side.
     pub const STORAGE: &str = "STORAGE";
+    /// A pass-through relay has no way on towards the origin now.
+    pub const NO_ROUTE: &str = "NO_ROUTE";
 }
 
 /// QUIC application error codes used when resetting streams or closing connections.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::bench::{Load, OnAck, Quantiles, drive, latency_histogram, write_json};
-use crate::config::{NodeConfig, PeerSection};
+use crate::config::NodeConfig;
 use crate::node::Node;
 
 #[derive(clap::Args)]
@@ -54,17 +54,30 @@ const TOPIC: &str = "bench";
 /// (partition, offset) of a record of the source's origin.
 type RecordKey = (u32, u64);
 
+/// A node of `region`; the target dials the source at `source_address`.
 fn config(
     dir: &std::path::Path,
     certs: &std::path::Path,
     region: &str,
-    peer: PeerSection,
+    source_address: Option<std::net::SocketAddr>,
 ) -> NodeConfig {
     let mut config = NodeConfig::loopback(region, &dir.join(region));
     config.replication.ca = Some(certs.join("ca.pem"));
     config.replication.cert = Some(certs.join(format!("{region}.pem")));
     config.replication.key = Some(certs.join(format!("{region}.key")));
-    config.peers = vec![peer];
+    config.regions = vec![
+        topology::RegionSpec {
+            name: "source".into(),
+            address: source_address,
+        },
+        topology::RegionSpec {
+            name: "target".into(),
+            address: None,
+        },
+    ];
+    let mut link = topology::LinkSpec::new("source", "target", 10);
+    link.dial = Some("target".into());
+    config.links = vec![link];
     config.tasks = vec![replicator::TaskSpec::new(
         "bench",
         &["source"],
@@ -97,17 +110,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     let certs = temp.path().join("certs");
     replicator::certs::write_deployment(&certs, &["source".into(), "target".into()], 1)
         .context("writing certificates")?;
-    let source = Node::start(config(
-        temp.path(),
-        &certs,
-        "source",
-        PeerSection {
-            region: "target".into(),
-            address: None,
-            dial: Some(false),
-        },
-    ))
-    .await?;
+    let source = Node::start(config(temp.path(), &certs, "source", None)).await?;
     let producer = client::Client::connect(&source.bound.grpc.to_string()).await?;
     producer.create_topic(TOPIC, args.partitions, None).await?;
     let load = |records, rate, batch| Load {
@@ -127,11 +130,7 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
         temp.path(),
         &certs,
         "target",
-        PeerSection {
-            region: "source".into(),
-            address: Some(source.bound.replication),
-            dial: Some(true),
-        },
+        Some(source.bound.replication),
     ))
     .await?;
     until_held(&target, args.records).await;

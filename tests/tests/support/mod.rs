@@ -4,6 +4,7 @@
 
 use router::config::NodeConfig;
 use router::node::Node;
+pub use topology::{LinkSpec, TopologySpec};
 
 pub struct TestNode {
     pub node: Node,
@@ -55,12 +56,12 @@ impl Deployment {
         Deployment { certs }
     }
 
-    /// A port-0 node config of `region` with replication on, the given peers and tasks.
+    /// A port-0 node config of `region` with replication on, in `topology`, with `tasks`.
     pub fn config(
         &self,
         region: &str,
         dir: &std::path::Path,
-        peers: &[(&str, Option<std::net::SocketAddr>)],
+        topology: &TopologySpec,
         tasks: &[replicator::TaskSpec],
     ) -> NodeConfig {
         let mut config = NodeConfig::loopback(region, dir);
@@ -69,44 +70,60 @@ impl Deployment {
         config.replication.cert = file(format!("{region}.pem"));
         config.replication.key = file(format!("{region}.key"));
         config.replication.advertise_interval_ms = 20;
-        config.peers = peers
-            .iter()
-            .map(|(peer, address)| router::config::PeerSection {
-                region: peer.to_string(),
-                address: *address,
-                dial: None,
-            })
-            .collect();
+        config.regions = topology.regions.clone();
+        config.links = topology.links.clone();
         config.tasks = tasks.to_vec();
         config
     }
 
-    /// Starts `regions` (sorted ids) as a full mesh in reverse order, so that each region
-    /// dials the ones started before it (the lower id dials).
+    /// Starts `regions` (sorted ids) as a full mesh.
     pub async fn start_mesh(
         &self,
         regions: &[&str],
         tasks: &[replicator::TaskSpec],
     ) -> Vec<TestNode> {
+        self.start_topology(TopologySpec::mesh(regions), tasks, |_| {})
+            .await
+    }
+
+    /// Starts every region of `topology`, each after the regions it dials (so their
+    /// addresses are known), with `tweak` applied to each config. Returns the nodes in
+    /// the order of `topology.regions`.
+    pub async fn start_topology(
+        &self,
+        mut topology: TopologySpec,
+        tasks: &[replicator::TaskSpec],
+        tweak: impl Fn(&mut NodeConfig),
+    ) -> Vec<TestNode> {
+        let names: Vec<String> = topology.regions.iter().map(|r| r.name.clone()).collect();
         let mut started: Vec<(String, TestNode)> = Vec::new();
-        for region in regions.iter().rev() {
+        while started.len() < names.len() {
+            let ready = names.iter().find(|name| {
+                !started.iter().any(|(s, _)| s == *name)
+                    && topology.links.iter().all(|l| {
+                        l.dialer() != name.as_str()
+                            || started
+                                .iter()
+                                .any(|(s, _)| Some(s.as_str()) == l.other(name))
+                    })
+            });
+            let region = ready
+                .expect("no region can start: the links dial in a cycle")
+                .clone();
             let dir = tempfile::tempdir().unwrap();
-            let peers: Vec<(&str, Option<std::net::SocketAddr>)> = regions
-                .iter()
-                .filter(|r| *r != region)
-                .map(|r| {
-                    let address = started
-                        .iter()
-                        .find(|(name, _)| name == r)
-                        .map(|(_, n)| n.node.bound.replication);
-                    (*r, address)
-                })
-                .collect();
-            let config = self.config(region, dir.path(), &peers, tasks);
-            started.push((region.to_string(), start_with(config, dir).await));
+            let mut config = self.config(&region, dir.path(), &topology, tasks);
+            tweak(&mut config);
+            let node = start_with(config, dir).await;
+            topology.set_address(&region, node.node.bound.replication);
+            started.push((region, node));
         }
-        started.reverse();
-        started.into_iter().map(|(_, n)| n).collect()
+        names
+            .iter()
+            .map(|name| {
+                let at = started.iter().position(|(s, _)| s == name).unwrap();
+                started.remove(at).1
+            })
+            .collect()
     }
 }
 

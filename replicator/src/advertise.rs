@@ -1,0 +1,130 @@
+//! What a region advertises to a neighbour: every sub-log the neighbour needs (as a
+//! task's target or as a relay on a route, see `routing`) that this region holds, or, on a
+//! pass-through relay, can fetch from its next hop towards the origin.
+
+use std::collections::BTreeMap;
+
+use proto::link::v1 as pb;
+
+use crate::routing::{Need, RouteView};
+use crate::service::Shared;
+use crate::status::SubLogKey;
+
+pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
+    let view = shared.view();
+    let needed = |topic: &str, origin: &str| {
+        shared
+            .tasks
+            .iter()
+            .any(|t| t.matches(topic) && view.need(t, origin, peer).is_some())
+    };
+    let mut topics: BTreeMap<String, pb::TopicEntry> = BTreeMap::new();
+    for config in shared.broker.topics() {
+        let Ok(topic) = shared.broker.topic(&config.name) else {
+            continue;
+        };
+        let mut sub_logs = Vec::new();
+        for partition in &topic.partitions {
+            for s in partition.sub_logs() {
+                if !needed(&config.name, &s.origin) {
+                    continue;
+                }
+                let key = SubLogKey {
+                    topic: config.name.clone(),
+                    partition: partition.index(),
+                    origin: s.origin.clone(),
+                };
+                let path = shared.path_of(&key);
+                if path.iter().any(|r| r == peer) {
+                    continue;
+                }
+                sub_logs.push(pb::SubLogEntry {
+                    partition: partition.index(),
+                    path,
+                    origin: s.origin,
+                    start_offset: s.start_offset,
+                    end_offset: s.durable_end,
+                    bytes: s.bytes,
+                });
+            }
+        }
+        // A topic the peer is a target of shows even before it holds records, so that the
+        // peer creates it.
+        let created = shared.tasks.iter().any(|t| {
+            t.matches(&config.name) && view.need(t, &shared.region, peer) == Some(Need::Store)
+        });
+        if !sub_logs.is_empty() || created {
+            topics.insert(
+                config.name.clone(),
+                pb::TopicEntry {
+                    topic: config.name.clone(),
+                    partitions: config.partitions,
+                    sub_logs,
+                },
+            );
+        }
+    }
+    if shared.pass_through() {
+        add_relayed(shared, &view, peer, &mut topics);
+    }
+    pb::Advertise {
+        topics: topics.into_values().collect(),
+    }
+}
+
+/// On a pass-through relay: the sub-logs `peer` needs that this region relays without
+/// storing, as advertised by this region's next hop towards their origin.
+fn add_relayed(
+    shared: &Shared,
+    view: &RouteView,
+    peer: &str,
+    topics: &mut BTreeMap<String, pb::TopicEntry>,
+) {
+    let me = &shared.region;
+    let heard = shared.heard.lock().expect("heard lock");
+    for (upstream, advertise) in heard.iter() {
+        if upstream == peer {
+            continue;
+        }
+        for entry in &advertise.topics {
+            for s in &entry.sub_logs {
+                let relayed = shared.tasks.iter().any(|t| {
+                    t.matches(&entry.topic)
+                        && view.need(t, &s.origin, peer).is_some()
+                        && view.need(t, &s.origin, me) == Some(Need::Relay)
+                });
+                if !relayed
+                    || s.path.iter().any(|r| r == peer || r == me)
+                    || upstream_for(shared, view, &s.origin, peer).as_deref() != Some(upstream)
+                {
+                    continue;
+                }
+                let mut s = s.clone();
+                s.path.push(me.clone());
+                topics
+                    .entry(entry.topic.clone())
+                    .or_insert_with(|| pb::TopicEntry {
+                        topic: entry.topic.clone(),
+                        partitions: entry.partitions,
+                        sub_logs: Vec::new(),
+                    })
+                    .sub_logs
+                    .push(s);
+            }
+        }
+    }
+}
+
+/// The neighbour a pass-through relay fetches `origin`'s data from for `downstream`: the
+/// cheapest route towards the origin that does not go back through `downstream`.
+pub(crate) fn upstream_for(
+    shared: &Shared,
+    view: &RouteView,
+    origin: &str,
+    downstream: &str,
+) -> Option<String> {
+    view.candidates(&shared.region, origin)
+        .iter()
+        .find(|(n, _)| n != downstream)
+        .map(|(n, _)| n.clone())
+}

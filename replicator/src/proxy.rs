@@ -1,0 +1,165 @@
+//! A pass-through relay: a neighbour's subscription is served by subscribing, with the same
+//! Subscribe, at this region's next hop towards the origin and forwarding what comes back,
+//! frame by frame, with this region added to the hop path. Nothing is written at rest: the
+//! batches live in memory only between reading one frame and writing it on. Backpressure
+//! is end to end: the next frame is read upstream only once the last one is written
+//! downstream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::link::v1 as pb;
+
+use crate::advertise::upstream_for;
+use crate::io;
+use crate::link::LinkCtx;
+use crate::protocol::{BatchesFrame, Frame, codes};
+use crate::serve::{Refusal, filter_for, refuse, send_error};
+use crate::service::Shared;
+use crate::task::Task;
+
+const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `subscribe` from `link`'s peer by relaying it; ends with the stream.
+pub(crate) async fn relay(
+    shared: Arc<Shared>,
+    link: Arc<LinkCtx>,
+    task: Arc<Task>,
+    subscribe: pb::Subscribe,
+    mut down: quinn::SendStream,
+) {
+    let view = shared.view();
+    let upstream = upstream_for(&shared, &view, &subscribe.origin, &link.peer).and_then(|peer| {
+        shared
+            .links
+            .lock()
+            .expect("links lock")
+            .get(&peer)
+            .map(|l| l.ctx.clone())
+    });
+    let result = match upstream {
+        Some(upstream) => forward(&shared, &link, &upstream, &task, subscribe, &mut down).await,
+        None => Err(refuse(
+            codes::NO_ROUTE,
+            format!(
+                "{} relays without storing and has no link up towards {}",
+                shared.region, subscribe.origin
+            ),
+        )),
+    };
+    if let Err(refusal) = result {
+        send_error(&mut down, refusal).await;
+    }
+}
+
+async fn forward(
+    shared: &Shared,
+    link: &LinkCtx,
+    upstream: &LinkCtx,
+    task: &Task,
+    subscribe: pb::Subscribe,
+    down: &mut quinn::SendStream,
+) -> Result<(), Refusal> {
+    let me = &shared.region;
+    let lost = |e: &dyn std::fmt::Display| {
+        refuse(
+            codes::NO_ROUTE,
+            format!("relaying through {}: {e}", upstream.peer),
+        )
+    };
+    let (mut up_send, mut up_recv) = upstream.connection.open_bi().await.map_err(|e| lost(&e))?;
+    io::write_frame(&mut up_send, &Frame::Subscribe(subscribe))
+        .await
+        .map_err(|e| lost(&e))?;
+    match io::read_frame_within(&mut up_recv, shared.limits.control(), SUBSCRIBED_TIMEOUT).await {
+        Ok(Some(Frame::Subscribed(mut subscribed))) => {
+            subscribed.path.push(me.clone());
+            if io::write_frame(down, &Frame::Subscribed(subscribed))
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+        }
+        // The upstream's refusal, passed on as it is.
+        Ok(Some(Frame::Error(e))) => {
+            let _ = io::write_frame(down, &Frame::Error(e)).await;
+            let _ = down.finish();
+            return Ok(());
+        }
+        Ok(Some(other)) => {
+            return Err(refuse(
+                codes::PROTOCOL,
+                format!("{} answered {:?} to Subscribe", upstream.peer, other.kind()),
+            ));
+        }
+        Ok(None) => return Err(lost(&"stream ended before Subscribed")),
+        Err(e) => return Err(lost(&e)),
+    }
+    loop {
+        let frame = tokio::select! {
+            f = io::read_frame(&mut up_recv, shared.limits) => f,
+            _ = down.stopped() => return Ok(()),
+            () = link.stop.cancelled() => return Ok(()),
+            () = upstream.stop.cancelled() => return Err(lost(&"the link closed")),
+        };
+        let frame = match frame {
+            Ok(Some(Frame::Batches(frame))) => frame,
+            Ok(Some(Frame::Error(e))) => {
+                let _ = io::write_frame(down, &Frame::Error(e)).await;
+                let _ = down.finish();
+                return Ok(());
+            }
+            Ok(None) => {
+                let _ = down.finish();
+                return Ok(());
+            }
+            Ok(Some(other)) => {
+                return Err(refuse(
+                    codes::PROTOCOL,
+                    format!(
+                        "{} sent {:?} on a sub-log stream",
+                        upstream.peer,
+                        other.kind()
+                    ),
+                ));
+            }
+            Err(e) => {
+                if let io::StreamError::Frame(f) = &e {
+                    shared.metrics.frame_refused(f.reason());
+                }
+                return Err(refuse(
+                    codes::MALFORMED,
+                    format!("from {}: {e}", upstream.peer),
+                ));
+            }
+        };
+        let mut path = frame.header.hop_path;
+        if path.iter().any(|r| r == me || *r == link.peer)
+            || path.len() + 1 >= shared.settings.hop_limit
+        {
+            shared.metrics.frame_refused("loop");
+            return Err(refuse(
+                codes::LOOP,
+                format!(
+                    "relayed data already passed {} or is at the hop limit (path {})",
+                    link.peer,
+                    path.join(" > ")
+                ),
+            ));
+        }
+        path.push(me.clone());
+        let batches = filter_for(shared, task, &link.peer, frame.batches);
+        let out = BatchesFrame::new(batches, path);
+        let bytes = out.bytes() as u64;
+        let out = Frame::Batches(out);
+        let written = tokio::select! {
+            w = io::write_frame(down, &out) => w,
+            () = link.stop.cancelled() => return Ok(()),
+        };
+        if written.is_err() {
+            return Ok(());
+        }
+        shared.metrics.relayed_bytes.inc_by(bytes);
+    }
+}
