@@ -1,1 +1,3 @@
-//! placeholder
+//! The multi-region harness: regions on loopback joined through an emulated WAN.
+
+pub mod wan;

@@ -186,3 +186,59 @@ pub async fn topic_names(client: &client::Client) -> Vec<String> {
         .map(|t| t.name)
         .collect()
 }
+
+/// Produces `count` records named `<prefix>-<i>` in batches of `batch` to `partition`.
+pub async fn produce(
+    node: &TestNode,
+    topic: &str,
+    partition: u32,
+    prefix: &str,
+    count: usize,
+    batch: usize,
+) {
+    for start in (0..count).step_by(batch) {
+        let records = (start..(start + batch).min(count))
+            .map(|i| record(&format!("{prefix}-{i}")))
+            .collect();
+        node.client
+            .produce(topic, records, client::Partitioning::Partition(partition))
+            .await
+            .unwrap();
+    }
+}
+
+/// Creates a topic unless replication already created it from a peer's advertisement.
+pub async fn create_if_missing(node: &TestNode, topic: &str, partitions: u32) {
+    match node.client.create_topic(topic, partitions, None).await {
+        Ok(_) => {}
+        Err(e) if e.code() == Some("topic-exists") => {}
+        Err(e) => panic!("creating {topic}: {e}"),
+    }
+}
+
+/// Checks that a region holds exactly the expected records per (partition, origin): the
+/// offsets 0..n once each, in per-origin order, with the right bodies.
+pub fn assert_exact(
+    records: &[(u32, String, u64, String)],
+    expected: &std::collections::BTreeMap<(u32, String), (String, usize)>,
+) {
+    let mut per_sublog: std::collections::BTreeMap<(u32, String), Vec<(u64, String)>> =
+        Default::default();
+    for (p, origin, offset, body) in records {
+        per_sublog
+            .entry((*p, origin.clone()))
+            .or_default()
+            .push((*offset, body.clone()));
+    }
+    assert_eq!(
+        per_sublog.keys().collect::<std::collections::BTreeSet<_>>(),
+        expected.keys().collect::<std::collections::BTreeSet<_>>()
+    );
+    for (key, (prefix, n)) in expected {
+        let got = &per_sublog[key];
+        let want: Vec<(u64, String)> = (0..*n)
+            .map(|i| (i as u64, format!("{prefix}-{i}")))
+            .collect();
+        assert_eq!(got, &want, "sub-log {key:?}");
+    }
+}
