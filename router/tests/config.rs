@@ -94,3 +94,44 @@ fn invalid_tasks_are_refused_naming_task_and_field() {
         "{err}"
     );
 }
+
+#[test]
+fn invalid_topologies_are_refused_naming_the_entry() {
+    let base = "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[replication]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n[[regions]]\nname = \"eu\"\n[[regions]]\nname = \"us\"\naddress = \"127.0.0.1:7202\"\n[[regions]]\nname = \"ap\"\naddress = \"127.0.0.1:7203\"\n";
+    let link = |a: &str, b: &str| format!("[[links]]\nbetween = [\"{a}\", \"{b}\"]\n");
+    let task = "[[tasks]]\nname = \"t\"\nsources = [\"eu\"]\ntargets = [\"us\", \"ap\"]\ntopics = \"orders\"\n";
+    let cases = [
+        (
+            link("eu", "mars"),
+            "[[links]] 0 (eu - mars): unknown region \"mars\" (not in [[regions]])",
+        ),
+        (
+            format!("{}{}", link("eu", "us"), link("us", "eu")),
+            "[[links]] 1 (us - eu): duplicate link: us and eu are already linked",
+        ),
+        (
+            format!("{}kind = \"vpc\"\n", link("eu", "us")),
+            "[[links]] 0 (eu - us): a vpc link must name the side that dials out",
+        ),
+        (
+            format!("{}{task}", link("eu", "us")),
+            "task \"t\" (tasks[0]): field `targets`: region \"ap\" cannot be reached from \"eu\": no chain of [[links]] joins them",
+        ),
+        (
+            format!(
+                "{}[residency]\npass_through = [\"us\"]\n[[residency.rules]]\nname = \"pii\"\ntags = [\"pii\"]\nregions = [\"eu\", \"mars\"]\n",
+                link("eu", "us")
+            ),
+            "[residency] rules[0] (pii): unknown region \"mars\"",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let err = load(&format!("{base}{extra}"));
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+    let err = load("[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[[regions]]\nname = \"us\"\n");
+    assert!(
+        err.contains("region \"eu\" (this node) is not listed in [[regions]]"),
+        "{err}"
+    );
+}

@@ -237,3 +237,169 @@ async fn a_cut_link_is_routed_around_and_back_without_loss_or_duplicates() {
     }
     shut_down(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_out_only_region_takes_part_both_ways_through_a_relay() {
+    let regions = ["edge", "hub", "vpc"];
+    let deployment = Deployment::new(&regions);
+    let mut private = LinkSpec::new("hub", "vpc", 10);
+    private.kind = topology::LinkKind::Vpc;
+    private.dial = Some("vpc".into());
+    // "vpc" has no address anywhere: it is reached only over the link it dials.
+    let spec = TopologySpec {
+        regions: TopologySpec::mesh(&regions).regions,
+        links: vec![LinkSpec::new("edge", "hub", 10), private],
+    };
+    let tasks = [two_way("ev", &["edge"], &["vpc"], "orders")];
+    let nodes = deployment
+        .start_topology(spec, &tasks, fast_heartbeats)
+        .await;
+    let (edge, hub, vpc) = (&nodes[0], &nodes[1], &nodes[2]);
+    for node in [edge, vpc] {
+        create_if_missing(node, "orders", 1).await;
+    }
+    tokio::join!(
+        produce(edge, "orders", 0, "edge", 120, 10),
+        produce(vpc, "orders", 0, "vpc", 90, 10)
+    );
+    let counts = [("edge", 120), ("vpc", 90)];
+    converge(edge, "orders", &counts).await;
+    converge(vpc, "orders", &counts).await;
+    assert_eq!(source_of(edge, "orders", "vpc").as_deref(), Some("hub"));
+    let link = replicator(hub)
+        .links()
+        .into_iter()
+        .find(|l| l.peer == "vpc")
+        .unwrap();
+    assert!(link.up);
+    assert_eq!(link.dialer, "vpc");
+    assert_eq!(link.kind, topology::LinkKind::Vpc);
+    shut_down(nodes).await;
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn on_disk(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn residency_keeps_records_out_of_other_regions_and_a_pass_through_relay_stores_nothing() {
+    let regions = ["eu1", "us", "eu2"];
+    let deployment = Deployment::new(&regions);
+    // The only path between the EU regions runs through "us".
+    let tasks = [
+        two_way("eu", &["eu1"], &["eu2"], "orders"),
+        task("to-us", &["eu1"], &["us"], "orders"),
+    ];
+    let residency = topology::ResidencySpec {
+        pass_through: vec!["us".into()],
+        rules: vec![topology::ResidencyRule {
+            name: "eu-pii".into(),
+            tags: vec!["eu-only".into()],
+            properties: BTreeMap::new(),
+            regions: vec!["eu1".into(), "eu2".into()],
+        }],
+    };
+    let nodes = deployment
+        .start_topology(line(regions), &tasks, |config| {
+            fast_heartbeats(config);
+            config.residency = residency.clone();
+        })
+        .await;
+    let (eu1, us, eu2) = (&nodes[0], &nodes[1], &nodes[2]);
+    for node in [eu1, eu2] {
+        create_if_missing(node, "orders", 1).await;
+    }
+    // Every even record of eu1 may live only in the EU.
+    let eu1_records: Vec<client::pb::Record> = (0..100)
+        .map(|i| {
+            if i % 2 == 0 {
+                client::pb::Record {
+                    tag: Some("eu-only".into()),
+                    ..record(&format!("EUSECRET-{i}"))
+                }
+            } else {
+                record(&format!("eu1-open-{i}"))
+            }
+        })
+        .collect();
+    for chunk in eu1_records.chunks(10) {
+        eu1.client
+            .produce("orders", chunk.to_vec(), client::Partitioning::Partition(0))
+            .await
+            .unwrap();
+    }
+    produce(eu2, "orders", 0, "EU2REC", 50, 10).await;
+
+    for node in [us, eu2] {
+        eventually("eu1's sub-log to reach its end", || async {
+            held_end(&node.node, "orders", 0, "eu1") == 100
+        })
+        .await;
+    }
+    eventually("eu2's records in eu1 through the relay", || async {
+        held_end(&eu1.node, "orders", 0, "eu2") == 50
+    })
+    .await;
+    let open: Vec<String> = (1..100)
+        .step_by(2)
+        .map(|i| format!("eu1-open-{i}"))
+        .collect();
+    let bodies_from = |records: Vec<(u32, String, u64, String)>, origin: &str| -> Vec<String> {
+        records
+            .into_iter()
+            .filter(|r| r.1 == origin)
+            .map(|r| r.3)
+            .collect()
+    };
+    // The US reads only the open records; so does eu2, whose only path runs through the US.
+    assert_eq!(
+        bodies_from(all_records(&us.client, "orders").await, "eu1"),
+        open
+    );
+    assert_eq!(
+        bodies_from(all_records(&eu2.client, "orders").await, "eu1"),
+        open
+    );
+    let in_eu1 = bodies_from(all_records(&eu1.client, "orders").await, "eu2");
+    assert_eq!(in_eu1.len(), 50);
+    assert!(replicator(eu1).metrics().residency_withheld_records.get() >= 50);
+
+    // At rest in the US: the open records it is a target of, nothing it only relayed, and
+    // no EU-only record.
+    let us_dir = us.dir.path();
+    assert!(on_disk(us_dir, b"eu1-open-1"), "positive control");
+    assert!(
+        !on_disk(us_dir, b"EUSECRET"),
+        "an EU-only record is at rest in the US"
+    );
+    assert!(
+        !on_disk(us_dir, b"EU2REC"),
+        "the pass-through relay stored relayed records"
+    );
+    assert!(
+        us.node
+            .broker
+            .partition("orders", 0)
+            .unwrap()
+            .sub_log("eu2")
+            .is_none()
+    );
+    assert!(replicator(us).metrics().relayed_bytes.get() > 0);
+    shut_down(nodes).await;
+}
