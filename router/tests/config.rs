@@ -135,3 +135,21 @@ fn invalid_topologies_are_refused_naming_the_entry() {
         "{err}"
     );
 }
+
+#[test]
+fn topology_examples_parse_with_the_same_topology_everywhere() {
+    let mut shared = None;
+    for region in ["eu", "us", "ap"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../examples/topology/{region}.toml"));
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.region.id, region);
+        let topology = config.topology().unwrap();
+        assert!(topology.residency.pass_through("us"));
+        let lists = (config.regions, config.links, config.residency, config.tasks);
+        match &shared {
+            None => shared = Some(lists),
+            Some(first) => assert_eq!(first, &lists, "{region}.toml differs"),
+        }
+    }
+}
