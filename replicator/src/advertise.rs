@@ -94,13 +94,12 @@ fn add_relayed(
                         && view.need(t, &s.origin, me) == Some(Need::Relay)
                 });
                 if !relayed
-                    || s.path.iter().any(|r| r == peer || r == me)
+                    || s.path.iter().any(|r| r == peer)
                     || upstream_for(shared, view, &s.origin, peer).as_deref() != Some(upstream)
                 {
                     continue;
                 }
-                let mut s = s.clone();
-                s.path.push(me.clone());
+                let s = s.clone();
                 topics
                     .entry(entry.topic.clone())
                     .or_insert_with(|| pb::TopicEntry {

@@ -67,7 +67,7 @@ pub(crate) async fn run(
     });
     let health = Arc::new(std::sync::Mutex::new(LinkHealth::new(
         HealthSettings::new(shared.settings.heartbeat_interval),
-        broker::record::now_ms(),
+        routing::mono_ms(),
     )));
     let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
     {
@@ -139,7 +139,7 @@ pub(crate) async fn run(
     tracing::info!(%peer, %reason, "link down");
     if removed {
         routing::links_changed(&shared);
-        pull::reconcile(&shared);
+        pull::request_reconcile(&shared);
     }
 }
 
@@ -204,7 +204,7 @@ async fn control_writer(
                 last = Some((current.clone(), Instant::now()));
                 Frame::Advertise(current)
             }
-            _ = heartbeat.tick() => Frame::Heartbeat(pb::Heartbeat { sent_at_ms: broker::record::now_ms() }),
+            _ = heartbeat.tick() => Frame::Heartbeat(pb::Heartbeat { sent_at_ms: routing::mono_ms() }),
             () = link.stop.cancelled() => return,
         };
         if let Err(e) = io::write_frame(&mut send, &frame).await {
@@ -240,7 +240,7 @@ async fn control_reader(
                 let _ = control.try_send(Frame::HeartbeatAck(h));
             }
             Frame::HeartbeatAck(h) => {
-                let now = broker::record::now_ms();
+                let now = routing::mono_ms();
                 let transition = health
                     .lock()
                     .expect("health lock")

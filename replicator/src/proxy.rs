@@ -1,6 +1,7 @@
 //! A pass-through relay: a neighbour's subscription is served by subscribing, with the same
 //! Subscribe, at this region's next hop towards the origin and forwarding what comes back,
-//! frame by frame, with this region added to the hop path. Nothing is written at rest: the
+//! frame by frame (the hop path names the regions that stored the data, so this one is not
+//! added; the request's `via` names it instead). Nothing is written at rest: the
 //! batches live in memory only between reading one frame and writing it on. Backpressure
 //! is end to end: the next frame is read upstream only once the last one is written
 //! downstream.
@@ -57,21 +58,38 @@ async fn forward(
     link: &LinkCtx,
     upstream: &LinkCtx,
     task: &Task,
-    subscribe: pb::Subscribe,
+    mut subscribe: pb::Subscribe,
     down: &mut quinn::SendStream,
 ) -> Result<(), Refusal> {
     let me = &shared.region;
+    let origin = subscribe.origin.clone();
+    // A change of routes that moves this relay's way towards the origin ends the stream,
+    // so the downstream re-subscribes (from its held end) along the new route.
+    let mut routes = shared.route_generation.subscribe();
+    let moved = |shared: &Shared| {
+        upstream_for(shared, &shared.view(), &origin, &link.peer).as_deref()
+            != Some(upstream.peer.as_str())
+    };
+    subscribe.via.push(me.clone());
     let lost = |e: &dyn std::fmt::Display| {
         refuse(
             codes::NO_ROUTE,
             format!("relaying through {}: {e}", upstream.peer),
         )
     };
-    let (mut up_send, mut up_recv) = upstream.connection.open_bi().await.map_err(|e| lost(&e))?;
+    let opened = tokio::select! {
+        o = upstream.connection.open_bi() => o,
+        _ = down.stopped() => return Ok(()),
+    };
+    let (mut up_send, mut up_recv) = opened.map_err(|e| lost(&e))?;
     io::write_frame(&mut up_send, &Frame::Subscribe(subscribe))
         .await
         .map_err(|e| lost(&e))?;
-    match io::read_frame_within(&mut up_recv, shared.limits.control(), SUBSCRIBED_TIMEOUT).await {
+    let answer = tokio::select! {
+        a = io::read_frame_within(&mut up_recv, shared.limits.control(), SUBSCRIBED_TIMEOUT) => a,
+        _ = down.stopped() => return Ok(()),
+    };
+    match answer {
         Ok(Some(Frame::Subscribed(mut subscribed))) => {
             subscribed.path.push(me.clone());
             if io::write_frame(down, &Frame::Subscribed(subscribed))
@@ -102,6 +120,12 @@ async fn forward(
             _ = down.stopped() => return Ok(()),
             () = link.stop.cancelled() => return Ok(()),
             () = upstream.stop.cancelled() => return Err(lost(&"the link closed")),
+            _ = routes.changed() => {
+                if moved(shared) {
+                    return Err(lost(&"the route towards the origin moved"));
+                }
+                continue;
+            }
         };
         let frame = match frame {
             Ok(Some(Frame::Batches(frame))) => frame,
@@ -134,10 +158,10 @@ async fn forward(
                 ));
             }
         };
-        let mut path = frame.header.hop_path;
-        if path.iter().any(|r| r == me || *r == link.peer)
-            || path.len() + 1 >= shared.settings.hop_limit
-        {
+        // The hop path names the regions that stored the data; this one stores nothing, so
+        // it is not added (its requests carry it in `via` instead).
+        let path = frame.header.hop_path;
+        if path.iter().any(|r| *r == link.peer) || path.len() >= shared.settings.hop_limit {
             shared.metrics.frame_refused("loop");
             return Err(refuse(
                 codes::LOOP,
@@ -148,7 +172,6 @@ async fn forward(
                 ),
             ));
         }
-        path.push(me.clone());
         let batches = filter_for(shared, task, &link.peer, frame.batches);
         let out = BatchesFrame::new(batches, path);
         let bytes = out.bytes() as u64;

@@ -30,8 +30,8 @@ const RECEIVE_AHEAD: usize = 4;
 /// An applier run takes queued frames up to about this many bytes (one fsync).
 const RUN_BYTES: usize = 4 << 20;
 /// How long a link that gave a sub-log up (loop, hop limit, missing records) is passed
-/// over for it.
-const REFUSAL_HOLD: Duration = Duration::from_secs(10);
+/// over for it, in heartbeat intervals: long enough for routes to settle after a change.
+const REFUSAL_HOLD_HEARTBEATS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -81,14 +81,34 @@ impl PullError {
     }
 }
 
-/// Stores a neighbour's advertisement and re-plans what to pull.
+/// Stores a neighbour's advertisement and asks for a re-plan of what to pull.
 pub(crate) fn on_advertise(shared: &Arc<Shared>, link: &Arc<LinkCtx>, advertise: pb::Advertise) {
     shared
         .heard
         .lock()
         .expect("heard lock")
         .insert(link.peer.clone(), Arc::new(advertise));
-    reconcile(shared);
+    request_reconcile(shared);
+}
+
+/// Asks the planner to run; requests made while it runs are coalesced into one more run.
+pub(crate) fn request_reconcile(shared: &Shared) {
+    shared.replan.notify_one();
+}
+
+/// Runs `reconcile` whenever asked, on the blocking pool (it may create topics), one run
+/// at a time, off the links' control readers.
+pub(crate) async fn reconcile_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            () = shared.replan.notified() => {}
+            () = shared.stop.cancelled() => return,
+        }
+        let s = shared.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || reconcile(&s)).await {
+            tracing::error!(error = %e, "planning the pulls failed");
+        }
+    }
 }
 
 /// One neighbour's offer of a sub-log this region needs.
@@ -96,6 +116,7 @@ struct Offer {
     link: Arc<LinkCtx>,
     task: Arc<Task>,
     source_topic: String,
+    need: Need,
     partitions: u32,
     /// Path cost through the neighbour, its name and the task's index: lowest wins.
     rank: (u64, String, usize),
@@ -108,8 +129,7 @@ struct Offer {
 /// sub-log this region needs: the neighbour on the cheapest healthy path that offers it
 /// (not one that refused it a moment ago). Then stops the pulls that no longer match the
 /// plan and starts the missing ones, creating target topics as needed.
-pub(crate) fn reconcile(shared: &Arc<Shared>) {
-    let _serial = shared.reconciling.lock().expect("reconcile lock");
+fn reconcile(shared: &Arc<Shared>) {
     let me = &shared.region;
     let view = shared.view();
     let heard: Vec<(String, Arc<pb::Advertise>)> = shared
@@ -128,7 +148,8 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
         .collect();
     let refused: HashSet<(SubLogKey, u64)> = {
         let mut refused = shared.refused.lock().expect("refused lock");
-        refused.retain(|_, at| at.elapsed() < REFUSAL_HOLD);
+        let hold = shared.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
+        refused.retain(|_, at| at.elapsed() < hold);
         refused.keys().cloned().collect()
     };
     let pass_through = shared.pass_through();
@@ -182,6 +203,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
                         link: link.clone(),
                         task: task.clone(),
                         source_topic: entry.topic.clone(),
+                        need,
                         partitions: entry.partitions,
                         rank: (*cost, peer.clone(), index),
                         start: s.start_offset,
@@ -257,6 +279,7 @@ pub(crate) fn reconcile(shared: &Arc<Shared>) {
                 task.clone(),
                 offer.source_topic.clone(),
                 key.clone(),
+                offer.need == Need::Relay,
                 cancel,
                 id,
             ));
@@ -278,6 +301,7 @@ async fn run(
     task: Arc<Task>,
     source_topic: String,
     key: SubLogKey,
+    relay: bool,
     cancel: CancellationToken,
     slot_id: u64,
 ) {
@@ -285,7 +309,7 @@ async fn run(
     let mut gave_up = false;
     loop {
         let result = tokio::select! {
-            r = subscription(&shared, &link, &task, &source_topic, &key) => r,
+            r = subscription(&shared, &link, &task, &source_topic, &key, relay) => r,
             () = cancel.cancelled() => break,
         };
         match result {
@@ -330,16 +354,18 @@ async fn run(
     }
     if gave_up {
         // Another neighbour may offer this sub-log.
-        reconcile(&shared);
+        request_reconcile(&shared);
     }
 }
 
 /// Where to ask the source to start: the held end, else the task's checkpoint (a start
-/// position resolved before), else the task's start position.
+/// position resolved before), else the task's start position; a relay starts from the
+/// earliest record, so that it can serve whatever its downstream still lacks.
 fn subscribe_from(
     shared: &Shared,
     task: &Task,
     key: &SubLogKey,
+    relay: bool,
 ) -> Result<SubscribeFrom, PullError> {
     let partition = shared.broker.partition(&key.topic, key.partition)?;
     if let Some(held) = partition.sub_log(&key.origin).filter(|s| s.end_offset > 0) {
@@ -356,6 +382,7 @@ fn subscribe_from(
         return Ok(SubscribeFrom::Offset(checkpoint.offset));
     }
     Ok(match task.start {
+        _ if relay => SubscribeFrom::Earliest(true),
         Start::Earliest => SubscribeFrom::Earliest(true),
         // "latest" means from when the task first ran here, for every sub-log: one that
         // appears later (a new topic, a new origin) is pulled from its first record, not
@@ -377,8 +404,9 @@ async fn subscription(
     task: &Arc<Task>,
     source_topic: &str,
     key: &SubLogKey,
+    relay: bool,
 ) -> Result<(), PullError> {
-    let from = subscribe_from(shared, task, key)?;
+    let from = subscribe_from(shared, task, key, relay)?;
     let (mut send, mut recv) = link.connection.open_bi().await?;
     let subscribe = Frame::Subscribe(pb::Subscribe {
         task: task.name().to_string(),
@@ -386,21 +414,28 @@ async fn subscription(
         partition: key.partition,
         origin: key.origin.clone(),
         from: Some(from),
+        via: Vec::new(),
     });
     io::write_frame(&mut send, &subscribe).await?;
-    let start = match io::read_frame_within(&mut recv, shared.limits.control(), SUBSCRIBED_TIMEOUT)
-        .await?
+    let (start, path) = match io::read_frame_within(
+        &mut recv,
+        shared.limits.control(),
+        SUBSCRIBED_TIMEOUT,
+    )
+    .await?
     {
-        Some(Frame::Subscribed(s)) => s.start_offset,
+        Some(Frame::Subscribed(s)) => (s.start_offset, s.path),
         Some(other) => return Err(unexpected(other, "Subscribed")),
         None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
     };
     // Records the source's retention removed before this region pulled them; counted once
     // the first batch past them is stored (not on every retry).
+    // Only the origin decides that records are gone; a relay that lacks them is the wrong
+    // source. Pass-through relays hold nothing and pass the origin's answer on unchanged
+    // (a path of the origin alone).
+    let from_origin = link.peer == key.origin || path == [key.origin.as_str()];
     let skipped = match from {
-        // Only the origin decides that records are gone; a relay that lacks them is the
-        // wrong source.
-        SubscribeFrom::Offset(held) if start > held && link.peer != key.origin => {
+        SubscribeFrom::Offset(held) if start > held && !from_origin => {
             return Err(PullError::RelayGap { held, start });
         }
         SubscribeFrom::Offset(held) if start > held => Some((held, start)),

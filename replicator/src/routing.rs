@@ -140,15 +140,19 @@ fn to_frame(region: &str, state: &LinkState) -> Frame {
 /// Publishes this region's link state (a link went up or down, or the periodic refresh)
 /// and re-plans if routes changed.
 pub(crate) fn links_changed(shared: &Arc<Shared>) {
-    let mut own = own_links(shared);
-    {
+    let frame = {
+        // Own state, its sequence number and the routes are made under one lock, so a
+        // newer state never gets an older number and an older view never replaces a newer.
         let mut routing = shared.routing.lock().expect("routing lock");
+        let mut own = own_links(shared);
         routing.seq = (routing.seq + 1).max(broker::record::now_ms().max(0) as u64);
         own.seq = routing.seq;
-        routing.states.update(&shared.region, own.clone());
-    }
-    flood(shared, &to_frame(&shared.region, &own), None);
-    recompute(shared);
+        let frame = to_frame(&shared.region, &own);
+        routing.states.update(&shared.region, own);
+        recompute(shared, &routing);
+        frame
+    };
+    flood(shared, &frame, None);
 }
 
 /// A LinkState frame from neighbour `from`.
@@ -165,15 +169,16 @@ pub(crate) fn on_link_state(shared: &Arc<Shared>, from: &str, state: pb::LinkSta
             .map(|l| (l.peer.clone(), (l.up, l.srtt_us)))
             .collect(),
     };
-    let newer = shared
-        .routing
-        .lock()
-        .expect("routing lock")
-        .states
-        .update(&region, parsed);
+    let newer = {
+        let mut routing = shared.routing.lock().expect("routing lock");
+        let newer = routing.states.update(&region, parsed);
+        if newer {
+            recompute(shared, &routing);
+        }
+        newer
+    };
     if newer {
         flood(shared, &Frame::LinkState(state), Some(from));
-        recompute(shared);
     }
 }
 
@@ -196,42 +201,48 @@ fn flood(shared: &Shared, frame: &Frame, except: Option<&str>) {
     }
 }
 
-fn recompute(shared: &Arc<Shared>) {
-    let view = {
-        let routing = shared.routing.lock().expect("routing lock");
-        RouteView::compute(shared, &routing.states)
-    };
-    let changed = {
+/// Recomputes the routes from the link states (the caller holds the routing lock) and, if
+/// they changed, publishes them and asks for a re-plan of the pulls.
+fn recompute(shared: &Shared, routing: &Routing) {
+    let view = RouteView::compute(shared, &routing.states);
+    {
         let mut current = shared.view.lock().expect("route view lock");
         if **current == view {
-            false
-        } else {
-            *current = Arc::new(view);
-            true
+            return;
         }
-    };
-    if changed {
-        shared.metrics.route_changes.inc();
-        let view = shared.view();
-        let summary: Vec<String> = shared
-            .topology
-            .regions()
-            .filter(|r| *r != shared.region)
-            .map(
-                |r| match view.routes.candidates(&shared.region, r).first() {
-                    Some((via, cost)) => format!("{r} via {via} ({cost})"),
-                    None => format!("{r} unreachable"),
-                },
-            )
-            .collect();
-        tracing::info!(routes = %summary.join(", "), "routes changed");
-        pull::reconcile(shared);
+        *current = Arc::new(view);
     }
+    shared.metrics.route_changes.inc();
+    shared.route_generation.send_modify(|g| *g += 1);
+    let view = shared.view();
+    let summary: Vec<String> = shared
+        .topology
+        .regions()
+        .filter(|r| *r != shared.region)
+        .map(
+            |r| match view.routes.candidates(&shared.region, r).first() {
+                Some((via, cost)) => format!("{r} via {via} ({cost})"),
+                None => format!("{r} unreachable"),
+            },
+        )
+        .collect();
+    tracing::info!(routes = %summary.join(", "), "routes changed");
+    pull::request_reconcile(shared);
+}
+
+/// Milliseconds of a monotonic clock (since the first call): heartbeat times and link
+/// health, which a wall-clock step must not disturb.
+pub(crate) fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
 }
 
 /// Marks links down whose heartbeats went unanswered; returns whether any changed.
 pub(crate) fn check_health(shared: &Shared) -> bool {
-    let now = broker::record::now_ms();
+    let now = mono_ms();
     let links = shared.links.lock().expect("links lock");
     let mut changed = false;
     for (peer, link) in links.iter() {

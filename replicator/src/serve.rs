@@ -188,6 +188,18 @@ fn authorize(shared: &Shared, peer: &str, subscribe: &pb::Subscribe) -> Result<A
             format!("{peer} is the origin of these records"),
         ));
     }
+    if subscribe.via.iter().any(|r| *r == shared.region)
+        || subscribe.via.len() >= shared.settings.hop_limit
+    {
+        return Err(refuse(
+            codes::LOOP,
+            format!(
+                "the request already passed {} or too many relays (via {})",
+                shared.region,
+                subscribe.via.join(" > ")
+            ),
+        ));
+    }
     if !task.matches(&subscribe.topic)
         || shared.view().need(task, &subscribe.origin, peer).is_none()
     {

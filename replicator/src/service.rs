@@ -91,8 +91,10 @@ pub(crate) struct Shared {
     pub refused: Mutex<HashMap<(SubLogKey, u64), Instant>>,
     pub routing: Mutex<Routing>,
     pub view: Mutex<Arc<RouteView>>,
-    /// Serializes `pull::reconcile`.
-    pub reconciling: Mutex<()>,
+    /// Wakes the planner (`pull::reconcile_loop`).
+    pub replan: tokio::sync::Notify,
+    /// Bumped whenever the routes change (pass-through relays watch it).
+    pub route_generation: tokio::sync::watch::Sender<u64>,
     /// Hop path of the data held per sub-log (origin first, this region last).
     pub paths: Mutex<HashMap<SubLogKey, Vec<String>>>,
     next_id: AtomicU64,
@@ -230,7 +232,8 @@ impl Replicator {
             refused: Mutex::new(HashMap::new()),
             routing: Mutex::new(Routing::new()),
             view: Mutex::new(Arc::new(RouteView::default())),
-            reconciling: Mutex::new(()),
+            replan: tokio::sync::Notify::new(),
+            route_generation: tokio::sync::watch::Sender::new(0),
             paths: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             stop: CancellationToken::new(),
@@ -266,6 +269,9 @@ impl Replicator {
         }
         shared.tracker.spawn(checkpoint_loop(shared.clone()));
         shared.tracker.spawn(routing_loop(shared.clone()));
+        shared
+            .tracker
+            .spawn(crate::pull::reconcile_loop(shared.clone()));
         routing::links_changed(&shared);
         tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks.len(), peers = shared.peers.len(), "replication started");
         Ok(Replicator { shared, endpoint })

@@ -173,11 +173,11 @@ async fn a_cut_link_is_routed_around_and_back_without_loss_or_duplicates() {
         .zip(&counts)
         .map(|((node, region), count)| producer(node, region, stop.clone(), count.clone()))
         .collect();
-    eventually("some records from a in c", || async {
+    eventually("some records from a in c, pulled from a", || async {
         held_end(&c.node, "orders", 0, "a") >= 50
+            && source_of(c, "orders", "a").as_deref() == Some("a")
     })
     .await;
-    assert_eq!(source_of(c, "orders", "a").as_deref(), Some("a"));
 
     wan.cut();
     let cut_at = Instant::now();
@@ -232,9 +232,6 @@ async fn a_cut_link_is_routed_around_and_back_without_loss_or_duplicates() {
     }
     let (_, dropped) = wan.counts();
     assert!(dropped > 0, "the cut dropped datagrams");
-    for node in &nodes {
-        assert_eq!(replicator(node).metrics().frame_refusals("loop"), 0);
-    }
     shut_down(nodes).await;
 }
 

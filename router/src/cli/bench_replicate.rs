@@ -1,5 +1,6 @@
 //! `georouter bench replicate`: two embedded regions ("source" and "target") on loopback
-//! joined by a real QUIC link with mutual TLS and a one-way task.
+//! joined by a real QUIC link with mutual TLS and a one-way task, or (`--relay`) by two
+//! links through a third region that stores and forwards or passes through.
 //!
 //! 1. Catch-up: a backlog is produced in the source before the target starts; measured
 //!    from the target's start until it holds the whole backlog.
@@ -44,6 +45,10 @@ pub struct ReplicateBench {
     /// Duration of the lag phase, seconds.
     #[arg(long, default_value_t = 10)]
     paced_seconds: u64,
+    /// A third region between source and target: none, store (store-and-forward) or
+    /// pass-through (forwards without storing).
+    #[arg(long, value_enum, default_value_t = RelayMode::None)]
+    relay: RelayMode,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -54,30 +59,52 @@ const TOPIC: &str = "bench";
 /// (partition, offset) of a record of the source's origin.
 type RecordKey = (u32, u64);
 
-/// A node of `region`; the target dials the source at `source_address`.
+/// What stands between the source and the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayMode {
+    /// A direct link.
+    None,
+    /// A third region that stores and forwards.
+    Store,
+    /// A third region that forwards without storing.
+    PassThrough,
+}
+
+/// A node of `region` on a line source - [relay -] target, in which each region dials the
+/// one before it, whose address is in `addresses` once started.
 fn config(
     dir: &std::path::Path,
     certs: &std::path::Path,
     region: &str,
-    source_address: Option<std::net::SocketAddr>,
+    relay: RelayMode,
+    addresses: &HashMap<&str, std::net::SocketAddr>,
 ) -> NodeConfig {
     let mut config = NodeConfig::loopback(region, &dir.join(region));
     config.replication.ca = Some(certs.join("ca.pem"));
     config.replication.cert = Some(certs.join(format!("{region}.pem")));
     config.replication.key = Some(certs.join(format!("{region}.key")));
-    config.regions = vec![
-        topology::RegionSpec {
-            name: "source".into(),
-            address: source_address,
-        },
-        topology::RegionSpec {
-            name: "target".into(),
-            address: None,
-        },
-    ];
-    let mut link = topology::LinkSpec::new("source", "target", 10);
-    link.dial = Some("target".into());
-    config.links = vec![link];
+    let line: &[&str] = match relay {
+        RelayMode::None => &["source", "target"],
+        _ => &["source", "relay", "target"],
+    };
+    config.regions = line
+        .iter()
+        .map(|name| topology::RegionSpec {
+            name: name.to_string(),
+            address: addresses.get(name).copied(),
+        })
+        .collect();
+    config.links = line
+        .windows(2)
+        .map(|pair| {
+            let mut link = topology::LinkSpec::new(pair[0], pair[1], 10);
+            link.dial = Some(pair[1].to_string());
+            link
+        })
+        .collect();
+    if relay == RelayMode::PassThrough {
+        config.residency.pass_through = vec!["relay".into()];
+    }
     config.tasks = vec![replicator::TaskSpec::new(
         "bench",
         &["source"],
@@ -108,9 +135,18 @@ async fn until_held(target: &Node, records: u64) {
 pub async fn run(args: ReplicateBench) -> Result<()> {
     let temp = tempfile::tempdir()?;
     let certs = temp.path().join("certs");
-    replicator::certs::write_deployment(&certs, &["source".into(), "target".into()], 1)
-        .context("writing certificates")?;
-    let source = Node::start(config(temp.path(), &certs, "source", None)).await?;
+    let regions = ["source", "relay", "target"].map(String::from);
+    replicator::certs::write_deployment(&certs, &regions, 1).context("writing certificates")?;
+    let mut addresses = HashMap::new();
+    let source = Node::start(config(
+        temp.path(),
+        &certs,
+        "source",
+        args.relay,
+        &addresses,
+    ))
+    .await?;
+    addresses.insert("source", source.bound.replication);
     let producer = client::Client::connect(&source.bound.grpc.to_string()).await?;
     producer.create_topic(TOPIC, args.partitions, None).await?;
     let load = |records, rate, batch| Load {
@@ -126,11 +162,21 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     // 1. Catch-up over a backlog.
     drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
     let started = Instant::now();
+    // A relay starts with the target, so catch-up runs through it.
+    let relay = match args.relay {
+        RelayMode::None => None,
+        mode => {
+            let relay = Node::start(config(temp.path(), &certs, "relay", mode, &addresses)).await?;
+            addresses.insert("relay", relay.bound.replication);
+            Some(relay)
+        }
+    };
     let target = Node::start(config(
         temp.path(),
         &certs,
         "target",
-        Some(source.bound.replication),
+        args.relay,
+        &addresses,
     ))
     .await?;
     until_held(&target, args.records).await;
@@ -206,8 +252,17 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     let lag_ms = Quantiles::of(&lag);
 
     println!(
-        "replicate: {} records of {} B x2, batch {}, concurrency {}, {} partitions, source -> target on loopback (QUIC, mTLS)",
-        args.records, args.size, args.batch, args.concurrency, args.partitions
+        "replicate: {} records of {} B x2, batch {}, concurrency {}, {} partitions, {} on loopback (QUIC, mTLS)",
+        args.records,
+        args.size,
+        args.batch,
+        args.concurrency,
+        args.partitions,
+        match args.relay {
+            RelayMode::None => "source -> target",
+            RelayMode::Store => "source -> relay (store-and-forward) -> target",
+            RelayMode::PassThrough => "source -> relay (pass-through) -> target",
+        }
     );
     println!(
         "  catch-up    {catchup_records_per_s:>12.0} records/s  {catchup_mb_per_s:>8.1} MB/s  ({catchup_s:.2} s for the backlog)"
@@ -229,11 +284,15 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
             "records_per_s": records_per_s, "mb_per_s": mb_per_s,
             "catchup_records_per_s": catchup_records_per_s, "catchup_mb_per_s": catchup_mb_per_s,
             "paced_rate": args.rate, "paced_batch": args.paced_batch,
+            "relay": format!("{:?}", args.relay).to_lowercase(),
             "lag_ms": lag_ms.json(),
         });
         write_json(path, &figures)?;
     }
     target.shut_down().await?;
+    if let Some(relay) = relay {
+        relay.shut_down().await?;
+    }
     source.shut_down().await?;
     Ok(())
 }
