@@ -12,9 +12,9 @@ use crate::status::SubLogKey;
 
 pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
     let view = shared.view();
+    let tasks = shared.tasks();
     let needed = |topic: &str, origin: &str| {
-        shared
-            .tasks
+        tasks
             .iter()
             .any(|t| t.matches(topic) && view.need(t, origin, peer).is_some())
     };
@@ -50,7 +50,7 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
         }
         // A topic the peer is a target of shows even before it holds records, so that the
         // peer creates it.
-        let created = shared.tasks.iter().any(|t| {
+        let created = tasks.iter().any(|t| {
             t.matches(&config.name) && view.need(t, &shared.region, peer) == Some(Need::Store)
         });
         if !sub_logs.is_empty() || created {
@@ -81,6 +81,7 @@ fn add_relayed(
     topics: &mut BTreeMap<String, pb::TopicEntry>,
 ) {
     let me = &shared.region;
+    let tasks = shared.tasks();
     let heard = shared.heard.lock().expect("heard lock");
     for (upstream, advertise) in heard.iter() {
         if upstream == peer {
@@ -88,7 +89,7 @@ fn add_relayed(
         }
         for entry in &advertise.topics {
             for s in &entry.sub_logs {
-                let relayed = shared.tasks.iter().any(|t| {
+                let relayed = tasks.iter().any(|t| {
                     t.matches(&entry.topic)
                         && view.need(t, &s.origin, peer).is_some()
                         && view.need(t, &s.origin, me) == Some(Need::Relay)

@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md ("Replication", "Link protocol") describes the whole.
 
 mod advertise;
+pub mod catalog;
 pub mod certs;
 pub mod io;
 mod link;
@@ -18,6 +19,7 @@ pub mod status;
 pub mod task;
 pub mod tls;
 
+pub use catalog::{ChangeError, TaskRecord};
 pub use service::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;
 pub use status::{SubLogKey, SubLogStatus};

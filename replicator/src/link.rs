@@ -108,6 +108,10 @@ pub(crate) async fn run(
     }
     tracing::info!(%peer, %remote, ?role, "link up");
     routing::sync_to(&shared, &control_tx);
+    {
+        let records = shared.catalog.lock().expect("catalog lock").records();
+        let _ = control_tx.try_send(crate::service::tasks_frame(&records));
+    }
     routing::links_changed(&shared);
 
     shared.tracker.spawn(control_writer(
@@ -251,6 +255,7 @@ async fn control_reader(
                 }
             }
             Frame::LinkState(state) => routing::on_link_state(shared, &link.peer, state),
+            Frame::Tasks(tasks) => crate::service::on_tasks(shared, &link.peer, tasks),
             Frame::Error(e) => {
                 tracing::warn!(peer = %link.peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
             }

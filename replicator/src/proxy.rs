@@ -15,7 +15,7 @@ use crate::advertise::upstream_for;
 use crate::io;
 use crate::link::LinkCtx;
 use crate::protocol::{BatchesFrame, Frame, codes};
-use crate::serve::{Refusal, filter_for, refuse, send_error};
+use crate::serve::{Refusal, changed, filter_for, refuse, send_error};
 use crate::service::Shared;
 use crate::task::Task;
 
@@ -57,7 +57,7 @@ async fn forward(
     shared: &Shared,
     link: &LinkCtx,
     upstream: &LinkCtx,
-    task: &Task,
+    task: &Arc<Task>,
     mut subscribe: pb::Subscribe,
     down: &mut quinn::SendStream,
 ) -> Result<(), Refusal> {
@@ -66,6 +66,7 @@ async fn forward(
     // A change of routes that moves this relay's way towards the origin ends the stream,
     // so the downstream re-subscribes (from its held end) along the new route.
     let mut routes = shared.route_generation.subscribe();
+    let mut tasks = shared.task_generation.subscribe();
     let moved = |shared: &Shared| {
         upstream_for(shared, &shared.view(), &origin, &link.peer).as_deref()
             != Some(upstream.peer.as_str())
@@ -123,6 +124,12 @@ async fn forward(
             _ = routes.changed() => {
                 if moved(shared) {
                     return Err(lost(&"the route towards the origin moved"));
+                }
+                continue;
+            }
+            _ = tasks.changed() => {
+                if changed(shared, task) {
+                    return Err(refuse(codes::NOT_ALLOWED, format!("task \"{}\" changed", task.name())));
                 }
                 continue;
             }

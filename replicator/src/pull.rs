@@ -153,13 +153,14 @@ fn reconcile(shared: &Arc<Shared>) {
         refused.keys().cloned().collect()
     };
     let pass_through = shared.pass_through();
+    let tasks = shared.tasks();
     let mut plan: HashMap<SubLogKey, Offer> = HashMap::new();
     for (peer, advertise) in &heard {
         let Some(link) = links.get(peer) else {
             continue;
         };
         for entry in &advertise.topics {
-            for (index, task) in shared.tasks.iter().enumerate() {
+            for (index, task) in tasks.iter().enumerate() {
                 if !task.running() || !task.matches(&entry.topic) {
                     continue;
                 }
@@ -237,7 +238,9 @@ fn reconcile(shared: &Arc<Shared>) {
     }
     let mut slots = shared.slots.lock().expect("slots lock");
     slots.retain(|key, slot| {
-        let keep = plan.get(key).is_some_and(|o| o.link.id == slot.link_id);
+        let keep = plan
+            .get(key)
+            .is_some_and(|o| o.link.id == slot.link_id && Arc::ptr_eq(&o.task, &slot.task));
         if !keep {
             slot.cancel.cancel();
         }
@@ -270,6 +273,7 @@ fn reconcile(shared: &Arc<Shared>) {
                 Slot {
                     id,
                     link_id: offer.link.id,
+                    task: task.clone(),
                     cancel: cancel.clone(),
                 },
             );

@@ -41,7 +41,7 @@ impl RouteView {
         let routes = Routes::compute(&shared.topology, states);
         let regions: Vec<&str> = shared.topology.regions().collect();
         let mut duties = BTreeSet::new();
-        for task in shared.tasks.iter().filter(|t| t.running()) {
+        for task in shared.tasks().iter().filter(|t| t.running()) {
             for &origin in &regions {
                 for &target in &regions {
                     if !task.flows(origin, target) {
@@ -153,6 +153,13 @@ pub(crate) fn links_changed(shared: &Arc<Shared>) {
         frame
     };
     flood(shared, &frame, None);
+}
+
+/// The tasks changed: relay duties follow them, and the pulls are re-planned.
+pub(crate) fn tasks_changed(shared: &Shared) {
+    let routing = shared.routing.lock().expect("routing lock");
+    recompute(shared, &routing);
+    pull::request_reconcile(shared);
 }
 
 /// A LinkState frame from neighbour `from`.

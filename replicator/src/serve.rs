@@ -106,13 +106,27 @@ pub(crate) async fn serve_stream(
         return;
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
+    let mut tasks = shared.task_generation.subscribe();
     loop {
+        if changed(&shared, &task) {
+            // Paused, deleted or changed: stop shipping; the puller re-plans.
+            send_error(
+                &mut send,
+                refuse(
+                    codes::NOT_ALLOWED,
+                    format!("task \"{}\" changed", task.name()),
+                ),
+            )
+            .await;
+            return;
+        }
         if pending.is_empty() {
             tokio::select! {
                 waited = reader.wait_for_data() => if waited.is_err() {
                     let _ = send.finish();
                     return;
                 },
+                _ = tasks.changed() => continue,
                 _ = send.stopped() => return,
                 () = link.stop.cancelled() => return,
             }
@@ -201,7 +215,7 @@ fn authorize(shared: &Shared, peer: &str, subscribe: &pb::Subscribe) -> Result<A
         ));
     }
     if !task.matches(&subscribe.topic)
-        || shared.view().need(task, &subscribe.origin, peer).is_none()
+        || shared.view().need(&task, &subscribe.origin, peer).is_none()
     {
         return Err(refuse(
             codes::NOT_ALLOWED,
@@ -213,7 +227,14 @@ fn authorize(shared: &Shared, peer: &str, subscribe: &pb::Subscribe) -> Result<A
             ),
         ));
     }
-    Ok(task.clone())
+    Ok(task)
+}
+
+/// Whether `task` is no longer the live, running version of itself.
+pub(crate) fn changed(shared: &Shared, task: &Arc<Task>) -> bool {
+    !shared
+        .task(task.name())
+        .is_some_and(|live| Arc::ptr_eq(&live, task) && live.running())
 }
 
 /// Whether this region relays `origin`'s data of `task` without storing it.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use topology::{LinkHealth, LinkKind, Topology};
 
+use crate::catalog::{Catalog, ChangeError, TaskRecord};
 use crate::io::FrameLimits;
 use crate::link::{self, LinkCtx, Role};
 use crate::metrics::Metrics;
@@ -24,7 +25,7 @@ use crate::protocol::{Frame, close};
 use crate::routing::{self, RouteView, Routing};
 use crate::settings::LinkSettings;
 use crate::status::{StatusBoard, SubLogKey, SubLogStatus};
-use crate::task::{self, Task, TaskError, TaskSpec};
+use crate::task::{Task, TaskError, TaskSpec, TaskState};
 use crate::tls::{self, Identity, TlsError};
 
 pub struct ReplicatorConfig {
@@ -67,6 +68,8 @@ pub(crate) struct LinkEntry {
 pub(crate) struct Slot {
     pub id: u64,
     pub link_id: u64,
+    /// The task it pulls for; a changed task (a new object) restarts the pull.
+    pub task: Arc<Task>,
     pub cancel: CancellationToken,
 }
 
@@ -74,7 +77,9 @@ pub(crate) struct Shared {
     pub region: String,
     pub epoch: u64,
     pub broker: Arc<Broker>,
-    pub tasks: Vec<Arc<Task>>,
+    pub catalog: Mutex<Catalog>,
+    /// Bumped whenever the tasks change (serving streams watch it).
+    pub task_generation: tokio::sync::watch::Sender<u64>,
     pub settings: LinkSettings,
     pub limits: FrameLimits,
     pub topology: Topology,
@@ -107,8 +112,13 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn task(&self, name: &str) -> Option<&Arc<Task>> {
-        self.tasks.iter().find(|t| t.name() == name)
+    /// The live tasks now.
+    pub fn tasks(&self) -> Arc<Vec<Arc<Task>>> {
+        self.catalog.lock().expect("catalog lock").active()
+    }
+
+    pub fn task(&self, name: &str) -> Option<Arc<Task>> {
+        self.tasks().iter().find(|t| t.name() == name).cloned()
     }
 
     /// The hop path of what this region holds of a sub-log.
@@ -181,13 +191,28 @@ impl Replicator {
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
     ) -> Result<Self, StartError> {
-        let tasks = task::validate(&config.tasks, &config.topology)?;
+        let meta_error = |e: broker::meta::MetaError| StartError::Meta(e.to_string());
+        let mut stored = Vec::new();
+        for (name, bytes) in broker.meta().task_records().map_err(meta_error)? {
+            match serde_json::from_slice::<TaskRecord>(&bytes) {
+                Ok(record) => stored.push(record),
+                Err(e) => {
+                    return Err(StartError::Meta(format!(
+                        "stored task record \"{name}\" does not decode: {e}"
+                    )));
+                }
+            }
+        }
+        let catalog = Catalog::load(stored, &config.tasks, &config.region, &config.topology)?;
+        for record in catalog.records() {
+            persist(&broker, &record).map_err(meta_error)?;
+        }
         // A task's "latest" start is the moment it first ran here; record it now.
-        for task in tasks.iter().filter(|t| t.running()) {
+        for task in catalog.active().iter().filter(|t| t.running()) {
             broker
                 .meta()
                 .task_started(task.name(), broker::record::now_ms())
-                .map_err(|e| StartError::Meta(e.to_string()))?;
+                .map_err(meta_error)?;
         }
         let neighbours = config.topology.neighbours(&config.region);
         let settings = config.settings;
@@ -216,7 +241,8 @@ impl Replicator {
             region: config.region.clone(),
             epoch: rand::random(),
             broker,
-            tasks,
+            catalog: Mutex::new(catalog),
+            task_generation: tokio::sync::watch::Sender::new(0),
             limits: FrameLimits {
                 max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
                 max_batch,
@@ -239,7 +265,7 @@ impl Replicator {
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         });
-        for task in &shared.tasks {
+        for task in shared.tasks().iter() {
             let saved = shared
                 .broker
                 .meta()
@@ -273,7 +299,7 @@ impl Replicator {
             .tracker
             .spawn(crate::pull::reconcile_loop(shared.clone()));
         routing::links_changed(&shared);
-        tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks.len(), peers = shared.peers.len(), "replication started");
+        tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks().len(), peers = shared.peers.len(), "replication started");
         Ok(Replicator { shared, endpoint })
     }
 
@@ -334,8 +360,84 @@ impl Replicator {
             .collect()
     }
 
-    pub fn tasks(&self) -> Vec<TaskSpec> {
-        self.shared.tasks.iter().map(|t| t.spec.clone()).collect()
+    /// Every task (not deleted) with its version.
+    pub fn tasks(&self) -> Vec<TaskRecord> {
+        let catalog = self.shared.catalog.lock().expect("catalog lock");
+        catalog
+            .records()
+            .into_iter()
+            .filter(|r| !r.deleted)
+            .collect()
+    }
+
+    pub fn task(&self, name: &str) -> Option<TaskRecord> {
+        let catalog = self.shared.catalog.lock().expect("catalog lock");
+        catalog.record(name).cloned()
+    }
+
+    /// Creates a task; fails if one of that name exists.
+    pub fn create_task(&self, spec: TaskSpec) -> Result<TaskRecord, ChangeError> {
+        let name = spec.name.clone();
+        self.change(&name, Some(spec), None, true)
+    }
+
+    /// Creates or replaces task `spec.name`, if its version is `if_version` (0: absent).
+    pub fn put_task(
+        &self,
+        spec: TaskSpec,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        let name = spec.name.clone();
+        self.change(&name, Some(spec), if_version, false)
+    }
+
+    pub fn delete_task(
+        &self,
+        name: &str,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        self.change(name, None, if_version, false)
+    }
+
+    /// Pauses or resumes a task.
+    pub fn set_task_state(
+        &self,
+        name: &str,
+        state: TaskState,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        let mut spec = self
+            .task(name)
+            .ok_or_else(|| ChangeError::NotFound(name.to_string()))?
+            .spec;
+        spec.state = state;
+        self.change(name, Some(spec), if_version, false)
+    }
+
+    fn change(
+        &self,
+        name: &str,
+        spec: Option<TaskSpec>,
+        if_version: Option<u64>,
+        create_only: bool,
+    ) -> Result<TaskRecord, ChangeError> {
+        let shared = &self.shared;
+        let record = {
+            let mut catalog = shared.catalog.lock().expect("catalog lock");
+            let record = catalog.change(
+                name,
+                spec,
+                if_version,
+                create_only,
+                &shared.region,
+                &shared.topology,
+            )?;
+            persist(&shared.broker, &record).map_err(|e| ChangeError::Meta(e.to_string()))?;
+            record
+        };
+        tracing::info!(task = name, version = record.version, deleted = record.deleted, state = ?record.spec.state, "task changed here");
+        tasks_changed(shared, std::slice::from_ref(&record), None);
+        Ok(record)
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.
@@ -517,5 +619,77 @@ fn save_checkpoints(shared: &Shared) {
         if let Err(e) = meta.put_checkpoint(&checkpoint) {
             tracing::error!(error = %e, "saving a replication checkpoint failed");
         }
+    }
+}
+
+/// Stores a task record in the region's metadata.
+fn persist(broker: &Broker, record: &TaskRecord) -> Result<(), broker::meta::MetaError> {
+    let bytes = serde_json::to_vec(record).expect("a task record encodes");
+    broker.meta().put_task_record(&record.spec.name, &bytes)
+}
+
+/// After tasks changed (here, or taken from `from`): new tasks' start times, routes, the
+/// pulls, serving streams, and the change passed on to the other neighbours.
+pub(crate) fn tasks_changed(shared: &Shared, records: &[TaskRecord], from: Option<&str>) {
+    for record in records
+        .iter()
+        .filter(|r| !r.deleted && r.spec.state == TaskState::Running)
+    {
+        if let Err(e) = shared
+            .broker
+            .meta()
+            .task_started(&record.spec.name, broker::record::now_ms())
+        {
+            tracing::error!(task = %record.spec.name, error = %e, "recording a task's start failed");
+        }
+    }
+    shared.task_generation.send_modify(|g| *g += 1);
+    routing::tasks_changed(shared);
+    let frame = tasks_frame(records);
+    let links = shared.links.lock().expect("links lock");
+    for (peer, link) in links.iter() {
+        if Some(peer.as_str()) != from {
+            let _ = link.control.try_send(frame.clone());
+        }
+    }
+}
+
+/// A Tasks frame carrying `records`.
+pub(crate) fn tasks_frame(records: &[TaskRecord]) -> Frame {
+    Frame::Tasks(pb::Tasks {
+        records: records
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("a task record encodes"))
+            .collect(),
+    })
+}
+
+/// A Tasks frame from neighbour `from`: newer records are taken, stored and passed on.
+pub(crate) fn on_tasks(shared: &Shared, from: &str, tasks: pb::Tasks) {
+    let mut incoming = Vec::new();
+    for text in tasks.records {
+        match serde_json::from_str::<TaskRecord>(&text) {
+            Ok(r) => incoming.push(r),
+            Err(e) => {
+                shared.metrics.frame_refused("malformed");
+                tracing::warn!(peer = %from, error = %e, "a task record from a neighbour does not decode; ignored");
+            }
+        }
+    }
+    let taken = {
+        let mut catalog = shared.catalog.lock().expect("catalog lock");
+        let taken = catalog.merge(incoming, &shared.topology);
+        for record in &taken {
+            if let Err(e) = persist(&shared.broker, record) {
+                tracing::error!(task = %record.spec.name, error = %e, "storing a task record failed");
+            }
+        }
+        taken
+    };
+    if !taken.is_empty() {
+        for r in &taken {
+            tracing::info!(task = %r.spec.name, version = r.version, by = %r.changed_by, deleted = r.deleted, "task changed in another region");
+        }
+        tasks_changed(shared, &taken, Some(from));
     }
 }

@@ -12,6 +12,7 @@ pub struct MemoryMetaStore {
     cursors: Mutex<BTreeMap<(String, String, u32), Cursor>>,
     checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
     task_starts: Mutex<BTreeMap<String, i64>>,
+    task_records: Mutex<BTreeMap<String, Vec<u8>>>,
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -86,6 +87,24 @@ impl MetaStore for MemoryMetaStore {
             .values()
             .filter(|c| c.task == task)
             .cloned()
+            .collect())
+    }
+
+    fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
+        self.task_records
+            .lock()
+            .expect("lock")
+            .insert(name.to_string(), record.to_vec());
+        Ok(())
+    }
+
+    fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        Ok(self
+            .task_records
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
 

@@ -73,6 +73,11 @@ pub trait MetaStore: Send + Sync + 'static {
     /// When `task` first ran in this region (ms since the epoch): records `now_ms` the
     /// first time and returns the recorded time ever after.
     fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError>;
+    /// Stores the replication task record `name` (opaque bytes owned by the replicator:
+    /// its spec, version and whether it was deleted), durably.
+    fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
+    /// Every stored task record, by name.
+    fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), MetaError>;
 }
@@ -82,6 +87,12 @@ mod tests {
     use super::*;
 
     fn exercise(store: &dyn MetaStore) {
+        store.put_task_record("t1", b"one").unwrap();
+        store.put_task_record("t1", b"two").unwrap();
+        assert_eq!(
+            store.task_records().unwrap(),
+            vec![("t1".to_string(), b"two".to_vec())]
+        );
         let topic = TopicConfig {
             name: "orders".into(),
             partitions: 3,

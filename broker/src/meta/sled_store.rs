@@ -2,7 +2,7 @@
 //! (`group \0 topic \0 partition as u32 big-endian` -> JSON [`Cursor`]); names cannot hold
 //! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
 //! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
-//! the epoch, i64 big-endian).
+//! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes).
 
 use std::path::Path;
 
@@ -17,6 +17,7 @@ pub struct SledMetaStore {
     cursors: sled::Tree,
     checkpoints: sled::Tree,
     task_starts: sled::Tree,
+    task_records: sled::Tree,
 }
 
 impl SledMetaStore {
@@ -27,6 +28,7 @@ impl SledMetaStore {
             cursors: db.open_tree("cursors")?,
             checkpoints: db.open_tree("checkpoints")?,
             task_starts: db.open_tree("task_starts")?,
+            task_records: db.open_tree("task_records")?,
             db,
         })
     }
@@ -164,6 +166,22 @@ impl MetaStore for SledMetaStore {
                 )?))
             }
         }
+    }
+
+    fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
+        self.task_records.insert(name.as_bytes(), record)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        self.task_records
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+            })
+            .collect()
     }
 
     fn flush(&self) -> Result<(), MetaError> {

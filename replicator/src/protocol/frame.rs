@@ -32,6 +32,7 @@ pub enum FrameKind {
     Batches = 7,
     Error = 8,
     LinkState = 9,
+    Tasks = 10,
 }
 
 impl FrameKind {
@@ -46,6 +47,7 @@ impl FrameKind {
             7 => Self::Batches,
             8 => Self::Error,
             9 => Self::LinkState,
+            10 => Self::Tasks,
             _ => return None,
         })
     }
@@ -61,6 +63,7 @@ pub enum Frame {
     Subscribed(pb::Subscribed),
     Batches(BatchesFrame),
     LinkState(pb::LinkState),
+    Tasks(pb::Tasks),
     Error(pb::Error),
 }
 
@@ -151,6 +154,7 @@ impl Frame {
             Frame::Batches(_) => FrameKind::Batches,
             Frame::Error(_) => FrameKind::Error,
             Frame::LinkState(_) => FrameKind::LinkState,
+            Frame::Tasks(_) => FrameKind::Tasks,
         }
     }
 
@@ -164,6 +168,7 @@ impl Frame {
             Frame::Subscribed(m) => m,
             Frame::Error(m) => m,
             Frame::LinkState(m) => m,
+            Frame::Tasks(m) => m,
             Frame::Batches(frame) => {
                 let header_len = frame.header.encoded_len();
                 let len = 1 + 4 + header_len + frame.bytes();
@@ -246,6 +251,7 @@ pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
         FrameKind::Subscribed => Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?),
         FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?),
         FrameKind::LinkState => Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?),
+        FrameKind::Tasks => Frame::Tasks(pb::Tasks::decode(frame).map_err(body)?),
         FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
     })
 }

@@ -4,6 +4,7 @@
 
 use router::config::NodeConfig;
 use router::node::Node;
+#[allow(unused_imports)]
 pub use topology::{LinkSpec, TopologySpec};
 
 pub struct TestNode {
