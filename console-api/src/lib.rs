@@ -1,7 +1,9 @@
-//! The region's HTTP console. For now: `/healthz` (the process serves), `/readyz` (the
-//! node finished recovery and its listeners are up), `/metrics` (Prometheus text) and
-//! `/api/v1/replication` (links and per-sub-log lag, JSON). The REST API and web page
-//! follow.
+//! The region's HTTP console: `/healthz` (the process serves), `/readyz` (the node
+//! finished recovery and its listeners are up), `/metrics` (Prometheus text),
+//! `/api/v1/replication` (links, routes and per-sub-log lag, JSON) and the REST API
+//! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth.
+
+pub mod api;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,15 +42,25 @@ pub struct Console {
     pub health: Health,
     pub metrics: Arc<Registry>,
     pub replication: Option<StatusSource>,
+    pub api: api::Api,
+    pub tokens: api::auth::Tokens,
 }
 
 pub fn router(console: Console) -> Router {
+    let tokens = Arc::new(console.tokens.clone());
+    let status = Router::new()
+        .route("/api/v1/replication", get(replication))
+        .route_layer(axum::middleware::from_fn_with_state(
+            tokens,
+            api::auth::require,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/replication", get(replication))
-        .with_state(console)
+        .merge(status)
+        .with_state(console.clone())
+        .merge(api::router(console.api, console.tokens))
 }
 
 async fn metrics(State(console): State<Console>) -> Response {

@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub retention: RetentionSection,
     #[serde(default)]
     pub replication: ReplicationSection,
+    #[serde(default)]
+    pub console: ConsoleSection,
     /// Every region of the deployment (`[[regions]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<topology::RegionSpec>,
@@ -101,6 +103,15 @@ impl ReplicationSection {
             self.key.as_deref()?,
         ))
     }
+}
+
+/// The console's bearer tokens: admin tokens may change tasks, read tokens only read.
+/// With none at all the API is open (a warning is logged at start).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSection {
+    pub admin_tokens: Vec<String>,
+    pub read_tokens: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -300,11 +311,25 @@ impl NodeConfig {
             storage: StorageSection::default(),
             retention: RetentionSection::default(),
             replication: ReplicationSection::default(),
+            console: ConsoleSection::default(),
             regions: Vec::new(),
             links: Vec::new(),
             residency: topology::ResidencySpec::default(),
             tasks: Vec::new(),
         }
+    }
+
+    /// The config with secrets (console tokens) replaced, for logs and the runtime file.
+    pub fn redacted(&self) -> Self {
+        let mut config = self.clone();
+        let hide = |tokens: &mut Vec<String>| {
+            for t in tokens.iter_mut() {
+                *t = "<redacted>".into();
+            }
+        };
+        hide(&mut config.console.admin_tokens);
+        hide(&mut config.console.read_tokens);
+        config
     }
 
     /// Where a running node writes its effective config.

@@ -147,6 +147,15 @@ impl Node {
             source
         });
 
+        let tokens = console_api::api::auth::Tokens {
+            admin: config.console.admin_tokens.clone(),
+            read: config.console.read_tokens.clone(),
+        };
+        if tokens.open() {
+            tracing::warn!(
+                "[console] has no admin_tokens or read_tokens: the console API is open to anyone who can reach it"
+            );
+        }
         let health = Health::default();
         let console_stop = CancellationToken::new();
         let console = tokio::spawn(console_api::serve(
@@ -155,6 +164,12 @@ impl Node {
                 health: health.clone(),
                 metrics: Arc::new(registry),
                 replication: status,
+                api: console_api::api::Api {
+                    region: config.region.id.clone(),
+                    broker: broker.clone(),
+                    replicator: replicator.clone(),
+                },
+                tokens: tokens.clone(),
             },
             console_stop.clone(),
         ));
@@ -264,7 +279,7 @@ async fn retention_loop(broker: Arc<Broker>, every: Duration, stop: Cancellation
 /// Writes the effective config with the bound addresses, atomically (temp file + rename),
 /// so a reader sees either nothing or the whole file.
 fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
-    let mut effective = config.clone();
+    let mut effective = config.redacted();
     effective.listen.grpc = bound.grpc;
     effective.listen.replication = bound.replication;
     effective.listen.console = bound.console;

@@ -16,7 +16,7 @@ pub struct ServeArgs {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = NodeConfig::load(&args.config)?;
-    tracing::info!(config = ?config, "effective config");
+    tracing::info!(config = ?config.redacted(), "effective config");
     let node = Node::start(config).await?;
     wait_for_signal().await?;
     node.shut_down().await

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use router::config::NodeConfig;
 use router::node::Node;
 #[allow(unused_imports)]

@@ -1,0 +1,48 @@
+//! The REST API under `/api/v1`: tasks (`tasks`), regions, links and topics
+//! (`resources`), its OpenAPI 3 document (`openapi`), bearer-token auth (`auth`) and the
+//! one error shape (`error`). Bodies are JSON, at most `MAX_BODY_BYTES`.
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod resources;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use broker::Broker;
+use replicator::Replicator;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
+#[derive(Clone)]
+pub struct Api {
+    pub region: String,
+    pub broker: Arc<Broker>,
+    pub replicator: Option<Arc<Replicator>>,
+}
+
+/// The API's routes, behind auth.
+pub fn router(api: Api, tokens: auth::Tokens) -> Router {
+    let tokens = Arc::new(tokens);
+    Router::new()
+        .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
+        .route(
+            "/api/v1/tasks/{name}",
+            get(tasks::read).put(tasks::replace).delete(tasks::delete),
+        )
+        .route("/api/v1/tasks/{name}/status", get(tasks::status))
+        .route("/api/v1/tasks/{name}/pause", post(tasks::pause))
+        .route("/api/v1/tasks/{name}/resume", post(tasks::resume))
+        .route("/api/v1/regions", get(resources::regions))
+        .route("/api/v1/links", get(resources::links))
+        .route("/api/v1/topics", get(resources::topics))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(axum::middleware::from_fn_with_state(tokens, auth::require))
+        .with_state(api)
+}

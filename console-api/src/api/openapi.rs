@@ -1,0 +1,177 @@
+//! The OpenAPI 3 document of the API, served at `/api/v1/openapi.json`. `OPERATIONS` is
+//! the list the document is made from; a test checks it against the routes the router
+//! serves, both ways.
+
+use axum::Json;
+
+/// (method, path, summary, takes a task body, changes a task (If-Match)).
+pub const OPERATIONS: &[(&str, &str, &str, bool, bool)] = &[
+    (
+        "get",
+        "/api/v1/tasks",
+        "List tasks with their status",
+        false,
+        false,
+    ),
+    ("post", "/api/v1/tasks", "Create a task", true, false),
+    (
+        "get",
+        "/api/v1/tasks/{name}",
+        "Read a task (ETag: its version)",
+        false,
+        false,
+    ),
+    (
+        "put",
+        "/api/v1/tasks/{name}",
+        "Create or replace a task (idempotent)",
+        true,
+        true,
+    ),
+    (
+        "delete",
+        "/api/v1/tasks/{name}",
+        "Delete a task",
+        false,
+        true,
+    ),
+    (
+        "get",
+        "/api/v1/tasks/{name}/status",
+        "A task's lag, throughput, checkpoints and last error per sub-log",
+        false,
+        false,
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{name}/pause",
+        "Pause a task",
+        false,
+        true,
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{name}/resume",
+        "Resume a task",
+        false,
+        true,
+    ),
+    (
+        "get",
+        "/api/v1/regions",
+        "Regions and how this one reaches them",
+        false,
+        false,
+    ),
+    (
+        "get",
+        "/api/v1/links",
+        "This region's links: state, RTT, bytes",
+        false,
+        false,
+    ),
+    (
+        "get",
+        "/api/v1/topics",
+        "Topics: partitions, per origin offsets and bytes",
+        false,
+        false,
+    ),
+    ("get", "/api/v1/openapi.json", "This document", false, false),
+];
+
+fn error_response(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+pub fn document_value() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary, task_body, versioned) in OPERATIONS {
+        let mut op = serde_json::json!({
+            "summary": summary,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {}}},
+                "401": error_response("No valid bearer token"),
+                "403": error_response("A read-only token on a change"),
+                "404": error_response("Unknown task"),
+            },
+        });
+        let mut parameters = Vec::new();
+        if path.contains("{name}") {
+            parameters.push(serde_json::json!({
+                "name": "name", "in": "path", "required": true, "schema": {"type": "string"}
+            }));
+        }
+        if *versioned {
+            parameters.push(serde_json::json!({
+                "name": "If-Match", "in": "header", "required": false,
+                "description": "The task version the change applies to (required when the task exists)",
+                "schema": {"type": "string"}
+            }));
+            op["responses"]["409"] = error_response("Stale version");
+            op["responses"]["428"] = error_response("If-Match missing");
+        }
+        if *task_body {
+            op["requestBody"] = serde_json::json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskSpec"}}}
+            });
+            op["responses"]["201"] = serde_json::json!({"description": "Created"});
+            op["responses"]["400"] =
+                error_response("Malformed JSON or an invalid task (field named)");
+            op["responses"]["413"] = error_response("Body too large");
+        }
+        if *method == "delete" {
+            op["responses"]["204"] = serde_json::json!({"description": "Deleted"});
+        }
+        if !parameters.is_empty() {
+            op["parameters"] = parameters.into();
+        }
+        let entry = paths
+            .entry(path.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+        entry[*method] = op;
+    }
+    serde_json::json!({
+        "openapi": "3.0.3",
+        "info": {"title": "georouter console API", "version": "1"},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "properties": {"error": {"type": "object", "properties": {
+                        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
+                    }, "required": ["code", "message"]}}
+                },
+                "TaskSpec": {
+                    "type": "object",
+                    "required": ["name", "sources", "targets", "topics"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "sources": {"type": "array", "items": {"type": "string"}},
+                        "targets": {"type": "array", "items": {"type": "string"}},
+                        "topics": {"type": "string", "description": "glob over topic names"},
+                        "direction": {"type": "string", "enum": ["one-way", "two-way"]},
+                        "rename": {"type": "string", "description": "{topic} is the source name"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "start": {"type": "string", "description": "earliest, latest or an RFC 3339 time"},
+                        "max_records_per_s": {"type": "integer", "minimum": 1},
+                        "max_bytes_per_s": {"type": "integer", "minimum": 1},
+                        "state": {"type": "string", "enum": ["running", "paused"]}
+                    }
+                }
+            }
+        }
+    })
+}
+
+pub async fn document() -> Json<serde_json::Value> {
+    Json(document_value())
+}

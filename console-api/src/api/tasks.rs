@@ -1,0 +1,197 @@
+//! `/api/v1/tasks`: list, create, read, replace (idempotent PUT), delete, pause, resume and
+//! status of replication tasks. A change to an existing task must carry the version it
+//! read in `If-Match` (the `ETag` of a read); a stale one gets 409, a missing one 428.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use replicator::{Replicator, TaskRecord, TaskSpec, TaskState};
+
+use super::Api;
+use super::error::ApiError;
+
+fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
+    api.replicator.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "REPLICATION_DISABLED",
+            "replication is not configured in this region",
+        )
+    })
+}
+
+/// A task as the API shows it: its record and its status per sub-log.
+fn view(replicator: &Replicator, record: &TaskRecord) -> serde_json::Value {
+    let sub_logs: Vec<_> = replicator
+        .status()
+        .into_iter()
+        .filter(|s| s.task == record.spec.name)
+        .collect();
+    serde_json::json!({
+        "name": record.spec.name,
+        "version": record.version,
+        "changed_by": record.changed_by,
+        "spec": record.spec,
+        "state": record.spec.state,
+        "status": {
+            "lag_records": sub_logs.iter().map(|s| s.lag_records).sum::<u64>(),
+            "lag_bytes": sub_logs.iter().map(|s| s.lag_bytes).sum::<u64>(),
+            "lag_seconds": sub_logs.iter().map(|s| s.lag_seconds).fold(0.0, f64::max),
+            "records_per_s": sub_logs.iter().map(|s| s.records_per_s).sum::<f64>(),
+            "last_error": sub_logs.iter().find_map(|s| s.last_error.clone()),
+            "sub_logs": sub_logs,
+        },
+    })
+}
+
+fn with_etag(status: StatusCode, replicator: &Replicator, record: &TaskRecord) -> Response {
+    let mut response = (status, Json(view(replicator, record))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The version in `If-Match` (`"3"`, `3` or `W/"3"`), if any.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match must be a task version (a number), not {text:?}"
+        ))
+    })
+}
+
+fn required(version: Option<u64>) -> Result<u64, ApiError> {
+    version.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "VERSION_REQUIRED",
+            "a change to a task needs the version it applies to: If-Match: \"<version>\"",
+        )
+    })
+}
+
+fn body(spec: Result<Json<TaskSpec>, JsonRejection>) -> Result<TaskSpec, ApiError> {
+    Ok(spec?.0)
+}
+
+pub async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let tasks: Vec<_> = r.tasks().iter().map(|t| view(r, t)).collect();
+    Ok(Json(serde_json::json!({ "tasks": tasks })).into_response())
+}
+
+pub async fn create(
+    State(api): State<Api>,
+    spec: Result<Json<TaskSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let record = r.create_task(body(spec)?)?;
+    Ok(with_etag(StatusCode::CREATED, r, &record))
+}
+
+pub async fn read(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let record = r
+        .task(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    Ok(with_etag(StatusCode::OK, r, &record))
+}
+
+pub async fn status(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let record = r
+        .task(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    Ok(Json(view(r, &record)["status"].clone()).into_response())
+}
+
+pub async fn replace(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    spec: Result<Json<TaskSpec>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let spec = body(spec)?;
+    if spec.name != name {
+        return Err(ApiError {
+            field: Some("name".into()),
+            ..ApiError::bad_request(format!(
+                "the body names task \"{}\" but the path names \"{name}\"",
+                spec.name
+            ))
+        });
+    }
+    let version = if_match(&headers)?;
+    let (status, record) = match r.task(&name) {
+        // The same spec again: nothing to change (PUT is idempotent).
+        Some(current) if current.spec == spec => (StatusCode::OK, current),
+        Some(_) => (StatusCode::OK, r.put_task(spec, Some(required(version)?))?),
+        None => (
+            StatusCode::CREATED,
+            r.put_task(spec, Some(version.unwrap_or(0)))?,
+        ),
+    };
+    Ok(with_etag(status, r, &record))
+}
+
+pub async fn delete(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    if r.task(&name).is_none() {
+        return Err(ApiError::not_found(format!("no task \"{name}\"")));
+    }
+    r.delete_task(&name, Some(required(if_match(&headers)?)?))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn set_state(
+    api: Api,
+    name: String,
+    headers: HeaderMap,
+    state: TaskState,
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let current = r
+        .task(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    let version = required(if_match(&headers)?)?;
+    let record = if current.spec.state == state && current.version == version {
+        current
+    } else {
+        r.set_task_state(&name, state, Some(version))?
+    };
+    Ok(with_etag(StatusCode::OK, r, &record))
+}
+
+pub async fn pause(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    set_state(api, name, headers, TaskState::Paused).await
+}
+
+pub async fn resume(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    set_state(api, name, headers, TaskState::Running).await
+}

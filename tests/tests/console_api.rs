@@ -1,0 +1,359 @@
+//! The console's REST API on two running regions: every route, every error class, auth,
+//! versions, and the live effect of pause and resume on replication.
+
+mod support;
+
+use std::time::Duration;
+
+use support::http::{Http, Reply};
+use support::*;
+
+const ADMIN: &str = "admin-secret";
+const READER: &str = "read-only";
+
+async fn regions() -> (Vec<TestNode>, Http, Http, Deployment) {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let nodes = deployment
+        .start_topology(TopologySpec::mesh(&["eu", "us"]), &[], |config| {
+            config.console.admin_tokens = vec![ADMIN.into()];
+            config.console.read_tokens = vec![READER.into()];
+        })
+        .await;
+    let eu = Http::new(nodes[0].node.bound.console);
+    let us = Http::new(nodes[1].node.bound.console);
+    (nodes, eu, us, deployment)
+}
+
+fn task_json(name: &str, targets: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "name": name, "sources": ["eu"], "targets": targets, "topics": "orders"
+    }))
+    .unwrap()
+}
+
+fn error_code(reply: &Reply) -> String {
+    reply.json()["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn post(http: &Http, path: &str, version: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+    let headers: Vec<(&str, &str)> = version.map(|v| ("if-match", v)).into_iter().collect();
+    http.send("POST", path, Some(ADMIN), &headers, body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_tokens_guard_the_api_but_not_health_or_metrics() {
+    let (nodes, eu, _, _certs) = regions().await;
+    assert_eq!(eu.get("/api/v1/tasks", None).await.status, 401);
+    assert_eq!(eu.get("/api/v1/tasks", Some("wrong")).await.status, 401);
+    assert_eq!(eu.get("/api/v1/replication", None).await.status, 401);
+    assert_eq!(eu.get("/api/v1/tasks", Some(READER)).await.status, 200);
+    let refused = eu
+        .send(
+            "POST",
+            "/api/v1/tasks",
+            Some(READER),
+            &[],
+            Some(task_json("t", &["us"])),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, error_code(&refused).as_str()),
+        (403, "FORBIDDEN")
+    );
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(eu.get(open, None).await.status, 200, "{open}");
+    }
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
+    let (nodes, eu, us, _certs) = regions().await;
+    let created = post(
+        &eu,
+        "/api/v1/tasks",
+        None,
+        Some(task_json("orders-dr", &["us"])),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.etag().as_deref(), Some("\"1\""));
+    assert_eq!(created.json()["spec"]["targets"], serde_json::json!(["us"]));
+
+    let again = post(
+        &eu,
+        "/api/v1/tasks",
+        None,
+        Some(task_json("orders-dr", &["us"])),
+    )
+    .await;
+    assert_eq!(
+        (again.status, error_code(&again).as_str()),
+        (409, "TASK_EXISTS")
+    );
+    let invalid = post(
+        &eu,
+        "/api/v1/tasks",
+        None,
+        Some(task_json("bad", &["mars"])),
+    )
+    .await;
+    assert_eq!(invalid.status, 400);
+    assert_eq!(invalid.json()["error"]["field"], "targets");
+    assert!(invalid.text.contains("unknown region"), "{}", invalid.text);
+    let malformed = post(&eu, "/api/v1/tasks", None, Some(b"{\"name\": ".to_vec())).await;
+    assert_eq!(
+        (malformed.status, error_code(&malformed).as_str()),
+        (400, "MALFORMED_JSON")
+    );
+    let unknown_field = post(
+        &eu,
+        "/api/v1/tasks",
+        None,
+        Some(
+            br#"{"name":"x","sources":["eu"],"targets":["us"],"topics":"o","colour":"red"}"#
+                .to_vec(),
+        ),
+    )
+    .await;
+    assert_eq!(unknown_field.status, 400, "{}", unknown_field.text);
+    let huge = post(&eu, "/api/v1/tasks", None, Some(vec![b' '; 100 << 10])).await;
+    assert_eq!(
+        (huge.status, error_code(&huge).as_str()),
+        (413, "BODY_TOO_LARGE")
+    );
+    let missing = eu.get("/api/v1/tasks/nope", Some(READER)).await;
+    assert_eq!(
+        (missing.status, error_code(&missing).as_str()),
+        (404, "NOT_FOUND")
+    );
+
+    // Replace: the version is required and checked; the same spec again changes nothing.
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&task_json("orders-dr", &["us"])).unwrap();
+    spec["max_records_per_s"] = 1000.into();
+    let body = serde_json::to_vec(&spec).unwrap();
+    let put = |version: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = version.map(|v| ("if-match", v)).into_iter().collect();
+        let body = body.clone();
+        let eu = &eu;
+        async move {
+            eu.send(
+                "PUT",
+                "/api/v1/tasks/orders-dr",
+                Some(ADMIN),
+                &headers,
+                Some(body),
+            )
+            .await
+        }
+    };
+    let no_version = put(None).await;
+    assert_eq!(
+        (no_version.status, error_code(&no_version).as_str()),
+        (428, "VERSION_REQUIRED")
+    );
+    let stale = put(Some("\"7\"")).await;
+    assert_eq!(
+        (stale.status, error_code(&stale).as_str()),
+        (409, "VERSION_CONFLICT")
+    );
+    let replaced = put(Some("\"1\"")).await;
+    assert_eq!(
+        (replaced.status, replaced.etag().as_deref()),
+        (200, Some("\"2\""))
+    );
+    let same = put(Some("\"1\"")).await;
+    assert_eq!(
+        (same.status, same.etag().as_deref()),
+        (200, Some("\"2\"")),
+        "idempotent"
+    );
+    let renamed = eu
+        .send(
+            "PUT",
+            "/api/v1/tasks/other",
+            Some(ADMIN),
+            &[],
+            Some(task_json("orders-dr", &["us"])),
+        )
+        .await;
+    assert_eq!(renamed.json()["error"]["field"], "name");
+
+    // Known in the other region, with its status.
+    eventually("us to list the task at version 2", || async {
+        let listed = us.get("/api/v1/tasks", Some(READER)).await.json();
+        listed["tasks"]
+            .as_array()
+            .is_some_and(|t| t.len() == 1 && t[0]["version"] == 2)
+    })
+    .await;
+    let status = us.get("/api/v1/tasks/orders-dr/status", Some(READER)).await;
+    assert_eq!(status.status, 200);
+    assert!(status.json()["sub_logs"].is_array());
+
+    // Pause and resume need the version too.
+    let unversioned = post(&eu, "/api/v1/tasks/orders-dr/pause", None, None).await;
+    assert_eq!(unversioned.status, 428);
+    let paused = post(&eu, "/api/v1/tasks/orders-dr/pause", Some("\"2\""), None).await;
+    assert_eq!(
+        (paused.status, paused.json()["state"].as_str()),
+        (200, Some("paused"))
+    );
+    eventually("us to see the pause", || async {
+        us.get("/api/v1/tasks/orders-dr", Some(READER))
+            .await
+            .etag()
+            .as_deref()
+            == Some("\"3\"")
+    })
+    .await;
+    let stale = post(&us, "/api/v1/tasks/orders-dr/resume", Some("\"2\""), None).await;
+    assert_eq!(stale.status, 409, "a stale version from the other console");
+    let resumed = post(&us, "/api/v1/tasks/orders-dr/resume", Some("\"3\""), None).await;
+    assert_eq!(
+        (resumed.status, resumed.json()["state"].as_str()),
+        (200, Some("running"))
+    );
+    eventually("eu to see the resume", || async {
+        eu.get("/api/v1/tasks/orders-dr", Some(READER))
+            .await
+            .etag()
+            .as_deref()
+            == Some("\"4\"")
+    })
+    .await;
+
+    // Delete.
+    let deleted = eu
+        .send(
+            "DELETE",
+            "/api/v1/tasks/orders-dr",
+            Some(ADMIN),
+            &[("if-match", "\"4\"")],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    assert_eq!(
+        eu.get("/api/v1/tasks/orders-dr", Some(READER)).await.status,
+        404
+    );
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_shipping_and_resume_catches_up_exactly() {
+    let (nodes, eu_http, _, _certs) = regions().await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    create_if_missing(eu, "orders", 1).await;
+    produce(eu, "orders", 0, "eu", 100, 10).await;
+    let created = post(
+        &eu_http,
+        "/api/v1/tasks",
+        None,
+        Some(task_json("dr", &["us"])),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    eventually("us to catch up", || async {
+        held_end(&us.node, "orders", 0, "eu") == 100
+    })
+    .await;
+
+    let paused = post(&eu_http, "/api/v1/tasks/dr/pause", Some("\"1\""), None).await;
+    assert_eq!(paused.status, 200);
+    produce(eu, "orders", 0, "eu", 60, 10).await;
+    // A pause holds: nothing more arrives over a window longer than the one second a
+    // pause may take to reach the source.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        held_end(&us.node, "orders", 0, "eu"),
+        100,
+        "shipped while paused"
+    );
+
+    let resumed = post(&eu_http, "/api/v1/tasks/dr/resume", Some("\"2\""), None).await;
+    assert_eq!(resumed.status, 200);
+    eventually("us to catch up after the resume", || async {
+        held_end(&us.node, "orders", 0, "eu") == 160
+    })
+    .await;
+    let records = all_records(&us.client, "orders").await;
+    let offsets: Vec<u64> = records.iter().map(|r| r.2).collect();
+    assert_eq!(
+        offsets,
+        (0..160).collect::<Vec<u64>>(),
+        "0 lost, 0 duplicated"
+    );
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
+    let (nodes, eu, _, _certs) = regions().await;
+    create_if_missing(&nodes[0], "orders", 2).await;
+    produce(&nodes[0], "orders", 1, "eu", 5, 5).await;
+    eventually("the link to be up", || async {
+        eu.get("/api/v1/links", Some(READER)).await.json()["links"][0]["up"] == true
+    })
+    .await;
+    let regions = eu.get("/api/v1/regions", Some(READER)).await.json();
+    assert_eq!(regions["this"], "eu");
+    assert_eq!(regions["regions"][1]["name"], "us");
+    let topics = eu.get("/api/v1/topics", Some(READER)).await.json();
+    assert_eq!(topics["topics"][0]["partitions"], 2);
+    assert_eq!(
+        topics["topics"][0]["by_partition"][1]["origins"][0]["end_offset"],
+        5
+    );
+
+    // Every documented operation is served (an unknown route would be a bare 404, a
+    // wrong method 405), and the document lists exactly the API's routes.
+    let document = eu.get("/api/v1/openapi.json", Some(READER)).await.json();
+    assert_eq!(document["openapi"], "3.0.3");
+    let mut documented = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let concrete = path.replace("{name}", "no-such-task");
+            let reply = eu
+                .send(&method.to_uppercase(), &concrete, Some(ADMIN), &[], None)
+                .await;
+            assert_ne!(reply.status, 405, "{method} {path}");
+            assert!(
+                reply.status != 404 || reply.text.contains("\"error\""),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    documented.sort();
+    let mut routes = vec![
+        "GET /api/v1/tasks",
+        "POST /api/v1/tasks",
+        "GET /api/v1/tasks/{name}",
+        "PUT /api/v1/tasks/{name}",
+        "DELETE /api/v1/tasks/{name}",
+        "GET /api/v1/tasks/{name}/status",
+        "POST /api/v1/tasks/{name}/pause",
+        "POST /api/v1/tasks/{name}/resume",
+        "GET /api/v1/regions",
+        "GET /api/v1/links",
+        "GET /api/v1/topics",
+        "GET /api/v1/openapi.json",
+    ];
+    routes.sort();
+    assert_eq!(documented, routes);
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
