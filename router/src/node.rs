@@ -133,7 +133,12 @@ impl Node {
             }
             None => (None, Some(replication_socket)),
         };
+        let fetches = CancellationToken::new();
+        let fetch_tasks = TaskTracker::new();
+        let service =
+            broker::grpc::BrokerService::new(broker.clone(), fetch_tasks.clone(), fetches.clone());
         let mut registry = prometheus_client::registry::Registry::default();
+        service.metrics().register(&mut registry);
         let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
             r.metrics().register(&mut registry);
             let r = r.clone();
@@ -174,11 +179,7 @@ impl Node {
             console_stop.clone(),
         ));
 
-        let fetches = CancellationToken::new();
-        let fetch_tasks = TaskTracker::new();
-        let service =
-            broker::grpc::BrokerService::new(broker.clone(), fetch_tasks.clone(), fetches.clone())
-                .into_server();
+        let service = service.into_server();
         let grpc_stop = CancellationToken::new();
         let stop = grpc_stop.clone();
         let grpc = tokio::spawn(

@@ -2,8 +2,10 @@
 //! maps errors to status codes, and the service.
 
 mod convert;
+pub mod metrics;
 mod service;
 mod status;
 
+pub use metrics::ApiMetrics;
 pub use service::BrokerService;
 pub use status::{ERROR_CODE_KEY, to_status};

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::metrics::{ApiMetrics, OutcomeLabels};
+
 use proto::v1 as pb;
 use proto::v1::broker_server;
 use tokio::sync::mpsc;
@@ -27,6 +29,7 @@ pub struct BrokerService {
     broker: Arc<Broker>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    metrics: Arc<ApiMetrics>,
 }
 
 impl BrokerService {
@@ -36,7 +39,13 @@ impl BrokerService {
             broker,
             tracker,
             shutdown,
+            metrics: Arc::default(),
         }
+    }
+
+    /// The service's metrics (to register for `/metrics`).
+    pub fn metrics(&self) -> &Arc<ApiMetrics> {
+        &self.metrics
     }
 
     /// The tonic service, with message limits that fit the largest batch.
@@ -112,12 +121,23 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        let started = std::time::Instant::now();
         let r = request.into_inner();
         let records = r.records.into_iter().map(record_from_pb).collect();
-        let ids = self
+        let produced = self
             .broker
             .produce(&r.topic, records, partitioning_from_pb(r.partitioning))
-            .await?;
+            .await;
+        let outcome = if produced.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .produce_requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        let ids = produced?;
+        self.metrics.produced_records.inc_by(ids.len() as u64);
+        self.metrics
+            .produce_latency
+            .observe(started.elapsed().as_secs_f64());
         let ids = ids
             .into_iter()
             .map(|id| pb::RecordId {
@@ -168,8 +188,15 @@ impl broker_server::Broker for BrokerService {
         };
         let (tx, rx) = mpsc::channel(FETCH_BUFFER);
         let shutdown = self.shutdown.clone();
-        self.tracker
-            .spawn(run_fetch(readers, tx, r.follow, max_bytes, shutdown));
+        self.metrics.fetch_streams.inc();
+        self.tracker.spawn(run_fetch(
+            readers,
+            tx,
+            r.follow,
+            max_bytes,
+            shutdown,
+            self.metrics.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -206,6 +233,7 @@ async fn run_fetch(
     follow: bool,
     max_bytes: usize,
     shutdown: CancellationToken,
+    metrics: Arc<ApiMetrics>,
 ) {
     loop {
         let read = tokio::task::spawn_blocking(move || {
@@ -240,6 +268,7 @@ async fn run_fetch(
                 continue;
             }
             let p = reader.partition().index();
+            metrics.fetched_records.inc_by(outcome.records.len() as u64);
             let response = pb::FetchResponse {
                 records: outcome
                     .records
