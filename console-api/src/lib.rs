@@ -1,7 +1,8 @@
 //! The region's HTTP console: `/healthz` (the process serves), `/readyz` (the node
 //! finished recovery and its listeners are up), `/metrics` (Prometheus text),
 //! `/api/v1/replication` (links, routes and per-sub-log lag, JSON) and the REST API
-//! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth.
+//! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth; `/` serves
+//! the web console (`web/index.html`).
 
 pub mod api;
 
@@ -55,6 +56,7 @@ pub fn router(console: Console) -> Router {
             api::auth::require,
         ));
     Router::new()
+        .route("/", get(web_console))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -156,6 +158,19 @@ async fn replication(State(console): State<Console>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The web console: one self-contained page (no CDN, no build step) that drives the API
+/// with the token the operator enters.
+async fn web_console() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("web/index.html"),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

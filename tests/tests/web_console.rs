@@ -1,0 +1,66 @@
+//! The web console in real headless Chromium (Debian's `chromium`; `.ci/run` installs
+//! it), driven over the DevTools protocol by `tests/web/console_test.mjs` (Node 20, no npm
+//! packages): create a task through the form (an invalid one first, whose error shows at
+//! the field), see it listed running, pause it, see "paused". The screenshot is kept at
+//! `target/test-artifacts/web-console.png`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use support::http::Http;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let nodes = deployment
+        .start_topology(TopologySpec::mesh(&["eu", "us"]), &[], |config| {
+            config.console.admin_tokens = vec!["web-admin".into()];
+        })
+        .await;
+    let console = nodes[0].node.bound.console;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let artifacts = root.join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("web-console.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let profile = tempfile::tempdir().unwrap();
+    let script = root.join("web/console_test.mjs");
+    let output = tokio::task::spawn_blocking({
+        let screenshot = screenshot.clone();
+        let profile = profile.path().to_path_buf();
+        move || {
+            Command::new("node")
+                .arg("--experimental-websocket")
+                .arg(script)
+                .arg(format!("http://{console}/"))
+                .arg("web-admin")
+                .arg(&screenshot)
+                .arg(&profile)
+                .output()
+                .expect("node (Node 20) runs the browser test")
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let png = std::fs::read(&screenshot).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    // What the browser did, seen through the API.
+    let task = Http::new(console)
+        .get("/api/v1/tasks/web-task", Some("web-admin"))
+        .await
+        .json();
+    assert_eq!(task["state"], "paused");
+    assert_eq!(task["spec"]["targets"], serde_json::json!(["us"]));
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}

@@ -1,0 +1,101 @@
+// Drives the web console in real headless Chromium over the DevTools protocol (Node 20
+// with --experimental-websocket; no npm packages):
+//   node --experimental-websocket console_test.mjs URL TOKEN SCREENSHOT.png PROFILE_DIR
+// Enters the token, submits an invalid task (expects the API's error inline at the field),
+// creates a valid task through the form, waits for it to be listed as running, pauses it,
+// waits for "paused", checks the topology view, and saves a screenshot. Exits non-zero
+// with the reason on any failure.
+
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+
+const [url, token, screenshot, profile] = process.argv.slice(2);
+const fail = (message) => { console.error("web console test: " + message); process.exit(1); };
+const deadline = (ms, what) => setTimeout(() => fail("timed out: " + what), ms);
+const overall = deadline(90_000, "the whole test");
+
+const chromium = spawn("chromium", [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+  "--disable-dev-shm-usage", "--no-first-run", "--window-size=1280,1100",
+  "--user-data-dir=" + profile, "--remote-debugging-port=0", "about:blank",
+], { stdio: ["ignore", "ignore", "pipe"] });
+chromium.on("exit", (code) => { if (!done) fail("chromium exited early with " + code); });
+let done = false;
+
+const endpoint = await new Promise((resolve) => {
+  let seen = "";
+  chromium.stderr.on("data", (chunk) => {
+    seen += chunk;
+    const m = seen.match(/DevTools listening on (ws:\/\/\S+)/);
+    if (m) resolve(m[1]);
+  });
+});
+
+const ws = new WebSocket(endpoint);
+await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+let nextId = 1;
+const pending = new Map();
+ws.onmessage = (event) => {
+  const message = JSON.parse(event.data);
+  if (message.id && pending.has(message.id)) {
+    const { resolve, reject } = pending.get(message.id);
+    pending.delete(message.id);
+    message.error ? reject(new Error(JSON.stringify(message.error))) : resolve(message.result);
+  }
+};
+const send = (method, params = {}, sessionId) => new Promise((resolve, reject) => {
+  const id = nextId++;
+  pending.set(id, { resolve, reject });
+  ws.send(JSON.stringify({ id, method, params, sessionId }));
+});
+
+const { targetId } = await send("Target.createTarget", { url });
+const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+const page = (method, params) => send(method, params, sessionId);
+await page("Runtime.enable");
+const evaluate = async (expression) => {
+  const r = await page("Runtime.evaluate", { expression, awaitPromise: true, returnByValue: true });
+  if (r.exceptionDetails) fail("script error: " + JSON.stringify(r.exceptionDetails));
+  return r.result.value;
+};
+const until = async (what, expression, ms = 20_000) => {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await evaluate(expression)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  fail("waited " + ms + " ms for " + what + "; page says: " + await evaluate("document.getElementById('message').textContent"));
+};
+
+await until("the page to load", "document.readyState === 'complete' && !!document.getElementById('create')");
+await evaluate(`(() => { const t = document.getElementById('token'); t.value = ${JSON.stringify(token)};
+  t.dispatchEvent(new Event('change')); })()`);
+await until("the region name", "document.getElementById('region').textContent === 'eu'");
+
+const fill = (fields) => evaluate(`(() => { const f = document.getElementById('create');
+  for (const [k, v] of Object.entries(${JSON.stringify(fields)})) f.elements[k].value = v;
+  f.requestSubmit(); })()`);
+
+// An invalid target: the API's message shows at the targets field.
+await fill({ name: "web-task", sources: "eu", targets: "mars", topics: "orders" });
+await until("the inline error at targets",
+  "document.querySelector('.field-error[data-for=targets]').textContent.includes('unknown region')");
+if (!await evaluate("document.querySelector('input[name=targets]').getAttribute('aria-invalid') === 'true'"))
+  fail("the targets input is not marked invalid");
+
+await fill({ name: "web-task", sources: "eu", targets: "us", topics: "orders" });
+const state = "document.querySelector('tr[data-task=\"web-task\"] [data-role=state]')?.textContent";
+await until("the task listed as running", `${state} === 'running'`);
+await evaluate("document.querySelector('tr[data-task=\"web-task\"] button[data-action=pause]').click()");
+await until("the task listed as paused", `${state} === 'paused'`);
+await until("the link to us shown up",
+  "[...document.querySelectorAll('#links tr')].some((r) => r.cells[0].textContent === 'us' && r.cells[1].textContent === 'up')");
+
+const shot = await page("Page.captureScreenshot", { format: "png", captureBeyondViewport: true });
+writeFileSync(screenshot, Buffer.from(shot.data, "base64"));
+done = true;
+clearTimeout(overall);
+await send("Browser.close").catch(() => {});
+chromium.kill();
+console.log("web console test passed; screenshot at " + screenshot);
+process.exit(0);
