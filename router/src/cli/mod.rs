@@ -6,6 +6,7 @@ mod certs;
 mod consume;
 mod produce;
 mod serve;
+mod task;
 mod topic;
 
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Create a deployment CA and region certificates for replication links.
     Certs(certs::CertsArgs),
+    /// Manage replication tasks through a region's console API.
+    #[command(subcommand)]
+    Task(task::TaskCommand),
 }
 
 pub fn main() -> ExitCode {
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(args) => certs::run(args),
+            Command::Task(command) => task::run(command).await,
         }
     });
     match result {
