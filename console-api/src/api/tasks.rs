@@ -41,7 +41,8 @@ fn view(replicator: &Replicator, record: &TaskRecord) -> serde_json::Value {
             "lag_records": sub_logs.iter().map(|s| s.lag_records).sum::<u64>(),
             "lag_bytes": sub_logs.iter().map(|s| s.lag_bytes).sum::<u64>(),
             "lag_seconds": sub_logs.iter().map(|s| s.lag_seconds).fold(0.0, f64::max),
-            "records_per_s": sub_logs.iter().map(|s| s.records_per_s).sum::<f64>(),
+            // + 0.0: an empty sum is -0.0.
+            "records_per_s": sub_logs.iter().map(|s| s.records_per_s).sum::<f64>() + 0.0,
             "last_error": sub_logs.iter().find_map(|s| s.last_error.clone()),
             "sub_logs": sub_logs,
         },
