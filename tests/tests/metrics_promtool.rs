@@ -75,6 +75,7 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
     }
     for family in [
         "georouter_fetched_records_total",
+        "georouter_fetch_read_latency_seconds_bucket",
         "georouter_replicated_records_total{task=\"m\"}",
         "georouter_replication_lag_records{",
         "georouter_replication_lag_seconds{",

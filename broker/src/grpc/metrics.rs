@@ -19,6 +19,8 @@ pub struct ApiMetrics {
     pub produce_latency: Histogram,
     pub fetch_streams: Counter,
     pub fetched_records: Counter,
+    /// One read of a fetch stream's partitions (records found or caught up).
+    pub fetch_read_latency: Histogram,
 }
 
 impl Default for ApiMetrics {
@@ -30,6 +32,7 @@ impl Default for ApiMetrics {
             produce_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 20)),
             fetch_streams: Counter::default(),
             fetched_records: Counter::default(),
+            fetch_read_latency: Histogram::new(exponential_buckets(0.000_005, 2.0, 20)),
         }
     }
 }
@@ -61,6 +64,11 @@ impl ApiMetrics {
             "fetched_records",
             "Records delivered to consumers",
             self.fetched_records.clone(),
+        );
+        r.register(
+            "fetch_read_latency_seconds",
+            "Time of one read of a fetch stream's partitions",
+            self.fetch_read_latency.clone(),
         );
     }
 }

@@ -236,6 +236,7 @@ async fn run_fetch(
     metrics: Arc<ApiMetrics>,
 ) {
     loop {
+        let started = std::time::Instant::now();
         let read = tokio::task::spawn_blocking(move || {
             let outcomes: Vec<_> = readers
                 .iter_mut()
@@ -244,6 +245,9 @@ async fn run_fetch(
             (readers, outcomes)
         })
         .await;
+        metrics
+            .fetch_read_latency
+            .observe(started.elapsed().as_secs_f64());
         let outcomes;
         (readers, outcomes) = match read {
             Ok(result) => result,
