@@ -30,8 +30,11 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// The order every region applies: higher version, then a deletion over a change at
+    /// the same version, then the region name.
     fn newer_than(&self, other: &TaskRecord) -> bool {
-        (self.version, &self.changed_by) > (other.version, &other.changed_by)
+        (self.version, self.deleted, &self.changed_by)
+            > (other.version, other.deleted, &other.changed_by)
     }
 }
 
@@ -88,7 +91,7 @@ impl Catalog {
             records,
             active: Arc::default(),
         };
-        catalog.active = catalog.build(topology, &catalog.records)?;
+        catalog.active = catalog.build(topology, &catalog.records);
         Ok(catalog)
     }
 
@@ -104,20 +107,40 @@ impl Catalog {
         self.records.get(name).filter(|r| !r.deleted)
     }
 
-    /// Validates the live tasks of `records`, keeping the `Task` (and its rate limiter,
-    /// and the pulls that use it) of every task whose spec did not change.
+    /// The live tasks of `records` that are valid here, keeping the `Task` (and its rate
+    /// limiter, and the pulls that use it) of every task whose spec did not change. When
+    /// the whole set does not validate (a record from another region naming a region this
+    /// one does not know, two tasks renaming into one topic), tasks are taken in name order
+    /// and those that break the set are left inactive: every region with the same records
+    /// makes the same choice.
     fn build(
         &self,
         topology: &Topology,
         records: &BTreeMap<String, TaskRecord>,
-    ) -> Result<Arc<Vec<Arc<Task>>>, TaskError> {
+    ) -> Arc<Vec<Arc<Task>>> {
         let specs: Vec<TaskSpec> = records
             .values()
             .filter(|r| !r.deleted)
             .map(|r| r.spec.clone())
             .collect();
-        let fresh = task::validate(&specs, topology)?;
-        Ok(Arc::new(
+        let fresh = match task::validate(&specs, topology) {
+            Ok(tasks) => tasks,
+            Err(_) => {
+                let mut taken: Vec<TaskSpec> = Vec::new();
+                for spec in specs {
+                    let mut trial = taken.clone();
+                    trial.push(spec.clone());
+                    match task::validate(&trial, topology) {
+                        Ok(_) => taken = trial,
+                        Err(e) => {
+                            tracing::error!(task = %spec.name, error = %e, "task is not valid in this region; inactive here");
+                        }
+                    }
+                }
+                task::validate(&taken, topology).unwrap_or_default()
+            }
+        };
+        Arc::new(
             fresh
                 .into_iter()
                 .map(|t| {
@@ -128,12 +151,13 @@ impl Catalog {
                         .unwrap_or(t)
                 })
                 .collect(),
-        ))
+        )
     }
 
     /// A change made in this region: `spec` (create or replace) or a deletion of `name`,
-    /// if the current version is `if_version` (when given). Returns the new record.
-    pub fn change(
+    /// if the current version is `if_version` (when given). Returns the new record, not yet
+    /// applied: the caller stores it, then `apply`s it.
+    pub fn prepare(
         &mut self,
         name: &str,
         spec: Option<TaskSpec>,
@@ -168,38 +192,62 @@ impl Catalog {
             changed_by: region.to_string(),
             deleted: spec.is_none(),
         };
-        let mut records = self.records.clone();
-        records.insert(name.to_string(), record.clone());
-        self.active = self.build(topology, &records)?;
-        self.records = records;
+        if !record.deleted {
+            // Strict for changes made here: the task must fit with the active ones.
+            let mut specs: Vec<TaskSpec> = self
+                .active
+                .iter()
+                .filter(|t| t.name() != name)
+                .map(|t| t.spec.clone())
+                .collect();
+            specs.push(record.spec.clone());
+            specs.sort_by(|a, b| a.name.cmp(&b.name));
+            task::validate(&specs, topology)?;
+        }
         Ok(record)
     }
 
-    /// Records from another region; returns those that were newer than what is held (and
-    /// valid here), now taken.
+    /// Takes a record made by `prepare` (after it was stored).
+    pub fn apply(&mut self, record: TaskRecord, topology: &Topology) {
+        let mut records = self.records.clone();
+        records.insert(record.spec.name.clone(), record);
+        self.active = self.build(topology, &records);
+        self.records = records;
+    }
+
+    #[cfg(test)]
+    fn change(
+        &mut self,
+        name: &str,
+        spec: Option<TaskSpec>,
+        if_version: Option<u64>,
+        create_only: bool,
+        region: &str,
+        topology: &Topology,
+    ) -> Result<TaskRecord, ChangeError> {
+        let record = self.prepare(name, spec, if_version, create_only, region, topology)?;
+        self.apply(record.clone(), topology);
+        Ok(record)
+    }
+
+    /// Records from another region; returns those that were newer than what is held, now
+    /// taken (whether or not they are valid here: they are kept and passed on all the same,
+    /// and `build` decides what is active).
     pub fn merge(&mut self, incoming: Vec<TaskRecord>, topology: &Topology) -> Vec<TaskRecord> {
+        let mut records = self.records.clone();
         let mut taken = Vec::new();
         for record in incoming {
-            let name = record.spec.name.clone();
-            if self
-                .records
-                .get(&name)
-                .is_some_and(|held| !record.newer_than(held))
-            {
-                continue;
+            let newer = records
+                .get(&record.spec.name)
+                .is_none_or(|held| record.newer_than(held));
+            if newer {
+                records.insert(record.spec.name.clone(), record.clone());
+                taken.push(record);
             }
-            let mut records = self.records.clone();
-            records.insert(name.clone(), record.clone());
-            match self.build(topology, &records) {
-                Ok(active) => {
-                    self.active = active;
-                    self.records = records;
-                    taken.push(record);
-                }
-                Err(e) => {
-                    tracing::error!(task = %name, version = record.version, from = %record.changed_by, error = %e, "a task change from another region is not valid here; ignored");
-                }
-            }
+        }
+        if !taken.is_empty() {
+            self.active = self.build(topology, &records);
+            self.records = records;
         }
         taken
     }
@@ -282,5 +330,34 @@ mod tests {
         assert!(b.merge(vec![from_a], &t).is_empty());
         assert_eq!(a.records(), b.records());
         assert_eq!(a.record("t").unwrap().spec.max_records_per_s, Some(7));
+    }
+
+    #[test]
+    fn a_record_invalid_here_is_kept_and_passed_on_but_inactive() {
+        let t = topology();
+        let mut c = catalog();
+        let alien = TaskRecord {
+            spec: TaskSpec::new("alien", &["a"], &["mars"], "x"),
+            version: 1,
+            changed_by: "mars".into(),
+            deleted: false,
+        };
+        assert_eq!(c.merge(vec![alien.clone()], &t), vec![alien]);
+        assert!(c.records().iter().any(|r| r.spec.name == "alien"));
+        let active: Vec<&str> = c.active().iter().map(|t| t.name()).collect();
+        assert_eq!(active, ["t"]);
+    }
+
+    #[test]
+    fn a_deletion_wins_over_a_change_at_the_same_version() {
+        let t = topology();
+        let (mut a, mut z) = (catalog(), catalog());
+        let deleted = a.change("t", None, Some(1), false, "a", &t).unwrap();
+        let mut spec = z.record("t").unwrap().spec.clone();
+        spec.state = crate::task::TaskState::Paused;
+        let paused = z.change("t", Some(spec), Some(1), false, "z", &t).unwrap();
+        assert!(a.merge(vec![paused], &t).is_empty());
+        assert_eq!(z.merge(vec![deleted], &t).len(), 1);
+        assert!(a.record("t").is_none() && z.record("t").is_none());
     }
 }

@@ -312,6 +312,10 @@ async fn run(
     let mut backoff = shared.settings.reconnect_min;
     let mut gave_up = false;
     loop {
+        if crate::serve::changed(&shared, &task) {
+            // The task was paused, changed or deleted: the planner starts what is needed.
+            break;
+        }
         let result = tokio::select! {
             r = subscription(&shared, &link, &task, &source_topic, &key, relay) => r,
             () = cancel.cancelled() => break,

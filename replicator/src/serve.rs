@@ -107,8 +107,14 @@ pub(crate) async fn serve_stream(
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
     let mut tasks = shared.task_generation.subscribe();
+    let mut first = true;
     loop {
-        if changed(&shared, &task) {
+        // The catalog is looked at only when it changed (and once at the start).
+        let news = std::mem::take(&mut first) || tasks.has_changed().unwrap_or(false);
+        if news && {
+            tasks.mark_unchanged();
+            changed(&shared, &task)
+        } {
             // Paused, deleted or changed: stop shipping; the puller re-plans.
             send_error(
                 &mut send,

@@ -204,6 +204,11 @@ impl Replicator {
             }
         }
         let catalog = Catalog::load(stored, &config.tasks, &config.region, &config.topology)?;
+        for spec in &config.tasks {
+            if let Some(r) = catalog.record(&spec.name).filter(|r| r.spec != *spec) {
+                tracing::warn!(task = %spec.name, version = r.version, "[[tasks]] differs from the task as changed at run time; the run-time version stays");
+            }
+        }
         for record in catalog.records() {
             persist(&broker, &record).map_err(meta_error)?;
         }
@@ -428,8 +433,10 @@ impl Replicator {
     ) -> Result<TaskRecord, ChangeError> {
         let shared = &self.shared;
         let record = {
+            // Held across the store: changes made here are serialized, and a change is in
+            // effect only once it is stored.
             let mut catalog = shared.catalog.lock().expect("catalog lock");
-            let record = catalog.change(
+            let record = catalog.prepare(
                 name,
                 spec,
                 if_version,
@@ -438,6 +445,7 @@ impl Replicator {
                 &shared.topology,
             )?;
             persist(&shared.broker, &record).map_err(|e| ChangeError::Meta(e.to_string()))?;
+            catalog.apply(record.clone(), &shared.topology);
             record
         };
         tracing::info!(task = name, version = record.version, deleted = record.deleted, state = ?record.spec.state, "task changed here");
@@ -592,6 +600,10 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Every this many routing ticks (5 heartbeat intervals) the whole task catalog is sent to
+/// every neighbour again.
+const CATALOG_REFRESH_TICKS: u64 = 20;
+
 /// Checks link health four times per heartbeat interval (a silent link is down within
 /// `down_after` intervals and a quarter), and floods this region's link state once per
 /// interval.
@@ -607,6 +619,14 @@ async fn routing_loop(shared: Arc<Shared>) {
         n += 1;
         if routing::check_health(&shared) || n % 4 == 0 {
             routing::links_changed(&shared);
+        }
+        if n % CATALOG_REFRESH_TICKS == 0 {
+            // Task frames dropped on a full control queue are repaired by this refresh.
+            let records = shared.catalog.lock().expect("catalog lock").records();
+            let frame = tasks_frame(&records);
+            for link in shared.links.lock().expect("links lock").values() {
+                let _ = link.control.try_send(frame.clone());
+            }
         }
     }
 }

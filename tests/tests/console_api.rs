@@ -168,11 +168,16 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         (replaced.status, replaced.etag().as_deref()),
         (200, Some("\"2\""))
     );
-    let same = put(Some("\"1\"")).await;
+    let same = put(Some("\"2\"")).await;
     assert_eq!(
         (same.status, same.etag().as_deref()),
         (200, Some("\"2\"")),
         "idempotent"
+    );
+    let replayed = put(Some("\"1\"")).await;
+    assert_eq!(
+        replayed.status, 409,
+        "a stale version is refused even for the same spec"
     );
     let renamed = eu
         .send(
@@ -204,6 +209,12 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
     assert_eq!(
         (paused.status, paused.json()["state"].as_str()),
         (200, Some("paused"))
+    );
+    let retried = post(&eu, "/api/v1/tasks/orders-dr/pause", Some("\"2\""), None).await;
+    assert_eq!(
+        (retried.status, retried.etag().as_deref()),
+        (200, Some("\"3\"")),
+        "a retried pause changes nothing"
     );
     eventually("us to see the pause", || async {
         us.get("/api/v1/tasks/orders-dr", Some(READER))

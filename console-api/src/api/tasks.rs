@@ -138,6 +138,14 @@ pub async fn replace(
     }
     let version = if_match(&headers)?;
     let (status, record) = match r.task(&name) {
+        Some(current) if version.is_some_and(|v| v != current.version) => {
+            return Err(replicator::ChangeError::Conflict {
+                name,
+                current: current.version,
+                given: version.unwrap_or_default(),
+            }
+            .into());
+        }
         // The same spec again: nothing to change (PUT is idempotent).
         Some(current) if current.spec == spec => (StatusCode::OK, current),
         Some(_) => (StatusCode::OK, r.put_task(spec, Some(required(version)?))?),
@@ -173,7 +181,9 @@ async fn set_state(
         .task(&name)
         .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
     let version = required(if_match(&headers)?)?;
-    let record = if current.spec.state == state && current.version == version {
+    // Already in that state: nothing changes, whatever version was read (a retried pause
+    // succeeds).
+    let record = if current.spec.state == state {
         current
     } else {
         r.set_task_state(&name, state, Some(version))?

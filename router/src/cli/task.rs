@@ -20,7 +20,7 @@ pub struct ConsoleArg {
     )]
     console: String,
     /// A console bearer token (`[console] admin_tokens` or `read_tokens`).
-    #[arg(long, env = "GEOROUTER_TOKEN", global = true)]
+    #[arg(long, env = "GEOROUTER_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
