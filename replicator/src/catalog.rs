@@ -344,7 +344,7 @@ mod tests {
         };
         assert_eq!(c.merge(vec![alien.clone()], &t), vec![alien]);
         assert!(c.records().iter().any(|r| r.spec.name == "alien"));
-        let active: Vec<&str> = c.active().iter().map(|t| t.name()).collect();
+        let active: Vec<String> = c.active().iter().map(|t| t.name().to_string()).collect();
         assert_eq!(active, ["t"]);
     }
 
