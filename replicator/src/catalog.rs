@@ -158,7 +158,7 @@ impl Catalog {
     /// if the current version is `if_version` (when given). Returns the new record, not yet
     /// applied: the caller stores it, then `apply`s it.
     pub fn prepare(
-        &mut self,
+        &self,
         name: &str,
         spec: Option<TaskSpec>,
         if_version: Option<u64>,
