@@ -1,26 +1,122 @@
 //! An emulated WAN link: a UDP relay placed between two regions (QUIC runs through it).
 //! The dialling region is given the relay's address instead of the peer's; the relay
 //! forwards each client's datagrams from a socket of its own to the peer and the answers
-//! back. It can cut the link (drop everything, both ways) and heal it at run time.
+//! back, impaired both ways as a [`Impairment`] says (one-way delay, jitter, random loss,
+//! a bandwidth cap), and can cut the link (drop everything) and heal it at run time.
+//!
+//! Each direction is a lane: a datagram is admitted (or lost, or tail-dropped when the
+//! lane's queue is full), given a release time — after the bandwidth cap's serialization
+//! time, the delay and a uniform jitter, never before the previous datagram's (no
+//! reordering, like netem with a rate) — and sent by the lane's delivery task at that time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Largest datagram forwarded (QUIC sends at most 1452-byte packets, or 64 KiB with GSO
 /// on the sending side, which the kernel splits before the relay sees it).
 const MAX_DATAGRAM: usize = 65_536;
+/// Datagrams queued per lane before tail drop (about 12 MB of full-size QUIC packets:
+/// more than the bandwidth-delay product of 1 Gbit/s over 100 ms).
+const LANE_QUEUE: usize = 8_192;
+
+/// What the link does to datagrams, in each direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Impairment {
+    /// One-way delay.
+    pub delay: Duration,
+    /// Each datagram's delay varies uniformly within ± this (not below zero).
+    pub jitter: Duration,
+    /// Fraction of datagrams lost at random, 0.0 to 1.0.
+    pub loss: f64,
+    /// Bits per second, each way; `None` for no cap.
+    pub bandwidth_bps: Option<u64>,
+}
+
+/// Datagram counts of a link, both directions together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub forwarded: u64,
+    /// Dropped while the link was cut.
+    pub cut: u64,
+    /// Lost at random.
+    pub lost: u64,
+    /// Dropped because a lane's queue was full.
+    pub overflow: u64,
+    pub bytes: u64,
+}
+
+#[derive(Default)]
+struct Lane {
+    /// When the cap lets the next datagram start.
+    free_at: Option<Instant>,
+    last_release: Option<Instant>,
+}
 
 #[derive(Default)]
 struct Shared {
     cut: AtomicBool,
+    impairment: Mutex<Impairment>,
+    up: Mutex<Lane>,
+    down: Mutex<Lane>,
     forwarded: AtomicU64,
-    dropped: AtomicU64,
+    dropped_cut: AtomicU64,
+    lost: AtomicU64,
+    overflow: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Shared {
+    /// When to release a datagram of `len` bytes entering `lane` now, or `None` to drop it.
+    fn admit(&self, lane: &Mutex<Lane>, len: usize) -> Option<Instant> {
+        if self.cut.load(Ordering::Relaxed) {
+            self.dropped_cut.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let impairment = *self.impairment.lock().expect("impairment lock");
+        if impairment.loss > 0.0 && rand::random::<f64>() < impairment.loss {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let now = Instant::now();
+        let mut lane = lane.lock().expect("lane lock");
+        let mut depart = now;
+        if let Some(bps) = impairment.bandwidth_bps.filter(|b| *b > 0) {
+            let start = lane.free_at.map_or(now, |f| f.max(now));
+            let wire = Duration::from_secs_f64(len as f64 * 8.0 / bps as f64);
+            lane.free_at = Some(start + wire);
+            depart = start + wire;
+        }
+        let jitter = impairment.jitter.as_secs_f64();
+        let offset = if jitter > 0.0 {
+            (rand::random::<f64>() * 2.0 - 1.0) * jitter
+        } else {
+            0.0
+        };
+        let delay = Duration::from_secs_f64((impairment.delay.as_secs_f64() + offset).max(0.0));
+        let release = lane
+            .last_release
+            .map_or(depart + delay, |l| l.max(depart + delay));
+        lane.last_release = Some(release);
+        Some(release)
+    }
+
+    fn queued(&self, queue: &mpsc::Sender<(Instant, Vec<u8>)>, release: Instant, data: &[u8]) {
+        if queue.try_send((release, data.to_vec())).is_err() {
+            self.overflow.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.forwarded.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A running relay; dropping it stops it.
@@ -32,14 +128,20 @@ pub struct WanLink {
 }
 
 impl WanLink {
-    /// Starts a relay on a free loopback port that forwards to `peer` (within a Tokio
-    /// runtime).
+    /// Starts an unimpaired relay on a free loopback port that forwards to `peer` (within
+    /// a Tokio runtime).
     pub fn start(peer: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(peer, Impairment::default())
+    }
+
+    /// Starts a relay to `peer` with `impairment` both ways.
+    pub fn start_with(peer: SocketAddr, impairment: Impairment) -> std::io::Result<Self> {
         let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         socket.set_nonblocking(true)?;
         let listen = Arc::new(UdpSocket::from_std(socket)?);
         let address = listen.local_addr()?;
         let shared = Arc::new(Shared::default());
+        *shared.impairment.lock().expect("impairment lock") = impairment;
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         tracker.spawn(clients(
@@ -71,12 +173,20 @@ impl WanLink {
         self.shared.cut.store(false, Ordering::SeqCst);
     }
 
-    /// Datagrams forwarded and dropped so far.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.shared.forwarded.load(Ordering::Relaxed),
-            self.shared.dropped.load(Ordering::Relaxed),
-        )
+    /// Changes the impairment from now on.
+    pub fn set_impairment(&self, impairment: Impairment) {
+        *self.shared.impairment.lock().expect("impairment lock") = impairment;
+    }
+
+    pub fn counts(&self) -> Counts {
+        let s = &self.shared;
+        Counts {
+            forwarded: s.forwarded.load(Ordering::Relaxed),
+            cut: s.dropped_cut.load(Ordering::Relaxed),
+            lost: s.lost.load(Ordering::Relaxed),
+            overflow: s.overflow.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -87,13 +197,33 @@ impl Drop for WanLink {
     }
 }
 
-impl Shared {
-    /// Whether to pass a datagram on (counts it either way).
-    fn passes(&self) -> bool {
-        let cut = self.cut.load(Ordering::Relaxed);
-        let counter = if cut { &self.dropped } else { &self.forwarded };
-        counter.fetch_add(1, Ordering::Relaxed);
-        !cut
+/// Where a lane delivers.
+enum Sink {
+    /// The peer, from the client's own upstream socket.
+    Peer(Arc<UdpSocket>),
+    /// A client, from the listening socket.
+    Client(Arc<UdpSocket>, SocketAddr),
+}
+
+/// Sends each queued datagram at its release time.
+async fn deliver(
+    mut queue: mpsc::Receiver<(Instant, Vec<u8>)>,
+    sink: Sink,
+    stop: CancellationToken,
+) {
+    loop {
+        let (release, data) = tokio::select! {
+            d = queue.recv() => match d { Some(d) => d, None => return },
+            () = stop.cancelled() => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(release) => {}
+            () = stop.cancelled() => return,
+        }
+        let _ = match &sink {
+            Sink::Peer(socket) => socket.send(&data).await,
+            Sink::Client(socket, client) => socket.send_to(&data, *client).await,
+        };
     }
 }
 
@@ -106,7 +236,7 @@ async fn clients(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut upstreams: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut upstreams: HashMap<SocketAddr, mpsc::Sender<(Instant, Vec<u8>)>> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, client) = tokio::select! {
@@ -119,8 +249,8 @@ async fn clients(
             },
             () = stop.cancelled() => return,
         };
-        let upstream = match upstreams.get(&client) {
-            Some(u) => u.clone(),
+        let queue = match upstreams.get(&client) {
+            Some(q) => q.clone(),
             None => {
                 let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else {
                     continue;
@@ -129,28 +259,29 @@ async fn clients(
                     continue;
                 }
                 let socket = Arc::new(socket);
-                upstreams.insert(client, socket.clone());
-                tracker.spawn(answers(
-                    socket.clone(),
-                    listen.clone(),
-                    client,
-                    shared.clone(),
+                let (up_tx, up_rx) = mpsc::channel(LANE_QUEUE);
+                let (down_tx, down_rx) = mpsc::channel(LANE_QUEUE);
+                tracker.spawn(deliver(up_rx, Sink::Peer(socket.clone()), stop.clone()));
+                tracker.spawn(deliver(
+                    down_rx,
+                    Sink::Client(listen.clone(), client),
                     stop.clone(),
                 ));
-                socket
+                tracker.spawn(answers(socket, down_tx, shared.clone(), stop.clone()));
+                upstreams.insert(client, up_tx.clone());
+                up_tx
             }
         };
-        if shared.passes() {
-            let _ = upstream.send(&buf[..n]).await;
+        if let Some(release) = shared.admit(&shared.up, n) {
+            shared.queued(&queue, release, &buf[..n]);
         }
     }
 }
 
-/// Carries the peer's datagrams back to one client.
+/// Reads the peer's datagrams for one client into the down lane.
 async fn answers(
     upstream: Arc<UdpSocket>,
-    listen: Arc<UdpSocket>,
-    client: SocketAddr,
+    queue: mpsc::Sender<(Instant, Vec<u8>)>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
@@ -159,12 +290,114 @@ async fn answers(
         let n = tokio::select! {
             r = upstream.recv(&mut buf) => match r {
                 Ok(n) => n,
+                // The peer was not listening yet (ICMP port unreachable): keep going.
                 Err(_) => continue,
             },
             () = stop.cancelled() => return,
         };
-        if shared.passes() {
-            let _ = listen.send_to(&buf[..n], client).await;
+        if let Some(release) = shared.admit(&shared.down, n) {
+            shared.queued(&queue, release, &buf[..n]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer socket, a client socket and a relay between them.
+    async fn setup(impairment: Impairment) -> (UdpSocket, UdpSocket, WanLink) {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let link = WanLink::start_with(peer.local_addr().unwrap(), impairment).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        client.connect(link.address()).await.unwrap();
+        (peer, client, link)
+    }
+
+    #[tokio::test]
+    async fn delay_applies_both_ways() {
+        let delay = Duration::from_millis(60);
+        let (peer, client, _link) = setup(Impairment {
+            delay,
+            ..Default::default()
+        })
+        .await;
+        let sent = std::time::Instant::now();
+        client.send(b"ping").await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = peer.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        assert!(sent.elapsed() >= delay, "one way took {:?}", sent.elapsed());
+        peer.send_to(b"pong", from).await.unwrap();
+        let n = client.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"pong");
+        assert!(
+            sent.elapsed() >= delay * 2,
+            "round trip took {:?}",
+            sent.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_bandwidth_cap_paces_datagrams() {
+        // 20 datagrams of 1000 B at 800 kbit/s: 10 ms each on the wire, 200 ms in all.
+        let (peer, client, link) = setup(Impairment {
+            bandwidth_bps: Some(800_000),
+            ..Default::default()
+        })
+        .await;
+        let sent = std::time::Instant::now();
+        for _ in 0..20 {
+            client.send(&[7u8; 1000]).await.unwrap();
+        }
+        let mut buf = [0u8; 2000];
+        for _ in 0..20 {
+            peer.recv_from(&mut buf).await.unwrap();
+        }
+        assert!(
+            sent.elapsed() >= Duration::from_millis(190),
+            "took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(link.counts().forwarded, 20);
+        assert_eq!(link.counts().bytes, 20_000);
+    }
+
+    /// Waits until the relay has counted what was sent (it reads asynchronously).
+    async fn until(link: &WanLink, done: impl Fn(Counts) -> bool) {
+        for _ in 0..500 {
+            if done(link.counts()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("counts stayed {:?}", link.counts());
+    }
+
+    #[tokio::test]
+    async fn loss_and_cuts_drop_datagrams() {
+        let (peer, client, link) = setup(Impairment {
+            loss: 1.0,
+            ..Default::default()
+        })
+        .await;
+        for _ in 0..10 {
+            client.send(b"x").await.unwrap();
+        }
+        until(&link, |c| c.lost == 10).await;
+        link.set_impairment(Impairment::default());
+        link.cut();
+        client.send(b"cut").await.unwrap();
+        until(&link, |c| c.cut == 1).await;
+        link.heal();
+        client.send(b"through").await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = peer.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"through",
+            "only the datagram after the heal arrives"
+        );
+        assert_eq!(link.counts().forwarded, 1);
     }
 }
