@@ -24,6 +24,13 @@ impl Tokens {
     }
 }
 
+/// Compares a token in time that depends on the lengths only, not on where the first
+/// difference is.
+fn same(expected: &str, presented: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), presented.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[derive(PartialEq, Eq)]
 enum Grant {
     Admin,
@@ -38,11 +45,13 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
     let grant = match presented {
-        Some(t) if tokens.admin.iter().any(|a| a == t) => Grant::Admin,
-        Some(t) if tokens.read.iter().any(|r| r == t) => Grant::Read,
+        Some(t) if tokens.admin.iter().any(|a| same(a, t)) => Grant::Admin,
+        Some(t) if tokens.read.iter().any(|r| same(r, t)) => Grant::Read,
         _ => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
