@@ -8,6 +8,11 @@
 //! lane's queue is full), given a release time — after the bandwidth cap's serialization
 //! time, the delay and a uniform jitter, never before the previous datagram's (no
 //! reordering, like netem with a rate) — and sent by the lane's delivery task at that time.
+//! I/O is batched (`batch`): recvmmsg with GRO in, GSO sends out.
+
+mod batch;
+
+use batch::BatchSocket;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,9 +28,11 @@ use tokio_util::task::TaskTracker;
 /// Largest datagram forwarded (QUIC sends at most 1452-byte packets, or 64 KiB with GSO
 /// on the sending side, which the kernel splits before the relay sees it).
 const MAX_DATAGRAM: usize = 65_536;
-/// Datagrams queued per lane before tail drop (about 12 MB of full-size QUIC packets:
-/// more than the bandwidth-delay product of 1 Gbit/s over 100 ms).
-const LANE_QUEUE: usize = 8_192;
+/// Datagrams held per lane (in flight in the emulated delay, or waiting for the bandwidth
+/// cap) before tail drop: about 95 MB of full-size QUIC packets, more than the
+/// bandwidth-delay product of 2 Gbit/s over a 100 ms one-way delay, so the emulator itself
+/// does not drop what a real long, fat link would carry.
+const LANE_QUEUE: usize = 65_536;
 
 /// What the link does to datagrams, in each direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -136,9 +142,7 @@ impl WanLink {
 
     /// Starts a relay to `peer` with `impairment` both ways.
     pub fn start_with(peer: SocketAddr, impairment: Impairment) -> std::io::Result<Self> {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_nonblocking(true)?;
-        let listen = Arc::new(UdpSocket::from_std(socket)?);
+        let listen = Arc::new(BatchSocket::bind_loopback()?);
         let address = listen.local_addr()?;
         let shared = Arc::new(Shared::default());
         *shared.impairment.lock().expect("impairment lock") = impairment;
@@ -197,113 +201,132 @@ impl Drop for WanLink {
     }
 }
 
-/// Where a lane delivers.
-enum Sink {
-    /// The peer, from the client's own upstream socket.
-    Peer(Arc<UdpSocket>),
-    /// A client, from the listening socket.
-    Client(Arc<UdpSocket>, SocketAddr),
-}
-
-/// Sends each queued datagram at its release time.
+/// Sends each queued datagram at its release time; datagrams due together go out in one
+/// GSO send when they have the same size (the last may be shorter).
 async fn deliver(
     mut queue: mpsc::Receiver<(Instant, Vec<u8>)>,
-    sink: Sink,
+    socket: Arc<BatchSocket>,
+    destination: SocketAddr,
     stop: CancellationToken,
 ) {
+    let max_segments = socket.max_segments();
+    let mut next: Option<(Instant, Vec<u8>)> = None;
+    let mut run: Vec<u8> = Vec::with_capacity(MAX_DATAGRAM);
     loop {
-        let (release, data) = tokio::select! {
-            d = queue.recv() => match d { Some(d) => d, None => return },
-            () = stop.cancelled() => return,
+        let (release, first) = match next.take() {
+            Some(item) => item,
+            None => tokio::select! {
+                d = queue.recv() => match d { Some(d) => d, None => return },
+                () = stop.cancelled() => return,
+            },
         };
         tokio::select! {
             () = tokio::time::sleep_until(release) => {}
             () = stop.cancelled() => return,
         }
-        let _ = match &sink {
-            Sink::Peer(socket) => socket.send(&data).await,
-            Sink::Client(socket, client) => socket.send_to(&data, *client).await,
-        };
+        let size = first.len();
+        run.clear();
+        run.extend_from_slice(&first);
+        let mut segments = 1;
+        let now = Instant::now();
+        while segments < max_segments && run.len() + size <= MAX_DATAGRAM {
+            match queue.try_recv() {
+                Ok((at, data)) if at <= now && data.len() == size => {
+                    run.extend_from_slice(&data);
+                    segments += 1;
+                }
+                Ok((at, data)) if at <= now && data.len() < size => {
+                    // A shorter datagram may end the run.
+                    run.extend_from_slice(&data);
+                    segments += 1;
+                    break;
+                }
+                Ok(item) => {
+                    next = Some(item);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let segment_size = (segments > 1).then_some(size);
+        if let Err(e) = socket.send(destination, &run, segment_size).await {
+            tracing::debug!(error = %e, %destination, "wan relay send failed");
+        }
     }
 }
 
 /// Reads datagrams from the dialling side; each client address gets its own socket
 /// towards the peer, so the peer's answers can be sent back to the right client.
 async fn clients(
-    listen: Arc<UdpSocket>,
+    listen: Arc<BatchSocket>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
     let mut upstreams: HashMap<SocketAddr, mpsc::Sender<(Instant, Vec<u8>)>> = HashMap::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut bufs = listen.recv_bufs();
     loop {
-        let (n, client) = tokio::select! {
-            r = listen.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(error = %e, "wan relay receive failed");
-                    continue;
+        let received = tokio::select! {
+            r = listen.recv(&mut bufs, |client, datagram| {
+                let queue = match upstreams.get(&client) {
+                    Some(q) => q.clone(),
+                    None => {
+                        let Ok(socket) = BatchSocket::bind_loopback() else {
+                            return;
+                        };
+                        let socket = Arc::new(socket);
+                        let (up_tx, up_rx) = mpsc::channel(LANE_QUEUE);
+                        let (down_tx, down_rx) = mpsc::channel(LANE_QUEUE);
+                        tracker.spawn(deliver(up_rx, socket.clone(), peer, stop.clone()));
+                        tracker.spawn(deliver(down_rx, listen.clone(), client, stop.clone()));
+                        tracker.spawn(answers(socket, peer, down_tx, shared.clone(), stop.clone()));
+                        upstreams.insert(client, up_tx.clone());
+                        up_tx
+                    }
+                };
+                if let Some(release) = shared.admit(&shared.up, datagram.len()) {
+                    shared.queued(&queue, release, datagram);
                 }
-            },
+            }) => r,
             () = stop.cancelled() => return,
         };
-        let queue = match upstreams.get(&client) {
-            Some(q) => q.clone(),
-            None => {
-                let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else {
-                    continue;
-                };
-                if socket.connect(peer).await.is_err() {
-                    continue;
-                }
-                let socket = Arc::new(socket);
-                let (up_tx, up_rx) = mpsc::channel(LANE_QUEUE);
-                let (down_tx, down_rx) = mpsc::channel(LANE_QUEUE);
-                tracker.spawn(deliver(up_rx, Sink::Peer(socket.clone()), stop.clone()));
-                tracker.spawn(deliver(
-                    down_rx,
-                    Sink::Client(listen.clone(), client),
-                    stop.clone(),
-                ));
-                tracker.spawn(answers(socket, down_tx, shared.clone(), stop.clone()));
-                upstreams.insert(client, up_tx.clone());
-                up_tx
-            }
-        };
-        if let Some(release) = shared.admit(&shared.up, n) {
-            shared.queued(&queue, release, &buf[..n]);
+        if let Err(e) = received {
+            tracing::debug!(error = %e, "wan relay receive failed");
         }
     }
 }
 
 /// Reads the peer's datagrams for one client into the down lane.
 async fn answers(
-    upstream: Arc<UdpSocket>,
+    upstream: Arc<BatchSocket>,
+    peer: SocketAddr,
     queue: mpsc::Sender<(Instant, Vec<u8>)>,
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut bufs = upstream.recv_bufs();
     loop {
-        let n = tokio::select! {
-            r = upstream.recv(&mut buf) => match r {
-                Ok(n) => n,
-                // The peer was not listening yet (ICMP port unreachable): keep going.
-                Err(_) => continue,
-            },
+        let received = tokio::select! {
+            r = upstream.recv(&mut bufs, |from, datagram| {
+                if from != peer {
+                    return;
+                }
+                if let Some(release) = shared.admit(&shared.down, datagram.len()) {
+                    shared.queued(&queue, release, datagram);
+                }
+            }) => r,
             () = stop.cancelled() => return,
         };
-        if let Some(release) = shared.admit(&shared.down, n) {
-            shared.queued(&queue, release, &buf[..n]);
-        }
+        // An error (the peer not listening yet: ICMP port unreachable) is passed over.
+        let _ = received;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::UdpSocket;
 
     /// A peer socket, a client socket and a relay between them.
     async fn setup(impairment: Impairment) -> (UdpSocket, UdpSocket, WanLink) {
