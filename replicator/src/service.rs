@@ -484,7 +484,10 @@ fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
         .send_window(settings.send_window_bytes)
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_SUB_LOGS_PER_LINK))
         .max_idle_timeout(IdleTimeout::try_from(settings.idle_timeout).ok())
-        .keep_alive_interval(Some(settings.idle_timeout / 4));
+        .keep_alive_interval(Some(settings.idle_timeout / 4))
+        // BBR: Cubic's slow ramp and loss response collapse catch-up over long links
+        // (ARCHITECTURE.md, "Links").
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     transport
 }
 
