@@ -3,6 +3,7 @@
 //! (defaults: 100000 records of 1024 B, delays 0 and 100 ms). Two in-process regions; the
 //! target dials the source through a `scenarios::wan::WanLink`; the backlog is produced
 //! before the target starts, and the time until the target holds it is measured.
+//! `WINDOW_MIB=N` sets the connection windows to N MiB (streams N/4).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,12 @@ fn config(
     let mut link = topology::LinkSpec::new("source", "target", 10);
     link.dial = Some("target".into());
     config.links = vec![link];
+    if let Ok(mib) = std::env::var("WINDOW_MIB") {
+        let mib: u64 = mib.parse().expect("WINDOW_MIB: a number");
+        config.replication.stream_window_bytes = (mib << 20) / 4;
+        config.replication.connection_window_bytes = mib << 20;
+        config.replication.send_window_bytes = mib << 20;
+    }
     config.tasks = vec![replicator::TaskSpec::new(
         "bench",
         &["source"],
