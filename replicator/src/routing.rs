@@ -105,14 +105,10 @@ fn own_links(shared: &Shared) -> LinkState {
         .neighbours(&shared.region)
         .into_iter()
         .map(|n| {
-            let (up, srtt) = links.get(&n.region).map_or((false, 0), |l| {
-                let health = l.health.lock().expect("health lock");
-                (
-                    health.is_up(),
-                    health.srtt().map_or(0, |d| d.as_micros() as u64),
-                )
-            });
-            (n.region, (up, srtt))
+            let (up, srtt) = links
+                .get(&n.region)
+                .map_or((false, None), |l| l.health_now());
+            (n.region, (up, srtt.map_or(0, |d| d.as_micros() as u64)))
         })
         .collect();
     LinkState {
@@ -198,8 +194,8 @@ pub(crate) fn sync_to(shared: &Shared, control: &tokio::sync::mpsc::Sender<Frame
 }
 
 /// Sends `frame` on every link's control stream but `except`'s. A full control queue drops
-/// it: the next periodic state replaces it.
-fn flood(shared: &Shared, frame: &Frame, except: Option<&str>) {
+/// it: link states and the task catalog are both re-sent periodically.
+pub(crate) fn flood(shared: &Shared, frame: &Frame, except: Option<&str>) {
     let links = shared.links.lock().expect("links lock");
     for (peer, link) in links.iter() {
         if Some(peer.as_str()) != except {
@@ -269,10 +265,10 @@ pub(crate) fn publish_link_metrics(shared: &Shared) {
         let labels = crate::metrics::PeerLabels {
             peer: n.region.clone(),
         };
-        let (up, rtt) = links.get(&n.region).map_or((false, 0.0), |l| {
-            let h = l.health.lock().expect("health lock");
-            (h.is_up(), h.srtt().map_or(0.0, |d| d.as_secs_f64()))
-        });
+        let (up, srtt) = links
+            .get(&n.region)
+            .map_or((false, None), |l| l.health_now());
+        let rtt = srtt.map_or(0.0, |d| d.as_secs_f64());
         shared
             .metrics
             .link_up

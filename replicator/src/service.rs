@@ -64,6 +64,14 @@ pub(crate) struct LinkEntry {
     pub counted_rx: AtomicU64,
 }
 
+impl LinkEntry {
+    /// Whether the link is up by its heartbeats, and its smoothed RTT.
+    pub fn health_now(&self) -> (bool, Option<Duration>) {
+        let health = self.health.lock().expect("health lock");
+        (health.is_up(), health.srtt())
+    }
+}
+
 /// Which link pulls a sub-log now.
 pub(crate) struct Slot {
     pub id: u64,
@@ -139,7 +147,7 @@ impl Shared {
             .lock()
             .expect("links lock")
             .get(region)
-            .is_some_and(|l| l.health.lock().expect("health lock").is_up())
+            .is_some_and(|l| l.health_now().0)
     }
 
     /// The routes now.
@@ -336,17 +344,15 @@ impl Replicator {
             .into_iter()
             .map(|n| {
                 let open = links.get(&n.region);
-                let health = open.map(|l| l.health.lock().expect("health lock").clone());
+                let (up, srtt) = open.map_or((false, None), |l| l.health_now());
                 let stats = open.map(|l| l.connection.stats());
                 LinkStatus {
-                    up: health.as_ref().is_some_and(|h| h.is_up()),
+                    up,
                     connected: open.is_some(),
                     kind: n.kind,
                     cost: n.cost,
                     dialer: if n.dial { me.clone() } else { n.region.clone() },
-                    rtt_ms: health
-                        .and_then(|h| h.srtt())
-                        .map(|d| d.as_secs_f64() * 1000.0),
+                    rtt_ms: srtt.map(|d| d.as_secs_f64() * 1000.0),
                     remote: open.map(|l| l.connection.remote_address()),
                     sent_bytes: stats.as_ref().map_or(0, |s| s.udp_tx.bytes),
                     received_bytes: stats.as_ref().map_or(0, |s| s.udp_rx.bytes),
@@ -596,7 +602,7 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
             .lock()
             .expect("links lock")
             .values()
-            .filter(|l| l.health.lock().expect("health lock").is_up())
+            .filter(|l| l.health_now().0)
             .count();
         shared.metrics.links_up.set(up as i64);
         routing::publish_link_metrics(&shared);
@@ -626,10 +632,7 @@ async fn routing_loop(shared: Arc<Shared>) {
         if n % CATALOG_REFRESH_TICKS == 0 {
             // Task frames dropped on a full control queue are repaired by this refresh.
             let records = shared.catalog.lock().expect("catalog lock").records();
-            let frame = tasks_frame(&records);
-            for link in shared.links.lock().expect("links lock").values() {
-                let _ = link.control.try_send(frame.clone());
-            }
+            routing::flood(&shared, &tasks_frame(&records), None);
         }
     }
 }
@@ -673,13 +676,7 @@ pub(crate) fn tasks_changed(shared: &Shared, records: &[TaskRecord], from: Optio
     }
     shared.task_generation.send_modify(|g| *g += 1);
     routing::tasks_changed(shared);
-    let frame = tasks_frame(records);
-    let links = shared.links.lock().expect("links lock");
-    for (peer, link) in links.iter() {
-        if Some(peer.as_str()) != from {
-            let _ = link.control.try_send(frame.clone());
-        }
-    }
+    routing::flood(shared, &tasks_frame(records), from);
 }
 
 /// A Tasks frame carrying `records`.

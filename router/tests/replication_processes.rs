@@ -7,7 +7,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -155,12 +154,7 @@ fn producer(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_target_and_source_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_georouter"))
-        .args(["certs", "--regions", "a,b", "--out"])
-        .arg(dir.path().join("certs"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "georouter certs");
+    support::certs(dir.path(), "a,b");
     let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
 
     // "b" accepts; "a" (the lower id) dials it.

@@ -21,13 +21,7 @@ fn task(console: &str, token: &str, args: &[&str]) -> (bool, String, String) {
 }
 
 fn write_config(dir: &Path) -> std::path::PathBuf {
-    let certs = dir.join("certs");
-    let status = Command::new(env!("CARGO_BIN_EXE_georouter"))
-        .args(["certs", "--regions", "a,b", "--out"])
-        .arg(&certs)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let certs = support::certs(dir, "a,b");
     let text = format!(
         r#"[region]
 id = "a"

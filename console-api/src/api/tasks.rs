@@ -24,6 +24,13 @@ fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
     })
 }
 
+/// Task `name`, or 404.
+fn existing(replicator: &Replicator, name: &str) -> Result<TaskRecord, ApiError> {
+    replicator
+        .task(name)
+        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))
+}
+
 /// A task as the API shows it: its record and its status per sub-log.
 fn view(replicator: &Replicator, record: &TaskRecord) -> serde_json::Value {
     let sub_logs: Vec<_> = replicator
@@ -102,9 +109,7 @@ pub async fn create(
 
 pub async fn read(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let r = replicator(&api)?;
-    let record = r
-        .task(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    let record = existing(r, &name)?;
     Ok(with_etag(StatusCode::OK, r, &record))
 }
 
@@ -113,9 +118,7 @@ pub async fn status(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let r = replicator(&api)?;
-    let record = r
-        .task(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    let record = existing(r, &name)?;
     Ok(Json(view(r, &record)["status"].clone()).into_response())
 }
 
@@ -163,9 +166,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let r = replicator(&api)?;
-    if r.task(&name).is_none() {
-        return Err(ApiError::not_found(format!("no task \"{name}\"")));
-    }
+    existing(r, &name)?;
     r.delete_task(&name, Some(required(if_match(&headers)?)?))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -177,9 +178,7 @@ async fn set_state(
     state: TaskState,
 ) -> Result<Response, ApiError> {
     let r = replicator(&api)?;
-    let current = r
-        .task(&name)
-        .ok_or_else(|| ApiError::not_found(format!("no task \"{name}\"")))?;
+    let current = existing(r, &name)?;
     let version = required(if_match(&headers)?)?;
     // Already in that state: nothing changes, whatever version was read (a retried pause
     // succeeds).

@@ -15,6 +15,19 @@ pub struct ServeProcess {
     pub log: PathBuf,
 }
 
+/// Writes a deployment CA and certificates for `regions` ("a,b") into `dir/certs` with
+/// `georouter certs`; returns that directory.
+pub fn certs(dir: &Path, regions: &str) -> PathBuf {
+    let certs = dir.join("certs");
+    let status = Command::new(env!("CARGO_BIN_EXE_georouter"))
+        .args(["certs", "--regions", regions, "--out"])
+        .arg(&certs)
+        .status()
+        .unwrap();
+    assert!(status.success(), "georouter certs");
+    certs
+}
+
 /// Starts a node of region `region` on `data_dir` with every listener on port 0, using the
 /// committed example config and environment overrides, and waits until it is ready.
 pub fn spawn(region: &str, data_dir: &Path) -> ServeProcess {
