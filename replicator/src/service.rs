@@ -316,11 +316,6 @@ impl Replicator {
         Ok(Replicator { shared, endpoint })
     }
 
-    /// This region's id.
-    pub fn region(&self) -> &str {
-        &self.shared.region
-    }
-
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
