@@ -5,6 +5,7 @@ mod bench_replicate;
 mod certs;
 mod consume;
 mod produce;
+mod scenario;
 mod serve;
 mod task;
 mod topic;
@@ -56,6 +57,10 @@ enum Command {
     /// Manage replication tasks through a region's console API.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Run a multi-region scenario over emulated WAN links and report on it.
+    Scenario(scenario::ScenarioArgs),
+    /// Active-active across three in-process regions with 30 ms links, with a report.
+    Demo(scenario::DemoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -80,6 +85,8 @@ pub fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(args) => certs::run(args),
             Command::Task(command) => task::run(command).await,
+            Command::Scenario(args) => scenario::run(args).await,
+            Command::Demo(args) => scenario::demo(args).await,
         }
     });
     match result {

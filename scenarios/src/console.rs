@@ -1,0 +1,42 @@
+//! Reads a region's console API (JSON over HTTP with a bearer token).
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// `GET http://{console}{path}` as JSON.
+pub async fn get_json(console: SocketAddr, path: &str, token: &str) -> Result<serde_json::Value> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = hyper::Request::get(format!("http://{console}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::new())
+        .context("building the request")?;
+    let response = client
+        .request(request)
+        .await
+        .with_context(|| format!("GET {path} from the console at {console}"))?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    ensure!(
+        status.is_success(),
+        "GET {path} from {console}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).with_context(|| format!("GET {path} from {console}: not JSON"))
+}
+
+/// The peers whose links a region reports up.
+pub async fn links_up(console: SocketAddr, token: &str) -> Result<Vec<String>> {
+    let links = get_json(console, "/api/v1/links", token).await?;
+    Ok(links["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["up"].as_bool() == Some(true))
+        .filter_map(|l| l["peer"].as_str().map(str::to_string))
+        .collect())
+}

@@ -1,0 +1,248 @@
+//! The scenario report: one serde structure written as JSON (`--json FILE`) and printed as
+//! tables for people.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::verify::Invariants;
+
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LagMs {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LagMs {
+    pub fn of(h: &Histogram<u64>) -> LagMs {
+        if h.is_empty() {
+            return LagMs::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        LagMs {
+            p50: ms(h.value_at_quantile(0.5)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// What one region received from another.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairReport {
+    pub origin: String,
+    pub target: String,
+    pub records: u64,
+    pub mb_per_s: f64,
+    pub lag_ms: LagMs,
+}
+
+/// What crossed one emulated link (both ways).
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkReport {
+    pub link: String,
+    pub bytes: u64,
+    pub datagrams: u64,
+    pub lost: u64,
+    pub dropped_while_cut: u64,
+    pub overflow: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Wan {
+    pub delay_ms: u64,
+    pub jitter_ms: u64,
+    pub loss_pct: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mbps: Option<f64>,
+}
+
+/// A consumer that moved regions (dr-failover).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConsumerReport {
+    pub before_failover: u64,
+    pub after_failover: u64,
+    pub delivered_twice: u64,
+    /// Acknowledged records the standby holds that the consumer never received.
+    pub never_delivered: u64,
+    pub resumed_in: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    /// `in-process` or `processes`.
+    pub mode: String,
+    pub regions: usize,
+    pub region_names: Vec<String>,
+    pub records_produced: u64,
+    pub bytes_produced: u64,
+    pub record_bytes: usize,
+    pub produce_s: f64,
+    pub wan: Wan,
+    pub invariants: Invariants,
+    pub lag_ms: LagMs,
+    pub pairs: Vec<PairReport>,
+    pub links: Vec<LinkReport>,
+    pub wan_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_records: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_records: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_mb_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerReport>,
+    /// Events of the run in order (cuts, heals, kills), with seconds since the start.
+    pub events: Vec<String>,
+    pub passed: bool,
+}
+
+impl Report {
+    /// The report as people read it.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(
+            w,
+            "\n== scenario {} · {} regions ({}) · {} ==",
+            self.scenario,
+            self.regions,
+            self.region_names.join(", "),
+            self.mode
+        );
+        let mut wan = format!("WAN: {} ms one-way", self.wan.delay_ms);
+        if self.wan.jitter_ms > 0 {
+            let _ = write!(wan, " ± {} ms", self.wan.jitter_ms);
+        }
+        if self.wan.loss_pct > 0.0 {
+            let _ = write!(wan, ", {}% loss", self.wan.loss_pct);
+        }
+        if let Some(b) = self.wan.bandwidth_mbps {
+            let _ = write!(wan, ", {b} Mbit/s");
+        }
+        let _ = writeln!(w, "{wan}");
+        let _ = writeln!(
+            w,
+            "produced {} records of {} B ({:.1} MB) in {:.1} s",
+            self.records_produced,
+            self.record_bytes,
+            self.bytes_produced as f64 / 1e6,
+            self.produce_s
+        );
+        let _ = writeln!(
+            w,
+            "\n{:<16} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
+            "origin → target", "records", "MB/s", "lag p50", "p99", "p99.9", "max"
+        );
+        for p in &self.pairs {
+            let _ = writeln!(
+                w,
+                "{:<16} {:>10} {:>9.1} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
+                format!("{} → {}", p.origin, p.target),
+                p.records,
+                p.mb_per_s,
+                p.lag_ms.p50,
+                p.lag_ms.p99,
+                p.lag_ms.p999,
+                p.lag_ms.max
+            );
+        }
+        let _ = writeln!(
+            w,
+            "{:<16} {:>10} {:>9} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
+            "all", "", "", self.lag_ms.p50, self.lag_ms.p99, self.lag_ms.p999, self.lag_ms.max
+        );
+        let _ = writeln!(
+            w,
+            "\n{:<16} {:>12} {:>11} {:>8} {:>10} {:>9}",
+            "link", "WAN MB", "datagrams", "lost", "cut-drop", "overflow"
+        );
+        for l in &self.links {
+            let _ = writeln!(
+                w,
+                "{:<16} {:>12.1} {:>11} {:>8} {:>10} {:>9}",
+                l.link,
+                l.bytes as f64 / 1e6,
+                l.datagrams,
+                l.lost,
+                l.dropped_while_cut,
+                l.overflow
+            );
+        }
+        if !self.events.is_empty() {
+            let _ = writeln!(w, "\nevents:");
+            for e in &self.events {
+                let _ = writeln!(w, "  {e}");
+            }
+        }
+        if let (Some(r), Some(b)) = (self.backlog_records, self.backlog_bytes) {
+            let _ = writeln!(w, "backlog: {r} records ({:.1} MB)", b as f64 / 1e6);
+        }
+        if let Some(s) = self.catchup_s {
+            let _ = write!(w, "catch-up: {s:.2} s");
+            if let Some(rate) = self.catchup_mb_per_s {
+                let _ = write!(w, " at {rate:.1} MB/s");
+            }
+            let _ = writeln!(w);
+        }
+        if let Some(rpo) = self.rpo_records {
+            let _ = writeln!(
+                w,
+                "RPO: {rpo} acknowledged records had not reached the standby"
+            );
+        }
+        if let Some(c) = &self.consumer {
+            let _ = writeln!(
+                w,
+                "consumer: {} records before the failover, {} after (in {}); delivered twice: {}; never delivered: {}",
+                c.before_failover, c.after_failover, c.resumed_in, c.delivered_twice, c.never_delivered
+            );
+        }
+        let i = &self.invariants;
+        let mark = |ok: bool| if ok { "ok" } else { "FAILED" };
+        let _ = writeln!(w, "\ninvariants:");
+        let _ = writeln!(w, "  lost               {:>8}  {}", i.lost, mark(i.lost == 0));
+        let _ = writeln!(
+            w,
+            "  duplicated         {:>8}  {}",
+            i.duplicated,
+            mark(i.duplicated == 0)
+        );
+        let _ = writeln!(
+            w,
+            "  order violations   {:>8}  {}",
+            i.order_violations,
+            mark(i.order_violations == 0)
+        );
+        let _ = writeln!(
+            w,
+            "  unexpected         {:>8}  {}",
+            i.unexpected,
+            mark(i.unexpected == 0)
+        );
+        let _ = writeln!(
+            w,
+            "  converged          {:>8}  {}",
+            i.converged,
+            mark(i.converged)
+        );
+        for p in &i.problems {
+            let _ = writeln!(w, "  - {p}");
+        }
+        let _ = writeln!(
+            w,
+            "\n{}",
+            if self.passed { "PASSED" } else { "FAILED" }
+        );
+        out
+    }
+}

@@ -1,0 +1,545 @@
+//! The named scenarios and what they share: options, a [`Run`] (cluster, producers,
+//! followers, progress line, catch-up waits, the final checks) and the report.
+
+mod active_active;
+mod compliance_mirror;
+mod dr_failover;
+mod partition_heal;
+mod vpc_relay;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::{Cluster, ClusterPlan};
+use crate::launch::Launcher;
+use crate::observe::Observer;
+use crate::report::{LagMs, LinkReport, PairReport, Report, Wan};
+use crate::verify::{self, Expectation, Holdings};
+use crate::wan::Impairment;
+use crate::workload::{self, Acked, Labels, Load, Tally};
+
+pub const NAMES: [&str; 5] = [
+    "active-active",
+    "dr-failover",
+    "compliance-mirror",
+    "vpc-relay",
+    "partition-heal",
+];
+
+/// How long replication may take to settle after the producers stop.
+const SETTLE_WITHIN: Duration = Duration::from_secs(180);
+
+/// The flags every scenario takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Options {
+    /// Regions (active-active and partition-heal; the others have a fixed shape).
+    #[arg(long)]
+    pub regions: Option<usize>,
+    /// Records each producing region writes.
+    #[arg(long, default_value_t = 20_000)]
+    pub records: u64,
+    /// Record size in bytes (at least 16: sequence number and produce time).
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Records per second per producing region (default: as fast as acknowledged).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// One-way delay of every link, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Uniform jitter added to the delay, in ms.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Random datagram loss, in percent.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Bandwidth cap of every link, each way, in Mbit/s.
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+    /// Produce for this many seconds instead of stopping after --records.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Run each region as a `georouter serve` process instead of in this process.
+    #[arg(long)]
+    pub processes: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Keep the data directories (and print where they are).
+    #[arg(long)]
+    pub keep: bool,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            regions: None,
+            records: 20_000,
+            size: 1024,
+            rate: None,
+            delay_ms: 0,
+            jitter_ms: 0,
+            loss: 0.0,
+            bandwidth_mbps: None,
+            duration: None,
+            processes: false,
+            json: None,
+            keep: false,
+            quiet: true,
+        }
+    }
+}
+
+impl Options {
+    fn check(&self) -> Result<()> {
+        if self.size < workload::HEADER_BYTES {
+            bail!(
+                "--size {}: records carry a {}-byte header, so the size must be at least that",
+                self.size,
+                workload::HEADER_BYTES
+            );
+        }
+        if !(0.0..100.0).contains(&self.loss) {
+            bail!("--loss {}: a percentage from 0 to below 100", self.loss);
+        }
+        if self.records == 0 && self.duration.is_none() {
+            bail!("--records 0: nothing to replicate (or give --duration)");
+        }
+        if self.duration.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
+            bail!("--duration must be a positive number of seconds");
+        }
+        if self.bandwidth_mbps.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
+            bail!("--bandwidth-mbps must be positive");
+        }
+        if self.rate == Some(0) {
+            bail!("--rate 0: give a positive rate, or leave it out for as fast as acknowledged");
+        }
+        Ok(())
+    }
+
+    fn impairment(&self) -> Impairment {
+        Impairment {
+            delay: Duration::from_millis(self.delay_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+            loss: self.loss / 100.0,
+            bandwidth_bps: self.bandwidth_mbps.map(|m| (m * 1e6) as u64),
+        }
+    }
+
+    /// `--regions`, which a fixed-shape scenario only accepts at its own count.
+    fn regions_or(&self, scenario: &str, default: usize, fixed: bool) -> Result<usize> {
+        match self.regions {
+            None => Ok(default),
+            Some(n) if fixed && n != default => {
+                bail!("--regions {n}: {scenario} always runs {default} regions")
+            }
+            Some(n) if n < 2 => bail!("--regions {n}: a scenario needs at least 2 regions"),
+            Some(n) if n > REGION_NAMES.len() => {
+                bail!("--regions {n}: at most {} regions", REGION_NAMES.len())
+            }
+            Some(n) => Ok(n),
+        }
+    }
+}
+
+/// Region names for scenarios with a variable number of regions.
+const REGION_NAMES: [&str; 8] = ["eu", "us", "ap", "sa", "af", "me", "oc", "ca"];
+
+/// Runs scenario `name`; the report says whether the invariants held.
+/// `on_ready` is called once the regions serve (the demo prints the consoles there).
+pub async fn run(
+    name: &str,
+    options: &Options,
+    launcher: &dyn Launcher,
+    on_ready: &(dyn Fn(&Cluster) + Sync),
+) -> Result<(Report, Cluster)> {
+    options.check()?;
+    match name {
+        "active-active" => active_active::run(options, launcher, on_ready).await,
+        "dr-failover" => dr_failover::run(options, launcher, on_ready).await,
+        "compliance-mirror" => compliance_mirror::run(options, launcher, on_ready).await,
+        "vpc-relay" => vpc_relay::run(options, launcher, on_ready).await,
+        "partition-heal" => partition_heal::run(options, launcher, on_ready).await,
+        other => bail!("unknown scenario {other:?}; the scenarios are {}", NAMES.join(", ")),
+    }
+}
+
+/// What a scenario declares before it starts.
+pub(crate) struct Spec {
+    pub name: &'static str,
+    pub plan: ClusterPlan,
+    pub topics: Vec<String>,
+    pub labels: Labels,
+    pub expect: Expectation,
+}
+
+/// A scenario in progress.
+pub(crate) struct Run<'a> {
+    pub spec: Spec,
+    pub options: &'a Options,
+    pub cluster: Cluster,
+    pub observer: Arc<Observer>,
+    pub tallies: BTreeMap<String, Arc<Tally>>,
+    pub started: Instant,
+    pub events: Vec<String>,
+    pub killed: Vec<String>,
+    progress_stop: CancellationToken,
+}
+
+impl<'a> Run<'a> {
+    /// Starts the regions, creates the topics everywhere and starts the followers.
+    pub async fn start(
+        spec: Spec,
+        options: &'a Options,
+        launcher: &dyn Launcher,
+        on_ready: &(dyn Fn(&Cluster) + Sync),
+    ) -> Result<Run<'a>> {
+        let mut plan = spec.plan.clone();
+        plan.impairment = options.impairment();
+        let cluster = Cluster::start(&plan, launcher).await?;
+        let clients: Vec<&client::Client> = cluster.regions.iter().map(|r| &r.client).collect();
+        workload::create_topics(&clients, &spec.topics).await?;
+        let followed: Vec<(String, client::Client)> = cluster
+            .regions
+            .iter()
+            .map(|r| (r.name.clone(), r.client.clone()))
+            .collect();
+        let observer = Observer::start(&followed, &spec.topics);
+        on_ready(&cluster);
+        let tallies = cluster
+            .names()
+            .into_iter()
+            .map(|n| (n, Arc::new(Tally::default())))
+            .collect();
+        let mut run = Run {
+            spec,
+            options,
+            cluster,
+            observer,
+            tallies,
+            started: Instant::now(),
+            events: Vec::new(),
+            killed: Vec::new(),
+            progress_stop: CancellationToken::new(),
+        };
+        if !options.quiet {
+            run.spawn_progress();
+        }
+        Ok(run)
+    }
+
+    /// The load each producing region writes.
+    pub fn load(&self, records: u64) -> Load {
+        Load {
+            records: if self.options.duration.is_some() {
+                u64::MAX
+            } else {
+                records
+            },
+            size: self.options.size,
+            rate: self.options.rate,
+            until: self
+                .options
+                .duration
+                .map(|d| self.started + Duration::from_secs_f64(d)),
+            labels: self.spec.labels.clone(),
+        }
+    }
+
+    /// Starts a producer in `region`; its acknowledged records come back when it stops.
+    pub fn produce(
+        &self,
+        region: &str,
+        load: Load,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<Vec<Acked>> {
+        let client = self.cluster.region(region).client.clone();
+        let topics = self.spec.topics.clone();
+        let tally = self.tallies[region].clone();
+        let region = region.to_string();
+        tokio::spawn(async move {
+            workload::produce(&client, &region, &topics, &load, tally, cancel).await
+        })
+    }
+
+    pub fn event(&mut self, text: impl Into<String>) {
+        let line = format!("{:>7.2} s  {}", self.started.elapsed().as_secs_f64(), text.into());
+        if !self.options.quiet {
+            eprintln!("\r{line:<100}");
+        }
+        self.events.push(line);
+    }
+
+    /// Records acknowledged so far by `region`'s producers.
+    pub fn produced(&self, region: &str) -> u64 {
+        self.tallies[region].records.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the producers of `regions` have written `fraction` of `records` each
+    /// (or, with --duration, until that fraction of the time has passed).
+    pub async fn wait_progress(&self, regions: &[&str], records: u64, fraction: f64) {
+        if let Some(d) = self.options.duration {
+            tokio::time::sleep_until(self.started + Duration::from_secs_f64(d * fraction)).await;
+            return;
+        }
+        let goal = (records as f64 * fraction) as u64;
+        while regions.iter().any(|r| self.produced(r) < goal) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits until every target in `expected` has received at least that many records
+    /// from the origin: `(origin, target) → records`. Returns the time it took, or
+    /// `None` when it did not happen within `within`.
+    pub async fn wait_received(
+        &self,
+        expected: &BTreeMap<(String, String), u64>,
+        within: Duration,
+    ) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            if expected
+                .iter()
+                .all(|((o, t), n)| self.observer.received(o, t) >= *n)
+            {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() >= within {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `(origin, target) → records` each running target should end with, from what was
+    /// acknowledged (the killed regions' records excepted: their tail is the RPO).
+    pub fn expected_counts(&self, acked: &[Acked]) -> BTreeMap<(String, String), u64> {
+        let mut expected = BTreeMap::new();
+        for target in self.running() {
+            for a in acked {
+                if a.stream.origin == target || self.killed.contains(&a.stream.origin) {
+                    continue;
+                }
+                let n = (0..a.offsets.len() as u64)
+                    .filter(|seq| (self.spec.expect)(&target, &a.stream, *seq))
+                    .count() as u64;
+                *expected
+                    .entry((a.stream.origin.clone(), target.clone()))
+                    .or_insert(0) += n;
+            }
+        }
+        expected
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        self.cluster
+            .regions
+            .iter()
+            .filter(|r| r.running())
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// Kills `region` the way a region fails: its links are cut first (nothing more leaves
+    /// it from that instant), then the node ends without shutting down.
+    pub async fn kill(&mut self, region: &str) -> Result<()> {
+        self.cluster.isolate(region);
+        self.cluster.kill(region).await?;
+        self.killed.push(region.to_string());
+        let how = if self.cluster.mode == "processes" {
+            "SIGKILL"
+        } else {
+            "runtime dropped"
+        };
+        self.event(format!("{region} killed ({how}), its links cut"));
+        Ok(())
+    }
+
+    /// Waits for replication to settle, reads every running region, checks the
+    /// invariants and builds the report.
+    pub async fn finish(&mut self, acked: Vec<Acked>, produce_s: f64) -> Result<Settled> {
+        let expected = self.expected_counts(&acked);
+        let backlog: u64 = expected
+            .iter()
+            .map(|((o, t), n)| n.saturating_sub(self.observer.received(o, t)))
+            .sum();
+        let settle = self.wait_received(&expected, SETTLE_WITHIN).await;
+        match settle {
+            Some(d) => self.event(format!("replication settled {:.2} s after the producers stopped", d.as_secs_f64())),
+            None => self.event(format!(
+                "replication did NOT settle within {SETTLE_WITHIN:?}; checking what is held"
+            )),
+        }
+        self.progress_stop.cancel();
+        let mut held: BTreeMap<String, Holdings> = BTreeMap::new();
+        for region in self.running() {
+            let holdings = verify::read_region(&self.cluster.region(&region).client, &self.spec.topics)
+                .await
+                .with_context(|| format!("reading what {region} holds"))?;
+            held.insert(region, holdings);
+        }
+        self.observer.stop().await;
+        let verdict = verify::check(&acked, &held, &self.spec.expect, &self.killed);
+        let backlog_bytes = backlog * self.options.size as u64;
+        let pairs = self.observer.snapshot();
+        let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        let mut pair_reports = Vec::new();
+        for ((origin, target), stats) in &pairs {
+            if origin == target {
+                continue;
+            }
+            let _ = all.add(&stats.lag_us);
+            pair_reports.push(PairReport {
+                origin: origin.clone(),
+                target: target.clone(),
+                records: stats.records,
+                mb_per_s: stats.mb_per_s(),
+                lag_ms: LagMs::of(&stats.lag_us),
+            });
+        }
+        let links = self
+            .cluster
+            .links
+            .iter()
+            .map(|l| {
+                let c = l.wan.counts();
+                LinkReport {
+                    link: l.name(),
+                    bytes: c.bytes,
+                    datagrams: c.forwarded,
+                    lost: c.lost,
+                    dropped_while_cut: c.cut,
+                    overflow: c.overflow,
+                }
+            })
+            .collect();
+        let avg_bytes = |acked: &[Acked]| {
+            let records: u64 = acked.iter().map(|a| a.offsets.len() as u64).sum();
+            let bytes: u64 = acked.iter().map(|a| a.bytes).sum();
+            (records, bytes)
+        };
+        let (records_produced, bytes_produced) = avg_bytes(&acked);
+        let invariants = verdict.invariants.clone();
+        let report = Report {
+            scenario: self.spec.name.to_string(),
+            mode: self.cluster.mode.to_string(),
+            regions: self.cluster.regions.len(),
+            region_names: self.cluster.names(),
+            records_produced,
+            bytes_produced,
+            record_bytes: self.options.size,
+            produce_s,
+            wan: Wan {
+                delay_ms: self.options.delay_ms,
+                jitter_ms: self.options.jitter_ms,
+                loss_pct: self.options.loss,
+                bandwidth_mbps: self.options.bandwidth_mbps,
+            },
+            passed: invariants.hold() && settle.is_some(),
+            invariants,
+            lag_ms: LagMs::of(&all),
+            pairs: pair_reports,
+            links,
+            wan_bytes: self.cluster.wan_counts().bytes,
+            rpo_records: (!self.killed.is_empty()).then_some(verdict.rpo_records),
+            backlog_records: Some(backlog),
+            backlog_bytes: Some(backlog_bytes),
+            catchup_s: settle.map(|d| d.as_secs_f64()),
+            catchup_mb_per_s: settle
+                .filter(|d| !d.is_zero() && backlog > 0)
+                .map(|d| backlog_bytes as f64 / 1e6 / d.as_secs_f64()),
+            consumer: None,
+            events: std::mem::take(&mut self.events),
+        };
+        if self.options.keep
+            && let Some(dir) = self.cluster.keep_dir()
+        {
+            eprintln!("data kept in {}", dir.display());
+        }
+        // Followers that ended because their region was killed are expected.
+        for ended in self.observer.ended() {
+            let region = ended.split('/').next().unwrap_or_default();
+            if !self.killed.iter().any(|k| k == region) {
+                tracing::warn!(follower = %ended, "a follower ended early");
+            }
+        }
+        Ok(Settled {
+            report,
+            verdict,
+            held,
+        })
+    }
+
+    pub fn into_cluster(self) -> Cluster {
+        self.progress_stop.cancel();
+        self.cluster
+    }
+
+    fn spawn_progress(&mut self) {
+        let tallies = self.tallies.clone();
+        let observer = self.observer.clone();
+        let stop = self.progress_stop.clone();
+        let started = self.started;
+        let tty = std::io::stderr().is_terminal();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                let produced: u64 = tallies.values().map(|t| t.records.load(Ordering::Relaxed)).sum();
+                let pairs = observer.snapshot();
+                let received: u64 = pairs
+                    .iter()
+                    .filter(|((o, t), _)| o != t)
+                    .map(|(_, s)| s.records)
+                    .sum();
+                let line = format!(
+                    "{:>7.1} s  produced {produced} · replicated {received} record copies",
+                    started.elapsed().as_secs_f64()
+                );
+                if tty {
+                    eprint!("\r{line:<100}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            if tty {
+                eprint!("\r{:<100}\r", "");
+            }
+        });
+    }
+}
+
+/// What [`Run::finish`] found.
+pub(crate) struct Settled {
+    pub report: Report,
+    pub verdict: verify::Verdict,
+    /// What each running region holds.
+    pub held: BTreeMap<String, Holdings>,
+}
+
+/// Joins producer tasks and flattens what they acknowledged.
+pub(crate) async fn join_producers(
+    handles: Vec<tokio::task::JoinHandle<Vec<Acked>>>,
+) -> Result<Vec<Acked>> {
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.await.context("a producer task failed")?);
+    }
+    Ok(acked)
+}
