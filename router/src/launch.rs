@@ -152,7 +152,10 @@ impl RegionProcess for ChildNode {
     fn kill(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.child.start_kill().context("SIGKILL")?;
-            self.child.wait().await.context("waiting for the killed node")?;
+            self.child
+                .wait()
+                .await
+                .context("waiting for the killed node")?;
             Ok(())
         })
     }

@@ -81,7 +81,12 @@ impl Cluster {
             .prefix("georouter-scenario-")
             .tempdir()
             .context("creating the scenario directory")?;
-        let names: Vec<String> = plan.topology.regions.iter().map(|r| r.name.clone()).collect();
+        let names: Vec<String> = plan
+            .topology
+            .regions
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
         let certs = dir.path().join("certs");
         replicator::certs::write_deployment(&certs, &names, 2)
             .with_context(|| format!("writing certificates to {}", certs.display()))?;
@@ -99,7 +104,8 @@ impl Cluster {
                 .find(|name| {
                     !cluster.has(name)
                         && plan.topology.links.iter().all(|l| {
-                            l.dialer() != name.as_str() || l.other(name).is_some_and(|o| cluster.has(o))
+                            l.dialer() != name.as_str()
+                                || l.other(name).is_some_and(|o| cluster.has(o))
                         })
                 })
                 .context("no region can start: the links dial in a cycle")?
@@ -167,7 +173,12 @@ impl Cluster {
             .with_context(|| format!("region {name}"))?;
         let client = client::Client::connect(&bound.grpc.to_string()).await?;
         // The links others dial to this region get their relays now.
-        for spec in plan.topology.links.iter().filter(|l| l.joins(name) && l.dialer() != name) {
+        for spec in plan
+            .topology
+            .links
+            .iter()
+            .filter(|l| l.joins(name) && l.dialer() != name)
+        {
             let wan = WanLink::start_with(bound.replication, plan.impairment)
                 .with_context(|| format!("starting the WAN relay of link {:?}", spec.between))?;
             self.links.push(Link {

@@ -68,7 +68,10 @@ pub async fn wait_ready(
             bail!("the node ended before it was ready: {why}");
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("the node did not write {} within {within:?}", file.display());
+            bail!(
+                "the node did not write {} within {within:?}",
+                file.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

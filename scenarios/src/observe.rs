@@ -145,7 +145,9 @@ async fn receive(
             if fetched.origin != region
                 && let Some((_, produced_at)) = header(&record.body)
             {
-                let _ = pair.lag_us.record(now_us.saturating_sub(produced_at).max(1));
+                let _ = pair
+                    .lag_us
+                    .record(now_us.saturating_sub(produced_at).max(1));
             }
         }
     }

@@ -97,6 +97,9 @@ pub struct Report {
     pub backlog_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup_s: Option<f64>,
+    /// From the heal until replication resumed (partition-heal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub catchup_mb_per_s: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +192,9 @@ impl Report {
         }
         if let Some(s) = self.catchup_s {
             let _ = write!(w, "catch-up: {s:.2} s");
+            if let Some(r) = self.resume_s {
+                let _ = write!(w, " (replication resumed after {r:.2} s)");
+            }
             if let Some(rate) = self.catchup_mb_per_s {
                 let _ = write!(w, " at {rate:.1} MB/s");
             }
@@ -204,13 +210,22 @@ impl Report {
             let _ = writeln!(
                 w,
                 "consumer: {} records before the failover, {} after (in {}); delivered twice: {}; never delivered: {}",
-                c.before_failover, c.after_failover, c.resumed_in, c.delivered_twice, c.never_delivered
+                c.before_failover,
+                c.after_failover,
+                c.resumed_in,
+                c.delivered_twice,
+                c.never_delivered
             );
         }
         let i = &self.invariants;
         let mark = |ok: bool| if ok { "ok" } else { "FAILED" };
         let _ = writeln!(w, "\ninvariants:");
-        let _ = writeln!(w, "  lost               {:>8}  {}", i.lost, mark(i.lost == 0));
+        let _ = writeln!(
+            w,
+            "  lost               {:>8}  {}",
+            i.lost,
+            mark(i.lost == 0)
+        );
         let _ = writeln!(
             w,
             "  duplicated         {:>8}  {}",
@@ -238,11 +253,7 @@ impl Report {
         for p in &i.problems {
             let _ = writeln!(w, "  - {p}");
         }
-        let _ = writeln!(
-            w,
-            "\n{}",
-            if self.passed { "PASSED" } else { "FAILED" }
-        );
+        let _ = writeln!(w, "\n{}", if self.passed { "PASSED" } else { "FAILED" });
         out
     }
 }

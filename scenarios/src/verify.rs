@@ -148,7 +148,15 @@ pub fn check(
         let mut rpo_here = 0;
         for (region, holdings) in held {
             let records = holdings.get(stream).unwrap_or(&empty);
-            check_sub_log(&mut v.invariants, region, a, records, expect, origin_killed, &mut rpo_here);
+            check_sub_log(
+                &mut v.invariants,
+                region,
+                a,
+                records,
+                expect,
+                origin_killed,
+                &mut rpo_here,
+            );
         }
         v.rpo_records += rpo_here;
         check_converged(&mut v.invariants, stream, held, expect);
@@ -229,7 +237,11 @@ fn check_converged(
     expect: &Expectation,
 ) {
     let empty = Vec::new();
-    let of = |region: &str| held.get(region).and_then(|h| h.get(stream)).unwrap_or(&empty);
+    let of = |region: &str| {
+        held.get(region)
+            .and_then(|h| h.get(stream))
+            .unwrap_or(&empty)
+    };
     let reference_region = if held.contains_key(&stream.origin) {
         stream.origin.clone()
     } else {
@@ -261,7 +273,10 @@ fn check_converged(
 }
 
 fn describe(stream: &Stream) -> String {
-    format!("{}/{} from {}", stream.topic, stream.partition, stream.origin)
+    format!(
+        "{}/{} from {}",
+        stream.topic, stream.partition, stream.origin
+    )
 }
 
 #[cfg(test)]
@@ -352,6 +367,10 @@ mod tests {
             ("eu".to_string(), holding("eu", &[0, 1, 2])),
             ("audit".to_string(), holding("eu", &[0, 2])),
         ]);
-        assert!(check(&[acked("eu", 3)], &held, &expect, &[]).invariants.hold());
+        assert!(
+            check(&[acked("eu", 3)], &held, &expect, &[])
+                .invariants
+                .hold()
+        );
     }
 }

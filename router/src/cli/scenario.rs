@@ -42,7 +42,10 @@ pub struct DemoArgs {
 pub async fn run(args: ScenarioArgs) -> Result<()> {
     let report = run_scenario(&args.name, &args.options, false).await?;
     if !report.passed {
-        bail!("scenario {} failed its invariants (see the report)", args.name);
+        bail!(
+            "scenario {} failed its invariants (see the report)",
+            args.name
+        );
     }
     Ok(())
 }
@@ -72,7 +75,10 @@ async fn run_scenario(name: &str, options: &Options, hold: bool) -> Result<Repor
         Box::new(InProcess)
     };
     let print_consoles = |cluster: &Cluster| {
-        eprintln!("regions up ({}); consoles (admin token {}):", cluster.mode, cluster.token);
+        eprintln!(
+            "regions up ({}); consoles (admin token {}):",
+            cluster.mode, cluster.token
+        );
         for region in &cluster.regions {
             eprintln!("  {:<6} {}", region.name, region.console_url());
         }
@@ -89,10 +95,17 @@ async fn run_scenario(name: &str, options: &Options, hold: bool) -> Result<Repor
     if hold {
         eprintln!("holding the regions up; consoles:");
         for region in &cluster.regions {
-            eprintln!("  {:<6} {}  (token {})", region.name, region.console_url(), cluster.token);
+            eprintln!(
+                "  {:<6} {}  (token {})",
+                region.name,
+                region.console_url(),
+                cluster.token
+            );
         }
         eprintln!("Ctrl-C to stop");
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
     }
     cluster.stop().await.context("stopping the regions")?;
     Ok(report)

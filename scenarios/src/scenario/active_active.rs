@@ -3,8 +3,8 @@
 //! exactly once, at the offsets its origin acknowledged.
 
 use anyhow::Result;
-use topology::{ResidencySpec, TopologySpec};
 use tokio_util::sync::CancellationToken;
+use topology::{ResidencySpec, TopologySpec};
 
 use super::{Options, REGION_NAMES, Run, Spec, join_producers};
 use crate::cluster::{Cluster, ClusterPlan};

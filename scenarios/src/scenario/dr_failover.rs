@@ -67,11 +67,17 @@ pub async fn run(
         primary_down.clone(),
         stop_consumer.clone(),
     ));
-    run.event(format!("{PRIMARY} (primary) and {STANDBY} (standby) up; producing and consuming in {PRIMARY}"));
+    run.event(format!(
+        "{PRIMARY} (primary) and {STANDBY} (standby) up; producing and consuming in {PRIMARY}"
+    ));
     let cancel = CancellationToken::new();
     let mut handles = vec![run.produce(PRIMARY, run.load(options.records), cancel.clone())];
 
     run.wait_progress(&[PRIMARY], options.records, 0.5).await;
+    // The failure strikes while replication flows, not before its first record.
+    let flowing =
+        std::collections::BTreeMap::from([((PRIMARY.to_string(), STANDBY.to_string()), 1)]);
+    run.wait_received(&flowing, Duration::from_secs(60)).await;
     run.kill(PRIMARY).await?;
     primary_down.cancel();
     let acked_before = run.produced(PRIMARY);
@@ -88,7 +94,11 @@ pub async fn run(
     let standby = settled.held.get(STANDBY).cloned().unwrap_or_default();
     let held_total: usize = standby.values().map(Vec::len).sum();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while consumer.lock().expect("consumer").distinct_in_standby(&standby) < held_total
+    while consumer
+        .lock()
+        .expect("consumer")
+        .distinct_in_standby(&standby)
+        < held_total
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -164,9 +174,9 @@ impl Consumer {
         standby
             .iter()
             .map(|(stream, held)| {
-                self.delivered
-                    .get(stream)
-                    .map_or(0, |seqs| held.iter().filter(|h| seqs.contains(&h.seq)).count())
+                self.delivered.get(stream).map_or(0, |seqs| {
+                    held.iter().filter(|h| seqs.contains(&h.seq)).count()
+                })
             })
             .sum()
     }

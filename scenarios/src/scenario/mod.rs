@@ -120,7 +120,10 @@ impl Options {
         if self.duration.is_some_and(|d| !(d > 0.0 && d.is_finite())) {
             bail!("--duration must be a positive number of seconds");
         }
-        if self.bandwidth_mbps.is_some_and(|b| !(b > 0.0 && b.is_finite())) {
+        if self
+            .bandwidth_mbps
+            .is_some_and(|b| !(b > 0.0 && b.is_finite()))
+        {
             bail!("--bandwidth-mbps must be positive");
         }
         if self.rate == Some(0) {
@@ -172,7 +175,10 @@ pub async fn run(
         "compliance-mirror" => compliance_mirror::run(options, launcher, on_ready).await,
         "vpc-relay" => vpc_relay::run(options, launcher, on_ready).await,
         "partition-heal" => partition_heal::run(options, launcher, on_ready).await,
-        other => bail!("unknown scenario {other:?}; the scenarios are {}", NAMES.join(", ")),
+        other => bail!(
+            "unknown scenario {other:?}; the scenarios are {}",
+            NAMES.join(", ")
+        ),
     }
 }
 
@@ -275,7 +281,11 @@ impl<'a> Run<'a> {
     }
 
     pub fn event(&mut self, text: impl Into<String>) {
-        let line = format!("{:>7.2} s  {}", self.started.elapsed().as_secs_f64(), text.into());
+        let line = format!(
+            "{:>7.2} s  {}",
+            self.started.elapsed().as_secs_f64(),
+            text.into()
+        );
         if !self.options.quiet {
             eprintln!("\r{line:<100}");
         }
@@ -377,7 +387,10 @@ impl<'a> Run<'a> {
             .sum();
         let settle = self.wait_received(&expected, SETTLE_WITHIN).await;
         match settle {
-            Some(d) => self.event(format!("replication settled {:.2} s after the producers stopped", d.as_secs_f64())),
+            Some(d) => self.event(format!(
+                "replication settled {:.2} s after the producers stopped",
+                d.as_secs_f64()
+            )),
             None => self.event(format!(
                 "replication did NOT settle within {SETTLE_WITHIN:?}; checking what is held"
             )),
@@ -385,9 +398,10 @@ impl<'a> Run<'a> {
         self.progress_stop.cancel();
         let mut held: BTreeMap<String, Holdings> = BTreeMap::new();
         for region in self.running() {
-            let holdings = verify::read_region(&self.cluster.region(&region).client, &self.spec.topics)
-                .await
-                .with_context(|| format!("reading what {region} holds"))?;
+            let holdings =
+                verify::read_region(&self.cluster.region(&region).client, &self.spec.topics)
+                    .await
+                    .with_context(|| format!("reading what {region} holds"))?;
             held.insert(region, holdings);
         }
         self.observer.stop().await;
@@ -457,6 +471,7 @@ impl<'a> Run<'a> {
             backlog_records: Some(backlog),
             backlog_bytes: Some(backlog_bytes),
             catchup_s: settle.map(|d| d.as_secs_f64()),
+            resume_s: None,
             catchup_mb_per_s: settle
                 .filter(|d| !d.is_zero() && backlog > 0)
                 .map(|d| backlog_bytes as f64 / 1e6 / d.as_secs_f64()),
@@ -501,7 +516,10 @@ impl<'a> Run<'a> {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => break,
                 }
-                let produced: u64 = tallies.values().map(|t| t.records.load(Ordering::Relaxed)).sum();
+                let produced: u64 = tallies
+                    .values()
+                    .map(|t| t.records.load(Ordering::Relaxed))
+                    .sum();
                 let pairs = observer.snapshot();
                 let received: u64 = pairs
                     .iter()

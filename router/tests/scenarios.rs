@@ -1,0 +1,222 @@
+//! Every scenario at small scale with in-process regions, and active-active and
+//! dr-failover once through the CLI with each region a `georouter serve` process.
+
+use std::process::Command;
+
+use router::launch::InProcess;
+use scenarios::report::Report;
+use scenarios::scenario::{Options, run};
+
+fn small() -> Options {
+    Options {
+        records: 1_500,
+        size: 512,
+        rate: Some(3_000),
+        delay_ms: 5,
+        jitter_ms: 2,
+        ..Options::default()
+    }
+}
+
+async fn scenario(name: &str, options: Options) -> Report {
+    let (report, cluster) = run(name, &options, &InProcess, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+    cluster.stop().await.expect("regions stop");
+    let i = &report.invariants;
+    assert!(report.passed, "{name} failed:\n{}", report.human());
+    assert_eq!(
+        (i.lost, i.duplicated, i.order_violations, i.unexpected),
+        (0, 0, 0, 0)
+    );
+    assert!(i.converged);
+    assert_eq!(report.scenario, name);
+    report
+}
+
+/// Every region received every other region's records.
+fn assert_all_pairs(report: &Report, per_origin: u64) {
+    let n = report.regions;
+    assert_eq!(report.pairs.len(), n * (n - 1), "{:?}", report.pairs);
+    for pair in &report.pairs {
+        assert_eq!(
+            pair.records, per_origin,
+            "{} → {}",
+            pair.origin, pair.target
+        );
+        assert!(pair.lag_ms.p50 > 0.0 && pair.lag_ms.max >= pair.lag_ms.p99);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_three_regions_converge() {
+    let report = scenario("active-active", small()).await;
+    assert_eq!(report.regions, 3);
+    assert_eq!(report.records_produced, 3 * 1_500);
+    assert_all_pairs(&report, 1_500);
+    // Every link carried replication traffic through its emulator.
+    assert_eq!(report.links.len(), 3);
+    assert!(report.links.iter().all(|l| l.bytes > 3 * 512 * 1_500 / 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_failover_resumes_the_consumer_in_the_standby() {
+    let report = scenario("dr-failover", small()).await;
+    let consumer = report.consumer.as_ref().expect("consumer report");
+    assert_eq!(consumer.delivered_twice, 0);
+    assert_eq!(consumer.never_delivered, 0);
+    assert!(consumer.before_failover > 0, "{consumer:?}");
+    // After the failover the consumer got the standby's own records at least.
+    assert!(consumer.after_failover >= 750, "{consumer:?}");
+    // The primary was killed while its records were flowing to the standby.
+    let replicated = report
+        .pairs
+        .iter()
+        .find(|p| p.origin == "east")
+        .unwrap()
+        .records;
+    assert!(replicated > 0);
+    let rpo = report.rpo_records.expect("an RPO figure");
+    let acked_in_east = 1_500 / 2..=1_500;
+    assert!(
+        acked_in_east.contains(&(replicated + rpo)),
+        "replicated {replicated} + RPO {rpo}"
+    );
+    assert!(report.events.iter().any(|e| e.contains("east killed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_mirror_holds_exactly_the_audited_records() {
+    let report = scenario("compliance-mirror", small()).await;
+    // Even sequence numbers are audited, multiples of 3 personal: 1500 records per origin
+    // (two streams of 750) leave 250 per stream for audit.
+    let to_audit: Vec<u64> = report
+        .pairs
+        .iter()
+        .filter(|p| p.target == "audit")
+        .map(|p| p.records)
+        .collect();
+    assert_eq!(to_audit, vec![500, 500]);
+    let eu_to_us = report
+        .pairs
+        .iter()
+        .find(|p| p.origin == "eu" && p.target == "us")
+        .unwrap();
+    assert_eq!(eu_to_us.records, 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub() {
+    let report = scenario("vpc-relay", small()).await;
+    let pairs: Vec<(&str, &str, u64)> = report
+        .pairs
+        .iter()
+        .map(|p| (p.origin.as_str(), p.target.as_str(), p.records))
+        .collect();
+    assert_eq!(
+        pairs,
+        vec![("core", "edge", 1_500), ("edge", "core", 1_500)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heal_catches_up_after_the_cut() {
+    let options = Options {
+        records: 4_000,
+        loss: 1.0,
+        ..small()
+    };
+    let report = scenario("partition-heal", options).await;
+    assert!(report.backlog_records.unwrap() > 0, "{}", report.human());
+    assert!(report.catchup_s.unwrap() > 0.0);
+    assert!(report.links[0].dropped_while_cut > 0);
+    assert!(report.links[0].lost > 0);
+    assert_all_pairs(&report, 4_000);
+}
+
+#[tokio::test]
+async fn fixed_shape_scenarios_refuse_another_region_count() {
+    let options = Options {
+        regions: Some(4),
+        ..small()
+    };
+    let e = run("dr-failover", &options, &InProcess, &|_| {})
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("--regions 4"), "{e}");
+    let options = Options { size: 8, ..small() };
+    let e = run("active-active", &options, &InProcess, &|_| {})
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("--size 8"), "{e}");
+}
+
+/// Runs `georouter scenario NAME --processes` and returns the JSON report.
+fn cli_scenario(name: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_georouter"))
+        .args([
+            "scenario",
+            name,
+            "--processes",
+            "--quiet",
+            "--records",
+            "1000",
+        ])
+        .args([
+            "--size",
+            "512",
+            "--rate",
+            "2000",
+            "--delay-ms",
+            "5",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{name}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["scenario"], name);
+    assert_eq!(report["mode"], "processes");
+    let i = &report["invariants"];
+    for count in ["lost", "duplicated", "order_violations"] {
+        assert_eq!(i[count], 0, "{count}");
+    }
+    assert_eq!(i["converged"], true);
+    for q in ["p50", "p99", "p999", "max"] {
+        assert!(report["lag_ms"][q].as_f64().unwrap() > 0.0, "lag {q}");
+    }
+    report
+}
+
+#[test]
+fn active_active_with_region_processes() {
+    let report = cli_scenario("active-active");
+    assert_eq!(report["regions"], 3);
+    assert_eq!(report["records_produced"], 3_000);
+}
+
+#[test]
+fn dr_failover_with_region_processes_sigkills_the_primary() {
+    let report = cli_scenario("dr-failover");
+    assert!(report["rpo_records"].is_u64());
+    assert_eq!(report["consumer"]["delivered_twice"], 0);
+    assert!(
+        report["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("SIGKILL"))
+    );
+}
