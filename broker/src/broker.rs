@@ -56,8 +56,29 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
 }
 
+/// Decides whether this region accepts produce on a topic (replication's DR fencing).
+pub trait WriteGate: Send + Sync {
+    /// Why a produce to `topic` is refused here, if it is.
+    fn refuses(&self, topic: &str) -> Option<String>;
+}
+
+/// A consumer group's cursor that changed here: by a commit, or by a merge of one that
+/// another region synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorChange {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub cursor: Cursor,
+}
+
+/// Changes buffered for slow listeners before they miss some (and resync).
+const CURSOR_FEED: usize = 4096;
+
 pub struct Broker {
     config: BrokerConfig,
+    gate: std::sync::OnceLock<Arc<dyn WriteGate>>,
+    cursor_changes: tokio::sync::broadcast::Sender<CursorChange>,
     storage: Arc<StorageConfig>,
     meta: Arc<dyn MetaStore>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
@@ -79,6 +100,8 @@ impl Broker {
         }
         Ok(Broker {
             config,
+            gate: std::sync::OnceLock::new(),
+            cursor_changes: tokio::sync::broadcast::Sender::new(CURSOR_FEED),
             storage,
             meta,
             topics: RwLock::new(topics),
@@ -89,6 +112,16 @@ impl Broker {
 
     pub fn region(&self) -> &str {
         &self.config.region
+    }
+
+    /// Installs the gate every produce passes (once; later calls are ignored).
+    pub fn set_write_gate(&self, gate: Arc<dyn WriteGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Every change of a consumer group's cursor from now on.
+    pub fn cursor_changes(&self) -> tokio::sync::broadcast::Receiver<CursorChange> {
+        self.cursor_changes.subscribe()
     }
 
     pub fn storage_config(&self) -> &StorageConfig {
@@ -216,6 +249,12 @@ impl Broker {
         partitioning: Partitioning,
     ) -> Result<Vec<RecordId>> {
         let t = self.topic(topic)?;
+        if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
+            return Err(BrokerError::ReadOnly {
+                topic: topic.to_string(),
+                reason,
+            });
+        }
         if records.is_empty() {
             return Err(BrokerError::EmptyProduce {
                 topic: topic.to_string(),
@@ -402,7 +441,58 @@ impl Broker {
             self.meta.put_cursor(group, topic, *partition, cursor)?;
         }
         self.meta.flush()?;
+        for (partition, cursor) in cursors {
+            self.cursor_changed(group, topic, *partition, cursor);
+        }
         Ok(())
+    }
+
+    /// Merges cursors another region synced into the group's: per origin the larger next
+    /// offset wins, so a merge never moves a cursor back and never loses a commit made on
+    /// either side. Stored (durably) even when the topic does not exist here yet. Returns
+    /// the partitions whose cursor changed.
+    pub fn merge_cursors(
+        &self,
+        group: &str,
+        topic: &str,
+        cursors: &[(u32, Cursor)],
+    ) -> Result<Vec<u32>> {
+        names::validate("group", group)?;
+        names::validate("topic", topic)?;
+        for (_, cursor) in cursors {
+            Self::validate_cursor(cursor)?;
+        }
+        let held: BTreeMap<u32, Cursor> = self.meta.cursors(group, topic)?.into_iter().collect();
+        let mut changed = Vec::new();
+        for (partition, theirs) in cursors {
+            let mut merged = held.get(partition).cloned().unwrap_or_default();
+            if merged.merge(theirs) {
+                self.meta.put_cursor(group, topic, *partition, &merged)?;
+                changed.push((*partition, merged));
+            }
+        }
+        if !changed.is_empty() {
+            self.meta.flush()?;
+        }
+        for (partition, cursor) in &changed {
+            self.cursor_changed(group, topic, *partition, cursor);
+        }
+        Ok(changed.into_iter().map(|(p, _)| p).collect())
+    }
+
+    /// Every group cursor held: `(group, topic, partition, cursor)`.
+    pub fn all_group_cursors(&self) -> Result<Vec<(String, String, u32, Cursor)>> {
+        Ok(self.meta.all_cursors()?)
+    }
+
+    fn cursor_changed(&self, group: &str, topic: &str, partition: u32, cursor: &Cursor) {
+        // No listener (replication off) is not an error.
+        let _ = self.cursor_changes.send(CursorChange {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            cursor: cursor.clone(),
+        });
     }
 
     pub fn group_cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>> {

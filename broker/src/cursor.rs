@@ -19,6 +19,21 @@ impl Cursor {
         self.next.get(origin).copied().unwrap_or(0)
     }
 
+    /// Takes, per origin, the larger next offset of the two; whether anything changed.
+    /// This is a join: order and repetition of merges do not matter, so regions that
+    /// exchange cursors converge on the same one.
+    pub fn merge(&mut self, other: &Cursor) -> bool {
+        let mut changed = false;
+        for (origin, &next) in &other.next {
+            let mine = self.next.entry(origin.clone()).or_insert(0);
+            if next > *mine {
+                *mine = next;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// Marks everything up to and including `offset` of `origin` as consumed. Never moves
     /// a position backwards.
     pub fn advance(&mut self, origin: &str, offset: u64) {
@@ -43,6 +58,18 @@ impl<S: Into<String>> FromIterator<(S, u64)> for Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_takes_the_larger_offset_per_origin_and_never_moves_back() {
+        let mut a: Cursor = [("eu", 10), ("us", 3)].into_iter().collect();
+        let b: Cursor = [("eu", 7), ("us", 5), ("ap", 1)].into_iter().collect();
+        assert!(a.merge(&b));
+        assert_eq!(a, [("eu", 10), ("us", 5), ("ap", 1)].into_iter().collect());
+        assert!(!a.merge(&b), "merging again changes nothing");
+        let mut c = b.clone();
+        c.merge(&[("eu", 10), ("us", 3)].into_iter().collect());
+        assert_eq!(c, a, "the merge commutes");
+    }
 
     #[test]
     fn advance_never_moves_back() {

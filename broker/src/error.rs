@@ -99,6 +99,10 @@ pub enum BrokerError {
         partition: u32,
         reason: String,
     },
+    /// Caller: a produce to a topic this region holds only a read-only copy of (a DR
+    /// task's standby, or any region while a planned failover switches the primary).
+    #[error("produce to '{topic}' refused: {reason}")]
+    ReadOnly { topic: String, reason: String },
     /// Transient: the topic was deleted while the request ran.
     #[error("topic '{topic}' was deleted")]
     TopicDeleted { topic: String },
@@ -124,6 +128,7 @@ impl BrokerError {
         match self {
             BrokerError::UnknownTopic { .. } => "unknown-topic",
             BrokerError::TopicExists { .. } => "topic-exists",
+            BrokerError::ReadOnly { .. } => "read-only",
             BrokerError::InvalidName { .. } => "invalid-name",
             BrokerError::InvalidPartitionCount { .. } => "invalid-partition-count",
             BrokerError::UnknownPartition { .. } => "unknown-partition",

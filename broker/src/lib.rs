@@ -11,7 +11,9 @@ pub mod names;
 pub mod record;
 pub mod storage;
 
-pub use broker::{Broker, BrokerConfig, Partitioning, StartPosition, Topic};
+pub use broker::{
+    Broker, BrokerConfig, CursorChange, Partitioning, StartPosition, Topic, WriteGate,
+};
 pub use cursor::Cursor;
 pub use error::{BrokerError, Result};
 pub use record::{Record, RecordId, StoredRecord};

@@ -5,6 +5,8 @@
 mod advertise;
 pub mod catalog;
 pub mod certs;
+pub mod dr;
+mod groups;
 pub mod io;
 mod link;
 pub mod metrics;
@@ -20,7 +22,8 @@ pub mod task;
 pub mod tls;
 
 pub use catalog::{ChangeError, TaskRecord};
+pub use dr::{FailoverError, FailoverMode, FailoverReport, OriginRpo};
 pub use service::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;
 pub use status::{SubLogKey, SubLogStatus};
-pub use task::{Direction, TaskSpec, TaskState};
+pub use task::{Direction, Dr, TaskSpec, TaskState};

@@ -112,6 +112,7 @@ pub(crate) async fn run(
         let records = shared.catalog.lock().expect("catalog lock").records();
         let _ = control_tx.try_send(crate::service::tasks_frame(&records));
     }
+    crate::groups::send_all(&shared, Some(&peer));
     routing::links_changed(&shared);
 
     shared.tracker.spawn(control_writer(
@@ -256,6 +257,9 @@ async fn control_reader(
             }
             Frame::LinkState(state) => routing::on_link_state(shared, &link.peer, state),
             Frame::Tasks(tasks) => crate::service::on_tasks(shared, &link.peer, tasks),
+            Frame::GroupCursors(cursors) => {
+                crate::groups::on_group_cursors(shared, &link.peer, cursors)
+            }
             Frame::Error(e) => {
                 tracing::warn!(peer = %link.peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
             }

@@ -56,6 +56,21 @@ pub struct Metrics {
     pub relayed_bytes: Counter,
     /// Records withheld from a region by a residency rule.
     pub residency_withheld_records: Counter,
+    /// Consumer-group cursors sent to neighbours, merged here (changed a cursor), and
+    /// refused (no task syncs them with that neighbour, or invalid).
+    pub group_cursors_sent: Counter,
+    pub group_cursors_merged: Counter,
+    pub group_cursors_refused: Counter,
+    /// Per origin: what this region has not yet received of it — the RPO if that origin's
+    /// region were lost now.
+    pub rpo_records: Family<OriginLabels, Gauge>,
+    pub rpo_bytes: Family<OriginLabels, Gauge>,
+    pub rpo_seconds: Family<OriginLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginLabels {
+    pub origin: String,
 }
 
 impl Metrics {
@@ -131,6 +146,36 @@ impl Metrics {
             "residency_withheld_records",
             "Records withheld from a region by a residency rule",
             self.residency_withheld_records.clone(),
+        );
+        r.register(
+            "group_cursors_sent",
+            "Consumer-group cursors sent to neighbours by group sync",
+            self.group_cursors_sent.clone(),
+        );
+        r.register(
+            "group_cursors_merged",
+            "Synced consumer-group cursors that moved a cursor here",
+            self.group_cursors_merged.clone(),
+        );
+        r.register(
+            "group_cursors_refused",
+            "Synced consumer-group cursors refused (no task syncs them, or invalid)",
+            self.group_cursors_refused.clone(),
+        );
+        r.register(
+            "rpo_records",
+            "Records of an origin this region has not yet received (the RPO if the origin were lost now)",
+            self.rpo_records.clone(),
+        );
+        r.register(
+            "rpo_bytes",
+            "Bytes of an origin this region has not yet received",
+            self.rpo_bytes.clone(),
+        );
+        r.register(
+            "rpo_seconds",
+            "Age of the oldest record of an origin this region has not yet received (time since last caught up)",
+            self.rpo_seconds.clone(),
         );
     }
 

@@ -310,8 +310,14 @@ impl Replicator {
         shared.tracker.spawn(routing_loop(shared.clone()));
         shared
             .tracker
+            .spawn(crate::groups::sync_loop(shared.clone()));
+        shared
+            .tracker
             .spawn(crate::pull::reconcile_loop(shared.clone()));
         routing::links_changed(&shared);
+        shared
+            .broker
+            .set_write_gate(Arc::new(crate::dr::Gate(Arc::downgrade(&shared))));
         tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks().len(), peers = shared.peers.len(), "replication started");
         Ok(Replicator { shared, endpoint })
     }
@@ -322,6 +328,30 @@ impl Replicator {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
+    }
+
+    /// Per origin, what this region has not yet received: the RPO if it took over now.
+    pub fn rpo(&self) -> Vec<crate::dr::OriginRpo> {
+        crate::dr::rpo_by_origin(&self.status())
+    }
+
+    /// Promotes this region to primary of DR task `task` (see `dr`).
+    pub async fn failover(
+        &self,
+        task: &str,
+        mode: crate::dr::FailoverMode,
+        timeout: Duration,
+    ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
+        crate::dr::failover(self, task, mode, timeout).await
+    }
+
+    /// Returns DR task `task` to this region, its first source, by a planned failover.
+    pub async fn failback(
+        &self,
+        task: &str,
+        timeout: Duration,
+    ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
+        crate::dr::failback(self, task, timeout).await
     }
 
     /// Every task's sub-log status, with lag computed now.
@@ -574,7 +604,15 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
             () = shared.stop.cancelled() => return,
         }
         save_checkpoints(&shared);
-        for s in shared.status.snapshot(|r| shared.link_up(r)) {
+        let status = shared.status.snapshot(|r| shared.link_up(r));
+        for o in crate::dr::rpo_by_origin(&status) {
+            let labels = crate::metrics::OriginLabels { origin: o.origin };
+            let m = &shared.metrics;
+            m.rpo_records.get_or_create(&labels).set(o.records as i64);
+            m.rpo_bytes.get_or_create(&labels).set(o.bytes as i64);
+            m.rpo_seconds.get_or_create(&labels).set(o.seconds);
+        }
+        for s in status {
             let labels = crate::metrics::SubLogLabels {
                 task: s.task,
                 topic: s.topic,
@@ -711,5 +749,36 @@ pub(crate) fn on_tasks(shared: &Shared, from: &str, tasks: pb::Tasks) {
             tracing::info!(task = %r.spec.name, version = r.version, by = %r.changed_by, deleted = r.deleted, "task changed in another region");
         }
         tasks_changed(shared, &taken, Some(from));
+    }
+}
+
+impl crate::dr::Catalog for Replicator {
+    fn region(&self) -> &str {
+        &self.shared.region
+    }
+
+    fn record(&self, task: &str) -> Option<TaskRecord> {
+        self.task(task)
+    }
+
+    fn put(&self, spec: TaskSpec, version: u64) -> Result<TaskRecord, ChangeError> {
+        self.put_task(spec, Some(version))
+    }
+
+    fn lag_of(&self, task: &str) -> Vec<SubLogStatus> {
+        self.status()
+            .into_iter()
+            .filter(|s| s.task == task && s.origin != self.shared.region)
+            .collect()
+    }
+
+    fn quiet_period(&self) -> Duration {
+        // An advertisement round or three, and a round trip or two on the slowest link.
+        let rtt = self
+            .links()
+            .iter()
+            .filter_map(|l| l.rtt_ms)
+            .fold(0.0_f64, f64::max);
+        self.shared.settings.advertise_interval * 3 + Duration::from_secs_f64(rtt * 2.0 / 1000.0)
     }
 }

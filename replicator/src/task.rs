@@ -56,6 +56,32 @@ pub struct TaskSpec {
     pub max_bytes_per_s: Option<u32>,
     #[serde(default)]
     pub state: TaskState,
+    /// Disaster recovery (see [`Dr`]): only the primary accepts produce on the task's
+    /// topics, the other regions of the task hold read-only copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dr: Option<Dr>,
+    /// Consumer groups (a glob over group names) whose committed cursors for the task's
+    /// topics sync among the task's regions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<String>,
+}
+
+/// The failover state of a DR task. Replication of a DR task flows both ways between all
+/// of its regions (a standby's own sub-logs stay empty while it is read-only), so whatever
+/// was written on either side reaches the other: a failback finds everything, and records
+/// an old primary acknowledged just before a forced failover still arrive when it returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dr {
+    /// The region that accepts produce on the task's topics.
+    pub primary: String,
+    /// Raised by every promotion; produce refusals name it.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Set while a planned failover drains the primary: the region being promoted. No
+    /// region accepts produce on the task's topics meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoting: Option<String>,
 }
 
 impl TaskSpec {
@@ -75,7 +101,20 @@ impl TaskSpec {
             max_records_per_s: None,
             max_bytes_per_s: None,
             state: TaskState::Running,
+            dr: None,
+            groups: None,
         }
+    }
+
+    /// Every region the task names, sources first.
+    pub fn regions(&self) -> impl Iterator<Item = &String> {
+        self.sources
+            .iter()
+            .chain(self.targets.iter().filter(|t| !self.sources.contains(t)))
+    }
+
+    pub fn involves(&self, region: &str) -> bool {
+        self.regions().any(|r| r == region)
     }
 }
 
@@ -104,6 +143,7 @@ pub struct TaskError {
 pub struct Task {
     pub spec: TaskSpec,
     pattern: glob::Pattern,
+    groups: Option<glob::Pattern>,
     pub start: Start,
     limiter: Option<Limiter>,
 }
@@ -135,11 +175,40 @@ impl Task {
     /// Whether data flows from `source` to `target` under this task.
     pub fn flows(&self, source: &str, target: &str) -> bool {
         let has = |list: &[String], r: &str| list.iter().any(|x| x == r);
+        if self.spec.dr.is_some() {
+            return source != target && self.spec.involves(source) && self.spec.involves(target);
+        }
         source != target
             && ((has(&self.spec.sources, source) && has(&self.spec.targets, target))
                 || (self.spec.direction == Direction::TwoWay
                     && has(&self.spec.targets, source)
                     && has(&self.spec.sources, target)))
+    }
+
+    /// Whether group `group`'s cursors sync under this task.
+    pub fn syncs_group(&self, group: &str) -> bool {
+        self.groups.as_ref().is_some_and(|p| p.matches(group))
+    }
+
+    /// Why this region may not accept produce on `topic` under this task, if it may not.
+    pub fn refuses_produce(&self, region: &str, topic: &str) -> Option<String> {
+        let dr = self.spec.dr.as_ref()?;
+        if !self.matches(topic) || !self.spec.involves(region) {
+            return None;
+        }
+        let name = &self.spec.name;
+        let epoch = dr.epoch;
+        if let Some(to) = &dr.promoting {
+            return Some(format!(
+                "topic {topic} is switching to region {to} (planned failover of DR task {name}, epoch {epoch}); retry there"
+            ));
+        }
+        (dr.primary != region).then(|| {
+            format!(
+                "region {region} holds a read-only copy of topic {topic} (DR task {name}, epoch {epoch}); produce in the primary, region {}",
+                dr.primary
+            )
+        })
     }
 
     /// The topic name at the target for a source topic.
@@ -301,6 +370,40 @@ pub fn validate(specs: &[TaskSpec], topology: &Topology) -> Result<Vec<Arc<Task>
                 }
             }
         }
+        if let Some(dr) = &spec.dr {
+            if spec.direction != Direction::OneWay {
+                return Err(fail(
+                    "direction",
+                    "a DR task is one-way: its primary writes, the other regions are standbys (replication still flows back for failback)".into(),
+                ));
+            }
+            if spec.rename.is_some() || !spec.tags.is_empty() {
+                return Err(fail(
+                    if spec.rename.is_some() { "rename" } else { "tags" },
+                    "a DR task copies its topics whole and under the same names, so that a standby can take over".into(),
+                ));
+            }
+            for (field, region) in [
+                ("dr.primary", Some(&dr.primary)),
+                ("dr.promoting", dr.promoting.as_ref()),
+            ] {
+                if let Some(region) = region
+                    && !spec.involves(region)
+                {
+                    return Err(fail(
+                        field,
+                        format!("region \"{region}\" is not one of the task's sources or targets"),
+                    ));
+                }
+            }
+        }
+        let groups = match &spec.groups {
+            Some(p) => Some(
+                glob::Pattern::new(p)
+                    .map_err(|e| fail("groups", format!("invalid pattern: {e}")))?,
+            ),
+            None => None,
+        };
         let limiter =
             (spec.max_records_per_s.is_some() || spec.max_bytes_per_s.is_some()).then(|| Limiter {
                 records: spec.max_records_per_s.map(limiter),
@@ -309,6 +412,7 @@ pub fn validate(specs: &[TaskSpec], topology: &Topology) -> Result<Vec<Arc<Task>
         tasks.push(Arc::new(Task {
             spec: spec.clone(),
             pattern,
+            groups,
             start,
             limiter,
         }));

@@ -147,6 +147,7 @@ impl Node {
                     "links": r.links(),
                     "routes": r.routes(),
                     "sub_logs": r.status(),
+                    "rpo": r.rpo(),
                 })
             });
             source

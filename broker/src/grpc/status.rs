@@ -21,6 +21,7 @@ pub fn to_status(error: BrokerError) -> Status {
             Code::InvalidArgument
         }
         BrokerError::OwnOrigin { .. }
+        | BrokerError::ReadOnly { .. }
         | BrokerError::OffsetGap { .. }
         | BrokerError::OverlappingBatch { .. } => Code::FailedPrecondition,
         BrokerError::CorruptBatch { .. } => Code::DataLoss,

@@ -67,6 +67,14 @@ impl MetaStore for MemoryMetaStore {
             .collect())
     }
 
+    fn all_cursors(&self) -> Result<Vec<(String, String, u32, Cursor)>, MetaError> {
+        let cursors = self.cursors.lock().expect("lock");
+        Ok(cursors
+            .iter()
+            .map(|((g, t, p), c)| (g.clone(), t.clone(), *p, c.clone()))
+            .collect())
+    }
+
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
         let key = (
             checkpoint.task.clone(),

@@ -24,6 +24,8 @@ pub enum MetaError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("metadata key '{key}': {reason}")]
+    Corrupt { key: String, reason: String },
 }
 
 /// Retention limits of a topic; 0 means unlimited.
@@ -67,6 +69,8 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<(), MetaError>;
     /// The group's cursors of a topic, by partition.
     fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError>;
+    /// Every group cursor: `(group, topic, partition, cursor)`.
+    fn all_cursors(&self) -> Result<Vec<(String, String, u32, Cursor)>, MetaError>;
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError>;
     /// Every checkpoint of `task`.
     fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError>;

@@ -123,6 +123,32 @@ impl MetaStore for SledMetaStore {
             .collect()
     }
 
+    fn all_cursors(&self) -> Result<Vec<(String, String, u32, Cursor)>, MetaError> {
+        self.cursors
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                let cursor = decode(&key, &value)?;
+                // group \0 topic \0 partition (4 bytes, big-endian)
+                let bad = || MetaError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "not a group cursor key".into(),
+                };
+                let (names, partition) = key.split_at(key.len().checked_sub(4).ok_or_else(bad)?);
+                let mut parts = names.split(|b| *b == 0);
+                let group = parts.next().ok_or_else(bad)?;
+                let topic = parts.next().ok_or_else(bad)?;
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+                Ok((
+                    text(group)?,
+                    text(topic)?,
+                    u32::from_be_bytes(partition.try_into().expect("4 bytes")),
+                    cursor,
+                ))
+            })
+            .collect()
+    }
+
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
         let mut key = task_prefix(&checkpoint.task);
         key.extend_from_slice(checkpoint.topic.as_bytes());

@@ -57,6 +57,20 @@ pub const OPERATIONS: &[(&str, &str, &str, bool, bool)] = &[
         true,
     ),
     (
+        "post",
+        "/api/v1/tasks/{name}/failover",
+        "Promote this region to primary of a DR task: body {\"mode\": \"planned\"|\"forced\", \"timeout_s\": 30}; returns the report with the RPO per origin",
+        false,
+        false,
+    ),
+    (
+        "post",
+        "/api/v1/tasks/{name}/failback",
+        "Return a DR task to this region, its first source, by a planned failover: body {\"timeout_s\": 30}",
+        false,
+        false,
+    ),
+    (
         "get",
         "/api/v1/regions",
         "Regions and how this one reaches them",
@@ -124,6 +138,10 @@ pub fn document_value() -> serde_json::Value {
                 error_response("Malformed JSON or an invalid task (field named)");
             op["responses"]["413"] = error_response("Body too large");
         }
+        if path.ends_with("/failover") || path.ends_with("/failback") {
+            op["responses"]["409"] =
+                error_response("Not a DR task, already primary, or a planned failover timed out");
+        }
         if *method == "delete" {
             op["responses"]["204"] = serde_json::json!({"description": "Deleted"});
         }
@@ -164,7 +182,18 @@ pub fn document_value() -> serde_json::Value {
                         "start": {"type": "string", "description": "earliest, latest or an RFC 3339 time"},
                         "max_records_per_s": {"type": "integer", "minimum": 1},
                         "max_bytes_per_s": {"type": "integer", "minimum": 1},
-                        "state": {"type": "string", "enum": ["running", "paused"]}
+                        "state": {"type": "string", "enum": ["running", "paused"]},
+                        "dr": {
+                            "type": "object",
+                            "description": "a DR task: only the primary accepts produce; changed by failover",
+                            "required": ["primary"],
+                            "properties": {
+                                "primary": {"type": "string"},
+                                "epoch": {"type": "integer", "minimum": 0},
+                                "promoting": {"type": "string"}
+                            }
+                        },
+                        "groups": {"type": "string", "description": "glob over consumer groups whose cursors sync among the task's regions"}
                     }
                 }
             }

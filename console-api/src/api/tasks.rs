@@ -14,7 +14,7 @@ use replicator::{Replicator, TaskRecord, TaskSpec, TaskState};
 use super::Api;
 use super::error::ApiError;
 
-fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
+pub(crate) fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
     api.replicator.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -33,6 +33,7 @@ pub enum FrameKind {
     Error = 8,
     LinkState = 9,
     Tasks = 10,
+    GroupCursors = 11,
 }
 
 impl FrameKind {
@@ -48,6 +49,7 @@ impl FrameKind {
             8 => Self::Error,
             9 => Self::LinkState,
             10 => Self::Tasks,
+            11 => Self::GroupCursors,
             _ => return None,
         })
     }
@@ -64,6 +66,7 @@ pub enum Frame {
     Batches(BatchesFrame),
     LinkState(pb::LinkState),
     Tasks(pb::Tasks),
+    GroupCursors(pb::GroupCursors),
     Error(pb::Error),
 }
 
@@ -155,6 +158,7 @@ impl Frame {
             Frame::Error(_) => FrameKind::Error,
             Frame::LinkState(_) => FrameKind::LinkState,
             Frame::Tasks(_) => FrameKind::Tasks,
+            Frame::GroupCursors(_) => FrameKind::GroupCursors,
         }
     }
 
@@ -169,6 +173,7 @@ impl Frame {
             Frame::Error(m) => m,
             Frame::LinkState(m) => m,
             Frame::Tasks(m) => m,
+            Frame::GroupCursors(m) => m,
             Frame::Batches(frame) => {
                 let header_len = frame.header.encoded_len();
                 let len = 1 + 4 + header_len + frame.bytes();
@@ -252,6 +257,9 @@ pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
         FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?),
         FrameKind::LinkState => Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?),
         FrameKind::Tasks => Frame::Tasks(pb::Tasks::decode(frame).map_err(body)?),
+        FrameKind::GroupCursors => {
+            Frame::GroupCursors(pb::GroupCursors::decode(frame).map_err(body)?)
+        }
         FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
     })
 }

@@ -4,6 +4,7 @@ mod bench;
 mod bench_replicate;
 mod certs;
 mod consume;
+mod failover;
 mod produce;
 mod scenario;
 mod serve;
@@ -57,6 +58,10 @@ enum Command {
     /// Manage replication tasks through a region's console API.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Promote the region whose console is called to primary of a DR task.
+    Failover(failover::FailoverArgs),
+    /// Return a DR task to its first source (run against that region's console).
+    Failback(failover::FailbackArgs),
     /// Run a multi-region scenario over emulated WAN links and report on it.
     Scenario(scenario::ScenarioArgs),
     /// Active-active across three in-process regions with 30 ms links, with a report.
@@ -85,6 +90,8 @@ pub fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(args) => certs::run(args),
             Command::Task(command) => task::run(command).await,
+            Command::Failover(args) => failover::failover(args).await,
+            Command::Failback(args) => failover::failback(args).await,
             Command::Scenario(args) => scenario::run(args).await,
             Command::Demo(args) => scenario::demo(args).await,
         }

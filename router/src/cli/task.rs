@@ -24,7 +24,7 @@ pub struct ConsoleArg {
     token: Option<String>,
     /// Print the API's JSON instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -95,26 +95,26 @@ pub struct SpecArgs {
     max_bytes_per_s: Option<u32>,
 }
 
-struct Console {
+pub(crate) struct Console {
     arg: ConsoleArg,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     etag: Option<String>,
-    body: serde_json::Value,
+    pub body: serde_json::Value,
 }
 
 impl Console {
-    fn new(arg: ConsoleArg) -> Self {
+    pub(crate) fn new(arg: ConsoleArg) -> Self {
         Console {
             arg,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,

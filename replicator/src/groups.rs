@@ -1,0 +1,168 @@
+//! Consumer-group cursor sync. A task with `groups` (a glob over group names) keeps the
+//! committed cursors of matching groups on its topics the same in all of its regions:
+//!
+//! - every cursor change in the broker (a commit, or a merge of a synced cursor) is sent at
+//!   once, in a `GroupCursors` control frame, to each neighbour that shares such a task;
+//! - when a link comes up, and every [`RESYNC_INTERVAL`], all matching cursors are sent
+//!   (a frame dropped on a full control queue is repaired by the next one);
+//! - the receiver merges (`Broker::merge_cursors`: per origin the larger next offset wins)
+//!   and passes on only what changed, so repetition and order do not matter and the
+//!   exchange stops by itself.
+//!
+//! A vector cursor names exact positions in each origin's sub-log, which hold the same
+//! records under the same offsets in every region: nothing is translated, and a group
+//! resumes in another region exactly where it committed. Merging by maximum means a group
+//! consuming in two regions at once never loses a commit and never moves back; records one
+//! side read are not re-read by the other. A deliberate rewind (committing an older cursor)
+//! applies locally only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::Cursor;
+use broker::broker::CursorChange;
+use proto::link::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::protocol::frame::Frame;
+use crate::service::Shared;
+use crate::task::Task;
+
+/// Every cursor is resent this often, repairing anything a full control queue dropped.
+pub(crate) const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Cursors per frame, well under the frame size limit.
+const PER_FRAME: usize = 1_000;
+
+/// Sends cursor changes as they happen, and everything every [`RESYNC_INTERVAL`].
+pub(crate) async fn sync_loop(shared: Arc<Shared>) {
+    let mut changes = shared.broker.cursor_changes();
+    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    resync.tick().await;
+    loop {
+        let first = tokio::select! {
+            change = changes.recv() => change,
+            _ = resync.tick() => {
+                send_all(&shared, None);
+                continue;
+            }
+            () = shared.stop.cancelled() => return,
+        };
+        let mut batch = match first {
+            Ok(change) => vec![change],
+            Err(RecvError::Lagged(_)) => {
+                send_all(&shared, None);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        while batch.len() < PER_FRAME {
+            match changes.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        send(&shared, &batch, None);
+    }
+}
+
+/// Sends every matching cursor held here (to `only`, or to every neighbour).
+pub(crate) fn send_all(shared: &Shared, only: Option<&str>) {
+    match shared.broker.all_group_cursors() {
+        Ok(all) => {
+            let changes: Vec<CursorChange> = all
+                .into_iter()
+                .map(|(group, topic, partition, cursor)| CursorChange {
+                    group,
+                    topic,
+                    partition,
+                    cursor,
+                })
+                .collect();
+            for chunk in changes.chunks(PER_FRAME) {
+                send(shared, chunk, only);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reading group cursors to sync failed"),
+    }
+}
+
+fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
+    let tasks = shared.tasks();
+    let links = shared.links.lock().expect("links lock");
+    for (peer, link) in links.iter() {
+        if only.is_some_and(|o| o != peer) {
+            continue;
+        }
+        let cursors: Vec<pb::GroupCursor> = changes
+            .iter()
+            .filter(|c| synced(&tasks, &shared.region, peer, &c.group, &c.topic))
+            .map(|c| pb::GroupCursor {
+                group: c.group.clone(),
+                topic: c.topic.clone(),
+                partition: c.partition,
+                next: c.cursor.next.clone().into_iter().collect(),
+            })
+            .collect();
+        if cursors.is_empty() {
+            continue;
+        }
+        let n = cursors.len() as u64;
+        if link
+            .control
+            .try_send(Frame::GroupCursors(pb::GroupCursors { cursors }))
+            .is_ok()
+        {
+            shared.metrics.group_cursors_sent.inc_by(n);
+        }
+    }
+}
+
+/// Whether some task syncs `group` on `topic` between regions `a` and `b`.
+fn synced(tasks: &[Arc<Task>], a: &str, b: &str, group: &str, topic: &str) -> bool {
+    tasks.iter().any(|t| {
+        t.syncs_group(group) && t.matches(topic) && t.spec.involves(a) && t.spec.involves(b)
+    })
+}
+
+/// Cursors from neighbour `from`: those a shared task syncs are merged (off the async
+/// runtime: a merge that changes something is an fsync); the others are counted and
+/// dropped.
+pub(crate) fn on_group_cursors(shared: &Arc<Shared>, from: &str, frame: pb::GroupCursors) {
+    let tasks = shared.tasks();
+    let (allowed, refused): (Vec<_>, Vec<_>) = frame
+        .cursors
+        .into_iter()
+        .partition(|c| synced(&tasks, &shared.region, from, &c.group, &c.topic));
+    if !refused.is_empty() {
+        shared
+            .metrics
+            .group_cursors_refused
+            .inc_by(refused.len() as u64);
+        tracing::warn!(peer = %from, count = refused.len(), example = %format!("{}/{}", refused[0].group, refused[0].topic), "group cursors no task syncs with this neighbour; ignored");
+    }
+    if allowed.is_empty() {
+        return;
+    }
+    let s = shared.clone();
+    let from = from.to_string();
+    shared.tracker.spawn_blocking(move || {
+        for c in allowed {
+            let cursor = Cursor {
+                next: c.next.into_iter().collect(),
+            };
+            match s
+                .broker
+                .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])
+            {
+                Ok(changed) => {
+                    s.metrics.group_cursors_merged.inc_by(changed.len() as u64);
+                }
+                Err(e) => {
+                    s.metrics.group_cursors_refused.inc();
+                    tracing::warn!(peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
+                }
+            }
+        }
+    });
+}

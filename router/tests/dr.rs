@@ -1,0 +1,390 @@
+//! Disaster recovery across two regions `a` (primary) and `b` (standby) of a DR task:
+//! consumer-group cursor sync and its merge rule, a forced failover after SIGKILL of the
+//! primary's process (the group resumes exactly; the RPO reported is the real one), a
+//! planned failover with producers running (nothing lost or duplicated, the old primary
+//! fenced), and a failback after writes on the promoted side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use client::{Partitioning, pb};
+use router::launch::{InProcess, Processes};
+use scenarios::cluster::{Cluster, ClusterPlan};
+use scenarios::launch::Launcher;
+use topology::{ResidencySpec, TopologySpec};
+
+const TOPIC: &str = "orders";
+const GROUP: &str = "billing";
+
+fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
+    let mut task = replicator::TaskSpec::new("dr", &["a"], &["b"], TOPIC);
+    task.dr = Some(replicator::Dr {
+        primary: "a".into(),
+        epoch: 0,
+        promoting: None,
+    });
+    task.groups = Some("billing*".into());
+    task.max_records_per_s = max_records_per_s;
+    ClusterPlan {
+        topology: TopologySpec::mesh(&["a", "b"]),
+        residency: ResidencySpec::default(),
+        tasks: vec![task],
+        impairment: Default::default(),
+        heartbeat_ms: 300,
+    }
+}
+
+async fn start(plan: &ClusterPlan, launcher: &dyn Launcher) -> Cluster {
+    let cluster = Cluster::start(plan, launcher).await.expect("regions start");
+    for region in &cluster.regions {
+        region.client.create_topic(TOPIC, 1, None).await.unwrap();
+    }
+    cluster
+}
+
+async fn eventually<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn record(body: String) -> pb::Record {
+    pb::Record {
+        body: body.into_bytes(),
+        ..Default::default()
+    }
+}
+
+/// Produces records `<prefix>-<i>` for i in `range`, in batches of 100.
+async fn produce(client: &client::Client, prefix: &str, range: std::ops::Range<u64>) {
+    let all: Vec<u64> = range.collect();
+    for chunk in all.chunks(100) {
+        let records = chunk
+            .iter()
+            .map(|i| record(format!("{prefix}-{i}")))
+            .collect();
+        client
+            .produce(TOPIC, records, Partitioning::Partition(0))
+            .await
+            .unwrap();
+    }
+}
+
+/// Every record a region holds: (origin, offset, body).
+async fn held(client: &client::Client) -> Vec<(String, u64, String)> {
+    let fetched = client
+        .fetch_all(TOPIC, client::earliest(), vec![])
+        .await
+        .unwrap();
+    fetched
+        .records
+        .into_iter()
+        .map(|r| {
+            let body = String::from_utf8(r.record.unwrap().body).unwrap();
+            (r.origin, r.offset, body)
+        })
+        .collect()
+}
+
+/// End offset per origin in a region.
+async fn ends(client: &client::Client) -> BTreeMap<String, u64> {
+    let description = client.describe_topic(TOPIC).await.unwrap();
+    description.partitions[0]
+        .sub_logs
+        .iter()
+        .map(|s| (s.origin.clone(), s.end_offset))
+        .collect()
+}
+
+fn cursor(next: &[(&str, u64)]) -> pb::PartitionCursor {
+    pb::PartitionCursor {
+        partition: 0,
+        cursor: Some(pb::Cursor {
+            next: next.iter().map(|(o, n)| (o.to_string(), *n)).collect(),
+        }),
+    }
+}
+
+async fn group_cursor(client: &client::Client, group: &str) -> BTreeMap<String, u64> {
+    client
+        .group_cursors(group, TOPIC)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.partition == 0)
+        .and_then(|c| c.cursor)
+        .map(|c| c.next.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Runs `georouter failover|failback` against `region`'s console and returns its JSON.
+fn cli(cluster: &Cluster, region: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_georouter"))
+        .args(args)
+        .args(["--json", "--console"])
+        .arg(cluster.region(region).bound.console.to_string())
+        .args(["--token", &cluster.token])
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).unwrap())
+}
+
+fn read_only_error(e: client::ClientError) -> String {
+    assert_eq!(e.code(), Some("read-only"), "{e}");
+    e.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_cursors_sync_both_ways_and_merge_by_maximum() {
+    let cluster = start(&plan(None), &InProcess).await;
+    let (a, b) = (&cluster.region("a").client, &cluster.region("b").client);
+    a.commit(GROUP, TOPIC, vec![cursor(&[("a", 40)])])
+        .await
+        .unwrap();
+    eventually("a's commit in b", || async {
+        group_cursor(b, GROUP).await == BTreeMap::from([("a".into(), 40)])
+    })
+    .await;
+    // Active in both regions at once: per origin the larger offset wins, on both sides.
+    b.commit(GROUP, TOPIC, vec![cursor(&[("a", 30), ("b", 7)])])
+        .await
+        .unwrap();
+    let merged = BTreeMap::from([("a".to_string(), 40), ("b".to_string(), 7)]);
+    eventually("the merge in a", || async {
+        group_cursor(a, GROUP).await == merged
+    })
+    .await;
+    eventually("the merge in b", || async {
+        group_cursor(b, GROUP).await == merged
+    })
+    .await;
+    // A rewind stays local; a group the task does not name is not synced.
+    a.commit(GROUP, TOPIC, vec![cursor(&[("a", 5), ("b", 7)])])
+        .await
+        .unwrap();
+    a.commit("audit", TOPIC, vec![cursor(&[("a", 9)])])
+        .await
+        .unwrap();
+    a.commit("billing-eu", TOPIC, vec![cursor(&[("a", 3)])])
+        .await
+        .unwrap();
+    eventually("billing-eu in b", || async {
+        group_cursor(b, "billing-eu").await == BTreeMap::from([("a".into(), 3)])
+    })
+    .await;
+    assert_eq!(group_cursor(b, GROUP).await, merged, "never moved back");
+    assert!(group_cursor(b, "audit").await.is_empty());
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_resumes_exactly_in_the_standby_after_sigkill_and_the_rpo_is_exact() {
+    let launcher = Processes {
+        binary: env!("CARGO_BIN_EXE_georouter").into(),
+    };
+    // Replication limited to 400 records/s, so the standby is behind when the primary dies.
+    let mut cluster = start(&plan(Some(400)), &launcher).await;
+    let (a, b) = (
+        cluster.region("a").client.clone(),
+        cluster.region("b").client.clone(),
+    );
+    let err = b
+        .produce(TOPIC, vec![record("x".into())], Partitioning::Partition(0))
+        .await
+        .unwrap_err();
+    assert!(read_only_error(err).contains("the primary, region a"));
+    produce(&a, "a", 0..2000).await;
+
+    // The group reads half of the topic in a and commits.
+    let half: Vec<_> = held(&a).await.into_iter().take(1000).collect();
+    assert_eq!(half.last().unwrap().1, 999);
+    a.commit(GROUP, TOPIC, vec![cursor(&[("a", 1000)])])
+        .await
+        .unwrap();
+    eventually("the group's cursor in b", || async {
+        group_cursor(&b, GROUP).await == BTreeMap::from([("a".into(), 1000)])
+    })
+    .await;
+    eventually("b past the group's position", || async {
+        ends(&b).await.get("a").copied().unwrap_or(0) >= 1200
+    })
+    .await;
+
+    cluster.kill("a").await.unwrap();
+    let report = cli(&cluster, "b", &["failover", "--task", "dr", "--forced"]).unwrap();
+    let held_in_b = ends(&b).await["a"];
+    assert!(held_in_b < 2000, "the standby was behind: {held_in_b}");
+    assert_eq!(report["promoted"], "b");
+    assert_eq!(report["previous"], "a");
+    assert_eq!(report["epoch"], 1);
+    let rpo = &report["rpo"][0];
+    assert_eq!(rpo["origin"], "a");
+    assert_eq!(rpo["records"], 2000 - held_in_b, "{report}");
+    assert!(rpo["bytes"].as_u64().unwrap() > 0);
+
+    // The group resumes in b from its synced cursor: exactly the records after it.
+    let cursors = b.group_cursors(GROUP, TOPIC).await.unwrap();
+    let resumed = b
+        .fetch_all(TOPIC, client::earliest(), cursors)
+        .await
+        .unwrap();
+    let offsets: Vec<u64> = resumed.records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (1000..held_in_b).collect::<Vec<_>>());
+    // b is the primary now.
+    b.produce(
+        TOPIC,
+        vec![record("b-0".into())],
+        Partitioning::Partition(0),
+    )
+    .await
+    .unwrap();
+    cluster.stop().await.unwrap();
+}
+
+/// Writes batches to whichever region accepts them, moving to the other on a refusal,
+/// until `total` records are acknowledged; returns the acknowledged bodies.
+async fn produce_through_switches(cluster: &Cluster, total: u64) -> Vec<String> {
+    let clients = [
+        cluster.region("a").client.clone(),
+        cluster.region("b").client.clone(),
+    ];
+    let mut at = 0;
+    let mut acked = Vec::new();
+    let mut seq = 0u64;
+    while (acked.len() as u64) < total {
+        let bodies: Vec<String> = (seq..seq + 20).map(|i| format!("p-{i}")).collect();
+        let records = bodies.iter().map(|b| record(b.clone())).collect();
+        match clients[at]
+            .produce(TOPIC, records, Partitioning::Partition(0))
+            .await
+        {
+            Ok(_) => {
+                acked.extend(bodies);
+                seq += 20;
+            }
+            Err(e) => {
+                read_only_error(e);
+                at = 1 - at;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    acked
+}
+
+/// Both regions hold the same records at the same positions, each body once, and exactly
+/// the acknowledged ones.
+async fn assert_converged(cluster: &Cluster, acked: &[String]) {
+    let (a, b) = (&cluster.region("a").client, &cluster.region("b").client);
+    eventually("a and b to converge", || async {
+        ends(a).await == ends(b).await
+    })
+    .await;
+    // Arrival order differs between regions; each sub-log's (offset, body) must not.
+    let mut in_a = held(a).await;
+    let mut in_b = held(b).await;
+    in_a.sort();
+    in_b.sort();
+    assert!(in_a == in_b, "a and b hold different records");
+    let bodies: Vec<&str> = in_a.iter().map(|(_, _, body)| body.as_str()).collect();
+    let unique: BTreeSet<&str> = bodies.iter().copied().collect();
+    assert_eq!(unique.len(), bodies.len(), "a record held twice");
+    let expected: BTreeSet<&str> = acked.iter().map(String::as_str).collect();
+    assert_eq!(
+        unique, expected,
+        "held records differ from the acknowledged ones"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_failover_with_producers_running_loses_nothing_and_fences_the_old_primary() {
+    let cluster = start(&plan(None), &InProcess).await;
+    let producing = produce_through_switches(&cluster, 3000);
+    let switching = async {
+        eventually("some writes in a", || async {
+            ends(&cluster.region("a").client)
+                .await
+                .get("a")
+                .is_some_and(|n| *n >= 500)
+        })
+        .await;
+        cli(&cluster, "b", &["failover", "--task", "dr"]).unwrap()
+    };
+    let (acked, report) = tokio::join!(producing, switching);
+    assert_eq!(report["mode"], "planned");
+    assert_eq!(report["promoted"], "b");
+    assert!(
+        report["rpo"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["records"] == 0)
+    );
+    let err = cluster
+        .region("a")
+        .client
+        .produce(
+            TOPIC,
+            vec![record("late".into())],
+            Partitioning::Partition(0),
+        )
+        .await
+        .unwrap_err();
+    let message = read_only_error(err);
+    assert!(
+        message.contains("the primary, region b") && message.contains("epoch 1"),
+        "{message}"
+    );
+    let ends_b = ends(&cluster.region("b").client).await;
+    assert!(
+        ends_b.get("b").is_some_and(|n| *n > 0),
+        "writes moved to b: {ends_b:?}"
+    );
+    assert_converged(&cluster, &acked).await;
+    // Failing over to the primary itself is refused.
+    let refused = cli(&cluster, "b", &["failover", "--task", "dr"]).unwrap_err();
+    assert!(refused.contains("already the primary"), "{refused}");
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failback_after_writes_on_the_promoted_side_converges_and_returns_the_primary() {
+    let cluster = start(&plan(None), &InProcess).await;
+    let (a, b) = (&cluster.region("a").client, &cluster.region("b").client);
+    produce(a, "a", 0..500).await;
+    cli(&cluster, "b", &["failover", "--task", "dr", "--forced"]).unwrap();
+    eventually("a to learn it is fenced", || async {
+        a.produce(TOPIC, vec![record("x".into())], Partitioning::Partition(0))
+            .await
+            .is_err()
+    })
+    .await;
+    produce(b, "b", 0..700).await;
+    // Failback runs in the first source; the standby cannot ask for it.
+    let refused = cli(&cluster, "b", &["failback", "--task", "dr"]).unwrap_err();
+    assert!(refused.contains("run it there"), "{refused}");
+    let report = cli(&cluster, "a", &["failback", "--task", "dr"]).unwrap();
+    assert_eq!(report["promoted"], "a");
+    assert_eq!(report["epoch"], 2);
+    // a holds everything b wrote before it took over again.
+    assert_eq!(ends(a).await.get("b"), Some(&700));
+    produce(a, "a", 500..600).await;
+    let err = b
+        .produce(TOPIC, vec![record("y".into())], Partitioning::Partition(0))
+        .await
+        .unwrap_err();
+    assert!(read_only_error(err).contains("the primary, region a"));
+    let acked: Vec<String> = (0..600)
+        .map(|i| format!("a-{i}"))
+        .chain((0..700).map(|i| format!("b-{i}")))
+        .collect();
+    assert_converged(&cluster, &acked).await;
+    cluster.stop().await.unwrap();
+}
