@@ -4,29 +4,59 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result, ensure};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 /// `GET http://{console}{path}` as JSON.
 pub async fn get_json(console: SocketAddr, path: &str, token: &str) -> Result<serde_json::Value> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = hyper::Request::get(format!("http://{console}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .body(Empty::new())
+    call(console, "GET", path, token, None).await
+}
+
+/// `POST http://{console}{path}` with a JSON body; the answer as JSON.
+pub async fn post_json(
+    console: SocketAddr,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    call(console, "POST", path, token, Some(body)).await
+}
+
+async fn call(
+    console: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{console}{path}"))
+        .header("authorization", format!("Bearer {token}"));
+    let bytes = match body {
+        Some(b) => {
+            request = request.header("content-type", "application/json");
+            serde_json::to_vec(b)?
+        }
+        None => Vec::new(),
+    };
+    let request = request
+        .body(Full::new(Bytes::from(bytes)))
         .context("building the request")?;
     let response = client
         .request(request)
         .await
-        .with_context(|| format!("GET {path} from the console at {console}"))?;
+        .with_context(|| format!("{method} {path} at the console {console}"))?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     ensure!(
         status.is_success(),
-        "GET {path} from {console}: {status}: {}",
+        "{method} {path} at {console}: {status}: {}",
         String::from_utf8_lossy(&body)
     );
-    serde_json::from_slice(&body).with_context(|| format!("GET {path} from {console}: not JSON"))
+    serde_json::from_slice(&body).with_context(|| format!("{method} {path} at {console}: not JSON"))
 }
 
 /// The peers whose links a region reports up.

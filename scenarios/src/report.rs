@@ -91,6 +91,9 @@ pub struct Report {
     pub wan_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_records: Option<u64>,
+    /// The RPO the failover itself reported (dr-failover), to compare with `rpo_records`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_reported_records: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog_records: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,10 +204,14 @@ impl Report {
             let _ = writeln!(w);
         }
         if let Some(rpo) = self.rpo_records {
-            let _ = writeln!(
+            let _ = write!(
                 w,
                 "RPO: {rpo} acknowledged records had not reached the standby"
             );
+            if let Some(reported) = self.rpo_reported_records {
+                let _ = write!(w, " (the failover reported {reported})");
+            }
+            let _ = writeln!(w);
         }
         if let Some(c) = &self.consumer {
             let _ = writeln!(

@@ -468,6 +468,7 @@ impl<'a> Run<'a> {
             links,
             wan_bytes: self.cluster.wan_counts().bytes,
             rpo_records: (!self.killed.is_empty()).then_some(verdict.rpo_records),
+            rpo_reported_records: None,
             backlog_records: Some(backlog),
             backlog_bytes: Some(backlog_bytes),
             catchup_s: settle.map(|d| d.as_secs_f64()),
