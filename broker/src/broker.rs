@@ -79,6 +79,8 @@ pub struct Broker {
     config: BrokerConfig,
     gate: std::sync::OnceLock<Arc<dyn WriteGate>>,
     cursor_changes: tokio::sync::broadcast::Sender<CursorChange>,
+    /// Serializes cursor writes, so a merge's read-modify-write cannot undo a commit.
+    cursor_writes: std::sync::Mutex<()>,
     storage: Arc<StorageConfig>,
     meta: Arc<dyn MetaStore>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
@@ -102,6 +104,7 @@ impl Broker {
             config,
             gate: std::sync::OnceLock::new(),
             cursor_changes: tokio::sync::broadcast::Sender::new(CURSOR_FEED),
+            cursor_writes: std::sync::Mutex::new(()),
             storage,
             meta,
             topics: RwLock::new(topics),
@@ -437,10 +440,13 @@ impl Broker {
             }
             Self::validate_cursor(cursor)?;
         }
-        for (partition, cursor) in cursors {
-            self.meta.put_cursor(group, topic, *partition, cursor)?;
+        {
+            let _writing = self.cursor_writes.lock().expect("cursor lock");
+            for (partition, cursor) in cursors {
+                self.meta.put_cursor(group, topic, *partition, cursor)?;
+            }
+            self.meta.flush()?;
         }
-        self.meta.flush()?;
         for (partition, cursor) in cursors {
             self.cursor_changed(group, topic, *partition, cursor);
         }
@@ -449,7 +455,7 @@ impl Broker {
 
     /// Merges cursors another region synced into the group's: per origin the larger next
     /// offset wins, so a merge never moves a cursor back and never loses a commit made on
-    /// either side. Stored (durably) even when the topic does not exist here yet. Returns
+    /// either side (merges and commits are serialized). Stored (durably) even when the topic does not exist here yet. Returns
     /// the partitions whose cursor changed.
     pub fn merge_cursors(
         &self,
@@ -462,17 +468,21 @@ impl Broker {
         for (_, cursor) in cursors {
             Self::validate_cursor(cursor)?;
         }
-        let held: BTreeMap<u32, Cursor> = self.meta.cursors(group, topic)?.into_iter().collect();
         let mut changed = Vec::new();
-        for (partition, theirs) in cursors {
-            let mut merged = held.get(partition).cloned().unwrap_or_default();
-            if merged.merge(theirs) {
-                self.meta.put_cursor(group, topic, *partition, &merged)?;
-                changed.push((*partition, merged));
+        {
+            let _writing = self.cursor_writes.lock().expect("cursor lock");
+            let held: BTreeMap<u32, Cursor> =
+                self.meta.cursors(group, topic)?.into_iter().collect();
+            for (partition, theirs) in cursors {
+                let mut merged = held.get(partition).cloned().unwrap_or_default();
+                if merged.merge(theirs) {
+                    self.meta.put_cursor(group, topic, *partition, &merged)?;
+                    changed.push((*partition, merged));
+                }
             }
-        }
-        if !changed.is_empty() {
-            self.meta.flush()?;
+            if !changed.is_empty() {
+                self.meta.flush()?;
+            }
         }
         for (partition, cursor) in &changed {
             self.cursor_changed(group, topic, *partition, cursor);

@@ -50,6 +50,10 @@ pub struct OriginRpo {
     /// Time since this region last held everything the origin's sub-logs were known to
     /// hold: an upper bound on the age of the oldest record not yet received.
     pub seconds: f64,
+    /// Some sub-log's end at the origin was never advertised to this region: `records`
+    /// and `bytes` cannot count what is missing there.
+    #[serde(default)]
+    pub unknown: bool,
 }
 
 /// Per origin, from per-sub-log status (a sub-log pulled for several tasks counts once).
@@ -75,6 +79,7 @@ pub fn rpo_by_origin<'a>(status: impl IntoIterator<Item = &'a SubLogStatus>) -> 
         o.records += s.lag_records;
         o.bytes += s.lag_bytes;
         o.seconds = o.seconds.max(s.lag_seconds);
+        o.unknown |= s.source_end.is_none();
     }
     origins.into_values().collect()
 }
@@ -122,14 +127,18 @@ pub enum FailoverError {
     #[error("failback returns task {task} to its first source, region {home}; run it there")]
     NotHome { task: String, home: String },
     #[error(
-        "planned failover of task {task} timed out after {waited:?}: {lag_records} records not yet received; region {primary} stays the primary (use forced mode to switch anyway)"
+        "planned failover of task {task} timed out after {waited:?}: {reason}; region {primary} stays the primary (use forced mode to switch anyway)"
     )]
     TimedOut {
         task: String,
         primary: String,
         waited: Duration,
-        lag_records: u64,
+        reason: String,
     },
+    #[error(
+        "task {task} changed during the failover and no longer promotes this region ({now}); nothing was switched"
+    )]
+    Superseded { task: String, now: String },
     #[error(transparent)]
     Change(#[from] ChangeError),
 }
@@ -143,6 +152,41 @@ pub(crate) trait Catalog {
     fn lag_of(&self, task: &str) -> Vec<SubLogStatus>;
     /// How long lag 0 must hold before a planned switch.
     fn quiet_period(&self) -> Duration;
+    /// Whether this region has a route to `region` now.
+    fn reachable(&self, region: &str) -> bool;
+}
+
+/// Changes the task's `dr` section with `change` (given the current one): `Ok(None)` from
+/// `change` leaves it as it is. A change made meanwhile elsewhere (a version conflict) is
+/// re-read and `change` applied again.
+fn change_dr(
+    catalog: &(impl Catalog + ?Sized),
+    task: &str,
+    change: impl Fn(&Dr) -> Result<Option<Dr>, FailoverError>,
+) -> Result<TaskRecord, FailoverError> {
+    let mut attempts = 0;
+    loop {
+        let record = catalog
+            .record(task)
+            .filter(|r| !r.deleted)
+            .ok_or_else(|| FailoverError::NotFound(task.into()))?;
+        let dr = record
+            .spec
+            .dr
+            .as_ref()
+            .ok_or_else(|| FailoverError::NotDr(task.into()))?;
+        let Some(new) = change(dr)? else {
+            return Ok(record);
+        };
+        let spec = TaskSpec {
+            dr: Some(new),
+            ..record.spec.clone()
+        };
+        match catalog.put(spec, record.version) {
+            Err(ChangeError::Conflict { .. }) if attempts < 10 => attempts += 1,
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Promotes `catalog.region()` for `task` (see the module documentation).
@@ -176,60 +220,70 @@ pub(crate) async fn failover(
         });
     }
     let previous = dr.primary.clone();
-    let with = |dr: Dr| TaskSpec {
-        dr: Some(dr),
-        ..record.spec.clone()
-    };
+    let epoch = dr.epoch + 1;
     let started = Instant::now();
-    let (version, epoch, rpo) = match mode {
+    let (version, rpo) = match mode {
         FailoverMode::Forced => {
             let rpo = rpo_by_origin(&catalog.lag_of(task));
-            let epoch = dr.epoch + 1;
-            let spec = with(Dr {
-                primary: me.clone(),
-                epoch,
-                promoting: None,
-            });
-            let switched = catalog.put(spec, record.version)?;
-            (switched.version, epoch, rpo)
-        }
-        FailoverMode::Planned => {
-            let epoch = dr.epoch + 1;
-            let fenced = catalog.put(
-                with(Dr {
-                    primary: previous.clone(),
-                    epoch,
-                    promoting: Some(me.clone()),
-                }),
-                record.version,
-            )?;
-            if let Err(lag_records) = caught_up(catalog, task, timeout).await {
-                // Undo the fence: the primary keeps its role.
-                catalog.put(
-                    with(Dr {
-                        primary: previous.clone(),
+            let switched = catalog.put(
+                TaskSpec {
+                    dr: Some(Dr {
+                        primary: me.clone(),
                         epoch,
                         promoting: None,
                     }),
-                    fenced.version,
-                )?;
+                    ..record.spec.clone()
+                },
+                record.version,
+            )?;
+            (switched.version, rpo)
+        }
+        FailoverMode::Planned => {
+            catalog.put(
+                TaskSpec {
+                    dr: Some(Dr {
+                        primary: previous.clone(),
+                        epoch,
+                        promoting: Some(me.clone()),
+                    }),
+                    ..record.spec.clone()
+                },
+                record.version,
+            )?;
+            let promoting_me = |dr: &Dr| dr.promoting.as_deref() == Some(me.as_str());
+            if let Err(reason) = caught_up(catalog, &record.spec, timeout).await {
+                // Lift the fence: the primary keeps its role (unless another change won).
+                change_dr(catalog, task, |dr| {
+                    Ok(promoting_me(dr).then(|| Dr {
+                        promoting: None,
+                        ..dr.clone()
+                    }))
+                })?;
                 return Err(FailoverError::TimedOut {
                     task: task.into(),
                     primary: previous,
                     waited: started.elapsed(),
-                    lag_records,
+                    reason,
                 });
             }
             let rpo = rpo_by_origin(&catalog.lag_of(task));
-            let switched = catalog.put(
-                with(Dr {
+            let switched = change_dr(catalog, task, |dr| {
+                if !promoting_me(dr) {
+                    return Err(FailoverError::Superseded {
+                        task: task.into(),
+                        now: format!(
+                            "primary {}, epoch {}, promoting {:?}",
+                            dr.primary, dr.epoch, dr.promoting
+                        ),
+                    });
+                }
+                Ok(Some(Dr {
                     primary: me.clone(),
-                    epoch,
+                    epoch: dr.epoch,
                     promoting: None,
-                }),
-                fenced.version,
-            )?;
-            (switched.version, epoch, rpo)
+                }))
+            })?;
+            (switched.version, rpo)
         }
     };
     tracing::info!(%task, ?mode, promoted = %me, %previous, epoch, "failover done");
@@ -245,31 +299,48 @@ pub(crate) async fn failover(
     })
 }
 
-/// Waits until every sub-log of `task` from another origin is caught up (link up, source
-/// end known, nothing missing) and stays so for the quiet period; `Err(lag)` on timeout.
+/// Waits until every other region of the task is reachable and every sub-log of the task
+/// from another origin is caught up (source end known, nothing missing), and it stays so
+/// for the quiet period; on timeout, says what was still missing.
 async fn caught_up(
     catalog: &(impl Catalog + ?Sized),
-    task: &str,
+    spec: &TaskSpec,
     timeout: Duration,
-) -> Result<(), u64> {
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let status = catalog.lag_of(task);
+        let unreachable: Vec<&String> = spec
+            .regions()
+            .filter(|r| *r != catalog.region() && !catalog.reachable(r))
+            .collect();
+        let status = catalog.lag_of(&spec.name);
+        let unknown = status.iter().filter(|s| s.source_end.is_none()).count();
         let lag: u64 = status.iter().map(|s| s.lag_records).sum();
-        let done = status
-            .iter()
-            .all(|s| s.link_up && s.source_end.is_some() && s.lag_records == 0);
-        if done {
-            let since = *quiet_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= catalog.quiet_period() {
-                return Ok(());
-            }
+        let missing = if !unreachable.is_empty() {
+            Some(format!("no route to {unreachable:?}"))
+        } else if unknown > 0 {
+            Some(format!(
+                "the source end of {unknown} sub-logs is not known yet"
+            ))
+        } else if lag > 0 {
+            Some(format!("{lag} records not yet received"))
         } else {
-            quiet_since = None;
-        }
-        if Instant::now() >= deadline {
-            return Err(lag.max(u64::from(!done)));
+            None
+        };
+        match missing {
+            None => {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= catalog.quiet_period() {
+                    return Ok(());
+                }
+            }
+            Some(reason) => {
+                quiet_since = None;
+                if Instant::now() >= deadline {
+                    return Err(reason);
+                }
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

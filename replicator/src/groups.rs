@@ -14,7 +14,8 @@
 //! resumes in another region exactly where it committed. Merging by maximum means a group
 //! consuming in two regions at once never loses a commit and never moves back; records one
 //! side read are not re-read by the other. A deliberate rewind (committing an older cursor)
-//! applies locally only.
+//! does not spread, and is undone by the next sync from a region that holds the larger
+//! cursor (within [`RESYNC_INTERVAL`]): to rewind a synced group, use a new group name.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -335,23 +335,34 @@ impl Replicator {
         crate::dr::rpo_by_origin(&self.status())
     }
 
-    /// Promotes this region to primary of DR task `task` (see `dr`).
+    /// Promotes this region to primary of DR task `task` (see `dr`). The failover runs as
+    /// a task of its own: a caller that goes away (a closed HTTP request) does not leave
+    /// it half done, with the task fenced.
     pub async fn failover(
-        &self,
+        self: &Arc<Self>,
         task: &str,
         mode: crate::dr::FailoverMode,
         timeout: Duration,
     ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
-        crate::dr::failover(self, task, mode, timeout).await
+        let this = self.clone();
+        let task = task.to_string();
+        tokio::spawn(async move { crate::dr::failover(&*this, &task, mode, timeout).await })
+            .await
+            .expect("the failover task does not panic")
     }
 
-    /// Returns DR task `task` to this region, its first source, by a planned failover.
+    /// Returns DR task `task` to this region, its first source, by a planned failover
+    /// (run as a task of its own, like [`Replicator::failover`]).
     pub async fn failback(
-        &self,
+        self: &Arc<Self>,
         task: &str,
         timeout: Duration,
     ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
-        crate::dr::failback(self, task, timeout).await
+        let this = self.clone();
+        let task = task.to_string();
+        tokio::spawn(async move { crate::dr::failback(&*this, &task, timeout).await })
+            .await
+            .expect("the failback task does not panic")
     }
 
     /// Every task's sub-log status, with lag computed now.
@@ -780,5 +791,11 @@ impl crate::dr::Catalog for Replicator {
             .filter_map(|l| l.rtt_ms)
             .fold(0.0_f64, f64::max);
         self.shared.settings.advertise_interval * 3 + Duration::from_secs_f64(rtt * 2.0 / 1000.0)
+    }
+
+    fn reachable(&self, region: &str) -> bool {
+        self.routes()
+            .iter()
+            .any(|r| r.region == region && !r.via.is_empty())
     }
 }

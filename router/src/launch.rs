@@ -32,10 +32,19 @@ impl Launcher for InProcess {
                 .enable_all()
                 .build()
                 .context("starting the node's runtime")?;
-            let node = runtime
-                .spawn(Node::start(config))
-                .await
-                .context("the node's start task")??;
+            let started = runtime.spawn(Node::start(config)).await;
+            let node = match started {
+                Ok(Ok(node)) => node,
+                failed => {
+                    // Dropping a runtime blocks, which is not allowed in this async context.
+                    runtime.shutdown_background();
+                    return Err(match failed {
+                        Ok(Err(e)) => e,
+                        Err(e) => anyhow::Error::new(e).context("the node's start task"),
+                        Ok(Ok(_)) => unreachable!("handled above"),
+                    });
+                }
+            };
             let process: Box<dyn RegionProcess> = Box::new(InProcessNode {
                 runtime: Some(runtime),
                 node: Some(node),

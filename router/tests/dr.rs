@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use tokio::process::Command;
 
 use client::{Partitioning, pb};
 use router::launch::{InProcess, Processes};
@@ -122,13 +122,14 @@ async fn group_cursor(client: &client::Client, group: &str) -> BTreeMap<String, 
 }
 
 /// Runs `georouter failover|failback` against `region`'s console and returns its JSON.
-fn cli(cluster: &Cluster, region: &str, args: &[&str]) -> Result<serde_json::Value, String> {
+async fn cli(cluster: &Cluster, region: &str, args: &[&str]) -> Result<serde_json::Value, String> {
     let output = Command::new(env!("CARGO_BIN_EXE_georouter"))
         .args(args)
         .args(["--json", "--console"])
         .arg(cluster.region(region).bound.console.to_string())
         .args(["--token", &cluster.token])
         .output()
+        .await
         .unwrap();
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
@@ -165,7 +166,7 @@ async fn group_cursors_sync_both_ways_and_merge_by_maximum() {
         group_cursor(b, GROUP).await == merged
     })
     .await;
-    // A rewind stays local; a group the task does not name is not synced.
+    // A rewind does not spread; a group the task does not name is not synced.
     a.commit(GROUP, TOPIC, vec![cursor(&[("a", 5), ("b", 7)])])
         .await
         .unwrap();
@@ -218,7 +219,18 @@ async fn the_group_resumes_exactly_in_the_standby_after_sigkill_and_the_rpo_is_e
     .await;
 
     cluster.kill("a").await.unwrap();
-    let report = cli(&cluster, "b", &["failover", "--task", "dr", "--forced"]).unwrap();
+    // Once b sees the link down, nothing of a is still in flight: the held end is final.
+    let console = cluster.region("b").bound.console;
+    eventually("b to see the link to a down", || async {
+        let up = scenarios::console::links_up(console, &cluster.token)
+            .await
+            .unwrap();
+        !up.iter().any(|p| p == "a")
+    })
+    .await;
+    let report = cli(&cluster, "b", &["failover", "--task", "dr", "--forced"])
+        .await
+        .unwrap();
     let held_in_b = ends(&b).await["a"];
     assert!(held_in_b < 2000, "the standby was behind: {held_in_b}");
     assert_eq!(report["promoted"], "b");
@@ -315,7 +327,9 @@ async fn planned_failover_with_producers_running_loses_nothing_and_fences_the_ol
                 .is_some_and(|n| *n >= 500)
         })
         .await;
-        cli(&cluster, "b", &["failover", "--task", "dr"]).unwrap()
+        cli(&cluster, "b", &["failover", "--task", "dr"])
+            .await
+            .unwrap()
     };
     let (acked, report) = tokio::join!(producing, switching);
     assert_eq!(report["mode"], "planned");
@@ -349,7 +363,9 @@ async fn planned_failover_with_producers_running_loses_nothing_and_fences_the_ol
     );
     assert_converged(&cluster, &acked).await;
     // Failing over to the primary itself is refused.
-    let refused = cli(&cluster, "b", &["failover", "--task", "dr"]).unwrap_err();
+    let refused = cli(&cluster, "b", &["failover", "--task", "dr"])
+        .await
+        .unwrap_err();
     assert!(refused.contains("already the primary"), "{refused}");
     cluster.stop().await.unwrap();
 }
@@ -359,18 +375,25 @@ async fn failback_after_writes_on_the_promoted_side_converges_and_returns_the_pr
     let cluster = start(&plan(None), &InProcess).await;
     let (a, b) = (&cluster.region("a").client, &cluster.region("b").client);
     produce(a, "a", 0..500).await;
-    cli(&cluster, "b", &["failover", "--task", "dr", "--forced"]).unwrap();
+    cli(&cluster, "b", &["failover", "--task", "dr", "--forced"])
+        .await
+        .unwrap();
+    // An empty produce meets the fence before anything else and writes nothing.
     eventually("a to learn it is fenced", || async {
-        a.produce(TOPIC, vec![record("x".into())], Partitioning::Partition(0))
+        a.produce(TOPIC, vec![], Partitioning::Partition(0))
             .await
-            .is_err()
+            .is_err_and(|e| e.code() == Some("read-only"))
     })
     .await;
     produce(b, "b", 0..700).await;
     // Failback runs in the first source; the standby cannot ask for it.
-    let refused = cli(&cluster, "b", &["failback", "--task", "dr"]).unwrap_err();
+    let refused = cli(&cluster, "b", &["failback", "--task", "dr"])
+        .await
+        .unwrap_err();
     assert!(refused.contains("run it there"), "{refused}");
-    let report = cli(&cluster, "a", &["failback", "--task", "dr"]).unwrap();
+    let report = cli(&cluster, "a", &["failback", "--task", "dr"])
+        .await
+        .unwrap();
     assert_eq!(report["promoted"], "a");
     assert_eq!(report["epoch"], 2);
     // a holds everything b wrote before it took over again.

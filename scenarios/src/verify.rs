@@ -145,20 +145,16 @@ pub fn check(
     for a in acked {
         let stream = &a.stream;
         let origin_killed = killed.contains(&stream.origin);
-        let mut rpo_here = 0;
+        // The RPO counts what no survivor received: the smallest missing tail.
+        let mut rpo_here: Option<u64> = None;
         for (region, holdings) in held {
             let records = holdings.get(stream).unwrap_or(&empty);
-            check_sub_log(
-                &mut v.invariants,
-                region,
-                a,
-                records,
-                expect,
-                origin_killed,
-                &mut rpo_here,
-            );
+            let tail = check_sub_log(&mut v.invariants, region, a, records, expect, origin_killed);
+            if origin_killed {
+                rpo_here = Some(rpo_here.map_or(tail, |r| r.min(tail)));
+            }
         }
-        v.rpo_records += rpo_here;
+        v.rpo_records += rpo_here.unwrap_or(0);
         check_converged(&mut v.invariants, stream, held, expect);
     }
     v
@@ -171,8 +167,7 @@ fn check_sub_log(
     records: &[Held],
     expect: &Expectation,
     origin_killed: bool,
-    rpo: &mut u64,
-) {
+) -> u64 {
     let stream = &acked.stream;
     let name = describe(stream);
     let mut seen = HashSet::with_capacity(records.len());
@@ -225,7 +220,7 @@ fn check_sub_log(
             ));
         }
     }
-    *rpo = (*rpo).max(missing_tail);
+    missing_tail
 }
 
 /// Every region that should hold some of `stream` holds exactly the reference's records

@@ -163,7 +163,8 @@ impl StreamJob {
     async fn run(self) -> Acked {
         let mut acked = Acked {
             stream: self.stream.clone(),
-            offsets: Vec::with_capacity(self.records as usize),
+            // Bounded: with --duration the count is open-ended.
+            offsets: Vec::with_capacity(self.records.min(1 << 20) as usize),
             bytes: 0,
             stopped_by: None,
         };

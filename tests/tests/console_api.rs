@@ -357,6 +357,8 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/tasks/{name}/status",
         "POST /api/v1/tasks/{name}/pause",
         "POST /api/v1/tasks/{name}/resume",
+        "POST /api/v1/tasks/{name}/failover",
+        "POST /api/v1/tasks/{name}/failback",
         "GET /api/v1/regions",
         "GET /api/v1/links",
         "GET /api/v1/topics",

@@ -75,15 +75,21 @@ async fn call(
         r["waited_s"].as_f64().unwrap_or_default(),
     );
     let rpo = r["rpo"].as_array().cloned().unwrap_or_default();
-    if rpo.iter().all(|o| o["records"] == 0) {
-        println!("RPO: nothing missing");
+    let missing = |o: &serde_json::Value| o["records"] != 0 || o["unknown"] == true;
+    if !rpo.iter().any(missing) {
+        println!("RPO: nothing known to be missing");
     }
-    for o in rpo.iter().filter(|o| o["records"] != 0) {
+    for o in rpo.iter().filter(|o| missing(o)) {
         println!(
-            "RPO from {}: {} records, {} bytes, up to {:.1} s of writes",
+            "RPO from {}: {} records, {} bytes{}, up to {:.1} s of writes",
             o["origin"].as_str().unwrap_or_default(),
             o["records"],
             o["bytes"],
+            if o["unknown"] == true {
+                " and more not known (a sub-log's end was never advertised here)"
+            } else {
+                ""
+            },
             o["seconds"].as_f64().unwrap_or_default()
         );
     }

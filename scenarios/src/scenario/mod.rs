@@ -201,6 +201,8 @@ pub(crate) struct Run<'a> {
     pub started: Instant,
     pub events: Vec<String>,
     pub killed: Vec<String>,
+    /// Producer tasks still running.
+    producing: Arc<std::sync::atomic::AtomicUsize>,
     progress_stop: CancellationToken,
 }
 
@@ -238,6 +240,7 @@ impl<'a> Run<'a> {
             started: Instant::now(),
             events: Vec::new(),
             killed: Vec::new(),
+            producing: Arc::default(),
             progress_stop: CancellationToken::new(),
         };
         if !options.quiet {
@@ -275,8 +278,12 @@ impl<'a> Run<'a> {
         let topics = self.spec.topics.clone();
         let tally = self.tallies[region].clone();
         let region = region.to_string();
+        let producing = self.producing.clone();
+        producing.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            workload::produce(&client, &region, &topics, &load, tally, cancel).await
+            let acked = workload::produce(&client, &region, &topics, &load, tally, cancel).await;
+            producing.fetch_sub(1, Ordering::SeqCst);
+            acked
         })
     }
 
@@ -298,14 +305,17 @@ impl<'a> Run<'a> {
     }
 
     /// Waits until the producers of `regions` have written `fraction` of `records` each
-    /// (or, with --duration, until that fraction of the time has passed).
+    /// (or, with --duration, until that fraction of the time has passed), or until no
+    /// producer runs any more (one that stopped early is reported by `finish`).
     pub async fn wait_progress(&self, regions: &[&str], records: u64, fraction: f64) {
         if let Some(d) = self.options.duration {
             tokio::time::sleep_until(self.started + Duration::from_secs_f64(d * fraction)).await;
             return;
         }
         let goal = (records as f64 * fraction) as u64;
-        while regions.iter().any(|r| self.produced(r) < goal) {
+        while regions.iter().any(|r| self.produced(r) < goal)
+            && self.producing.load(Ordering::SeqCst) > 0
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -405,7 +415,24 @@ impl<'a> Run<'a> {
             held.insert(region, holdings);
         }
         self.observer.stop().await;
-        let verdict = verify::check(&acked, &held, &self.spec.expect, &self.killed);
+        let mut verdict = verify::check(&acked, &held, &self.spec.expect, &self.killed);
+        // A producer that stopped early (other than in a region the scenario killed) leaves
+        // the run short of what it claims to test.
+        let mut producers_ok = true;
+        for a in &acked {
+            if let Some(why) = &a.stopped_by
+                && !self.killed.contains(&a.stream.origin)
+            {
+                producers_ok = false;
+                verdict.invariants.problems.push(format!(
+                    "the producer of {}/{} in {} stopped after {} records: {why}",
+                    a.stream.topic,
+                    a.stream.partition,
+                    a.stream.origin,
+                    a.offsets.len()
+                ));
+            }
+        }
         let backlog_bytes = backlog * self.options.size as u64;
         let pairs = self.observer.snapshot();
         let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
@@ -461,7 +488,7 @@ impl<'a> Run<'a> {
                 loss_pct: self.options.loss,
                 bandwidth_mbps: self.options.bandwidth_mbps,
             },
-            passed: invariants.hold() && settle.is_some(),
+            passed: invariants.hold() && settle.is_some() && producers_ok,
             invariants,
             lag_ms: LagMs::of(&all),
             pairs: pair_reports,
