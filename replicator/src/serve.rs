@@ -107,10 +107,10 @@ pub(crate) async fn serve_stream(
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
     let mut tasks = shared.task_generation.subscribe();
-    let mut first = true;
+    // The catalog is looked at only when it changed (and once at the start).
+    let mut look = true;
     loop {
-        // The catalog is looked at only when it changed (and once at the start).
-        let news = std::mem::take(&mut first) || tasks.has_changed().unwrap_or(false);
+        let news = std::mem::take(&mut look) || tasks.has_changed().unwrap_or(false);
         if news && {
             tasks.mark_unchanged();
             changed(&shared, &task)
@@ -132,7 +132,11 @@ pub(crate) async fn serve_stream(
                     let _ = send.finish();
                     return;
                 },
-                _ = tasks.changed() => continue,
+                // `changed()` marks the change seen: look at the catalog explicitly.
+                _ = tasks.changed() => {
+                    look = true;
+                    continue;
+                }
                 _ = send.stopped() => return,
                 () = link.stop.cancelled() => return,
             }

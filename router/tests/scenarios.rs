@@ -54,9 +54,11 @@ async fn active_active_three_regions_converge() {
     assert_eq!(report.regions, 3);
     assert_eq!(report.records_produced, 3 * 1_500);
     assert_all_pairs(&report, 1_500);
-    // Every link carried replication traffic through its emulator.
+    // Replication crossed the emulated links: every copy of every record at least once
+    // (routes may move between links when a loaded machine delays heartbeats).
     assert_eq!(report.links.len(), 3);
-    assert!(report.links.iter().all(|l| l.bytes > 3 * 512 * 1_500 / 2));
+    assert!(report.links.iter().all(|l| l.bytes > 0));
+    assert!(report.wan_bytes >= 6 * 1_500 * 512, "{}", report.wan_bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
