@@ -517,8 +517,13 @@ impl Replicator {
 /// to come up), so this stays moderate; sub-logs beyond it wait for a stream.
 const MAX_SUB_LOGS_PER_LINK: u32 = 16_384;
 
+/// BBR's congestion window before it has measured the path (see ARCHITECTURE.md, "Links").
+const INITIAL_WINDOW: u64 = 1 << 20;
+
 fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
     let var = |v: u64| VarInt::from_u64(v).unwrap_or(VarInt::MAX);
+    let mut bbr = quinn::congestion::BbrConfig::default();
+    bbr.initial_window(INITIAL_WINDOW);
     let mut transport = quinn::TransportConfig::default();
     transport
         .stream_receive_window(var(settings.stream_window_bytes))
@@ -529,7 +534,7 @@ fn transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
         .keep_alive_interval(Some(settings.idle_timeout / 4))
         // BBR: Cubic's slow ramp and loss response collapse catch-up over long links
         // (ARCHITECTURE.md, "Links").
-        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+        .congestion_controller_factory(Arc::new(bbr));
     transport
 }
 
