@@ -39,6 +39,9 @@ pub struct PairReport {
     pub records: u64,
     pub mb_per_s: f64,
     pub lag_ms: LagMs,
+    /// From the end of production until the target held all it should of the origin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catchup_s: Option<f64>,
 }
 
 /// What crossed one emulated link (both ways).
@@ -146,20 +149,21 @@ impl Report {
         );
         let _ = writeln!(
             w,
-            "\n{:<16} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10}",
-            "origin → target", "records", "MB/s", "lag p50", "p99", "p99.9", "max"
+            "\n{:<16} {:>10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "origin → target", "records", "MB/s", "lag p50", "p99", "p99.9", "max", "catch-up"
         );
         for p in &self.pairs {
             let _ = writeln!(
                 w,
-                "{:<16} {:>10} {:>9.1} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
+                "{:<16} {:>10} {:>9.1} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>9}",
                 format!("{} → {}", p.origin, p.target),
                 p.records,
                 p.mb_per_s,
                 p.lag_ms.p50,
                 p.lag_ms.p99,
                 p.lag_ms.p999,
-                p.lag_ms.max
+                p.lag_ms.max,
+                p.catchup_s.map_or("-".into(), |s| format!("{s:.2}s"))
             );
         }
         let _ = writeln!(

@@ -82,6 +82,11 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
         "georouter_link_up{peer=\"eu\"} 1",
         "georouter_link_rtt_seconds{peer=\"eu\"}",
         "georouter_link_received_bytes_total{peer=\"eu\"}",
+        // Written with the lag gauges: us holds all of eu's 50 records.
+        "georouter_rpo_records{origin=\"eu\"} 0",
+        "georouter_rpo_bytes{origin=\"eu\"} 0",
+        "georouter_rpo_seconds{origin=\"eu\"}",
+        "georouter_group_cursors_sent_total",
     ] {
         assert!(text.contains(family), "us lacks {family}:\n{text}");
     }

@@ -328,16 +328,31 @@ impl<'a> Run<'a> {
         expected: &BTreeMap<(String, String), u64>,
         within: Duration,
     ) -> Option<Duration> {
+        let each = self.wait_received_each(expected, within).await;
+        each.values()
+            .copied()
+            .try_fold(Duration::ZERO, |all, one| Some(all.max(one?)))
+    }
+
+    /// Like [`Run::wait_received`], with the time each pair took (`None`: not within
+    /// `within`).
+    pub async fn wait_received_each(
+        &self,
+        expected: &BTreeMap<(String, String), u64>,
+        within: Duration,
+    ) -> BTreeMap<(String, String), Option<Duration>> {
         let start = Instant::now();
+        let mut done: BTreeMap<(String, String), Option<Duration>> =
+            expected.keys().map(|k| (k.clone(), None)).collect();
         loop {
-            if expected
-                .iter()
-                .all(|((o, t), n)| self.observer.received(o, t) >= *n)
-            {
-                return Some(start.elapsed());
+            for ((o, t), n) in expected {
+                let slot = done.get_mut(&(o.clone(), t.clone())).expect("pair");
+                if slot.is_none() && self.observer.received(o, t) >= *n {
+                    *slot = Some(start.elapsed());
+                }
             }
-            if start.elapsed() >= within {
-                return None;
+            if done.values().all(Option::is_some) || start.elapsed() >= within {
+                return done;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -395,7 +410,11 @@ impl<'a> Run<'a> {
             .iter()
             .map(|((o, t), n)| n.saturating_sub(self.observer.received(o, t)))
             .sum();
-        let settle = self.wait_received(&expected, SETTLE_WITHIN).await;
+        let settled_each = self.wait_received_each(&expected, SETTLE_WITHIN).await;
+        let settle = settled_each
+            .values()
+            .copied()
+            .try_fold(Duration::ZERO, |all, one| Some(all.max(one?)));
         match settle {
             Some(d) => self.event(format!(
                 "replication settled {:.2} s after the producers stopped",
@@ -445,6 +464,11 @@ impl<'a> Run<'a> {
             pair_reports.push(PairReport {
                 origin: origin.clone(),
                 target: target.clone(),
+                catchup_s: settled_each
+                    .get(&(origin.clone(), target.clone()))
+                    .copied()
+                    .flatten()
+                    .map(|d| d.as_secs_f64()),
                 records: stats.records,
                 mb_per_s: stats.mb_per_s(),
                 lag_ms: LagMs::of(&stats.lag_us),

@@ -81,6 +81,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn apply(&self, event: LinkEvent) {
+        match event {
+            LinkEvent::Cut => self.cut.store(true, Ordering::SeqCst),
+            LinkEvent::Heal => self.cut.store(false, Ordering::SeqCst),
+            LinkEvent::Impair(i) => *self.impairment.lock().expect("impairment lock") = i,
+        }
+    }
+
     /// When to release a datagram of `len` bytes entering `lane` now, or `None` to drop it.
     fn admit(&self, lane: &Mutex<Lane>, len: usize) -> Option<Instant> {
         if self.cut.load(Ordering::Relaxed) {
@@ -123,6 +131,14 @@ impl Shared {
             self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
     }
+}
+
+/// A change a schedule makes to a link.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LinkEvent {
+    Cut,
+    Heal,
+    Impair(Impairment),
 }
 
 /// A running relay; dropping it stops it.
@@ -170,16 +186,32 @@ impl WanLink {
 
     /// Drops every datagram, both ways, until `heal`.
     pub fn cut(&self) {
-        self.shared.cut.store(true, Ordering::SeqCst);
+        self.shared.apply(LinkEvent::Cut);
     }
 
     pub fn heal(&self) {
-        self.shared.cut.store(false, Ordering::SeqCst);
+        self.shared.apply(LinkEvent::Heal);
     }
 
     /// Changes the impairment from now on.
     pub fn set_impairment(&self, impairment: Impairment) {
-        *self.shared.impairment.lock().expect("impairment lock") = impairment;
+        self.shared.apply(LinkEvent::Impair(impairment));
+    }
+
+    /// Applies each `(after, event)` once `after` has passed from now, in the order given
+    /// (a partition schedule: cut at 5 s, heal at 20 s, …). Stops with the link.
+    pub fn schedule(&self, events: Vec<(Duration, LinkEvent)>) {
+        let shared = self.shared.clone();
+        let stop = self.stop.clone();
+        let start = Instant::now();
+        self.tracker.spawn(async move {
+            for (after, event) in events {
+                tokio::select! {
+                    () = tokio::time::sleep_until(start + after) => shared.apply(event),
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
     }
 
     pub fn counts(&self) -> Counts {
@@ -422,5 +454,37 @@ mod tests {
             "only the datagram after the heal arrives"
         );
         assert_eq!(link.counts().forwarded, 1);
+    }
+
+    #[tokio::test]
+    async fn a_schedule_cuts_and_heals_in_order() {
+        let (peer, client, link) = setup(Impairment::default()).await;
+        let start = Instant::now();
+        let heal_at = Duration::from_millis(300);
+        link.schedule(vec![
+            (Duration::ZERO, LinkEvent::Cut),
+            (heal_at, LinkEvent::Heal),
+        ]);
+        // Datagrams sent after the cut took effect are dropped until the heal.
+        while link.counts().cut == 0 {
+            client.send(b"cut").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut buf = [0u8; 16];
+        loop {
+            client.send(b"late").await.unwrap();
+            let got =
+                tokio::time::timeout(Duration::from_millis(50), peer.recv_from(&mut buf)).await;
+            if let Ok(received) = got {
+                let (n, _) = received.unwrap();
+                if &buf[..n] == b"late" {
+                    break;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() >= heal_at,
+            "delivered before the scheduled heal"
+        );
     }
 }
