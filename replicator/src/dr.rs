@@ -54,6 +54,13 @@ pub struct OriginRpo {
     /// and `bytes` cannot count what is missing there.
     #[serde(default)]
     pub unknown: bool,
+    /// Offsets this region knew the origin's sub-logs to reach, summed (`records` is this
+    /// minus `held`).
+    #[serde(default)]
+    pub known_end: u64,
+    /// Offsets this region held of them, summed.
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// Per origin, from per-sub-log status (a sub-log pulled for several tasks counts once).
@@ -80,6 +87,8 @@ pub fn rpo_by_origin<'a>(status: impl IntoIterator<Item = &'a SubLogStatus>) -> 
         o.bytes += s.lag_bytes;
         o.seconds = o.seconds.max(s.lag_seconds);
         o.unknown |= s.source_end.is_none();
+        o.known_end += s.source_end.unwrap_or(s.local_end);
+        o.held += s.local_end;
     }
     origins.into_values().collect()
 }
@@ -156,6 +165,23 @@ pub(crate) trait Catalog {
     fn reachable(&self, region: &str) -> bool;
 }
 
+/// The live record of DR task `task` and its `dr` section.
+fn dr_record(
+    catalog: &(impl Catalog + ?Sized),
+    task: &str,
+) -> Result<(TaskRecord, Dr), FailoverError> {
+    let record = catalog
+        .record(task)
+        .filter(|r| !r.deleted)
+        .ok_or_else(|| FailoverError::NotFound(task.into()))?;
+    let dr = record
+        .spec
+        .dr
+        .clone()
+        .ok_or_else(|| FailoverError::NotDr(task.into()))?;
+    Ok((record, dr))
+}
+
 /// Changes the task's `dr` section with `change` (given the current one): `Ok(None)` from
 /// `change` leaves it as it is. A change made meanwhile elsewhere (a version conflict) is
 /// re-read and `change` applied again.
@@ -166,16 +192,8 @@ fn change_dr(
 ) -> Result<TaskRecord, FailoverError> {
     let mut attempts = 0;
     loop {
-        let record = catalog
-            .record(task)
-            .filter(|r| !r.deleted)
-            .ok_or_else(|| FailoverError::NotFound(task.into()))?;
-        let dr = record
-            .spec
-            .dr
-            .as_ref()
-            .ok_or_else(|| FailoverError::NotDr(task.into()))?;
-        let Some(new) = change(dr)? else {
+        let (record, dr) = dr_record(catalog, task)?;
+        let Some(new) = change(&dr)? else {
             return Ok(record);
         };
         let spec = TaskSpec {
@@ -197,15 +215,7 @@ pub(crate) async fn failover(
     timeout: Duration,
 ) -> Result<FailoverReport, FailoverError> {
     let me = catalog.region().to_string();
-    let record = catalog
-        .record(task)
-        .filter(|r| !r.deleted)
-        .ok_or_else(|| FailoverError::NotFound(task.into()))?;
-    let dr = record
-        .spec
-        .dr
-        .clone()
-        .ok_or_else(|| FailoverError::NotDr(task.into()))?;
+    let (record, dr) = dr_record(catalog, task)?;
     if !record.spec.involves(&me) {
         return Err(FailoverError::NotInvolved {
             task: task.into(),
@@ -352,10 +362,7 @@ pub(crate) async fn failback(
     task: &str,
     timeout: Duration,
 ) -> Result<FailoverReport, FailoverError> {
-    let record = catalog
-        .record(task)
-        .filter(|r| !r.deleted)
-        .ok_or_else(|| FailoverError::NotFound(task.into()))?;
+    let (record, _) = dr_record(catalog, task)?;
     let home = record.spec.sources[0].clone();
     if home != catalog.region() {
         return Err(FailoverError::NotHome {

@@ -238,7 +238,12 @@ async fn the_group_resumes_exactly_in_the_standby_after_sigkill_and_the_rpo_is_e
     assert_eq!(report["epoch"], 1);
     let rpo = &report["rpo"][0];
     assert_eq!(rpo["origin"], "a");
-    assert_eq!(rpo["records"], 2000 - held_in_b, "{report}");
+    // b knew a's end exactly; what it held when it took over may have grown since by
+    // batches the rate limit was still holding back.
+    assert_eq!(rpo["known_end"], 2000, "{report}");
+    let held_at_failover = rpo["held"].as_u64().unwrap();
+    assert!(held_at_failover <= held_in_b, "{report}");
+    assert_eq!(rpo["records"], 2000 - held_at_failover, "{report}");
     assert!(rpo["bytes"].as_u64().unwrap() > 0);
 
     // The group resumes in b from its synced cursor: exactly the records after it.

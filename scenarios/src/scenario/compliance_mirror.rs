@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio_util::sync::CancellationToken;
 use topology::{ResidencyRule, ResidencySpec, TopologySpec};
 
-use super::{Options, Run, Spec, join_producers};
+use super::{Options, Run, Spec};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::launch::Launcher;
 use crate::report::Report;
@@ -75,15 +74,6 @@ pub async fn run(
     };
     let mut run = Run::start(spec, options, launcher, on_ready).await?;
     run.event("eu, us and audit up; producing in eu and us");
-    let load = run.load(options.records);
-    let cancel = CancellationToken::new();
-    let handles = ["eu", "us"]
-        .iter()
-        .map(|r| run.produce(r, load.clone(), cancel.clone()))
-        .collect();
-    let acked = join_producers(handles).await?;
-    let produce_s = run.started.elapsed().as_secs_f64();
-    run.event("producers done");
-    let report = run.finish(acked, produce_s).await?.report;
+    let report = run.produce_and_finish(&["eu", "us"]).await?.report;
     Ok((report, run.into_cluster()))
 }

@@ -182,6 +182,31 @@ pub async fn run(
     }
 }
 
+/// A full mesh of `regions` with one two-way task over every topic: what active-active
+/// and partition-heal run on.
+pub(crate) fn mesh_spec(
+    name: &'static str,
+    regions: &[&str],
+    topics: &[&str],
+    heartbeat_ms: u64,
+) -> Spec {
+    let mut task = replicator::TaskSpec::new(name, regions, regions, "*");
+    task.direction = replicator::Direction::TwoWay;
+    Spec {
+        name,
+        plan: ClusterPlan {
+            topology: topology::TopologySpec::mesh(regions),
+            residency: topology::ResidencySpec::default(),
+            tasks: vec![task],
+            impairment: Impairment::default(),
+            heartbeat_ms,
+        },
+        topics: topics.iter().map(|t| t.to_string()).collect(),
+        labels: workload::unlabelled(),
+        expect: verify::everywhere(),
+    }
+}
+
 /// What a scenario declares before it starts.
 pub(crate) struct Spec {
     pub name: &'static str,
@@ -385,6 +410,21 @@ impl<'a> Run<'a> {
             .filter(|r| r.running())
             .map(|r| r.name.clone())
             .collect()
+    }
+
+    /// Produces `--records` (or for `--duration`) in each of `regions` until done, then
+    /// settles and checks (see [`Run::finish`]).
+    pub async fn produce_and_finish(&mut self, regions: &[&str]) -> Result<Settled> {
+        let load = self.load(self.options.records);
+        let cancel = CancellationToken::new();
+        let handles = regions
+            .iter()
+            .map(|r| self.produce(r, load.clone(), cancel.clone()))
+            .collect();
+        let acked = join_producers(handles).await?;
+        let produce_s = self.started.elapsed().as_secs_f64();
+        self.event("producers done");
+        self.finish(acked, produce_s).await
     }
 
     /// Kills `region` the way a region fails: its links are cut first (nothing more leaves

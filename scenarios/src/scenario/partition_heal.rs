@@ -12,13 +12,12 @@ use tokio::time::Instant;
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
-use topology::{ResidencySpec, TopologySpec};
 
-use super::{Options, REGION_NAMES, Run, Spec, join_producers};
+use super::{Options, REGION_NAMES, Run, join_producers, mesh_spec};
 
 /// How long the backlog may take to drain after the heal.
 const CATCH_UP_WITHIN: Duration = Duration::from_secs(300);
-use crate::cluster::{Cluster, ClusterPlan};
+use crate::cluster::Cluster;
 use crate::launch::Launcher;
 use crate::report::Report;
 
@@ -29,21 +28,7 @@ pub async fn run(
 ) -> Result<(Report, Cluster)> {
     let n = options.regions_or("partition-heal", 2, false)?;
     let regions: Vec<&str> = REGION_NAMES[..n].to_vec();
-    let mut task = replicator::TaskSpec::new("mesh", &regions, &regions, "*");
-    task.direction = replicator::Direction::TwoWay;
-    let spec = Spec {
-        name: "partition-heal",
-        plan: ClusterPlan {
-            topology: TopologySpec::mesh(&regions),
-            residency: ResidencySpec::default(),
-            tasks: vec![task],
-            impairment: Default::default(),
-            heartbeat_ms: 300,
-        },
-        topics: vec!["events".into()],
-        labels: crate::workload::unlabelled(),
-        expect: crate::verify::everywhere(),
-    };
+    let spec = mesh_spec("partition-heal", &regions, &["events"], 300);
     let mut run = Run::start(spec, options, launcher, on_ready).await?;
     let cut_off = regions[0];
     let load = run.load(options.records);

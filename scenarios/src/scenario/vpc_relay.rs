@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use tokio_util::sync::CancellationToken;
 use topology::{LinkKind, LinkSpec, RegionSpec, ResidencySpec, TopologySpec};
 
-use super::{Options, Run, Spec, join_producers};
+use super::{Options, Run, Spec};
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::launch::Launcher;
 use crate::report::Report;
@@ -55,15 +54,6 @@ pub async fn run(
     };
     let mut run = Run::start(spec, options, launcher, on_ready).await?;
     run.event("core, hub and edge up (edge dialled out to hub); producing in core and edge");
-    let load = run.load(options.records);
-    let cancel = CancellationToken::new();
-    let handles = ["core", "edge"]
-        .iter()
-        .map(|r| run.produce(r, load.clone(), cancel.clone()))
-        .collect();
-    let acked = join_producers(handles).await?;
-    let produce_s = run.started.elapsed().as_secs_f64();
-    run.event("producers done");
-    let report = run.finish(acked, produce_s).await?.report;
+    let report = run.produce_and_finish(&["core", "edge"]).await?.report;
     Ok((report, run.into_cluster()))
 }
