@@ -87,7 +87,7 @@ pub fn rpo_by_origin<'a>(status: impl IntoIterator<Item = &'a SubLogStatus>) -> 
         o.bytes += s.lag_bytes;
         o.seconds = o.seconds.max(s.lag_seconds);
         o.unknown |= s.source_end.is_none();
-        o.known_end += s.source_end.unwrap_or(s.local_end);
+        o.known_end += s.source_end.map_or(s.local_end, |e| e.max(s.local_end));
         o.held += s.local_end;
     }
     origins.into_values().collect()
@@ -148,6 +148,8 @@ pub enum FailoverError {
         "task {task} changed during the failover and no longer promotes this region ({now}); nothing was switched"
     )]
     Superseded { task: String, now: String },
+    #[error("a failover of task {0} is already running in this region; wait for its answer")]
+    InProgress(String),
     #[error(transparent)]
     Change(#[from] ChangeError),
 }
@@ -230,37 +232,41 @@ pub(crate) async fn failover(
         });
     }
     let previous = dr.primary.clone();
-    let epoch = dr.epoch + 1;
     let started = Instant::now();
-    let (version, rpo) = match mode {
+    // Refuses when this region became the primary meanwhile.
+    let not_yet_primary = |dr: &Dr| {
+        if dr.primary == me && dr.promoting.is_none() {
+            return Err(FailoverError::AlreadyPrimary {
+                task: task.into(),
+                region: me.clone(),
+                epoch: dr.epoch,
+            });
+        }
+        Ok(())
+    };
+    let promoting_me = |dr: &Dr| dr.promoting.as_deref() == Some(me.as_str());
+    let (switched, rpo) = match mode {
         FailoverMode::Forced => {
             let rpo = rpo_by_origin(&catalog.lag_of(task));
-            let switched = catalog.put(
-                TaskSpec {
-                    dr: Some(Dr {
-                        primary: me.clone(),
-                        epoch,
-                        promoting: None,
-                    }),
-                    ..record.spec.clone()
-                },
-                record.version,
-            )?;
-            (switched.version, rpo)
+            let switched = change_dr(catalog, task, |dr| {
+                not_yet_primary(dr)?;
+                Ok(Some(Dr {
+                    primary: me.clone(),
+                    epoch: dr.epoch + 1,
+                    promoting: None,
+                }))
+            })?;
+            (switched, rpo)
         }
         FailoverMode::Planned => {
-            catalog.put(
-                TaskSpec {
-                    dr: Some(Dr {
-                        primary: previous.clone(),
-                        epoch,
-                        promoting: Some(me.clone()),
-                    }),
-                    ..record.spec.clone()
-                },
-                record.version,
-            )?;
-            let promoting_me = |dr: &Dr| dr.promoting.as_deref() == Some(me.as_str());
+            change_dr(catalog, task, |dr| {
+                not_yet_primary(dr)?;
+                Ok(Some(Dr {
+                    primary: dr.primary.clone(),
+                    epoch: dr.epoch + 1,
+                    promoting: Some(me.clone()),
+                }))
+            })?;
             if let Err(reason) = caught_up(catalog, &record.spec, timeout).await {
                 // Lift the fence: the primary keeps its role (unless another change won).
                 change_dr(catalog, task, |dr| {
@@ -293,9 +299,11 @@ pub(crate) async fn failover(
                     promoting: None,
                 }))
             })?;
-            (switched.version, rpo)
+            (switched, rpo)
         }
     };
+    let version = switched.version;
+    let epoch = switched.spec.dr.as_ref().map_or(0, |d| d.epoch);
     tracing::info!(%task, ?mode, promoted = %me, %previous, epoch, "failover done");
     Ok(FailoverReport {
         task: task.into(),

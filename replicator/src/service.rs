@@ -164,6 +164,23 @@ impl Shared {
 pub struct Replicator {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
+    /// DR tasks with a failover running here: a second one waits for the first's answer.
+    failovers: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Holds a task's place in `Replicator::failovers` until dropped.
+struct FailoverSlot<'a> {
+    failovers: &'a Mutex<std::collections::HashSet<String>>,
+    task: String,
+}
+
+impl Drop for FailoverSlot<'_> {
+    fn drop(&mut self) {
+        self.failovers
+            .lock()
+            .expect("failovers lock")
+            .remove(&self.task);
+    }
 }
 
 /// A link as reported by status: every configured neighbour, connected or not.
@@ -319,7 +336,11 @@ impl Replicator {
             .broker
             .set_write_gate(Arc::new(crate::dr::Gate(Arc::downgrade(&shared))));
         tracing::info!(region = %config.region, address = ?endpoint.local_addr().ok(), tasks = shared.tasks().len(), peers = shared.peers.len(), "replication started");
-        Ok(Replicator { shared, endpoint })
+        Ok(Replicator {
+            shared,
+            endpoint,
+            failovers: Mutex::default(),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -337,32 +358,62 @@ impl Replicator {
 
     /// Promotes this region to primary of DR task `task` (see `dr`). The failover runs as
     /// a task of its own: a caller that goes away (a closed HTTP request) does not leave
-    /// it half done, with the task fenced.
+    /// it half done, with the task fenced. One failover per task at a time.
     pub async fn failover(
         self: &Arc<Self>,
         task: &str,
         mode: crate::dr::FailoverMode,
         timeout: Duration,
     ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
-        let this = self.clone();
-        let task = task.to_string();
-        tokio::spawn(async move { crate::dr::failover(&*this, &task, mode, timeout).await })
-            .await
-            .expect("the failover task does not panic")
+        self.detached(task, move |this, task| async move {
+            crate::dr::failover(&*this, &task, mode, timeout).await
+        })
+        .await
     }
 
     /// Returns DR task `task` to this region, its first source, by a planned failover
-    /// (run as a task of its own, like [`Replicator::failover`]).
+    /// (run like [`Replicator::failover`]).
     pub async fn failback(
         self: &Arc<Self>,
         task: &str,
         timeout: Duration,
     ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError> {
+        self.detached(task, move |this, task| async move {
+            crate::dr::failback(&*this, &task, timeout).await
+        })
+        .await
+    }
+
+    async fn detached<F, Fut>(
+        self: &Arc<Self>,
+        task: &str,
+        run: F,
+    ) -> Result<crate::dr::FailoverReport, crate::dr::FailoverError>
+    where
+        F: FnOnce(Arc<Self>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<
+                Output = Result<crate::dr::FailoverReport, crate::dr::FailoverError>,
+            > + Send,
+    {
+        if !self
+            .failovers
+            .lock()
+            .expect("failovers lock")
+            .insert(task.to_string())
+        {
+            return Err(crate::dr::FailoverError::InProgress(task.to_string()));
+        }
         let this = self.clone();
         let task = task.to_string();
-        tokio::spawn(async move { crate::dr::failback(&*this, &task, timeout).await })
-            .await
-            .expect("the failback task does not panic")
+        tokio::spawn(async move {
+            let _slot = FailoverSlot {
+                failovers: &this.failovers,
+                task: task.clone(),
+            };
+            run(this.clone(), task).await
+        })
+        .await
+        .expect("the failover task does not panic")
     }
 
     /// Every task's sub-log status, with lag computed now.

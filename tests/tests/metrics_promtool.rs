@@ -27,12 +27,13 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
     .await;
     assert_eq!(all_records(&us.client, "orders").await.len(), 50);
     let http = Http::new(us.node.bound.console);
-    // Lag gauges are written once per checkpoint interval.
-    eventually("lag gauges", || async {
-        http.get("/metrics", None)
-            .await
-            .text
-            .contains("georouter_replication_lag_records{")
+    // Lag and RPO gauges are written once per checkpoint interval; the first may predate
+    // the records' arrival.
+    eventually("lag and RPO gauges of a caught-up region", || async {
+        let text = http.get("/metrics", None).await.text;
+        text.contains("georouter_replication_lag_records{")
+            && text.contains("georouter_rpo_records{origin=\"eu\"} 0")
+            && text.contains("georouter_rpo_bytes{origin=\"eu\"} 0")
     })
     .await;
     let mut text = String::new();

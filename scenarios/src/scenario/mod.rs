@@ -303,12 +303,10 @@ impl<'a> Run<'a> {
         let topics = self.spec.topics.clone();
         let tally = self.tallies[region].clone();
         let region = region.to_string();
-        let producing = self.producing.clone();
-        producing.fetch_add(1, Ordering::SeqCst);
+        let producing = ProducerCount::enter(&self.producing);
         tokio::spawn(async move {
-            let acked = workload::produce(&client, &region, &topics, &load, tally, cancel).await;
-            producing.fetch_sub(1, Ordering::SeqCst);
-            acked
+            let _running = producing;
+            workload::produce(&client, &region, &topics, &load, tally, cancel).await
         })
     }
 
@@ -632,6 +630,22 @@ impl<'a> Run<'a> {
                 eprint!("\r{:<100}\r", "");
             }
         });
+    }
+}
+
+/// Counts a running producer until dropped (also when its task panics).
+struct ProducerCount(Arc<std::sync::atomic::AtomicUsize>);
+
+impl ProducerCount {
+    fn enter(count: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        ProducerCount(count.clone())
+    }
+}
+
+impl Drop for ProducerCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -471,17 +471,22 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut buf = [0u8; 16];
-        loop {
-            client.send(b"late").await.unwrap();
-            let got =
-                tokio::time::timeout(Duration::from_millis(50), peer.recv_from(&mut buf)).await;
-            if let Ok(received) = got {
-                let (n, _) = received.unwrap();
-                if &buf[..n] == b"late" {
-                    break;
+        let through = async {
+            loop {
+                client.send(b"late").await.unwrap();
+                let got =
+                    tokio::time::timeout(Duration::from_millis(50), peer.recv_from(&mut buf)).await;
+                if let Ok(received) = got {
+                    let (n, _) = received.unwrap();
+                    if &buf[..n] == b"late" {
+                        return;
+                    }
                 }
             }
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(30), through)
+            .await
+            .expect("the scheduled heal let datagrams through");
         assert!(
             start.elapsed() >= heal_at,
             "delivered before the scheduled heal"
