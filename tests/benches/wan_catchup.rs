@@ -96,15 +96,31 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let target = Node::start(config(temp.path(), &certs, "target", Some(wan.address()))).await?;
             let total = records / 200 * 200;
-            while held(&target, partitions) < total {
+            // When the first record landed, and when a quarter had: the rate from a quarter
+            // on is the transfer once the link is up and the congestion window has grown.
+            let (mut first, mut quarter) = (None, None);
+            loop {
+                let now = held(&target, partitions);
+                if now > 0 {
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                if now >= total / 4 {
+                    quarter.get_or_insert_with(|| started.elapsed());
+                }
+                if now >= total {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let seconds = started.elapsed().as_secs_f64();
+            let after_quarter = seconds - quarter.unwrap_or_default().as_secs_f64();
             let counts = wan.counts();
             println!(
-                "one-way delay {delay:>4} ms: catch-up of {total} records of {size} B in {seconds:.2} s = {:.0} records/s, {:.1} MB/s (relay forwarded {} datagrams, {:.1} MB, dropped {})",
+                "one-way delay {delay:>4} ms: catch-up of {total} records of {size} B in {seconds:.2} s = {:.0} records/s, {:.1} MB/s; first record after {:.2} s; from a quarter on {:.1} MB/s (relay forwarded {} datagrams, {:.1} MB, dropped {})",
                 total as f64 / seconds,
                 total as f64 * size as f64 / 1e6 / seconds,
+                first.unwrap_or_default().as_secs_f64(),
+                total as f64 * 0.75 * size as f64 / 1e6 / after_quarter,
                 counts.forwarded,
                 counts.bytes as f64 / 1e6,
                 counts.overflow + counts.lost
