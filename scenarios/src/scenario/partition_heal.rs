@@ -40,6 +40,7 @@ pub async fn run(
 
     run.wait_progress(&regions, options.records, 0.25).await;
     run.cluster.isolate(cut_off);
+    tracing::debug!(region = cut_off, "cut off");
     run.event(format!("{cut_off} cut off from every other region"));
     run.wait_progress(&regions, options.records, 0.75).await;
     // What each side must receive to have caught up: everything written before the heal.
@@ -64,6 +65,7 @@ pub async fn run(
         .sum();
     for link in run.cluster.links.iter().filter(|l| l.spec.joins(cut_off)) {
         link.wan.heal();
+        tracing::debug!(link = %link.name(), "healed");
     }
     run.event(format!(
         "{cut_off} healed; backlog across the cut: {backlog} records"
