@@ -118,6 +118,36 @@ fn task_commands_drive_the_console_api() {
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 1);
 
+    // A DR task with group sync, and a bad one: the primary must be one of its regions.
+    let dr = |name: &str, primary: &str| {
+        let args = [
+            "create",
+            name,
+            "--sources",
+            "a",
+            "--targets",
+            "b",
+            "--topics",
+            "ledger",
+            "--dr-primary",
+            primary,
+            "--groups",
+            "billing*",
+        ];
+        task(&console, "cli-admin", &args)
+    };
+    let (ok, out, err) = dr("ledger-dr", "a");
+    assert!(ok, "{out}{err}");
+    let (_, out, _) = task(&console, "cli-read", &["show", "ledger-dr", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["spec"]["dr"]["primary"], "a");
+    assert_eq!(shown["spec"]["dr"]["epoch"], 0);
+    assert_eq!(shown["spec"]["groups"], "billing*");
+    let (ok, _, err) = dr("bad-dr", "mars");
+    assert!(!ok && err.contains("(field dr.primary)"), "{err}");
+    let (ok, _, err) = task(&console, "cli-admin", &["delete", "ledger-dr"]);
+    assert!(ok, "{err}");
+
     let (ok, out, _) = task(&console, "cli-admin", &["delete", "mirror"]);
     assert!(ok && out.contains("deleted task mirror"), "{out}");
     let (ok, out, _) = task(&console, "cli-read", &["list"]);

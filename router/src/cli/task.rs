@@ -93,6 +93,12 @@ pub struct SpecArgs {
     max_records_per_s: Option<u32>,
     #[arg(long)]
     max_bytes_per_s: Option<u32>,
+    /// Make it a DR task with this region as its primary (the others are read-only).
+    #[arg(long)]
+    dr_primary: Option<String>,
+    /// Consumer groups (a glob) whose cursors sync among the task's regions.
+    #[arg(long)]
+    groups: Option<String>,
 }
 
 pub(crate) struct Console {
@@ -273,6 +279,12 @@ pub async fn run(command: TaskCommand) -> Result<()> {
             }
             if let Some(n) = spec.max_bytes_per_s {
                 body["max_bytes_per_s"] = n.into();
+            }
+            if let Some(primary) = spec.dr_primary {
+                body["dr"] = serde_json::json!({ "primary": primary });
+            }
+            if let Some(groups) = spec.groups {
+                body["groups"] = groups.into();
             }
             let reply = Console::new(console)
                 .call("POST", "/api/v1/tasks", None, Some(body))
