@@ -2,7 +2,9 @@
 //! committed cursors of matching groups on its topics the same in all of its regions:
 //!
 //! - every cursor change in the broker (a commit, or a merge of a synced cursor) is sent at
-//!   once, in a `GroupCursors` control frame, to each neighbour that shares such a task;
+//!   once, in a `GroupCursors` control frame, to each neighbour that shares such a task
+//!   (as one of its regions, or as a relay on a route between them: a relay merges and
+//!   passes cursors on like any region, so a region behind a VPC link syncs too);
 //! - when a link comes up, and every [`RESYNC_INTERVAL`], all matching cursors are sent
 //!   (a frame dropped on a full control queue is repaired by the next one);
 //! - the receiver merges (`Broker::merge_cursors`: per origin the larger next offset wins)
@@ -26,6 +28,7 @@ use proto::link::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::protocol::frame::Frame;
+use crate::routing::RouteView;
 use crate::service::Shared;
 use crate::task::Task;
 
@@ -90,6 +93,7 @@ pub(crate) fn send_all(shared: &Shared, only: Option<&str>) {
 
 fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
     let tasks = shared.tasks();
+    let view = shared.view();
     let links = shared.links.lock().expect("links lock");
     for (peer, link) in links.iter() {
         if only.is_some_and(|o| o != peer) {
@@ -97,7 +101,7 @@ fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
         }
         let cursors: Vec<pb::GroupCursor> = changes
             .iter()
-            .filter(|c| synced(&tasks, &shared.region, peer, &c.group, &c.topic))
+            .filter(|c| synced(&tasks, &view, &shared.region, peer, &c.group, &c.topic))
             .map(|c| pb::GroupCursor {
                 group: c.group.clone(),
                 topic: c.topic.clone(),
@@ -119,10 +123,18 @@ fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
     }
 }
 
-/// Whether some task syncs `group` on `topic` between regions `a` and `b`.
-fn synced(tasks: &[Arc<Task>], a: &str, b: &str, group: &str, topic: &str) -> bool {
+/// Whether some task syncs `group` on `topic` between neighbours `a` and `b` (each one of
+/// its regions or a relay between them: cursors travel the task's routes).
+fn synced(
+    tasks: &[Arc<Task>],
+    view: &RouteView,
+    a: &str,
+    b: &str,
+    group: &str,
+    topic: &str,
+) -> bool {
     tasks.iter().any(|t| {
-        t.syncs_group(group) && t.matches(topic) && t.spec.involves(a) && t.spec.involves(b)
+        t.syncs_group(group) && t.matches(topic) && view.takes_part(t, a) && view.takes_part(t, b)
     })
 }
 
@@ -131,10 +143,11 @@ fn synced(tasks: &[Arc<Task>], a: &str, b: &str, group: &str, topic: &str) -> bo
 /// dropped.
 pub(crate) fn on_group_cursors(shared: &Arc<Shared>, from: &str, frame: pb::GroupCursors) {
     let tasks = shared.tasks();
+    let view = shared.view();
     let (allowed, refused): (Vec<_>, Vec<_>) = frame
         .cursors
         .into_iter()
-        .partition(|c| synced(&tasks, &shared.region, from, &c.group, &c.topic));
+        .partition(|c| synced(&tasks, &view, &shared.region, from, &c.group, &c.topic));
     if !refused.is_empty() {
         shared
             .metrics

@@ -60,6 +60,16 @@ impl RouteView {
     }
 
     /// Whether and why `region` should hold `origin`'s sub-logs of `task`'s topics.
+    /// Whether `region` takes part in `task`: one of its regions, or a relay on a route
+    /// between two of them.
+    pub fn takes_part(&self, task: &Task, region: &str) -> bool {
+        task.spec.involves(region)
+            || self
+                .duties
+                .iter()
+                .any(|(t, _, r)| t == task.name() && r == region)
+    }
+
     pub fn need(&self, task: &Task, origin: &str, region: &str) -> Option<Need> {
         if origin == region || !task.running() {
             return None;

@@ -186,6 +186,60 @@ async fn group_cursors_sync_both_ways_and_merge_by_maximum() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
+    use topology::{LinkKind, LinkSpec, RegionSpec};
+    // edge (in a VPC, dials out) - hub (pass-through relay) - core; the DR task joins
+    // core and edge only.
+    let region = |name: &str| RegionSpec {
+        name: name.into(),
+        address: None,
+    };
+    let mut vpc = LinkSpec::new("hub", "edge", 10);
+    vpc.kind = LinkKind::Vpc;
+    vpc.dial = Some("edge".into());
+    let mut task = replicator::TaskSpec::new("dr", &["core"], &["edge"], TOPIC);
+    task.dr = Some(replicator::Dr {
+        primary: "core".into(),
+        epoch: 0,
+        promoting: None,
+    });
+    task.groups = Some("billing*".into());
+    let plan = ClusterPlan {
+        topology: TopologySpec {
+            regions: vec![region("core"), region("hub"), region("edge")],
+            links: vec![LinkSpec::new("core", "hub", 10), vpc],
+        },
+        residency: ResidencySpec {
+            pass_through: vec!["hub".into()],
+            rules: Vec::new(),
+        },
+        tasks: vec![task],
+        impairment: Default::default(),
+        heartbeat_ms: 300,
+    };
+    let cluster = start(&plan, &InProcess).await;
+    let (core, edge) = (
+        &cluster.region("core").client,
+        &cluster.region("edge").client,
+    );
+    core.commit(GROUP, TOPIC, vec![cursor(&[("core", 12)])])
+        .await
+        .unwrap();
+    eventually("core's commit in edge", || async {
+        group_cursor(edge, GROUP).await == BTreeMap::from([("core".into(), 12)])
+    })
+    .await;
+    edge.commit(GROUP, TOPIC, vec![cursor(&[("core", 20)])])
+        .await
+        .unwrap();
+    eventually("edge's commit in core", || async {
+        group_cursor(core, GROUP).await == BTreeMap::from([("core".into(), 20)])
+    })
+    .await;
+    cluster.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_group_resumes_exactly_in_the_standby_after_sigkill_and_the_rpo_is_exact() {
     let launcher = Processes {
         binary: env!("CARGO_BIN_EXE_georouter").into(),
