@@ -1,8 +1,9 @@
 //! The web console in real headless Chromium (Debian's `chromium`; `.ci/run` installs
 //! it), driven over the DevTools protocol by `tests/web/console_test.mjs` (Node 20, no npm
 //! packages): create a task through the form (an invalid one first, whose error shows at
-//! the field), see it listed running, pause it, see "paused". The screenshot is kept at
-//! `target/test-artifacts/web-console.png`.
+//! the field), see it listed running, pause it, see "paused"; then fail a DR task over to
+//! this region with the row's button and see it primary at epoch 1. The screenshot is
+//! kept at `target/test-artifacts/web-console.png`.
 
 mod support;
 
@@ -60,6 +61,13 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
         .json();
     assert_eq!(task["state"], "paused");
     assert_eq!(task["spec"]["targets"], serde_json::json!(["us"]));
+    // The failover the page made through its button.
+    let dr = Http::new(console)
+        .get("/api/v1/tasks/web-dr", Some("web-admin"))
+        .await
+        .json();
+    assert_eq!(dr["spec"]["dr"]["primary"], "eu");
+    assert_eq!(dr["spec"]["dr"]["epoch"], 1);
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }

@@ -91,6 +91,15 @@ await until("the task listed as paused", `${state} === 'paused'`);
 await until("the link to us shown up",
   "[...document.querySelectorAll('#links tr')].some((r) => r.cells[0].textContent === 'us' && r.cells[1].textContent === 'up')");
 
+// A DR task whose primary is us: eu's row offers "Fail over here"; a planned failover
+// makes eu the primary at epoch 1.
+await evaluate(`api("POST", "/api/v1/tasks", { name: "web-dr", sources: ["us"], targets: ["eu"],
+  topics: "ledger", dr: { primary: "us" } }).then(() => refresh())`);
+const flow = "document.querySelector('tr[data-task=\"web-dr\"] [data-role=flow]')?.textContent";
+await until("the DR task listed with its primary", `(${flow} || '').includes('DR primary us, epoch 0')`);
+await evaluate("window.confirm = () => true; document.querySelector('tr[data-task=\"web-dr\"] button[data-action=failover]').click()");
+await until("eu shown as the primary", `(${flow} || '').includes('DR primary eu, epoch 1')`);
+
 const shot = await page("Page.captureScreenshot", { format: "png", captureBeyondViewport: true });
 writeFileSync(screenshot, Buffer.from(shot.data, "base64"));
 done = true;
