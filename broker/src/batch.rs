@@ -41,6 +41,14 @@ use crate::record::Record;
 pub const MAGIC: u8 = 1;
 /// Bytes before the first record.
 pub const HEADER_LEN: usize = 44;
+
+/// The largest `max_batch_bytes` a configuration may set. Reading batches back from disk is
+/// bounded by this (plus the header), never by the setting in force: lowering the setting
+/// between restarts must not make recovery cut acknowledged batches written under it.
+pub const MAX_BATCH_BYTES_LIMIT: usize = 1 << 30;
+
+/// The largest batch that can be found on disk, header included.
+pub const MAX_BATCH_ON_DISK: usize = MAX_BATCH_BYTES_LIMIT + HEADER_LEN;
 /// The length field and the CRC field.
 const PREFIX_LEN: usize = 8;
 

@@ -405,12 +405,7 @@ impl Broker {
             StartPosition::Timestamp(ms) => partition.with_inner(|_, sublogs| {
                 sublogs
                     .iter()
-                    .map(|s| {
-                        Ok((
-                            s.origin().to_string(),
-                            s.offset_for_time(ms, &self.storage)?,
-                        ))
-                    })
+                    .map(|s| Ok((s.origin().to_string(), s.offset_for_time(ms)?)))
                     .collect::<Result<Cursor>>()
             })?,
         })

@@ -607,3 +607,37 @@ async fn damaged_segment_indexes_are_rebuilt() {
     assert_eq!(ids[0].offset, 150);
     broker.shut_down().await.unwrap();
 }
+
+#[tokio::test]
+async fn lowering_max_batch_bytes_keeps_batches_written_under_the_old_setting() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let big = Arc::new(StorageConfig {
+        segment_bytes: 1 << 20,
+        ..StorageConfig::default()
+    });
+    // One 200 KB batch and a small one after it, in the active segment.
+    let bodies: Vec<String> = (0..100).map(|i| format!("{i:0>2000}")).collect();
+    let records: Vec<Record> = bodies.iter().map(|b| record(b, 1)).collect();
+    {
+        let (p, _) = open(dir, &big);
+        p.append_local(PendingBatch::consecutive(&records))
+            .await
+            .unwrap();
+        p.append_local(PendingBatch::consecutive(&[record("after", 2)]))
+            .await
+            .unwrap();
+    }
+    // Reopened with a limit far below that batch: nothing is cut, everything reads back.
+    let small = Arc::new(StorageConfig {
+        segment_bytes: 1 << 20,
+        max_record_bytes: 4096,
+        max_batch_bytes: 16 << 10,
+        ..StorageConfig::default()
+    });
+    let (p, cut) = open(dir, &small);
+    assert!(cut.is_empty(), "recovery cut acknowledged data: {cut:?}");
+    let held = read_all(&p);
+    assert_eq!(held.len(), 101);
+    assert_eq!(held[100].record.body, Bytes::from("after"));
+}

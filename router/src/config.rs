@@ -233,6 +233,11 @@ impl NodeConfig {
             "[storage] max_batch_bytes must be at least max_record_bytes"
         );
         anyhow::ensure!(
+            self.storage.max_batch_bytes <= broker::batch::MAX_BATCH_BYTES_LIMIT,
+            "[storage] max_batch_bytes must be at most {} (1 GiB)",
+            broker::batch::MAX_BATCH_BYTES_LIMIT
+        );
+        anyhow::ensure!(
             self.retention.check_interval_ms > 0,
             "[retention] check_interval_ms must be positive"
         );

@@ -36,6 +36,10 @@ fn bad_configs_name_the_problem() {
     assert!(err.contains("segment_bytz"), "{err}");
     let err = load("[region]\nid = \"eu\"\n");
     assert!(err.contains("data_dir"), "{err}");
+    let err = load(
+        "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[storage]\nmax_batch_bytes = 2147483648\n",
+    );
+    assert!(err.contains("max_batch_bytes must be at most"), "{err}");
 }
 
 #[test]

@@ -13,7 +13,8 @@ pub struct StorageConfig {
     /// Largest encoded record accepted.
     pub max_record_bytes: usize,
     /// Largest encoded batch accepted (a produce request per partition, or a replicated
-    /// batch). Also bounds the length field read back from disk.
+    /// batch); at most `batch::MAX_BATCH_BYTES_LIMIT`. Reads from disk are bounded by that
+    /// limit, not by this setting.
     pub max_batch_bytes: usize,
 }
 
@@ -30,7 +31,7 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
-    /// The largest batch that can be found on disk, header included.
+    /// The largest batch accepted for storage, header included.
     pub fn max_stored_batch(&self) -> usize {
         self.max_batch_bytes + crate::batch::HEADER_LEN
     }

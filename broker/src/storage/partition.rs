@@ -134,7 +134,7 @@ impl Partition {
             truncations.extend(cut);
             sublogs.push(sublog);
         }
-        reconcile(&mut arrival, &sublogs, &config)?;
+        reconcile(&mut arrival, &sublogs)?;
         // What a killed process left in the page cache is served (and replicated) from
         // now on as durable: make it so before anyone reads it.
         for sublog in &sublogs {
@@ -472,7 +472,7 @@ impl Partition {
         let Some(id) = inner.arrival.origins().iter().position(|o| o == origin) else {
             return Ok(None);
         };
-        let found = inner.sublogs[id].offset_for_time(timestamp_ms, &self.config)?;
+        let found = inner.sublogs[id].offset_for_time(timestamp_ms)?;
         Ok(Some(found.min(inner.durable_ends[id])))
     }
 
@@ -563,7 +563,7 @@ impl Partition {
 /// Makes the arrival index agree with the recovered sub-logs: drops entries that point
 /// past a sub-log's end, before its start or out of order, then adds entries for batches
 /// a sub-log holds past the index's last entry for it (in sub-log order).
-fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog], config: &StorageConfig) -> Result<()> {
+fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog]) -> Result<()> {
     let mut previous: Vec<Option<u64>> = vec![None; sublogs.len()];
     let keep: Vec<bool> = (arrival.first_seq()..arrival.end_seq())
         .map(|seq| {
@@ -590,7 +590,7 @@ fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog], config: &StorageConfi
         let from = arrival
             .last_offset(id as u16)
             .map_or(sublog.start_offset(), |last| last + 1);
-        for header in sublog.headers_from(from, config)? {
+        for header in sublog.headers_from(from)? {
             arrival.append(Arrival {
                 origin: id as u16,
                 base: header.base_offset,

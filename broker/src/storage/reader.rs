@@ -83,7 +83,7 @@ impl PartitionReader {
         self.partition.is_open()?;
         let durable = *self.durable.borrow_and_update();
         let (plan, scanned_to) = self.plan(durable);
-        let max_len = self.partition.config().max_stored_batch();
+        let max_len = crate::batch::MAX_BATCH_ON_DISK;
         let mut outcome = ReadOutcome::default();
         let mut bytes = 0usize;
         let mut next_seq = scanned_to;

@@ -153,7 +153,9 @@ impl Segment {
         };
         let start = match resume {
             Some(last) => {
-                let first = segment.file.read_batch(0, config.max_stored_batch())?;
+                let first = segment
+                    .file
+                    .read_batch(0, crate::batch::MAX_BATCH_ON_DISK)?;
                 segment.first_offset = Some(first.header().base_offset);
                 segment.max_timestamp_ms = last.max_timestamp_ms;
                 // The batch at the last entry must be past every earlier one.
@@ -188,7 +190,11 @@ impl Segment {
         let mut first = first_indexed;
         let mut problem = None;
         while position < file_len {
-            match read_next(&mut reader, file_len - position, config.max_stored_batch()) {
+            match read_next(
+                &mut reader,
+                file_len - position,
+                crate::batch::MAX_BATCH_ON_DISK,
+            ) {
                 Ok(batch) => {
                     let header = *batch.header();
                     if header.base_offset < self.next_offset {

@@ -157,12 +157,7 @@ impl SubLog {
 
     /// Calls `visit` with every held batch that ends at or after `from`, in order, until it
     /// breaks. Reads under the caller's lock: for recovery and for rare lookups only.
-    pub fn scan(
-        &self,
-        from: u64,
-        config: &StorageConfig,
-        mut visit: impl FnMut(&Batch) -> ControlFlow<()>,
-    ) -> Result<()> {
+    pub fn scan(&self, from: u64, mut visit: impl FnMut(&Batch) -> ControlFlow<()>) -> Result<()> {
         for segment in self
             .segments
             .iter()
@@ -176,7 +171,7 @@ impl SubLog {
             while position < segment.size() {
                 let batch = segment
                     .file()
-                    .read_batch(position, config.max_stored_batch())?;
+                    .read_batch(position, crate::batch::MAX_BATCH_ON_DISK)?;
                 position += batch.header().total_len as u64;
                 if batch.header().last_offset() >= from && visit(&batch).is_break() {
                     return Ok(());
@@ -187,9 +182,9 @@ impl SubLog {
     }
 
     /// The headers of the batches from `from` on.
-    pub fn headers_from(&self, from: u64, config: &StorageConfig) -> Result<Vec<BatchHeader>> {
+    pub fn headers_from(&self, from: u64) -> Result<Vec<BatchHeader>> {
         let mut headers = Vec::new();
-        self.scan(from, config, |batch| {
+        self.scan(from, |batch| {
             headers.push(*batch.header());
             ControlFlow::Continue(())
         })?;
@@ -198,7 +193,7 @@ impl SubLog {
 
     /// The offset of the first held record with a timestamp at or after `timestamp_ms`, or
     /// the end offset when there is none.
-    pub fn offset_for_time(&self, timestamp_ms: i64, config: &StorageConfig) -> Result<u64> {
+    pub fn offset_for_time(&self, timestamp_ms: i64) -> Result<u64> {
         let Some(segment) = self
             .segments
             .iter()
@@ -211,7 +206,7 @@ impl SubLog {
         while found.is_none() && position < segment.size() {
             let batch = segment
                 .file()
-                .read_batch(position, config.max_stored_batch())?;
+                .read_batch(position, crate::batch::MAX_BATCH_ON_DISK)?;
             position += batch.header().total_len as u64;
             found = batch
                 .records()

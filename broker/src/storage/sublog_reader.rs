@@ -58,7 +58,7 @@ impl SubLogReader {
         let Some(location) = location.filter(|_| self.next < durable_end) else {
             return Ok(Vec::new());
         };
-        let max_len = self.partition.config().max_stored_batch();
+        let max_len = crate::batch::MAX_BATCH_ON_DISK;
         let mut position = match &self.hint {
             Some((file, position)) if Arc::ptr_eq(file, &location.file) => *position,
             _ => location.position,
