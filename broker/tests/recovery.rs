@@ -641,3 +641,34 @@ async fn lowering_max_batch_bytes_keeps_batches_written_under_the_old_setting() 
     assert_eq!(held.len(), 101);
     assert_eq!(held[100].record.body, Bytes::from("after"));
 }
+
+#[tokio::test]
+async fn a_damaged_first_batch_of_a_sealed_segment_does_not_stop_the_partition() {
+    let config = small_config();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let written = write_batches(dir, &config, 30).await;
+    let segments = common::segment_files(dir, LOCAL);
+    assert!(segments.len() >= 2, "{segments:?}");
+    let (first_base, _) = segments[0];
+    let (second_base, _) = segments[1];
+    flip_byte(&common::segment_path(dir, LOCAL, first_base), 40);
+
+    let (p, cut) = open(dir, &config);
+    assert!(cut.is_empty(), "{cut:?}");
+    // Reading the damaged batch reports it; everything after that segment reads back.
+    let mut reader = broker::storage::PartitionReader::new(p.clone(), Cursor::default(), None);
+    let damaged = reader
+        .read(1 << 20)
+        .err()
+        .expect("the damaged batch is reported");
+    assert_eq!(damaged.code(), "corrupt-batch", "{damaged}");
+    let from_second: Cursor = [(LOCAL, second_base), ("r1", 0)].into_iter().collect();
+    let (records, _) = read_all_from(&p, from_second, None, 1 << 20);
+    let expected: Vec<StoredRecord> = written
+        .stored()
+        .into_iter()
+        .filter(|r| r.origin != LOCAL || r.offset >= second_base)
+        .collect();
+    assert_eq!(ids(&records), ids(&expected));
+}

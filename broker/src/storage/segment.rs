@@ -153,10 +153,17 @@ impl Segment {
         };
         let start = match resume {
             Some(last) => {
-                let first = segment
-                    .file
-                    .read_batch(0, crate::batch::MAX_BATCH_ON_DISK)?;
-                segment.first_offset = Some(first.header().base_offset);
+                // A damaged first batch must not keep the partition from opening: a sealed
+                // segment starts at its base (no segment starts before a gap), and reads of
+                // that batch report it corrupt.
+                let first = match segment.file.read_batch(0, crate::batch::MAX_BATCH_ON_DISK) {
+                    Ok(first) => first.header().base_offset,
+                    Err(e) => {
+                        tracing::error!(path = %segment.file.path.display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
+                        base
+                    }
+                };
+                segment.first_offset = Some(first);
                 segment.max_timestamp_ms = last.max_timestamp_ms;
                 // The batch at the last entry must be past every earlier one.
                 segment.next_offset = base + u64::from(last.relative_offset);
