@@ -64,6 +64,8 @@ pub enum BatchFormatError {
     Crc { stored: u32, computed: u32 },
     #[error("unknown magic byte {0}")]
     Magic(u8),
+    #[error("flags {flags:#04x} and reserved {reserved:#06x} must be 0 in format version 1")]
+    Reserved { flags: u8, reserved: u16 },
     #[error("record {index}: {reason}")]
     Record { index: usize, reason: String },
     #[error("header says {declared} records, found {found}")]
@@ -110,6 +112,10 @@ impl BatchHeader {
         }
         if buf[8] != MAGIC {
             return Err(BatchFormatError::Magic(buf[8]));
+        }
+        let (flags, reserved) = (buf[9], u16::from_le_bytes([buf[10], buf[11]]));
+        if flags != 0 || reserved != 0 {
+            return Err(BatchFormatError::Reserved { flags, reserved });
         }
         let header = BatchHeader {
             total_len,
@@ -502,6 +508,18 @@ mod tests {
             batch.records().map(|(o, _)| o).collect::<Vec<_>>(),
             vec![104]
         );
+    }
+
+    #[test]
+    fn set_flags_or_reserved_bytes_are_refused_even_with_a_valid_crc() {
+        for (at, value) in [(9, 0x01u8), (10, 0x80), (11, 0x01)] {
+            let mut bytes = PendingBatch::consecutive(&[record("x")]).seal(0).to_vec();
+            bytes[at] = value;
+            let crc = crc32c::crc32c(&bytes[8..]);
+            bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+            let err = Batch::from_bytes(Bytes::from(bytes), 1 << 20).unwrap_err();
+            assert!(matches!(err, BatchFormatError::Reserved { .. }), "{err}");
+        }
     }
 
     #[test]
