@@ -18,14 +18,20 @@ use topology::{ResidencySpec, TopologySpec};
 const TOPIC: &str = "orders";
 const GROUP: &str = "billing";
 
-fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
-    let mut task = replicator::TaskSpec::new("dr", &["a"], &["b"], TOPIC);
+/// DR task "dr" from `primary` to `standby`, syncing the `billing*` groups.
+fn dr_task(primary: &str, standby: &str) -> replicator::TaskSpec {
+    let mut task = replicator::TaskSpec::new("dr", &[primary], &[standby], TOPIC);
     task.dr = Some(replicator::Dr {
-        primary: "a".into(),
+        primary: primary.into(),
         epoch: 0,
         promoting: None,
     });
     task.groups = Some("billing*".into());
+    task
+}
+
+fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
+    let mut task = dr_task("a", "b");
     task.max_records_per_s = max_records_per_s;
     ClusterPlan {
         topology: TopologySpec::mesh(&["a", "b"]),
@@ -197,13 +203,7 @@ async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
     let mut vpc = LinkSpec::new("hub", "edge", 10);
     vpc.kind = LinkKind::Vpc;
     vpc.dial = Some("edge".into());
-    let mut task = replicator::TaskSpec::new("dr", &["core"], &["edge"], TOPIC);
-    task.dr = Some(replicator::Dr {
-        primary: "core".into(),
-        epoch: 0,
-        promoting: None,
-    });
-    task.groups = Some("billing*".into());
+    let task = dr_task("core", "edge");
     let plan = ClusterPlan {
         topology: TopologySpec {
             regions: vec![region("core"), region("hub"), region("edge")],
