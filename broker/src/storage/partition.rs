@@ -29,7 +29,9 @@ use crate::names;
 pub enum ReplicatedAppend {
     /// Stored, covering `[base, last]`.
     Appended { base: u64, last: u64 },
-    /// Every offset of the batch was already held; nothing was written.
+    /// Every offset of the batch lies below the sub-log's end — held, or inside an earlier
+    /// gap the sub-log accepted (offsets a filter or retention skipped, never stored);
+    /// nothing was written.
     AlreadyHeld,
 }
 
