@@ -350,16 +350,30 @@ async fn produce_through_switches(cluster: &Cluster, total: u64) -> Vec<String> 
 /// the acknowledged ones.
 async fn assert_converged(cluster: &Cluster, acked: &[String]) {
     let (a, b) = (&cluster.region("a").client, &cluster.region("b").client);
-    eventually("a and b to converge", || async {
-        ends(a).await == ends(b).await
-    })
-    .await;
-    // Arrival order differs between regions; each sub-log's (offset, body) must not.
-    let mut in_a = held(a).await;
-    let mut in_b = held(b).await;
-    in_a.sort();
-    in_b.sort();
-    assert!(in_a == in_b, "a and b hold different records");
+    // Arrival order differs between regions; each sub-log's (offset, body) must not. A
+    // read may trail the sub-logs' ends for a moment, so this waits for equal contents.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let in_a = loop {
+        let mut in_a = held(a).await;
+        let mut in_b = held(b).await;
+        in_a.sort();
+        in_b.sort();
+        if in_a == in_b && in_a.len() == acked.len() {
+            break in_a;
+        }
+        if Instant::now() > deadline {
+            let first = in_a.iter().zip(&in_b).position(|(x, y)| x != y);
+            panic!(
+                "a holds {} records, b {}, {} acknowledged; first difference at {first:?}: {:?} / {:?}",
+                in_a.len(),
+                in_b.len(),
+                acked.len(),
+                first.map(|i| &in_a[i]),
+                first.map(|i| &in_b[i])
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let bodies: Vec<&str> = in_a.iter().map(|(_, _, body)| body.as_str()).collect();
     let unique: BTreeSet<&str> = bodies.iter().copied().collect();
     assert_eq!(unique.len(), bodies.len(), "a record held twice");
