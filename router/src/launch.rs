@@ -32,17 +32,16 @@ impl Launcher for InProcess {
                 .enable_all()
                 .build()
                 .context("starting the node's runtime")?;
-            let started = runtime.spawn(Node::start(config)).await;
+            let started = match runtime.spawn(Node::start(config)).await {
+                Ok(started) => started,
+                Err(e) => Err(anyhow::Error::new(e).context("the node's start task")),
+            };
             let node = match started {
-                Ok(Ok(node)) => node,
-                failed => {
+                Ok(node) => node,
+                Err(e) => {
                     // Dropping a runtime blocks, which is not allowed in this async context.
                     runtime.shutdown_background();
-                    return Err(match failed {
-                        Ok(Err(e)) => e,
-                        Err(e) => anyhow::Error::new(e).context("the node's start task"),
-                        Ok(Ok(_)) => unreachable!("handled above"),
-                    });
+                    return Err(e);
                 }
             };
             let process: Box<dyn RegionProcess> = Box::new(InProcessNode {

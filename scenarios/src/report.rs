@@ -229,38 +229,21 @@ impl Report {
             );
         }
         let i = &self.invariants;
-        let mark = |ok: bool| if ok { "ok" } else { "FAILED" };
         let _ = writeln!(w, "\ninvariants:");
-        let _ = writeln!(
-            w,
-            "  lost               {:>8}  {}",
-            i.lost,
-            mark(i.lost == 0)
-        );
-        let _ = writeln!(
-            w,
-            "  duplicated         {:>8}  {}",
-            i.duplicated,
-            mark(i.duplicated == 0)
-        );
-        let _ = writeln!(
-            w,
-            "  order violations   {:>8}  {}",
-            i.order_violations,
-            mark(i.order_violations == 0)
-        );
-        let _ = writeln!(
-            w,
-            "  unexpected         {:>8}  {}",
-            i.unexpected,
-            mark(i.unexpected == 0)
-        );
-        let _ = writeln!(
-            w,
-            "  converged          {:>8}  {}",
-            i.converged,
-            mark(i.converged)
-        );
+        let counts = [
+            ("lost", i.lost),
+            ("duplicated", i.duplicated),
+            ("order violations", i.order_violations),
+            ("unexpected", i.unexpected),
+        ];
+        let rows = counts
+            .map(|(name, n)| (name, n.to_string(), n == 0))
+            .into_iter()
+            .chain([("converged", i.converged.to_string(), i.converged)]);
+        for (name, value, ok) in rows {
+            let mark = if ok { "ok" } else { "FAILED" };
+            let _ = writeln!(w, "  {name:<18} {value:>8}  {mark}");
+        }
         for p in &i.problems {
             let _ = writeln!(w, "  - {p}");
         }

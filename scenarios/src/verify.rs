@@ -151,8 +151,8 @@ pub fn check(
             let records = holdings.get(stream).unwrap_or(&empty);
             let tail = check_sub_log(&mut v.invariants, region, a, records, expect, origin_killed);
             // Only regions meant to hold the stream count (not a relay or a filtered mirror).
-            let holder = (0..a.offsets.len() as u64).any(|seq| expect(region, stream, seq));
-            if origin_killed && holder {
+            let holder = || (0..a.offsets.len() as u64).any(|seq| expect(region, stream, seq));
+            if origin_killed && holder() {
                 rpo_here = Some(rpo_here.map_or(tail, |r| r.min(tail)));
             }
         }

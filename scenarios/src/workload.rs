@@ -213,14 +213,10 @@ impl StreamJob {
                 }
             };
             match sent {
-                Ok(ids) if first == 0 => {
-                    tracing::debug!(topic = %self.stream.topic, partition = self.stream.partition, origin = %self.stream.origin, "first batch acknowledged");
-                    acked.offsets.extend(ids.iter().map(|id| id.offset));
-                    acked.bytes += bytes;
-                    self.tally.records.fetch_add(n, Ordering::Relaxed);
-                    self.tally.bytes.fetch_add(bytes, Ordering::Relaxed);
-                }
                 Ok(ids) => {
+                    if first == 0 {
+                        tracing::debug!(topic = %self.stream.topic, partition = self.stream.partition, origin = %self.stream.origin, "first batch acknowledged");
+                    }
                     acked.offsets.extend(ids.iter().map(|id| id.offset));
                     acked.bytes += bytes;
                     self.tally.records.fetch_add(n, Ordering::Relaxed);

@@ -74,18 +74,11 @@ async fn run_scenario(name: &str, options: &Options, hold: bool) -> Result<Repor
     } else {
         Box::new(InProcess)
     };
-    let print_consoles = |cluster: &Cluster| {
-        eprintln!(
-            "regions up ({}); consoles (admin token {}):",
-            cluster.mode, cluster.token
-        );
-        for region in &cluster.regions {
-            eprintln!("  {:<6} {}", region.name, region.console_url());
-        }
-    };
+    let on_ready =
+        |cluster: &Cluster| print_consoles(cluster, &format!("regions up ({})", cluster.mode));
     eprintln!("running scenario {name} …");
     let (report, cluster) =
-        scenarios::scenario::run(name, options, launcher.as_ref(), &print_consoles).await?;
+        scenarios::scenario::run(name, options, launcher.as_ref(), &on_ready).await?;
     println!("{}", report.human());
     if let Some(path) = &options.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -93,15 +86,7 @@ async fn run_scenario(name: &str, options: &Options, hold: bool) -> Result<Repor
         eprintln!("report written to {}", path.display());
     }
     if hold {
-        eprintln!("holding the regions up; consoles:");
-        for region in &cluster.regions {
-            eprintln!(
-                "  {:<6} {}  (token {})",
-                region.name,
-                region.console_url(),
-                cluster.token
-            );
-        }
+        print_consoles(&cluster, "holding the regions up");
         eprintln!("Ctrl-C to stop");
         tokio::signal::ctrl_c()
             .await
@@ -109,4 +94,12 @@ async fn run_scenario(name: &str, options: &Options, hold: bool) -> Result<Repor
     }
     cluster.stop().await.context("stopping the regions")?;
     Ok(report)
+}
+
+/// Where each region's console is, and the admin token, under `headline`.
+fn print_consoles(cluster: &Cluster, headline: &str) {
+    eprintln!("{headline}; consoles (admin token {}):", cluster.token);
+    for region in &cluster.regions {
+        eprintln!("  {:<6} {}", region.name, region.console_url());
+    }
 }

@@ -528,12 +528,8 @@ impl<'a> Run<'a> {
                 }
             })
             .collect();
-        let avg_bytes = |acked: &[Acked]| {
-            let records: u64 = acked.iter().map(|a| a.offsets.len() as u64).sum();
-            let bytes: u64 = acked.iter().map(|a| a.bytes).sum();
-            (records, bytes)
-        };
-        let (records_produced, bytes_produced) = avg_bytes(&acked);
+        let records_produced: u64 = acked.iter().map(|a| a.offsets.len() as u64).sum();
+        let bytes_produced: u64 = acked.iter().map(|a| a.bytes).sum();
         let invariants = verdict.invariants.clone();
         let report = Report {
             scenario: self.spec.name.to_string(),
