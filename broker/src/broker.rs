@@ -397,17 +397,8 @@ impl Broker {
     pub fn start_cursor(&self, partition: &Partition, start: StartPosition) -> Result<Cursor> {
         Ok(match start {
             StartPosition::Earliest => Cursor::default(),
-            StartPosition::Latest => partition
-                .sub_logs()
-                .into_iter()
-                .map(|s| (s.origin, s.end_offset))
-                .collect(),
-            StartPosition::Timestamp(ms) => partition.with_inner(|_, sublogs| {
-                sublogs
-                    .iter()
-                    .map(|s| Ok((s.origin().to_string(), s.offset_for_time(ms)?)))
-                    .collect::<Result<Cursor>>()
-            })?,
+            StartPosition::Latest => partition.latest_cursor(),
+            StartPosition::Timestamp(ms) => partition.cursor_for_time(ms)?,
         })
     }
 

@@ -104,7 +104,7 @@ impl broker_server::Broker for BrokerService {
                     .map(|s| pb::SubLogInfo {
                         origin: s.origin,
                         start_offset: s.start_offset,
-                        end_offset: s.end_offset,
+                        end_offset: s.durable_end,
                         bytes: s.bytes,
                         segments: s.segments as u32,
                     })

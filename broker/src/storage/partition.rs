@@ -2,12 +2,16 @@
 //! that orders them, and the group commit that makes appends durable.
 //!
 //! Durability: an append writes its batch and arrival entry to the page cache under the
-//! partition lock, then waits for the group commit. One waiter at a time fsyncs every file
-//! written since the last fsync, then raises the durable watermark (an arrival sequence)
-//! past every append that was written before the fsync began: appends that arrive together
-//! share one fsync. Readers never see past the watermark, so nothing served can vanish in a
-//! crash. A failed write or fsync fences the partition: every later append fails until the
-//! node restarts and recovers it from disk.
+//! partition lock, makes sure the partition's committer runs, and waits for the durable
+//! watermark (an arrival sequence) to pass its entry. The committer is a task of its own,
+//! one per partition at most, started by the first write that finds none running and ending
+//! when everything written is durable: it fsyncs every file written since the last fsync,
+//! then raises the watermark past every append written before the fsync began, so appends
+//! that arrive together share one fsync. Because the committer, not the waiter, raises the
+//! watermark, a write whose waiter went away (a client that disconnected, a pull cancelled
+//! by a reroute) still becomes visible at once. Readers never see past the watermark, so
+//! nothing served can vanish in a crash. A failed write or fsync fences the partition:
+//! every later append fails until the node restarts and recovers it from disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -21,6 +25,7 @@ use super::config::StorageConfig;
 use super::segment::{SegmentFile, Truncation};
 use super::sublog::{Location, SubLog, sync_dir};
 use crate::batch::{Batch, BatchHeader, PendingBatch};
+use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::names;
 
@@ -82,17 +87,20 @@ pub struct Partition {
     dir: PathBuf,
     local_origin: String,
     config: Arc<StorageConfig>,
+    shared: Arc<Shared>,
+    state: AtomicU8,
+}
+
+/// What the partition shares with its committer task.
+struct Shared {
+    topic: String,
+    index: u32,
     inner: Mutex<Inner>,
-    /// Held by the one waiter that runs the group commit's fsync.
-    /// Held until the fsync itself finishes, even when the waiter that started it is
-    /// cancelled (a client that went away): no later commit may raise the watermark over
-    /// files another fsync is still writing.
-    sync_lock: Arc<tokio::sync::Mutex<()>>,
-    /// Set by an fsync that failed after its waiter was cancelled; fences at the next commit.
-    sync_failure: Arc<Mutex<Option<String>>>,
+    /// Held while an fsync runs (by the committer, or by shutdown): no other commit may
+    /// raise the watermark over files an fsync is still writing.
+    sync_lock: tokio::sync::Mutex<()>,
     /// Arrival sequence below which everything is durable.
     durable: watch::Sender<u64>,
-    state: AtomicU8,
 }
 
 struct Inner {
@@ -104,6 +112,8 @@ struct Inner {
     /// Per sub-log, the next offset past its durable batches.
     durable_ends: Vec<u64>,
     fenced: Option<String>,
+    /// Whether a committer task is running (or about to).
+    committing: bool,
 }
 
 impl Partition {
@@ -154,16 +164,20 @@ impl Partition {
             dir,
             local_origin: local_origin.to_string(),
             config,
-            inner: Mutex::new(Inner {
-                sublogs,
-                arrival,
-                dirty: Vec::new(),
-                durable_ends,
-                fenced: None,
+            shared: Arc::new(Shared {
+                topic: topic.to_string(),
+                index,
+                inner: Mutex::new(Inner {
+                    sublogs,
+                    arrival,
+                    dirty: Vec::new(),
+                    durable_ends,
+                    fenced: None,
+                    committing: false,
+                }),
+                sync_lock: tokio::sync::Mutex::new(()),
+                durable,
             }),
-            sync_lock: Arc::new(tokio::sync::Mutex::new(())),
-            sync_failure: Arc::new(Mutex::new(None)),
-            durable,
             state: AtomicU8::new(OPEN),
         };
         Ok((partition, truncations))
@@ -182,11 +196,7 @@ impl Partition {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the files inconsistent (recovery
-        // handles any prefix), so a poisoned lock is still usable.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock()
     }
 
     fn check_open(&self) -> Result<()> {
@@ -221,7 +231,7 @@ impl Partition {
             let seq = self.write(&mut inner, origin, &bytes, &header)?;
             (base, header.last_offset(), seq)
         };
-        self.wait_durable(seq + 1).await?;
+        self.commit_and_wait(seq + 1).await?;
         Ok((base, last))
     }
 
@@ -313,7 +323,7 @@ impl Partition {
             // Held batches may not be durable yet either: wait for everything written.
             (refused, inner.arrival.end_seq())
         };
-        self.wait_durable(wait_for).await?;
+        self.commit_and_wait(wait_for).await?;
         match refused {
             Some(e) => Err(e),
             None => Ok(run),
@@ -369,78 +379,20 @@ impl Partition {
         })
     }
 
-    /// Waits until the arrival sequence `target` (exclusive) is durable, running the group
-    /// commit's fsync if no one else is.
-    async fn wait_durable(&self, target: u64) -> Result<()> {
+    /// Makes sure the committer runs, then waits until the arrival sequence `target`
+    /// (exclusive) is durable. Cancelling the wait does not stop the commit.
+    async fn commit_and_wait(&self, target: u64) -> Result<()> {
+        Shared::ensure_committer(&self.shared);
+        let mut durable = self.shared.durable.subscribe();
         loop {
-            if *self.durable.borrow() >= target {
+            if *durable.borrow_and_update() >= target {
                 return Ok(());
             }
-            let commit = self.sync_lock.clone().lock_owned().await;
-            if *self.durable.borrow() >= target {
-                return Ok(());
+            if let Some(reason) = &self.lock().fenced {
+                return Err(self.fenced(reason.clone()));
             }
-            let from = *self.durable.borrow();
-            let (files, arrival, upto) = {
-                let mut inner = self.lock();
-                let earlier_failure = self
-                    .sync_failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                if let Some(reason) = earlier_failure {
-                    tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition fenced");
-                    inner.fenced = Some(reason);
-                }
-                if let Some(reason) = &inner.fenced {
-                    return Err(self.fenced(reason.clone()));
-                }
-                (
-                    std::mem::take(&mut inner.dirty),
-                    inner.arrival.file().clone(),
-                    inner.arrival.end_seq(),
-                )
-            };
-            let failure = self.sync_failure.clone();
-            let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let synced = files
-                    .iter()
-                    .try_for_each(|file| file.file().sync_data())
-                    .and_then(|()| arrival.sync_data());
-                if let Err(e) = &synced {
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(format!("fsync failed: {e}"));
-                }
-                drop(commit);
-                synced
-            })
-            .await
-            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
-            if let Err(e) = synced {
-                let reason = format!("fsync failed: {e}");
-                tracing::error!(topic = %self.topic, partition = self.index, %reason, "partition fenced");
-                self.sync_failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                self.lock().fenced = Some(reason.clone());
-                return Err(self.fenced(reason));
-            }
-            self.advance_durable_ends(from, upto);
-            self.durable
-                .send_modify(|durable| *durable = (*durable).max(upto));
-        }
-    }
-
-    /// Raises the per-sub-log durable ends past the arrival entries `[from, upto)`.
-    fn advance_durable_ends(&self, from: u64, upto: u64) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        for seq in from.max(inner.arrival.first_seq())..upto {
-            if let Some(entry) = inner.arrival.get(seq) {
-                let end = &mut inner.durable_ends[usize::from(entry.origin)];
-                *end = (*end).max(entry.last + 1);
-            }
+            // The sender lives as long as `self`.
+            let _ = durable.changed().await;
         }
     }
 
@@ -476,6 +428,35 @@ impl Partition {
         };
         let found = inner.sublogs[id].offset_for_time(timestamp_ms)?;
         Ok(Some(found.min(inner.durable_ends[id])))
+    }
+
+    /// The cursor past everything durable: a read from it sees only what is acknowledged
+    /// from now on (`latest`). Never the page-cache end: records still waiting for their
+    /// fsync may yet be lost in a crash, and a start past them would skip their rewrite.
+    pub fn latest_cursor(&self) -> Cursor {
+        let inner = self.lock();
+        inner
+            .sublogs
+            .iter()
+            .zip(&inner.durable_ends)
+            .map(|(s, end)| (s.origin().to_string(), *end))
+            .collect()
+    }
+
+    /// Per origin, the first record at or after `timestamp_ms`, never past the durable end.
+    pub fn cursor_for_time(&self, timestamp_ms: i64) -> Result<Cursor> {
+        let inner = self.lock();
+        inner
+            .sublogs
+            .iter()
+            .zip(&inner.durable_ends)
+            .map(|(s, end)| {
+                Ok((
+                    s.origin().to_string(),
+                    s.offset_for_time(timestamp_ms)?.min(*end),
+                ))
+            })
+            .collect()
     }
 
     /// For a sub-log reader: `origin`'s start offset, durable end, and where `offset` is.
@@ -515,7 +496,7 @@ impl Partition {
     /// Makes everything durable and refuses further appends (shutdown).
     pub async fn shut_down(&self) -> Result<()> {
         self.close(SHUT_DOWN);
-        let _commit = self.sync_lock.lock().await;
+        let _commit = self.shared.sync_lock.lock().await;
         let inner = self.lock();
         for sublog in &inner.sublogs {
             sublog.sync()?;
@@ -526,11 +507,8 @@ impl Partition {
             .sync_data()
             .map_err(BrokerError::io("fsync arrival index", inner.arrival.path()))?;
         let end = inner.arrival.end_seq();
-        let from = *self.durable.borrow();
         drop(inner);
-        self.advance_durable_ends(from, end);
-        self.durable
-            .send_modify(|durable| *durable = (*durable).max(end));
+        self.shared.raise_watermark(end);
         Ok(())
     }
 
@@ -541,11 +519,11 @@ impl Partition {
 
     fn close(&self, state: u8) {
         self.state.store(state, Ordering::Release);
-        self.durable.send_modify(|_| {});
+        self.shared.durable.send_modify(|_| {});
     }
 
     pub(crate) fn subscribe_durable(&self) -> watch::Receiver<u64> {
-        self.durable.subscribe()
+        self.shared.durable.subscribe()
     }
 
     pub fn topic(&self) -> &str {
@@ -559,6 +537,88 @@ impl Partition {
 
     pub(crate) fn is_open(&self) -> Result<()> {
         self.check_open()
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the files inconsistent (recovery
+        // handles any prefix), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts the committer unless one is running. Needs a Tokio runtime.
+    fn ensure_committer(shared: &Arc<Shared>) {
+        let start = {
+            let mut inner = shared.lock();
+            let pending = inner.arrival.end_seq() > *shared.durable.borrow();
+            pending && !std::mem::replace(&mut inner.committing, true)
+        };
+        if start {
+            // Not tracked: it ends by itself once everything written is durable (or the
+            // partition is fenced), and shutdown waits for it through `sync_lock`.
+            tokio::spawn(Shared::commit(shared.clone()));
+        }
+    }
+
+    /// The committer: fsyncs what was written until nothing is left that is not durable.
+    async fn commit(shared: Arc<Shared>) {
+        loop {
+            let commit = shared.sync_lock.lock().await;
+            let (files, arrival, upto) = {
+                let mut inner = shared.lock();
+                let upto = inner.arrival.end_seq();
+                if inner.fenced.is_some() || upto <= *shared.durable.borrow() {
+                    inner.committing = false;
+                    drop(inner);
+                    // Waiters re-check the fence.
+                    shared.durable.send_modify(|_| {});
+                    return;
+                }
+                (
+                    std::mem::take(&mut inner.dirty),
+                    inner.arrival.file().clone(),
+                    upto,
+                )
+            };
+            let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                files
+                    .iter()
+                    .try_for_each(|file| file.file().sync_data())
+                    .and_then(|()| arrival.sync_data())
+            })
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+            match synced {
+                Ok(()) => shared.raise_watermark(upto),
+                Err(e) => {
+                    // The page cache's state after a failed fsync is unknown: never retry.
+                    let reason = format!("fsync failed: {e}");
+                    tracing::error!(topic = %shared.topic, partition = shared.index, %reason, "partition fenced");
+                    shared.lock().fenced = Some(reason);
+                }
+            }
+            drop(commit);
+        }
+    }
+
+    /// Raises the per-sub-log durable ends and then the watermark to `upto`: everything
+    /// written before it is durable.
+    /// Both move under the partition lock, so a reader never sees one without the other.
+    fn raise_watermark(&self, upto: u64) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let from = *self.durable.borrow();
+        for seq in from.max(inner.arrival.first_seq())..upto {
+            if let Some(entry) = inner.arrival.get(seq) {
+                let end = &mut inner.durable_ends[usize::from(entry.origin)];
+                *end = (*end).max(entry.last + 1);
+            }
+        }
+        self.durable
+            .send_modify(|durable| *durable = (*durable).max(upto));
     }
 }
 
