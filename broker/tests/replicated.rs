@@ -681,3 +681,40 @@ async fn start_positions_timestamp_and_latest() {
     );
     broker.shut_down().await.unwrap();
 }
+
+/// `max_batch_bytes` limits what is produced in this region, not what an origin with a
+/// larger limit wrote: such a batch replicates here whole.
+#[tokio::test]
+async fn a_replicated_batch_larger_than_the_local_produce_limit_is_stored() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = Arc::new(broker::storage::StorageConfig {
+        max_batch_bytes: 1024,
+        max_record_bytes: 1024,
+        ..broker::storage::StorageConfig::default()
+    });
+    let (p, _) = open(temp.path(), &config);
+    let big: Vec<Record> = (0..8)
+        .map(|i| Record {
+            body: Bytes::from(vec![b'x'; 700]),
+            ..record(&format!("big-{i}"), 1_000)
+        })
+        .collect();
+    let bytes = batch(&big, 0);
+    assert!(bytes.len() > 4 * config.max_batch_bytes);
+    assert_eq!(
+        p.append_replicated("r1", bytes.clone(), GapPolicy::Refuse)
+            .await
+            .expect("a large replicated batch is refused"),
+        ReplicatedAppend::Appended { base: 0, last: 7 }
+    );
+    let run = p
+        .append_replicated_run(
+            "r2",
+            vec![broker::batch::Batch::from_bytes(bytes, usize::MAX).unwrap()],
+            GapPolicy::Refuse,
+        )
+        .await
+        .expect("a large replicated run is refused");
+    assert_eq!(run.appended, 1);
+    assert_eq!(read_all(&p).len(), 16);
+}

@@ -236,7 +236,8 @@ impl Partition {
     }
 
     /// Appends a batch replicated from `origin`, keeping its offsets. Idempotent: a batch
-    /// whose offsets are all held is skipped. A batch starting past the end is refused unless
+    /// whose offsets are all held is skipped. The batch may be larger than this region's
+    /// `max_batch_bytes` (a produce limit), up to the format's limit. A batch starting past the end is refused unless
     /// `gap` allows it; one that overlaps the end is refused. Returns once durable.
     pub async fn append_replicated(
         &self,
@@ -244,7 +245,7 @@ impl Partition {
         bytes: Bytes,
         gap: GapPolicy,
     ) -> Result<ReplicatedAppend> {
-        let batch = Batch::from_bytes(bytes, self.config.max_stored_batch())
+        let batch = Batch::from_bytes(bytes, crate::batch::MAX_BATCH_ON_DISK)
             .map_err(BrokerError::MalformedBatch)?;
         let (base, last) = (batch.header().base_offset, batch.header().last_offset());
         let run = self.append_replicated_run(origin, vec![batch], gap).await?;
@@ -272,7 +273,10 @@ impl Partition {
                 origin: origin.to_string(),
             });
         }
-        let max_len = self.config.max_stored_batch();
+        // Bounded by the format, not by this region's `max_batch_bytes`: that setting limits
+        // what is produced here; an origin with a larger one wrote batches that must still
+        // replicate (the link's frame limit bounds what arrives).
+        let max_len = crate::batch::MAX_BATCH_ON_DISK;
         let mut run = ReplicatedRun::default();
         let (refused, wait_for) = {
             let mut inner = self.lock();
