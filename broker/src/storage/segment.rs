@@ -3,7 +3,9 @@
 //!
 //! Invariant: every byte before `size` is a whole, CRC-valid batch, and batch offsets
 //! strictly increase. Recovery ([`Segment::open`]) re-establishes it by cutting the file at
-//! the first batch that is torn, fails its CRC or breaks the order.
+//! the first batch that is torn, fails its CRC or breaks the order. Only such a batch is
+//! cut: a read that fails (an I/O error from the disk) fails the open and cuts nothing, since
+//! the bytes behind it may be acknowledged batches.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -158,6 +160,7 @@ impl Segment {
                 // that batch report it corrupt.
                 let first = match segment.file.read_batch(0, crate::batch::MAX_BATCH_ON_DISK) {
                     Ok(first) => first.header().base_offset,
+                    Err(e @ BrokerError::Io { .. }) => return Err(e),
                     Err(e) => {
                         tracing::error!(path = %segment.file.path.display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
                         base
@@ -223,9 +226,16 @@ impl Segment {
                     first = false;
                     position += header.total_len as u64;
                 }
-                Err(reason) => {
+                Err(ScanStop::Invalid(reason)) => {
                     problem = Some(reason);
                     break;
+                }
+                Err(ScanStop::Io(source)) => {
+                    return Err(BrokerError::Io {
+                        action: "read segment during recovery (nothing was cut)",
+                        path,
+                        source,
+                    });
                 }
             }
         }
@@ -360,30 +370,111 @@ impl Segment {
     }
 }
 
+/// Why recovery's scan stopped before the end of a segment.
+#[derive(Debug)]
+enum ScanStop {
+    /// The bytes there are not a valid batch (torn, corrupt): the tail is cut from here.
+    Invalid(String),
+    /// Reading failed: the bytes are unknown, so nothing may be cut.
+    Io(std::io::Error),
+}
+
 /// Reads one batch from the reader, `remaining` bytes being left in the file.
 fn read_next(
     reader: &mut impl Read,
     remaining: u64,
     max_len: usize,
-) -> std::result::Result<Batch, String> {
+) -> std::result::Result<Batch, ScanStop> {
+    let read_failed = |e: std::io::Error| match e.kind() {
+        // The file is shorter than its length said a moment ago: a tail being cut.
+        std::io::ErrorKind::UnexpectedEof => ScanStop::Invalid(format!("torn batch: {e}")),
+        _ => ScanStop::Io(e),
+    };
     let mut head = [0u8; HEADER_LEN];
     if remaining < HEADER_LEN as u64 {
-        return Err(format!("torn batch header: {remaining} bytes left"));
+        return Err(ScanStop::Invalid(format!(
+            "torn batch header: {remaining} bytes left"
+        )));
     }
-    reader
-        .read_exact(&mut head)
-        .map_err(|e| format!("read failed: {e}"))?;
-    let header = BatchHeader::parse(&head, max_len).map_err(|e| e.to_string())?;
+    reader.read_exact(&mut head).map_err(read_failed)?;
+    let header =
+        BatchHeader::parse(&head, max_len).map_err(|e| ScanStop::Invalid(e.to_string()))?;
     if header.total_len as u64 > remaining {
-        return Err(format!(
+        return Err(ScanStop::Invalid(format!(
             "torn batch: needs {} bytes, {remaining} left",
             header.total_len
-        ));
+        )));
     }
     let mut buf = vec![0u8; header.total_len];
     buf[..HEADER_LEN].copy_from_slice(&head);
     reader
         .read_exact(&mut buf[HEADER_LEN..])
-        .map_err(|e| format!("read failed: {e}"))?;
-    Batch::from_bytes(Bytes::from(buf), max_len).map_err(|e: BatchFormatError| e.to_string())
+        .map_err(read_failed)?;
+    Batch::from_bytes(Bytes::from(buf), max_len)
+        .map_err(|e: BatchFormatError| ScanStop::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::PendingBatch;
+    use crate::record::Record;
+
+    /// Serves `good` bytes, then fails every read with EIO.
+    struct FailingDisk<'a> {
+        good: &'a [u8],
+    }
+
+    impl Read for FailingDisk<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.good.is_empty() {
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
+            let n = buf.len().min(self.good.len());
+            buf[..n].copy_from_slice(&self.good[..n]);
+            self.good = &self.good[n..];
+            Ok(n)
+        }
+    }
+
+    fn batch_bytes() -> Bytes {
+        let record = Record {
+            body: Bytes::from_static(b"acknowledged"),
+            timestamp_ms: 1,
+            ..Record::default()
+        };
+        PendingBatch::consecutive(&[record]).seal(0)
+    }
+
+    #[test]
+    fn a_read_error_stops_the_scan_as_io_not_as_a_torn_tail() {
+        let bytes = batch_bytes();
+        for good in [0, 10, HEADER_LEN + 3] {
+            let mut disk = FailingDisk {
+                good: &bytes[..good],
+            };
+            match read_next(&mut disk, bytes.len() as u64, 1 << 20) {
+                Err(ScanStop::Io(e)) => assert_eq!(e.raw_os_error(), Some(5)),
+                other => panic!("after {good} good bytes, an EIO was taken for {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn short_and_damaged_bytes_are_invalid() {
+        let bytes = batch_bytes();
+        let mut short = &bytes[..bytes.len() - 1];
+        assert!(matches!(
+            read_next(&mut short, bytes.len() as u64 - 1, 1 << 20),
+            Err(ScanStop::Invalid(_))
+        ));
+        let mut damaged = bytes.to_vec();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            read_next(&mut damaged.as_slice(), damaged.len() as u64, 1 << 20),
+            Err(ScanStop::Invalid(_))
+        ));
+        let mut whole = &bytes[..];
+        assert!(read_next(&mut whole, bytes.len() as u64, 1 << 20).is_ok());
+    }
 }
