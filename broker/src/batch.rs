@@ -70,6 +70,15 @@ pub enum BatchFormatError {
     Record { index: usize, reason: String },
     #[error("header says {declared} records, found {found}")]
     Count { declared: u32, found: u32 },
+    #[error(
+        "header timestamps (first {first_declared}, max {max_declared}) disagree with the records (first {first_found}, max {max_found})"
+    )]
+    Timestamps {
+        first_declared: i64,
+        max_declared: i64,
+        first_found: i64,
+        max_found: i64,
+    },
     #[error("base offset {base} + delta {delta} overflows")]
     OffsetOverflow { base: u64, delta: u32 },
 }
@@ -167,16 +176,29 @@ impl Batch {
         }
         let batch = Batch { header, bytes };
         // Walk the records once so a well-formed CRC over ill-formed content is refused here
-        // and the iterator never meets an error later.
+        // and the iterator never meets an error later. The header's timestamps drive age
+        // retention and the time index, so they must be the records' own.
         let mut found = 0u32;
+        let (mut first_found, mut max_found) = (None, 0i64);
         for record in batch.iter_raw() {
-            record?;
+            let (_, record) = record?;
+            first_found.get_or_insert(record.timestamp_ms);
+            max_found = max_found.max(record.timestamp_ms);
             found += 1;
         }
         if found != header.record_count {
             return Err(BatchFormatError::Count {
                 declared: header.record_count,
                 found,
+            });
+        }
+        let first_found = first_found.unwrap_or(0);
+        if (header.first_timestamp_ms, header.max_timestamp_ms) != (first_found, max_found) {
+            return Err(BatchFormatError::Timestamps {
+                first_declared: header.first_timestamp_ms,
+                max_declared: header.max_timestamp_ms,
+                first_found,
+                max_found,
             });
         }
         Ok(batch)
@@ -458,6 +480,38 @@ mod tests {
             properties: [("a".to_string(), "b".to_string())].into(),
             body: Bytes::copy_from_slice(body.as_bytes()),
             timestamp_ms: 1_700_000_000_000,
+        }
+    }
+
+    /// Re-seals `bytes` with a header field changed (the CRC recomputed), as a buggy or
+    /// hostile encoder would.
+    fn with_field(mut bytes: Vec<u8>, at: usize, value: i64) -> Bytes {
+        bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[PREFIX_LEN..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn header_timestamps_must_be_the_records_own() {
+        let mut late = record("late");
+        late.timestamp_ms += 5;
+        let bytes = PendingBatch::consecutive(&[record("a"), late]).seal(0);
+        assert!(Batch::from_bytes(bytes.clone(), 1 << 20).is_ok());
+        let far_future = 1_700_000_000_000 + 10 * 365 * 86_400_000;
+        for (at, value) in [
+            (28, 1_700_000_000_001),
+            (36, far_future),
+            (36, 1_700_000_000_000),
+        ] {
+            let changed = with_field(bytes.to_vec(), at, value);
+            assert!(
+                matches!(
+                    Batch::from_bytes(changed, 1 << 20),
+                    Err(BatchFormatError::Timestamps { .. })
+                ),
+                "a header timestamp at byte {at} set to {value} was accepted"
+            );
         }
     }
 

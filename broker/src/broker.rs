@@ -276,6 +276,7 @@ impl Broker {
             if record.timestamp_ms == 0 {
                 record.timestamp_ms = now;
             }
+            self.check_timestamp(index, record.timestamp_ms, now)?;
         }
         let n = t.config.partitions;
         let targets = self.assign(topic, &records, partitioning, n)?;
@@ -315,6 +316,27 @@ impl Broker {
                 offset: bases[p] + slot,
             })
             .collect())
+    }
+
+    /// A producer's timestamp must not lie before the epoch, nor further ahead of this
+    /// region's clock than the configured skew: one record stamped years ahead would
+    /// otherwise hold its segment back from age retention and skew time seeks.
+    fn check_timestamp(&self, index: usize, timestamp_ms: i64, now_ms: i64) -> Result<()> {
+        let skew_ms = self.storage.max_timestamp_skew_ms;
+        let reason = if timestamp_ms < 0 {
+            "before the epoch"
+        } else if timestamp_ms > now_ms.saturating_add(skew_ms as i64) {
+            "too far in the future"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerError::InvalidTimestamp {
+            index,
+            timestamp_ms,
+            now_ms,
+            skew_ms,
+            reason,
+        })
     }
 
     fn assign(

@@ -43,6 +43,17 @@ pub enum BrokerError {
         size: usize,
         limit: usize,
     },
+    /// Caller: a record stamped before the epoch or too far ahead of this region's clock.
+    #[error(
+        "record {index} has timestamp {timestamp_ms} ms: {reason} (this region's clock: {now_ms} ms; storage.max_timestamp_skew_ms = {skew_ms})"
+    )]
+    InvalidTimestamp {
+        index: usize,
+        timestamp_ms: i64,
+        now_ms: i64,
+        skew_ms: u64,
+        reason: &'static str,
+    },
     /// Caller: a produce request over `storage.max_batch_bytes`.
     #[error(
         "batch is {size} bytes encoded, over the limit of {limit} bytes (storage.max_batch_bytes)"
@@ -133,6 +144,7 @@ impl BrokerError {
             BrokerError::InvalidPartitionCount { .. } => "invalid-partition-count",
             BrokerError::UnknownPartition { .. } => "unknown-partition",
             BrokerError::RecordTooLarge { .. } => "record-too-large",
+            BrokerError::InvalidTimestamp { .. } => "invalid-timestamp",
             BrokerError::BatchTooLarge { .. } => "batch-too-large",
             BrokerError::EmptyProduce { .. } => "empty-produce",
             BrokerError::InvalidCursor { .. } => "invalid-cursor",

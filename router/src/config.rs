@@ -149,6 +149,7 @@ pub struct StorageSection {
     pub index_interval_bytes: u64,
     pub max_record_bytes: usize,
     pub max_batch_bytes: usize,
+    pub max_timestamp_skew_ms: u64,
 }
 
 impl Default for StorageSection {
@@ -160,6 +161,7 @@ impl Default for StorageSection {
             index_interval_bytes: d.index_interval_bytes,
             max_record_bytes: d.max_record_bytes,
             max_batch_bytes: d.max_batch_bytes,
+            max_timestamp_skew_ms: d.max_timestamp_skew_ms,
         }
     }
 }
@@ -296,6 +298,7 @@ impl NodeConfig {
             index_interval_bytes: self.storage.index_interval_bytes.max(1),
             max_record_bytes: self.storage.max_record_bytes,
             max_batch_bytes: self.storage.max_batch_bytes,
+            max_timestamp_skew_ms: self.storage.max_timestamp_skew_ms,
         }
     }
 

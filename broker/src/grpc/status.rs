@@ -17,9 +17,9 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::EmptyProduce { .. }
         | BrokerError::InvalidCursor { .. }
         | BrokerError::MalformedBatch(_) => Code::InvalidArgument,
-        BrokerError::RecordTooLarge { .. } | BrokerError::BatchTooLarge { .. } => {
-            Code::InvalidArgument
-        }
+        BrokerError::RecordTooLarge { .. }
+        | BrokerError::BatchTooLarge { .. }
+        | BrokerError::InvalidTimestamp { .. } => Code::InvalidArgument,
         BrokerError::OwnOrigin { .. }
         | BrokerError::ReadOnly { .. }
         | BrokerError::OffsetGap { .. }

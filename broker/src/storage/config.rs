@@ -16,6 +16,11 @@ pub struct StorageConfig {
     /// batch); at most `batch::MAX_BATCH_BYTES_LIMIT`. Reads from disk are bounded by that
     /// limit, not by this setting.
     pub max_batch_bytes: usize,
+    /// How far ahead of this region's clock a record's timestamp may be: a produce past it
+    /// is refused, and a replicated batch stamped further ahead counts, for age retention
+    /// and the time index, as written at arrival + this skew (an outlier cannot pin a
+    /// sub-log's retention or skew time seeks past that).
+    pub max_timestamp_skew_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -26,6 +31,7 @@ impl Default for StorageConfig {
             index_interval_bytes: 4096,
             max_record_bytes: 1 << 20,
             max_batch_bytes: 16 << 20,
+            max_timestamp_skew_ms: 3_600_000,
         }
     }
 }
@@ -34,5 +40,11 @@ impl StorageConfig {
     /// The largest batch accepted for storage, header included.
     pub fn max_stored_batch(&self) -> usize {
         self.max_batch_bytes + crate::batch::HEADER_LEN
+    }
+
+    /// The timestamp a batch counts as for retention and the time index, arriving at
+    /// `now_ms`: its own, bounded by the allowed skew.
+    pub fn effective_timestamp(&self, timestamp_ms: i64, now_ms: i64) -> i64 {
+        timestamp_ms.min(now_ms.saturating_add(self.max_timestamp_skew_ms as i64))
     }
 }

@@ -266,7 +266,9 @@ impl Segment {
         already_indexed: bool,
         config: &StorageConfig,
     ) -> Result<()> {
-        self.max_timestamp_ms = self.max_timestamp_ms.max(header.max_timestamp_ms);
+        let timestamp =
+            config.effective_timestamp(header.max_timestamp_ms, crate::record::now_ms());
+        self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp);
         if already_indexed {
             self.bytes_since_index = 0;
         } else if self.index.entries().is_empty()
