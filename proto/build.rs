@@ -15,9 +15,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::env::set_var("PROTOC", protoc);
         }
     }
-    tonic_prost_build::configure().compile_protos(
-        &["georouter/v1/broker.proto", "georouter/link/v1/link.proto"],
-        &["."],
-    )?;
+    // The client API decodes with `codec::BoundedCodec`: element counts are bounded before
+    // a message is decoded.
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::BoundedCodec")
+        .compile_protos(
+            &["georouter/v1/broker.proto", "georouter/link/v1/link.proto"],
+            &["."],
+        )?;
     Ok(())
 }

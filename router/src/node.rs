@@ -32,6 +32,10 @@ pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
 /// more than 64 KiB for a window update round (about 40 ms with delayed ACKs).
 const HTTP2_STREAM_WINDOW: u32 = 8 << 20;
 const HTTP2_CONNECTION_WINDOW: u32 = 32 << 20;
+/// Concurrent gRPC streams per client connection (each fetch holds one).
+const GRPC_MAX_STREAMS: u32 = 1024;
+/// Header bytes per gRPC request.
+const GRPC_MAX_HEADER_BYTES: u32 = 64 << 10;
 
 /// The addresses a node actually bound.
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +192,9 @@ impl Node {
                 .tcp_nodelay(true)
                 .initial_stream_window_size(HTTP2_STREAM_WINDOW)
                 .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
+                // Bounded per connection: streams (each fetch is one) and header bytes.
+                .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+                .http2_max_header_list_size(GRPC_MAX_HEADER_BYTES)
                 .add_service(service)
                 .serve_with_incoming_shutdown(
                     // Accepted streams get TCP_NODELAY here: the builder's setting only

@@ -404,3 +404,62 @@ async fn data_and_groups_survive_a_restart() {
     assert_eq!(ids[0].offset, 2);
     again.node.shut_down().await.unwrap();
 }
+
+/// A produce of very many tiny records is refused before it is decoded (a message limit
+/// alone lets 2 encoded bytes become a record of a hundred bytes and more), and stores
+/// nothing; the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_with_too_many_records_is_refused_before_decoding() {
+    let t = start("eu").await;
+    t.client.create_topic("orders", 1, None).await.unwrap();
+    let empty = vec![pb::Record::default(); proto::codec::MAX_PRODUCE_RECORDS + 1];
+    let err = t
+        .client
+        .produce("orders", empty, Partitioning::Partition(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("request-too-large"), "{err}");
+    assert!(err.to_string().contains("records"), "{err}");
+    let d = t.client.describe_topic("orders").await.unwrap();
+    assert!(
+        d.partitions[0].sub_logs.iter().all(|s| s.end_offset == 0),
+        "a refused produce stored records"
+    );
+    t.client
+        .produce("orders", vec![record("after")], Partitioning::Partition(0))
+        .await
+        .unwrap();
+    t.node.shut_down().await.unwrap();
+}
+
+/// A fetch that names one partition several times reads it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_naming_a_partition_twice_delivers_each_record_once() {
+    let t = start("eu").await;
+    t.client.create_topic("orders", 2, None).await.unwrap();
+    t.client
+        .produce(
+            "orders",
+            vec![record("a"), record("b")],
+            Partitioning::Partition(1),
+        )
+        .await
+        .unwrap();
+    let mut stream = t
+        .client
+        .fetch(pb::FetchRequest {
+            topic: "orders".into(),
+            partitions: vec![1, 1, 1],
+            start: Some(client::earliest()),
+            max_bytes: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut fetched = client::Fetched::default();
+    while let Some(response) = stream.message().await.unwrap() {
+        fetched.absorb(response);
+    }
+    assert_eq!(bodies(&fetched.records), vec!["a", "b"]);
+    t.node.shut_down().await.unwrap();
+}

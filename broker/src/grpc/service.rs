@@ -21,6 +21,9 @@ use crate::storage::PartitionReader;
 
 /// Bytes of batches read per fetch response when the client names no limit.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
+/// The most a client may ask for per fetch response: a larger `max_bytes` is lowered to it.
+/// (A response still carries at least one whole batch, whatever its size.)
+const MAX_FETCH_BYTES: usize = 8 << 20;
 /// Responses buffered per fetch stream: a slow consumer holds back its reader, not memory.
 const FETCH_BUFFER: usize = 4;
 
@@ -48,12 +51,16 @@ impl BrokerService {
         &self.metrics
     }
 
-    /// The tonic service, with message limits that fit the largest batch.
+    /// The tonic service. Requests are bounded by the largest produce this region accepts
+    /// (their element counts by `proto::codec`); responses by a fetch's byte limit plus one
+    /// batch, which may be as large as the format allows (a replicated batch is not bound
+    /// by this region's `max_batch_bytes`).
     pub fn into_server(self) -> broker_server::BrokerServer<Self> {
-        let limit = self.broker.storage_config().max_batch_bytes * 2 + (1 << 20);
+        let request_limit = self.broker.storage_config().max_batch_bytes * 2 + (1 << 20);
+        let response_limit = MAX_FETCH_BYTES + crate::batch::MAX_BATCH_ON_DISK + (1 << 20);
         broker_server::BrokerServer::new(self)
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit)
+            .max_decoding_message_size(request_limit)
+            .max_encoding_message_size(response_limit)
     }
 }
 
@@ -161,7 +168,13 @@ impl broker_server::Broker for BrokerService {
         let partitions: Vec<u32> = if r.partitions.is_empty() {
             (0..n).collect()
         } else {
-            r.partitions.clone()
+            // A partition named twice is read once (two readers would deliver it twice).
+            let mut seen = std::collections::BTreeSet::new();
+            r.partitions
+                .iter()
+                .copied()
+                .filter(|p| seen.insert(*p))
+                .collect()
         };
         let mut exact: BTreeMap<u32, _> =
             partition_cursors_from_pb(r.cursors)?.into_iter().collect();
@@ -181,11 +194,7 @@ impl broker_server::Broker for BrokerService {
             }
             .into());
         }
-        let max_bytes = if r.max_bytes == 0 {
-            DEFAULT_FETCH_BYTES
-        } else {
-            r.max_bytes as usize
-        };
+        let max_bytes = fetch_bytes(r.max_bytes);
         let (tx, rx) = mpsc::channel(FETCH_BUFFER);
         let shutdown = self.shutdown.clone();
         self.metrics.fetch_streams.inc();
@@ -222,6 +231,14 @@ impl broker_server::Broker for BrokerService {
         Ok(Response::new(pb::GroupCursorsResponse {
             cursors: cursors.iter().map(|(p, c)| cursor_to_pb(*p, c)).collect(),
         }))
+    }
+}
+
+/// The bytes per fetch response for a client's `max_bytes` (0: the default; capped).
+fn fetch_bytes(requested: u32) -> usize {
+    match requested {
+        0 => DEFAULT_FETCH_BYTES,
+        n => (n as usize).min(MAX_FETCH_BYTES),
     }
 }
 
@@ -312,5 +329,17 @@ async fn run_fetch(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_bytes_default_and_cap() {
+        assert_eq!(fetch_bytes(0), DEFAULT_FETCH_BYTES);
+        assert_eq!(fetch_bytes(4096), 4096);
+        assert_eq!(fetch_bytes(u32::MAX), MAX_FETCH_BYTES);
     }
 }
