@@ -1,7 +1,7 @@
 //! A pass-through relay: a neighbour's subscription is served by subscribing, with the same
 //! Subscribe, at this region's next hop towards the origin and forwarding what comes back,
-//! frame by frame (the hop path names the regions that stored the data, so this one is not
-//! added; the request's `via` names it instead). Nothing is written at rest: the
+//! frame by frame (the hop paths of `Subscribed` and of Batches frames name the regions
+//! that stored the data, so this one is not added; the request's `via` names it instead). Nothing is written at rest: the
 //! batches live in memory only between reading one frame and writing it on. Backpressure
 //! is end to end: the next frame is read upstream only once the last one is written
 //! downstream.
@@ -91,8 +91,10 @@ async fn forward(
         _ = down.stopped() => return Ok(()),
     };
     match answer {
-        Ok(Some(Frame::Subscribed(mut subscribed))) => {
-            subscribed.path.push(me.clone());
+        // The upstream's answer, passed on unchanged: its path names the regions that
+        // stored the data, like a Batches frame's, so a path of the origin alone tells
+        // the puller that the origin itself announced the start (a retention gap).
+        Ok(Some(Frame::Subscribed(subscribed))) => {
             if io::write_frame(down, &Frame::Subscribed(subscribed))
                 .await
                 .is_err()

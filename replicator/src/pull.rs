@@ -439,8 +439,9 @@ async fn subscription(
     // Records the source's retention removed before this region pulled them; counted once
     // the first batch past them is stored (not on every retry).
     // Only the origin decides that records are gone; a relay that lacks them is the wrong
-    // source. Pass-through relays hold nothing and pass the origin's answer on unchanged
-    // (a path of the origin alone).
+    // source. A store-and-forward server's path ends with itself (it stored the data);
+    // pass-through relays hold nothing and pass the origin's answer on unchanged, so a
+    // path of the origin alone means the origin answered, however many relays it passed.
     let from_origin = link.peer == key.origin || path == [key.origin.as_str()];
     let skipped = match from {
         SubscribeFrom::Offset(held) if start > held && !from_origin => {

@@ -1,0 +1,122 @@
+//! Records missing behind relays, over real QUIC on loopback:
+//!
+//! - a gap the origin's retention made reaches a target through a pass-through relay as
+//!   the origin's announcement (the target skips it, counted, and catches up).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use router::config::NodeConfig;
+use support::*;
+
+const HEARTBEAT: Duration = Duration::from_millis(400);
+const TOPIC: &str = "orders";
+
+fn replicator(node: &TestNode) -> &Arc<replicator::Replicator> {
+    node.node.replicator.as_ref().expect("replication on")
+}
+
+/// Fast heartbeats, 1 KiB segments and retention checked every 50 ms.
+fn small_segments(config: &mut NodeConfig) {
+    config.replication.heartbeat_interval_ms = HEARTBEAT.as_millis() as u64;
+    config.storage.segment_bytes = 1024;
+    config.retention.check_interval_ms = 50;
+}
+
+fn line(regions: [&str; 3]) -> TopologySpec {
+    let [a, b, c] = regions;
+    TopologySpec {
+        regions: TopologySpec::mesh(&regions).regions,
+        links: vec![LinkSpec::new(a, b, 10), LinkSpec::new(b, c, 10)],
+    }
+}
+
+/// The status of `origin`'s sub-log of `TOPIC`/0 in `node`.
+fn status_of(node: &TestNode, origin: &str) -> Option<replicator::status::SubLogStatus> {
+    replicator(node)
+        .status()
+        .into_iter()
+        .find(|s| s.topic == TOPIC && s.partition == 0 && s.origin == origin)
+}
+
+async fn shut_down(nodes: Vec<TestNode>) {
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_retention_gap_reaches_a_target_through_a_pass_through_relay() {
+    let regions = ["a", "b", "c"];
+    let deployment = Deployment::new(&regions);
+    let tasks = [task("ac", &["a"], &["c"], TOPIC)];
+    let residency = topology::ResidencySpec {
+        pass_through: vec!["b".into()],
+        rules: vec![],
+    };
+    let nodes = deployment
+        .start_topology(line(regions), &tasks, |config| {
+            small_segments(config);
+            config.residency = residency.clone();
+        })
+        .await;
+    let (a, c) = (&nodes[0], &nodes[2]);
+    let retention = client::pb::RetentionPolicy {
+        max_bytes: 2048,
+        max_age_ms: 0,
+    };
+    a.client
+        .create_topic(TOPIC, 1, Some(retention))
+        .await
+        .unwrap();
+    produce(a, TOPIC, 0, "a", 10, 10).await;
+    eventually("c to hold a's first records", || async {
+        held_end(&c.node, TOPIC, 0, "a") == 10
+    })
+    .await;
+
+    // c stops pulling; meanwhile a's retention removes records c has not pulled.
+    replicator(c)
+        .set_task_state("ac", replicator::TaskState::Paused, None)
+        .unwrap();
+    produce(a, TOPIC, 0, "late", 300, 10).await;
+    let a_start = || {
+        a.node
+            .broker
+            .partition(TOPIC, 0)
+            .unwrap()
+            .sub_log("a")
+            .unwrap()
+            .start_offset
+    };
+    eventually("a's retention to remove records c lacks", || async {
+        a_start() > 20
+    })
+    .await;
+    assert_eq!(held_end(&c.node, TOPIC, 0, "a"), 10);
+
+    // Resumed, c asks from 10 through the pass-through relay b; a announces its start.
+    replicator(c)
+        .set_task_state("ac", replicator::TaskState::Running, None)
+        .unwrap();
+    eventually("c to catch up with a through b", || async {
+        held_end(&c.node, TOPIC, 0, "a") == 310
+    })
+    .await;
+    let skipped = replicator(c).metrics().records_skipped_by_retention.get();
+    assert!(skipped > 0, "the skip is counted");
+    let resumed_at = 10 + skipped;
+    assert!(resumed_at <= a_start(), "nothing a still held was skipped");
+    let expected: Vec<(u32, String, u64, String)> = (0..10)
+        .map(|i| (0, "a".to_string(), i, format!("a-{i}")))
+        .chain((resumed_at..310).map(|i| (0, "a".to_string(), i, format!("late-{}", i - 10))))
+        .collect();
+    assert_eq!(all_records(&c.client, TOPIC).await, expected);
+    assert_eq!(
+        status_of(c, "a").and_then(|s| s.source).as_deref(),
+        Some("b")
+    );
+    shut_down(nodes).await;
+}
