@@ -161,6 +161,11 @@ impl BrokerError {
         }
     }
 
+    /// A file that is not there (a sealed segment that retention removed, say).
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, BrokerError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

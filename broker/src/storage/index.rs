@@ -31,8 +31,15 @@ pub struct SegmentIndex {
     entries: Vec<IndexEntry>,
     offset_path: PathBuf,
     time_path: PathBuf,
-    offset_file: File,
-    time_file: File,
+    /// Open while the segment is written; `None` once it is sealed (the entries in memory
+    /// serve lookups).
+    files: Option<IndexFiles>,
+}
+
+#[derive(Debug)]
+struct IndexFiles {
+    offset: File,
+    time: File,
 }
 
 impl SegmentIndex {
@@ -56,8 +63,10 @@ impl SegmentIndex {
             entries: Vec::new(),
             offset_path,
             time_path,
-            offset_file,
-            time_file,
+            files: Some(IndexFiles {
+                offset: offset_file,
+                time: time_file,
+            }),
         };
         let loaded = index.load(log_len)?;
         Ok((index, loaded))
@@ -109,13 +118,30 @@ impl SegmentIndex {
         &self.entries
     }
 
+    /// The open files; a sealed segment's index is never written.
+    fn files(&self) -> Result<&IndexFiles> {
+        self.files.as_ref().ok_or_else(|| BrokerError::Io {
+            action: "write index",
+            path: self.offset_path.clone(),
+            source: std::io::Error::other("the segment is sealed; its index files are closed"),
+        })
+    }
+
+    /// Closes the files (a sealed segment); lookups keep working from memory.
+    pub fn close_files(&mut self) {
+        self.files = None;
+    }
+
     /// Drops every entry and empties the files (before a rebuild).
     pub fn clear(&mut self) -> Result<()> {
         self.entries.clear();
-        self.offset_file
+        let files = self.files()?;
+        files
+            .offset
             .set_len(0)
             .map_err(BrokerError::io("truncate index", &self.offset_path))?;
-        self.time_file
+        files
+            .time
             .set_len(0)
             .map_err(BrokerError::io("truncate index", &self.time_path))?;
         Ok(())
@@ -129,10 +155,13 @@ impl SegmentIndex {
         let mut t = [0u8; TIME_ENTRY];
         t[0..8].copy_from_slice(&entry.max_timestamp_ms.to_le_bytes());
         t[8..12].copy_from_slice(&entry.relative_offset.to_le_bytes());
-        self.offset_file
+        let files = self.files()?;
+        files
+            .offset
             .write_all_at(&o, n * OFFSET_ENTRY as u64)
             .map_err(BrokerError::io("write index", &self.offset_path))?;
-        self.time_file
+        files
+            .time
             .write_all_at(&t, n * TIME_ENTRY as u64)
             .map_err(BrokerError::io("write index", &self.time_path))?;
         self.entries.push(entry);
@@ -146,10 +175,13 @@ impl SegmentIndex {
             .partition_point(|e| u64::from(e.position) < log_len);
         if keep < self.entries.len() {
             self.entries.truncate(keep);
-            self.offset_file
+            let files = self.files()?;
+            files
+                .offset
                 .set_len((keep * OFFSET_ENTRY) as u64)
                 .map_err(BrokerError::io("truncate index", &self.offset_path))?;
-            self.time_file
+            files
+                .time
                 .set_len((keep * TIME_ENTRY) as u64)
                 .map_err(BrokerError::io("truncate index", &self.time_path))?;
         }
@@ -181,11 +213,17 @@ impl SegmentIndex {
         }
     }
 
+    /// Makes the files durable; a no-op once closed (they were synced when sealed).
     pub fn sync(&self) -> Result<()> {
-        self.offset_file
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        files
+            .offset
             .sync_data()
             .map_err(BrokerError::io("fsync index", &self.offset_path))?;
-        self.time_file
+        files
+            .time
             .sync_data()
             .map_err(BrokerError::io("fsync index", &self.time_path))?;
         Ok(())

@@ -4,6 +4,7 @@
 pub mod arrival;
 pub mod config;
 pub mod index;
+pub mod open_files;
 pub mod partition;
 pub mod reader;
 pub mod segment;

@@ -463,6 +463,14 @@ impl Partition {
             .collect()
     }
 
+    /// Whether `file` is still a segment of `origin`'s sub-log: a read of a sealed file that
+    /// fails as not found was racing retention when it is not.
+    pub(crate) fn removed(&self, origin: &str, file: &Arc<SegmentFile>) -> bool {
+        let inner = self.lock();
+        let id = inner.arrival.origins().iter().position(|o| o == origin);
+        id.is_none_or(|id| !inner.sublogs[id].holds(file))
+    }
+
     /// For a sub-log reader: `origin`'s start offset, durable end, and where `offset` is.
     pub(crate) fn locate_in(
         &self,
@@ -588,10 +596,10 @@ impl Shared {
                 )
             };
             let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                files
-                    .iter()
-                    .try_for_each(|file| file.file().sync_data())
-                    .and_then(|()| arrival.sync_data())
+                for file in &files {
+                    file.handle().map_err(std::io::Error::other)?.sync_data()?;
+                }
+                arrival.sync_data()
             })
             .await
             .unwrap_or_else(|join| Err(std::io::Error::other(join)));

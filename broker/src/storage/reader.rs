@@ -104,7 +104,18 @@ impl PartitionReader {
                 _ => location.position,
             };
             let batch = loop {
-                let batch = location.file.read_batch(position, max_len)?;
+                let batch = match location.file.read_batch(position, max_len) {
+                    Ok(batch) => batch,
+                    // Retention removed the segment after it was located (its descriptor
+                    // had been closed): as if it had been gone already.
+                    Err(e)
+                        if e.is_not_found()
+                            && self.partition.removed(&item.origin, &location.file) =>
+                    {
+                        break None;
+                    }
+                    Err(e) => return Err(e),
+                };
                 position += batch.header().total_len as u64;
                 if batch.header().base_offset > item.target {
                     return Err(BrokerError::CorruptBatch {
@@ -120,8 +131,12 @@ impl PartitionReader {
                     });
                 }
                 if batch.header().last_offset() >= item.target {
-                    break batch;
+                    break Some(batch);
                 }
+            };
+            let Some(batch) = batch else {
+                self.cursor.advance(&item.origin, item.last);
+                continue;
             };
             bytes += batch.header().total_len;
             let from = self.cursor.next_offset(&item.origin);

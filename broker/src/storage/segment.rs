@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,16 +21,94 @@ use super::index::{IndexEntry, SegmentIndex};
 use crate::batch::{Batch, BatchFormatError, BatchHeader, HEADER_LEN};
 use crate::error::{BrokerError, Result};
 
-/// The file of a segment, shared with readers. Readers keep it alive (and readable) even
-/// after retention removed the segment from its sub-log.
+/// The file of a segment, shared with readers. The active segment's descriptor stays open
+/// (pinned); a sealed one's is opened on use and closed by [`open_files`](super::open_files)
+/// past its bound. A sealed file that retention removed cannot be opened again: a read of
+/// it fails with a not-found I/O error, which readers take as "removed" when the sub-log no
+/// longer holds the segment.
 #[derive(Debug)]
 pub struct SegmentFile {
     pub base: u64,
     pub path: PathBuf,
-    file: File,
+    me: Weak<SegmentFile>,
+    state: Mutex<FileState>,
+}
+
+#[derive(Debug)]
+struct FileState {
+    handle: Option<Arc<File>>,
+    /// The active segment's: never closed by the cache.
+    pinned: bool,
+    /// Opened or used since the cache last looked.
+    used: bool,
 }
 
 impl SegmentFile {
+    fn pinned(base: u64, path: PathBuf, file: File) -> Arc<Self> {
+        Arc::new_cyclic(|me| SegmentFile {
+            base,
+            path,
+            me: me.clone(),
+            state: Mutex::new(FileState {
+                handle: Some(Arc::new(file)),
+                pinned: true,
+                used: true,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open descriptor, opening a sealed file again if the cache closed it.
+    pub fn handle(&self) -> Result<Arc<File>> {
+        let mut state = self.lock();
+        state.used = true;
+        if let Some(handle) = &state.handle {
+            return Ok(handle.clone());
+        }
+        let handle = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .open(&self.path)
+                .map_err(BrokerError::io("open segment", &self.path))?,
+        );
+        state.handle = Some(handle.clone());
+        drop(state);
+        super::open_files::admit(self.me.clone());
+        Ok(handle)
+    }
+
+    /// The segment was sealed: its descriptor joins the bounded cache.
+    fn unpin(&self) {
+        let mut state = self.lock();
+        state.pinned = false;
+        let open = state.handle.is_some();
+        drop(state);
+        if open {
+            super::open_files::admit(self.me.clone());
+        }
+    }
+
+    /// The cache's visit: `true` keeps the file open for another round (it was used since
+    /// the last visit), `false` means it was closed or is not the cache's to close.
+    pub(crate) fn second_chance(&self) -> bool {
+        let mut state = self.lock();
+        if state.pinned || state.handle.is_none() {
+            return false;
+        }
+        if std::mem::replace(&mut state.used, false) {
+            return true;
+        }
+        state.handle = None;
+        false
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().handle.is_some()
+    }
+
     /// Reads and verifies the batch that starts at `position`.
     pub fn read_batch(&self, position: u64, max_len: usize) -> Result<Batch> {
         let corrupt = |source| BrokerError::CorruptBatch {
@@ -38,27 +116,21 @@ impl SegmentFile {
             position,
             source,
         };
+        let file = self.handle()?;
         let mut head = [0u8; HEADER_LEN];
-        self.file
-            .read_exact_at(&mut head, position)
+        file.read_exact_at(&mut head, position)
             .map_err(BrokerError::io("read segment", &self.path))?;
         let header = BatchHeader::parse(&head, max_len).map_err(corrupt)?;
         let mut buf = vec![0u8; header.total_len];
-        self.file
-            .read_exact_at(&mut buf, position)
+        file.read_exact_at(&mut buf, position)
             .map_err(BrokerError::io("read segment", &self.path))?;
         Batch::from_bytes(Bytes::from(buf), max_len).map_err(corrupt)
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file
+        self.handle()?
             .sync_data()
             .map_err(BrokerError::io("fsync segment", &self.path))
-    }
-
-    /// The descriptor for a group commit's fsync.
-    pub fn file(&self) -> &File {
-        &self.file
     }
 }
 
@@ -108,7 +180,7 @@ impl Segment {
         let (mut index, _) = SegmentIndex::open(&path, 0)?;
         index.clear()?;
         Ok(Segment {
-            file: Arc::new(SegmentFile { base, path, file }),
+            file: SegmentFile::pinned(base, path, file),
             index,
             size: 0,
             first_offset: None,
@@ -140,7 +212,7 @@ impl Segment {
             .len();
         let (index, loaded) = SegmentIndex::open(&path, file_len)?;
         let mut segment = Segment {
-            file: Arc::new(SegmentFile { base, path, file }),
+            file: SegmentFile::pinned(base, path, file),
             index,
             size: 0,
             first_offset: None,
@@ -191,8 +263,8 @@ impl Segment {
         config: &StorageConfig,
     ) -> Result<Option<Truncation>> {
         let path = self.file.path.clone();
-        let file = self.file.clone();
-        let mut reader = BufReader::with_capacity(1 << 20, &file.file);
+        let file = self.file.handle()?;
+        let mut reader = BufReader::with_capacity(1 << 20, &*file);
         reader
             .seek(SeekFrom::Start(start))
             .map_err(BrokerError::io("seek segment", &path))?;
@@ -243,9 +315,7 @@ impl Segment {
             return Ok(None);
         };
         let cut = file_len - position;
-        self.file
-            .file
-            .set_len(position)
+        file.set_len(position)
             .map_err(BrokerError::io("truncate segment", &path))?;
         self.file.sync()?;
         self.index.truncate_to_log(position)?;
@@ -296,7 +366,7 @@ impl Segment {
         config: &StorageConfig,
     ) -> Result<()> {
         let position = self.size;
-        if let Err(source) = self.file.file.write_all_at(bytes, position) {
+        if let Err(source) = self.file.handle()?.write_all_at(bytes, position) {
             return Err(BrokerError::Io {
                 action: "write segment",
                 path: self.file.path.clone(),
@@ -362,6 +432,14 @@ impl Segment {
     pub fn sync(&self) -> Result<()> {
         self.file.sync()?;
         self.index.sync()
+    }
+
+    /// A sealed segment (durable, never written again) gives up its descriptors: the index
+    /// files are closed (the entries stay in memory) and the log file joins the bounded
+    /// cache of [`open_files`](super::open_files).
+    pub fn release_files(&mut self) {
+        self.index.close_files();
+        self.file.unpin();
     }
 
     /// Deletes the files; readers holding the [`SegmentFile`] can finish.

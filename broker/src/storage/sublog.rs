@@ -53,8 +53,11 @@ impl SubLog {
         let mut truncations = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let (segment, cut) = Segment::open(&dir, base, config, active)?;
+            let (mut segment, cut) = Segment::open(&dir, base, config, active)?;
             truncations.extend(cut);
+            if !active {
+                segment.release_files();
+            }
             segments.push(segment);
         }
         if segments.is_empty() {
@@ -133,6 +136,10 @@ impl SubLog {
             empty.remove()?;
         } else {
             self.active().sync()?;
+            self.segments
+                .last_mut()
+                .expect("active segment")
+                .release_files();
         }
         self.segments.push(Segment::create(&self.dir, base)?);
         sync_dir(&self.dir)
@@ -245,6 +252,11 @@ impl SubLog {
     /// Makes everything durable (shutdown).
     pub fn sync(&self) -> Result<()> {
         self.active().sync()
+    }
+
+    /// Whether `file` is still one of this sub-log's segments (retention did not remove it).
+    pub fn holds(&self, file: &Arc<SegmentFile>) -> bool {
+        self.segments.iter().any(|s| Arc::ptr_eq(s.file(), file))
     }
 
     /// The segments' files, oldest first (for scans and tests).

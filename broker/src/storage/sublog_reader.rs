@@ -66,7 +66,21 @@ impl SubLogReader {
         let mut batches = Vec::new();
         let mut bytes = 0usize;
         while position < location.segment_size && self.next < durable_end && bytes < max_bytes {
-            let batch = location.file.read_batch(position, max_len)?;
+            let batch = match location.file.read_batch(position, max_len) {
+                Ok(batch) => batch,
+                // Retention removed the segment after it was located (its descriptor had
+                // been closed): start again from what is held now.
+                Err(e)
+                    if e.is_not_found() && self.partition.removed(&self.origin, &location.file) =>
+                {
+                    if !batches.is_empty() {
+                        break;
+                    }
+                    self.hint = None;
+                    return self.read(max_bytes);
+                }
+                Err(e) => return Err(e),
+            };
             let header = *batch.header();
             if !batches.is_empty() && bytes + header.total_len > max_bytes {
                 break;
