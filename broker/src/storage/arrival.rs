@@ -12,6 +12,17 @@
 //! so the order of acknowledged records is stable across a crash. On open it is reconciled
 //! with the recovered sub-logs: entries past a sub-log's end are dropped, batches a sub-log
 //! holds beyond the index's last entry for it are added.
+//!
+//! Bounded size: retention drops entries from the front, but an origin written rarely keeps
+//! its old entry (and every entry after it) alive for as long as its active segment lives.
+//! So once more than [`COALESCE_AT`] entries are live, the ones below a *floor* (durable,
+//! [`KEEP_RECENT`] entries behind the end) are coalesced: per origin, one entry covering its
+//! first to last offset below the floor, placed just below it in origin order. Per origin,
+//! entries still only move forward, so vector cursors keep their meaning and nothing is
+//! read twice or skipped; what changes is the interleaving of *different* origins' records
+//! below the floor (they are read origin by origin). Entries past the floor keep their
+//! sequence numbers; a reader that planned by sequence re-plans from its cursor when the
+//! index's [`generation`](ArrivalLog::generation) changed.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -23,6 +34,11 @@ use std::sync::Arc;
 use crate::error::{BrokerError, Result};
 
 const ENTRY_LEN: u64 = 24;
+
+/// Live entries past which the older ones are coalesced.
+pub const COALESCE_AT: usize = 20_000;
+/// Entries behind the end that keep one entry per batch when coalescing.
+pub const KEEP_RECENT: usize = 10_000;
 
 /// One arrival: a batch of `origin` covering `[base, last]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +61,8 @@ pub struct ArrivalLog {
     file_entries: u64,
     /// Per origin: `(last offset, sequence)` of its entries, in order.
     by_origin: Vec<VecDeque<(u64, u64)>>,
+    /// Changes when entries are coalesced (sequence numbers below the floor move).
+    generation: u64,
 }
 
 impl ArrivalLog {
@@ -84,6 +102,7 @@ impl ArrivalLog {
             entries: VecDeque::new(),
             first_seq: 0,
             file_entries: 0,
+            generation: 0,
         };
         for chunk in raw.chunks_exact(ENTRY_LEN as usize) {
             match decode(chunk) {
@@ -200,9 +219,60 @@ impl ArrivalLog {
         if dead < 65_536 || dead < self.file_entries / 2 {
             return Ok(());
         }
-        let first_seq = self.first_seq;
         let live: Vec<Arrival> = self.entries.iter().copied().collect();
-        self.replace(live)?;
+        self.replace_from(live, self.first_seq)
+    }
+
+    /// Changes whenever sequence numbers below the floor were reassigned.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Coalesces the entries below the floor (see the module docs) when more than
+    /// [`COALESCE_AT`] are live. `durable` bounds the floor: only fsynced entries move.
+    /// Returns whether it did.
+    pub fn coalesce_if_large(&mut self, durable: u64) -> Result<bool> {
+        if self.entries.len() <= COALESCE_AT {
+            return Ok(false);
+        }
+        let floor = durable.min(self.end_seq().saturating_sub(KEEP_RECENT as u64));
+        let below = floor.saturating_sub(self.first_seq) as usize;
+        if below <= self.origins.len() {
+            return Ok(false);
+        }
+        let mut ranges: Vec<Option<(u64, u64)>> = vec![None; self.origins.len()];
+        for entry in self.entries.iter().take(below) {
+            let range = &mut ranges[usize::from(entry.origin)];
+            *range = Some(match *range {
+                None => (entry.base, entry.last),
+                Some((base, _)) => (base, entry.last),
+            });
+        }
+        let coalesced: Vec<Arrival> = ranges
+            .iter()
+            .enumerate()
+            .filter_map(|(origin, range)| {
+                range.map(|(base, last)| Arrival {
+                    origin: origin as u16,
+                    base,
+                    last,
+                })
+            })
+            .collect();
+        let first_seq = floor - coalesced.len() as u64;
+        let entries: Vec<Arrival> = coalesced
+            .into_iter()
+            .chain(self.entries.iter().skip(below).copied())
+            .collect();
+        tracing::debug!(path = %self.path.display(), before = self.entries.len(), after = entries.len(), "arrival index coalesced below its floor");
+        self.replace_from(entries, first_seq)?;
+        self.generation += 1;
+        Ok(true)
+    }
+
+    /// [`replace`](Self::replace), numbering the entries from `first_seq`.
+    fn replace_from(&mut self, entries: Vec<Arrival>, first_seq: u64) -> Result<()> {
+        self.replace(entries)?;
         self.first_seq = first_seq;
         for list in &mut self.by_origin {
             for (_, seq) in list.iter_mut() {

@@ -502,6 +502,9 @@ impl Partition {
                 .trim_front(|origin| starts[usize::from(origin)]);
             inner.arrival.compact_if_worthwhile()?;
         }
+        // An origin written rarely pins the front of the index; bound it anyway.
+        let durable = *self.shared.durable.borrow();
+        inner.arrival.coalesce_if_large(durable)?;
         Ok(removed)
     }
 

@@ -49,6 +49,8 @@ pub struct PartitionReader {
     cursor: Cursor,
     tag: Option<String>,
     next_seq: Option<u64>,
+    /// The arrival index's generation `next_seq` belongs to.
+    generation: u64,
     durable: watch::Receiver<u64>,
     hints: HashMap<String, Hint>,
 }
@@ -63,6 +65,7 @@ impl PartitionReader {
             cursor,
             tag,
             next_seq: None,
+            generation: 0,
             durable,
             hints: HashMap::new(),
         }
@@ -82,8 +85,8 @@ impl PartitionReader {
     pub fn read(&mut self, max_bytes: usize) -> Result<ReadOutcome> {
         self.partition.is_open()?;
         let durable = *self.durable.borrow_and_update();
-        let (plan, scanned_to) = self.plan(durable);
-        let max_len = crate::batch::MAX_BATCH_ON_DISK;
+        let (plan, scanned_to, generation) = self.plan(durable);
+        self.generation = generation;
         let mut outcome = ReadOutcome::default();
         let mut bytes = 0usize;
         let mut next_seq = scanned_to;
@@ -97,49 +100,63 @@ impl PartitionReader {
                 self.cursor.advance(&item.origin, item.last);
                 continue;
             };
-            let mut position = match self.hints.get(&item.origin) {
-                Some(h) if Arc::ptr_eq(&h.file, &location.file) && h.next_offset == item.target => {
-                    h.position
+            if !self.read_entry(item, location, max_bytes, &mut bytes, &mut outcome)? {
+                // The entry goes on past this segment or past the budget: plan it again.
+                next_seq = item.seq;
+                break;
+            }
+        }
+        self.next_seq = Some(next_seq);
+        outcome.caught_up = next_seq >= durable;
+        Ok(outcome)
+    }
+
+    /// Reads the batches of one arrival entry from `item.target` on, within the segment
+    /// `location` and the byte budget. An entry is usually one batch; below the index's
+    /// floor (see `arrival`) it covers an origin's older batches, possibly across segments
+    /// and gaps. Returns whether the whole entry was read.
+    fn read_entry(
+        &mut self,
+        item: &Planned,
+        location: &super::sublog::Location,
+        max_bytes: usize,
+        bytes: &mut usize,
+        outcome: &mut ReadOutcome,
+    ) -> Result<bool> {
+        let mut position = match self.hints.get(&item.origin) {
+            Some(h) if Arc::ptr_eq(&h.file, &location.file) && h.next_offset == item.target => {
+                h.position
+            }
+            _ => location.position,
+        };
+        let from = self.cursor.next_offset(&item.origin);
+        while position < location.segment_size {
+            let batch = match location
+                .file
+                .read_batch(position, crate::batch::MAX_BATCH_ON_DISK)
+            {
+                Ok(batch) => batch,
+                // Retention removed the segment after it was located (its descriptor had
+                // been closed): as if it had been gone already.
+                Err(e)
+                    if e.is_not_found() && self.partition.removed(&item.origin, &location.file) =>
+                {
+                    self.cursor.advance(&item.origin, item.last);
+                    return Ok(true);
                 }
-                _ => location.position,
+                Err(e) => return Err(e),
             };
-            let batch = loop {
-                let batch = match location.file.read_batch(position, max_len) {
-                    Ok(batch) => batch,
-                    // Retention removed the segment after it was located (its descriptor
-                    // had been closed): as if it had been gone already.
-                    Err(e)
-                        if e.is_not_found()
-                            && self.partition.removed(&item.origin, &location.file) =>
-                    {
-                        break None;
-                    }
-                    Err(e) => return Err(e),
-                };
-                position += batch.header().total_len as u64;
-                if batch.header().base_offset > item.target {
-                    return Err(BrokerError::CorruptBatch {
-                        path: location.file.path.clone(),
-                        position,
-                        source: crate::batch::BatchFormatError::Record {
-                            index: 0,
-                            reason: format!(
-                                "offset {} not found where the index points",
-                                item.target
-                            ),
-                        },
-                    });
-                }
-                if batch.header().last_offset() >= item.target {
-                    break Some(batch);
-                }
-            };
-            let Some(batch) = batch else {
-                self.cursor.advance(&item.origin, item.last);
+            let header = *batch.header();
+            position += header.total_len as u64;
+            if header.last_offset() < item.target {
                 continue;
-            };
-            bytes += batch.header().total_len;
-            let from = self.cursor.next_offset(&item.origin);
+            }
+            if header.base_offset > item.last {
+                // Nothing of the entry is left past the target.
+                self.cursor.advance(&item.origin, item.last);
+                return Ok(true);
+            }
+            *bytes += header.total_len;
             for (offset, record) in batch.records() {
                 if offset >= from
                     && self
@@ -154,28 +171,36 @@ impl PartitionReader {
                     });
                 }
             }
-            self.cursor
-                .advance(&item.origin, batch.header().last_offset());
-            let next_offset = batch.header().last_offset() + 1;
+            self.cursor.advance(&item.origin, header.last_offset());
             self.hints.insert(
                 item.origin.clone(),
                 Hint {
                     file: location.file.clone(),
                     position,
-                    next_offset,
+                    next_offset: header.last_offset() + 1,
                 },
             );
+            if header.last_offset() >= item.last {
+                return Ok(true);
+            }
+            if *bytes >= max_bytes {
+                return Ok(false);
+            }
         }
-        self.next_seq = Some(next_seq);
-        outcome.caught_up = next_seq >= durable;
-        Ok(outcome)
+        // The segment ended inside the entry: the rest is in later segments (the cursor
+        // moved past this one, so the entry's next plan locates the next).
+        Ok(false)
     }
 
     /// Looks up, under the partition lock, where the next entries' batches are.
-    fn plan(&self, durable: u64) -> (Vec<Planned>, u64) {
+    fn plan(&self, durable: u64) -> (Vec<Planned>, u64, u64) {
         let cursor = &self.cursor;
-        let next_seq = self.next_seq;
         self.partition.with_inner(|arrival, sublogs| {
+            // After a coalescing, sequence numbers below the floor moved: start from the
+            // cursor again.
+            let next_seq = self
+                .next_seq
+                .filter(|_| arrival.generation() == self.generation);
             let mut seq = next_seq
                 .unwrap_or_else(|| {
                     sublogs
@@ -194,18 +219,22 @@ impl PartitionReader {
                 let sublog = &sublogs[usize::from(entry.origin)];
                 let next = cursor.next_offset(sublog.origin());
                 if entry.last >= next {
-                    let target = entry.base.max(next);
+                    // Retention may have removed the front of an entry that covers several
+                    // batches (below the index's floor); what is left is still read.
+                    let target = entry.base.max(next).max(sublog.start_offset());
                     plan.push(Planned {
                         seq,
                         origin: sublog.origin().to_string(),
                         target,
                         last: entry.last,
-                        location: sublog.locate(target),
+                        location: (target <= entry.last)
+                            .then(|| sublog.locate(target))
+                            .flatten(),
                     });
                 }
                 seq += 1;
             }
-            (plan, seq)
+            (plan, seq, arrival.generation())
         })
     }
 

@@ -155,6 +155,16 @@ impl SubLog {
             .partition_point(|s| s.base() <= offset)
             .checked_sub(1)?;
         let segment = &self.segments[i];
+        if offset >= segment.next_offset() {
+            // In a gap after this segment (a late start, records retention removed at the
+            // origin): the next segment holds the first offset past it.
+            let next = self.segments.get(i + 1)?;
+            return Some(Location {
+                file: next.file().clone(),
+                position: 0,
+                segment_size: next.size(),
+            });
+        }
         Some(Location {
             file: segment.file().clone(),
             position: segment.position_for_offset(offset),
