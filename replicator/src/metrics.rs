@@ -44,6 +44,9 @@ pub struct Metrics {
     pub bytes_replicated: Family<TaskLabels, Counter>,
     pub lag_records: Family<SubLogLabels, Gauge>,
     pub lag_seconds: Family<SubLogLabels, Gauge<f64, AtomicU64>>,
+    /// Sub-logs of running tasks that lag and applied nothing for a while (their status
+    /// has `stalled` and, in `last_error`, why).
+    pub stalled_sub_logs: Gauge,
     pub links_up: Gauge,
     /// Per configured neighbour: 1 when the link is up by its heartbeats, else 0.
     pub link_up: Family<PeerLabels, Gauge>,
@@ -110,6 +113,11 @@ impl Metrics {
             "replication_lag_seconds",
             "Age of the oldest record not yet applied (time since last caught up)",
             self.lag_seconds.clone(),
+        );
+        r.register(
+            "replication_stalled_sub_logs",
+            "Sub-logs of running tasks that lag and applied nothing for a while (see last_error in the replication status)",
+            self.stalled_sub_logs.clone(),
         );
         r.register("links_up", "Replication links up", self.links_up.clone());
         r.register(

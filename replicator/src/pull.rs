@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::io::{self, StreamError};
 use crate::link::LinkCtx;
-use crate::protocol::{BatchesFrame, Frame, close};
+use crate::protocol::{BatchesFrame, Frame, close, codes};
 use crate::routing::Need;
 use crate::service::{Shared, Slot};
 use crate::status::SubLogKey;
@@ -31,7 +31,7 @@ const RECEIVE_AHEAD: usize = 4;
 const RUN_BYTES: usize = 4 << 20;
 /// How long a link that gave a sub-log up (loop, hop limit, missing records) is passed
 /// over for it, in heartbeat intervals: long enough for routes to settle after a change.
-const REFUSAL_HOLD_HEARTBEATS: u32 = 5;
+pub(crate) const REFUSAL_HOLD_HEARTBEATS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PullError {
@@ -50,9 +50,12 @@ pub(crate) enum PullError {
     #[error(transparent)]
     Storage(#[from] BrokerError),
     #[error(
-        "the relay holds this sub-log from offset {start} only; this region needs it from {held}"
+        "the relay does not hold offsets {held}..{start} of this sub-log (only the origin may skip them); pull them from another region"
     )]
     RelayGap { held: u64, start: u64 },
+    /// The server does not hold records this region needs (a hole in a relay's copy).
+    #[error("{0}")]
+    Missing(String),
 }
 
 impl PullError {
@@ -60,7 +63,10 @@ impl PullError {
     fn gives_up_the_link(&self) -> bool {
         matches!(
             self,
-            PullError::Loop(_) | PullError::HopLimit(_) | PullError::RelayGap { .. }
+            PullError::Loop(_)
+                | PullError::HopLimit(_)
+                | PullError::RelayGap { .. }
+                | PullError::Missing(_)
         )
     }
 
@@ -477,7 +483,7 @@ async fn subscription(
     let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
     let receive = receive(shared, &mut recv, frames_tx);
     let apply = apply(shared, task, key, start, skipped, frames_rx);
-    let result = tokio::try_join!(receive, apply).map(|_| ());
+    let result = tokio::try_join!(receive, apply).and_then(|(ended, ())| ended.map_or(Ok(()), Err));
     if matches!(&result, Err(e) if e.refusal().is_some()) {
         let _ = recv.stop(close::BAD_FRAME);
     }
@@ -488,6 +494,7 @@ async fn subscription(
 /// Error frame, a protocol error otherwise.
 fn unexpected(frame: Frame, expected: &str) -> PullError {
     match frame {
+        Frame::Error(e) if e.code == codes::MISSING_RECORDS => PullError::Missing(e.message),
         Frame::Error(e) => PullError::Remote {
             code: e.code,
             message: e.message,
@@ -499,16 +506,19 @@ fn unexpected(frame: Frame, expected: &str) -> PullError {
     }
 }
 
-/// Reads frames and checks their hop path, handing them to the applier.
+/// Reads frames and checks their hop path, handing them to the applier. The server's
+/// `Error` frame ends the stream after the applier stored what came before it (returned
+/// as `Ok(Some(error))`: a relay that reached a gap has sent good records up to it).
 async fn receive(
     shared: &Shared,
     recv: &mut quinn::RecvStream,
     frames: mpsc::Sender<BatchesFrame>,
-) -> Result<(), PullError> {
+) -> Result<Option<PullError>, PullError> {
     loop {
         let frame = match io::read_frame(recv, shared.limits).await? {
-            None => return Ok(()),
+            None => return Ok(None),
             Some(Frame::Batches(frame)) => frame,
+            Some(error @ Frame::Error(_)) => return Ok(Some(unexpected(error, "Batches"))),
             Some(other) => return Err(unexpected(other, "Batches")),
         };
         let path = &frame.header.hop_path;
@@ -528,7 +538,7 @@ async fn receive(
             )));
         }
         if frames.send(frame).await.is_err() {
-            return Ok(());
+            return Ok(None);
         }
     }
 }

@@ -89,10 +89,20 @@ pub(crate) async fn serve_stream(
         }
     };
     let frame_target = shared.settings.frame_target_bytes;
-    let reader = SubLogReader::new(partition, &key.origin, start);
-    let Some((mut reader, mut pending)) = read(reader, frame_target, &key, &mut send).await else {
+    let reader = SubLogReader::new(partition.clone(), &key.origin, start);
+    let mut read_from = Source {
+        shared: &shared,
+        partition,
+        key: &key,
+        // At the start a region may have lost records to retention (its own, when it is
+        // the origin) or begin past them (a start position): `Subscribed` announces that.
+        mid_stream: false,
+    };
+    let Some((mut reader, mut pending)) = read_from.read(reader, frame_target, &mut send).await
+    else {
         return;
     };
+    read_from.mid_stream = true;
     // Announce where the data really starts: past the requested offset when this region
     // holds a gap there (retention, or a late start of its own).
     let start = pending
@@ -151,34 +161,83 @@ pub(crate) async fn serve_stream(
                 return;
             }
         }
-        let Some(next) = read(reader, frame_target, &key, &mut send).await else {
+        let Some(next) = read_from.read(reader, frame_target, &mut send).await else {
             return;
         };
         (reader, pending) = next;
     }
 }
 
-/// One read of the sub-log on the blocking pool (page-cache reads). A failed read is
-/// logged and reported to the peer as a storage error, and ends the stream (`None`).
-async fn read(
-    mut reader: SubLogReader,
-    max_bytes: usize,
-    key: &SubLogKey,
-    send: &mut quinn::SendStream,
-) -> Option<(SubLogReader, Vec<Batch>)> {
-    let (reader, read) = tokio::task::spawn_blocking(move || {
-        let batches = reader.read(max_bytes);
-        (reader, batches)
-    })
-    .await
-    .expect("sub-log read task");
-    match read {
-        Ok(batches) => Some((reader, batches)),
-        Err(e) => {
-            tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
-            send_error(send, refuse(codes::STORAGE, e.to_string())).await;
-            None
+/// The sub-log a stream serves, read batch run by batch run.
+struct Source<'a> {
+    shared: &'a Shared,
+    partition: Arc<Partition>,
+    key: &'a SubLogKey,
+    /// Past the first read: records must follow on from what was sent.
+    mid_stream: bool,
+}
+
+impl Source<'_> {
+    /// One read of the sub-log on the blocking pool (page-cache reads). Ends the stream
+    /// (`None`) after telling the peer why: a failed read (logged, `STORAGE`), or records
+    /// this region does not hold (`MISSING_RECORDS`) — a hole in its copy, which a reader
+    /// cannot pass (at a segment boundary it would find nothing to send while the durable
+    /// end says there is more, and the stream would spin), and which only the origin may
+    /// announce as gone. The puller then takes the sub-log from another region.
+    async fn read(
+        &self,
+        mut reader: SubLogReader,
+        max_bytes: usize,
+        send: &mut quinn::SendStream,
+    ) -> Option<(SubLogReader, Vec<Batch>)> {
+        let partition = self.partition.clone();
+        let origin = self.key.origin.clone();
+        let (reader, from, durable_end, read) = tokio::task::spawn_blocking(move || {
+            let from = reader.next_offset();
+            // Sampled before the read: everything below it is durable and readable then.
+            let durable_end = partition.sub_log(&origin).map_or(0, |s| s.durable_end);
+            let batches = reader.read(max_bytes);
+            (reader, from, durable_end, batches)
+        })
+        .await
+        .expect("sub-log read task");
+        let key = self.key;
+        let batches = match read {
+            Ok(batches) => batches,
+            Err(e) => {
+                tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
+                send_error(send, refuse(codes::STORAGE, e.to_string())).await;
+                return None;
+            }
+        };
+        let me = &self.shared.region;
+        let missing = match batches.first() {
+            None if reader.next_offset() < durable_end => Some(format!(
+                "{me} does not hold offsets from {} of sub-log {}/{}@{} (it holds records up to {durable_end} past a gap there); pull them from another region",
+                reader.next_offset(),
+                key.topic,
+                key.partition,
+                key.origin
+            )),
+            Some(first)
+                if self.mid_stream && *me != key.origin && first.header().base_offset > from =>
+            {
+                Some(format!(
+                    "{me} does not hold offsets {from}..{} of sub-log {}/{}@{}; pull them from another region",
+                    first.header().base_offset,
+                    key.topic,
+                    key.partition,
+                    key.origin
+                ))
+            }
+            _ => None,
+        };
+        if let Some(message) = missing {
+            tracing::info!(topic = %key.topic, partition = key.partition, origin = %key.origin, %message, "cannot serve a sub-log past a gap");
+            send_error(send, refuse(codes::MISSING_RECORDS, message)).await;
+            return None;
         }
+        Some((reader, batches))
     }
 }
 

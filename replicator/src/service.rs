@@ -129,6 +129,17 @@ impl Shared {
         self.tasks().iter().find(|t| t.name() == name).cloned()
     }
 
+    /// Every task's sub-log status, with lag computed now; only sub-logs of running tasks
+    /// count as stalled (a paused one stands still on purpose).
+    pub fn status_now(&self) -> Vec<SubLogStatus> {
+        let tasks = self.tasks();
+        let mut status = self.status.snapshot(|r| self.link_up(r));
+        for s in &mut status {
+            s.stalled &= tasks.iter().any(|t| t.name() == s.task && t.running());
+        }
+        status
+    }
+
     /// The hop path of what this region holds of a sub-log.
     pub fn path_of(&self, key: &SubLogKey) -> Vec<String> {
         if key.origin == self.region {
@@ -267,6 +278,9 @@ impl Replicator {
         endpoint.set_default_client_config(client);
 
         let max_batch = broker.storage_config().max_stored_batch();
+        // Two refusal holds: a sub-log that got nothing from its best source nor from the
+        // next-best one.
+        let stall_after = settings.heartbeat_interval * crate::pull::REFUSAL_HOLD_HEARTBEATS * 2;
         let shared = Arc::new(Shared {
             region: config.region.clone(),
             epoch: rand::random(),
@@ -281,7 +295,7 @@ impl Replicator {
             peers: neighbours.iter().map(|n| n.region.clone()).collect(),
             topology: config.topology,
             metrics: Arc::new(Metrics::default()),
-            status: StatusBoard::default(),
+            status: StatusBoard::new(stall_after),
             links: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             heard: Mutex::new(HashMap::new()),
@@ -418,7 +432,7 @@ impl Replicator {
 
     /// Every task's sub-log status, with lag computed now.
     pub fn status(&self) -> Vec<SubLogStatus> {
-        self.shared.status.snapshot(|r| self.shared.link_up(r))
+        self.shared.status_now()
     }
 
     /// Every configured link of this region, by neighbour.
@@ -671,7 +685,9 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
             () = shared.stop.cancelled() => return,
         }
         save_checkpoints(&shared);
-        let status = shared.status.snapshot(|r| shared.link_up(r));
+        let status = shared.status_now();
+        let stalled = status.iter().filter(|s| s.stalled).count();
+        shared.metrics.stalled_sub_logs.set(stalled as i64);
         for o in crate::dr::rpo_by_origin(&status) {
             let labels = crate::metrics::OriginLabels { origin: o.origin };
             let m = &shared.metrics;

@@ -4,6 +4,11 @@
 //! Lag in seconds is the time since this region last knew it held everything the source
 //! held: while a link is down it keeps growing (never 0), because nothing is known to be
 //! caught up. It bounds the age of the oldest record not yet applied from above.
+//!
+//! A sub-log is *stalled* when it lags and nothing was applied to it for the board's
+//! `stall_after` (its source lacks the records, its link is down, every source refused):
+//! `last_error` says why, and the caller counts stalled sub-logs of running tasks in
+//! `georouter_replication_stalled_sub_logs`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -36,6 +41,8 @@ pub struct SubLogStatus {
     pub applied_records: u64,
     pub applied_bytes: u64,
     pub last_error: Option<String>,
+    /// Lags, and nothing was applied for a while (see the module doc).
+    pub stalled: bool,
 }
 
 struct Entry {
@@ -47,6 +54,8 @@ struct Entry {
     applied_records: u64,
     applied_bytes: u64,
     caught_up_at: Instant,
+    /// When records were last applied or the sub-log was last caught up.
+    progress_at: Instant,
     last_error: Option<String>,
     window_start: Instant,
     window_records: u64,
@@ -65,6 +74,7 @@ impl Entry {
             applied_records: 0,
             applied_bytes: 0,
             caught_up_at: now,
+            progress_at: now,
             last_error: None,
             window_start: now,
             window_records: 0,
@@ -76,18 +86,27 @@ impl Entry {
     fn note_caught_up(&mut self) {
         if self.source_end.is_some_and(|end| self.local_end >= end) {
             self.caught_up_at = Instant::now();
+            self.progress_at = self.caught_up_at;
         }
     }
 }
 
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
 pub struct StatusBoard {
     entries: Mutex<BTreeMap<(String, SubLogKey), Entry>>,
+    /// How long a lagging sub-log may apply nothing before it counts as stalled.
+    stall_after: Duration,
 }
 
 impl StatusBoard {
+    pub fn new(stall_after: Duration) -> Self {
+        StatusBoard {
+            entries: Mutex::default(),
+            stall_after,
+        }
+    }
+
     fn with<T>(&self, task: &str, key: &SubLogKey, f: impl FnOnce(&mut Entry) -> T) -> T {
         let mut entries = self.entries.lock().expect("status lock");
         let entry = entries
@@ -137,6 +156,9 @@ impl StatusBoard {
 
     pub fn applied(&self, task: &str, key: &SubLogKey, end: u64, records: u64, bytes: u64) {
         self.with(task, key, |e| {
+            if end > e.local_end {
+                e.progress_at = Instant::now();
+            }
             e.local_end = e.local_end.max(end);
             e.applied_records += records;
             e.applied_bytes += bytes;
@@ -197,6 +219,7 @@ impl StatusBoard {
                     applied_records: e.applied_records,
                     applied_bytes: e.applied_bytes,
                     last_error: e.last_error.clone(),
+                    stalled: lag_records > 0 && e.progress_at.elapsed() >= self.stall_after,
                 }
             })
             .collect()

@@ -27,6 +27,9 @@ pub mod codes {
     pub const STORAGE: &str = "STORAGE";
     /// A pass-through relay has no way on towards the origin now.
     pub const NO_ROUTE: &str = "NO_ROUTE";
+    /// The server does not hold the requested records (a hole in a relay's copy): the
+    /// puller takes the sub-log from another region for a while.
+    pub const MISSING_RECORDS: &str = "MISSING_RECORDS";
 }
 
 /// QUIC application error codes used when resetting streams or closing connections.
