@@ -54,6 +54,9 @@ pub enum BrokerError {
         skew_ms: u64,
         reason: &'static str,
     },
+    /// Caller (operator): a repair that cannot be done as asked.
+    #[error("repair refused: {reason}")]
+    RepairRefused { reason: String },
     /// Caller: a produce request over `storage.max_batch_bytes`.
     #[error(
         "batch is {size} bytes encoded, over the limit of {limit} bytes (storage.max_batch_bytes)"
@@ -145,6 +148,7 @@ impl BrokerError {
             BrokerError::UnknownPartition { .. } => "unknown-partition",
             BrokerError::RecordTooLarge { .. } => "record-too-large",
             BrokerError::InvalidTimestamp { .. } => "invalid-timestamp",
+            BrokerError::RepairRefused { .. } => "repair-refused",
             BrokerError::BatchTooLarge { .. } => "batch-too-large",
             BrokerError::EmptyProduce { .. } => "empty-produce",
             BrokerError::InvalidCursor { .. } => "invalid-cursor",

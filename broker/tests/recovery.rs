@@ -1,5 +1,6 @@
 //! Recovery: a torn or corrupt segment tail is cut on reopen and reported, everything before
-//! it is served intact and appends continue at the right offset; a damaged or missing
+//! it is served intact and appends continue at the right offset; damage that valid batches
+//! follow is kept and reported, reads stop at it, and the operator's repair skips it; a damaged or missing
 //! arrival index is rebuilt from the sub-logs; a broker reopens its topics and data.
 
 mod common;
@@ -219,7 +220,7 @@ async fn flipped_byte_in_last_batch_is_cut() {
 }
 
 #[tokio::test]
-async fn corrupt_batch_mid_segment_cuts_from_there() {
+async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_it() {
     let config = small_config();
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
@@ -233,11 +234,11 @@ async fn corrupt_batch_mid_segment_cuts_from_there() {
         .unwrap()
         .parse()
         .unwrap();
-    let in_segment: Vec<(u64, u64)> = written
+    let in_segment: Vec<(u64, u64, usize)> = written
         .batches
         .iter()
         .filter(|b| b.0 == LOCAL && b.1 >= seg_base)
-        .map(|b| (b.1, b.3))
+        .map(|b| (b.1, b.3, b.2.len()))
         .collect();
     assert!(
         in_segment.len() >= 3,
@@ -245,19 +246,76 @@ async fn corrupt_batch_mid_segment_cuts_from_there() {
         in_segment.len()
     );
     let victim = in_segment.len() / 2;
-    let position: u64 = in_segment[..victim].iter().map(|(_, len)| len).sum();
+    let position: u64 = in_segment[..victim].iter().map(|(_, len, _)| len).sum();
+    let (victim_base, victim_len, victim_records) = in_segment[victim];
     let size = file_len(&segment);
+    let local_end = written
+        .stored()
+        .iter()
+        .filter(|r| r.origin == LOCAL)
+        .count() as u64;
     flip_byte(&segment, position + 40);
 
+    // Acknowledged batches follow the damage: nothing is cut, the end is kept, and the
+    // damage is reported where it is.
     let (p, cut) = open(dir, &config);
-    assert_eq!(cut.len(), 1, "{cut:?}");
-    assert_eq!(cut[0].path, segment);
+    assert!(cut.is_empty(), "recovery cut acknowledged batches: {cut:?}");
+    assert_eq!(file_len(&segment), size);
+    assert_eq!(p.sub_log(LOCAL).unwrap().end_offset, local_end);
+    let damage = p.damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
     assert_eq!(
-        (cut[0].valid_bytes, cut[0].cut_bytes),
-        (position, size - position)
+        (damage[0].path.clone(), damage[0].start, damage[0].end),
+        (segment.clone(), position, position + victim_len)
     );
+    // Reads stop there, loudly.
+    let mut reader = broker::storage::PartitionReader::new(p.clone(), Cursor::default(), None);
+    let failed = loop {
+        match reader.read(1 << 20) {
+            Ok(outcome) if outcome.caught_up => break None,
+            Ok(_) => continue,
+            Err(e) => break Some(e),
+        }
+    };
+    assert!(
+        matches!(failed, Some(broker::BrokerError::CorruptBatch { .. })),
+        "a read past the damage did not stop with corrupt-batch: {failed:?}"
+    );
+    p.shut_down().await.unwrap();
     drop(p);
-    check_after_cut(dir, &config, &written, in_segment[victim].0).await;
+
+    // The operator's repair drops the damaged batch; its offsets are reported.
+    let repaired = broker::storage::repair::repair_partition(
+        dir,
+        None,
+        LOCAL,
+        broker::storage::repair::RepairMode::Skip,
+    )
+    .unwrap();
+    assert_eq!(repaired.len(), 1, "{repaired:?}");
+    assert_eq!(
+        repaired[0].offsets,
+        vec![(victim_base, victim_base + victim_records as u64 - 1)]
+    );
+    assert_eq!(repaired[0].removed_bytes, victim_len);
+
+    let (p, cut) = open(dir, &config);
+    assert!(cut.is_empty() && p.damage().is_empty());
+    let expected: Vec<StoredRecord> = written
+        .stored()
+        .into_iter()
+        .filter(|r| {
+            r.origin != LOCAL
+                || r.offset < victim_base
+                || r.offset >= victim_base + victim_records as u64
+        })
+        .collect();
+    assert_eq!(ids(&read_all(&p)), ids(&expected));
+    let (next, _) = p
+        .append_local(PendingBatch::consecutive(&[record("after-repair", 9_999)]))
+        .await
+        .unwrap();
+    assert_eq!(next, local_end);
 }
 
 #[tokio::test]

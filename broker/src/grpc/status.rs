@@ -19,7 +19,8 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::MalformedBatch(_) => Code::InvalidArgument,
         BrokerError::RecordTooLarge { .. }
         | BrokerError::BatchTooLarge { .. }
-        | BrokerError::InvalidTimestamp { .. } => Code::InvalidArgument,
+        | BrokerError::InvalidTimestamp { .. }
+        | BrokerError::RepairRefused { .. } => Code::InvalidArgument,
         BrokerError::OwnOrigin { .. }
         | BrokerError::ReadOnly { .. }
         | BrokerError::OffsetGap { .. }

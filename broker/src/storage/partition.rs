@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::arrival::{Arrival, ArrivalLog};
 use super::config::StorageConfig;
-use super::segment::{SegmentFile, Truncation};
+use super::segment::{Damage, SegmentFile, Truncation};
 use super::sublog::{Location, SubLog, sync_dir};
 use crate::batch::{Batch, BatchHeader, PendingBatch};
 use crate::cursor::Cursor;
@@ -415,6 +415,15 @@ impl Partition {
                 segments: s.segment_count(),
                 durable_end: *durable_end,
             })
+            .collect()
+    }
+
+    /// Damaged byte ranges that recovery kept (reads stop at them until a repair).
+    pub fn damage(&self) -> Vec<Damage> {
+        self.lock()
+            .sublogs
+            .iter()
+            .flat_map(SubLog::damage)
             .collect()
     }
 

@@ -134,6 +134,18 @@ impl SegmentFile {
     }
 }
 
+/// Bytes inside a segment that are not a valid batch but are followed by valid ones:
+/// recovery keeps them (cutting would drop acknowledged batches) and reads stop there with
+/// `corrupt-batch` until an operator repairs the segment (`georouter repair`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub path: PathBuf,
+    /// Byte range `[start, end)` in the file.
+    pub start: u64,
+    pub end: u64,
+    pub reason: String,
+}
+
 /// What recovery cut from a segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Truncation {
@@ -154,6 +166,7 @@ pub struct Segment {
     max_timestamp_ms: i64,
     bytes_since_index: u64,
     created: Instant,
+    damage: Vec<Damage>,
 }
 
 pub fn log_path(dir: &Path, base: u64) -> PathBuf {
@@ -188,6 +201,7 @@ impl Segment {
             max_timestamp_ms: 0,
             bytes_since_index: 0,
             created: Instant::now(),
+            damage: Vec::new(),
         })
     }
 
@@ -220,6 +234,7 @@ impl Segment {
             max_timestamp_ms: 0,
             bytes_since_index: 0,
             created: Instant::now(),
+            damage: Vec::new(),
         };
         let resume = match segment.index.entries().last().copied() {
             Some(last) if loaded && !verify_all => Some(last),
@@ -253,8 +268,11 @@ impl Segment {
         Ok((segment, truncation))
     }
 
-    /// Reads batches from `start` to `file_len`, taking each into the segment's state, and
-    /// cuts the file at the first one that is not valid.
+    /// Reads batches from `start` to `file_len`, taking each into the segment's state. At a
+    /// batch that is not valid it looks for a valid batch further on: if there is one, the
+    /// bytes between are *damage* — kept in place and reported, since acknowledged batches
+    /// follow them (reads stop there with `corrupt-batch` until an operator runs
+    /// `georouter repair`); if there is none, they are a torn or corrupt tail, and cut.
     fn scan_from(
         &mut self,
         start: u64,
@@ -264,68 +282,100 @@ impl Segment {
     ) -> Result<Option<Truncation>> {
         let path = self.file.path.clone();
         let file = self.file.handle()?;
+        let io_error = |source| BrokerError::Io {
+            action: "read segment during recovery (nothing was cut)",
+            path: path.clone(),
+            source,
+        };
         let mut reader = BufReader::with_capacity(1 << 20, &*file);
         reader
             .seek(SeekFrom::Start(start))
             .map_err(BrokerError::io("seek segment", &path))?;
         let mut position = start;
         let mut first = first_indexed;
-        let mut problem = None;
         while position < file_len {
-            match read_next(
+            let reason = match read_next(
                 &mut reader,
                 file_len - position,
                 crate::batch::MAX_BATCH_ON_DISK,
             ) {
-                Ok(batch) => {
-                    let header = *batch.header();
-                    if header.base_offset < self.next_offset {
-                        problem = Some(format!(
-                            "batch at offset {} does not follow offset {}",
-                            header.base_offset,
-                            self.next_offset.saturating_sub(1)
-                        ));
-                        break;
+                Ok(batch) => match self.out_of_order(batch.header()) {
+                    None => {
+                        let header = *batch.header();
+                        self.take_batch(position, &header, first, config)?;
+                        first = false;
+                        position += header.total_len as u64;
+                        continue;
                     }
-                    if header.last_offset() - self.file.base > u64::from(u32::MAX) {
-                        problem = Some(format!(
-                            "batch offset {} is out of this segment's range",
-                            header.last_offset()
-                        ));
-                        break;
-                    }
-                    self.take_batch(position, &header, first, config)?;
-                    first = false;
-                    position += header.total_len as u64;
-                }
-                Err(ScanStop::Invalid(reason)) => {
-                    problem = Some(reason);
-                    break;
-                }
-                Err(ScanStop::Io(source)) => {
-                    return Err(BrokerError::Io {
-                        action: "read segment during recovery (nothing was cut)",
-                        path,
-                        source,
-                    });
-                }
-            }
+                    Some(reason) => reason,
+                },
+                Err(ScanStop::Invalid(reason)) => reason,
+                Err(ScanStop::Io(source)) => return Err(io_error(source)),
+            };
+            let rest = read_rest(&file, position + 1, file_len).map_err(io_error)?;
+            let Some(found) = find_next_batch(&rest, self.next_offset, self.file.base) else {
+                return self.cut_tail(&file, position, file_len, reason).map(Some);
+            };
+            let next = position + 1 + found as u64;
+            tracing::error!(path = %path.display(), start = position, end = next, %reason, "damaged bytes inside a segment, followed by valid batches: kept in place; reads stop there until `georouter repair`");
+            self.damage.push(Damage {
+                path: path.clone(),
+                start: position,
+                end: next,
+                reason,
+            });
+            reader
+                .seek(SeekFrom::Start(next))
+                .map_err(BrokerError::io("seek segment", &path))?;
+            position = next;
         }
-        let Some(reason) = problem else {
-            return Ok(None);
-        };
+        Ok(None)
+    }
+
+    /// Why a CRC-valid batch cannot follow what the segment holds, if it cannot.
+    fn out_of_order(&self, header: &BatchHeader) -> Option<String> {
+        if header.base_offset < self.next_offset {
+            return Some(format!(
+                "batch at offset {} does not follow offset {}",
+                header.base_offset,
+                self.next_offset.saturating_sub(1)
+            ));
+        }
+        if header.last_offset() - self.file.base > u64::from(u32::MAX) {
+            return Some(format!(
+                "batch offset {} is out of this segment's range",
+                header.last_offset()
+            ));
+        }
+        None
+    }
+
+    /// Cuts the file at `position`: nothing valid follows (a torn or corrupt tail).
+    fn cut_tail(
+        &mut self,
+        file: &File,
+        position: u64,
+        file_len: u64,
+        reason: String,
+    ) -> Result<Truncation> {
+        let path = self.file.path.clone();
         let cut = file_len - position;
         file.set_len(position)
             .map_err(BrokerError::io("truncate segment", &path))?;
         self.file.sync()?;
         self.index.truncate_to_log(position)?;
         tracing::warn!(path = %path.display(), valid_bytes = position, cut_bytes = cut, %reason, "recovery cut a torn or corrupt segment tail");
-        Ok(Some(Truncation {
+        Ok(Truncation {
             path,
             valid_bytes: position,
             cut_bytes: cut,
             reason,
-        }))
+        })
+    }
+
+    /// Damaged byte ranges that recovery found inside this segment and kept.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
     }
 
     /// Updates size, offsets and indexes for a batch written (or found) at `position`.
@@ -448,6 +498,30 @@ impl Segment {
             .map_err(BrokerError::io("remove segment", &self.file.path))?;
         self.index.remove_files()
     }
+}
+
+/// The bytes of `file` from `from` to `file_len`.
+fn read_rest(file: &File, from: u64, file_len: u64) -> std::io::Result<Bytes> {
+    let mut buf = vec![0u8; file_len.saturating_sub(from) as usize];
+    file.read_exact_at(&mut buf, from)?;
+    Ok(Bytes::from(buf))
+}
+
+/// The position in `bytes` of the first whole, CRC-valid batch whose offsets could follow
+/// `next_offset` in a segment based at `base`: where valid data resumes after damage.
+/// Every candidate position is tried (a damaged length field says nothing about where the
+/// next batch starts); the header checks reject almost all of them before the CRC.
+pub fn find_next_batch(bytes: &Bytes, next_offset: u64, base: u64) -> Option<usize> {
+    (0..bytes.len()).find(|&at| {
+        let rest = &bytes[at..];
+        let Ok(header) = BatchHeader::parse(rest, crate::batch::MAX_BATCH_ON_DISK) else {
+            return false;
+        };
+        header.total_len <= rest.len()
+            && header.base_offset >= next_offset
+            && header.last_offset() - base <= u64::from(u32::MAX)
+            && Batch::from_bytes(bytes.slice(at..at + header.total_len), usize::MAX).is_ok()
+    })
 }
 
 /// Why recovery's scan stopped before the end of a segment.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::config::StorageConfig;
 use std::ops::ControlFlow;
 
-use super::segment::{Segment, SegmentFile, Truncation, parse_log_name};
+use super::segment::{Damage, Segment, SegmentFile, Truncation, parse_log_name};
 use crate::batch::{Batch, BatchHeader};
 use crate::error::{BrokerError, Result};
 use crate::record::Record;
@@ -262,6 +262,14 @@ impl SubLog {
     /// Makes everything durable (shutdown).
     pub fn sync(&self) -> Result<()> {
         self.active().sync()
+    }
+
+    /// Damaged byte ranges recovery kept in this sub-log's segments.
+    pub fn damage(&self) -> Vec<Damage> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.damage().iter().cloned())
+            .collect()
     }
 
     /// Whether `file` is still one of this sub-log's segments (retention did not remove it).

@@ -6,6 +6,7 @@ mod certs;
 mod consume;
 mod failover;
 mod produce;
+mod repair;
 mod scenario;
 mod serve;
 mod task;
@@ -62,6 +63,9 @@ enum Command {
     Failover(failover::FailoverArgs),
     /// Return a DR task to its first source (run against that region's console).
     Failback(failover::FailbackArgs),
+    /// Repair damaged segments of a stopped node's partition (skip the damage, or cut it
+    /// for replication to pull again).
+    Repair(repair::RepairArgs),
     /// Run a multi-region scenario over emulated WAN links and report on it.
     Scenario(scenario::ScenarioArgs),
     /// Active-active across three in-process regions with 30 ms links, with a report.
@@ -92,6 +96,7 @@ pub fn main() -> ExitCode {
             Command::Task(command) => task::run(command).await,
             Command::Failover(args) => failover::failover(args).await,
             Command::Failback(args) => failover::failback(args).await,
+            Command::Repair(args) => repair::run(args),
             Command::Scenario(args) => scenario::run(args).await,
             Command::Demo(args) => scenario::demo(args).await,
         }
