@@ -10,6 +10,10 @@
 //!   converge on the same winner everywhere (last writer wins, by version then region).
 //! - The config's `[[tasks]]` seed the catalog at version 1; a task changed or deleted
 //!   through the API stays so across restarts (deletions are kept as tombstones).
+//! - Readers (every produce, through the DR write gate; serving streams; the console) see a
+//!   [`Snapshot`], published whole after each change and read without a lock, so a change
+//!   being stored (an fsync) never holds them up. Changes are serialized by the catalog's
+//!   own lock, and a change is published only once it is stored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,7 +67,35 @@ pub(crate) struct Catalog {
     active: Arc<Vec<Arc<Task>>>,
 }
 
+/// What readers see of the catalog at one moment.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    /// Every record, tombstones included.
+    pub records: Arc<BTreeMap<String, TaskRecord>>,
+    /// The live tasks valid here.
+    pub active: Arc<Vec<Arc<Task>>>,
+}
+
+impl Snapshot {
+    /// The live record of `name`.
+    pub fn record(&self, name: &str) -> Option<&TaskRecord> {
+        self.records.get(name).filter(|r| !r.deleted)
+    }
+
+    pub fn records(&self) -> Vec<TaskRecord> {
+        self.records.values().cloned().collect()
+    }
+}
+
 impl Catalog {
+    /// The catalog as it is now, for readers.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            records: Arc::new(self.records.clone()),
+            active: self.active.clone(),
+        }
+    }
+
     /// The stored records, with config tasks not stored yet added at version 1.
     pub fn load(
         stored: Vec<TaskRecord>,

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod certs;
 pub mod dr;
 mod groups;
+mod inbox;
 pub mod io;
 mod link;
 pub mod metrics;

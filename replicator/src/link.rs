@@ -109,7 +109,7 @@ pub(crate) async fn run(
     tracing::info!(%peer, %remote, ?role, "link up");
     routing::sync_to(&shared, &control_tx);
     {
-        let records = shared.catalog.lock().expect("catalog lock").records();
+        let records = shared.snapshot.load().records();
         let _ = control_tx.try_send(crate::service::tasks_frame(&records));
     }
     crate::groups::send_all(&shared, Some(&peer));

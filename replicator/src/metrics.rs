@@ -28,6 +28,11 @@ pub struct SubLogLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerLabels {
     pub peer: String,
 }
@@ -64,6 +69,9 @@ pub struct Metrics {
     pub group_cursors_sent: Counter,
     pub group_cursors_merged: Counter,
     pub group_cursors_refused: Counter,
+    /// Control frames whose metadata writes were dropped on a full queue, by kind
+    /// (`tasks`, `group_cursors`); the periodic resend repairs them.
+    pub control_dropped: Family<KindLabels, Counter>,
     /// Per origin: what this region has not yet received of it — the RPO if that origin's
     /// region were lost now.
     pub rpo_records: Family<OriginLabels, Gauge>,
@@ -171,6 +179,11 @@ impl Metrics {
             self.group_cursors_refused.clone(),
         );
         r.register(
+            "replication_control_dropped",
+            "Control frames (tasks, group_cursors) dropped on a full metadata-write queue; the periodic resend repairs them",
+            self.control_dropped.clone(),
+        );
+        r.register(
             "rpo_records",
             "Records of an origin this region has not yet received (the RPO if the origin were lost now)",
             self.rpo_records.clone(),
@@ -193,6 +206,14 @@ impl Metrics {
 
     pub fn frame_refused(&self, reason: &str) {
         by_reason(&self.frames_refused, reason).inc();
+    }
+
+    pub fn control_frames_dropped(&self, kind: &str) {
+        self.control_dropped
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
     }
 
     pub fn link_refusals(&self, reason: &str) -> u64 {

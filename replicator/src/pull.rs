@@ -420,7 +420,13 @@ async fn subscription(
     key: &SubLogKey,
     relay: bool,
 ) -> Result<(), PullError> {
-    let from = subscribe_from(shared, task, key, relay)?;
+    // Metadata reads, and a write when `latest` is resolved: off the async workers.
+    let from = {
+        let (s, t, k) = (shared.clone(), task.clone(), key.clone());
+        tokio::task::spawn_blocking(move || subscribe_from(&s, &t, &k, relay))
+            .await
+            .expect("resolving where to subscribe from")?
+    };
     let (mut send, mut recv) = link.connection.open_bi().await?;
     let subscribe = Frame::Subscribe(pb::Subscribe {
         task: task.name().to_string(),
@@ -468,10 +474,13 @@ async fn subscription(
                 origin: key.origin.clone(),
                 offset: start,
             };
-            let meta = shared.broker.meta();
-            meta.put_checkpoint(&checkpoint)
-                .and_then(|()| meta.flush())
-                .map_err(BrokerError::from)?;
+            let meta = shared.broker.meta().clone();
+            tokio::task::spawn_blocking(move || {
+                meta.put_checkpoint(&checkpoint).and_then(|()| meta.flush())
+            })
+            .await
+            .expect("saving a start position")
+            .map_err(BrokerError::from)?;
         }
     }
     let held = match from {

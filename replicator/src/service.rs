@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use topology::{LinkHealth, LinkKind, Topology};
 
-use crate::catalog::{Catalog, ChangeError, TaskRecord};
+use crate::catalog::{Catalog, ChangeError, Snapshot, TaskRecord};
+use crate::inbox::Inbox;
 use crate::io::FrameLimits;
 use crate::link::{self, LinkCtx, Role};
 use crate::metrics::Metrics;
@@ -85,7 +86,11 @@ pub(crate) struct Shared {
     pub region: String,
     pub epoch: u64,
     pub broker: Arc<Broker>,
+    /// Serializes changes to the tasks; held across storing one.
     pub catalog: Mutex<Catalog>,
+    /// The tasks as readers see them, swapped after each stored change: read without a
+    /// lock, so produce (the DR write gate) never waits on a change being stored.
+    pub snapshot: arc_swap::ArcSwap<Snapshot>,
     /// Bumped whenever the tasks change (serving streams watch it).
     pub task_generation: tokio::sync::watch::Sender<u64>,
     pub settings: LinkSettings,
@@ -108,6 +113,8 @@ pub(crate) struct Shared {
     pub replan: tokio::sync::Notify,
     /// Bumped whenever the routes change (pass-through relays watch it).
     pub route_generation: tokio::sync::watch::Sender<u64>,
+    /// Task records from neighbours, waiting to be merged and stored.
+    pub tasks_inbox: Inbox<(Arc<Shared>, String, Vec<TaskRecord>)>,
     /// Hop path of the data held per sub-log (origin first, this region last).
     pub paths: Mutex<HashMap<SubLogKey, Vec<String>>>,
     next_id: AtomicU64,
@@ -122,7 +129,13 @@ impl Shared {
 
     /// The live tasks now.
     pub fn tasks(&self) -> Arc<Vec<Arc<Task>>> {
-        self.catalog.lock().expect("catalog lock").active()
+        self.snapshot.load().active.clone()
+    }
+
+    /// Makes `catalog`, as just changed and stored, what readers see. Called with the
+    /// catalog's lock held, so snapshots are published in the order of the changes.
+    fn publish(&self, catalog: &Catalog) {
+        self.snapshot.store(Arc::new(catalog.snapshot()));
     }
 
     pub fn task(&self, name: &str) -> Option<Arc<Task>> {
@@ -281,10 +294,13 @@ impl Replicator {
         // Two refusal holds: a sub-log that got nothing from its best source nor from the
         // next-best one.
         let stall_after = settings.heartbeat_interval * crate::pull::REFUSAL_HOLD_HEARTBEATS * 2;
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
         let shared = Arc::new(Shared {
             region: config.region.clone(),
             epoch: rand::random(),
             broker,
+            snapshot: arc_swap::ArcSwap::from_pointee(catalog.snapshot()),
             catalog: Mutex::new(catalog),
             task_generation: tokio::sync::watch::Sender::new(0),
             limits: FrameLimits {
@@ -306,8 +322,16 @@ impl Replicator {
             route_generation: tokio::sync::watch::Sender::new(0),
             paths: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            stop: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tasks_inbox: Inbox::start(
+                &tracker,
+                stop.clone(),
+                TASKS_INBOX,
+                |(shared, from, records): (Arc<Shared>, String, Vec<TaskRecord>)| {
+                    merge_tasks(&shared, &from, records)
+                },
+            ),
+            stop,
+            tracker,
         });
         for task in shared.tasks().iter() {
             let saved = shared
@@ -479,17 +503,17 @@ impl Replicator {
 
     /// Every task (not deleted) with its version.
     pub fn tasks(&self) -> Vec<TaskRecord> {
-        let catalog = self.shared.catalog.lock().expect("catalog lock");
-        catalog
-            .records()
-            .into_iter()
+        let snapshot = self.shared.snapshot.load();
+        snapshot
+            .records
+            .values()
             .filter(|r| !r.deleted)
+            .cloned()
             .collect()
     }
 
     pub fn task(&self, name: &str) -> Option<TaskRecord> {
-        let catalog = self.shared.catalog.lock().expect("catalog lock");
-        catalog.record(name).cloned()
+        self.shared.snapshot.load().record(name).cloned()
     }
 
     /// Creates a task; fails if one of that name exists.
@@ -531,6 +555,8 @@ impl Replicator {
         self.change(name, Some(spec), if_version, false)
     }
 
+    /// A change made here. It stores the record (an fsync), so it runs as blocking code:
+    /// called on an async worker, the worker's other tasks move to another thread first.
     fn change(
         &self,
         name: &str,
@@ -539,25 +565,28 @@ impl Replicator {
         create_only: bool,
     ) -> Result<TaskRecord, ChangeError> {
         let shared = &self.shared;
-        let record = {
-            // Held across the store: changes made here are serialized, and a change is in
-            // effect only once it is stored.
-            let mut catalog = shared.catalog.lock().expect("catalog lock");
-            let record = catalog.prepare(
-                name,
-                spec,
-                if_version,
-                create_only,
-                &shared.region,
-                &shared.topology,
-            )?;
-            persist(&shared.broker, &record).map_err(|e| ChangeError::Meta(e.to_string()))?;
-            catalog.apply(record.clone(), &shared.topology);
-            record
-        };
-        tracing::info!(task = name, version = record.version, deleted = record.deleted, state = ?record.spec.state, "task changed here");
-        tasks_changed(shared, std::slice::from_ref(&record), None);
-        Ok(record)
+        blocking(|| {
+            let record = {
+                // Held across the store: changes are serialized, and a change is in effect
+                // (published) only once it is stored. Readers do not take this lock.
+                let mut catalog = shared.catalog.lock().expect("catalog lock");
+                let record = catalog.prepare(
+                    name,
+                    spec,
+                    if_version,
+                    create_only,
+                    &shared.region,
+                    &shared.topology,
+                )?;
+                persist(&shared.broker, &record).map_err(|e| ChangeError::Meta(e.to_string()))?;
+                catalog.apply(record.clone(), &shared.topology);
+                shared.publish(&catalog);
+                record
+            };
+            tracing::info!(task = name, version = record.version, deleted = record.deleted, state = ?record.spec.state, "task changed here");
+            tasks_changed(shared, std::slice::from_ref(&record), None);
+            Ok(record)
+        })
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.
@@ -572,7 +601,10 @@ impl Replicator {
         {
             tracing::warn!("replication tasks did not stop within 10 s");
         }
-        save_checkpoints(&self.shared);
+        let shared = self.shared.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || save_checkpoints(&shared)).await {
+            tracing::error!(error = %e, "saving replication checkpoints failed");
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
@@ -684,7 +716,10 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
             _ = tick.tick() => {}
             () = shared.stop.cancelled() => return,
         }
-        save_checkpoints(&shared);
+        let s = shared.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || save_checkpoints(&s)).await {
+            tracing::error!(error = %e, "saving replication checkpoints failed");
+        }
         let status = shared.status_now();
         let stalled = status.iter().filter(|s| s.stalled).count();
         shared.metrics.stalled_sub_logs.set(stalled as i64);
@@ -747,7 +782,7 @@ async fn routing_loop(shared: Arc<Shared>) {
         }
         if n % CATALOG_REFRESH_TICKS == 0 {
             // Task frames dropped on a full control queue are repaired by this refresh.
-            let records = shared.catalog.lock().expect("catalog lock").records();
+            let records = shared.snapshot.load().records();
             routing::flood(&shared, &tasks_frame(&records), None);
         }
     }
@@ -766,6 +801,18 @@ fn save_checkpoints(shared: &Shared) {
         if let Err(e) = meta.put_checkpoint(&checkpoint) {
             tracing::error!(error = %e, "saving a replication checkpoint failed");
         }
+    }
+}
+
+/// Runs `f`, blocking I/O called from synchronous code, without holding up an async
+/// worker: on a multi-threaded runtime's worker the worker's other tasks move to another
+/// thread first (`block_in_place`); elsewhere `f` just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -805,8 +852,10 @@ pub(crate) fn tasks_frame(records: &[TaskRecord]) -> Frame {
     })
 }
 
-/// A Tasks frame from neighbour `from`: newer records are taken, stored and passed on.
-pub(crate) fn on_tasks(shared: &Shared, from: &str, tasks: pb::Tasks) {
+/// A Tasks frame from neighbour `from`: newer records are taken, stored and passed on, on
+/// the blocking pool through a bounded inbox (storing is an fsync; this is called from a
+/// link's control reader).
+pub(crate) fn on_tasks(shared: &Arc<Shared>, from: &str, tasks: pb::Tasks) {
     let mut incoming = Vec::new();
     for text in tasks.records {
         match serde_json::from_str::<TaskRecord>(&text) {
@@ -817,21 +866,43 @@ pub(crate) fn on_tasks(shared: &Shared, from: &str, tasks: pb::Tasks) {
             }
         }
     }
-    let taken = {
-        let mut catalog = shared.catalog.lock().expect("catalog lock");
-        let taken = catalog.merge(incoming, &shared.topology);
-        for record in &taken {
-            if let Err(e) = persist(&shared.broker, record) {
-                tracing::error!(task = %record.spec.name, error = %e, "storing a task record failed");
+    if incoming.is_empty() {
+        return;
+    }
+    if !shared
+        .tasks_inbox
+        .offer((shared.clone(), from.to_string(), incoming))
+    {
+        shared.metrics.control_frames_dropped("tasks");
+        tracing::warn!(peer = %from, "task records dropped: too many queued (the periodic catalog resend repairs this)");
+    }
+}
+
+/// Tasks queued for storing (see [`Inbox`]); the periodic catalog resend repairs drops.
+const TASKS_INBOX: usize = 64;
+
+/// Task records from neighbour `from`, taken from the inbox on the blocking pool.
+fn merge_tasks(shared: &Arc<Shared>, from: &str, incoming: Vec<TaskRecord>) {
+    {
+        let taken = {
+            let mut catalog = shared.catalog.lock().expect("catalog lock");
+            let taken = catalog.merge(incoming, &shared.topology);
+            for record in &taken {
+                if let Err(e) = persist(&shared.broker, record) {
+                    tracing::error!(task = %record.spec.name, error = %e, "storing a task record failed");
+                }
             }
+            if !taken.is_empty() {
+                shared.publish(&catalog);
+            }
+            taken
+        };
+        if !taken.is_empty() {
+            for r in &taken {
+                tracing::info!(task = %r.spec.name, version = r.version, by = %r.changed_by, deleted = r.deleted, "task changed in another region");
+            }
+            tasks_changed(shared, &taken, Some(from));
         }
-        taken
-    };
-    if !taken.is_empty() {
-        for r in &taken {
-            tracing::info!(task = %r.spec.name, version = r.version, by = %r.changed_by, deleted = r.deleted, "task changed in another region");
-        }
-        tasks_changed(shared, &taken, Some(from));
     }
 }
 
