@@ -39,7 +39,15 @@ pub(crate) async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let subscribe = match io::read_frame_within(&mut recv, shared.limits, SUBSCRIBE_TIMEOUT).await {
+    // The first frame of a stream is read under the control limit (64 KiB): a peer cannot
+    // make this region buffer a full-size frame per stream before it is authorized.
+    let subscribe = match io::read_frame_within(
+        &mut recv,
+        shared.limits.control(),
+        SUBSCRIBE_TIMEOUT,
+    )
+    .await
+    {
         Ok(Some(Frame::Subscribe(s))) => s,
         Ok(Some(other)) => {
             shared.metrics.frame_refused("protocol");

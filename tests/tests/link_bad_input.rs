@@ -146,6 +146,8 @@ struct FakePeer {
     subscriptions: mpsc::UnboundedReceiver<Subscription>,
     /// Connections accepted (the node's link), to check it is never re-dialled.
     connections: Arc<AtomicUsize>,
+    /// The latest of them, for streams the fake opens towards the node.
+    latest: Arc<Mutex<Option<quinn::Connection>>>,
     _endpoint: quinn::Endpoint,
 }
 
@@ -161,13 +163,29 @@ impl FakePeer {
         let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
         let (tx, subscriptions) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(accept_links(endpoint.clone(), tx, connections.clone()));
+        let latest = Arc::new(Mutex::new(None));
+        tokio::spawn(accept_links(
+            endpoint.clone(),
+            tx,
+            connections.clone(),
+            latest.clone(),
+        ));
         FakePeer {
             address: endpoint.local_addr().unwrap(),
             subscriptions,
             connections,
+            latest,
             _endpoint: endpoint,
         }
+    }
+
+    /// The node's link, as accepted by the fake.
+    fn connection(&self) -> quinn::Connection {
+        self.latest
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the node's link")
     }
 
     /// The next sub-log stream the node opens (its Subscribe already read).
@@ -183,12 +201,14 @@ async fn accept_links(
     endpoint: quinn::Endpoint,
     subscriptions: mpsc::UnboundedSender<Subscription>,
     connections: Arc<AtomicUsize>,
+    latest: Arc<Mutex<Option<quinn::Connection>>>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let Ok(connection) = incoming.await else {
             continue;
         };
         connections.fetch_add(1, Ordering::SeqCst);
+        *latest.lock().unwrap() = Some(connection.clone());
         tokio::spawn(serve_link(connection, subscriptions.clone()));
     }
 }
@@ -580,6 +600,32 @@ async fn oversized_frame_is_refused_and_the_link_recovers() {
         .resubscription(GOOD, refused_at, Duration::from_millis(100))
         .await;
     setup.recover(&mut second, GOOD, 20).await;
+    setup.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_first_frame_of_a_stream_to_the_node_is_refused() {
+    let (setup, _first) = Setup::start_with_good_records().await;
+    // The fake opens a sub-log stream towards the node, as a puller would, and announces
+    // a first frame just over the 64 KiB limit of a stream's first frame (far under the
+    // link's frame limit). Only the head is sent: the node must refuse before the body.
+    let (mut send, mut recv) = setup.fake.connection().open_bi().await.unwrap();
+    let mut head = (((64 << 10) + 1) as u32).to_le_bytes().to_vec();
+    head.push(FrameKind::Subscribe as u8);
+    send.write_all(&head).await.unwrap();
+    match link_io::read_frame(&mut recv, FAKE_LIMITS).await.unwrap() {
+        Some(Frame::Error(e)) => assert_eq!(
+            e.code,
+            replicator::protocol::codes::OVERSIZED,
+            "the node's answer: {}",
+            e.message
+        ),
+        other => panic!("expected an Error frame, got {other:?}"),
+    }
+    let metrics = setup.replicator().metrics().clone();
+    assert_eq!(metrics.frame_refusals("oversized"), 1);
+    // The link is untouched.
+    setup.assert_same_link();
     setup.shut_down().await;
 }
 
