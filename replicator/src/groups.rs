@@ -6,7 +6,8 @@
 //!   (as one of its regions, or as a relay on a route between them: a relay merges and
 //!   passes cursors on like any region, so a region behind a VPC link syncs too);
 //! - when a link comes up, and every [`RESYNC_INTERVAL`], all matching cursors are sent
-//!   (a frame dropped on a full control queue is repaired by the next one);
+//!   (a frame dropped on a full control queue, or on a full merge queue at the receiver,
+//!   is repaired by the next one);
 //! - the receiver merges (`Broker::merge_cursors`: per origin the larger next offset wins)
 //!   and passes on only what changed, so repetition and order do not matter and the
 //!   exchange stops by itself.
@@ -26,7 +27,11 @@ use broker::Cursor;
 use broker::broker::CursorChange;
 use proto::link::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::inbox::Inbox;
+use crate::link::LinkCtx;
 use crate::protocol::frame::Frame;
 use crate::routing::RouteView;
 use crate::service::Shared;
@@ -138,10 +143,30 @@ fn synced(
     })
 }
 
-/// Cursors from neighbour `from`: those a shared task syncs are merged (off the async
-/// runtime: a merge that changes something is an fsync); the others are counted and
-/// dropped.
-pub(crate) fn on_group_cursors(shared: &Arc<Shared>, from: &str, frame: pb::GroupCursors) {
+/// Cursor frames queued per link for merging. A full queue drops the frame (counted in
+/// `georouter_replication_control_dropped_total{kind="group_cursors"}`): the next
+/// resync, within [`RESYNC_INTERVAL`], sends every cursor again.
+const INBOX_FRAMES: usize = 16;
+
+/// Cursors received from a neighbour: `(service, neighbour, cursors)`.
+pub(crate) type Received = (Arc<Shared>, String, Vec<pb::GroupCursor>);
+
+/// A link's inbox of received cursors: one blocking worker per link merges them in order,
+/// so a burst of frames costs at most [`INBOX_FRAMES`] frames of memory and one thread.
+pub(crate) fn inbox(tracker: &TaskTracker, stop: CancellationToken) -> Inbox<Received> {
+    Inbox::start(
+        tracker,
+        stop,
+        INBOX_FRAMES,
+        |(shared, from, cursors): Received| merge(&shared, &from, cursors),
+    )
+}
+
+/// Cursors from the neighbour on `link`: those a shared task syncs are queued to be
+/// merged off the async runtime (a merge that changes something is an fsync); the others
+/// are counted and dropped.
+pub(crate) fn on_group_cursors(shared: &Arc<Shared>, link: &LinkCtx, frame: pb::GroupCursors) {
+    let from = &link.peer;
     let tasks = shared.tasks();
     let view = shared.view();
     let (allowed, refused): (Vec<_>, Vec<_>) = frame
@@ -158,25 +183,30 @@ pub(crate) fn on_group_cursors(shared: &Arc<Shared>, from: &str, frame: pb::Grou
     if allowed.is_empty() {
         return;
     }
-    let s = shared.clone();
-    let from = from.to_string();
-    shared.tracker.spawn_blocking(move || {
-        for c in allowed {
-            let cursor = Cursor {
-                next: c.next.into_iter().collect(),
-            };
-            match s
-                .broker
-                .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])
-            {
-                Ok(changed) => {
-                    s.metrics.group_cursors_merged.inc_by(changed.len() as u64);
-                }
-                Err(e) => {
-                    s.metrics.group_cursors_refused.inc();
-                    tracing::warn!(peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
-                }
+    if !link.cursors.offer((shared.clone(), from.clone(), allowed)) {
+        shared.metrics.control_frames_dropped("group_cursors");
+        tracing::debug!(peer = %from, "group cursors dropped: the link's merge queue is full (the next resync repairs this)");
+    }
+}
+
+/// Merges cursors from neighbour `from` (on the blocking pool).
+fn merge(shared: &Shared, from: &str, cursors: Vec<pb::GroupCursor>) {
+    for c in cursors {
+        let cursor: Cursor = c.next.into_iter().collect();
+        match shared
+            .broker
+            .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])
+        {
+            Ok(changed) => {
+                shared
+                    .metrics
+                    .group_cursors_merged
+                    .inc_by(changed.len() as u64);
+            }
+            Err(e) => {
+                shared.metrics.group_cursors_refused.inc();
+                tracing::warn!(peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
             }
         }
-    });
+    }
 }

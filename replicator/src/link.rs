@@ -10,6 +10,7 @@ use proto::link::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::inbox::Inbox;
 use crate::io::{self, StreamError};
 use crate::protocol::{Frame, PROTOCOL_VERSION, close, codes};
 use crate::service::{LinkEntry, Shared};
@@ -36,6 +37,8 @@ pub(crate) struct LinkCtx {
     pub peer: String,
     pub connection: quinn::Connection,
     pub stop: CancellationToken,
+    /// Group cursors received on this link, waiting to be merged (one worker per link).
+    pub cursors: Inbox<crate::groups::Received>,
 }
 
 /// Runs the link until it drops or the service stops.
@@ -59,11 +62,13 @@ pub(crate) async fn run(
         Role::Dialer => shared.region.clone(),
         Role::Acceptor => peer.clone(),
     };
+    let stop = shared.stop.child_token();
     let link = Arc::new(LinkCtx {
         id: shared.next_id(),
         peer: peer.clone(),
         connection: connection.clone(),
-        stop: shared.stop.child_token(),
+        cursors: crate::groups::inbox(&shared.tracker, stop.clone()),
+        stop,
     });
     let health = Arc::new(std::sync::Mutex::new(LinkHealth::new(
         HealthSettings::new(shared.settings.heartbeat_interval),
@@ -257,9 +262,7 @@ async fn control_reader(
             }
             Frame::LinkState(state) => routing::on_link_state(shared, &link.peer, state),
             Frame::Tasks(tasks) => crate::service::on_tasks(shared, &link.peer, tasks),
-            Frame::GroupCursors(cursors) => {
-                crate::groups::on_group_cursors(shared, &link.peer, cursors)
-            }
+            Frame::GroupCursors(cursors) => crate::groups::on_group_cursors(shared, link, cursors),
             Frame::Error(e) => {
                 tracing::warn!(peer = %link.peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
             }
