@@ -72,6 +72,8 @@ pub struct Metrics {
     /// Control frames whose metadata writes were dropped on a full queue, by kind
     /// (`tasks`, `group_cursors`); the periodic resend repairs them.
     pub control_dropped: Family<KindLabels, Counter>,
+    /// Tasks with label sets in the per-task families (pruned with the tasks).
+    tasks_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Per origin: what this region has not yet received of it — the RPO if that origin's
     /// region were lost now.
     pub rpo_records: Family<OriginLabels, Gauge>,
@@ -214,6 +216,35 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    /// Drops the per-task label sets of tasks `exists` rejects (deleted tasks).
+    pub fn retain_tasks(&self, exists: impl Fn(&str) -> bool) {
+        let mut seen = self.tasks_seen.lock().expect("tasks seen lock");
+        seen.retain(|task| {
+            let keep = exists(task);
+            if !keep {
+                let labels = TaskLabels { task: task.clone() };
+                self.records_replicated.remove(&labels);
+                self.bytes_replicated.remove(&labels);
+            }
+            keep
+        });
+    }
+
+    /// The counters of records and bytes replicated for `task`.
+    pub fn replicated(&self, task: &str) -> (Counter, Counter) {
+        let labels = TaskLabels {
+            task: task.to_string(),
+        };
+        self.tasks_seen
+            .lock()
+            .expect("tasks seen lock")
+            .insert(task.to_string());
+        (
+            self.records_replicated.get_or_create(&labels).clone(),
+            self.bytes_replicated.get_or_create(&labels).clone(),
+        )
     }
 
     pub fn link_refusals(&self, reason: &str) -> u64 {

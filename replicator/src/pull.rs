@@ -626,18 +626,8 @@ async fn apply_run(
     shared
         .status
         .applied(task.name(), key, run.end_offset, run.records, run.bytes);
-    let labels = crate::metrics::TaskLabels {
-        task: task.name().to_string(),
-    };
-    shared
-        .metrics
-        .records_replicated
-        .get_or_create(&labels)
-        .inc_by(run.records);
-    shared
-        .metrics
-        .bytes_replicated
-        .get_or_create(&labels)
-        .inc_by(run.bytes);
+    let (records, bytes) = shared.metrics.replicated(task.name());
+    records.inc_by(run.records);
+    bytes.inc_by(run.bytes);
     Ok(())
 }

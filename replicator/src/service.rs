@@ -720,6 +720,7 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
         if let Err(e) = tokio::task::spawn_blocking(move || save_checkpoints(&s)).await {
             tracing::error!(error = %e, "saving replication checkpoints failed");
         }
+        prune(&shared);
         let status = shared.status_now();
         let stalled = status.iter().filter(|s| s.stalled).count();
         shared.metrics.stalled_sub_logs.set(stalled as i64);
@@ -758,6 +759,35 @@ async fn checkpoint_loop(shared: Arc<Shared>) {
         shared.metrics.links_up.set(up as i64);
         routing::publish_link_metrics(&shared);
     }
+}
+
+/// Forgets what belongs to tasks and topics that no longer exist here: status entries,
+/// hop paths and their metric label sets (lag per sub-log, replicated totals per task), so
+/// that none of them grows with every topic or task ever seen.
+fn prune(shared: &Shared) {
+    let snapshot = shared.snapshot.load();
+    let task_exists = |task: &str| snapshot.record(task).is_some();
+    let topics: std::collections::HashSet<String> =
+        shared.broker.topics().into_iter().map(|t| t.name).collect();
+    let removed = shared
+        .status
+        .retain(|task, key| task_exists(task) && topics.contains(&key.topic));
+    for (task, key) in removed {
+        let labels = crate::metrics::SubLogLabels {
+            task,
+            topic: key.topic,
+            partition: key.partition,
+            origin: key.origin,
+        };
+        shared.metrics.lag_records.remove(&labels);
+        shared.metrics.lag_seconds.remove(&labels);
+    }
+    shared
+        .paths
+        .lock()
+        .expect("paths lock")
+        .retain(|key, _| topics.contains(&key.topic));
+    shared.metrics.retain_tasks(task_exists);
 }
 
 /// Every this many routing ticks (5 heartbeat intervals) the whole task catalog is sent to

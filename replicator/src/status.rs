@@ -225,6 +225,24 @@ impl StatusBoard {
             .collect()
     }
 
+    /// Drops the entries `keep` rejects (a deleted task's, a deleted topic's) and returns
+    /// their `(task, key)`.
+    pub fn retain(
+        &self,
+        mut keep: impl FnMut(&str, &SubLogKey) -> bool,
+    ) -> Vec<(String, SubLogKey)> {
+        let mut entries = self.entries.lock().expect("status lock");
+        let mut removed = Vec::new();
+        entries.retain(|(task, key), _| {
+            let kept = keep(task, key);
+            if !kept {
+                removed.push((task.clone(), key.clone()));
+            }
+            kept
+        });
+        removed
+    }
+
     /// Entries whose local end moved since the last call: `(task, key, local_end)`.
     pub fn checkpoints_to_save(&self) -> Vec<(String, SubLogKey, u64)> {
         let mut entries = self.entries.lock().expect("status lock");
