@@ -95,7 +95,13 @@ impl Broker {
         let storage = Arc::new(config.storage.clone());
         let mut topics = BTreeMap::new();
         let mut recovery = Vec::new();
-        for topic in meta.topics()? {
+        for mut topic in meta.topics()? {
+            if topic.incarnation == 0 {
+                // Metadata from before incarnations: this topic's incarnation starts now.
+                topic.incarnation = crate::incarnation::new_incarnation();
+                meta.put_topic(&topic)?;
+                meta.flush()?;
+            }
             let (opened, cut) = open_topic(&config, &storage, topic)?;
             recovery.extend(cut);
             topics.insert(opened.config.name.clone(), Arc::new(opened));
@@ -159,6 +165,7 @@ impl Broker {
             name: name.to_string(),
             partitions,
             retention: retention.unwrap_or(self.config.default_retention),
+            incarnation: crate::incarnation::new_incarnation(),
         };
         // Files left by a topic of that name whose delete did not finish are not this topic's.
         self.discard_dir(name)?;
@@ -166,7 +173,12 @@ impl Broker {
         self.meta.put_topic(&config)?;
         self.meta.flush()?;
         topics.insert(name.to_string(), Arc::new(topic));
-        tracing::info!(topic = name, partitions, "topic created");
+        tracing::info!(
+            topic = name,
+            partitions,
+            incarnation = config.incarnation,
+            "topic created"
+        );
         Ok(config)
     }
 
@@ -398,6 +410,22 @@ impl Broker {
             .await
     }
 
+    /// Appends verified batches of `incarnation` of `origin`'s topic (see
+    /// [`Partition::append_replicated_run_in`]).
+    pub async fn append_replicated_run_in(
+        &self,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+        incarnation: u64,
+        batches: Vec<Batch>,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedRun> {
+        self.partition(topic, partition)?
+            .append_replicated_run_in(origin, incarnation, batches, gap)
+            .await
+    }
+
     /// The topic `name`, created with `partitions` (and default retention) when missing:
     /// replication's target topics. An existing topic keeps its settings.
     pub fn ensure_topic(&self, name: &str, partitions: u32) -> Result<TopicConfig> {
@@ -570,6 +598,7 @@ fn open_topic(
         let (partition, truncations) = Partition::open(
             dir.join(p.to_string()),
             &topic.name,
+            topic.incarnation,
             p,
             &config.region,
             storage.clone(),

@@ -1,6 +1,11 @@
 //! Vector cursors: a consumer position in one partition, as the next offset to read per
 //! origin region. Offsets are assigned once by the origin and are the same in every
 //! region, so a cursor committed in one region is valid in every other.
+//!
+//! Offsets mean something only within one incarnation of the origin's topic (see
+//! `crate::incarnation`): a cursor also records, per origin, the incarnation its offset is
+//! of, and a position of another incarnation than the sub-log read is never applied to it
+//! (that origin is read from the start of what is held).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +16,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     pub next: BTreeMap<String, u64>,
+    /// Per origin, the incarnation `next` is of (absent: unknown, matches any).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incarnations: BTreeMap<String, u64>,
 }
 
 impl Cursor {
@@ -19,19 +27,56 @@ impl Cursor {
         self.next.get(origin).copied().unwrap_or(0)
     }
 
-    /// Takes, per origin, the larger next offset of the two; whether anything changed.
-    /// This is a join: order and repetition of merges do not matter, so regions that
-    /// exchange cursors converge on the same one.
+    /// The incarnation the position of `origin` is of (0: unknown).
+    pub fn incarnation(&self, origin: &str) -> u64 {
+        self.incarnations.get(origin).copied().unwrap_or(0)
+    }
+
+    /// The next offset to read of `origin`'s sub-log of `incarnation`: 0 when the cursor's
+    /// position is of another incarnation (known on both sides).
+    pub fn next_offset_in(&self, origin: &str, incarnation: u64) -> u64 {
+        let mine = self.incarnation(origin);
+        if mine != 0 && incarnation != 0 && mine != incarnation {
+            return 0;
+        }
+        self.next_offset(origin)
+    }
+
+    /// Takes, per origin, the position of the newer incarnation, and within one the larger
+    /// next offset; whether anything changed. This is a join: order and repetition of
+    /// merges do not matter, so regions that exchange cursors converge on the same one.
     pub fn merge(&mut self, other: &Cursor) -> bool {
         let mut changed = false;
         for (origin, &next) in &other.next {
-            let mine = self.next.entry(origin.clone()).or_insert(0);
-            if next > *mine {
-                *mine = next;
+            let (mine, theirs) = (self.incarnation(origin), other.incarnation(origin));
+            let position = self.next.entry(origin.clone()).or_insert(0);
+            let newer = mine != 0 && theirs != 0 && theirs > mine;
+            let older = mine != 0 && theirs != 0 && theirs < mine;
+            if newer || (!older && next > *position) {
+                changed |= *position != next;
+                *position = next;
+            }
+            if !older && theirs != 0 && theirs != mine {
+                self.incarnations.insert(origin.clone(), theirs);
                 changed = true;
             }
         }
         changed
+    }
+
+    /// Marks everything up to and including `offset` of `origin`'s sub-log of
+    /// `incarnation` as consumed: within one incarnation never backwards; a position of
+    /// another incarnation is replaced.
+    pub fn advance_in(&mut self, origin: &str, incarnation: u64, offset: u64) {
+        let mine = self.incarnation(origin);
+        if mine != 0 && incarnation != 0 && mine != incarnation {
+            self.next.insert(origin.to_string(), offset + 1);
+        } else {
+            self.advance(origin, offset);
+        }
+        if incarnation != 0 {
+            self.incarnations.insert(origin.to_string(), incarnation);
+        }
     }
 
     /// Marks everything up to and including `offset` of `origin` as consumed. Never moves
@@ -51,6 +96,7 @@ impl<S: Into<String>> FromIterator<(S, u64)> for Cursor {
     fn from_iter<T: IntoIterator<Item = (S, u64)>>(iter: T) -> Self {
         Cursor {
             next: iter.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            incarnations: BTreeMap::new(),
         }
     }
 }
@@ -69,6 +115,46 @@ mod tests {
         let mut c = b.clone();
         c.merge(&[("eu", 10), ("us", 3)].into_iter().collect());
         assert_eq!(c, a, "the merge commutes");
+    }
+
+    fn of(pairs: &[(&str, u64, u64)]) -> Cursor {
+        let mut c = Cursor::default();
+        for (origin, incarnation, next) in pairs {
+            c.next.insert(origin.to_string(), *next);
+            c.incarnations.insert(origin.to_string(), *incarnation);
+        }
+        c
+    }
+
+    #[test]
+    fn a_position_of_another_incarnation_is_never_applied() {
+        let c = of(&[("eu", 5, 100)]);
+        assert_eq!(c.next_offset_in("eu", 5), 100);
+        assert_eq!(
+            c.next_offset_in("eu", 9),
+            0,
+            "the old incarnation's position"
+        );
+        assert_eq!(c.next_offset_in("eu", 0), 100, "unknown matches");
+        let mut c = c;
+        c.advance_in("eu", 9, 3);
+        assert_eq!((c.next_offset("eu"), c.incarnation("eu")), (4, 9));
+    }
+
+    #[test]
+    fn merge_prefers_the_newer_incarnation_and_still_commutes() {
+        let old = of(&[("eu", 5, 100), ("us", 1, 7)]);
+        let new = of(&[("eu", 9, 3), ("us", 1, 2)]);
+        let mut a = old.clone();
+        assert!(a.merge(&new));
+        assert_eq!(a, of(&[("eu", 9, 3), ("us", 1, 7)]));
+        let mut b = new.clone();
+        b.merge(&old);
+        assert_eq!(a, b, "the merge commutes");
+        assert!(
+            !a.merge(&old) && !a.merge(&new),
+            "merging again changes nothing"
+        );
     }
 
     #[test]

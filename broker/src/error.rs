@@ -54,6 +54,18 @@ pub enum BrokerError {
         skew_ms: u64,
         reason: &'static str,
     },
+    /// Caller (replication): records of an older incarnation of an origin's topic than the
+    /// one this region holds (see `crate::incarnation`). Never merged.
+    #[error(
+        "refused records of incarnation {offered} of topic '{topic}' partition {partition} origin '{origin}': this region holds the newer incarnation {held} (the origin deleted and re-created the topic)"
+    )]
+    StaleIncarnation {
+        topic: String,
+        partition: u32,
+        origin: String,
+        held: u64,
+        offered: u64,
+    },
     /// Caller (operator): a repair that cannot be done as asked.
     #[error("repair refused: {reason}")]
     RepairRefused { reason: String },
@@ -149,6 +161,7 @@ impl BrokerError {
             BrokerError::RecordTooLarge { .. } => "record-too-large",
             BrokerError::InvalidTimestamp { .. } => "invalid-timestamp",
             BrokerError::RepairRefused { .. } => "repair-refused",
+            BrokerError::StaleIncarnation { .. } => "stale-incarnation",
             BrokerError::BatchTooLarge { .. } => "batch-too-large",
             BrokerError::EmptyProduce { .. } => "empty-produce",
             BrokerError::InvalidCursor { .. } => "invalid-cursor",

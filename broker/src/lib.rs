@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cursor;
 pub mod error;
 pub mod grpc;
+pub mod incarnation;
 pub mod meta;
 pub mod names;
 pub mod record;

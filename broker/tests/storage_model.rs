@@ -293,8 +293,15 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
     let dir = temp.path().join("p0");
     let segment_bytes = config.segment_bytes;
     let open = || {
-        let (partition, cut) =
-            Partition::open(dir.clone(), TOPIC, 0, LOCAL, config.clone()).expect("open");
+        let (partition, cut) = Partition::open(
+            dir.clone(),
+            TOPIC,
+            common::INCARNATION,
+            0,
+            LOCAL,
+            config.clone(),
+        )
+        .expect("open");
         assert!(cut.is_empty(), "recovery cut intact data: {cut:?}");
         Arc::new(partition)
     };
@@ -493,6 +500,9 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
                             .file_name()
                             .into_string()
                             .expect("utf8");
+                        if name == "incarnation" {
+                            continue;
+                        }
                         let stem = name.split('.').next().expect("stem");
                         let base: u64 = stem.parse().expect("numeric file name");
                         assert!(
@@ -522,8 +532,15 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
                 if let Some(seed) = arrival_cut {
                     cut_arrival_index(&dir, &mut model, seed);
                 }
-                let (reopened, cut) =
-                    Partition::open(dir.clone(), TOPIC, 0, LOCAL, config.clone()).expect("open");
+                let (reopened, cut) = Partition::open(
+                    dir.clone(),
+                    TOPIC,
+                    common::INCARNATION,
+                    0,
+                    LOCAL,
+                    config.clone(),
+                )
+                .expect("open");
                 let cut: Vec<(PathBuf, u64, u64)> = cut
                     .into_iter()
                     .map(|t| (t.path, t.valid_bytes, t.cut_bytes))
@@ -815,8 +832,15 @@ async fn concurrent_appends_and_a_tailing_reader() {
         index_interval_bytes: 128,
         ..StorageConfig::default()
     });
-    let (partition, _) =
-        Partition::open(temp.path().to_path_buf(), TOPIC, 0, LOCAL, config).unwrap();
+    let (partition, _) = Partition::open(
+        temp.path().to_path_buf(),
+        TOPIC,
+        common::INCARNATION,
+        0,
+        LOCAL,
+        config,
+    )
+    .unwrap();
     let partition = Arc::new(partition);
     const PRODUCERS: usize = 6;
     const BATCHES: usize = 25;

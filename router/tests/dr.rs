@@ -111,6 +111,7 @@ fn cursor(next: &[(&str, u64)]) -> pb::PartitionCursor {
         partition: 0,
         cursor: Some(pb::Cursor {
             next: next.iter().map(|(o, n)| (o.to_string(), *n)).collect(),
+            ..Default::default()
         }),
     }
 }

@@ -169,6 +169,7 @@ async fn fetch_positions_cursors_and_groups() {
         partition: 0,
         cursor: Some(pb::Cursor {
             next: [("eu".to_string(), 7)].into(),
+            ..Default::default()
         }),
     };
     let resumed = t
@@ -326,6 +327,7 @@ async fn bad_input_is_refused_with_clear_errors() {
         partition: 0,
         cursor: Some(pb::Cursor {
             next: [("no/such".to_string(), 1)].into(),
+            ..Default::default()
         }),
     };
     let (grpc, code_, _) = code(
@@ -376,6 +378,7 @@ async fn data_and_groups_survive_a_restart() {
         partition: 0,
         cursor: Some(pb::Cursor {
             next: [("eu".to_string(), 1)].into(),
+            ..Default::default()
         }),
     };
     t.client

@@ -52,6 +52,7 @@ pub fn topic_to_pb(t: &TopicConfig) -> pb::TopicInfo {
             max_bytes: t.retention.max_bytes,
             max_age_ms: t.retention.max_age_ms,
         }),
+        incarnation: t.incarnation,
     }
 }
 
@@ -74,8 +75,10 @@ pub fn start_from_pb(s: Option<pb::StartPosition>) -> StartPosition {
 }
 
 pub fn cursor_from_pb(c: Option<pb::Cursor>) -> Result<Cursor> {
+    let c = c.unwrap_or_default();
     let cursor = Cursor {
-        next: c.map(|c| c.next.into_iter().collect()).unwrap_or_default(),
+        next: c.next.into_iter().collect(),
+        incarnations: c.incarnations.into_iter().collect(),
     };
     crate::broker::Broker::validate_cursor(&cursor)?;
     Ok(cursor)
@@ -86,6 +89,7 @@ pub fn cursor_to_pb(partition: u32, c: &Cursor) -> pb::PartitionCursor {
         partition,
         cursor: Some(pb::Cursor {
             next: c.next.clone().into_iter().collect(),
+            incarnations: c.incarnations.clone().into_iter().collect(),
         }),
     }
 }

@@ -114,6 +114,7 @@ impl broker_server::Broker for BrokerService {
                         end_offset: s.durable_end,
                         bytes: s.bytes,
                         segments: s.segments as u32,
+                        incarnation: s.incarnation,
                     })
                     .collect(),
             })

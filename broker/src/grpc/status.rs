@@ -22,6 +22,7 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::InvalidTimestamp { .. }
         | BrokerError::RepairRefused { .. } => Code::InvalidArgument,
         BrokerError::OwnOrigin { .. }
+        | BrokerError::StaleIncarnation { .. }
         | BrokerError::ReadOnly { .. }
         | BrokerError::OffsetGap { .. }
         | BrokerError::OverlappingBatch { .. } => Code::FailedPrecondition,

@@ -41,6 +41,10 @@ pub struct TopicConfig {
     pub name: String,
     pub partitions: u32,
     pub retention: Retention,
+    /// Fixed when the topic is created (see `crate::incarnation`); 0 in metadata written
+    /// before incarnations existed (the broker assigns one when it opens).
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A replication task's position in one origin sub-log of a target topic: what it has
@@ -104,6 +108,7 @@ mod tests {
                 max_bytes: 10,
                 max_age_ms: 0,
             },
+            incarnation: 7,
         };
         store.put_topic(&topic).unwrap();
         store

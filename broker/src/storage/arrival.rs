@@ -13,6 +13,11 @@
 //! with the recovered sub-logs: entries past a sub-log's end are dropped, batches a sub-log
 //! holds beyond the index's last entry for it are added.
 //!
+//! Retired entries: when a sub-log is replaced by a newer incarnation of its origin's topic
+//! (the origin deleted and re-created it), the old sub-log's entries are rewritten in place
+//! with the origin number [`RETIRED`]: they keep their sequence numbers (the durable
+//! watermark is one) and readers pass over them.
+//!
 //! Bounded size: retention drops entries from the front, but an origin written rarely keeps
 //! its old entry (and every entry after it) alive for as long as its active segment lives.
 //! So once more than [`COALESCE_AT`] entries are live, the ones below a *floor* (durable,
@@ -34,6 +39,9 @@ use std::sync::Arc;
 use crate::error::{BrokerError, Result};
 
 const ENTRY_LEN: u64 = 24;
+
+/// The origin number of an entry whose sub-log was replaced (see the module docs).
+pub const RETIRED: u16 = u16::MAX;
 
 /// Live entries past which the older ones are coalesced.
 pub const COALESCE_AT: usize = 20_000;
@@ -106,7 +114,9 @@ impl ArrivalLog {
         };
         for chunk in raw.chunks_exact(ENTRY_LEN as usize) {
             match decode(chunk) {
-                Some(entry) if usize::from(entry.origin) < log.origins.len() => {
+                Some(entry)
+                    if usize::from(entry.origin) < log.origins.len() || entry.origin == RETIRED =>
+                {
                     log.push_memory(entry);
                 }
                 _ => break,
@@ -160,7 +170,9 @@ impl ArrivalLog {
     fn push_memory(&mut self, entry: Arrival) -> u64 {
         let seq = self.end_seq();
         self.entries.push_back(entry);
-        self.by_origin[usize::from(entry.origin)].push_back((entry.last, seq));
+        if entry.origin != RETIRED {
+            self.by_origin[usize::from(entry.origin)].push_back((entry.last, seq));
+        }
         seq
     }
 
@@ -197,13 +209,39 @@ impl ArrivalLog {
     /// gives each sub-log's first held offset).
     pub fn trim_front(&mut self, start_of: impl Fn(u16) -> u64) {
         while let Some(front) = self.entries.front().copied() {
-            if front.last >= start_of(front.origin) {
-                break;
+            if front.origin != RETIRED {
+                if front.last >= start_of(front.origin) {
+                    break;
+                }
+                self.by_origin[usize::from(front.origin)].pop_front();
             }
             self.entries.pop_front();
-            self.by_origin[usize::from(front.origin)].pop_front();
             self.first_seq += 1;
         }
+    }
+
+    /// Retires every entry of `origin` (its sub-log is being replaced): rewritten in place
+    /// as [`RETIRED`] and fsynced, before the sub-log's files go.
+    pub fn retire(&mut self, origin: u16) -> Result<()> {
+        let dead = self.file_entries - self.entries.len() as u64;
+        let mut touched = false;
+        for (i, entry) in self.entries.iter_mut().enumerate() {
+            if entry.origin != origin {
+                continue;
+            }
+            entry.origin = RETIRED;
+            self.file
+                .write_all_at(&encode(entry), (dead + i as u64) * ENTRY_LEN)
+                .map_err(BrokerError::io("write arrival index", &self.path))?;
+            touched = true;
+        }
+        if touched {
+            self.file
+                .sync_data()
+                .map_err(BrokerError::io("fsync arrival index", &self.path))?;
+        }
+        self.by_origin[usize::from(origin)].clear();
+        Ok(())
     }
 
     /// Keeps only the entries accepted by `keep`, in order, and rewrites the file (recovery,
@@ -242,6 +280,9 @@ impl ArrivalLog {
         }
         let mut ranges: Vec<Option<(u64, u64)>> = vec![None; self.origins.len()];
         for entry in self.entries.iter().take(below) {
+            if entry.origin == RETIRED {
+                continue;
+            }
             let range = &mut ranges[usize::from(entry.origin)];
             *range = Some(match *range {
                 None => (entry.base, entry.last),

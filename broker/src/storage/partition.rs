@@ -20,13 +20,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use super::arrival::{Arrival, ArrivalLog};
+use super::arrival::{Arrival, ArrivalLog, RETIRED};
 use super::config::StorageConfig;
 use super::segment::{Damage, SegmentFile, Truncation};
 use super::sublog::{Location, SubLog, sync_dir};
 use crate::batch::{Batch, BatchHeader, PendingBatch};
 use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
+use crate::incarnation::Meeting;
 use crate::names;
 
 /// What `append_replicated` did with a batch.
@@ -60,6 +61,8 @@ pub struct SubLogInfo {
     pub segments: usize,
     /// The next offset past what is durable (what readers and replication may serve).
     pub durable_end: u64,
+    /// The incarnation of the origin's topic (0: unknown).
+    pub incarnation: u64,
 }
 
 /// What `append_replicated_run` did with a run of batches.
@@ -75,6 +78,8 @@ pub struct ReplicatedRun {
     pub bytes: u64,
     /// The sub-log's end after the run (durable).
     pub end_offset: u64,
+    /// The incarnation of the sub-log this run replaced (the origin re-created the topic).
+    pub replaced: Option<u64>,
 }
 
 const OPEN: u8 = 0;
@@ -83,6 +88,8 @@ const SHUT_DOWN: u8 = 2;
 
 pub struct Partition {
     topic: String,
+    /// The topic's incarnation in this region: that of the local origin's sub-log.
+    incarnation: u64,
     index: u32,
     dir: PathBuf,
     local_origin: String,
@@ -119,9 +126,11 @@ struct Inner {
 impl Partition {
     /// Opens the partition at `dir`, recovering every sub-log and reconciling the arrival
     /// index with them. Returns what recovery cut.
+    /// `incarnation` is the topic's (this region's origin sub-log is of it).
     pub fn open(
         dir: PathBuf,
         topic: &str,
+        incarnation: u64,
         index: u32,
         local_origin: &str,
         config: Arc<StorageConfig>,
@@ -142,7 +151,10 @@ impl Partition {
         let mut sublogs = Vec::new();
         let mut truncations = Vec::new();
         for origin in arrival.origins().to_vec() {
-            let (sublog, cut) = SubLog::open(logs.join(&origin), origin, &config)?;
+            let (mut sublog, cut) = SubLog::open(logs.join(&origin), origin, &config)?;
+            if sublog.origin() == local_origin && incarnation != 0 {
+                sublog.set_incarnation(incarnation)?;
+            }
             truncations.extend(cut);
             sublogs.push(sublog);
         }
@@ -160,6 +172,7 @@ impl Partition {
         let durable_ends = sublogs.iter().map(SubLog::next_offset).collect();
         let partition = Partition {
             topic: topic.to_string(),
+            incarnation,
             index,
             dir,
             local_origin: local_origin.to_string(),
@@ -223,7 +236,8 @@ impl Partition {
         self.check_open()?;
         let (base, last, seq) = {
             let mut inner = self.lock();
-            let origin = self.sublog_for(&mut inner, &self.local_origin.clone())?;
+            let origin =
+                self.sublog_for(&mut inner, &self.local_origin.clone(), self.incarnation)?;
             let base = inner.sublogs[origin].next_offset();
             let bytes = pending.seal(base);
             let header =
@@ -266,6 +280,21 @@ impl Partition {
         batches: Vec<Batch>,
         gap: GapPolicy,
     ) -> Result<ReplicatedRun> {
+        self.append_replicated_run_in(origin, 0, batches, gap).await
+    }
+
+    /// [`append_replicated_run`](Self::append_replicated_run) of records of `incarnation`
+    /// of the origin's topic (0: unknown). When the sub-log held here is of another
+    /// incarnation, [`incarnation::meet`](crate::incarnation::meet) decides: a newer one
+    /// retires the held sub-log and starts from scratch (reported in the run), an older one
+    /// is refused with `stale-incarnation`; the two are never merged.
+    pub async fn append_replicated_run_in(
+        &self,
+        origin: &str,
+        incarnation: u64,
+        batches: Vec<Batch>,
+        gap: GapPolicy,
+    ) -> Result<ReplicatedRun> {
         self.check_open()?;
         names::validate("region", origin)?;
         if origin == self.local_origin {
@@ -280,7 +309,25 @@ impl Partition {
         let mut run = ReplicatedRun::default();
         let (refused, wait_for) = {
             let mut inner = self.lock();
-            let id = self.sublog_for(&mut inner, origin)?;
+            let id = self.sublog_for(&mut inner, origin, incarnation)?;
+            let held = inner.sublogs[id].incarnation();
+            match crate::incarnation::meet(held, incarnation) {
+                Meeting::Same => {}
+                Meeting::Adopt => inner.sublogs[id].set_incarnation(incarnation)?,
+                Meeting::Replace => {
+                    self.retire(&mut inner, id, incarnation)?;
+                    run.replaced = Some(held);
+                }
+                Meeting::Stale => {
+                    return Err(BrokerError::StaleIncarnation {
+                        topic: self.topic.clone(),
+                        partition: self.index,
+                        origin: origin.to_string(),
+                        held,
+                        offered: incarnation,
+                    });
+                }
+            }
             let mut refused = None;
             for batch in &batches {
                 let header = *batch.header();
@@ -334,8 +381,9 @@ impl Partition {
         }
     }
 
-    /// The sub-log index of `origin`, creating the sub-log on its first batch.
-    fn sublog_for(&self, inner: &mut Inner, origin: &str) -> Result<usize> {
+    /// The sub-log index of `origin`, creating the sub-log (of `incarnation`) on its first
+    /// batch.
+    fn sublog_for(&self, inner: &mut Inner, origin: &str, incarnation: u64) -> Result<usize> {
         if let Some(i) = inner.arrival.origins().iter().position(|o| o == origin) {
             return Ok(i);
         }
@@ -343,13 +391,37 @@ impl Partition {
             return Err(self.fenced(reason.clone()));
         }
         let dir = self.dir.join("logs").join(origin);
-        let (sublog, _) = SubLog::open(dir, origin.to_string(), &self.config)?;
+        let (mut sublog, _) = SubLog::open(dir, origin.to_string(), &self.config)?;
+        sublog.set_incarnation(incarnation)?;
         sync_dir(&self.dir.join("logs"))?;
         let id = inner.arrival.origin_id(origin)?;
         debug_assert_eq!(usize::from(id), inner.sublogs.len());
         inner.durable_ends.push(sublog.next_offset());
         inner.sublogs.push(sublog);
         Ok(usize::from(id))
+    }
+
+    /// Replaces sub-log `id` (a stale copy of an incarnation its origin deleted) by an empty
+    /// one of `incarnation`: its arrival entries are retired (durably, first), then its
+    /// files removed. A crash in between leaves either the old sub-log (the entries come
+    /// back when the index is reconciled, and the next batch of the new incarnation
+    /// replaces it again) or none.
+    fn retire(&self, inner: &mut Inner, id: usize, incarnation: u64) -> Result<()> {
+        let origin = inner.sublogs[id].origin().to_string();
+        let old = inner.sublogs[id].incarnation();
+        inner.arrival.retire(id as u16)?;
+        let dir = self.dir.join("logs").join(&origin);
+        let aside = self.dir.join(format!("retired-{origin}-{old}"));
+        std::fs::rename(&dir, &aside).map_err(BrokerError::io("move aside", &dir))?;
+        sync_dir(&self.dir.join("logs"))?;
+        std::fs::remove_dir_all(&aside).map_err(BrokerError::io("remove", &aside))?;
+        let (mut sublog, _) = SubLog::open(dir, origin.clone(), &self.config)?;
+        sublog.set_incarnation(incarnation)?;
+        sync_dir(&self.dir.join("logs"))?;
+        inner.durable_ends[id] = sublog.next_offset();
+        inner.sublogs[id] = sublog;
+        tracing::warn!(topic = %self.topic, partition = self.index, %origin, retired = old, new = incarnation, "the origin re-created the topic: this region's copy of the old incarnation was dropped and the new one starts from scratch");
+        Ok(())
     }
 
     /// Writes a verified batch and its arrival entry (page cache). Any failure fences.
@@ -414,6 +486,7 @@ impl Partition {
                 bytes: s.bytes(),
                 segments: s.segment_count(),
                 durable_end: *durable_end,
+                incarnation: s.incarnation(),
             })
             .collect()
     }
@@ -448,18 +521,20 @@ impl Partition {
     /// fsync may yet be lost in a crash, and a start past them would skip their rewrite.
     pub fn latest_cursor(&self) -> Cursor {
         let inner = self.lock();
-        inner
+        let mut cursor: Cursor = inner
             .sublogs
             .iter()
             .zip(&inner.durable_ends)
             .map(|(s, end)| (s.origin().to_string(), *end))
-            .collect()
+            .collect();
+        cursor.incarnations = incarnations(&inner.sublogs);
+        cursor
     }
 
     /// Per origin, the first record at or after `timestamp_ms`, never past the durable end.
     pub fn cursor_for_time(&self, timestamp_ms: i64) -> Result<Cursor> {
         let inner = self.lock();
-        inner
+        let mut cursor = inner
             .sublogs
             .iter()
             .zip(&inner.durable_ends)
@@ -469,7 +544,9 @@ impl Partition {
                     s.offset_for_time(timestamp_ms)?.min(*end),
                 ))
             })
-            .collect()
+            .collect::<Result<Cursor>>()?;
+        cursor.incarnations = incarnations(&inner.sublogs);
+        Ok(cursor)
     }
 
     /// Whether `file` is still a segment of `origin`'s sub-log: a read of a sealed file that
@@ -636,7 +713,7 @@ impl Shared {
         let inner = &mut *inner;
         let from = *self.durable.borrow();
         for seq in from.max(inner.arrival.first_seq())..upto {
-            if let Some(entry) = inner.arrival.get(seq) {
+            if let Some(entry) = inner.arrival.get(seq).filter(|e| e.origin != RETIRED) {
                 let end = &mut inner.durable_ends[usize::from(entry.origin)];
                 *end = (*end).max(entry.last + 1);
             }
@@ -644,6 +721,15 @@ impl Shared {
         self.durable
             .send_modify(|durable| *durable = (*durable).max(upto));
     }
+}
+
+/// Per origin, the incarnation of its sub-log (where known).
+fn incarnations(sublogs: &[SubLog]) -> std::collections::BTreeMap<String, u64> {
+    sublogs
+        .iter()
+        .filter(|s| s.incarnation() != 0)
+        .map(|s| (s.origin().to_string(), s.incarnation()))
+        .collect()
 }
 
 /// Makes the arrival index agree with the recovered sub-logs: drops entries that point
@@ -654,6 +740,9 @@ fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog]) -> Result<()> {
     let keep: Vec<bool> = (arrival.first_seq()..arrival.end_seq())
         .map(|seq| {
             let entry = arrival.get(seq).expect("sequence in range");
+            if entry.origin == RETIRED {
+                return false;
+            }
             let sublog = &sublogs[usize::from(entry.origin)];
             let prev = &mut previous[usize::from(entry.origin)];
             let ok = entry.last < sublog.next_offset()

@@ -39,6 +39,8 @@ struct Hint {
 struct Planned {
     seq: u64,
     origin: String,
+    /// The sub-log's incarnation: the cursor's position of another one does not apply.
+    incarnation: u64,
     target: u64,
     last: u64,
     location: Option<super::sublog::Location>,
@@ -97,7 +99,8 @@ impl PartitionReader {
             }
             let Some(location) = &item.location else {
                 // Removed by retention while the cursor pointed into it: move past it.
-                self.cursor.advance(&item.origin, item.last);
+                self.cursor
+                    .advance_in(&item.origin, item.incarnation, item.last);
                 continue;
             };
             if !self.read_entry(item, location, max_bytes, &mut bytes, &mut outcome)? {
@@ -129,7 +132,7 @@ impl PartitionReader {
             }
             _ => location.position,
         };
-        let from = self.cursor.next_offset(&item.origin);
+        let from = self.cursor.next_offset_in(&item.origin, item.incarnation);
         while position < location.segment_size {
             let batch = match location
                 .file
@@ -141,7 +144,8 @@ impl PartitionReader {
                 Err(e)
                     if e.is_not_found() && self.partition.removed(&item.origin, &location.file) =>
                 {
-                    self.cursor.advance(&item.origin, item.last);
+                    self.cursor
+                        .advance_in(&item.origin, item.incarnation, item.last);
                     return Ok(true);
                 }
                 Err(e) => return Err(e),
@@ -153,7 +157,8 @@ impl PartitionReader {
             }
             if header.base_offset > item.last {
                 // Nothing of the entry is left past the target.
-                self.cursor.advance(&item.origin, item.last);
+                self.cursor
+                    .advance_in(&item.origin, item.incarnation, item.last);
                 return Ok(true);
             }
             *bytes += header.total_len;
@@ -171,7 +176,8 @@ impl PartitionReader {
                     });
                 }
             }
-            self.cursor.advance(&item.origin, header.last_offset());
+            self.cursor
+                .advance_in(&item.origin, item.incarnation, header.last_offset());
             self.hints.insert(
                 item.origin.clone(),
                 Hint {
@@ -207,7 +213,10 @@ impl PartitionReader {
                         .iter()
                         .enumerate()
                         .filter_map(|(id, s)| {
-                            arrival.first_seq_reaching(id as u16, cursor.next_offset(s.origin()))
+                            arrival.first_seq_reaching(
+                                id as u16,
+                                cursor.next_offset_in(s.origin(), s.incarnation()),
+                            )
                         })
                         .min()
                         .unwrap_or_else(|| arrival.end_seq())
@@ -216,8 +225,12 @@ impl PartitionReader {
             let mut plan = Vec::new();
             while seq < durable && plan.len() < MAX_ENTRIES_PER_READ {
                 let Some(entry) = arrival.get(seq) else { break };
+                if entry.origin == super::arrival::RETIRED {
+                    seq += 1;
+                    continue;
+                }
                 let sublog = &sublogs[usize::from(entry.origin)];
-                let next = cursor.next_offset(sublog.origin());
+                let next = cursor.next_offset_in(sublog.origin(), sublog.incarnation());
                 if entry.last >= next {
                     // Retention may have removed the front of an entry that covers several
                     // batches (below the index's floor); what is left is still read.
@@ -225,6 +238,7 @@ impl PartitionReader {
                     plan.push(Planned {
                         seq,
                         origin: sublog.origin().to_string(),
+                        incarnation: sublog.incarnation(),
                         target,
                         last: entry.last,
                         location: (target <= entry.last)

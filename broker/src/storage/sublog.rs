@@ -2,6 +2,11 @@
 //! segments (`<topic>/<partition>/<origin>/`). Offsets are the origin's; they only grow,
 //! and they may skip (an intended gap where a replication filter removed records, or the
 //! start of a sub-log replicated from "latest").
+//!
+//! A sub-log belongs to one *incarnation* of its origin's topic (an id the origin fixed
+//! when it created the topic; see `crate::incarnation`), kept in the file `incarnation`
+//! beside the segments (absent: 0, unknown, from before incarnations existed). Offsets
+//! mean something only within an incarnation.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use crate::record::Record;
 pub struct SubLog {
     dir: PathBuf,
     origin: String,
+    incarnation: u64,
     /// Sorted by base offset; the last one is active, the others are sealed and fsynced.
     segments: Vec<Segment>,
 }
@@ -64,14 +70,37 @@ impl SubLog {
             segments.push(Segment::create(&dir, 0)?);
             sync_dir(&dir)?;
         }
+        let incarnation = read_incarnation(&dir)?;
         Ok((
             SubLog {
                 dir,
                 origin,
+                incarnation,
                 segments,
             },
             truncations,
         ))
+    }
+
+    /// The incarnation of the origin's topic these records belong to (0: unknown).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Records the incarnation (durably), for a new sub-log or one that did not know it.
+    pub fn set_incarnation(&mut self, incarnation: u64) -> Result<()> {
+        if incarnation == self.incarnation {
+            return Ok(());
+        }
+        let path = self.dir.join(INCARNATION_FILE);
+        let tmp = self.dir.join("incarnation.tmp");
+        std::fs::write(&tmp, format!("{incarnation}\n"))
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .map_err(BrokerError::io("write incarnation", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(BrokerError::io("write incarnation", &path))?;
+        sync_dir(&self.dir)?;
+        self.incarnation = incarnation;
+        Ok(())
     }
 
     pub fn origin(&self) -> &str {
@@ -284,6 +313,21 @@ impl SubLog {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+const INCARNATION_FILE: &str = "incarnation";
+
+fn read_incarnation(dir: &Path) -> Result<u64> {
+    let path = dir.join(INCARNATION_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|e| BrokerError::Io {
+            action: "read incarnation",
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(BrokerError::io("read incarnation", &path)(e)),
     }
 }
 

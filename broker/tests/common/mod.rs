@@ -10,6 +10,8 @@ use bytes::Bytes;
 
 pub const TOPIC: &str = "orders";
 pub const LOCAL: &str = "local";
+/// The incarnation of the test topic.
+pub const INCARNATION: u64 = 1 << 16;
 
 /// Small segments and a dense index, so rolls, index lookups and retention happen.
 pub fn small_config() -> Arc<StorageConfig> {
@@ -21,8 +23,15 @@ pub fn small_config() -> Arc<StorageConfig> {
 }
 
 pub fn open(dir: &Path, config: &Arc<StorageConfig>) -> (Arc<Partition>, Vec<Truncation>) {
-    let (partition, cut) = Partition::open(dir.to_path_buf(), TOPIC, 0, LOCAL, config.clone())
-        .expect("open partition");
+    let (partition, cut) = Partition::open(
+        dir.to_path_buf(),
+        TOPIC,
+        INCARNATION,
+        0,
+        LOCAL,
+        config.clone(),
+    )
+    .expect("open partition");
     (Arc::new(partition), cut)
 }
 
