@@ -45,6 +45,7 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
                     start_offset: s.start_offset,
                     end_offset: s.durable_end,
                     bytes: s.bytes,
+                    incarnation: s.incarnation,
                 });
             }
         }

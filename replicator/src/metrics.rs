@@ -45,6 +45,9 @@ pub struct Metrics {
     pub frames_refused: Family<ReasonLabels, Counter>,
     /// Records lost to retention at a source before they could be pulled.
     pub records_skipped_by_retention: Counter,
+    /// Sub-logs dropped here because their origin re-created the topic (a newer
+    /// incarnation replaced the copy held).
+    pub incarnations_replaced: Counter,
     pub records_replicated: Family<TaskLabels, Counter>,
     pub bytes_replicated: Family<TaskLabels, Counter>,
     pub lag_records: Family<SubLogLabels, Gauge>,
@@ -103,6 +106,11 @@ impl Metrics {
             "replication_retention_skipped_records",
             "Records removed by retention at a source before a target pulled them",
             self.records_skipped_by_retention.clone(),
+        );
+        r.register(
+            "replication_incarnations_replaced",
+            "Sub-logs replaced by a newer incarnation of their origin's topic (the origin deleted and re-created it); refusals of an older one count in replication_refused{reason=\"stale_incarnation\"}",
+            self.incarnations_replaced.clone(),
         );
         r.register(
             "replicated_records",

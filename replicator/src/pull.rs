@@ -67,6 +67,7 @@ impl PullError {
                 | PullError::HopLimit(_)
                 | PullError::RelayGap { .. }
                 | PullError::Missing(_)
+                | PullError::Storage(BrokerError::StaleIncarnation { .. })
         )
     }
 
@@ -82,6 +83,7 @@ impl PullError {
             PullError::Storage(BrokerError::OverlappingBatch { .. }) => Some("overlap"),
             PullError::Storage(BrokerError::MalformedBatch(_)) => Some("malformed"),
             PullError::Storage(BrokerError::OwnOrigin { .. }) => Some("loop"),
+            PullError::Storage(BrokerError::StaleIncarnation { .. }) => Some("stale_incarnation"),
             _ => None,
         }
     }
@@ -243,10 +245,17 @@ fn reconcile(shared: &Arc<Shared>) {
         }
     }
     let mut slots = shared.slots.lock().expect("slots lock");
+    let incarnation_here = |key: &SubLogKey| {
+        shared
+            .broker
+            .partition(&key.topic, key.partition)
+            .map_or(0, |p| p.incarnation())
+    };
     slots.retain(|key, slot| {
         let keep = plan
             .get(key)
-            .is_some_and(|o| o.link.id == slot.link_id && Arc::ptr_eq(&o.task, &slot.task));
+            .is_some_and(|o| o.link.id == slot.link_id && Arc::ptr_eq(&o.task, &slot.task))
+            && incarnation_here(key) == slot.target_incarnation;
         if !keep {
             slot.cancel.cancel();
         }
@@ -280,6 +289,7 @@ fn reconcile(shared: &Arc<Shared>) {
                     id,
                     link_id: offer.link.id,
                     task: task.clone(),
+                    target_incarnation: incarnation_here(&key),
                     cancel: cancel.clone(),
                 },
             );
@@ -375,26 +385,44 @@ async fn run(
 /// Where to ask the source to start: the held end, else the task's checkpoint (a start
 /// position resolved before), else the task's start position; a relay starts from the
 /// earliest record, so that it can serve whatever its downstream still lacks.
+/// Where to subscribe from, and the incarnation of the origin's topic that position is of
+/// (0: none or unknown).
 fn subscribe_from(
     shared: &Shared,
     task: &Task,
     key: &SubLogKey,
     relay: bool,
-) -> Result<SubscribeFrom, PullError> {
+) -> Result<(SubscribeFrom, u64), PullError> {
     let partition = shared.broker.partition(&key.topic, key.partition)?;
     if let Some(held) = partition.sub_log(&key.origin).filter(|s| s.end_offset > 0) {
-        return Ok(SubscribeFrom::Offset(held.end_offset));
+        return Ok((SubscribeFrom::Offset(held.end_offset), held.incarnation));
     }
+    // A checkpoint saved for another incarnation of this target topic (deleted and created
+    // again here since) says nothing about what the new one holds.
+    let target = partition.incarnation();
     let checkpoint = shared
         .broker
         .meta()
         .checkpoints(task.name())
         .map_err(BrokerError::from)?
         .into_iter()
-        .find(|c| c.topic == key.topic && c.partition == key.partition && c.origin == key.origin);
+        .find(|c| {
+            c.topic == key.topic
+                && c.partition == key.partition
+                && c.origin == key.origin
+                && (c.target_incarnation == 0 || c.target_incarnation == target)
+        });
     if let Some(checkpoint) = checkpoint {
-        return Ok(SubscribeFrom::Offset(checkpoint.offset));
+        return Ok((
+            SubscribeFrom::Offset(checkpoint.offset),
+            checkpoint.incarnation,
+        ));
     }
+    Ok((start_position(shared, task, relay)?, 0))
+}
+
+/// The task's start position, for a sub-log this region holds nothing of.
+fn start_position(shared: &Shared, task: &Task, relay: bool) -> Result<SubscribeFrom, PullError> {
     Ok(match task.start {
         _ if relay => SubscribeFrom::Earliest(true),
         Start::Earliest => SubscribeFrom::Earliest(true),
@@ -421,7 +449,7 @@ async fn subscription(
     relay: bool,
 ) -> Result<(), PullError> {
     // Metadata reads, and a write when `latest` is resolved: off the async workers.
-    let from = {
+    let (mut from, held_incarnation) = {
         let (s, t, k) = (shared.clone(), task.clone(), key.clone());
         tokio::task::spawn_blocking(move || subscribe_from(&s, &t, &k, relay))
             .await
@@ -435,16 +463,17 @@ async fn subscription(
         origin: key.origin.clone(),
         from: Some(from),
         via: Vec::new(),
+        incarnation: held_incarnation,
     });
     io::write_frame(&mut send, &subscribe).await?;
-    let (start, path) = match io::read_frame_within(
+    let (start, path, incarnation) = match io::read_frame_within(
         &mut recv,
         shared.limits.control(),
         SUBSCRIBED_TIMEOUT,
     )
     .await?
     {
-        Some(Frame::Subscribed(s)) => (s.start_offset, s.path),
+        Some(Frame::Subscribed(s)) => (s.start_offset, s.path, s.incarnation),
         Some(other) => return Err(unexpected(other, "Subscribed")),
         None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
     };
@@ -455,6 +484,13 @@ async fn subscription(
     // pass-through relays hold nothing and pass the origin's answer on unchanged, so a
     // path of the origin alone means the origin answered, however many relays it passed.
     let from_origin = link.peer == key.origin || path == [key.origin.as_str()];
+    if held_incarnation != 0 && incarnation != 0 && held_incarnation != incarnation {
+        // The origin deleted and created the topic again (or this region holds the newer
+        // one): the server sends its incarnation from the start; storage decides (a newer
+        // one replaces what is held, an older one is refused).
+        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, held = held_incarnation, offered = incarnation, "the source serves another incarnation of the origin's topic");
+        from = SubscribeFrom::Earliest(true);
+    }
     let skipped = match from {
         SubscribeFrom::Offset(held) if start > held && !from_origin => {
             return Err(PullError::RelayGap { held, start });
@@ -473,6 +509,11 @@ async fn subscription(
                 partition: key.partition,
                 origin: key.origin.clone(),
                 offset: start,
+                incarnation,
+                target_incarnation: shared
+                    .broker
+                    .partition(&key.topic, key.partition)
+                    .map_or(0, |p| p.incarnation()),
             };
             let meta = shared.broker.meta().clone();
             tokio::task::spawn_blocking(move || {
@@ -491,7 +532,7 @@ async fn subscription(
 
     let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
     let receive = receive(shared, &mut recv, frames_tx);
-    let apply = apply(shared, task, key, start, skipped, frames_rx);
+    let apply = apply(shared, task, key, incarnation, start, skipped, frames_rx);
     let result = tokio::try_join!(receive, apply).and_then(|(ended, ())| ended.map_or(Ok(()), Err));
     if matches!(&result, Err(e) if e.refusal().is_some()) {
         let _ = recv.stop(close::BAD_FRAME);
@@ -558,6 +599,7 @@ async fn apply(
     shared: &Shared,
     task: &Task,
     key: &SubLogKey,
+    incarnation: u64,
     announced_start: u64,
     skipped: Option<(u64, u64)>,
     mut frames: mpsc::Receiver<BatchesFrame>,
@@ -588,7 +630,7 @@ async fn apply(
                 first = false;
                 if run[0].header().base_offset <= announced_start {
                     let head = run.remove(0);
-                    apply_run(shared, task, key, vec![head], GapPolicy::Allow).await?;
+                    apply_run(shared, task, key, incarnation, vec![head], GapPolicy::Allow).await?;
                     if let Some((held, start)) = skipped {
                         shared
                             .metrics
@@ -599,7 +641,7 @@ async fn apply(
                 }
             }
             if !run.is_empty() {
-                apply_run(shared, task, key, run, GapPolicy::Refuse).await?;
+                apply_run(shared, task, key, incarnation, run, GapPolicy::Refuse).await?;
             }
         }
         path.push(shared.region.clone());
@@ -616,13 +658,26 @@ async fn apply_run(
     shared: &Shared,
     task: &Task,
     key: &SubLogKey,
+    incarnation: u64,
     batches: Vec<Batch>,
     gap: GapPolicy,
 ) -> Result<(), PullError> {
     let run = shared
         .broker
-        .append_replicated_run(&key.topic, key.partition, &key.origin, batches, gap)
+        .append_replicated_run_in(
+            &key.topic,
+            key.partition,
+            &key.origin,
+            incarnation,
+            batches,
+            gap,
+        )
         .await?;
+    if let Some(old) = run.replaced {
+        shared.metrics.incarnations_replaced.inc();
+        shared.status.restarted(task.name(), key);
+        tracing::warn!(task = task.name(), topic = %key.topic, partition = key.partition, origin = %key.origin, old, new = incarnation, "the origin re-created the topic: the old incarnation held here was dropped, the new one replicates from its start");
+    }
     shared
         .status
         .applied(task.name(), key, run.end_offset, run.records, run.bytes);

@@ -89,7 +89,16 @@ pub(crate) async fn serve_stream(
             return;
         }
     };
-    let start = match start_offset(&partition, &key.origin, subscribe.from) {
+    // Records of another incarnation than the puller's: its offsets mean nothing here, so
+    // this region's incarnation is served from its start.
+    let incarnation = partition.incarnation_of(&key.origin);
+    let from =
+        if subscribe.incarnation != 0 && incarnation != 0 && subscribe.incarnation != incarnation {
+            Some(SubscribeFrom::Earliest(true))
+        } else {
+            subscribe.from
+        };
+    let start = match start_offset(&partition, &key.origin, from) {
         Ok(start) => start,
         Err(e) => {
             send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
@@ -119,6 +128,7 @@ pub(crate) async fn serve_stream(
     let subscribed = Frame::Subscribed(pb::Subscribed {
         start_offset: start,
         path: shared.path_of(&key),
+        incarnation,
     });
     if io::write_frame(&mut send, &subscribed).await.is_err() {
         return;

@@ -79,6 +79,9 @@ pub(crate) struct Slot {
     pub link_id: u64,
     /// The task it pulls for; a changed task (a new object) restarts the pull.
     pub task: Arc<Task>,
+    /// The incarnation of the local topic it pulls into: a topic deleted and created again
+    /// here is another topic, whose pull starts afresh (an idle stream would not notice).
+    pub target_incarnation: u64,
     pub cancel: CancellationToken,
 }
 
@@ -821,8 +824,13 @@ async fn routing_loop(shared: Arc<Shared>) {
 fn save_checkpoints(shared: &Shared) {
     let meta = shared.broker.meta();
     for (task, key, offset) in shared.status.checkpoints_to_save() {
+        let Ok(partition) = shared.broker.partition(&key.topic, key.partition) else {
+            continue;
+        };
         let checkpoint = TaskCheckpoint {
             task,
+            incarnation: partition.incarnation_of(&key.origin),
+            target_incarnation: partition.incarnation(),
             topic: key.topic,
             partition: key.partition,
             origin: key.origin,

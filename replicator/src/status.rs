@@ -154,6 +154,14 @@ impl StatusBoard {
         });
     }
 
+    /// The sub-log was replaced by a newer incarnation: its end starts again.
+    pub fn restarted(&self, task: &str, key: &SubLogKey) {
+        self.with(task, key, |e| {
+            e.local_end = 0;
+            e.saved_checkpoint = None;
+        });
+    }
+
     pub fn applied(&self, task: &str, key: &SubLogKey, end: u64, records: u64, bytes: u64) {
         self.with(task, key, |e| {
             if end > e.local_end {

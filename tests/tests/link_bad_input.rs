@@ -245,6 +245,7 @@ async fn serve_link(
                 end_offset: 100,
                 bytes: 0,
                 path: vec![FAKE.into()],
+                incarnation: 0,
             }],
         }],
     });
@@ -291,6 +292,7 @@ impl Subscription {
         let frame = Frame::Subscribed(pb::Subscribed {
             start_offset,
             path: vec![FAKE.into()],
+            incarnation: 0,
         });
         link_io::write_frame(&mut self.send, &frame).await.unwrap();
     }

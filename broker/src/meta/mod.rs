@@ -57,6 +57,13 @@ pub struct TaskCheckpoint {
     pub partition: u32,
     pub origin: String,
     pub offset: u64,
+    /// The incarnation of the origin's topic `offset` is of (0: unknown).
+    #[serde(default)]
+    pub incarnation: u64,
+    /// The incarnation of the target topic it was saved for: a checkpoint of a target
+    /// topic since deleted and created again does not apply (0: unknown).
+    #[serde(default)]
+    pub target_incarnation: u64,
 }
 
 pub trait MetaStore: Send + Sync + 'static {
@@ -141,6 +148,8 @@ mod tests {
             partition: 1,
             origin: "eu".into(),
             offset: 7,
+            incarnation: 3,
+            target_incarnation: 4,
         };
         store.put_checkpoint(&checkpoint).unwrap();
         store

@@ -200,6 +200,21 @@ impl Partition {
         self.index
     }
 
+    /// The topic's incarnation in this region (that of its own origin's sub-log).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The incarnation of `origin`'s sub-log here: the topic's own for this region's
+    /// origin (even before its first record), else what the sub-log records (0: unknown or
+    /// not held).
+    pub fn incarnation_of(&self, origin: &str) -> u64 {
+        if origin == self.local_origin {
+            return self.incarnation;
+        }
+        self.sub_log(origin).map_or(0, |s| s.incarnation)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
