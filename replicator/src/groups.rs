@@ -112,6 +112,7 @@ fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
                 topic: c.topic.clone(),
                 partition: c.partition,
                 next: c.cursor.next.clone().into_iter().collect(),
+                incarnations: c.cursor.incarnations.clone().into_iter().collect(),
             })
             .collect();
         if cursors.is_empty() {
@@ -192,7 +193,10 @@ pub(crate) fn on_group_cursors(shared: &Arc<Shared>, link: &LinkCtx, frame: pb::
 /// Merges cursors from neighbour `from` (on the blocking pool).
 fn merge(shared: &Shared, from: &str, cursors: Vec<pb::GroupCursor>) {
     for c in cursors {
-        let cursor: Cursor = c.next.into_iter().collect();
+        let cursor = Cursor {
+            next: c.next.into_iter().collect(),
+            incarnations: c.incarnations.into_iter().collect(),
+        };
         match shared
             .broker
             .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])

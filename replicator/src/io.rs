@@ -31,6 +31,18 @@ pub struct FrameLimits {
 const MAX_STREAM_HEAD: usize = 64 << 10;
 
 impl FrameLimits {
+    /// This region's limits on a link to a peer that announced `peer_max_frame` in its
+    /// Hello: frames up to the larger of the two (never past the format's largest batch
+    /// plus the frame overhead).
+    pub fn for_link(self, peer_max_frame: u64) -> Self {
+        let ceiling = broker::batch::MAX_BATCH_ON_DISK + MAX_STREAM_HEAD;
+        let peer = usize::try_from(peer_max_frame).unwrap_or(usize::MAX);
+        FrameLimits {
+            max_frame: self.max_frame.max(peer.min(ceiling)),
+            ..self
+        }
+    }
+
     /// The limits for the first frame of a sub-log stream.
     pub fn control(self) -> Self {
         FrameLimits {

@@ -39,6 +39,8 @@ pub(crate) struct LinkCtx {
     pub stop: CancellationToken,
     /// Group cursors received on this link, waiting to be merged (one worker per link).
     pub cursors: Inbox<crate::groups::Received>,
+    /// Frame limits on this link: this region's, raised to what the peer may send.
+    pub limits: crate::io::FrameLimits,
 }
 
 /// Runs the link until it drops or the service stops.
@@ -49,8 +51,9 @@ pub(crate) async fn run(
     role: Role,
 ) {
     let remote = connection.remote_address();
-    let (send, mut recv) = match handshake(&shared, &connection, &peer, role).await {
-        Ok(streams) => streams,
+    let (send, mut recv, peer_max_frame) = match handshake(&shared, &connection, &peer, role).await
+    {
+        Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(%peer, %remote, %error, "link handshake failed");
             shared.metrics.link_refused("bad_hello");
@@ -68,6 +71,7 @@ pub(crate) async fn run(
         peer: peer.clone(),
         connection: connection.clone(),
         cursors: crate::groups::inbox(&shared.tracker, stop.clone()),
+        limits: shared.limits.for_link(peer_max_frame),
         stop,
     });
     let health = Arc::new(std::sync::Mutex::new(LinkHealth::new(
@@ -158,7 +162,7 @@ async fn handshake(
     connection: &quinn::Connection,
     peer: &str,
     role: Role,
-) -> Result<(quinn::SendStream, quinn::RecvStream), String> {
+) -> Result<(quinn::SendStream, quinn::RecvStream, u64), String> {
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         match role {
             Role::Dialer => connection.open_bi().await,
@@ -173,6 +177,7 @@ async fn handshake(
         region: shared.region.clone(),
         epoch: shared.epoch,
         features: vec![],
+        max_frame_bytes: shared.limits.max_frame as u64,
     });
     io::write_frame(&mut send, &hello)
         .await
@@ -186,7 +191,7 @@ async fn handshake(
             "Hello claims region \"{}\" but the certificate is for \"{peer}\"",
             h.region
         )),
-        Ok(Some(Frame::Hello(_))) => Ok((send, recv)),
+        Ok(Some(Frame::Hello(h))) => Ok((send, recv, h.max_frame_bytes)),
         Ok(Some(other)) => Err(format!("expected Hello, got {:?}", other.kind())),
         Ok(None) => Err("control stream ended before Hello".into()),
         Err(e) => Err(format!("reading Hello: {e}")),

@@ -119,7 +119,7 @@ async fn forward(
     }
     loop {
         let frame = tokio::select! {
-            f = io::read_frame(&mut up_recv, shared.limits) => f,
+            f = io::read_frame(&mut up_recv, upstream.limits) => f,
             _ = down.stopped() => return Ok(()),
             () = link.stop.cancelled() => return Ok(()),
             () = upstream.stop.cancelled() => return Err(lost(&"the link closed")),

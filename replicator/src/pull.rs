@@ -531,7 +531,7 @@ async fn subscription(
     shared.status.pulling(task.name(), key, &link.peer, held);
 
     let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
-    let receive = receive(shared, &mut recv, frames_tx);
+    let receive = receive(shared, link.limits, &mut recv, frames_tx);
     let apply = apply(shared, task, key, incarnation, start, skipped, frames_rx);
     let result = tokio::try_join!(receive, apply).and_then(|(ended, ())| ended.map_or(Ok(()), Err));
     if matches!(&result, Err(e) if e.refusal().is_some()) {
@@ -561,11 +561,12 @@ fn unexpected(frame: Frame, expected: &str) -> PullError {
 /// as `Ok(Some(error))`: a relay that reached a gap has sent good records up to it).
 async fn receive(
     shared: &Shared,
+    limits: io::FrameLimits,
     recv: &mut quinn::RecvStream,
     frames: mpsc::Sender<BatchesFrame>,
 ) -> Result<Option<PullError>, PullError> {
     loop {
-        let frame = match io::read_frame(recv, shared.limits).await? {
+        let frame = match io::read_frame(recv, limits).await? {
             None => return Ok(None),
             Some(Frame::Batches(frame)) => frame,
             Some(error @ Frame::Error(_)) => return Ok(Some(unexpected(error, "Batches"))),

@@ -308,7 +308,10 @@ impl Replicator {
             task_generation: tokio::sync::watch::Sender::new(0),
             limits: FrameLimits {
                 max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
-                max_batch,
+                // A batch is bounded by its frame (and the format), never by this
+                // region's max_batch_bytes: that limits what is produced here, and an
+                // origin with a larger one wrote batches that must still replicate.
+                max_batch: broker::batch::MAX_BATCH_ON_DISK,
             },
             settings,
             peers: neighbours.iter().map(|n| n.region.clone()).collect(),

@@ -233,6 +233,8 @@ async fn serve_link(
         region: FAKE.into(),
         epoch: 1,
         features: vec![],
+        // Announces no larger frames: the node's own limit applies to what it sends.
+        max_frame_bytes: 0,
     });
     let advertise = Frame::Advertise(pb::Advertise {
         topics: vec![pb::TopicEntry {

@@ -374,3 +374,43 @@ async fn lag_does_not_read_zero_while_the_link_is_down() {
     );
     us.node.shut_down().await.unwrap();
 }
+
+/// `max_batch_bytes` limits what is produced in a region, not what it replicates: a target
+/// with a far lower setting (and frame limit) takes a source's 10 MiB batch whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_with_a_smaller_batch_limit_takes_a_large_replicated_batch() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let nodes = deployment
+        .start_topology(
+            TopologySpec::mesh(&["eu", "us"]),
+            &[task("mirror", &["eu"], &["us"], "orders")],
+            |config| {
+                if config.region.id == "us" {
+                    config.storage.max_batch_bytes = 64 << 10;
+                    config.storage.max_record_bytes = 64 << 10;
+                    config.replication.max_frame_bytes = 1 << 20;
+                }
+            },
+        )
+        .await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    create_if_missing(eu, "orders", 1).await;
+    // One batch of 40 records of 256 KiB: about 10 MiB.
+    let records: Vec<client::pb::Record> = (0..40)
+        .map(|i| client::pb::Record {
+            body: vec![b'a' + (i % 26) as u8; 256 << 10],
+            ..Default::default()
+        })
+        .collect();
+    eu.client
+        .produce("orders", records, Partitioning::Partition(0))
+        .await
+        .unwrap();
+    eventually("us to hold the large batch", || async {
+        held_end(&us.node, "orders", 0, "eu") == 40
+    })
+    .await;
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}

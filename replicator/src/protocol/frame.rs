@@ -385,6 +385,7 @@ mod tests {
             region: "eu".into(),
             epoch: 7,
             features: vec![],
+            max_frame_bytes: 9 << 20,
         });
         let Some(Frame::Hello(back)) = decode_all(hello.to_bytes()).unwrap() else {
             panic!("a Hello")
