@@ -74,12 +74,12 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             let topic = d.topic.unwrap_or_default();
             let r = topic.retention.unwrap_or_default();
             println!(
-                "topic {}: {} partitions, retention {} bytes / {} ms (0 = unlimited)",
-                topic.name, topic.partitions, r.max_bytes, r.max_age_ms
+                "topic {}: {} partitions, retention {} bytes / {} ms (0 = unlimited), incarnation {}",
+                topic.name, topic.partitions, r.max_bytes, r.max_age_ms, topic.incarnation
             );
             println!(
-                "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}",
-                "partition", "origin", "start", "end", "bytes", "segments"
+                "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}  {}",
+                "partition", "origin", "start", "end", "bytes", "segments", "incarnation"
             );
             for p in d.partitions {
                 if p.sub_logs.is_empty() {
@@ -87,8 +87,14 @@ pub async fn run(command: TopicCommand) -> Result<()> {
                 }
                 for s in p.sub_logs {
                     println!(
-                        "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}",
-                        p.partition, s.origin, s.start_offset, s.end_offset, s.bytes, s.segments
+                        "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}  {}",
+                        p.partition,
+                        s.origin,
+                        s.start_offset,
+                        s.end_offset,
+                        s.bytes,
+                        s.segments,
+                        s.incarnation
                     );
                 }
             }
