@@ -69,6 +69,11 @@ impl Cursor {
     /// another incarnation is replaced.
     pub fn advance_in(&mut self, origin: &str, incarnation: u64, offset: u64) {
         let mine = self.incarnation(origin);
+        if mine != 0 && incarnation != 0 && incarnation < mine {
+            // A stale copy of an older incarnation read here: the cursor keeps its place in
+            // the newer one.
+            return;
+        }
         if mine != 0 && incarnation != 0 && mine != incarnation {
             self.next.insert(origin.to_string(), offset + 1);
         } else {
@@ -138,6 +143,9 @@ mod tests {
         assert_eq!(c.next_offset_in("eu", 0), 100, "unknown matches");
         let mut c = c;
         c.advance_in("eu", 9, 3);
+        assert_eq!((c.next_offset("eu"), c.incarnation("eu")), (4, 9));
+        // Reading a stale copy of the older incarnation does not move it back.
+        c.advance_in("eu", 5, 200);
         assert_eq!((c.next_offset("eu"), c.incarnation("eu")), (4, 9));
     }
 

@@ -318,6 +318,44 @@ async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_i
     assert_eq!(next, local_end);
 }
 
+/// Zeros where a batch should be in the active segment are writes that never reached the
+/// disk (the machine stopped): nothing after them was acknowledged, so they are a torn
+/// tail and cut, not damage that would stop reads until a repair.
+#[tokio::test]
+async fn zeros_in_the_active_segment_are_a_torn_tail() {
+    let config = small_config();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let written = write_batches(dir, &config, 30).await;
+    let segment = active_segment(dir, LOCAL);
+    let seg_base: u64 = segment
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let in_segment: Vec<(u64, u64)> = written
+        .batches
+        .iter()
+        .filter(|b| b.0 == LOCAL && b.1 >= seg_base)
+        .map(|b| (b.1, b.3))
+        .collect();
+    assert!(in_segment.len() >= 3);
+    let victim = in_segment.len() / 2;
+    let position: u64 = in_segment[..victim].iter().map(|(_, len)| len).sum();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let end = position + in_segment[victim].1;
+    bytes[position as usize..end as usize].fill(0);
+    std::fs::write(&segment, bytes).unwrap();
+    let (p, cut) = open(dir, &config);
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert_eq!(cut[0].valid_bytes, position);
+    assert!(p.damage().is_empty());
+    drop(p);
+    check_after_cut(dir, &config, &written, in_segment[victim].0).await;
+}
+
 #[tokio::test]
 async fn torn_first_batch_of_a_new_segment() {
     let config = small_config();

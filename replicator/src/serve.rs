@@ -114,6 +114,7 @@ pub(crate) async fn serve_stream(
         // At the start a region may have lost records to retention (its own, when it is
         // the origin) or begin past them (a start position): `Subscribed` announces that.
         mid_stream: false,
+        incarnation,
     };
     let Some((mut reader, mut pending)) = read_from.read(reader, frame_target, &mut send).await
     else {
@@ -193,6 +194,10 @@ struct Source<'a> {
     key: &'a SubLogKey,
     /// Past the first read: records must follow on from what was sent.
     mid_stream: bool,
+    /// The incarnation announced in `Subscribed`: when the sub-log held here is replaced
+    /// by another (a relay that took a re-created topic), the stream ends, since its
+    /// offsets would continue another incarnation's.
+    incarnation: u64,
 }
 
 impl Source<'_> {
@@ -210,6 +215,11 @@ impl Source<'_> {
     ) -> Option<(SubLogReader, Vec<Batch>)> {
         let partition = self.partition.clone();
         let origin = self.key.origin.clone();
+        if self.partition.incarnation_of(&self.key.origin) != self.incarnation {
+            tracing::info!(topic = %self.key.topic, partition = self.key.partition, origin = %self.key.origin, "the served sub-log was replaced by another incarnation; ending the stream");
+            let _ = send.finish();
+            return None;
+        }
         let (reader, from, durable_end, read) = tokio::task::spawn_blocking(move || {
             let from = reader.next_offset();
             // Sampled before the read: everything below it is durable and readable then.

@@ -139,6 +139,14 @@ impl Partition {
         std::fs::create_dir_all(&logs)
             .map_err(BrokerError::io("create partition directory", &logs))?;
         sync_dir(&dir)?;
+        // Sub-logs a replacement moved aside and a crash left behind.
+        for entry in std::fs::read_dir(&dir).map_err(BrokerError::io("list partition", &dir))? {
+            let entry = entry.map_err(BrokerError::io("list partition", &dir))?;
+            if entry.file_name().to_string_lossy().starts_with("retired-") {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(BrokerError::io("remove", &path))?;
+            }
+        }
         let mut arrival = ArrivalLog::open(&dir)?;
         for entry in std::fs::read_dir(&logs).map_err(BrokerError::io("list partition", &logs))? {
             let entry = entry.map_err(BrokerError::io("list partition", &logs))?;
@@ -422,6 +430,14 @@ impl Partition {
     /// back when the index is reconciled, and the next batch of the new incarnation
     /// replaces it again) or none.
     fn retire(&self, inner: &mut Inner, id: usize, incarnation: u64) -> Result<()> {
+        self.retire_files(inner, id, incarnation).inspect_err(|e| {
+            // The index and the files may disagree now: stop until a restart recovers.
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "replacing a sub-log failed; partition fenced");
+            inner.fenced = Some(format!("replacing a sub-log failed: {e}"));
+        })
+    }
+
+    fn retire_files(&self, inner: &mut Inner, id: usize, incarnation: u64) -> Result<()> {
         let origin = inner.sublogs[id].origin().to_string();
         let old = inner.sublogs[id].incarnation();
         inner.arrival.retire(id as u16)?;
@@ -701,7 +717,13 @@ impl Shared {
             };
             let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                 for file in &files {
-                    file.handle().map_err(std::io::Error::other)?.sync_data()?;
+                    match file.handle() {
+                        Ok(handle) => handle.sync_data()?,
+                        // Removed since it was written (retention of a sealed segment, which
+                        // was fsynced when sealed, or a retired incarnation): nothing to keep.
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(std::io::Error::other(e)),
+                    }
                 }
                 arrival.sync_data()
             })

@@ -140,13 +140,12 @@ impl PartitionReader {
             {
                 Ok(batch) => batch,
                 // Retention removed the segment after it was located (its descriptor had
-                // been closed): as if it had been gone already.
+                // been closed): plan the entry again from what is held now (an entry below
+                // the index's floor may go on in later segments that are still there).
                 Err(e)
                     if e.is_not_found() && self.partition.removed(&item.origin, &location.file) =>
                 {
-                    self.cursor
-                        .advance_in(&item.origin, item.incarnation, item.last);
-                    return Ok(true);
+                    return Ok(false);
                 }
                 Err(e) => return Err(e),
             };

@@ -264,7 +264,8 @@ impl Segment {
                 0
             }
         };
-        let truncation = segment.scan_from(start, file_len, resume.is_some(), config)?;
+        let truncation =
+            segment.scan_from(start, file_len, resume.is_some(), verify_all, config)?;
         Ok((segment, truncation))
     }
 
@@ -278,6 +279,7 @@ impl Segment {
         start: u64,
         file_len: u64,
         first_indexed: bool,
+        active: bool,
         config: &StorageConfig,
     ) -> Result<Option<Truncation>> {
         let path = self.file.path.clone();
@@ -312,8 +314,14 @@ impl Segment {
                 Err(ScanStop::Invalid(reason)) => reason,
                 Err(ScanStop::Io(source)) => return Err(io_error(source)),
             };
-            let rest = read_rest(&file, position + 1, file_len).map_err(io_error)?;
-            let Some(found) = find_next_batch(&rest, self.next_offset, self.file.base) else {
+            let rest = read_rest(&file, position, file_len).map_err(io_error)?;
+            let found = find_next_batch(&rest.slice(1..), self.next_offset, self.file.base);
+            // Zeros where a batch should be, in the segment being written: writes that had
+            // not reached the disk when the machine stopped (blocks allocated, data not
+            // written back). Nothing after them was acknowledged either (an fsync covers
+            // every earlier write), so they are a torn tail, not damage.
+            let unwritten = |found: usize| active && rest[..=found].iter().all(|b| *b == 0);
+            let Some(found) = found.filter(|f| !unwritten(*f)) else {
                 return self.cut_tail(&file, position, file_len, reason).map(Some);
             };
             let next = position + 1 + found as u64;
