@@ -220,15 +220,18 @@ impl Source<'_> {
             let _ = send.finish();
             return None;
         }
-        let (reader, from, durable_end, read) = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let from = reader.next_offset();
             // Sampled before the read: everything below it is durable and readable then.
             let durable_end = partition.sub_log(&origin).map_or(0, |s| s.durable_end);
             let batches = reader.read(max_bytes);
             (reader, from, durable_end, batches)
         })
-        .await
-        .expect("sub-log read task");
+        .await;
+        // Cancelled: the node's runtime is going away.
+        let Ok((reader, from, durable_end, read)) = read else {
+            return None;
+        };
         let key = self.key;
         let batches = match read {
             Ok(batches) => batches,

@@ -229,3 +229,28 @@ fn dr_failover_with_region_processes_sigkills_the_primary() {
             .any(|e| e.as_str().unwrap().contains("SIGKILL"))
     );
 }
+
+/// The CI-sized soak: topic re-creation, link cuts, kills and restarts of in-process
+/// regions for 12 s, then every region converges on each origin's current incarnation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_converges_after_recreations_cuts_and_kills() {
+    let options = scenarios::soak::SoakOptions {
+        duration: std::time::Duration::from_secs(12),
+        delay: std::time::Duration::from_millis(5),
+        seed: 7,
+        every: std::time::Duration::from_millis(1500),
+        quiet: true,
+    };
+    let report = scenarios::soak::run(&options, &InProcess)
+        .await
+        .expect("the soak runs");
+    assert!(report.passed, "{report:#?}");
+    assert!(
+        report.recreated + report.cuts + report.kills >= 3,
+        "{report:#?}"
+    );
+    assert!(
+        report.records_compared > 0 && report.sub_logs_checked == 12,
+        "{report:#?}"
+    );
+}

@@ -30,6 +30,9 @@ pub struct ClusterPlan {
     pub impairment: Impairment,
     /// Link heartbeat: down after two silent intervals.
     pub heartbeat_ms: u64,
+    /// Config sections merged into every node's config (say `{"storage": {...}}`), or
+    /// `Null`.
+    pub node_settings: serde_json::Value,
 }
 
 /// A running region.
@@ -159,6 +162,13 @@ impl Cluster {
             "residency": plan.residency,
             "tasks": plan.tasks,
         });
+        let mut config = config;
+        if let (Some(node), Some(extra)) = (config.as_object_mut(), plan.node_settings.as_object())
+        {
+            for (key, value) in extra {
+                node.insert(key.clone(), value.clone());
+            }
+        }
         let text = toml::to_string(&config).context("writing the node config")?;
         let config_file = self.dir().join(format!("{name}.toml"));
         std::fs::write(&config_file, text)
@@ -171,6 +181,28 @@ impl Cluster {
         let bound = wait_ready(process.as_mut(), &data_dir, READY_WITHIN)
             .await
             .with_context(|| format!("region {name}"))?;
+        // A restart binds the same addresses: the relays of the links others dial point
+        // at them.
+        let mut fixed: toml::Table = toml::from_str(&std::fs::read_to_string(&config_file)?)?;
+        fixed.insert(
+            "listen".into(),
+            toml::Value::Table(toml::Table::from_iter([
+                (
+                    "grpc".to_string(),
+                    toml::Value::String(bound.grpc.to_string()),
+                ),
+                (
+                    "replication".to_string(),
+                    toml::Value::String(bound.replication.to_string()),
+                ),
+                (
+                    "console".to_string(),
+                    toml::Value::String(bound.console.to_string()),
+                ),
+            ])),
+        );
+        std::fs::write(&config_file, toml::to_string(&fixed)?)
+            .with_context(|| format!("writing {}", config_file.display()))?;
         let client = client::Client::connect(&bound.grpc.to_string()).await?;
         // The links others dial to this region get their relays now.
         for spec in plan
@@ -257,6 +289,30 @@ impl Cluster {
         if let Some(mut process) = entry.process.take() {
             process.kill().await?;
         }
+        Ok(())
+    }
+
+    /// Starts a killed `region` again from its config (the same data directory and
+    /// addresses), and waits until it serves.
+    pub async fn restart(&mut self, region: &str, launcher: &dyn Launcher) -> Result<()> {
+        let config_file = self.dir().join(format!("{region}.toml"));
+        let entry = self
+            .regions
+            .iter_mut()
+            .find(|r| r.name == region)
+            .with_context(|| format!("no region {region}"))?;
+        if entry.process.is_some() {
+            bail!("region {region} is running");
+        }
+        let mut process = launcher
+            .launch(&config_file)
+            .await
+            .with_context(|| format!("restarting region {region}"))?;
+        wait_ready(process.as_mut(), &entry.data_dir, READY_WITHIN)
+            .await
+            .with_context(|| format!("region {region}"))?;
+        entry.client = client::Client::connect(&entry.bound.grpc.to_string()).await?;
+        entry.process = Some(process);
         Ok(())
     }
 

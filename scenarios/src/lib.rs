@@ -12,6 +12,7 @@ pub mod launch;
 pub mod observe;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod verify;
 pub mod wan;
 pub mod workload;

@@ -727,8 +727,14 @@ impl Shared {
                 }
                 arrival.sync_data()
             })
-            .await
-            .unwrap_or_else(|join| Err(std::io::Error::other(join)));
+            .await;
+            let synced = match synced {
+                Ok(synced) => synced,
+                // The runtime is going away (the node stops or was killed): whatever was
+                // not fsynced is recovered from disk at the next start.
+                Err(join) if join.is_cancelled() => return,
+                Err(join) => Err(std::io::Error::other(join)),
+            };
             match synced {
                 Ok(()) => shared.raise_watermark(upto),
                 Err(e) => {

@@ -9,6 +9,7 @@ mod produce;
 mod repair;
 mod scenario;
 mod serve;
+mod soak;
 mod task;
 mod topic;
 
@@ -68,6 +69,9 @@ enum Command {
     Repair(repair::RepairArgs),
     /// Run a multi-region scenario over emulated WAN links and report on it.
     Scenario(scenario::ScenarioArgs),
+    /// A randomized soak: topic re-creation, link cuts, kills and restarts across three
+    /// regions, then every region must converge.
+    Soak(soak::SoakArgs),
     /// Active-active across three in-process regions with 30 ms links, with a report.
     Demo(scenario::DemoArgs),
 }
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
             Command::Repair(args) => repair::run(args),
             Command::Scenario(args) => scenario::run(args).await,
             Command::Demo(args) => scenario::demo(args).await,
+            Command::Soak(args) => soak::run(args).await,
         }
     });
     match result {

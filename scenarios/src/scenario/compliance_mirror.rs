@@ -54,6 +54,7 @@ pub async fn run(
             tasks: vec![payments, audit],
             impairment: Default::default(),
             heartbeat_ms: 500,
+            node_settings: serde_json::Value::Null,
         },
         topics: vec!["payments".into()],
         labels: Arc::new(|seq| {

@@ -54,6 +54,7 @@ pub async fn run(
             tasks: vec![task],
             impairment: Default::default(),
             heartbeat_ms: 300,
+            node_settings: serde_json::Value::Null,
         },
         topics: vec![TOPIC.into()],
         labels: crate::workload::unlabelled(),

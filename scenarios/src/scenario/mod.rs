@@ -200,6 +200,7 @@ pub(crate) fn mesh_spec(
             tasks: vec![task],
             impairment: Impairment::default(),
             heartbeat_ms,
+            node_settings: serde_json::Value::Null,
         },
         topics: topics.iter().map(|t| t.to_string()).collect(),
         labels: workload::unlabelled(),

@@ -47,6 +47,7 @@ pub async fn run(
             tasks: vec![task],
             impairment: Default::default(),
             heartbeat_ms: 500,
+            node_settings: serde_json::Value::Null,
         },
         topics: vec!["telemetry".into()],
         labels: crate::workload::unlabelled(),
