@@ -561,7 +561,12 @@ impl Broker {
         for topic in topics {
             let r = topic.config.retention;
             for partition in &topic.partitions {
-                removed += partition.apply_retention(r.max_bytes, r.max_age_ms, now)?;
+                match partition.apply_retention(r.max_bytes, r.max_age_ms, now) {
+                    Ok(n) => removed += n,
+                    // Deleted while retention ran: its files went with it.
+                    Err(_) if partition.is_open().is_err() => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(removed)

@@ -480,6 +480,11 @@ impl Partition {
                 inner.arrival.append(entry)
             });
         written.map_err(|e| {
+            // The topic was deleted under this write (its files moved away): not a storage
+            // failure, and this partition is gone anyway.
+            if let Err(deleted @ BrokerError::TopicDeleted { .. }) = self.check_open() {
+                return deleted;
+            }
             tracing::error!(topic = %self.topic, partition = self.index, error = %e, "write failed; partition fenced");
             inner.fenced = Some(e.to_string());
             e
