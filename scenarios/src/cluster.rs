@@ -304,6 +304,13 @@ impl Cluster {
         if entry.process.is_some() {
             bail!("region {region} is running");
         }
+        // A killed node leaves its runtime file behind: readiness is the new one.
+        let stale = crate::launch::runtime_file(&entry.data_dir);
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", stale.display())),
+        }
         let mut process = launcher
             .launch(&config_file)
             .await
