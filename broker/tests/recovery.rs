@@ -219,14 +219,10 @@ async fn flipped_byte_in_last_batch_is_cut() {
     }
 }
 
-#[tokio::test]
-async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_it() {
-    let config = small_config();
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path();
-    let written = write_batches(dir, &config, 30).await;
+/// A local batch in the middle of the active segment: `(segment, position, base, length,
+/// records)`.
+fn middle_local_batch(dir: &Path, written: &Written) -> (PathBuf, u64, u64, u64, usize) {
     let segment = active_segment(dir, LOCAL);
-    // The local batches held by the active segment, from its start.
     let seg_base: u64 = segment
         .file_stem()
         .unwrap()
@@ -247,7 +243,18 @@ async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_i
     );
     let victim = in_segment.len() / 2;
     let position: u64 = in_segment[..victim].iter().map(|(_, len, _)| len).sum();
-    let (victim_base, victim_len, victim_records) = in_segment[victim];
+    let (base, len, records) = in_segment[victim];
+    (segment, position, base, len, records)
+}
+
+#[tokio::test]
+async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_it() {
+    let config = small_config();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    let written = write_batches(dir, &config, 30).await;
+    let (segment, position, victim_base, victim_len, victim_records) =
+        middle_local_batch(dir, &written);
     let size = file_len(&segment);
     let local_end = written
         .stored()
@@ -327,25 +334,9 @@ async fn zeros_in_the_active_segment_are_a_torn_tail() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     let written = write_batches(dir, &config, 30).await;
-    let segment = active_segment(dir, LOCAL);
-    let seg_base: u64 = segment
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let in_segment: Vec<(u64, u64)> = written
-        .batches
-        .iter()
-        .filter(|b| b.0 == LOCAL && b.1 >= seg_base)
-        .map(|b| (b.1, b.3))
-        .collect();
-    assert!(in_segment.len() >= 3);
-    let victim = in_segment.len() / 2;
-    let position: u64 = in_segment[..victim].iter().map(|(_, len)| len).sum();
+    let (segment, position, victim_base, victim_len, _) = middle_local_batch(dir, &written);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let end = position + in_segment[victim].1;
+    let end = position + victim_len;
     bytes[position as usize..end as usize].fill(0);
     std::fs::write(&segment, bytes).unwrap();
     let (p, cut) = open(dir, &config);
@@ -353,7 +344,7 @@ async fn zeros_in_the_active_segment_are_a_torn_tail() {
     assert_eq!(cut[0].valid_bytes, position);
     assert!(p.damage().is_empty());
     drop(p);
-    check_after_cut(dir, &config, &written, in_segment[victim].0).await;
+    check_after_cut(dir, &config, &written, victim_base).await;
 }
 
 #[tokio::test]
