@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::segment::{find_next_batch, parse_log_name};
+use super::segment::{batch_at, find_next_batch, parse_log_name};
 use super::sublog::sync_dir;
-use crate::batch::{BatchHeader, MAX_BATCH_ON_DISK};
 use crate::error::{BrokerError, Result};
 
 /// How to repair damage.
@@ -67,14 +66,7 @@ fn pieces(bytes: &Bytes, segment_base: u64) -> Vec<Piece> {
     let mut at = 0usize;
     let mut next_offset = segment_base;
     while at < bytes.len() {
-        let whole = BatchHeader::parse(&bytes[at..], MAX_BATCH_ON_DISK)
-            .ok()
-            .filter(|h| h.total_len <= bytes.len() - at && h.base_offset >= next_offset)
-            .filter(|h| {
-                crate::batch::Batch::from_bytes(bytes.slice(at..at + h.total_len), usize::MAX)
-                    .is_ok()
-            });
-        match whole {
+        match batch_at(bytes, at, next_offset, segment_base) {
             Some(h) => {
                 out.push(Piece::Batch {
                     start: at,

@@ -520,16 +520,19 @@ fn read_rest(file: &File, from: u64, file_len: u64) -> std::io::Result<Bytes> {
 /// Every candidate position is tried (a damaged length field says nothing about where the
 /// next batch starts); the header checks reject almost all of them before the CRC.
 pub fn find_next_batch(bytes: &Bytes, next_offset: u64, base: u64) -> Option<usize> {
-    (0..bytes.len()).find(|&at| {
-        let rest = &bytes[at..];
-        let Ok(header) = BatchHeader::parse(rest, crate::batch::MAX_BATCH_ON_DISK) else {
-            return false;
-        };
-        header.total_len <= rest.len()
-            && header.base_offset >= next_offset
-            && header.last_offset() - base <= u64::from(u32::MAX)
-            && Batch::from_bytes(bytes.slice(at..at + header.total_len), usize::MAX).is_ok()
-    })
+    (0..bytes.len()).find(|&at| batch_at(bytes, at, next_offset, base).is_some())
+}
+
+/// The header of the whole, CRC-valid batch at `at` in `bytes`, if there is one whose
+/// offsets could follow `next_offset` in a segment based at `base`.
+pub fn batch_at(bytes: &Bytes, at: usize, next_offset: u64, base: u64) -> Option<BatchHeader> {
+    let rest = &bytes[at..];
+    let header = BatchHeader::parse(rest, crate::batch::MAX_BATCH_ON_DISK).ok()?;
+    (header.total_len <= rest.len()
+        && header.base_offset >= next_offset
+        && header.last_offset() - base <= u64::from(u32::MAX)
+        && Batch::from_bytes(bytes.slice(at..at + header.total_len), usize::MAX).is_ok())
+    .then_some(header)
 }
 
 /// Why recovery's scan stopped before the end of a segment.
