@@ -87,10 +87,8 @@ const DELETED: u8 = 1;
 const SHUT_DOWN: u8 = 2;
 
 pub struct Partition {
-    topic: String,
     /// The topic's incarnation in this region: that of the local origin's sub-log.
     incarnation: u64,
-    index: u32,
     dir: PathBuf,
     local_origin: String,
     config: Arc<StorageConfig>,
@@ -179,9 +177,7 @@ impl Partition {
         let durable = watch::Sender::new(arrival.end_seq());
         let durable_ends = sublogs.iter().map(SubLog::next_offset).collect();
         let partition = Partition {
-            topic: topic.to_string(),
             incarnation,
-            index,
             dir,
             local_origin: local_origin.to_string(),
             config,
@@ -205,7 +201,7 @@ impl Partition {
     }
 
     pub fn index(&self) -> u32 {
-        self.index
+        self.shared.index
     }
 
     /// The topic's incarnation in this region (that of its own origin's sub-log).
@@ -220,7 +216,10 @@ impl Partition {
         if origin == self.local_origin {
             return self.incarnation;
         }
-        self.sub_log(origin).map_or(0, |s| s.incarnation)
+        // Called on every read of a serving stream: one lookup, not a whole `sub_logs`.
+        let inner = self.lock();
+        let id = inner.arrival.origins().iter().position(|o| o == origin);
+        id.map_or(0, |id| inner.sublogs[id].incarnation())
     }
 
     pub fn dir(&self) -> &Path {
@@ -239,7 +238,7 @@ impl Partition {
         match self.state.load(Ordering::Acquire) {
             OPEN => Ok(()),
             DELETED => Err(BrokerError::TopicDeleted {
-                topic: self.topic.clone(),
+                topic: self.shared.topic.clone(),
             }),
             _ => Err(BrokerError::ShuttingDown),
         }
@@ -247,8 +246,8 @@ impl Partition {
 
     fn fenced(&self, reason: String) -> BrokerError {
         BrokerError::Fenced {
-            topic: self.topic.clone(),
-            partition: self.index,
+            topic: self.shared.topic.clone(),
+            partition: self.shared.index,
             reason,
         }
     }
@@ -343,8 +342,8 @@ impl Partition {
                 }
                 Meeting::Stale => {
                     return Err(BrokerError::StaleIncarnation {
-                        topic: self.topic.clone(),
-                        partition: self.index,
+                        topic: self.shared.topic.clone(),
+                        partition: self.shared.index,
                         origin: origin.to_string(),
                         held,
                         offered: incarnation,
@@ -369,8 +368,8 @@ impl Partition {
                     run.already_held += 1;
                 } else if header.base_offset < expected {
                     refused = Some(BrokerError::OverlappingBatch {
-                        topic: self.topic.clone(),
-                        partition: self.index,
+                        topic: self.shared.topic.clone(),
+                        partition: self.shared.index,
                         origin: origin.to_string(),
                         expected,
                         base: header.base_offset,
@@ -379,8 +378,8 @@ impl Partition {
                     break;
                 } else if header.base_offset > expected && gap == GapPolicy::Refuse {
                     refused = Some(BrokerError::OffsetGap {
-                        topic: self.topic.clone(),
-                        partition: self.index,
+                        topic: self.shared.topic.clone(),
+                        partition: self.shared.index,
                         origin: origin.to_string(),
                         expected,
                         base: header.base_offset,
@@ -432,7 +431,7 @@ impl Partition {
     fn retire(&self, inner: &mut Inner, id: usize, incarnation: u64) -> Result<()> {
         self.retire_files(inner, id, incarnation).inspect_err(|e| {
             // The index and the files may disagree now: stop until a restart recovers.
-            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "replacing a sub-log failed; partition fenced");
+            tracing::error!(topic = %self.shared.topic, partition = self.shared.index, error = %e, "replacing a sub-log failed; partition fenced");
             inner.fenced = Some(format!("replacing a sub-log failed: {e}"));
         })
     }
@@ -451,7 +450,7 @@ impl Partition {
         sync_dir(&self.dir.join("logs"))?;
         inner.durable_ends[id] = sublog.next_offset();
         inner.sublogs[id] = sublog;
-        tracing::warn!(topic = %self.topic, partition = self.index, %origin, retired = old, new = incarnation, "the origin re-created the topic: this region's copy of the old incarnation was dropped and the new one starts from scratch");
+        tracing::warn!(topic = %self.shared.topic, partition = self.shared.index, %origin, retired = old, new = incarnation, "the origin re-created the topic: this region's copy of the old incarnation was dropped and the new one starts from scratch");
         Ok(())
     }
 
@@ -485,7 +484,7 @@ impl Partition {
             if let Err(deleted @ BrokerError::TopicDeleted { .. }) = self.check_open() {
                 return deleted;
             }
-            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "write failed; partition fenced");
+            tracing::error!(topic = %self.shared.topic, partition = self.shared.index, error = %e, "write failed; partition fenced");
             inner.fenced = Some(e.to_string());
             e
         })
@@ -556,32 +555,27 @@ impl Partition {
     /// from now on (`latest`). Never the page-cache end: records still waiting for their
     /// fsync may yet be lost in a crash, and a start past them would skip their rewrite.
     pub fn latest_cursor(&self) -> Cursor {
-        let inner = self.lock();
-        let mut cursor: Cursor = inner
-            .sublogs
-            .iter()
-            .zip(&inner.durable_ends)
-            .map(|(s, end)| (s.origin().to_string(), *end))
-            .collect();
-        cursor.incarnations = incarnations(&inner.sublogs);
-        cursor
+        self.cursor_where(|_| Ok(u64::MAX))
+            .expect("the durable end needs no read")
     }
 
     /// Per origin, the first record at or after `timestamp_ms`, never past the durable end.
     pub fn cursor_for_time(&self, timestamp_ms: i64) -> Result<Cursor> {
+        self.cursor_where(|s| s.offset_for_time(timestamp_ms))
+    }
+
+    /// A cursor at `offset_of` each sub-log, never past its durable end, with the
+    /// sub-logs' incarnations.
+    fn cursor_where(&self, offset_of: impl Fn(&SubLog) -> Result<u64>) -> Result<Cursor> {
         let inner = self.lock();
-        let mut cursor = inner
-            .sublogs
-            .iter()
-            .zip(&inner.durable_ends)
-            .map(|(s, end)| {
-                Ok((
-                    s.origin().to_string(),
-                    s.offset_for_time(timestamp_ms)?.min(*end),
-                ))
-            })
-            .collect::<Result<Cursor>>()?;
-        cursor.incarnations = incarnations(&inner.sublogs);
+        let mut cursor = Cursor::default();
+        for (s, end) in inner.sublogs.iter().zip(&inner.durable_ends) {
+            let origin = s.origin().to_string();
+            cursor.next.insert(origin.clone(), offset_of(s)?.min(*end));
+            if s.incarnation() != 0 {
+                cursor.incarnations.insert(origin, s.incarnation());
+            }
+        }
         Ok(cursor)
     }
 
@@ -664,7 +658,7 @@ impl Partition {
     }
 
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.shared.topic
     }
 
     pub(crate) fn with_inner<T>(&self, f: impl FnOnce(&ArrivalLog, &[SubLog]) -> T) -> T {
@@ -769,15 +763,6 @@ impl Shared {
         self.durable
             .send_modify(|durable| *durable = (*durable).max(upto));
     }
-}
-
-/// Per origin, the incarnation of its sub-log (where known).
-fn incarnations(sublogs: &[SubLog]) -> std::collections::BTreeMap<String, u64> {
-    sublogs
-        .iter()
-        .filter(|s| s.incarnation() != 0)
-        .map(|s| (s.origin().to_string(), s.incarnation()))
-        .collect()
 }
 
 /// Makes the arrival index agree with the recovered sub-logs: drops entries that point
