@@ -2,6 +2,7 @@
 //! per-partition arrival index that merges them. See ARCHITECTURE.md for the on-disk layout.
 
 pub mod arrival;
+mod commit;
 pub mod config;
 pub mod index;
 pub mod open_files;
