@@ -28,14 +28,12 @@ use broker::broker::CursorChange;
 use proto::link::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::inbox::Inbox;
-use crate::link::LinkCtx;
-use crate::protocol::frame::Frame;
+use crate::node::{LinkCtx, Node};
 use crate::routing::RouteView;
-use crate::service::Shared;
-use crate::task::Task;
+use crate::tasks::Task;
+use crate::wire::Frame;
 
 /// Every cursor is resent this often, repairing anything a full control queue dropped.
 pub(crate) const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
@@ -44,23 +42,23 @@ pub(crate) const RESYNC_INTERVAL: Duration = Duration::from_secs(10);
 const PER_FRAME: usize = 1_000;
 
 /// Sends cursor changes as they happen, and everything every [`RESYNC_INTERVAL`].
-pub(crate) async fn sync_loop(shared: Arc<Shared>) {
-    let mut changes = shared.broker.cursor_changes();
+pub(crate) async fn sync_loop(node: Arc<Node>) {
+    let mut changes = node.broker.cursor_changes();
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     resync.tick().await;
     loop {
         let first = tokio::select! {
             change = changes.recv() => change,
             _ = resync.tick() => {
-                send_all(&shared, None);
+                send_all(&node, None);
                 continue;
             }
-            () = shared.stop.cancelled() => return,
+            () = node.stop.cancelled() => return,
         };
         let mut batch = match first {
             Ok(change) => vec![change],
             Err(RecvError::Lagged(_)) => {
-                send_all(&shared, None);
+                send_all(&node, None);
                 continue;
             }
             Err(RecvError::Closed) => return,
@@ -71,13 +69,13 @@ pub(crate) async fn sync_loop(shared: Arc<Shared>) {
                 Err(_) => break,
             }
         }
-        send(&shared, &batch, None);
+        send(&node, &batch, None);
     }
 }
 
 /// Sends every matching cursor held here (to `only`, or to every neighbour).
-pub(crate) fn send_all(shared: &Shared, only: Option<&str>) {
-    match shared.broker.all_group_cursors() {
+pub(crate) fn send_all(node: &Node, only: Option<&str>) {
+    match node.broker.all_group_cursors() {
         Ok(all) => {
             let changes: Vec<CursorChange> = all
                 .into_iter()
@@ -89,24 +87,24 @@ pub(crate) fn send_all(shared: &Shared, only: Option<&str>) {
                 })
                 .collect();
             for chunk in changes.chunks(PER_FRAME) {
-                send(shared, chunk, only);
+                send(node, chunk, only);
             }
         }
         Err(e) => tracing::error!(error = %e, "reading group cursors to sync failed"),
     }
 }
 
-fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
-    let tasks = shared.tasks();
-    let view = shared.view();
-    let links = shared.links.lock().expect("links lock");
+fn send(node: &Node, changes: &[CursorChange], only: Option<&str>) {
+    let tasks = node.active_tasks();
+    let view = node.view();
+    let links = node.links.load();
     for (peer, link) in links.iter() {
         if only.is_some_and(|o| o != peer) {
             continue;
         }
         let cursors: Vec<pb::GroupCursor> = changes
             .iter()
-            .filter(|c| synced(&tasks, &view, &shared.region, peer, &c.group, &c.topic))
+            .filter(|c| synced(&tasks, &view, &node.region, peer, &c.group, &c.topic))
             .map(|c| pb::GroupCursor {
                 group: c.group.clone(),
                 topic: c.topic.clone(),
@@ -124,7 +122,7 @@ fn send(shared: &Shared, changes: &[CursorChange], only: Option<&str>) {
             .try_send(Frame::GroupCursors(pb::GroupCursors { cursors }))
             .is_ok()
         {
-            shared.metrics.group_cursors_sent.inc_by(n);
+            node.metrics.group_cursors_sent.inc_by(n);
         }
     }
 }
@@ -149,34 +147,40 @@ fn synced(
 /// resync, within [`RESYNC_INTERVAL`], sends every cursor again.
 const INBOX_FRAMES: usize = 16;
 
-/// Cursors received from a neighbour: `(service, neighbour, cursors)`.
-pub(crate) type Received = (Arc<Shared>, String, Vec<pb::GroupCursor>);
-
-/// A link's inbox of received cursors: one blocking worker per link merges them in order,
-/// so a burst of frames costs at most [`INBOX_FRAMES`] frames of memory and one thread.
-pub(crate) fn inbox(tracker: &TaskTracker, stop: CancellationToken) -> Inbox<Received> {
+/// A link's inbox of cursors received from `peer`: one blocking worker per link merges
+/// them in order, so a burst of frames costs at most [`INBOX_FRAMES`] frames of memory and
+/// one thread. It stops with `stop` (the link's end).
+pub(crate) fn inbox(
+    node: &Arc<Node>,
+    peer: &str,
+    stop: CancellationToken,
+) -> Inbox<Vec<pb::GroupCursor>> {
+    let (weak, from) = (Arc::downgrade(node), peer.to_string());
     Inbox::start(
-        tracker,
+        &node.tracker,
         stop,
         INBOX_FRAMES,
-        |(shared, from, cursors): Received| merge(&shared, &from, cursors),
+        move |cursors: Vec<pb::GroupCursor>| {
+            if let Some(node) = weak.upgrade() {
+                merge(&node, &from, cursors);
+            }
+        },
     )
 }
 
 /// Cursors from the neighbour on `link`: those a shared task syncs are queued to be
 /// merged off the async runtime (a merge that changes something is an fsync); the others
 /// are counted and dropped.
-pub(crate) fn on_group_cursors(shared: &Arc<Shared>, link: &LinkCtx, frame: pb::GroupCursors) {
+pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: pb::GroupCursors) {
     let from = &link.peer;
-    let tasks = shared.tasks();
-    let view = shared.view();
+    let tasks = node.active_tasks();
+    let view = node.view();
     let (allowed, refused): (Vec<_>, Vec<_>) = frame
         .cursors
         .into_iter()
-        .partition(|c| synced(&tasks, &view, &shared.region, from, &c.group, &c.topic));
+        .partition(|c| synced(&tasks, &view, &node.region, from, &c.group, &c.topic));
     if !refused.is_empty() {
-        shared
-            .metrics
+        node.metrics
             .group_cursors_refused
             .inc_by(refused.len() as u64);
         tracing::warn!(peer = %from, count = refused.len(), example = %format!("{}/{}", refused[0].group, refused[0].topic), "group cursors no task syncs with this neighbour; ignored");
@@ -184,31 +188,30 @@ pub(crate) fn on_group_cursors(shared: &Arc<Shared>, link: &LinkCtx, frame: pb::
     if allowed.is_empty() {
         return;
     }
-    if !link.cursors.offer((shared.clone(), from.clone(), allowed)) {
-        shared.metrics.control_frames_dropped("group_cursors");
+    if !link.cursors.offer(allowed) {
+        node.metrics.control_frames_dropped("group_cursors");
         tracing::debug!(peer = %from, "group cursors dropped: the link's merge queue is full (the next resync repairs this)");
     }
 }
 
 /// Merges cursors from neighbour `from` (on the blocking pool).
-fn merge(shared: &Shared, from: &str, cursors: Vec<pb::GroupCursor>) {
+fn merge(node: &Node, from: &str, cursors: Vec<pb::GroupCursor>) {
     for c in cursors {
         let cursor = Cursor {
             next: c.next.into_iter().collect(),
             incarnations: c.incarnations.into_iter().collect(),
         };
-        match shared
+        match node
             .broker
             .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])
         {
             Ok(changed) => {
-                shared
-                    .metrics
+                node.metrics
                     .group_cursors_merged
                     .inc_by(changed.len() as u64);
             }
             Err(e) => {
-                shared.metrics.group_cursors_refused.inc();
+                node.metrics.group_cursors_refused.inc();
                 tracing::warn!(peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
             }
         }

@@ -1,30 +1,34 @@
 //! Replication between regions: QUIC links with mutual TLS, the versioned link protocol,
 //! pulling and applying origin sub-logs, replication tasks, checkpoints, lag and metrics.
-//! ARCHITECTURE.md ("Replication", "Link protocol") describes the whole.
+//! ARCHITECTURE.md maps the folders; docs/replication.md describes the whole.
+//!
+//! Layers, each depending only on those above it in this list:
+//! `wire`, `identity`, `settings`, `inbox`, `published` (no replication state) →
+//! `tasks`, `observe`, `routing` (pure decisions) → `node` (the context every running
+//! part shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to
+//! them) → `replicator` (the facade).
 
-mod advertise;
-pub mod catalog;
-pub mod certs;
 pub mod dr;
 mod groups;
+pub mod identity;
 mod inbox;
-pub mod io;
 mod link;
-pub mod metrics;
-pub mod protocol;
-mod proxy;
+mod node;
+pub mod observe;
+mod published;
 mod pull;
+mod replicator;
 mod routing;
 mod serve;
-pub mod service;
 pub mod settings;
-pub mod status;
-pub mod task;
-pub mod tls;
+pub mod tasks;
+pub mod wire;
 
-pub use catalog::{ChangeError, TaskRecord};
 pub use dr::{FailoverError, FailoverMode, FailoverReport, OriginRpo};
-pub use service::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
+pub use identity::{certs, tls};
+pub use observe::{SubLogKey, SubLogStatus};
+pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;
-pub use status::{SubLogKey, SubLogStatus};
-pub use task::{Direction, Dr, TaskSpec, TaskState};
+/// Task specs and their validation (`task::validate`), under their former path.
+pub use tasks::spec as task;
+pub use tasks::{ChangeError, Direction, Dr, TaskRecord, TaskSpec, TaskState};

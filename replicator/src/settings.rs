@@ -1,4 +1,5 @@
-//! Tuning of the replication links, with the defaults measured in ../shared/TRANSPORT.md.
+//! Tuning of the replication links, with the defaults measured on loopback and over the
+//! WAN emulator (docs/performance.md).
 
 use std::time::Duration;
 

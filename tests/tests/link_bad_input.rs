@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use broker::batch::{Batch, PendingBatch};
 use proto::link::v1 as pb;
 use proto::link::v1::subscribe::From as SubscribeFrom;
-use replicator::io::{self as link_io, FrameLimits};
-use replicator::protocol::{BatchesFrame, Frame, FrameKind, close};
 use replicator::tls::Identity;
+use replicator::wire::io::{self as link_io, FrameLimits};
+use replicator::wire::{BatchesFrame, Frame, FrameKind, close};
 use support::*;
 use tokio::sync::mpsc;
 
@@ -229,7 +229,7 @@ async fn serve_link(
         }
     }
     let hello = Frame::Hello(pb::Hello {
-        protocol_version: replicator::protocol::PROTOCOL_VERSION,
+        protocol_version: replicator::wire::PROTOCOL_VERSION,
         region: FAKE.into(),
         epoch: 1,
         features: vec![],
@@ -620,7 +620,7 @@ async fn oversized_first_frame_of_a_stream_to_the_node_is_refused() {
     match link_io::read_frame(&mut recv, FAKE_LIMITS).await.unwrap() {
         Some(Frame::Error(e)) => assert_eq!(
             e.code,
-            replicator::protocol::codes::OVERSIZED,
+            replicator::wire::LinkCode::Oversized.as_str(),
             "the node's answer: {}",
             e.message
         ),

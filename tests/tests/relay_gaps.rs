@@ -40,7 +40,7 @@ fn line(regions: [&str; 3]) -> TopologySpec {
 }
 
 /// The status of `origin`'s sub-log of `TOPIC`/0 in `node`.
-fn status_of(node: &TestNode, origin: &str) -> Option<replicator::status::SubLogStatus> {
+fn status_of(node: &TestNode, origin: &str) -> Option<replicator::SubLogStatus> {
     replicator(node)
         .status()
         .into_iter()

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use replicator::protocol::frame;
+use replicator::wire::frame;
 
 const MAX_FRAME: usize = 1 << 20;
 const MAX_BATCH: usize = 1 << 20;

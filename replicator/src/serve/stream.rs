@@ -5,86 +5,81 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker::batch::{Batch, PendingBatch};
+use broker::batch::Batch;
 use broker::storage::{Partition, SubLogReader};
 use proto::link::v1 as pb;
 use proto::link::v1::subscribe::From as SubscribeFrom;
 
-use crate::io;
-use crate::link::LinkCtx;
-use crate::protocol::{BatchesFrame, Frame, codes};
-use crate::proxy;
-use crate::routing::Need;
-use crate::service::Shared;
-use crate::status::SubLogKey;
-use crate::task::Task;
+use super::admission::{Here, admit, may_serve, relays_without_storing};
+use super::filter::filter_for;
+use super::relay;
+use crate::node::{LinkCtx, Node};
+use crate::observe::SubLogKey;
+use crate::wire::{BatchesFrame, Frame, LinkCode, Refusal, io};
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) struct Refusal {
-    code: &'static str,
-    message: String,
-}
-
-pub(crate) fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-    }
-}
-
 pub(crate) async fn serve_stream(
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     link: Arc<LinkCtx>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     // The first frame of a stream is read under the control limit (64 KiB): a peer cannot
     // make this region buffer a full-size frame per stream before it is authorized.
-    let subscribe = match io::read_frame_within(
-        &mut recv,
-        shared.limits.control(),
-        SUBSCRIBE_TIMEOUT,
-    )
-    .await
+    let subscribe = match io::read_frame_within(&mut recv, node.limits.control(), SUBSCRIBE_TIMEOUT)
+        .await
     {
         Ok(Some(Frame::Subscribe(s))) => s,
         Ok(Some(other)) => {
-            shared.metrics.frame_refused("protocol");
+            node.metrics.frame_refused("protocol");
             let message = format!("expected Subscribe, got {:?}", other.kind());
             tracing::warn!(peer = %link.peer, %message, "refused a sub-log stream");
-            send_error(&mut send, refuse(codes::PROTOCOL, message)).await;
+            send_error(&mut send, Refusal::new(LinkCode::Protocol, message)).await;
             return;
         }
         Ok(None) => return,
         Err(e) => {
-            let mut code = codes::MALFORMED;
+            let mut code = LinkCode::Malformed;
             if let io::StreamError::Frame(f) = &e {
-                shared.metrics.frame_refused(f.reason());
+                node.metrics.frame_refused(f.reason());
                 if f.reason() == "oversized" {
-                    code = codes::OVERSIZED;
+                    code = LinkCode::Oversized;
                 }
             }
             tracing::warn!(peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
-            send_error(&mut send, refuse(code, e.to_string())).await;
+            send_error(&mut send, Refusal::new(code, e.to_string())).await;
             return;
         }
     };
-    let authorized = authorize(&shared, &link.peer, &subscribe).and_then(|task| {
-        if relays_without_storing(&shared, &task, &subscribe.origin) {
+    let view = node.view();
+    let here = Here {
+        region: &node.region,
+        hop_limit: node.settings.hop_limit,
+        view: &view,
+        pass_through: node.pass_through(),
+    };
+    let authorized = admit(
+        &here,
+        node.tasks.task(&subscribe.task),
+        &link.peer,
+        &subscribe,
+    )
+    .and_then(|task| {
+        if relays_without_storing(&here, &task, &subscribe.origin) {
             return Ok((task, None));
         }
-        let (partition, key) = held(&shared, &link.peer, &subscribe)?;
+        let (partition, key) = held(&node, &here, &link.peer, &subscribe)?;
         Ok((task, Some((partition, key))))
     });
     let (task, partition, key) = match authorized {
         Ok((task, Some((partition, key)))) => (task, partition, key),
         Ok((task, None)) => {
-            proxy::relay(shared, link, task, subscribe, send).await;
+            relay::relay(node, link, task, subscribe, send).await;
             return;
         }
         Err(refusal) => {
-            tracing::warn!(peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = refusal.code, message = %refusal.message, "refused a subscription");
+            tracing::warn!(peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = %refusal.code, message = %refusal.message, "refused a subscription");
             send_error(&mut send, refusal).await;
             return;
         }
@@ -101,14 +96,14 @@ pub(crate) async fn serve_stream(
     let start = match start_offset(&partition, &key.origin, from) {
         Ok(start) => start,
         Err(e) => {
-            send_error(&mut send, refuse(codes::STORAGE, e.to_string())).await;
+            send_error(&mut send, Refusal::new(LinkCode::Storage, e.to_string())).await;
             return;
         }
     };
-    let frame_target = shared.settings.frame_target_bytes;
+    let frame_target = node.settings.frame_target_bytes;
     let reader = SubLogReader::new(partition.clone(), &key.origin, start);
     let mut read_from = Source {
-        shared: &shared,
+        node: &node,
         partition,
         key: &key,
         // At the start a region may have lost records to retention (its own, when it is
@@ -128,27 +123,27 @@ pub(crate) async fn serve_stream(
         .map_or(start, |b| start.max(b.header().base_offset));
     let subscribed = Frame::Subscribed(pb::Subscribed {
         start_offset: start,
-        path: shared.path_of(&key),
+        path: node.path_of(&key),
         incarnation,
     });
     if io::write_frame(&mut send, &subscribed).await.is_err() {
         return;
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");
-    let mut tasks = shared.task_generation.subscribe();
+    let mut tasks = node.tasks.subscribe();
     // The catalog is looked at only when it changed (and once at the start).
     let mut look = true;
     loop {
         let news = std::mem::take(&mut look) || tasks.has_changed().unwrap_or(false);
         if news && {
             tasks.mark_unchanged();
-            changed(&shared, &task)
+            !node.tasks.is_live(&task)
         } {
             // Paused, deleted or changed: stop shipping; the puller re-plans.
             send_error(
                 &mut send,
-                refuse(
-                    codes::NOT_ALLOWED,
+                Refusal::new(
+                    LinkCode::NotAllowed,
                     format!("task \"{}\" changed", task.name()),
                 ),
             )
@@ -170,8 +165,8 @@ pub(crate) async fn serve_stream(
                 () = link.stop.cancelled() => return,
             }
         } else {
-            let batches = filter_for(&shared, &task, &link.peer, std::mem::take(&mut pending));
-            let frame = Frame::Batches(BatchesFrame::new(batches, shared.path_of(&key)));
+            let batches = filter_for(&node, &task, &link.peer, std::mem::take(&mut pending));
+            let frame = Frame::Batches(BatchesFrame::new(batches, node.path_of(&key)));
             let written = tokio::select! {
                 w = io::write_frame(&mut send, &frame) => w,
                 () = link.stop.cancelled() => return,
@@ -189,7 +184,7 @@ pub(crate) async fn serve_stream(
 
 /// The sub-log a stream serves, read batch run by batch run.
 struct Source<'a> {
-    shared: &'a Shared,
+    node: &'a Node,
     partition: Arc<Partition>,
     key: &'a SubLogKey,
     /// Past the first read: records must follow on from what was sent.
@@ -237,11 +232,11 @@ impl Source<'_> {
             Ok(batches) => batches,
             Err(e) => {
                 tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
-                send_error(send, refuse(codes::STORAGE, e.to_string())).await;
+                send_error(send, Refusal::new(LinkCode::Storage, e.to_string())).await;
                 return None;
             }
         };
-        let me = &self.shared.region;
+        let me = &self.node.region;
         let missing = match batches.first() {
             None if reader.next_offset() < durable_end => Some(format!(
                 "{me} does not hold offsets from {} of sub-log {}/{}@{} (it holds records up to {durable_end} past a gap there); pull them from another region",
@@ -265,121 +260,17 @@ impl Source<'_> {
         };
         if let Some(message) = missing {
             tracing::info!(topic = %key.topic, partition = key.partition, origin = %key.origin, %message, "cannot serve a sub-log past a gap");
-            send_error(send, refuse(codes::MISSING_RECORDS, message)).await;
+            send_error(send, Refusal::new(LinkCode::MissingRecords, message)).await;
             return None;
         }
         Some((reader, batches))
     }
 }
 
+/// Ends a stream with `refusal`.
 pub(crate) async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
-    let frame = Frame::Error(pb::Error {
-        code: refusal.code.to_string(),
-        message: refusal.message,
-    });
-    let _ = io::write_frame(send, &frame).await;
+    let _ = io::write_frame(send, &refusal.to_frame()).await;
     let _ = send.finish();
-}
-
-/// Checks that a running task lets `peer` pull this origin's data of this topic from this
-/// region: the peer is a target of the task for that origin, or a relay on its route.
-fn authorize(shared: &Shared, peer: &str, subscribe: &pb::Subscribe) -> Result<Arc<Task>, Refusal> {
-    let task = shared.task(&subscribe.task).ok_or_else(|| {
-        refuse(
-            codes::NOT_ALLOWED,
-            format!("no task \"{}\" here", subscribe.task),
-        )
-    })?;
-    if !task.running() {
-        return Err(refuse(
-            codes::NOT_ALLOWED,
-            format!("task \"{}\" is paused", task.name()),
-        ));
-    }
-    if subscribe.origin == peer {
-        return Err(refuse(
-            codes::LOOP,
-            format!("{peer} is the origin of these records"),
-        ));
-    }
-    if subscribe.via.iter().any(|r| *r == shared.region)
-        || subscribe.via.len() >= shared.settings.hop_limit
-    {
-        return Err(refuse(
-            codes::LOOP,
-            format!(
-                "the request already passed {} or too many relays (via {})",
-                shared.region,
-                subscribe.via.join(" > ")
-            ),
-        ));
-    }
-    if !task.matches(&subscribe.topic)
-        || shared.view().need(&task, &subscribe.origin, peer).is_none()
-    {
-        return Err(refuse(
-            codes::NOT_ALLOWED,
-            format!(
-                "task \"{}\" does not carry topic \"{}\" of origin {} to {peer} (it is neither a target nor a relay on the route)",
-                task.name(),
-                subscribe.topic,
-                subscribe.origin,
-            ),
-        ));
-    }
-    Ok(task)
-}
-
-/// Whether `task` is no longer the live, running version of itself.
-pub(crate) fn changed(shared: &Shared, task: &Arc<Task>) -> bool {
-    !shared
-        .task(task.name())
-        .is_some_and(|live| Arc::ptr_eq(&live, task) && live.running())
-}
-
-/// Whether this region relays `origin`'s data of `task` without storing it.
-fn relays_without_storing(shared: &Shared, task: &Task, origin: &str) -> bool {
-    shared.pass_through()
-        && origin != shared.region
-        && shared.view().need(task, origin, &shared.region) != Some(Need::Store)
-}
-
-/// The stored sub-log to serve, checked against the hop path of the data held.
-fn held(
-    shared: &Shared,
-    peer: &str,
-    subscribe: &pb::Subscribe,
-) -> Result<(Arc<Partition>, SubLogKey), Refusal> {
-    let partition = shared
-        .broker
-        .partition(&subscribe.topic, subscribe.partition)
-        .map_err(|e| refuse(codes::UNKNOWN_TOPIC, e.to_string()))?;
-    let key = SubLogKey {
-        topic: subscribe.topic.clone(),
-        partition: subscribe.partition,
-        origin: subscribe.origin.clone(),
-    };
-    let path = shared.path_of(&key);
-    if path.iter().any(|r| r == peer) {
-        return Err(refuse(
-            codes::LOOP,
-            format!(
-                "these records already passed {peer} (path {})",
-                path.join(" > ")
-            ),
-        ));
-    }
-    if path.len() >= shared.settings.hop_limit {
-        return Err(refuse(
-            codes::LOOP,
-            format!(
-                "hop path {} is at the hop limit {}",
-                path.join(" > "),
-                shared.settings.hop_limit
-            ),
-        ));
-    }
-    Ok((partition, key))
 }
 
 /// The first offset to send: a requested offset (moved up past what retention removed),
@@ -401,57 +292,22 @@ fn start_offset(
     })
 }
 
-/// The batches as `peer` may receive them: without the records the task's tag filter
-/// drops or a residency rule keeps out of `peer`. A batch keeps its offsets (the dropped
-/// records leave intended gaps).
-pub(crate) fn filter_for(
-    shared: &Shared,
-    task: &Task,
+/// The stored sub-log to serve, checked against the hop path of the data held.
+fn held(
+    node: &Node,
+    here: &Here<'_>,
     peer: &str,
-    batches: Vec<Batch>,
-) -> Vec<Batch> {
-    let residency = &shared.topology.residency;
-    if task.spec.tags.is_empty() && !residency.has_rules() {
-        return batches;
-    }
-    let mut withheld = 0u64;
-    let batches = batches
-        .into_iter()
-        .map(|batch| {
-            filter(batch, |r| {
-                if !task.passes(r.tag.as_deref()) {
-                    return false;
-                }
-                let allowed = residency.allows(r.tag.as_deref(), &r.properties, peer);
-                withheld += u64::from(!allowed);
-                allowed
-            })
-        })
-        .collect();
-    if withheld > 0 {
-        shared.metrics.residency_withheld_records.inc_by(withheld);
-    }
-    batches
-}
-
-/// The batch with only the records `keep` accepts, covering the same offsets. Unchanged
-/// when every record is kept.
-fn filter(batch: Batch, mut keep: impl FnMut(&broker::record::Record) -> bool) -> Batch {
-    let kept: Vec<bool> = batch.records().map(|(_, r)| keep(&r)).collect();
-    if kept.iter().all(|k| *k) {
-        return batch;
-    }
-    let base = batch.header().base_offset;
-    let records: Vec<_> = batch
-        .records()
-        .zip(kept)
-        .filter(|(_, k)| *k)
-        .map(|((offset, r), _)| ((offset - base) as u32, r))
-        .collect();
-    let bytes = PendingBatch::covering(
-        batch.header().last_offset_delta,
-        records.iter().map(|(delta, r)| (*delta, r)),
-    )
-    .seal(base);
-    Batch::from_bytes(bytes, usize::MAX).expect("a batch just encoded is well formed")
+    subscribe: &pb::Subscribe,
+) -> Result<(Arc<Partition>, SubLogKey), Refusal> {
+    let partition = node
+        .broker
+        .partition(&subscribe.topic, subscribe.partition)
+        .map_err(|e| Refusal::new(LinkCode::UnknownTopic, e.to_string()))?;
+    let key = SubLogKey {
+        topic: subscribe.topic.clone(),
+        partition: subscribe.partition,
+        origin: subscribe.origin.clone(),
+    };
+    may_serve(here, &node.path_of(&key), peer)?;
+    Ok((partition, key))
 }

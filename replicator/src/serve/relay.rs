@@ -11,40 +11,35 @@ use std::time::Duration;
 
 use proto::link::v1 as pb;
 
-use crate::advertise::upstream_for;
-use crate::io;
-use crate::link::LinkCtx;
-use crate::protocol::{BatchesFrame, Frame, codes};
-use crate::serve::{Refusal, changed, filter_for, refuse, send_error};
-use crate::service::Shared;
-use crate::task::Task;
+use super::filter::filter_for;
+use super::stream::send_error;
+use crate::node::{LinkCtx, Node};
+use crate::routing::HopPath;
+use crate::tasks::Task;
+use crate::wire::{BatchesFrame, Frame, LinkCode, Refusal, io};
 
 const SUBSCRIBED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `subscribe` from `link`'s peer by relaying it; ends with the stream.
 pub(crate) async fn relay(
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     link: Arc<LinkCtx>,
     task: Arc<Task>,
     subscribe: pb::Subscribe,
     mut down: quinn::SendStream,
 ) {
-    let view = shared.view();
-    let upstream = upstream_for(&shared, &view, &subscribe.origin, &link.peer).and_then(|peer| {
-        shared
-            .links
-            .lock()
-            .expect("links lock")
-            .get(&peer)
-            .map(|l| l.ctx.clone())
-    });
+    let view = node.view();
+    let upstream = view
+        .upstream_for(&node.region, &subscribe.origin, &link.peer)
+        .and_then(|peer| node.links.get(peer))
+        .map(|l| l.ctx.clone());
     let result = match upstream {
-        Some(upstream) => forward(&shared, &link, &upstream, &task, subscribe, &mut down).await,
-        None => Err(refuse(
-            codes::NO_ROUTE,
+        Some(upstream) => forward(&node, &link, &upstream, &task, subscribe, &mut down).await,
+        None => Err(Refusal::new(
+            LinkCode::NoRoute,
             format!(
                 "{} relays without storing and has no link up towards {}",
-                shared.region, subscribe.origin
+                node.region, subscribe.origin
             ),
         )),
     };
@@ -54,27 +49,26 @@ pub(crate) async fn relay(
 }
 
 async fn forward(
-    shared: &Shared,
+    node: &Node,
     link: &LinkCtx,
     upstream: &LinkCtx,
     task: &Arc<Task>,
     mut subscribe: pb::Subscribe,
     down: &mut quinn::SendStream,
 ) -> Result<(), Refusal> {
-    let me = &shared.region;
+    let me = &node.region;
     let origin = subscribe.origin.clone();
     // A change of routes that moves this relay's way towards the origin ends the stream,
     // so the downstream re-subscribes (from its held end) along the new route.
-    let mut routes = shared.route_generation.subscribe();
-    let mut tasks = shared.task_generation.subscribe();
-    let moved = |shared: &Shared| {
-        upstream_for(shared, &shared.view(), &origin, &link.peer).as_deref()
-            != Some(upstream.peer.as_str())
+    let mut routes = node.routes.subscribe();
+    let mut tasks = node.tasks.subscribe();
+    let moved = |node: &Node| {
+        node.view().upstream_for(&node.region, &origin, &link.peer) != Some(upstream.peer.as_str())
     };
     subscribe.via.push(me.clone());
     let lost = |e: &dyn std::fmt::Display| {
-        refuse(
-            codes::NO_ROUTE,
+        Refusal::new(
+            LinkCode::NoRoute,
             format!("relaying through {}: {e}", upstream.peer),
         )
     };
@@ -87,7 +81,7 @@ async fn forward(
         .await
         .map_err(|e| lost(&e))?;
     let answer = tokio::select! {
-        a = io::read_frame_within(&mut up_recv, shared.limits.control(), SUBSCRIBED_TIMEOUT) => a,
+        a = io::read_frame_within(&mut up_recv, node.limits.control(), SUBSCRIBED_TIMEOUT) => a,
         _ = down.stopped() => return Ok(()),
     };
     match answer {
@@ -109,8 +103,8 @@ async fn forward(
             return Ok(());
         }
         Ok(Some(other)) => {
-            return Err(refuse(
-                codes::PROTOCOL,
+            return Err(Refusal::new(
+                LinkCode::Protocol,
                 format!("{} answered {:?} to Subscribe", upstream.peer, other.kind()),
             ));
         }
@@ -124,14 +118,14 @@ async fn forward(
             () = link.stop.cancelled() => return Ok(()),
             () = upstream.stop.cancelled() => return Err(lost(&"the link closed")),
             _ = routes.changed() => {
-                if moved(shared) {
+                if moved(node) {
                     return Err(lost(&"the route towards the origin moved"));
                 }
                 continue;
             }
             _ = tasks.changed() => {
-                if changed(shared, task) {
-                    return Err(refuse(codes::NOT_ALLOWED, format!("task \"{}\" changed", task.name())));
+                if !node.tasks.is_live(task) {
+                    return Err(Refusal::new(LinkCode::NotAllowed, format!("task \"{}\" changed", task.name())));
                 }
                 continue;
             }
@@ -148,8 +142,8 @@ async fn forward(
                 return Ok(());
             }
             Ok(Some(other)) => {
-                return Err(refuse(
-                    codes::PROTOCOL,
+                return Err(Refusal::new(
+                    LinkCode::Protocol,
                     format!(
                         "{} sent {:?} on a sub-log stream",
                         upstream.peer,
@@ -159,10 +153,10 @@ async fn forward(
             }
             Err(e) => {
                 if let io::StreamError::Frame(f) = &e {
-                    shared.metrics.frame_refused(f.reason());
+                    node.metrics.frame_refused(f.reason());
                 }
-                return Err(refuse(
-                    codes::MALFORMED,
+                return Err(Refusal::new(
+                    LinkCode::Malformed,
                     format!("from {}: {e}", upstream.peer),
                 ));
             }
@@ -170,18 +164,11 @@ async fn forward(
         // The hop path names the regions that stored the data; this one stores nothing, so
         // it is not added (its requests carry it in `via` instead).
         let path = frame.header.hop_path;
-        if path.iter().any(|r| *r == link.peer) || path.len() >= shared.settings.hop_limit {
-            shared.metrics.frame_refused("loop");
-            return Err(refuse(
-                codes::LOOP,
-                format!(
-                    "relayed data already passed {} or is at the hop limit (path {})",
-                    link.peer,
-                    path.join(" > ")
-                ),
-            ));
+        if let Err(e) = HopPath(&path).admits(&link.peer, node.settings.hop_limit) {
+            node.metrics.frame_refused(e.reason());
+            return Err(Refusal::new(LinkCode::Loop, format!("relayed data {e}")));
         }
-        let batches = filter_for(shared, task, &link.peer, frame.batches);
+        let batches = filter_for(node, task, &link.peer, frame.batches);
         let out = BatchesFrame::new(batches, path);
         let bytes = out.bytes() as u64;
         let out = Frame::Batches(out);
@@ -192,6 +179,6 @@ async fn forward(
         if written.is_err() {
             return Ok(());
         }
-        shared.metrics.relayed_bytes.inc_by(bytes);
+        node.metrics.relayed_bytes.inc_by(bytes);
     }
 }

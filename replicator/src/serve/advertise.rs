@@ -6,21 +6,21 @@ use std::collections::BTreeMap;
 
 use proto::link::v1 as pb;
 
-use crate::routing::{Need, RouteView};
-use crate::service::Shared;
-use crate::status::SubLogKey;
+use crate::node::Node;
+use crate::observe::SubLogKey;
+use crate::routing::{HopPath, Need, RouteView};
 
-pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
-    let view = shared.view();
-    let tasks = shared.tasks();
+pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
+    let view = node.view();
+    let tasks = node.active_tasks();
     let needed = |topic: &str, origin: &str| {
         tasks
             .iter()
             .any(|t| t.matches(topic) && view.need(t, origin, peer).is_some())
     };
     let mut topics: BTreeMap<String, pb::TopicEntry> = BTreeMap::new();
-    for config in shared.broker.topics() {
-        let Ok(topic) = shared.broker.topic(&config.name) else {
+    for config in node.broker.topics() {
+        let Ok(topic) = node.broker.topic(&config.name) else {
             continue;
         };
         let mut sub_logs = Vec::new();
@@ -34,8 +34,8 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
                     partition: partition.index(),
                     origin: s.origin.clone(),
                 };
-                let path = shared.path_of(&key);
-                if path.iter().any(|r| r == peer) {
+                let path = node.path_of(&key);
+                if HopPath(&path).passed(peer) {
                     continue;
                 }
                 sub_logs.push(pb::SubLogEntry {
@@ -52,7 +52,7 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
         // A topic the peer is a target of shows even before it holds records, so that the
         // peer creates it.
         let created = tasks.iter().any(|t| {
-            t.matches(&config.name) && view.need(t, &shared.region, peer) == Some(Need::Store)
+            t.matches(&config.name) && view.need(t, &node.region, peer) == Some(Need::Store)
         });
         if !sub_logs.is_empty() || created {
             topics.insert(
@@ -65,8 +65,8 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
             );
         }
     }
-    if shared.pass_through() {
-        add_relayed(shared, &view, peer, &mut topics);
+    if node.pass_through() {
+        add_relayed(node, &view, peer, &mut topics);
     }
     pb::Advertise {
         topics: topics.into_values().collect(),
@@ -76,15 +76,15 @@ pub(crate) fn advertisement(shared: &Shared, peer: &str) -> pb::Advertise {
 /// On a pass-through relay: the sub-logs `peer` needs that this region relays without
 /// storing, as advertised by this region's next hop towards their origin.
 fn add_relayed(
-    shared: &Shared,
+    node: &Node,
     view: &RouteView,
     peer: &str,
     topics: &mut BTreeMap<String, pb::TopicEntry>,
 ) {
-    let me = &shared.region;
-    let tasks = shared.tasks();
-    let heard = shared.heard.lock().expect("heard lock");
-    for (upstream, advertise) in heard.iter() {
+    let me = &node.region;
+    let tasks = node.active_tasks();
+    let heard = node.heard.load();
+    for (upstream, (_, advertise)) in heard.iter() {
         if upstream == peer {
             continue;
         }
@@ -96,8 +96,8 @@ fn add_relayed(
                         && view.need(t, &s.origin, me) == Some(Need::Relay)
                 });
                 if !relayed
-                    || s.path.iter().any(|r| r == peer)
-                    || upstream_for(shared, view, &s.origin, peer).as_deref() != Some(upstream)
+                    || HopPath(&s.path).passed(peer)
+                    || view.upstream_for(me, &s.origin, peer) != Some(upstream.as_str())
                 {
                     continue;
                 }
@@ -114,18 +114,4 @@ fn add_relayed(
             }
         }
     }
-}
-
-/// The neighbour a pass-through relay fetches `origin`'s data from for `downstream`: the
-/// cheapest route towards the origin that does not go back through `downstream`.
-pub(crate) fn upstream_for(
-    shared: &Shared,
-    view: &RouteView,
-    origin: &str,
-    downstream: &str,
-) -> Option<String> {
-    view.candidates(&shared.region, origin)
-        .iter()
-        .find(|(n, _)| n != downstream)
-        .map(|(n, _)| n.clone())
 }

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use quinn::{ReadExactError, RecvStream, SendStream};
 
-use crate::protocol::frame::{self, Frame, FrameError};
+use crate::wire::frame::{self, Frame, FrameError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {

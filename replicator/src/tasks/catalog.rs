@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use topology::Topology;
 
-use crate::task::{self, Task, TaskError, TaskSpec};
+use crate::tasks::spec::{self, Task, TaskError, TaskSpec};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -42,7 +42,7 @@ impl TaskRecord {
     }
 }
 
-/// Why a change was refused.
+/// Why a change was refused. Only `Meta` is transient.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChangeError {
@@ -58,8 +58,9 @@ pub enum ChangeError {
     Exists(String),
     #[error(transparent)]
     Invalid(#[from] TaskError),
-    #[error("metadata: {0}")]
-    Meta(String),
+    /// Storing the record failed (transient: the change was not made; retry).
+    #[error("storing the task record: {0}")]
+    Meta(#[from] broker::meta::MetaError),
 }
 
 pub(crate) struct Catalog {
@@ -104,7 +105,7 @@ impl Catalog {
         topology: &Topology,
     ) -> Result<Self, TaskError> {
         // The config's tasks are validated as a set, so errors name their index there.
-        task::validate(config, topology)?;
+        spec::validate(config, topology)?;
         let mut records: BTreeMap<String, TaskRecord> = stored
             .into_iter()
             .map(|r| (r.spec.name.clone(), r))
@@ -155,21 +156,21 @@ impl Catalog {
             .filter(|r| !r.deleted)
             .map(|r| r.spec.clone())
             .collect();
-        let fresh = match task::validate(&specs, topology) {
+        let fresh = match spec::validate(&specs, topology) {
             Ok(tasks) => tasks,
             Err(_) => {
                 let mut taken: Vec<TaskSpec> = Vec::new();
                 for spec in specs {
                     let mut trial = taken.clone();
                     trial.push(spec.clone());
-                    match task::validate(&trial, topology) {
+                    match spec::validate(&trial, topology) {
                         Ok(_) => taken = trial,
                         Err(e) => {
                             tracing::error!(task = %spec.name, error = %e, "task is not valid in this region; inactive here");
                         }
                     }
                 }
-                task::validate(&taken, topology).unwrap_or_default()
+                spec::validate(&taken, topology).unwrap_or_default()
             }
         };
         Arc::new(
@@ -234,7 +235,7 @@ impl Catalog {
                 .collect();
             specs.push(record.spec.clone());
             specs.sort_by(|a, b| a.name.cmp(&b.name));
-            task::validate(&specs, topology)?;
+            spec::validate(&specs, topology)?;
         }
         Ok(record)
     }
@@ -386,7 +387,7 @@ mod tests {
         let (mut a, mut z) = (catalog(), catalog());
         let deleted = a.change("t", None, Some(1), false, "a", &t).unwrap();
         let mut spec = z.record("t").unwrap().spec.clone();
-        spec.state = crate::task::TaskState::Paused;
+        spec.state = crate::tasks::TaskState::Paused;
         let paused = z.change("t", Some(spec), Some(1), false, "z", &t).unwrap();
         assert!(a.merge(vec![paused], &t).is_empty());
         assert_eq!(z.merge(vec![deleted], &t).len(), 1);

@@ -1,7 +1,8 @@
 //! Mutual TLS for links: every region's certificate is signed by the deployment's CA and
 //! names the region (a DNS subject alternative name equal to the region id). The dialer
 //! checks the name it expects; the acceptor reads the region from the client certificate.
-//! Only TLS 1.3 with the ring provider (AES-GCM preferred; see TRANSPORT.md).
+//! Only TLS 1.3 with the ring provider (AES-GCM preferred; docs/performance.md has the
+//! cipher measurements).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::protocol::ALPN;
+use crate::wire::ALPN;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -1,0 +1,323 @@
+//! One link to a peer region, after the TLS handshake: the Hello exchange on the control
+//! stream, then advertisements and heartbeats both ways, link states, task records and
+//! group cursors taken in, the peer's subscriptions served (streams it opens) and this
+//! region's pulls (streams the planner opens on the link).
+//!
+//! Tasks per link: the session itself (control reader), the control writer, the stream
+//! acceptor (one task per accepted stream), and the cursor inbox's worker. The control
+//! queue is bounded ([`CONTROL_QUEUE`]); see `LinkTable::flood` for what a full one drops.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use proto::link::v1 as pb;
+use tokio::sync::mpsc;
+use topology::{HealthSettings, LinkHealth};
+
+use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
+use crate::serve::{advertise, stream as serve_stream};
+use crate::wire::{
+    Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, StreamError, close, io,
+};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An unchanged advertisement is still re-sent this often, so a peer re-evaluates what to
+/// pull (a sub-log released by another link is picked up within this time).
+const ADVERTISE_REFRESH: Duration = Duration::from_secs(1);
+/// Control frames queued for a link's control stream. Heartbeat answers and flooded link
+/// states are dropped when it is full (both are re-sent every heartbeat interval).
+const CONTROL_QUEUE: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Dialer,
+    Acceptor,
+}
+
+/// Why the Hello exchange failed (the connection is closed with `BAD_HELLO`).
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("no control stream within {0:?}")]
+    NoControlStream(Duration),
+    #[error("control stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    #[error("writing Hello: {0}")]
+    Write(#[source] StreamError),
+    #[error("reading Hello: {0}")]
+    Read(#[source] StreamError),
+    #[error("peer speaks protocol version {0}, this region {PROTOCOL_VERSION}")]
+    Version(u32),
+    #[error("Hello claims region \"{claimed}\" but the certificate is for \"{certified}\"")]
+    Region { claimed: String, certified: String },
+    #[error("expected Hello, got {0:?}")]
+    Unexpected(FrameKind),
+    #[error("control stream ended before Hello")]
+    Ended,
+}
+
+/// Why a link ended.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("peer closed the control stream")]
+    PeerClosed,
+    #[error("bad control frame: {0}")]
+    BadFrame(#[source] FrameError),
+    #[error("control stream: {0}")]
+    Control(#[source] StreamError),
+    #[error("unexpected {0:?} frame on the control stream")]
+    Unexpected(FrameKind),
+    #[error("connection closed: {0}")]
+    Connection(#[source] quinn::ConnectionError),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// Runs the link until it drops or the node stops.
+pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: String, role: Role) {
+    let remote = connection.remote_address();
+    let (send, mut recv, peer_max_frame) = match handshake(&node, &connection, &peer, role).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::warn!(%peer, %remote, %error, "link handshake failed");
+            node.metrics.link_refused("bad_hello");
+            connection.close(close::BAD_HELLO, error.to_string().as_bytes());
+            return;
+        }
+    };
+    let dialer = match role {
+        Role::Dialer => node.region.clone(),
+        Role::Acceptor => peer.clone(),
+    };
+    let stop = node.stop.child_token();
+    let id = node.next_id();
+    let ctx = Arc::new(LinkCtx {
+        id,
+        peer: peer.clone(),
+        connection: connection.clone(),
+        cursors: crate::groups::inbox(&node, &peer, stop.clone()),
+        limits: node.limits.for_link(peer_max_frame),
+        stop,
+    });
+    let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
+    let handle = Arc::new(LinkHandle {
+        ctx: ctx.clone(),
+        health: std::sync::Mutex::new(LinkHealth::new(
+            HealthSettings::new(node.settings.heartbeat_interval),
+            mono_ms(),
+        )),
+        dialer: dialer.clone(),
+        control: control_tx.clone(),
+        counted_tx: AtomicU64::new(0),
+        counted_rx: AtomicU64::new(0),
+    });
+    // When both sides dial, the link dialled by the lower region id stays: otherwise each
+    // new connection would replace the other's, forever. A newer connection from the same
+    // dialer (a restart) replaces the old one.
+    let kept = node.links.modify(|links| {
+        if let Some(existing) = links.get(&peer)
+            && existing.dialer < dialer
+            && existing.ctx.connection.close_reason().is_none()
+        {
+            return (false, Some(existing.dialer.clone()));
+        }
+        if let Some(previous) = links.insert(peer.clone(), handle.clone()) {
+            previous
+                .ctx
+                .connection
+                .close(close::REPLACED, b"replaced by a newer link");
+        }
+        (true, None)
+    });
+    if let Some(kept) = kept {
+        tracing::info!(%peer, %remote, "a link dialled by {kept} is up; closing this one");
+        connection.close(
+            close::REPLACED,
+            b"a link dialled by the lower region id is up",
+        );
+        return;
+    }
+    tracing::info!(%peer, %remote, ?role, "link up");
+    node.sync_link_states_to(&control_tx);
+    let records = node.tasks.snapshot().records();
+    let _ = control_tx.try_send(crate::node::tasks_frame(&records));
+    crate::groups::send_all(&node, Some(&peer));
+    node.links_changed();
+
+    node.tracker
+        .spawn(control_writer(node.clone(), ctx.clone(), send, control_rx));
+    node.tracker
+        .spawn(accept_streams(node.clone(), ctx.clone()));
+
+    let reason = tokio::select! {
+        r = control_reader(&node, &handle, &mut recv) => r,
+        e = connection.closed() => Ended::Connection(e),
+        () = node.stop.cancelled() => Ended::ShuttingDown,
+    };
+    ctx.stop.cancel();
+    let removed = node.links.modify(|links| {
+        let ours = links.get(&peer).is_some_and(|l| l.id() == id);
+        if ours {
+            links.remove(&peer);
+        }
+        (ours, ours)
+    });
+    connection.close(close::NORMAL, b"link ended");
+    tracing::info!(%peer, %reason, "link down");
+    if removed {
+        node.links_changed();
+    }
+    node.planner
+        .send(PlanEvent::LinkEnded { peer, link_id: id })
+        .await;
+}
+
+async fn handshake(
+    node: &Node,
+    connection: &quinn::Connection,
+    peer: &str,
+    role: Role,
+) -> Result<(quinn::SendStream, quinn::RecvStream, u64), HandshakeError> {
+    let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        match role {
+            Role::Dialer => connection.open_bi().await,
+            Role::Acceptor => connection.accept_bi().await,
+        }
+    })
+    .await
+    .map_err(|_| HandshakeError::NoControlStream(HANDSHAKE_TIMEOUT))?;
+    let (mut send, mut recv) = opened?;
+    let hello = Frame::Hello(pb::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        region: node.region.clone(),
+        epoch: node.epoch,
+        features: vec![],
+        max_frame_bytes: node.limits.max_frame as u64,
+    });
+    io::write_frame(&mut send, &hello)
+        .await
+        .map_err(HandshakeError::Write)?;
+    match io::read_frame_within(&mut recv, node.limits, HANDSHAKE_TIMEOUT).await {
+        Ok(Some(Frame::Hello(h))) if h.protocol_version != PROTOCOL_VERSION => {
+            Err(HandshakeError::Version(h.protocol_version))
+        }
+        Ok(Some(Frame::Hello(h))) if h.region != peer => Err(HandshakeError::Region {
+            claimed: h.region,
+            certified: peer.to_string(),
+        }),
+        Ok(Some(Frame::Hello(h))) => Ok((send, recv, h.max_frame_bytes)),
+        Ok(Some(other)) => Err(HandshakeError::Unexpected(other.kind())),
+        Ok(None) => Err(HandshakeError::Ended),
+        Err(e) => Err(HandshakeError::Read(e)),
+    }
+}
+
+async fn control_writer(
+    node: Arc<Node>,
+    link: Arc<LinkCtx>,
+    mut send: quinn::SendStream,
+    mut outgoing: mpsc::Receiver<Frame>,
+) {
+    let mut advertise = tokio::time::interval(node.settings.advertise_interval);
+    let mut heartbeat = tokio::time::interval(node.settings.heartbeat_interval);
+    let mut last: Option<(pb::Advertise, Instant)> = None;
+    loop {
+        let frame = tokio::select! {
+            frame = outgoing.recv() => match frame { Some(f) => f, None => return },
+            _ = advertise.tick() => {
+                let current = advertise::advertisement(&node, &link.peer);
+                let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
+                if fresh {
+                    continue;
+                }
+                last = Some((current.clone(), Instant::now()));
+                Frame::Advertise(current)
+            }
+            _ = heartbeat.tick() => Frame::Heartbeat(pb::Heartbeat { sent_at_ms: mono_ms() }),
+            () = link.stop.cancelled() => return,
+        };
+        if let Err(e) = io::write_frame(&mut send, &frame).await {
+            tracing::debug!(peer = %link.peer, error = %e, "control stream write failed");
+            return;
+        }
+    }
+}
+
+async fn control_reader(
+    node: &Arc<Node>,
+    link: &LinkHandle,
+    recv: &mut quinn::RecvStream,
+) -> Ended {
+    let ctx = &link.ctx;
+    let peer = &ctx.peer;
+    loop {
+        let frame = match io::read_frame(recv, node.limits).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ended::PeerClosed,
+            Err(StreamError::Frame(e)) => {
+                node.metrics.frame_refused(e.reason());
+                tracing::warn!(%peer, error = %e, "bad control frame; dropping the link");
+                ctx.connection
+                    .close(close::BAD_FRAME, LinkCode::Malformed.as_str().as_bytes());
+                return Ended::BadFrame(e);
+            }
+            Err(e) => return Ended::Control(e),
+        };
+        match frame {
+            Frame::Advertise(advertise) => {
+                node.planner
+                    .send(PlanEvent::Heard {
+                        peer: peer.clone(),
+                        link_id: ctx.id,
+                        advertise: Arc::new(advertise),
+                    })
+                    .await;
+            }
+            Frame::Heartbeat(h) => {
+                let _ = link.control.try_send(Frame::HeartbeatAck(h));
+            }
+            Frame::HeartbeatAck(h) => {
+                let transition = link
+                    .health
+                    .lock()
+                    .expect("link health lock")
+                    .on_answer(h.sent_at_ms, mono_ms());
+                if let Some(t) = transition {
+                    tracing::info!(%peer, ?t, "link health changed: heartbeats answered again");
+                    node.links_changed();
+                }
+            }
+            Frame::LinkState(state) => node.on_link_state(peer, state),
+            Frame::Tasks(tasks) => node.on_tasks(peer, tasks),
+            Frame::GroupCursors(cursors) => crate::groups::on_group_cursors(node, ctx, cursors),
+            Frame::Error(e) => {
+                tracing::warn!(%peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
+            }
+            other => {
+                node.metrics.frame_refused("protocol");
+                tracing::warn!(%peer, kind = ?other.kind(), "unexpected frame on the control stream; dropping the link");
+                ctx.connection
+                    .close(close::BAD_FRAME, LinkCode::Protocol.as_str().as_bytes());
+                return Ended::Unexpected(other.kind());
+            }
+        }
+    }
+}
+
+async fn accept_streams(node: Arc<Node>, link: Arc<LinkCtx>) {
+    loop {
+        let accepted = tokio::select! {
+            a = link.connection.accept_bi() => a,
+            () = link.stop.cancelled() => return,
+        };
+        let Ok((send, recv)) = accepted else { return };
+        // Every stream gets its own task at once: reading one stream's first frame before
+        // accepting the next can deadlock QUIC flow control.
+        node.tracker.spawn(serve_stream::serve_stream(
+            node.clone(),
+            link.clone(),
+            send,
+            recv,
+        ));
+    }
+}

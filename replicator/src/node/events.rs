@@ -1,0 +1,61 @@
+//! The events the pull planner takes (`pull::planner`), and the handle that sends them.
+//!
+//! The channel is bounded ([`PLANNER_QUEUE`]). Events that must not be lost (an
+//! advertisement, a link that ended, a pull that ended) are sent with `send().await`: the
+//! sender waits while the planner is busy. A bare request to plan again is `try_send`: when
+//! the queue is full it is dropped, which is safe because the planner plans after taking
+//! every queued event, from the latest tasks and routes.
+
+use std::sync::Arc;
+
+use proto::link::v1 as pb;
+use tokio::sync::mpsc;
+
+use crate::observe::SubLogKey;
+
+/// Events queued for the planner.
+pub(crate) const PLANNER_QUEUE: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) enum PlanEvent {
+    /// Tasks or routes changed.
+    Replan,
+    /// A neighbour's advertisement, on link `link_id`.
+    Heard {
+        peer: String,
+        link_id: u64,
+        advertise: Arc<pb::Advertise>,
+    },
+    /// Link `link_id` to `peer` ended.
+    LinkEnded { peer: String, link_id: u64 },
+    /// The pull of `key` started as `pull_id` ended; `gave_up` names the link it gave up
+    /// (loop, hop limit, missing records): another source is preferred for a while.
+    PullEnded {
+        key: SubLogKey,
+        pull_id: u64,
+        gave_up: Option<u64>,
+    },
+}
+
+#[derive(Clone)]
+pub(crate) struct Planner {
+    tx: mpsc::Sender<PlanEvent>,
+}
+
+impl Planner {
+    pub fn channel() -> (Self, mpsc::Receiver<PlanEvent>) {
+        let (tx, rx) = mpsc::channel(PLANNER_QUEUE);
+        (Planner { tx }, rx)
+    }
+
+    /// Asks for a plan; dropped when the queue is full (see the module documentation).
+    pub fn replan(&self) {
+        let _ = self.tx.try_send(PlanEvent::Replan);
+    }
+
+    /// Sends an event that must not be lost, waiting for room. Fails only once the
+    /// planner has stopped (the node is shutting down).
+    pub async fn send(&self, event: PlanEvent) {
+        let _ = self.tx.send(event).await;
+    }
+}

@@ -1,0 +1,82 @@
+//! The open links of a node, published as an immutable table: readers (flooding, cursor
+//! sync, relays looking for their upstream, status) never lock it; a link's session adds
+//! and removes its own entry through [`LinkTable::modify`].
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::link::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use topology::LinkHealth;
+
+use crate::inbox::Inbox;
+use crate::published::Published;
+use crate::wire::{Frame, FrameLimits};
+
+/// What the pulling and serving code needs of a link.
+pub(crate) struct LinkCtx {
+    pub id: u64,
+    pub peer: String,
+    pub connection: quinn::Connection,
+    /// Cancelled when the link ends: every stream of the link stops.
+    pub stop: CancellationToken,
+    /// Group cursors received on this link, waiting to be merged (one worker per link).
+    pub cursors: Inbox<Vec<pb::GroupCursor>>,
+    /// Frame limits on this link: this region's, raised to what the peer may send.
+    pub limits: FrameLimits,
+}
+
+/// A link whose connection is open (its health says whether it is up for routing).
+pub(crate) struct LinkHandle {
+    pub ctx: Arc<LinkCtx>,
+    /// Heartbeat RTT and up/down state; a leaf lock.
+    pub health: Mutex<LinkHealth>,
+    /// The region that dialled this connection.
+    pub dialer: String,
+    /// The link's control stream (advertisements, heartbeats, link states, tasks,
+    /// cursors), bounded: see `link::session`.
+    pub control: mpsc::Sender<Frame>,
+    /// UDP bytes already counted in the link metrics.
+    pub counted_tx: AtomicU64,
+    pub counted_rx: AtomicU64,
+}
+
+impl LinkHandle {
+    pub fn id(&self) -> u64 {
+        self.ctx.id
+    }
+
+    /// Whether the link is up by its heartbeats, and its smoothed RTT.
+    pub fn health_now(&self) -> (bool, Option<Duration>) {
+        let health = self.health.lock().expect("link health lock");
+        (health.is_up(), health.srtt())
+    }
+}
+
+/// The open links by peer region.
+pub(crate) type LinkTable = Published<HashMap<String, Arc<LinkHandle>>>;
+
+impl LinkTable {
+    /// The open link to `peer`.
+    pub fn get(&self, peer: &str) -> Option<Arc<LinkHandle>> {
+        self.load().get(peer).cloned()
+    }
+
+    /// Whether the link to `peer` is up by its heartbeats.
+    pub fn up(&self, peer: &str) -> bool {
+        self.get(peer).is_some_and(|l| l.health_now().0)
+    }
+
+    /// Sends `frame` on every link's control stream but `except`'s. A full control queue
+    /// drops it: everything flooded is also re-sent periodically.
+    pub fn flood(&self, frame: &Frame, except: Option<&str>) {
+        for (peer, link) in self.load().iter() {
+            if Some(peer.as_str()) != except {
+                let _ = link.control.try_send(frame.clone());
+            }
+        }
+    }
+}

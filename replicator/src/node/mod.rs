@@ -1,0 +1,176 @@
+//! What every part of a running replication node shares: the [`Node`] context.
+//!
+//! It holds no bag of locks. Values many tasks read are published snapshots read without
+//! a lock (`tasks`, `routes`, `links`, `heard`); what only planning touches belongs to the
+//! planner task (`pull::planner`), reached through `planner` events; what still needs a
+//! lock sits behind methods, in the lock order ARCHITECTURE.md gives:
+//!
+//! 1. the task book's writer lock (`tasks::book`, held across storing a record; taken only
+//!    on blocking threads);
+//! 2. the routing lock (`routes.rs`: the link-state database; the route view is computed
+//!    and published under it);
+//! 3. leaf locks, never held while another is taken: a link's health, the link table's
+//!    writer lock, hop paths, the status board, the failovers set of the facade.
+
+mod events;
+mod links;
+mod paths;
+mod routes;
+mod task_changes;
+pub(crate) mod upkeep;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use broker::Broker;
+use proto::link::v1 as pb;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use topology::Topology;
+
+pub(crate) use events::{PlanEvent, Planner};
+pub(crate) use links::{LinkCtx, LinkHandle, LinkTable};
+pub(crate) use paths::HopPaths;
+pub(crate) use routes::mono_ms;
+pub(crate) use task_changes::{persist, tasks_frame};
+
+use crate::inbox::Inbox;
+use crate::observe::{Metrics, StatusBoard, SubLogKey, SubLogStatus};
+use crate::published::Published;
+use crate::routing::{LinkStateDb, RouteView};
+use crate::settings::LinkSettings;
+use crate::tasks::{Task, TaskBook, TaskRecord};
+use crate::wire::FrameLimits;
+
+/// The latest advertisement of each neighbour whose link is open, with the link's id.
+pub(crate) type Heard = HashMap<String, (u64, Arc<pb::Advertise>)>;
+
+pub(crate) struct Node {
+    pub region: String,
+    /// Random per start: tells a peer this is a new run of the region.
+    pub epoch: u64,
+    pub broker: Arc<Broker>,
+    pub settings: LinkSettings,
+    pub limits: FrameLimits,
+    pub topology: Topology,
+    /// The regions this one has links with.
+    pub peers: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    pub status: StatusBoard,
+    pub tasks: TaskBook,
+    /// The routes now (written under the routing lock).
+    pub routes: Published<RouteView>,
+    routing: Mutex<LinkStateDb>,
+    pub links: LinkTable,
+    pub paths: HopPaths,
+    /// Neighbours' advertisements, written only by the planner (pass-through relays read
+    /// them to advertise what they relay).
+    pub heard: Published<Heard>,
+    pub planner: Planner,
+    /// Task records from neighbours, waiting to be merged and stored.
+    tasks_inbox: Inbox<(String, Vec<TaskRecord>)>,
+    next_id: AtomicU64,
+    pub stop: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// What a node is made of, besides what it builds itself.
+pub(crate) struct Parts {
+    pub region: String,
+    pub broker: Arc<Broker>,
+    pub settings: LinkSettings,
+    pub limits: FrameLimits,
+    pub topology: Topology,
+    pub tasks: TaskBook,
+    pub status: StatusBoard,
+    pub planner: Planner,
+}
+
+/// Task frames queued for storing (see [`Inbox`]); the periodic catalog resend repairs
+/// drops.
+const TASKS_INBOX: usize = 64;
+
+impl Node {
+    pub fn new(parts: Parts) -> Arc<Self> {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let peers = parts
+            .topology
+            .neighbours(&parts.region)
+            .into_iter()
+            .map(|n| n.region)
+            .collect();
+        Arc::new_cyclic(|node: &std::sync::Weak<Node>| {
+            let weak = node.clone();
+            let tasks_inbox = Inbox::start(
+                &tracker,
+                stop.clone(),
+                TASKS_INBOX,
+                move |(from, records): (String, Vec<TaskRecord>)| {
+                    if let Some(node) = weak.upgrade() {
+                        node.merge_tasks(&from, records);
+                    }
+                },
+            );
+            Node {
+                region: parts.region,
+                epoch: rand::random(),
+                broker: parts.broker,
+                settings: parts.settings,
+                limits: parts.limits,
+                topology: parts.topology,
+                peers,
+                metrics: Arc::new(Metrics::default()),
+                status: parts.status,
+                tasks: parts.tasks,
+                routes: Published::new(RouteView::default()),
+                routing: Mutex::new(LinkStateDb::new(broker::record::now_ms().max(0) as u64)),
+                links: LinkTable::new(HashMap::new()),
+                paths: HopPaths::default(),
+                heard: Published::new(Heard::new()),
+                planner: parts.planner,
+                tasks_inbox,
+                next_id: AtomicU64::new(1),
+                stop,
+                tracker,
+            }
+        })
+    }
+
+    /// A number unique in this run (link and pull ids).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The live tasks now.
+    pub fn active_tasks(&self) -> Arc<Vec<Arc<Task>>> {
+        self.tasks.active()
+    }
+
+    /// The routes now.
+    pub fn view(&self) -> Arc<RouteView> {
+        self.routes.load()
+    }
+
+    /// The hop path of what this region holds of a sub-log.
+    pub fn path_of(&self, key: &SubLogKey) -> Vec<String> {
+        self.paths.of(key, &self.region)
+    }
+
+    /// Whether this region relays without storing.
+    pub fn pass_through(&self) -> bool {
+        self.topology.residency.pass_through(&self.region)
+    }
+
+    /// Every task's sub-log status, with lag computed now; only sub-logs of running tasks
+    /// count as stalled (a paused one stands still on purpose).
+    pub fn status_now(&self) -> Vec<SubLogStatus> {
+        let tasks = self.active_tasks();
+        let mut status = self.status.snapshot(|r| self.links.up(r));
+        for s in &mut status {
+            s.stalled &= tasks.iter().any(|t| t.name() == s.task && t.running());
+        }
+        status
+    }
+}

@@ -1,0 +1,65 @@
+//! Why a pull of a sub-log stopped, and what follows: whether the link is given up for
+//! that sub-log (another source is tried) and the refusal reason counted in metrics.
+
+use broker::BrokerError;
+
+use crate::routing::HopError;
+use crate::wire::{LinkCode, Refusal, StreamError};
+
+/// Transient unless [`PullError::gives_up_the_link`]: the stream is re-opened from the
+/// held end after a backoff.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum PullError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("opening the stream: {0}")]
+    Open(#[from] quinn::ConnectionError),
+    #[error("peer refused: {0}")]
+    Refused(Refusal),
+    /// A received batch may not come here (loop, hop limit).
+    #[error("batch at offset {offset}: {error}")]
+    Hop {
+        offset: u64,
+        #[source]
+        error: HopError,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Storage(#[from] BrokerError),
+    #[error(
+        "the relay does not hold offsets {held}..{start} of this sub-log (only the origin may skip them); pull them from another region"
+    )]
+    RelayGap { held: u64, start: u64 },
+}
+
+impl PullError {
+    /// Errors that this link will keep giving: the sub-log is left to another link.
+    pub fn gives_up_the_link(&self) -> bool {
+        match self {
+            PullError::Hop { .. }
+            | PullError::RelayGap { .. }
+            | PullError::Storage(BrokerError::StaleIncarnation { .. }) => true,
+            // The server does not hold records this region needs (a hole in a relay's copy).
+            PullError::Refused(r) => r.code == LinkCode::MissingRecords,
+            _ => false,
+        }
+    }
+
+    /// The refusal reason for metrics, or `None` for errors that are not bad input.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self {
+            PullError::Stream(StreamError::Frame(e)) => Some(e.reason()),
+            PullError::Stream(StreamError::EndedInFrame) => Some("malformed"),
+            PullError::Hop { error, .. } => Some(error.reason()),
+            PullError::Protocol(_) => Some("protocol"),
+            PullError::Storage(BrokerError::OffsetGap { .. }) => Some("gap"),
+            PullError::Storage(BrokerError::OverlappingBatch { .. }) => Some("overlap"),
+            PullError::Storage(BrokerError::MalformedBatch(_)) => Some("malformed"),
+            PullError::Storage(BrokerError::OwnOrigin { .. }) => Some("loop"),
+            PullError::Storage(BrokerError::StaleIncarnation { .. }) => Some("stale_incarnation"),
+            _ => None,
+        }
+    }
+}

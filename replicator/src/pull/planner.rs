@@ -1,0 +1,228 @@
+//! The planner: one task per node that owns what only planning touches (the neighbours'
+//! advertisements, recent refusals, the running pulls) and takes events on a bounded
+//! channel (`node::events`). After taking every queued event it plans (`plan`) and makes
+//! the running pulls match: pulls no longer planned are cancelled, missing ones started,
+//! target topics created. Planning runs on the blocking pool (creating a topic is an
+//! fsync) with the state moved into it: no lock is held, and nothing else waits on it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{Inputs, Plan, plan};
+use super::stream::{self, PullSpec};
+use crate::node::{Heard, Node, PlanEvent};
+use crate::observe::SubLogKey;
+use crate::routing::Need;
+use crate::tasks::Task;
+
+/// How long a link that gave a sub-log up (loop, hop limit, missing records) is passed
+/// over for it, in heartbeat intervals: long enough for routes to settle after a change.
+pub(crate) const REFUSAL_HOLD_HEARTBEATS: u32 = 5;
+
+/// A running pull of one sub-log.
+struct Pull {
+    id: u64,
+    link_id: u64,
+    /// The task it pulls for; a changed task (a new object) restarts the pull.
+    task: Arc<Task>,
+    /// The incarnation of the local topic it pulls into: a topic deleted and created again
+    /// here is another topic, whose pull starts afresh (an idle stream would not notice).
+    target_incarnation: u64,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    heard: Heard,
+    refused: HashMap<(SubLogKey, u64), Instant>,
+    pulls: HashMap<SubLogKey, Pull>,
+}
+
+pub(crate) async fn run(node: Arc<Node>, mut events: mpsc::Receiver<PlanEvent>) {
+    let mut state = State::default();
+    loop {
+        let first = tokio::select! {
+            event = events.recv() => event,
+            () = node.stop.cancelled() => return,
+        };
+        let Some(first) = first else { return };
+        let mut heard_changed = state.take(first);
+        while let Ok(event) = events.try_recv() {
+            heard_changed |= state.take(event);
+        }
+        if heard_changed {
+            node.heard.publish(state.heard.clone());
+        }
+        let n = node.clone();
+        let planned = tokio::task::spawn_blocking(move || {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.reconcile(&n)));
+            if result.is_err() {
+                tracing::error!("planning the pulls panicked; the next event plans again");
+            }
+            state
+        })
+        .await;
+        match planned {
+            Ok(s) => state = s,
+            // Only when the runtime shuts down.
+            Err(_) => return,
+        }
+    }
+}
+
+impl State {
+    /// Takes one event; returns whether the heard advertisements changed.
+    fn take(&mut self, event: PlanEvent) -> bool {
+        match event {
+            PlanEvent::Replan => false,
+            PlanEvent::Heard {
+                peer,
+                link_id,
+                advertise,
+            } => {
+                self.heard.insert(peer, (link_id, advertise));
+                true
+            }
+            PlanEvent::LinkEnded { peer, link_id } => {
+                let ours = self.heard.get(&peer).is_some_and(|(id, _)| *id == link_id);
+                if ours {
+                    self.heard.remove(&peer);
+                }
+                ours
+            }
+            PlanEvent::PullEnded {
+                key,
+                pull_id,
+                gave_up,
+            } => {
+                if let Some(link_id) = gave_up {
+                    self.refused.insert((key.clone(), link_id), Instant::now());
+                }
+                if self.pulls.get(&key).is_some_and(|p| p.id == pull_id) {
+                    self.pulls.remove(&key);
+                }
+                false
+            }
+        }
+    }
+
+    /// Plans, then stops the pulls that no longer match the plan and starts the missing
+    /// ones, creating target topics as needed.
+    fn reconcile(&mut self, node: &Arc<Node>) {
+        let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
+        self.refused.retain(|_, at| at.elapsed() < hold);
+        let refused: HashSet<(SubLogKey, u64)> = self.refused.keys().cloned().collect();
+        let table = node.links.load();
+        let links: HashMap<String, u64> = table.iter().map(|(p, l)| (p.clone(), l.id())).collect();
+        let view = node.view();
+        let tasks = node.active_tasks();
+        let plan = plan(&Inputs {
+            region: &node.region,
+            view: &view,
+            tasks: &tasks,
+            heard: self
+                .heard
+                .iter()
+                .map(|(peer, (_, a))| (peer.as_str(), &**a))
+                .collect(),
+            links: &links,
+            refused: &refused,
+            pass_through: node.pass_through(),
+            hop_limit: node.settings.hop_limit,
+        });
+        self.apply(node, plan);
+    }
+
+    fn apply(&mut self, node: &Arc<Node>, plan: Plan) {
+        for (task, topic, partitions) in &plan.topics {
+            // Topics a neighbour writes to appear here before their first record.
+            if let Err(e) = node.broker.ensure_topic(topic, *partitions) {
+                tracing::warn!(task = task.name(), %topic, error = %e, "cannot create the target topic");
+            }
+        }
+        for (task, key, message) in plan.collisions {
+            if node.status.error(task.name(), &key, message.clone()) {
+                tracing::error!(task = task.name(), %message, "rename collision; not replicated");
+            }
+        }
+        let incarnation_here = |key: &SubLogKey| {
+            node.broker
+                .partition(&key.topic, key.partition)
+                .map_or(0, |p| p.incarnation())
+        };
+        self.pulls.retain(|key, pull| {
+            let keep = plan
+                .pulls
+                .get(key)
+                .is_some_and(|o| o.link_id == pull.link_id && Arc::ptr_eq(&o.task, &pull.task))
+                && incarnation_here(key) == pull.target_incarnation;
+            if !keep {
+                pull.cancel.cancel();
+            }
+            keep
+        });
+        let table = node.links.load();
+        for (key, offer) in plan.pulls {
+            let task = &offer.task;
+            let Some(link) = table.get(&offer.peer).filter(|l| l.id() == offer.link_id) else {
+                continue;
+            };
+            if !self.pulls.contains_key(&key) {
+                let partitions = match node.broker.ensure_topic(&key.topic, offer.partitions) {
+                    Ok(config) => config.partitions,
+                    Err(e) => {
+                        tracing::warn!(task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
+                        continue;
+                    }
+                };
+                if key.partition >= partitions {
+                    let message = format!(
+                        "target topic {} has {partitions} partitions; the source's has {}: partition {} is not replicated",
+                        key.topic, offer.partitions, key.partition
+                    );
+                    if node.status.error(task.name(), &key, message.clone()) {
+                        tracing::warn!(task = task.name(), %message, "sub-log not replicated");
+                    }
+                    continue;
+                }
+                let cancel = link.ctx.stop.child_token();
+                let id = node.next_id();
+                self.pulls.insert(
+                    key.clone(),
+                    Pull {
+                        id,
+                        link_id: offer.link_id,
+                        task: task.clone(),
+                        target_incarnation: incarnation_here(&key),
+                        cancel: cancel.clone(),
+                    },
+                );
+                node.tracker.spawn(stream::run(
+                    node.clone(),
+                    link.ctx.clone(),
+                    PullSpec {
+                        id,
+                        task: task.clone(),
+                        source_topic: offer.source_topic.clone(),
+                        key: key.clone(),
+                        relay: offer.need == Need::Relay,
+                    },
+                    cancel,
+                ));
+            }
+            node.status.advertised(
+                task.name(),
+                &key,
+                &offer.peer,
+                offer.start,
+                offer.end,
+                offer.bytes,
+            );
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! The facade of the replication service: [`Replicator::start`] builds a node (its QUIC
+//! endpoint on `[listen] replication`, the task book, the planner) and starts its tasks;
+//! the rest reads status, changes tasks, runs failovers and shuts it down.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use broker::Broker;
+use topology::{LinkKind, Topology};
+
+use crate::dr::{self, FailoverError, FailoverMode, FailoverReport, OriginRpo};
+use crate::identity::tls::{Identity, TlsError};
+use crate::link::endpoint;
+use crate::node::{self, Node, Parts, Planner, upkeep};
+use crate::observe::{Metrics, StatusBoard, SubLogKey, SubLogStatus};
+use crate::pull::{REFUSAL_HOLD_HEARTBEATS, planner};
+use crate::settings::LinkSettings;
+use crate::tasks::book::Change;
+use crate::tasks::catalog::Catalog;
+use crate::tasks::{ChangeError, TaskBook, TaskError, TaskRecord, TaskSpec, TaskState};
+use crate::wire::{FrameLimits, close};
+
+pub struct ReplicatorConfig {
+    pub region: String,
+    pub identity: Identity,
+    /// The deployment's regions, links and residency policy, validated for this region.
+    pub topology: Topology,
+    pub tasks: Vec<TaskSpec>,
+    pub settings: LinkSettings,
+}
+
+/// Why the replication service did not start (fatal: the node does not start).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("metadata: {0}")]
+    Meta(#[from] broker::meta::MetaError),
+    #[error("stored task record \"{name}\" does not decode: {source}")]
+    StoredTask {
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("replication socket: {0}")]
+    Socket(#[from] std::io::Error),
+}
+
+/// A link as reported by status: every configured neighbour, connected or not.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LinkStatus {
+    pub peer: String,
+    /// Up by its heartbeats.
+    pub up: bool,
+    /// A connection is open (it may be down by its heartbeats).
+    pub connected: bool,
+    pub kind: LinkKind,
+    pub cost: u32,
+    /// The region that dials this link.
+    pub dialer: String,
+    pub rtt_ms: Option<f64>,
+    pub remote: Option<SocketAddr>,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+/// How this region reaches another one now.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RouteStatus {
+    pub region: String,
+    /// The neighbour data of `region` is pulled from, cheapest first, with path costs.
+    pub via: Vec<(String, u64)>,
+}
+
+pub struct Replicator {
+    node: Arc<Node>,
+    endpoint: quinn::Endpoint,
+    /// DR tasks with a failover running here: a second one waits for the first's answer.
+    failovers: Mutex<HashSet<String>>,
+}
+
+/// Holds a task's place in `Replicator::failovers` until dropped.
+struct FailoverSlot<'a> {
+    failovers: &'a Mutex<HashSet<String>>,
+    task: String,
+}
+
+impl Drop for FailoverSlot<'_> {
+    fn drop(&mut self) {
+        self.failovers
+            .lock()
+            .expect("failovers lock")
+            .remove(&self.task);
+    }
+}
+
+/// The task catalog as stored, with the config's tasks added.
+fn load_catalog(broker: &Broker, config: &ReplicatorConfig) -> Result<Catalog, StartError> {
+    let mut stored = Vec::new();
+    for (name, bytes) in broker.meta().task_records()? {
+        let record = serde_json::from_slice::<TaskRecord>(&bytes)
+            .map_err(|source| StartError::StoredTask { name, source })?;
+        stored.push(record);
+    }
+    let catalog = Catalog::load(stored, &config.tasks, &config.region, &config.topology)?;
+    for spec in &config.tasks {
+        if let Some(r) = catalog.record(&spec.name).filter(|r| r.spec != *spec) {
+            tracing::warn!(task = %spec.name, version = r.version, "[[tasks]] differs from the task as changed at run time; the run-time version stays");
+        }
+    }
+    for record in catalog.records() {
+        node::persist(broker, &record)?;
+    }
+    // A task's "latest" start is the moment it first ran here; record it now.
+    for task in catalog.active().iter().filter(|t| t.running()) {
+        broker
+            .meta()
+            .task_started(task.name(), broker::record::now_ms())?;
+    }
+    Ok(catalog)
+}
+
+impl Replicator {
+    /// Validates the tasks and peers, starts the endpoint on `socket`, and begins dialling.
+    pub fn start(
+        config: ReplicatorConfig,
+        broker: Arc<Broker>,
+        socket: std::net::UdpSocket,
+    ) -> Result<Self, StartError> {
+        let catalog = load_catalog(&broker, &config)?;
+        let settings = config.settings;
+
+        let sock = socket2::SockRef::from(&socket);
+        sock.set_recv_buffer_size(settings.socket_buffer_bytes)?;
+        sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
+        socket.set_nonblocking(true)?;
+        let transport = Arc::new(endpoint::transport_config(&settings));
+        let mut server =
+            quinn::ServerConfig::with_crypto(Arc::new(config.identity.server_config()?));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(config.identity.client_config()?));
+        client.transport_config(transport);
+        let mut quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        quic.set_default_client_config(client);
+
+        let max_batch = broker.storage_config().max_stored_batch();
+        // Two refusal holds: a sub-log that got nothing from its best source nor from the
+        // next-best one.
+        let stall_after = settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS * 2;
+        let (planner_handle, planner_events) = Planner::channel();
+        let node = Node::new(Parts {
+            region: config.region.clone(),
+            broker,
+            limits: FrameLimits {
+                max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
+                // A batch is bounded by its frame (and the format), never by this
+                // region's max_batch_bytes: that limits what is produced here, and an
+                // origin with a larger one wrote batches that must still replicate.
+                max_batch: broker::batch::MAX_BATCH_ON_DISK,
+            },
+            settings,
+            topology: config.topology,
+            tasks: TaskBook::new(catalog),
+            status: StatusBoard::new(stall_after),
+            planner: planner_handle,
+        });
+        for task in node.active_tasks().iter() {
+            for checkpoint in node.broker.meta().checkpoints(task.name())? {
+                let key = SubLogKey {
+                    topic: checkpoint.topic,
+                    partition: checkpoint.partition,
+                    origin: checkpoint.origin,
+                };
+                node.status.restored(task.name(), &key, checkpoint.offset);
+            }
+        }
+        node.tracker
+            .spawn(endpoint::accept_loop(node.clone(), quic.clone()));
+        for peer in node.topology.neighbours(&node.region) {
+            if let (true, Some(address)) = (peer.dial, peer.address) {
+                node.tracker.spawn(endpoint::dial_loop(
+                    node.clone(),
+                    quic.clone(),
+                    peer.region.clone(),
+                    address,
+                ));
+            }
+        }
+        node.tracker.spawn(upkeep::checkpoint_loop(node.clone()));
+        node.tracker.spawn(upkeep::routing_loop(node.clone()));
+        node.tracker.spawn(crate::groups::sync_loop(node.clone()));
+        node.tracker
+            .spawn(planner::run(node.clone(), planner_events));
+        node.links_changed();
+        node.broker
+            .set_write_gate(Arc::new(dr::Gate(Arc::downgrade(&node))));
+        tracing::info!(region = %node.region, address = ?quic.local_addr().ok(), tasks = node.active_tasks().len(), peers = node.peers.len(), "replication started");
+        Ok(Replicator {
+            node,
+            endpoint: quic,
+            failovers: Mutex::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.node.metrics
+    }
+
+    /// Per origin, what this region has not yet received: the RPO if it took over now.
+    pub fn rpo(&self) -> Vec<OriginRpo> {
+        dr::rpo_by_origin(&self.status())
+    }
+
+    /// Promotes this region to primary of DR task `task` (see `dr`). The failover runs as
+    /// a task of its own: a caller that goes away (a closed HTTP request) does not leave
+    /// it half done, with the task fenced. One failover per task at a time.
+    pub async fn failover(
+        self: &Arc<Self>,
+        task: &str,
+        mode: FailoverMode,
+        timeout: Duration,
+    ) -> Result<FailoverReport, FailoverError> {
+        self.detached(task, move |this, task| async move {
+            dr::failover(&*this, &task, mode, timeout).await
+        })
+        .await
+    }
+
+    /// Returns DR task `task` to this region, its first source, by a planned failover
+    /// (run like [`Replicator::failover`]).
+    pub async fn failback(
+        self: &Arc<Self>,
+        task: &str,
+        timeout: Duration,
+    ) -> Result<FailoverReport, FailoverError> {
+        self.detached(task, move |this, task| async move {
+            dr::failback(&*this, &task, timeout).await
+        })
+        .await
+    }
+
+    async fn detached<F, Fut>(
+        self: &Arc<Self>,
+        task: &str,
+        run: F,
+    ) -> Result<FailoverReport, FailoverError>
+    where
+        F: FnOnce(Arc<Self>, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<FailoverReport, FailoverError>> + Send,
+    {
+        if !self
+            .failovers
+            .lock()
+            .expect("failovers lock")
+            .insert(task.to_string())
+        {
+            return Err(FailoverError::InProgress(task.to_string()));
+        }
+        let this = self.clone();
+        let task = task.to_string();
+        tokio::spawn(async move {
+            let _slot = FailoverSlot {
+                failovers: &this.failovers,
+                task: task.clone(),
+            };
+            run(this.clone(), task).await
+        })
+        .await
+        .expect("the failover task does not panic")
+    }
+
+    /// Every task's sub-log status, with lag computed now.
+    pub fn status(&self) -> Vec<SubLogStatus> {
+        self.node.status_now()
+    }
+
+    /// Every configured link of this region, by neighbour.
+    pub fn links(&self) -> Vec<LinkStatus> {
+        let links = self.node.links.load();
+        let me = &self.node.region;
+        self.node
+            .topology
+            .neighbours(me)
+            .into_iter()
+            .map(|n| {
+                let open = links.get(&n.region);
+                let (up, srtt) = open.map_or((false, None), |l| l.health_now());
+                let connection = open.map(|l| &l.ctx.connection);
+                let stats = connection.map(|c| c.stats());
+                LinkStatus {
+                    up,
+                    connected: open.is_some(),
+                    kind: n.kind,
+                    cost: n.cost,
+                    dialer: if n.dial { me.clone() } else { n.region.clone() },
+                    rtt_ms: srtt.map(|d| d.as_secs_f64() * 1000.0),
+                    remote: connection.map(|c| c.remote_address()),
+                    sent_bytes: stats.as_ref().map_or(0, |s| s.udp_tx.bytes),
+                    received_bytes: stats.as_ref().map_or(0, |s| s.udp_rx.bytes),
+                    peer: n.region,
+                }
+            })
+            .collect()
+    }
+
+    /// How each other region is reached now.
+    pub fn routes(&self) -> Vec<RouteStatus> {
+        let view = self.node.view();
+        self.node
+            .topology
+            .regions()
+            .filter(|r| *r != self.node.region)
+            .map(|r| RouteStatus {
+                region: r.to_string(),
+                via: view.candidates(&self.node.region, r).to_vec(),
+            })
+            .collect()
+    }
+
+    /// Every task (not deleted) with its version.
+    pub fn tasks(&self) -> Vec<TaskRecord> {
+        let snapshot = self.node.tasks.snapshot();
+        snapshot
+            .records
+            .values()
+            .filter(|r| !r.deleted)
+            .cloned()
+            .collect()
+    }
+
+    pub fn task(&self, name: &str) -> Option<TaskRecord> {
+        self.node.tasks.snapshot().record(name).cloned()
+    }
+
+    /// Creates a task; fails if one of that name exists.
+    pub fn create_task(&self, spec: TaskSpec) -> Result<TaskRecord, ChangeError> {
+        let name = spec.name.clone();
+        self.change(Change {
+            name: &name,
+            spec: Some(spec),
+            if_version: None,
+            create_only: true,
+        })
+    }
+
+    /// Creates or replaces task `spec.name`, if its version is `if_version` (0: absent).
+    pub fn put_task(
+        &self,
+        spec: TaskSpec,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        let name = spec.name.clone();
+        self.change(Change {
+            name: &name,
+            spec: Some(spec),
+            if_version,
+            create_only: false,
+        })
+    }
+
+    pub fn delete_task(
+        &self,
+        name: &str,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        self.change(Change {
+            name,
+            spec: None,
+            if_version,
+            create_only: false,
+        })
+    }
+
+    /// Pauses or resumes a task.
+    pub fn set_task_state(
+        &self,
+        name: &str,
+        state: TaskState,
+        if_version: Option<u64>,
+    ) -> Result<TaskRecord, ChangeError> {
+        let mut spec = self
+            .task(name)
+            .ok_or_else(|| ChangeError::NotFound(name.to_string()))?
+            .spec;
+        spec.state = state;
+        self.change(Change {
+            name,
+            spec: Some(spec),
+            if_version,
+            create_only: false,
+        })
+    }
+
+    /// A change made here. It stores the record (an fsync), so it runs as blocking code:
+    /// called on an async worker, the worker's other tasks move to another thread first.
+    fn change(&self, change: Change<'_>) -> Result<TaskRecord, ChangeError> {
+        blocking(|| self.node.change_task(change))
+    }
+
+    /// Stops pulling and serving, closes the links, and saves checkpoints.
+    pub async fn shut_down(&self) {
+        self.node.stop.cancel();
+        self.endpoint
+            .close(close::SHUTDOWN, b"region shutting down");
+        self.node.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.node.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("replication tasks did not stop within 10 s");
+        }
+        let node = self.node.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || upkeep::save_checkpoints(&node)).await {
+            tracing::error!(error = %e, "saving replication checkpoints failed");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Runs `f`, blocking I/O called from synchronous code, without holding up an async
+/// worker: on a multi-threaded runtime's worker the worker's other tasks move to another
+/// thread first (`block_in_place`); elsewhere `f` just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+impl dr::Host for Replicator {
+    fn region(&self) -> &str {
+        &self.node.region
+    }
+
+    fn record(&self, task: &str) -> Option<TaskRecord> {
+        self.task(task)
+    }
+
+    fn put(&self, spec: TaskSpec, version: u64) -> Result<TaskRecord, ChangeError> {
+        self.put_task(spec, Some(version))
+    }
+
+    fn lag_of(&self, task: &str) -> Vec<SubLogStatus> {
+        self.status()
+            .into_iter()
+            .filter(|s| s.task == task && s.origin != self.node.region)
+            .collect()
+    }
+
+    fn quiet_period(&self) -> Duration {
+        // An advertisement round or three, and a round trip or two on the slowest link.
+        let rtt = self
+            .links()
+            .iter()
+            .filter_map(|l| l.rtt_ms)
+            .fold(0.0_f64, f64::max);
+        self.node.settings.advertise_interval * 3 + Duration::from_secs_f64(rtt * 2.0 / 1000.0)
+    }
+
+    fn reachable(&self, region: &str) -> bool {
+        self.routes()
+            .iter()
+            .any(|r| r.region == region && !r.via.is_empty())
+    }
+}

@@ -1,0 +1,65 @@
+//! The link protocol, version 1, on the wire: the frame layout and codec (`frame`), the
+//! codes of `Error` frames (`code`), QUIC close codes, and frames read from and written
+//! to QUIC streams under limits (`io`). docs/link-protocol.md describes the exchange.
+//!
+//! The generated protobuf types (`proto::link::v1`) are built and read by the modules that
+//! make and take frames; nothing outside the crate sees them.
+
+mod code;
+pub mod frame;
+pub mod io;
+
+pub use code::LinkCode;
+pub use frame::{BatchesFrame, Frame, FrameError, FrameKind};
+pub use io::{FrameLimits, StreamError};
+
+use proto::link::v1 as pb;
+
+/// ALPN of link protocol version 1. A peer speaking another version fails the TLS
+/// handshake (no common ALPN) instead of misreading frames.
+pub const ALPN: &[u8] = b"georouter-link/1";
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A refusal sent to the peer as an `Error` frame: the code and what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: LinkCode,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: LinkCode, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        Frame::Error(pb::Error {
+            code: self.code.as_str().to_string(),
+            message: self.message.clone(),
+        })
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// QUIC application error codes used when resetting streams or closing connections.
+pub mod close {
+    use quinn::VarInt;
+    pub const NORMAL: VarInt = VarInt::from_u32(0);
+    /// The peer sent bad frames; the stream is reset and re-opened.
+    pub const BAD_FRAME: VarInt = VarInt::from_u32(1);
+    /// The peer's Hello was wrong (version, region).
+    pub const BAD_HELLO: VarInt = VarInt::from_u32(2);
+    /// A newer connection from the same region replaced this one.
+    pub const REPLACED: VarInt = VarInt::from_u32(3);
+    /// The region is not a configured peer.
+    pub const UNKNOWN_REGION: VarInt = VarInt::from_u32(4);
+    pub const SHUTDOWN: VarInt = VarInt::from_u32(5);
+}
