@@ -1,7 +1,7 @@
 //! Batched UDP I/O for the relay (quinn-udp): many datagrams per receive (recvmmsg, GRO)
 //! and one send for a run of equal-size datagrams (GSO), so the relay costs a syscall per
 //! batch rather than per datagram. A relay handling one datagram per syscall caps a link
-//! near 200 MB/s on this machine (TRANSPORT.md).
+//! near 200 MB/s on this machine (docs/performance.md).
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
