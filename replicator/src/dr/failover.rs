@@ -292,3 +292,266 @@ pub(crate) async fn failback(
     }
     failover(host, task, FailoverMode::Planned, timeout).await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A region's task record and status, with scripted conflicts and interference.
+    struct FakeHost {
+        region: String,
+        record: Mutex<TaskRecord>,
+        /// Puts refused as version conflicts (another region changed the task meanwhile)
+        /// before one is taken.
+        conflicts: Mutex<u32>,
+        lag: Vec<SubLogStatus>,
+        reachable: bool,
+        /// While waiting to catch up, another region promotes itself.
+        superseded_by: Option<String>,
+        /// Every `dr` section stored, in order.
+        stored: Mutex<Vec<Dr>>,
+    }
+
+    fn host(region: &str, primary: &str) -> FakeHost {
+        let mut spec = TaskSpec::new("dr", &["a"], &["b"], "orders");
+        spec.dr = Some(Dr {
+            primary: primary.into(),
+            epoch: 1,
+            promoting: None,
+        });
+        FakeHost {
+            region: region.into(),
+            record: Mutex::new(TaskRecord {
+                spec,
+                version: 3,
+                changed_by: "a".into(),
+                deleted: false,
+            }),
+            conflicts: Mutex::new(0),
+            lag: Vec::new(),
+            reachable: true,
+            superseded_by: None,
+            stored: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lagging(records: u64) -> SubLogStatus {
+        SubLogStatus {
+            task: "dr".into(),
+            topic: "orders".into(),
+            partition: 0,
+            origin: "a".into(),
+            source: Some("a".into()),
+            link_up: true,
+            source_end: Some(100),
+            local_end: 100 - records,
+            lag_records: records,
+            lag_bytes: records * 10,
+            lag_seconds: 1.5,
+            records_per_s: 0.0,
+            applied_records: 0,
+            applied_bytes: 0,
+            last_error: None,
+            stalled: false,
+        }
+    }
+
+    impl FakeHost {
+        fn dr(&self) -> Dr {
+            self.record.lock().unwrap().spec.dr.clone().unwrap()
+        }
+    }
+
+    impl Host for FakeHost {
+        fn region(&self) -> &str {
+            &self.region
+        }
+
+        fn record(&self, task: &str) -> Option<TaskRecord> {
+            let record = self.record.lock().unwrap().clone();
+            (record.spec.name == task).then_some(record)
+        }
+
+        fn put(&self, spec: TaskSpec, version: u64) -> Result<TaskRecord, ChangeError> {
+            let mut record = self.record.lock().unwrap();
+            let mut conflicts = self.conflicts.lock().unwrap();
+            if *conflicts > 0 {
+                *conflicts -= 1;
+                record.version += 1;
+            }
+            if version != record.version {
+                return Err(ChangeError::Conflict {
+                    name: spec.name.clone(),
+                    current: record.version,
+                    given: version,
+                });
+            }
+            self.stored.lock().unwrap().push(spec.dr.clone().unwrap());
+            *record = TaskRecord {
+                spec,
+                version: version + 1,
+                changed_by: self.region.clone(),
+                deleted: false,
+            };
+            Ok(record.clone())
+        }
+
+        fn lag_of(&self, _task: &str) -> Vec<SubLogStatus> {
+            if let Some(other) = &self.superseded_by {
+                let mut record = self.record.lock().unwrap();
+                let dr = record.spec.dr.as_mut().unwrap();
+                if dr.promoting.as_deref() != Some(other) {
+                    dr.promoting = Some(other.clone());
+                    dr.epoch += 1;
+                    record.version += 1;
+                }
+            }
+            self.lag.clone()
+        }
+
+        fn quiet_period(&self) -> Duration {
+            Duration::ZERO
+        }
+
+        fn reachable(&self, _region: &str) -> bool {
+            self.reachable
+        }
+    }
+
+    const WAIT: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_planned_failover_fences_then_switches_once_caught_up() {
+        let b = host("b", "a");
+        let report = failover(&b, "dr", FailoverMode::Planned, WAIT)
+            .await
+            .unwrap();
+        let fenced = Dr {
+            primary: "a".into(),
+            epoch: 2,
+            promoting: Some("b".into()),
+        };
+        let switched = Dr {
+            primary: "b".into(),
+            epoch: 2,
+            promoting: None,
+        };
+        assert_eq!(*b.stored.lock().unwrap(), [fenced, switched.clone()]);
+        assert_eq!(b.dr(), switched);
+        assert_eq!((report.previous.as_str(), report.epoch), ("a", 2));
+        assert!(report.rpo.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_planned_failover_that_does_not_catch_up_lifts_the_fence() {
+        let mut b = host("b", "a");
+        b.lag = vec![lagging(5)];
+        let error = failover(&b, "dr", FailoverMode::Planned, WAIT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, FailoverError::TimedOut { primary, reason, .. } if primary == "a" && reason.contains("5 records")),
+            "{error}"
+        );
+        let dr = b.dr();
+        assert_eq!((dr.primary.as_str(), dr.promoting), ("a", None));
+        let mut unreachable = host("b", "a");
+        unreachable.reachable = false;
+        let error = failover(&unreachable, "dr", FailoverMode::Planned, WAIT)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("no route to"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_forced_failover_switches_now_and_reports_what_was_missing() {
+        let mut b = host("b", "a");
+        b.lag = vec![lagging(5)];
+        let report = failover(&b, "dr", FailoverMode::Forced, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.dr(),
+            Dr {
+                primary: "b".into(),
+                epoch: 2,
+                promoting: None
+            }
+        );
+        assert_eq!(report.rpo.len(), 1);
+        assert_eq!((report.rpo[0].records, report.rpo[0].bytes), (5, 50));
+    }
+
+    #[tokio::test]
+    async fn conflicting_changes_are_retried_then_given_up() {
+        let b = host("b", "a");
+        *b.conflicts.lock().unwrap() = 3;
+        failover(&b, "dr", FailoverMode::Forced, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(b.dr().primary, "b");
+        let b = host("b", "a");
+        *b.conflicts.lock().unwrap() = 100;
+        let error = failover(&b, "dr", FailoverMode::Forced, WAIT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, FailoverError::Change(ChangeError::Conflict { .. })),
+            "{error}"
+        );
+        assert_eq!(b.dr().primary, "a");
+    }
+
+    #[tokio::test]
+    async fn a_failover_superseded_meanwhile_switches_nothing() {
+        let mut b = host("b", "a");
+        b.superseded_by = Some("c".into());
+        let error = failover(&b, "dr", FailoverMode::Planned, WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, FailoverError::Superseded { .. }), "{error}");
+        assert_eq!(b.dr().primary, "a");
+    }
+
+    #[tokio::test]
+    async fn failovers_that_make_no_sense_are_refused() {
+        let a = host("a", "a");
+        let error = failover(&a, "dr", FailoverMode::Planned, WAIT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, FailoverError::AlreadyPrimary { .. }),
+            "{error}"
+        );
+        let z = host("z", "a");
+        let error = failover(&z, "dr", FailoverMode::Forced, WAIT)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, FailoverError::NotInvolved { .. }),
+            "{error}"
+        );
+        let error = failback(&host("b", "a"), "dr", WAIT).await.unwrap_err();
+        assert!(
+            matches!(error, FailoverError::NotHome { ref home, .. } if home == "a"),
+            "{error}"
+        );
+        let error = failover(&host("b", "a"), "other", FailoverMode::Forced, WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, FailoverError::NotFound(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn failback_returns_the_task_to_its_first_source() {
+        let a = host("a", "b");
+        let report = failback(&a, "dr", WAIT).await.unwrap();
+        assert_eq!(
+            (report.promoted.as_str(), report.previous.as_str()),
+            ("a", "b")
+        );
+        assert_eq!(a.dr().primary, "a");
+    }
+}

@@ -142,3 +142,160 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::fixture::{tasks, triangle, view};
+    use crate::tasks::TaskSpec;
+
+    fn advertise(topic: &str, path: &[&str], end: u64) -> pb::Advertise {
+        pb::Advertise {
+            topics: vec![pb::TopicEntry {
+                topic: topic.into(),
+                partitions: 2,
+                sub_logs: vec![pb::SubLogEntry {
+                    partition: 1,
+                    path: path.iter().map(|r| r.to_string()).collect(),
+                    origin: path[0].into(),
+                    start_offset: 0,
+                    end_offset: end,
+                    bytes: end * 10,
+                    incarnation: 7,
+                }],
+            }],
+        }
+    }
+
+    fn key(topic: &str) -> SubLogKey {
+        SubLogKey {
+            topic: topic.into(),
+            partition: 1,
+            origin: "a".into(),
+        }
+    }
+
+    /// Plans in region c of the triangle, with links to a (id 1) and b (id 2).
+    fn plan_in_c(
+        tasks: &[Arc<Task>],
+        heard: &[(&str, pb::Advertise)],
+        refused: &HashSet<(SubLogKey, u64)>,
+        hop_limit: usize,
+    ) -> Plan {
+        let topology = triangle("c");
+        let view = view(&topology, tasks);
+        let links = HashMap::from([("a".to_string(), 1), ("b".to_string(), 2)]);
+        plan(&Inputs {
+            region: "c",
+            view: &view,
+            tasks,
+            heard: heard.iter().map(|(p, a)| (*p, a)).collect(),
+            links: &links,
+            refused,
+            pass_through: false,
+            hop_limit,
+        })
+    }
+
+    fn orders_a_to_c() -> Vec<Arc<Task>> {
+        tasks(
+            &triangle("c"),
+            &[TaskSpec::new("t", &["a"], &["c"], "orders")],
+        )
+    }
+
+    #[test]
+    fn the_neighbour_on_the_cheapest_path_pulls() {
+        let heard = [
+            ("a", advertise("orders", &["a"], 10)),
+            ("b", advertise("orders", &["a", "b"], 8)),
+        ];
+        let plan = plan_in_c(&orders_a_to_c(), &heard, &HashSet::new(), 8);
+        let offer = &plan.pulls[&key("orders")];
+        assert_eq!(offer.peer, "b", "a - b - c costs 20, a - c 30");
+        assert_eq!((offer.link_id, offer.end, offer.need), (2, 8, Need::Store));
+        assert_eq!(plan.pulls.len(), 1);
+    }
+
+    #[test]
+    fn a_link_that_refused_the_sub_log_is_passed_over() {
+        let heard = [
+            ("a", advertise("orders", &["a"], 10)),
+            ("b", advertise("orders", &["a", "b"], 8)),
+        ];
+        let refused = HashSet::from([(key("orders"), 2)]);
+        let plan = plan_in_c(&orders_a_to_c(), &heard, &refused, 8);
+        assert_eq!(plan.pulls[&key("orders")].peer, "a");
+    }
+
+    #[test]
+    fn data_that_passed_here_or_reached_the_hop_limit_is_not_pulled() {
+        let looped = [("b", advertise("orders", &["a", "c", "b"], 8))];
+        assert!(
+            plan_in_c(&orders_a_to_c(), &looped, &HashSet::new(), 8)
+                .pulls
+                .is_empty()
+        );
+        let long = [("b", advertise("orders", &["a", "b"], 8))];
+        assert!(
+            plan_in_c(&orders_a_to_c(), &long, &HashSet::new(), 2)
+                .pulls
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_neighbour_without_an_open_link_or_a_paused_task_gives_nothing() {
+        let heard = [("z", advertise("orders", &["a"], 8))];
+        assert!(
+            plan_in_c(&orders_a_to_c(), &heard, &HashSet::new(), 8)
+                .pulls
+                .is_empty()
+        );
+        let mut paused = TaskSpec::new("t", &["a"], &["c"], "orders");
+        paused.state = crate::tasks::TaskState::Paused;
+        let tasks = tasks(&triangle("c"), &[paused]);
+        let heard = [("a", advertise("orders", &["a"], 8))];
+        assert!(
+            plan_in_c(&tasks, &heard, &HashSet::new(), 8)
+                .pulls
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_target_topic_is_created_before_its_first_record_and_renamed() {
+        let mut renamed = TaskSpec::new("t", &["a"], &["c"], "orders");
+        renamed.rename = Some("copy.{topic}".into());
+        let tasks = tasks(&triangle("c"), &[renamed]);
+        let mut empty = advertise("orders", &["a"], 0);
+        empty.topics[0].sub_logs.clear();
+        let plan = plan_in_c(&tasks, &[("a", empty)], &HashSet::new(), 8);
+        assert!(plan.pulls.is_empty());
+        let topics: Vec<(&str, u32)> = plan
+            .topics
+            .iter()
+            .map(|(_, t, n)| (t.as_str(), *n))
+            .collect();
+        assert_eq!(topics, [("copy.orders", 2)]);
+    }
+
+    #[test]
+    fn two_source_topics_renamed_into_one_sub_log_collide() {
+        let topology = triangle("c");
+        let mut x = TaskSpec::new("tx", &["a"], &["c"], "x");
+        x.rename = Some("merged".into());
+        let mut y = TaskSpec::new("ty", &["a"], &["c"], "y");
+        y.rename = Some("merged".into());
+        // Each valid on its own (as records from two regions can be until the catalogs meet).
+        let mut both = tasks(&topology, &[x]);
+        both.extend(tasks(&topology, &[y]));
+        let mut heard = advertise("x", &["a"], 5);
+        heard.topics.extend(advertise("y", &["a"], 5).topics);
+        let plan = plan_in_c(&both, &[("a", heard)], &HashSet::new(), 8);
+        assert_eq!(plan.pulls.len(), 1);
+        assert_eq!(plan.pulls[&key("merged")].source_topic, "x");
+        assert_eq!(plan.collisions.len(), 1);
+        assert!(plan.collisions[0].2.contains("would mix into it"));
+    }
+}

@@ -8,3 +8,6 @@ pub mod view;
 pub(crate) use hop_path::{HopError, HopPath};
 pub(crate) use link_states::LinkStateDb;
 pub(crate) use view::{Need, RouteView};
+
+#[cfg(test)]
+pub(crate) mod fixture;

@@ -80,3 +80,107 @@ pub(crate) fn may_serve(here: &Here<'_>, path: &[String], peer: &str) -> Result<
         .admits(peer, here.hop_limit)
         .map_err(|e| Refusal::new(LinkCode::Loop, format!("these records {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::fixture::{tasks, triangle, view};
+    use crate::tasks::{TaskSpec, TaskState};
+
+    fn subscribe(task: &str, topic: &str, origin: &str, via: &[&str]) -> pb::Subscribe {
+        pb::Subscribe {
+            task: task.into(),
+            topic: topic.into(),
+            partition: 0,
+            origin: origin.into(),
+            from: None,
+            via: via.iter().map(|r| r.to_string()).collect(),
+            incarnation: 0,
+        }
+    }
+
+    /// Judges in region b, on the route a - b - c of task `spec`.
+    fn admit_in_b(spec: TaskSpec, peer: &str, request: &pb::Subscribe) -> Result<String, Refusal> {
+        let topology = triangle("b");
+        let tasks = tasks(&topology, &[spec]);
+        let view = view(&topology, &tasks);
+        let here = Here {
+            region: "b",
+            hop_limit: 3,
+            view: &view,
+            pass_through: false,
+        };
+        let task = tasks.iter().find(|t| t.name() == request.task).cloned();
+        admit(&here, task, peer, request).map(|t| t.name().to_string())
+    }
+
+    fn a_to_c() -> TaskSpec {
+        TaskSpec::new("t", &["a"], &["c"], "orders")
+    }
+
+    #[test]
+    fn a_target_or_a_relay_on_the_route_is_admitted() {
+        let request = subscribe("t", "orders", "a", &[]);
+        assert_eq!(admit_in_b(a_to_c(), "c", &request).unwrap(), "t");
+    }
+
+    #[test]
+    fn a_region_the_task_does_not_carry_the_data_to_is_not_allowed() {
+        let request = subscribe("t", "orders", "c", &[]);
+        let refusal = admit_in_b(a_to_c(), "a", &request).unwrap_err();
+        assert_eq!(refusal.code, LinkCode::NotAllowed);
+        let other_topic = subscribe("t", "payments", "a", &[]);
+        let refusal = admit_in_b(a_to_c(), "c", &other_topic).unwrap_err();
+        assert_eq!(refusal.code, LinkCode::NotAllowed);
+        assert!(
+            refusal
+                .message
+                .contains("does not carry topic \"payments\"")
+        );
+    }
+
+    #[test]
+    fn unknown_and_paused_tasks_are_not_allowed() {
+        let unknown = subscribe("nope", "orders", "a", &[]);
+        let refusal = admit_in_b(a_to_c(), "c", &unknown).unwrap_err();
+        assert_eq!(refusal.code, LinkCode::NotAllowed);
+        assert!(refusal.message.contains("no task \"nope\""));
+        let mut paused = a_to_c();
+        paused.state = TaskState::Paused;
+        let refusal = admit_in_b(paused, "c", &subscribe("t", "orders", "a", &[])).unwrap_err();
+        assert!(refusal.message.contains("paused"));
+    }
+
+    #[test]
+    fn loops_are_refused() {
+        let own = subscribe("t", "orders", "c", &[]);
+        let refusal = admit_in_b(a_to_c(), "c", &own).unwrap_err();
+        assert_eq!(refusal.code, LinkCode::Loop, "{refusal}");
+        let back = subscribe("t", "orders", "a", &["b"]);
+        assert_eq!(
+            admit_in_b(a_to_c(), "c", &back).unwrap_err().code,
+            LinkCode::Loop
+        );
+        let long = subscribe("t", "orders", "a", &["x", "y", "z"]);
+        let refusal = admit_in_b(a_to_c(), "c", &long).unwrap_err();
+        assert!(refusal.message.contains("hop limit is 3"), "{refusal}");
+    }
+
+    #[test]
+    fn held_data_is_not_served_back_along_its_path() {
+        let topology = triangle("b");
+        let view = view(&topology, &[]);
+        let here = Here {
+            region: "b",
+            hop_limit: 3,
+            view: &view,
+            pass_through: false,
+        };
+        let path = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(may_serve(&here, &path, "c"), Ok(()));
+        assert_eq!(
+            may_serve(&here, &path, "a").unwrap_err().code,
+            LinkCode::Loop
+        );
+    }
+}
