@@ -1,6 +1,7 @@
 //! The broker's error type. Each variant says whether it is the caller's fault (fatal for
 //! that request: fix the input), transient (retry with backoff) or fatal for the partition.
 
+use proto::error_code::ErrorCode;
 use std::path::PathBuf;
 
 use crate::batch::BatchFormatError;
@@ -149,33 +150,38 @@ pub enum BrokerError {
 
 impl BrokerError {
     /// The stable error code users can search for (carried in gRPC metadata
-    /// `georouter-error-code` and documented in ARCHITECTURE.md).
-    pub fn code(&self) -> &'static str {
+    /// `georouter-error-code`, listed in docs/errors.md).
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            BrokerError::UnknownTopic { .. } => "unknown-topic",
-            BrokerError::TopicExists { .. } => "topic-exists",
-            BrokerError::ReadOnly { .. } => "read-only",
-            BrokerError::InvalidName { .. } => "invalid-name",
-            BrokerError::InvalidPartitionCount { .. } => "invalid-partition-count",
-            BrokerError::UnknownPartition { .. } => "unknown-partition",
-            BrokerError::RecordTooLarge { .. } => "record-too-large",
-            BrokerError::InvalidTimestamp { .. } => "invalid-timestamp",
-            BrokerError::RepairRefused { .. } => "repair-refused",
-            BrokerError::StaleIncarnation { .. } => "stale-incarnation",
-            BrokerError::BatchTooLarge { .. } => "batch-too-large",
-            BrokerError::EmptyProduce { .. } => "empty-produce",
-            BrokerError::InvalidCursor { .. } => "invalid-cursor",
-            BrokerError::OwnOrigin { .. } => "own-origin",
-            BrokerError::OffsetGap { .. } => "offset-gap",
-            BrokerError::OverlappingBatch { .. } => "overlapping-batch",
-            BrokerError::MalformedBatch(_) => "malformed-batch",
-            BrokerError::CorruptBatch { .. } => "corrupt-batch",
-            BrokerError::Fenced { .. } => "partition-fenced",
-            BrokerError::TopicDeleted { .. } => "topic-deleted",
-            BrokerError::ShuttingDown => "shutting-down",
-            BrokerError::Io { .. } => "io",
-            BrokerError::Meta(_) => "metadata",
+            BrokerError::UnknownTopic { .. } => ErrorCode::UnknownTopic,
+            BrokerError::TopicExists { .. } => ErrorCode::TopicExists,
+            BrokerError::ReadOnly { .. } => ErrorCode::ReadOnly,
+            BrokerError::InvalidName { .. } => ErrorCode::InvalidName,
+            BrokerError::InvalidPartitionCount { .. } => ErrorCode::InvalidPartitionCount,
+            BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
+            BrokerError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
+            BrokerError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
+            BrokerError::RepairRefused { .. } => ErrorCode::RepairRefused,
+            BrokerError::StaleIncarnation { .. } => ErrorCode::StaleIncarnation,
+            BrokerError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            BrokerError::EmptyProduce { .. } => ErrorCode::EmptyProduce,
+            BrokerError::InvalidCursor { .. } => ErrorCode::InvalidCursor,
+            BrokerError::OwnOrigin { .. } => ErrorCode::OwnOrigin,
+            BrokerError::OffsetGap { .. } => ErrorCode::OffsetGap,
+            BrokerError::OverlappingBatch { .. } => ErrorCode::OverlappingBatch,
+            BrokerError::MalformedBatch(_) => ErrorCode::MalformedBatch,
+            BrokerError::CorruptBatch { .. } => ErrorCode::CorruptBatch,
+            BrokerError::Fenced { .. } => ErrorCode::PartitionFenced,
+            BrokerError::TopicDeleted { .. } => ErrorCode::TopicDeleted,
+            BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::Io { .. } => ErrorCode::Io,
+            BrokerError::Meta(_) => ErrorCode::Metadata,
         }
+    }
+
+    /// [`BrokerError::error_code`] as text.
+    pub fn code(&self) -> &'static str {
+        self.error_code().as_str()
     }
 
     /// A file that is not there (a sealed segment that retention removed, say).

@@ -152,11 +152,7 @@ mod tests {
 async fn replication(State(console): State<Console>) -> Response {
     match &console.replication {
         Some(source) => Json(source()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": {"code": "REPLICATION_DISABLED", "message": "replication is not configured in this region"}})),
-        )
-            .into_response(),
+        None => api::error::ApiError::replication_disabled().into_response(),
     }
 }
 

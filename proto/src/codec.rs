@@ -81,9 +81,13 @@ impl<U: Message + Default + DecodeBound> Decoder for BoundedDecoder<U> {
 
 fn too_large(message: String) -> Status {
     let mut status = Status::new(Code::InvalidArgument, message);
-    status
-        .metadata_mut()
-        .insert(ERROR_CODE_KEY, "request-too-large".parse().expect("ASCII"));
+    status.metadata_mut().insert(
+        ERROR_CODE_KEY,
+        crate::error_code::ErrorCode::RequestTooLarge
+            .as_str()
+            .parse()
+            .expect("ASCII"),
+    );
     status
 }
 

@@ -6,6 +6,8 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod codec;
+pub mod error_code;
+pub mod stable_code;
 
 pub mod v1 {
     tonic::include_proto!("georouter.v1");

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ConsoleCode};
 
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
@@ -54,8 +54,7 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: 
         Some(t) if tokens.read.iter().any(|r| same(r, t)) => Grant::Read,
         _ => {
             let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
+                ConsoleCode::Unauthorized,
                 "a valid bearer token is required (Authorization: Bearer <token>)",
             )
             .into_response();
@@ -69,8 +68,7 @@ pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: 
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if !reads && grant != Grant::Admin {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "FORBIDDEN",
+            ConsoleCode::Forbidden,
             "this token may read but not change anything",
         )
         .into_response();

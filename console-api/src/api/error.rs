@@ -7,18 +7,61 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use replicator::ChangeError;
 
+proto::stable_codes! {
+    /// The console's error codes (docs/errors.md); each has one HTTP status.
+    #[non_exhaustive]
+    pub enum ConsoleCode {
+        /// The body is not valid JSON for the request.
+        MalformedJson => "MALFORMED_JSON",
+        UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+        BodyTooLarge => "BODY_TOO_LARGE",
+        BadRequest => "BAD_REQUEST",
+        InvalidTask => "INVALID_TASK",
+        Unauthorized => "UNAUTHORIZED",
+        Forbidden => "FORBIDDEN",
+        NotFound => "NOT_FOUND",
+        ReplicationDisabled => "REPLICATION_DISABLED",
+        TaskExists => "TASK_EXISTS",
+        VersionConflict => "VERSION_CONFLICT",
+        VersionRequired => "VERSION_REQUIRED",
+        FailoverTimedOut => "FAILOVER_TIMED_OUT",
+        FailoverRefused => "FAILOVER_REFUSED",
+        Internal => "INTERNAL",
+    }
+}
+
+impl ConsoleCode {
+    /// The HTTP status this code is answered with: the console's one mapping.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ConsoleCode::MalformedJson | ConsoleCode::BadRequest | ConsoleCode::InvalidTask => {
+                StatusCode::BAD_REQUEST
+            }
+            ConsoleCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ConsoleCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ConsoleCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ConsoleCode::Forbidden => StatusCode::FORBIDDEN,
+            ConsoleCode::NotFound | ConsoleCode::ReplicationDisabled => StatusCode::NOT_FOUND,
+            ConsoleCode::TaskExists
+            | ConsoleCode::VersionConflict
+            | ConsoleCode::FailoverTimedOut
+            | ConsoleCode::FailoverRefused => StatusCode::CONFLICT,
+            ConsoleCode::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ConsoleCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ConsoleCode,
     pub message: String,
     pub field: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ConsoleCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             message: message.into(),
             field: None,
@@ -26,21 +69,33 @@ impl ApiError {
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", what)
+        Self::new(ConsoleCode::NotFound, what)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        Self::new(ConsoleCode::BadRequest, message)
+    }
+
+    /// The error of a region without replication (tasks, failover).
+    pub fn replication_disabled() -> Self {
+        Self::new(
+            ConsoleCode::ReplicationDisabled,
+            "replication is not configured in this region",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = serde_json::json!({"code": self.code, "message": self.message});
+        let mut error = serde_json::json!({"code": self.code.as_str(), "message": self.message});
         if let Some(field) = self.field {
             error["field"] = field.into();
         }
-        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+        (
+            self.code.status(),
+            Json(serde_json::json!({ "error": error })),
+        )
+            .into_response()
     }
 }
 
@@ -48,23 +103,16 @@ impl From<ChangeError> for ApiError {
     fn from(e: ChangeError) -> Self {
         match e {
             ChangeError::Conflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "VERSION_CONFLICT", e.to_string())
+                ApiError::new(ConsoleCode::VersionConflict, e.to_string())
             }
-            ChangeError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "TASK_EXISTS", e.to_string())
-            }
+            ChangeError::Exists(_) => ApiError::new(ConsoleCode::TaskExists, e.to_string()),
             ChangeError::NotFound(_) => ApiError::not_found(e.to_string()),
             ChangeError::Invalid(t) => ApiError {
-                status: StatusCode::BAD_REQUEST,
-                code: "INVALID_TASK",
+                code: ConsoleCode::InvalidTask,
                 field: Some(t.field.to_string()),
                 message: t.to_string(),
             },
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                other.to_string(),
-            ),
+            other => ApiError::new(ConsoleCode::Internal, other.to_string()),
         }
     }
 }
@@ -72,13 +120,11 @@ impl From<ChangeError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         // Syntax and data errors (unknown or missing fields, wrong types) are both 400.
-        let (status, code) = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "BODY_TOO_LARGE"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
-            }
-            _ => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+        let code = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ConsoleCode::BodyTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ConsoleCode::UnsupportedMediaType,
+            _ => ConsoleCode::MalformedJson,
         };
-        ApiError::new(status, code, r.body_text())
+        ApiError::new(code, r.body_text())
     }
 }

@@ -13,7 +13,7 @@ use replicator::{FailoverError, FailoverMode};
 use serde::Deserialize;
 
 use super::Api;
-use super::error::ApiError;
+use super::error::{ApiError, ConsoleCode};
 
 /// Longest wait a planned failover may ask for.
 const MAX_TIMEOUT_S: f64 = 3600.0;
@@ -42,8 +42,7 @@ fn default_timeout() -> f64 {
 fn timeout(seconds: f64) -> Result<Duration, ApiError> {
     if !(seconds > 0.0 && seconds <= MAX_TIMEOUT_S) {
         return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "BAD_REQUEST",
+            code: ConsoleCode::BadRequest,
             field: Some("timeout_s".into()),
             message: format!("timeout_s must be more than 0 and at most {MAX_TIMEOUT_S}"),
         });
@@ -83,9 +82,9 @@ impl From<FailoverError> for ApiError {
             FailoverError::NotFound(_) => ApiError::not_found(e.to_string()),
             FailoverError::Change(c) => c.into(),
             FailoverError::TimedOut { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "FAILOVER_TIMED_OUT", e.to_string())
+                ApiError::new(ConsoleCode::FailoverTimedOut, e.to_string())
             }
-            _ => ApiError::new(StatusCode::CONFLICT, "FAILOVER_REFUSED", e.to_string()),
+            _ => ApiError::new(ConsoleCode::FailoverRefused, e.to_string()),
         }
     }
 }

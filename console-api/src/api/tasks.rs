@@ -12,16 +12,12 @@ use axum::response::{IntoResponse, Response};
 use replicator::{Replicator, TaskRecord, TaskSpec, TaskState};
 
 use super::Api;
-use super::error::ApiError;
+use super::error::{ApiError, ConsoleCode};
 
 pub(crate) fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
-    api.replicator.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "REPLICATION_DISABLED",
-            "replication is not configured in this region",
-        )
-    })
+    api.replicator
+        .as_ref()
+        .ok_or_else(|| ApiError::replication_disabled())
 }
 
 /// Task `name`, or 404.
@@ -81,8 +77,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 fn required(version: Option<u64>) -> Result<u64, ApiError> {
     version.ok_or_else(|| {
         ApiError::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            "VERSION_REQUIRED",
+            ConsoleCode::VersionRequired,
             "a change to a task needs the version it applies to: If-Match: \"<version>\"",
         )
     })

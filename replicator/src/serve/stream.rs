@@ -96,7 +96,7 @@ pub(crate) async fn serve_stream(
     let start = match start_offset(&partition, &key.origin, from) {
         Ok(start) => start,
         Err(e) => {
-            send_error(&mut send, Refusal::new(LinkCode::Storage, e.to_string())).await;
+            send_error(&mut send, Refusal::from_storage(&e)).await;
             return;
         }
     };
@@ -232,7 +232,7 @@ impl Source<'_> {
             Ok(batches) => batches,
             Err(e) => {
                 tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
-                send_error(send, Refusal::new(LinkCode::Storage, e.to_string())).await;
+                send_error(send, Refusal::from_storage(&e)).await;
                 return None;
             }
         };
@@ -302,7 +302,7 @@ fn held(
     let partition = node
         .broker
         .partition(&subscribe.topic, subscribe.partition)
-        .map_err(|e| Refusal::new(LinkCode::UnknownTopic, e.to_string()))?;
+        .map_err(|e| Refusal::from_storage(&e))?;
     let key = SubLogKey {
         topic: subscribe.topic.clone(),
         partition: subscribe.partition,

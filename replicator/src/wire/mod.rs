@@ -35,6 +35,19 @@ impl Refusal {
         }
     }
 
+    /// The link's one mapping of a storage error on the serving side: a topic or
+    /// partition that is not there, or a failure to read what is.
+    pub fn from_storage(error: &broker::BrokerError) -> Self {
+        use broker::BrokerError as E;
+        let code = match error {
+            E::UnknownTopic { .. } | E::UnknownPartition { .. } | E::TopicDeleted { .. } => {
+                LinkCode::UnknownTopic
+            }
+            _ => LinkCode::Storage,
+        };
+        Refusal::new(code, error.to_string())
+    }
+
     pub fn to_frame(&self) -> Frame {
         Frame::Error(pb::Error {
             code: self.code.as_str().to_string(),
