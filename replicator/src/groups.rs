@@ -23,9 +23,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wire::message as msg;
 use broker::Cursor;
 use broker::broker::CursorChange;
-use proto::link::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -102,10 +102,10 @@ fn send(node: &Node, changes: &[CursorChange], only: Option<&str>) {
         if only.is_some_and(|o| o != peer) {
             continue;
         }
-        let cursors: Vec<pb::GroupCursor> = changes
+        let cursors: Vec<msg::GroupCursor> = changes
             .iter()
             .filter(|c| synced(&tasks, &view, &node.region, peer, &c.group, &c.topic))
-            .map(|c| pb::GroupCursor {
+            .map(|c| msg::GroupCursor {
                 group: c.group.clone(),
                 topic: c.topic.clone(),
                 partition: c.partition,
@@ -119,7 +119,7 @@ fn send(node: &Node, changes: &[CursorChange], only: Option<&str>) {
         let n = cursors.len() as u64;
         if link
             .control
-            .try_send(Frame::GroupCursors(pb::GroupCursors { cursors }))
+            .try_send(Frame::GroupCursors(msg::GroupCursors { cursors }))
             .is_ok()
         {
             node.metrics.group_cursors_sent.inc_by(n);
@@ -154,13 +154,13 @@ pub(crate) fn inbox(
     node: &Arc<Node>,
     peer: &str,
     stop: CancellationToken,
-) -> Inbox<Vec<pb::GroupCursor>> {
+) -> Inbox<Vec<msg::GroupCursor>> {
     let (weak, from) = (Arc::downgrade(node), peer.to_string());
     Inbox::start(
         &node.tracker,
         stop,
         INBOX_FRAMES,
-        move |cursors: Vec<pb::GroupCursor>| {
+        move |cursors: Vec<msg::GroupCursor>| {
             if let Some(node) = weak.upgrade() {
                 merge(&node, &from, cursors);
             }
@@ -171,7 +171,7 @@ pub(crate) fn inbox(
 /// Cursors from the neighbour on `link`: those a shared task syncs are queued to be
 /// merged off the async runtime (a merge that changes something is an fsync); the others
 /// are counted and dropped.
-pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: pb::GroupCursors) {
+pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: msg::GroupCursors) {
     let from = &link.peer;
     let tasks = node.active_tasks();
     let view = node.view();
@@ -195,7 +195,7 @@ pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: pb::Grou
 }
 
 /// Merges cursors from neighbour `from` (on the blocking pool).
-fn merge(node: &Node, from: &str, cursors: Vec<pb::GroupCursor>) {
+fn merge(node: &Node, from: &str, cursors: Vec<msg::GroupCursor>) {
     for c in cursors {
         let cursor = Cursor {
             next: c.next.into_iter().collect(),

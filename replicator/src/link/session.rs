@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 use tokio::sync::mpsc;
 use topology::{HealthSettings, LinkHealth};
 
@@ -187,7 +187,7 @@ async fn handshake(
     .await
     .map_err(|_| HandshakeError::NoControlStream(HANDSHAKE_TIMEOUT))?;
     let (mut send, mut recv) = opened?;
-    let hello = Frame::Hello(pb::Hello {
+    let hello = Frame::Hello(msg::Hello {
         protocol_version: PROTOCOL_VERSION,
         region: node.region.clone(),
         epoch: node.epoch,
@@ -220,7 +220,7 @@ async fn control_writer(
 ) {
     let mut advertise = tokio::time::interval(node.settings.advertise_interval);
     let mut heartbeat = tokio::time::interval(node.settings.heartbeat_interval);
-    let mut last: Option<(pb::Advertise, Instant)> = None;
+    let mut last: Option<(msg::Advertise, Instant)> = None;
     loop {
         let frame = tokio::select! {
             frame = outgoing.recv() => match frame { Some(f) => f, None => return },
@@ -233,7 +233,7 @@ async fn control_writer(
                 last = Some((current.clone(), Instant::now()));
                 Frame::Advertise(current)
             }
-            _ = heartbeat.tick() => Frame::Heartbeat(pb::Heartbeat { sent_at_ms: mono_ms() }),
+            _ = heartbeat.tick() => Frame::Heartbeat(msg::Heartbeat { sent_at_ms: mono_ms() }),
             () = link.stop.cancelled() => return,
         };
         if let Err(e) = io::write_frame(&mut send, &frame).await {

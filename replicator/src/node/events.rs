@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 use tokio::sync::mpsc;
 
 use crate::observe::SubLogKey;
@@ -24,7 +24,7 @@ pub(crate) enum PlanEvent {
     Heard {
         peer: String,
         link_id: u64,
-        advertise: Arc<pb::Advertise>,
+        advertise: Arc<msg::Advertise>,
     },
     /// Link `link_id` to `peer` ended.
     LinkEnded { peer: String, link_id: u64 },

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use topology::LinkHealth;
@@ -24,7 +24,7 @@ pub(crate) struct LinkCtx {
     /// Cancelled when the link ends: every stream of the link stops.
     pub stop: CancellationToken,
     /// Group cursors received on this link, waiting to be merged (one worker per link).
-    pub cursors: Inbox<Vec<pb::GroupCursor>>,
+    pub cursors: Inbox<Vec<msg::GroupCursor>>,
     /// Frame limits on this link: this region's, raised to what the peer may send.
     pub limits: FrameLimits,
 }

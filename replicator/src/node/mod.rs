@@ -23,8 +23,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::wire::message as msg;
 use broker::Broker;
-use proto::link::v1 as pb;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use topology::Topology;
@@ -44,7 +44,7 @@ use crate::tasks::{Task, TaskBook, TaskRecord};
 use crate::wire::FrameLimits;
 
 /// The latest advertisement of each neighbour whose link is open, with the link's id.
-pub(crate) type Heard = HashMap<String, (u64, Arc<pb::Advertise>)>;
+pub(crate) type Heard = HashMap<String, (u64, Arc<msg::Advertise>)>;
 
 pub(crate) struct Node {
     pub region: String,

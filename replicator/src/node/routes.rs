@@ -3,7 +3,7 @@
 //! route view recomputed and published under the routing lock whenever either, or the
 //! tasks, change. A changed view asks the planner for a new plan.
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 use tokio::sync::mpsc;
 use topology::LinkState;
 
@@ -69,7 +69,7 @@ impl Node {
     }
 
     /// A LinkState frame from neighbour `from`.
-    pub fn on_link_state(&self, from: &str, state: pb::LinkState) {
+    pub fn on_link_state(&self, from: &str, state: msg::LinkState) {
         if state.region == self.region || !self.topology.contains(&state.region) {
             return;
         }

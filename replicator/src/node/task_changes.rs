@@ -3,8 +3,8 @@
 //! and relay duties recomputed, pulls re-planned, serving streams woken (they watch the
 //! task book), and the change passed on to the other neighbours.
 
+use crate::wire::message as msg;
 use broker::Broker;
-use proto::link::v1 as pb;
 
 use super::Node;
 use crate::tasks::book::Change;
@@ -19,7 +19,7 @@ pub(crate) fn persist(broker: &Broker, record: &TaskRecord) -> Result<(), broker
 
 /// A Tasks frame carrying `records`.
 pub(crate) fn tasks_frame(records: &[TaskRecord]) -> Frame {
-    Frame::Tasks(pb::Tasks {
+    Frame::Tasks(msg::Tasks {
         records: records
             .iter()
             .map(|r| serde_json::to_string(r).expect("a task record encodes"))
@@ -60,7 +60,7 @@ impl Node {
 
     /// A Tasks frame from neighbour `from`: the records are queued to be merged on the
     /// blocking pool (storing is an fsync; this is called from a link's control reader).
-    pub fn on_tasks(&self, from: &str, tasks: pb::Tasks) {
+    pub fn on_tasks(&self, from: &str, tasks: msg::Tasks) {
         let mut incoming = Vec::new();
         for text in tasks.records {
             match serde_json::from_str::<TaskRecord>(&text) {

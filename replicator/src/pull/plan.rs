@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 
 use crate::observe::SubLogKey;
 use crate::routing::{HopPath, Need, RouteView};
@@ -19,7 +19,7 @@ pub(crate) struct Inputs<'a> {
     pub view: &'a RouteView,
     pub tasks: &'a [Arc<Task>],
     /// The latest advertisement of each neighbour.
-    pub heard: Vec<(&'a str, &'a pb::Advertise)>,
+    pub heard: Vec<(&'a str, &'a msg::Advertise)>,
     /// The open link to each neighbour, by id.
     pub links: &'a HashMap<String, u64>,
     /// (sub-log, link) pairs that gave the sub-log up a moment ago.
@@ -149,12 +149,12 @@ mod tests {
     use crate::routing::fixture::{tasks, triangle, view};
     use crate::tasks::TaskSpec;
 
-    fn advertise(topic: &str, path: &[&str], end: u64) -> pb::Advertise {
-        pb::Advertise {
-            topics: vec![pb::TopicEntry {
+    fn advertise(topic: &str, path: &[&str], end: u64) -> msg::Advertise {
+        msg::Advertise {
+            topics: vec![msg::TopicOffer {
                 topic: topic.into(),
                 partitions: 2,
-                sub_logs: vec![pb::SubLogEntry {
+                sub_logs: vec![msg::SubLogOffer {
                     partition: 1,
                     path: path.iter().map(|r| r.to_string()).collect(),
                     origin: path[0].into(),
@@ -178,7 +178,7 @@ mod tests {
     /// Plans in region c of the triangle, with links to a (id 1) and b (id 2).
     fn plan_in_c(
         tasks: &[Arc<Task>],
-        heard: &[(&str, pb::Advertise)],
+        heard: &[(&str, msg::Advertise)],
         refused: &HashSet<(SubLogKey, u64)>,
         hop_limit: usize,
     ) -> Plan {

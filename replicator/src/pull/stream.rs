@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wire::message as msg;
+use crate::wire::message::StartFrom;
 use broker::storage::GapPolicy;
 use broker::{BrokerError, batch::Batch};
-use proto::link::v1 as pb;
-use proto::link::v1::subscribe::From as SubscribeFrom;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -112,10 +112,10 @@ fn subscribe_from(
     task: &Task,
     key: &SubLogKey,
     relay: bool,
-) -> Result<(SubscribeFrom, u64), PullError> {
+) -> Result<(StartFrom, u64), PullError> {
     let partition = node.broker.partition(&key.topic, key.partition)?;
     if let Some(held) = partition.sub_log(&key.origin).filter(|s| s.end_offset > 0) {
-        return Ok((SubscribeFrom::Offset(held.end_offset), held.incarnation));
+        return Ok((StartFrom::Offset(held.end_offset), held.incarnation));
     }
     // A checkpoint saved for another incarnation of this target topic (deleted and created
     // again here since) says nothing about what the new one holds.
@@ -133,29 +133,26 @@ fn subscribe_from(
                 && (c.target_incarnation == 0 || c.target_incarnation == target)
         });
     if let Some(checkpoint) = checkpoint {
-        return Ok((
-            SubscribeFrom::Offset(checkpoint.offset),
-            checkpoint.incarnation,
-        ));
+        return Ok((StartFrom::Offset(checkpoint.offset), checkpoint.incarnation));
     }
     Ok((start_position(node, task, relay)?, 0))
 }
 
 /// The task's start position, for a sub-log this region holds nothing of.
-fn start_position(node: &Node, task: &Task, relay: bool) -> Result<SubscribeFrom, PullError> {
+fn start_position(node: &Node, task: &Task, relay: bool) -> Result<StartFrom, PullError> {
     Ok(match task.start {
-        _ if relay => SubscribeFrom::Earliest(true),
-        Start::Earliest => SubscribeFrom::Earliest(true),
+        _ if relay => StartFrom::Earliest,
+        Start::Earliest => StartFrom::Earliest,
         // "latest" means from when the task first ran here, for every sub-log: one that
         // appears later (a new topic, a new origin) is pulled from its first record, not
         // from wherever it had got to when this region first heard of it.
-        Start::Latest => SubscribeFrom::TimestampMs(
+        Start::Latest => StartFrom::TimestampMs(
             node.broker
                 .meta()
                 .task_started(task.name(), broker::record::now_ms())
                 .map_err(BrokerError::from)?,
         ),
-        Start::Timestamp(ms) => SubscribeFrom::TimestampMs(ms),
+        Start::Timestamp(ms) => StartFrom::TimestampMs(ms),
     })
 }
 
@@ -175,7 +172,7 @@ async fn subscription(
             .expect("resolving where to subscribe from")?
     };
     let (mut send, mut recv) = link.connection.open_bi().await?;
-    let subscribe = Frame::Subscribe(pb::Subscribe {
+    let subscribe = Frame::Subscribe(msg::Subscribe {
         task: task.name().to_string(),
         topic: source_topic.to_string(),
         partition: key.partition,
@@ -203,17 +200,17 @@ async fn subscription(
         // one): the server sends its incarnation from the start; storage decides (a newer
         // one replaces what is held, an older one is refused).
         tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, held = held_incarnation, offered = incarnation, "the source serves another incarnation of the origin's topic");
-        from = SubscribeFrom::Earliest(true);
+        from = StartFrom::Earliest;
     }
     let skipped = match from {
-        SubscribeFrom::Offset(held) if start > held && !from_origin => {
+        StartFrom::Offset(held) if start > held && !from_origin => {
             return Err(PullError::RelayGap { held, start });
         }
-        SubscribeFrom::Offset(held) if start > held => Some((held, start)),
+        StartFrom::Offset(held) if start > held => Some((held, start)),
         _ => None,
     };
     match from {
-        SubscribeFrom::Offset(_) => {}
+        StartFrom::Offset(_) => {}
         _ => {
             // Resolve the start position once: a restart before any record arrives must
             // not resolve `latest` again and skip what was produced meanwhile.
@@ -239,7 +236,7 @@ async fn subscription(
         }
     }
     let held = match from {
-        SubscribeFrom::Offset(n) => n,
+        StartFrom::Offset(n) => n,
         _ => 0,
     };
     node.status.pulling(task.name(), key, &link.peer, held);

@@ -4,7 +4,7 @@
 //! stored and passed on to the other neighbours. Pure: the node holds it under the
 //! routing lock and does the sending.
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 use topology::{LinkState, LinkStates};
 
 use crate::wire::Frame;
@@ -35,7 +35,7 @@ impl LinkStateDb {
     }
 
     /// A state flooded by `region`; whether it was newer than the one held.
-    pub fn heard(&mut self, state: &pb::LinkState) -> bool {
+    pub fn heard(&mut self, state: &msg::LinkState) -> bool {
         let parsed = LinkState {
             seq: state.seq,
             links: state
@@ -57,13 +57,13 @@ impl LinkStateDb {
 }
 
 fn to_frame(region: &str, state: &LinkState) -> Frame {
-    Frame::LinkState(pb::LinkState {
+    Frame::LinkState(msg::LinkState {
         region: region.to_string(),
         seq: state.seq,
         links: state
             .links
             .iter()
-            .map(|(peer, (up, srtt))| pb::LinkHealth {
+            .map(|(peer, (up, srtt))| msg::LinkHealth {
                 peer: peer.clone(),
                 up: *up,
                 srtt_us: *srtt,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 
 use crate::routing::{HopPath, Need, RouteView};
 use crate::tasks::Task;
@@ -26,7 +26,7 @@ pub(crate) fn admit(
     here: &Here<'_>,
     task: Option<Arc<Task>>,
     peer: &str,
-    subscribe: &pb::Subscribe,
+    subscribe: &msg::Subscribe,
 ) -> Result<Arc<Task>, Refusal> {
     let task = task.ok_or_else(|| {
         Refusal::new(
@@ -87,8 +87,8 @@ mod tests {
     use crate::routing::fixture::{tasks, triangle, view};
     use crate::tasks::{TaskSpec, TaskState};
 
-    fn subscribe(task: &str, topic: &str, origin: &str, via: &[&str]) -> pb::Subscribe {
-        pb::Subscribe {
+    fn subscribe(task: &str, topic: &str, origin: &str, via: &[&str]) -> msg::Subscribe {
+        msg::Subscribe {
             task: task.into(),
             topic: topic.into(),
             partition: 0,
@@ -100,7 +100,7 @@ mod tests {
     }
 
     /// Judges in region b, on the route a - b - c of task `spec`.
-    fn admit_in_b(spec: TaskSpec, peer: &str, request: &pb::Subscribe) -> Result<String, Refusal> {
+    fn admit_in_b(spec: TaskSpec, peer: &str, request: &msg::Subscribe) -> Result<String, Refusal> {
         let topology = triangle("b");
         let tasks = tasks(&topology, &[spec]);
         let view = view(&topology, &tasks);

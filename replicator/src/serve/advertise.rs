@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 
 use crate::node::Node;
 use crate::observe::SubLogKey;
 use crate::routing::{HopPath, Need, RouteView};
 
-pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
+pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
     let view = node.view();
     let tasks = node.active_tasks();
     let needed = |topic: &str, origin: &str| {
@@ -18,7 +18,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
             .iter()
             .any(|t| t.matches(topic) && view.need(t, origin, peer).is_some())
     };
-    let mut topics: BTreeMap<String, pb::TopicEntry> = BTreeMap::new();
+    let mut topics: BTreeMap<String, msg::TopicOffer> = BTreeMap::new();
     for config in node.broker.topics() {
         let Ok(topic) = node.broker.topic(&config.name) else {
             continue;
@@ -38,7 +38,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
                 if HopPath(&path).passed(peer) {
                     continue;
                 }
-                sub_logs.push(pb::SubLogEntry {
+                sub_logs.push(msg::SubLogOffer {
                     partition: partition.index(),
                     path,
                     origin: s.origin,
@@ -57,7 +57,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
         if !sub_logs.is_empty() || created {
             topics.insert(
                 config.name.clone(),
-                pb::TopicEntry {
+                msg::TopicOffer {
                     topic: config.name.clone(),
                     partitions: config.partitions,
                     sub_logs,
@@ -68,7 +68,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> pb::Advertise {
     if node.pass_through() {
         add_relayed(node, &view, peer, &mut topics);
     }
-    pb::Advertise {
+    msg::Advertise {
         topics: topics.into_values().collect(),
     }
 }
@@ -79,7 +79,7 @@ fn add_relayed(
     node: &Node,
     view: &RouteView,
     peer: &str,
-    topics: &mut BTreeMap<String, pb::TopicEntry>,
+    topics: &mut BTreeMap<String, msg::TopicOffer>,
 ) {
     let me = &node.region;
     let tasks = node.active_tasks();
@@ -104,7 +104,7 @@ fn add_relayed(
                 let s = s.clone();
                 topics
                     .entry(entry.topic.clone())
-                    .or_insert_with(|| pb::TopicEntry {
+                    .or_insert_with(|| msg::TopicOffer {
                         topic: entry.topic.clone(),
                         partitions: entry.partitions,
                         sub_logs: Vec::new(),

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::link::v1 as pb;
+use crate::wire::message as msg;
 
 use super::filter::filter_for;
 use super::stream::send_error;
@@ -25,7 +25,7 @@ pub(crate) async fn relay(
     node: Arc<Node>,
     link: Arc<LinkCtx>,
     task: Arc<Task>,
-    subscribe: pb::Subscribe,
+    subscribe: msg::Subscribe,
     mut down: quinn::SendStream,
 ) {
     let view = node.view();
@@ -53,7 +53,7 @@ async fn forward(
     link: &LinkCtx,
     upstream: &LinkCtx,
     task: &Arc<Task>,
-    mut subscribe: pb::Subscribe,
+    mut subscribe: msg::Subscribe,
     down: &mut quinn::SendStream,
 ) -> Result<(), Refusal> {
     let me = &node.region;

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::wire::message as msg;
+use crate::wire::message::StartFrom;
 use broker::batch::Batch;
 use broker::storage::{Partition, SubLogReader};
-use proto::link::v1 as pb;
-use proto::link::v1::subscribe::From as SubscribeFrom;
 
 use super::admission::{Here, admit, may_serve, relays_without_storing};
 use super::filter::filter_for;
@@ -89,7 +89,7 @@ pub(crate) async fn serve_stream(
     let incarnation = partition.incarnation_of(&key.origin);
     let from =
         if subscribe.incarnation != 0 && incarnation != 0 && subscribe.incarnation != incarnation {
-            Some(SubscribeFrom::Earliest(true))
+            Some(StartFrom::Earliest)
         } else {
             subscribe.from
         };
@@ -121,7 +121,7 @@ pub(crate) async fn serve_stream(
     let start = pending
         .first()
         .map_or(start, |b| start.max(b.header().base_offset));
-    let subscribed = Frame::Subscribed(pb::Subscribed {
+    let subscribed = Frame::Subscribed(msg::Subscribed {
         start_offset: start,
         path: node.path_of(&key),
         incarnation,
@@ -278,15 +278,15 @@ pub(crate) async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
 fn start_offset(
     partition: &Partition,
     origin: &str,
-    from: Option<SubscribeFrom>,
+    from: Option<StartFrom>,
 ) -> broker::Result<u64> {
     let held = partition.sub_log(origin);
     let start = held.as_ref().map_or(0, |s| s.start_offset);
     Ok(match from {
-        Some(SubscribeFrom::Offset(n)) => n.max(start),
-        None | Some(SubscribeFrom::Earliest(_)) => start,
-        Some(SubscribeFrom::Latest(_)) => held.map_or(0, |s| s.durable_end),
-        Some(SubscribeFrom::TimestampMs(ms)) => {
+        Some(StartFrom::Offset(n)) => n.max(start),
+        None | Some(StartFrom::Earliest) => start,
+        Some(StartFrom::Latest) => held.map_or(0, |s| s.durable_end),
+        Some(StartFrom::TimestampMs(ms)) => {
             partition.sub_log_offset_for_time(origin, ms)?.unwrap_or(0)
         }
     })
@@ -297,7 +297,7 @@ fn held(
     node: &Node,
     here: &Here<'_>,
     peer: &str,
-    subscribe: &pb::Subscribe,
+    subscribe: &msg::Subscribe,
 ) -> Result<(Arc<Partition>, SubLogKey), Refusal> {
     let partition = node
         .broker

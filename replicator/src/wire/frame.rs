@@ -15,6 +15,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 use proto::link::v1 as pb;
 
+use super::message::{
+    Advertise, BatchesHeader, ErrorFrame, GroupCursors, Heartbeat, Hello, LinkState, Subscribe,
+    Subscribed, Tasks,
+};
 use broker::batch::{Batch, BatchFormatError};
 
 /// Bytes before a frame's body: the length and the kind.
@@ -57,23 +61,23 @@ impl FrameKind {
 
 #[derive(Clone, Debug)]
 pub enum Frame {
-    Hello(pb::Hello),
-    Advertise(pb::Advertise),
-    Heartbeat(pb::Heartbeat),
-    HeartbeatAck(pb::Heartbeat),
-    Subscribe(pb::Subscribe),
-    Subscribed(pb::Subscribed),
+    Hello(Hello),
+    Advertise(Advertise),
+    Heartbeat(Heartbeat),
+    HeartbeatAck(Heartbeat),
+    Subscribe(Subscribe),
+    Subscribed(Subscribed),
     Batches(BatchesFrame),
-    LinkState(pb::LinkState),
-    Tasks(pb::Tasks),
-    GroupCursors(pb::GroupCursors),
-    Error(pb::Error),
+    LinkState(LinkState),
+    Tasks(Tasks),
+    GroupCursors(GroupCursors),
+    Error(ErrorFrame),
 }
 
 /// A run of consecutive stored batches of one sub-log.
 #[derive(Clone, Debug)]
 pub struct BatchesFrame {
-    pub header: pb::BatchesHeader,
+    pub header: BatchesHeader,
     pub batches: Vec<Batch>,
 }
 
@@ -83,7 +87,7 @@ impl BatchesFrame {
         let first = batches.first().expect("a Batches frame holds a batch");
         let last = batches.last().expect("a Batches frame holds a batch");
         BatchesFrame {
-            header: pb::BatchesHeader {
+            header: BatchesHeader {
                 base_offset: first.header().base_offset,
                 last_offset: last.header().last_offset(),
                 batch_count: batches.len() as u32,
@@ -164,24 +168,25 @@ impl Frame {
 
     /// The frame as chunks to write in order (batches are not copied).
     pub fn encode(&self) -> Vec<Bytes> {
-        let message: &dyn ErasedMessage = match self {
-            Frame::Hello(m) => m,
-            Frame::Advertise(m) => m,
-            Frame::Heartbeat(m) | Frame::HeartbeatAck(m) => m,
-            Frame::Subscribe(m) => m,
-            Frame::Subscribed(m) => m,
-            Frame::Error(m) => m,
-            Frame::LinkState(m) => m,
-            Frame::Tasks(m) => m,
-            Frame::GroupCursors(m) => m,
+        let message: Box<dyn ErasedMessage> = match self {
+            Frame::Hello(m) => Box::new(pb::Hello::from(m.clone())),
+            Frame::Advertise(m) => Box::new(pb::Advertise::from(m.clone())),
+            Frame::Heartbeat(m) | Frame::HeartbeatAck(m) => Box::new(pb::Heartbeat::from(*m)),
+            Frame::Subscribe(m) => Box::new(pb::Subscribe::from(m.clone())),
+            Frame::Subscribed(m) => Box::new(pb::Subscribed::from(m.clone())),
+            Frame::Error(m) => Box::new(pb::Error::from(m.clone())),
+            Frame::LinkState(m) => Box::new(pb::LinkState::from(m.clone())),
+            Frame::Tasks(m) => Box::new(pb::Tasks::from(m.clone())),
+            Frame::GroupCursors(m) => Box::new(pb::GroupCursors::from(m.clone())),
             Frame::Batches(frame) => {
-                let header_len = frame.header.encoded_len();
+                let header = pb::BatchesHeader::from(frame.header.clone());
+                let header_len = header.encoded_len();
                 let len = 1 + 4 + header_len + frame.bytes();
                 let mut head = BytesMut::with_capacity(FRAME_HEAD_LEN + 4 + header_len);
                 head.put_u32_le(len as u32);
                 head.put_u8(FrameKind::Batches as u8);
                 head.put_u32_le(header_len as u32);
-                frame.header.encode(&mut head).expect("buffer has capacity");
+                header.encode(&mut head).expect("buffer has capacity");
                 let mut chunks = Vec::with_capacity(1 + frame.batches.len());
                 chunks.push(head.freeze());
                 chunks.extend(frame.batches.iter().map(|b| b.bytes().clone()));
@@ -248,17 +253,29 @@ pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
     let kind = FrameKind::from_u8(raw_kind).ok_or(FrameError::UnknownKind(raw_kind))?;
     let body = |source| FrameError::Body { kind, source };
     Ok(match kind {
-        FrameKind::Hello => Frame::Hello(pb::Hello::decode(frame).map_err(body)?),
-        FrameKind::Advertise => Frame::Advertise(pb::Advertise::decode(frame).map_err(body)?),
-        FrameKind::Heartbeat => Frame::Heartbeat(pb::Heartbeat::decode(frame).map_err(body)?),
-        FrameKind::HeartbeatAck => Frame::HeartbeatAck(pb::Heartbeat::decode(frame).map_err(body)?),
-        FrameKind::Subscribe => Frame::Subscribe(pb::Subscribe::decode(frame).map_err(body)?),
-        FrameKind::Subscribed => Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?),
-        FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?),
-        FrameKind::LinkState => Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?),
-        FrameKind::Tasks => Frame::Tasks(pb::Tasks::decode(frame).map_err(body)?),
+        FrameKind::Hello => Frame::Hello(pb::Hello::decode(frame).map_err(body)?.into()),
+        FrameKind::Advertise => {
+            Frame::Advertise(pb::Advertise::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::Heartbeat => {
+            Frame::Heartbeat(pb::Heartbeat::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::HeartbeatAck => {
+            Frame::HeartbeatAck(pb::Heartbeat::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::Subscribe => {
+            Frame::Subscribe(pb::Subscribe::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::Subscribed => {
+            Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?.into()),
+        FrameKind::LinkState => {
+            Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?.into())
+        }
+        FrameKind::Tasks => Frame::Tasks(pb::Tasks::decode(frame).map_err(body)?.into()),
         FrameKind::GroupCursors => {
-            Frame::GroupCursors(pb::GroupCursors::decode(frame).map_err(body)?)
+            Frame::GroupCursors(pb::GroupCursors::decode(frame).map_err(body)?.into())
         }
         FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
     })
@@ -278,12 +295,12 @@ fn decode_batches(mut body: Bytes, max_batch: usize) -> Result<BatchesFrame, Fra
             have: body.len(),
         });
     }
-    let header = pb::BatchesHeader::decode(body.split_to(header_len)).map_err(|source| {
-        FrameError::Body {
+    let header: BatchesHeader = pb::BatchesHeader::decode(body.split_to(header_len))
+        .map_err(|source| FrameError::Body {
             kind: FrameKind::Batches,
             source,
-        }
-    })?;
+        })?
+        .into();
     let mut batches = Vec::new();
     while !body.is_empty() {
         let index = batches.len();
@@ -380,7 +397,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let hello = Frame::Hello(pb::Hello {
+        let hello = Frame::Hello(Hello {
             protocol_version: 1,
             region: "eu".into(),
             epoch: 7,
@@ -396,6 +413,82 @@ mod tests {
         };
         assert_eq!((back.header.base_offset, back.header.last_offset), (10, 14));
         assert_eq!(back.records(), 5);
+    }
+
+    #[test]
+    fn every_control_message_round_trips_field_for_field() {
+        use crate::wire::message::*;
+        let frames = [
+            Frame::Advertise(Advertise {
+                topics: vec![TopicOffer {
+                    topic: "orders".into(),
+                    partitions: 4,
+                    sub_logs: vec![SubLogOffer {
+                        partition: 3,
+                        origin: "eu".into(),
+                        start_offset: 5,
+                        end_offset: 9,
+                        bytes: 100,
+                        path: vec!["eu".into(), "us".into()],
+                        incarnation: 77,
+                    }],
+                }],
+            }),
+            Frame::Heartbeat(Heartbeat { sent_at_ms: -3 }),
+            Frame::HeartbeatAck(Heartbeat { sent_at_ms: 8 }),
+            Frame::LinkState(LinkState {
+                region: "eu".into(),
+                seq: 12,
+                links: vec![LinkHealth {
+                    peer: "us".into(),
+                    up: true,
+                    srtt_us: 900,
+                }],
+            }),
+            Frame::Tasks(Tasks {
+                records: vec!["{}".into()],
+            }),
+            Frame::GroupCursors(GroupCursors {
+                cursors: vec![GroupCursor {
+                    group: "g".into(),
+                    topic: "orders".into(),
+                    partition: 1,
+                    next: [("eu".to_string(), 4)].into(),
+                    incarnations: [("eu".to_string(), 77)].into(),
+                }],
+            }),
+            Frame::Subscribed(Subscribed {
+                start_offset: 3,
+                path: vec!["eu".into()],
+                incarnation: 77,
+            }),
+            Frame::Error(ErrorFrame {
+                code: "LOOP".into(),
+                message: "m".into(),
+            }),
+        ];
+        let froms = [
+            None,
+            Some(StartFrom::Offset(4)),
+            Some(StartFrom::Earliest),
+            Some(StartFrom::Latest),
+            Some(StartFrom::TimestampMs(-1)),
+        ];
+        let subscribes = froms.map(|from| {
+            Frame::Subscribe(Subscribe {
+                task: "t".into(),
+                topic: "orders".into(),
+                partition: 2,
+                origin: "eu".into(),
+                from,
+                via: vec!["r".into()],
+                incarnation: 77,
+            })
+        });
+        for frame in frames.iter().chain(&subscribes) {
+            let back = decode_all(frame.to_bytes()).unwrap().unwrap();
+            assert_eq!(format!("{back:?}"), format!("{frame:?}"));
+        }
     }
 
     #[test]

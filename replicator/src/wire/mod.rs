@@ -8,12 +8,12 @@
 mod code;
 pub mod frame;
 pub mod io;
+pub mod message;
 
 pub use code::LinkCode;
 pub use frame::{BatchesFrame, Frame, FrameError, FrameKind};
 pub use io::{FrameLimits, StreamError};
-
-use proto::link::v1 as pb;
+pub use message::ErrorFrame;
 
 /// ALPN of link protocol version 1. A peer speaking another version fails the TLS
 /// handshake (no common ALPN) instead of misreading frames.
@@ -49,7 +49,7 @@ impl Refusal {
     }
 
     pub fn to_frame(&self) -> Frame {
-        Frame::Error(pb::Error {
+        Frame::Error(ErrorFrame {
             code: self.code.as_str().to_string(),
             message: self.message.clone(),
         })
