@@ -747,8 +747,7 @@ async fn a_damaged_first_batch_of_a_sealed_segment_does_not_stop_the_partition()
     let mut reader = broker::storage::PartitionReader::new(p.clone(), Cursor::default(), None);
     let damaged = reader
         .read(1 << 20)
-        .err()
-        .expect("the damaged batch is reported");
+        .expect_err("the damaged batch is reported");
     assert_eq!(damaged.code(), "corrupt-batch", "{damaged}");
     let from_second: Cursor = [(LOCAL, second_base), ("r1", 0)].into_iter().collect();
     let (records, _) = read_all_from(&p, from_second, None, 1 << 20);

@@ -131,10 +131,10 @@ impl Partition {
         let mut arrival = ArrivalLog::open(&dir)?;
         for entry in std::fs::read_dir(&logs).map_err(BrokerError::io("list partition", &logs))? {
             let entry = entry.map_err(BrokerError::io("list partition", &logs))?;
-            if let Some(name) = entry.file_name().to_str() {
-                if names::validate("region", name).is_ok() {
-                    arrival.origin_id(name)?;
-                }
+            if let Some(name) = entry.file_name().to_str()
+                && names::validate("region", name).is_ok()
+            {
+                arrival.origin_id(name)?;
             }
         }
         let mut sublogs = Vec::new();

@@ -40,7 +40,7 @@ pub enum TaskCommand {
     /// Create a task.
     Create {
         #[command(flatten)]
-        spec: SpecArgs,
+        spec: Box<SpecArgs>,
         #[command(flatten)]
         console: ConsoleArg,
     },
