@@ -2,9 +2,10 @@
 //! finished recovery and its listeners are up), `/metrics` (Prometheus text),
 //! `/api/v1/replication` (links, routes and per-sub-log lag, JSON) and the REST API
 //! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth; `/` serves
-//! the web console (`web/index.html`).
+//! the web console (`web/index.html`). `client` is the client of all of it.
 
 pub mod api;
+pub mod client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
