@@ -2,9 +2,10 @@
 //! finished recovery and its listeners are up), `/metrics` (Prometheus text),
 //! `/api/v1/replication` (links, routes and per-sub-log lag, JSON) and the REST API
 //! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth; `/` serves
-//! the web console (`web/index.html`).
+//! the web console (`web/index.html`). `client` is the client of all of it.
 
 pub mod api;
+pub mod client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,18 +138,6 @@ fn prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn counters_are_named_by_their_samples() {
-        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total 3\n# HELP g G.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
-        assert_eq!(
-            super::prometheus_text(om),
-            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
-        );
-    }
-}
-
 async fn replication(State(console): State<Console>) -> Response {
     match &console.replication {
         Some(source) => Json(source()).into_response(),
@@ -190,4 +179,16 @@ pub async fn serve(
     axum::serve(listener, router(console))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn counters_are_named_by_their_samples() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total 3\n# HELP g G.\n# TYPE g gauge\n# UNIT g seconds\ng 1\n# EOF\n";
+        assert_eq!(
+            super::prometheus_text(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 }

@@ -15,6 +15,9 @@ use rand::Rng;
 const PARTITIONS: u32 = 2;
 const PRODUCERS: u64 = 3;
 
+/// Acknowledged records: (partition, offset) -> body.
+type Acked = BTreeMap<(u32, u64), Vec<u8>>;
+
 /// Body of record `i` of producer `p`: self-describing, so a torn record cannot pass.
 fn body(producer: u64, i: u64) -> Vec<u8> {
     let mut body = format!("p{producer}-{i:08}-").into_bytes();
@@ -34,8 +37,7 @@ async fn acknowledged_records_survive_sigkill() {
         .await
         .unwrap();
 
-    // Acknowledged (partition, offset) -> body.
-    let acked: Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut producers = Vec::new();
     for p in 0..PRODUCERS {
         let (client, acked) = (client.clone(), acked.clone());

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use console_api::client::ConsoleClient;
 use replicator::TaskSpec;
 use topology::{LinkSpec, ResidencySpec, TopologySpec};
 
@@ -51,6 +52,11 @@ impl Region {
 
     pub fn running(&self) -> bool {
         self.process.is_some()
+    }
+
+    /// A client of this region's console with `token`.
+    pub fn console(&self, token: &str) -> ConsoleClient {
+        ConsoleClient::new(self.bound.console, Some(token))
     }
 }
 
@@ -238,7 +244,14 @@ impl Cluster {
                 .filter_map(|l| l.other(&region.name))
                 .collect();
             loop {
-                let up = crate::console::links_up(region.bound.console, &self.token).await?;
+                let up: Vec<String> = region
+                    .console(&self.token)
+                    .links()
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.up)
+                    .map(|l| l.peer)
+                    .collect();
                 if expected.iter().all(|p| up.iter().any(|u| u == p)) {
                     break;
                 }

@@ -7,7 +7,6 @@
 //! (invariants), `report`, and `scenario` (the five scenarios and their shared runner).
 
 pub mod cluster;
-pub mod console;
 pub mod launch;
 pub mod observe;
 pub mod report;

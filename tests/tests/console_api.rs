@@ -5,13 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::http::{Http, Reply};
+use console_api::client::{ConsoleClient, Method, Response};
 use support::*;
 
 const ADMIN: &str = "admin-secret";
 const READER: &str = "read-only";
 
-async fn regions() -> (Vec<TestNode>, Http, Http, Deployment) {
+/// Two regions; clients of their consoles with the admin token.
+async fn regions() -> (Vec<TestNode>, ConsoleClient, ConsoleClient, Deployment) {
     let deployment = Deployment::new(&["eu", "us"]);
     let nodes = deployment
         .start_topology(TopologySpec::mesh(&["eu", "us"]), &[], |config| {
@@ -19,8 +20,8 @@ async fn regions() -> (Vec<TestNode>, Http, Http, Deployment) {
             config.console.read_tokens = vec![READER.into()];
         })
         .await;
-    let eu = Http::new(nodes[0].node.bound.console);
-    let us = Http::new(nodes[1].node.bound.console);
+    let eu = ConsoleClient::new(nodes[0].node.bound.console, Some(ADMIN));
+    let us = ConsoleClient::new(nodes[1].node.bound.console, Some(ADMIN));
     (nodes, eu, us, deployment)
 }
 
@@ -31,41 +32,78 @@ fn task_json(name: &str, targets: &[&str]) -> Vec<u8> {
     .unwrap()
 }
 
-fn error_code(reply: &Reply) -> String {
-    reply.json()["error"]["code"]
+fn task_spec(name: &str, targets: &[&str]) -> replicator::TaskSpec {
+    task(name, &["eu"], targets, "orders")
+}
+
+fn json(reply: &Response) -> serde_json::Value {
+    serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text()))
+}
+
+fn error_code(reply: &Response) -> String {
+    json(reply)["error"]["code"]
         .as_str()
         .unwrap_or_default()
         .to_string()
 }
 
-async fn post(http: &Http, path: &str, version: Option<&str>, body: Option<Vec<u8>>) -> Reply {
+/// `method path` as `token` (none: no Authorization header), with `headers` and `body`.
+async fn send(
+    console: &ConsoleClient,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Response {
+    console
+        .with_token(token)
+        .raw(method, path, headers, body)
+        .await
+        .unwrap()
+}
+
+async fn get(console: &ConsoleClient, path: &str, token: Option<&str>) -> Response {
+    send(console, Method::GET, path, token, &[], None).await
+}
+
+async fn post(
+    console: &ConsoleClient,
+    path: &str,
+    version: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> Response {
     let headers: Vec<(&str, &str)> = version.map(|v| ("if-match", v)).into_iter().collect();
-    http.send("POST", path, Some(ADMIN), &headers, body).await
+    send(console, Method::POST, path, Some(ADMIN), &headers, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_tokens_guard_the_api_but_not_health_or_metrics() {
     let (nodes, eu, _, _certs) = regions().await;
-    assert_eq!(eu.get("/api/v1/tasks", None).await.status, 401);
-    assert_eq!(eu.get("/api/v1/tasks", Some("wrong")).await.status, 401);
-    assert_eq!(eu.get("/api/v1/replication", None).await.status, 401);
-    assert_eq!(eu.get("/api/v1/tasks", Some(READER)).await.status, 200);
-    let refused = eu
-        .send(
-            "POST",
-            "/api/v1/tasks",
-            Some(READER),
-            &[],
-            Some(task_json("t", &["us"])),
-        )
-        .await;
+    let anonymous = eu.with_token(None);
+    assert_eq!(anonymous.tasks().await.unwrap_err().status(), Some(401));
+    let wrong = eu.with_token(Some("wrong"));
+    assert_eq!(wrong.tasks().await.unwrap_err().status(), Some(401));
     assert_eq!(
-        (refused.status, error_code(&refused).as_str()),
-        (403, "FORBIDDEN")
+        anonymous.replication().await.unwrap_err().status(),
+        Some(401)
+    );
+    assert_eq!(get(&eu, "/api/v1/tasks", Some(READER)).await.status, 200);
+    let refused = eu
+        .with_token(Some(READER))
+        .create_task(&task_spec("t", &["us"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(403), Some("FORBIDDEN"))
     );
     for open in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(eu.get(open, None).await.status, 200, "{open}");
+        assert_eq!(get(&eu, open, None).await.status, 200, "{open}");
     }
+    assert!(anonymous.healthy().await.unwrap());
+    assert!(anonymous.ready().await.unwrap());
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }
@@ -81,9 +119,9 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         Some(task_json("orders-dr", &["us"])),
     )
     .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    assert_eq!(created.etag().as_deref(), Some("\"1\""));
-    assert_eq!(created.json()["spec"]["targets"], serde_json::json!(["us"]));
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.etag(), Some("\"1\""));
+    assert_eq!(json(&created)["spec"]["targets"], serde_json::json!(["us"]));
 
     let again = post(
         &eu,
@@ -104,8 +142,12 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
     )
     .await;
     assert_eq!(invalid.status, 400);
-    assert_eq!(invalid.json()["error"]["field"], "targets");
-    assert!(invalid.text.contains("unknown region"), "{}", invalid.text);
+    assert_eq!(json(&invalid)["error"]["field"], "targets");
+    assert!(
+        invalid.text().contains("unknown region"),
+        "{}",
+        invalid.text()
+    );
     let malformed = post(&eu, "/api/v1/tasks", None, Some(b"{\"name\": ".to_vec())).await;
     assert_eq!(
         (malformed.status, error_code(&malformed).as_str()),
@@ -121,13 +163,13 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         ),
     )
     .await;
-    assert_eq!(unknown_field.status, 400, "{}", unknown_field.text);
+    assert_eq!(unknown_field.status, 400, "{}", unknown_field.text());
     let huge = post(&eu, "/api/v1/tasks", None, Some(vec![b' '; 100 << 10])).await;
     assert_eq!(
         (huge.status, error_code(&huge).as_str()),
         (413, "BODY_TOO_LARGE")
     );
-    let missing = eu.get("/api/v1/tasks/nope", Some(READER)).await;
+    let missing = get(&eu, "/api/v1/tasks/nope", Some(READER)).await;
     assert_eq!(
         (missing.status, error_code(&missing).as_str()),
         (404, "NOT_FOUND")
@@ -143,8 +185,9 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         let body = body.clone();
         let eu = &eu;
         async move {
-            eu.send(
-                "PUT",
+            send(
+                eu,
+                Method::PUT,
                 "/api/v1/tasks/orders-dr",
                 Some(ADMIN),
                 &headers,
@@ -164,13 +207,10 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         (409, "VERSION_CONFLICT")
     );
     let replaced = put(Some("\"1\"")).await;
-    assert_eq!(
-        (replaced.status, replaced.etag().as_deref()),
-        (200, Some("\"2\""))
-    );
+    assert_eq!((replaced.status, replaced.etag()), (200, Some("\"2\"")));
     let same = put(Some("\"2\"")).await;
     assert_eq!(
-        (same.status, same.etag().as_deref()),
+        (same.status, same.etag()),
         (200, Some("\"2\"")),
         "idempotent"
     );
@@ -179,48 +219,48 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
         replayed.status, 409,
         "a stale version is refused even for the same spec"
     );
-    let renamed = eu
-        .send(
-            "PUT",
-            "/api/v1/tasks/other",
-            Some(ADMIN),
-            &[],
-            Some(task_json("orders-dr", &["us"])),
-        )
-        .await;
-    assert_eq!(renamed.json()["error"]["field"], "name");
+    let renamed = send(
+        &eu,
+        Method::PUT,
+        "/api/v1/tasks/other",
+        Some(ADMIN),
+        &[],
+        Some(task_json("orders-dr", &["us"])),
+    )
+    .await;
+    assert_eq!(json(&renamed)["error"]["field"], "name");
 
     // Known in the other region, with its status.
+    let us_reader = us.with_token(Some(READER));
     eventually("us to list the task at version 2", || async {
-        let listed = us.get("/api/v1/tasks", Some(READER)).await.json();
-        listed["tasks"]
-            .as_array()
-            .is_some_and(|t| t.len() == 1 && t[0]["version"] == 2)
+        let listed = us_reader.tasks().await.unwrap();
+        listed.len() == 1 && listed[0].version == 2
     })
     .await;
-    let status = us.get("/api/v1/tasks/orders-dr/status", Some(READER)).await;
+    let status = get(&us, "/api/v1/tasks/orders-dr/status", Some(READER)).await;
     assert_eq!(status.status, 200);
-    assert!(status.json()["sub_logs"].is_array());
+    assert!(json(&status)["sub_logs"].is_array());
+    // The same, typed.
+    us_reader.task_status("orders-dr").await.unwrap();
 
     // Pause and resume need the version too.
     let unversioned = post(&eu, "/api/v1/tasks/orders-dr/pause", None, None).await;
     assert_eq!(unversioned.status, 428);
     let paused = post(&eu, "/api/v1/tasks/orders-dr/pause", Some("\"2\""), None).await;
     assert_eq!(
-        (paused.status, paused.json()["state"].as_str()),
+        (paused.status, json(&paused)["state"].as_str()),
         (200, Some("paused"))
     );
     let retried = post(&eu, "/api/v1/tasks/orders-dr/pause", Some("\"2\""), None).await;
     assert_eq!(
-        (retried.status, retried.etag().as_deref()),
+        (retried.status, retried.etag()),
         (200, Some("\"3\"")),
         "a retried pause changes nothing"
     );
     eventually("us to see the pause", || async {
-        us.get("/api/v1/tasks/orders-dr", Some(READER))
+        get(&us, "/api/v1/tasks/orders-dr", Some(READER))
             .await
             .etag()
-            .as_deref()
             == Some("\"3\"")
     })
     .await;
@@ -228,33 +268,36 @@ async fn tasks_are_managed_with_versions_and_errors_name_the_problem() {
     assert_eq!(stale.status, 409, "a stale version from the other console");
     let resumed = post(&us, "/api/v1/tasks/orders-dr/resume", Some("\"3\""), None).await;
     assert_eq!(
-        (resumed.status, resumed.json()["state"].as_str()),
+        (resumed.status, json(&resumed)["state"].as_str()),
         (200, Some("running"))
     );
     eventually("eu to see the resume", || async {
-        eu.get("/api/v1/tasks/orders-dr", Some(READER))
+        get(&eu, "/api/v1/tasks/orders-dr", Some(READER))
             .await
             .etag()
-            .as_deref()
             == Some("\"4\"")
     })
     .await;
 
     // Delete.
-    let deleted = eu
-        .send(
-            "DELETE",
-            "/api/v1/tasks/orders-dr",
-            Some(ADMIN),
-            &[("if-match", "\"4\"")],
-            None,
-        )
-        .await;
-    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let deleted = send(
+        &eu,
+        Method::DELETE,
+        "/api/v1/tasks/orders-dr",
+        Some(ADMIN),
+        &[("if-match", "\"4\"")],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
     assert_eq!(
-        eu.get("/api/v1/tasks/orders-dr", Some(READER)).await.status,
+        get(&eu, "/api/v1/tasks/orders-dr", Some(READER))
+            .await
+            .status,
         404
     );
+    let gone = eu.task("orders-dr").await.unwrap_err();
+    assert_eq!((gone.status(), gone.code()), (Some(404), Some("NOT_FOUND")));
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }
@@ -314,35 +357,34 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
     let (nodes, eu, _, _certs) = regions().await;
     create_if_missing(&nodes[0], "orders", 2).await;
     produce(&nodes[0], "orders", 1, "eu", 5, 5).await;
+    let reader = eu.with_token(Some(READER));
     eventually("the link to be up", || async {
-        eu.get("/api/v1/links", Some(READER)).await.json()["links"][0]["up"] == true
+        reader.links().await.unwrap().first().is_some_and(|l| l.up)
     })
     .await;
-    let regions = eu.get("/api/v1/regions", Some(READER)).await.json();
-    assert_eq!(regions["this"], "eu");
-    assert_eq!(regions["regions"][1]["name"], "us");
-    let topics = eu.get("/api/v1/topics", Some(READER)).await.json();
-    assert_eq!(topics["topics"][0]["partitions"], 2);
-    assert_eq!(
-        topics["topics"][0]["by_partition"][1]["origins"][0]["end_offset"],
-        5
-    );
+    let regions = reader.regions().await.unwrap();
+    assert_eq!(regions.this, "eu");
+    assert_eq!(regions.regions[1].name, "us");
+    let topics = reader.topics().await.unwrap();
+    assert_eq!(topics[0].partitions, 2);
+    assert_eq!(topics[0].by_partition[1].origins[0].end_offset, 5);
+    let replication = reader.replication().await.unwrap();
+    assert_eq!(replication.links[0].peer, "us");
 
     // Every documented operation is served (an unknown route would be a bare 404, a
     // wrong method 405), and the document lists exactly the API's routes.
-    let document = eu.get("/api/v1/openapi.json", Some(READER)).await.json();
+    let document = reader.openapi().await.unwrap();
     assert_eq!(document["openapi"], "3.0.3");
     let mut documented = Vec::new();
     for (path, operations) in document["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {
             documented.push(format!("{} {path}", method.to_uppercase()));
             let concrete = path.replace("{name}", "no-such-task");
-            let reply = eu
-                .send(&method.to_uppercase(), &concrete, Some(ADMIN), &[], None)
-                .await;
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let reply = send(&eu, method.clone(), &concrete, Some(ADMIN), &[], None).await;
             assert_ne!(reply.status, 405, "{method} {path}");
             assert!(
-                reply.status != 404 || reply.text.contains("\"error\""),
+                reply.status != 404 || reply.text().contains("\"error\""),
                 "{method} {path} is documented but not routed"
             );
         }

@@ -11,23 +11,26 @@
 //! the node are refused at the handshake and counted by reason, and do not disturb the
 //! link that is up.
 
+#[path = "link_bad_input/fake_peer.rs"]
+mod fake_peer;
+#[path = "link_bad_input/logs.rs"]
+mod logs;
 mod support;
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use broker::batch::{Batch, PendingBatch};
-use proto::link::v1 as pb;
-use proto::link::v1::subscribe::From as SubscribeFrom;
 use replicator::tls::Identity;
 use replicator::wire::io::{self as link_io, FrameLimits};
+use replicator::wire::message as msg;
+use replicator::wire::message::StartFrom;
 use replicator::wire::{BatchesFrame, Frame, FrameKind, close};
 use support::*;
-use tokio::sync::mpsc;
+
+use fake_peer::{FakePeer, Subscription, batches_frame, deployment_ca, identity, raw_frame};
+use logs::{capture_logs, warnings};
 
 /// The node under test. It sorts before the fake, so it dials.
 const NODE: &str = "eu";
@@ -68,281 +71,6 @@ const FAKE_LIMITS: FrameLimits = FrameLimits {
 
 /// Waits at most this long for the node to open a sub-log stream.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------
-// Captured log lines.
-
-/// Installs (once per process) a subscriber that copies every log line to stderr and to a
-/// buffer the tests search.
-fn capture_logs() {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .with_writer(|| LogWriter)
-            .try_init();
-    });
-}
-
-fn log_buffer() -> &'static Mutex<Vec<u8>> {
-    static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    BUFFER.get_or_init(Mutex::default)
-}
-
-struct LogWriter;
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        log_buffer().lock().unwrap().extend_from_slice(buf);
-        std::io::stderr().write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
-}
-
-/// How many WARN lines logged so far contain every one of `parts`. The buffer is per
-/// process: nextest runs each test in its own, so the counts are the test's own.
-fn warnings(parts: &[&str]) -> usize {
-    let buffer = log_buffer().lock().unwrap();
-    String::from_utf8_lossy(&buffer)
-        .lines()
-        .filter(|line| line.contains(" WARN ") && parts.iter().all(|p| line.contains(p)))
-        .count()
-}
-
-// ---------------------------------------------------------------------------------------
-// The fake peer.
-
-fn read_pem(deployment: &Deployment, file: &str) -> String {
-    std::fs::read_to_string(deployment.certs.path().join(file)).unwrap()
-}
-
-/// The deployment's CA (it can sign more certificates).
-fn deployment_ca(deployment: &Deployment) -> replicator::certs::Ca {
-    replicator::certs::Ca {
-        cert_pem: read_pem(deployment, "ca.pem"),
-        key_pem: read_pem(deployment, "ca.key"),
-    }
-}
-
-/// An identity trusting the deployment's CA and presenting `cert`.
-fn identity(deployment: &Deployment, cert: &replicator::certs::RegionCert) -> Identity {
-    Identity::from_pem(
-        &read_pem(deployment, "ca.pem"),
-        &cert.cert_pem,
-        &cert.key_pem,
-    )
-    .unwrap()
-}
-
-/// The fake region "zz": accepts the node's link, does the Hello exchange, advertises one
-/// sub-log of `orders`, answers heartbeats, and hands every sub-log stream the node opens
-/// to the test, which scripts what is sent on it.
-struct FakePeer {
-    address: SocketAddr,
-    subscriptions: mpsc::UnboundedReceiver<Subscription>,
-    /// Connections accepted (the node's link), to check it is never re-dialled.
-    connections: Arc<AtomicUsize>,
-    /// The latest of them, for streams the fake opens towards the node.
-    latest: Arc<Mutex<Option<quinn::Connection>>>,
-    _endpoint: quinn::Endpoint,
-}
-
-impl FakePeer {
-    fn start(deployment: &Deployment) -> Self {
-        let cert = replicator::certs::RegionCert {
-            region: FAKE.into(),
-            cert_pem: read_pem(deployment, &format!("{FAKE}.pem")),
-            key_pem: read_pem(deployment, &format!("{FAKE}.key")),
-        };
-        let crypto = identity(deployment, &cert).server_config().unwrap();
-        let server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let (tx, subscriptions) = mpsc::unbounded_channel();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let latest = Arc::new(Mutex::new(None));
-        tokio::spawn(accept_links(
-            endpoint.clone(),
-            tx,
-            connections.clone(),
-            latest.clone(),
-        ));
-        FakePeer {
-            address: endpoint.local_addr().unwrap(),
-            subscriptions,
-            connections,
-            latest,
-            _endpoint: endpoint,
-        }
-    }
-
-    /// The node's link, as accepted by the fake.
-    fn connection(&self) -> quinn::Connection {
-        self.latest
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("the node's link")
-    }
-
-    /// The next sub-log stream the node opens (its Subscribe already read).
-    async fn next_subscription(&mut self) -> Subscription {
-        tokio::time::timeout(SUBSCRIBE_WAIT, self.subscriptions.recv())
-            .await
-            .expect("the node to subscribe")
-            .expect("the fake peer to be running")
-    }
-}
-
-async fn accept_links(
-    endpoint: quinn::Endpoint,
-    subscriptions: mpsc::UnboundedSender<Subscription>,
-    connections: Arc<AtomicUsize>,
-    latest: Arc<Mutex<Option<quinn::Connection>>>,
-) {
-    while let Some(incoming) = endpoint.accept().await {
-        let Ok(connection) = incoming.await else {
-            continue;
-        };
-        connections.fetch_add(1, Ordering::SeqCst);
-        *latest.lock().unwrap() = Some(connection.clone());
-        tokio::spawn(serve_link(connection, subscriptions.clone()));
-    }
-}
-
-async fn serve_link(
-    connection: quinn::Connection,
-    subscriptions: mpsc::UnboundedSender<Subscription>,
-) {
-    // The dialer opens the control stream and sends Hello first.
-    let Ok((mut send, mut recv)) = connection.accept_bi().await else {
-        return;
-    };
-    match link_io::read_frame(&mut recv, FAKE_LIMITS).await {
-        Ok(Some(Frame::Hello(hello))) if hello.region == NODE => {}
-        other => {
-            eprintln!("fake peer: expected the node's Hello, got {other:?}");
-            return;
-        }
-    }
-    let hello = Frame::Hello(pb::Hello {
-        protocol_version: replicator::wire::PROTOCOL_VERSION,
-        region: FAKE.into(),
-        epoch: 1,
-        features: vec![],
-        // Announces no larger frames: the node's own limit applies to what it sends.
-        max_frame_bytes: 0,
-    });
-    let advertise = Frame::Advertise(pb::Advertise {
-        topics: vec![pb::TopicEntry {
-            topic: TOPIC.into(),
-            partitions: 1,
-            sub_logs: vec![pb::SubLogEntry {
-                partition: 0,
-                origin: FAKE.into(),
-                start_offset: 0,
-                end_offset: 100,
-                bytes: 0,
-                path: vec![FAKE.into()],
-                incarnation: 0,
-            }],
-        }],
-    });
-    for frame in [hello, advertise] {
-        if link_io::write_frame(&mut send, &frame).await.is_err() {
-            return;
-        }
-    }
-    tokio::spawn(async move {
-        // Keep the control stream going: answer heartbeats, ignore the rest.
-        while let Ok(Some(frame)) = link_io::read_frame(&mut recv, FAKE_LIMITS).await {
-            if let Frame::Heartbeat(h) = frame {
-                let _ = link_io::write_frame(&mut send, &Frame::HeartbeatAck(h)).await;
-            }
-        }
-    });
-    // Sub-log streams, each read in its own task (see link.rs on flow control).
-    while let Ok((send, mut recv)) = connection.accept_bi().await {
-        let subscriptions = subscriptions.clone();
-        tokio::spawn(async move {
-            match link_io::read_frame(&mut recv, FAKE_LIMITS).await {
-                Ok(Some(Frame::Subscribe(request))) => {
-                    let _ = subscriptions.send(Subscription {
-                        request,
-                        send,
-                        _recv: recv,
-                    });
-                }
-                other => eprintln!("fake peer: expected Subscribe, got {other:?}"),
-            }
-        });
-    }
-}
-
-/// One sub-log stream the node opened to the fake; the test writes the answers.
-struct Subscription {
-    request: pb::Subscribe,
-    send: quinn::SendStream,
-    _recv: quinn::RecvStream,
-}
-
-impl Subscription {
-    async fn subscribed(&mut self, start_offset: u64) {
-        let frame = Frame::Subscribed(pb::Subscribed {
-            start_offset,
-            path: vec![FAKE.into()],
-            incarnation: 0,
-        });
-        link_io::write_frame(&mut self.send, &frame).await.unwrap();
-    }
-
-    /// One good Batches frame holding the fake's records at `offsets`.
-    async fn send_records(&mut self, offsets: Range<u64>) {
-        link_io::write_frame(&mut self.send, &batches_frame(offsets))
-            .await
-            .unwrap();
-    }
-
-    async fn send_raw(&mut self, bytes: &[u8]) {
-        self.send.write_all(bytes).await.unwrap();
-    }
-}
-
-/// The fake's record at `offset` of its sub-log.
-fn fake_record(offset: u64) -> broker::Record {
-    broker::Record {
-        body: format!("{FAKE}-{offset}").into_bytes().into(),
-        timestamp_ms: 1_700_000_000_000 + offset as i64,
-        ..Default::default()
-    }
-}
-
-fn batch(offsets: Range<u64>) -> Batch {
-    let records: Vec<broker::Record> = offsets.clone().map(fake_record).collect();
-    let bytes = PendingBatch::consecutive(&records).seal(offsets.start);
-    Batch::from_bytes(bytes, usize::MAX).unwrap()
-}
-
-/// A Batches frame of the fake's records at `offsets`, in batches of up to 5 records.
-fn batches_frame(offsets: Range<u64>) -> Frame {
-    let batches = offsets
-        .clone()
-        .step_by(5)
-        .map(|base| batch(base..(base + 5).min(offsets.end)))
-        .collect();
-    Frame::Batches(BatchesFrame::new(batches, vec![FAKE.into()]))
-}
-
-/// A frame with an arbitrary kind byte and body.
-fn raw_frame(kind: u8, body: &[u8]) -> Vec<u8> {
-    let mut bytes = ((1 + body.len()) as u32).to_le_bytes().to_vec();
-    bytes.push(kind);
-    bytes.extend_from_slice(body);
-    bytes
-}
 
 // ---------------------------------------------------------------------------------------
 // The node and checks.
@@ -388,7 +116,7 @@ impl Setup {
         );
         assert_eq!(
             first.request.from,
-            Some(SubscribeFrom::Earliest(true)),
+            Some(StartFrom::Earliest),
             "a node holding nothing starts where the task says"
         );
         first.subscribed(0).await;
@@ -459,7 +187,7 @@ impl Setup {
         );
         assert_eq!(
             next.request.from,
-            Some(SubscribeFrom::Offset(held)),
+            Some(StartFrom::Offset(held)),
             "re-subscribes from the held end"
         );
         self.assert_same_link();

@@ -9,7 +9,7 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::http::Http;
+use console_api::client::ConsoleClient;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,11 +26,11 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
     })
     .await;
     assert_eq!(all_records(&us.client, "orders").await.len(), 50);
-    let http = Http::new(us.node.bound.console);
+    let console = ConsoleClient::new(us.node.bound.console, None);
     // Lag and RPO gauges are written once per checkpoint interval; the first may predate
     // the records' arrival.
     eventually("lag and RPO gauges of a caught-up region", || async {
-        let text = http.get("/metrics", None).await.text;
+        let text = console.metrics().await.unwrap();
         text.contains("georouter_replication_lag_records{")
             && text.contains("georouter_rpo_records{origin=\"eu\"} 0")
             && text.contains("georouter_rpo_bytes{origin=\"eu\"} 0")
@@ -38,10 +38,10 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
     .await;
     let mut text = String::new();
     for node in [eu, us] {
-        text = Http::new(node.node.bound.console)
-            .get("/metrics", None)
+        text = ConsoleClient::new(node.node.bound.console, None)
+            .metrics()
             .await
-            .text;
+            .unwrap();
         let mut promtool = Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())
@@ -63,10 +63,10 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let eu_text = Http::new(eu.node.bound.console)
-        .get("/metrics", None)
+    let eu_text = ConsoleClient::new(eu.node.bound.console, None)
+        .metrics()
         .await
-        .text;
+        .unwrap();
     for family in [
         "georouter_produced_records_total",
         "georouter_produce_latency_seconds_bucket",

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::http::Http;
+use console_api::client::ConsoleClient;
 use support::*;
 
 fn replicator(node: &TestNode) -> &std::sync::Arc<replicator::Replicator> {
@@ -12,10 +12,10 @@ fn replicator(node: &TestNode) -> &std::sync::Arc<replicator::Replicator> {
 }
 
 async fn metrics(node: &TestNode) -> String {
-    Http::new(node.node.bound.console)
-        .get("/metrics", None)
+    ConsoleClient::new(node.node.bound.console, None)
+        .metrics()
         .await
-        .text
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::http::Http;
+use console_api::client::ConsoleClient;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,19 +55,20 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
     let png = std::fs::read(&screenshot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     // What the browser did, seen through the API.
-    let task = Http::new(console)
-        .get("/api/v1/tasks/web-task", Some("web-admin"))
-        .await
-        .json();
-    assert_eq!(task["state"], "paused");
-    assert_eq!(task["spec"]["targets"], serde_json::json!(["us"]));
+    let api = ConsoleClient::new(console, Some("web-admin"));
+    let task = api.task("web-task").await.unwrap();
+    assert_eq!(task.state, replicator::TaskState::Paused);
+    assert_eq!(task.spec.targets, ["us"]);
     // The failover the page made through its button.
-    let dr = Http::new(console)
-        .get("/api/v1/tasks/web-dr", Some("web-admin"))
+    let dr = api
+        .task("web-dr")
         .await
-        .json();
-    assert_eq!(dr["spec"]["dr"]["primary"], "eu");
-    assert_eq!(dr["spec"]["dr"]["epoch"], 1);
+        .unwrap()
+        .spec
+        .dr
+        .expect("a DR task");
+    assert_eq!(dr.primary, "eu");
+    assert_eq!(dr.epoch, 1);
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }

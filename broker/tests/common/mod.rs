@@ -1,9 +1,12 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub mod damage;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use broker::batch::PendingBatch;
 use broker::storage::{Partition, PartitionReader, StorageConfig, Truncation};
 use broker::{Cursor, Record, StoredRecord};
 use bytes::Bytes;
@@ -123,4 +126,20 @@ pub fn active_segment(partition_dir: &Path, origin: &str) -> PathBuf {
         .last()
         .expect("sub-log has a segment");
     segment_path(partition_dir, origin, base)
+}
+
+/// `records` sealed as one batch at offsets from `base`.
+pub fn batch(records: &[Record], base: u64) -> Bytes {
+    PendingBatch::consecutive(records).seal(base)
+}
+
+pub fn records(prefix: &str, n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| record(&format!("{prefix}-{i}"), 1_000 + i as i64))
+        .collect()
+}
+
+/// `(origin, offset, body)`, as `ids` gives them.
+pub fn row(origin: &str, offset: u64, body: &str) -> (String, u64, String) {
+    (origin.to_string(), offset, body.to_string())
 }

@@ -124,11 +124,11 @@ async fn consume(args: ConsumeArgs) -> Result<()> {
             positions.insert(pc.partition, cursor);
         }
         let done = response.end_of_stream || args.count.is_some_and(|c| printed >= c);
-        if let Some(group) = &args.group {
-            if done || last_commit.elapsed().as_secs() >= 1 {
-                commit(&client, group, &args.topic, &positions).await?;
-                last_commit = std::time::Instant::now();
-            }
+        if let Some(group) = &args.group
+            && (done || last_commit.elapsed().as_secs() >= 1)
+        {
+            commit(&client, group, &args.topic, &positions).await?;
+            last_commit = std::time::Instant::now();
         }
         if done {
             break 'stream;

@@ -4,8 +4,9 @@
 //! replicated when it took over (the realised RPO).
 
 use anyhow::Result;
+use replicator::{FailoverMode, FailoverReport, OriginRpo};
 
-use super::task::{Console, ConsoleArg};
+use super::task::ConsoleArg;
 
 #[derive(clap::Args)]
 pub struct FailoverArgs {
@@ -35,62 +36,57 @@ pub struct FailbackArgs {
 }
 
 pub async fn failover(args: FailoverArgs) -> Result<()> {
-    let mode = if args.forced { "forced" } else { "planned" };
-    let body = serde_json::json!({"mode": mode, "timeout_s": args.timeout.as_secs_f64()});
-    call(args.console, &args.task, "failover", body).await
+    let mode = if args.forced {
+        FailoverMode::Forced
+    } else {
+        FailoverMode::Planned
+    };
+    let report = args
+        .console
+        .client()
+        .failover(&args.task, mode, args.timeout)
+        .await?;
+    print(args.console.json, &report)
 }
 
 pub async fn failback(args: FailbackArgs) -> Result<()> {
-    let body = serde_json::json!({"timeout_s": args.timeout.as_secs_f64()});
-    call(args.console, &args.task, "failback", body).await
+    let report = args
+        .console
+        .client()
+        .failback(&args.task, args.timeout)
+        .await?;
+    print(args.console.json, &report)
 }
 
-async fn call(
-    console: ConsoleArg,
-    task: &str,
-    action: &str,
-    body: serde_json::Value,
-) -> Result<()> {
-    let json = console.json;
-    let reply = Console::new(console)
-        .call(
-            "POST",
-            &format!("/api/v1/tasks/{task}/{action}"),
-            None,
-            Some(body),
-        )
-        .await?;
-    let r = &reply.body;
+fn print(json: bool, r: &FailoverReport) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(r)?);
         return Ok(());
     }
+    let mode = match r.mode {
+        FailoverMode::Planned => "planned",
+        FailoverMode::Forced => "forced",
+    };
     println!(
-        "task {}: {} {} is the primary now (was {}), epoch {}, after {:.2} s",
-        r["task"].as_str().unwrap_or_default(),
-        r["mode"].as_str().unwrap_or_default(),
-        r["promoted"].as_str().unwrap_or_default(),
-        r["previous"].as_str().unwrap_or_default(),
-        r["epoch"],
-        r["waited_s"].as_f64().unwrap_or_default(),
+        "task {}: {mode} {} is the primary now (was {}), epoch {}, after {:.2} s",
+        r.task, r.promoted, r.previous, r.epoch, r.waited_s,
     );
-    let rpo = r["rpo"].as_array().cloned().unwrap_or_default();
-    let missing = |o: &serde_json::Value| o["records"] != 0 || o["unknown"] == true;
-    if !rpo.iter().any(missing) {
+    let missing = |o: &&OriginRpo| o.records != 0 || o.unknown;
+    if !r.rpo.iter().any(|o| missing(&o)) {
         println!("RPO: nothing known to be missing");
     }
-    for o in rpo.iter().filter(|o| missing(o)) {
+    for o in r.rpo.iter().filter(missing) {
         println!(
             "RPO from {}: {} records, {} bytes{}, up to {:.1} s of writes",
-            o["origin"].as_str().unwrap_or_default(),
-            o["records"],
-            o["bytes"],
-            if o["unknown"] == true {
+            o.origin,
+            o.records,
+            o.bytes,
+            if o.unknown {
                 " and more not known (a sub-log's end was never advertised here)"
             } else {
                 ""
             },
-            o["seconds"].as_f64().unwrap_or_default()
+            o.seconds
         );
     }
     Ok(())

@@ -2,12 +2,9 @@
 //! from the command line (`--console HOST:PORT`, `--token`), with `--json` for scripts.
 //! Changes read the task's version first and send it in `If-Match`, like the web console.
 
-use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use anyhow::Result;
+use console_api::client::{ConsoleClient, Task};
+use replicator::{Direction, Dr, TaskSpec};
 
 #[derive(clap::Args, Clone)]
 pub struct ConsoleArg {
@@ -40,7 +37,7 @@ pub enum TaskCommand {
     /// Create a task.
     Create {
         #[command(flatten)]
-        spec: SpecArgs,
+        spec: Box<SpecArgs>,
         #[command(flatten)]
         console: ConsoleArg,
     },
@@ -101,203 +98,129 @@ pub struct SpecArgs {
     groups: Option<String>,
 }
 
-pub(crate) struct Console {
-    arg: ConsoleArg,
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-pub(crate) struct Reply {
-    status: u16,
-    etag: Option<String>,
-    pub body: serde_json::Value,
-}
-
-impl Console {
-    pub(crate) fn new(arg: ConsoleArg) -> Self {
-        Console {
-            arg,
-            client: Client::builder(TokioExecutor::new()).build_http(),
-        }
-    }
-
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        version: Option<&str>,
-        body: Option<serde_json::Value>,
-    ) -> Result<Reply> {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{path}", self.arg.console));
-        if let Some(token) = &self.arg.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(v) = version {
-            request = request.header("if-match", v);
-        }
-        let bytes = match body {
-            Some(b) => {
-                request = request.header("content-type", "application/json");
-                serde_json::to_vec(&b)?
-            }
-            None => Vec::new(),
-        };
-        let response = self
-            .client
-            .request(request.body(Full::new(Bytes::from(bytes)))?)
-            .await
-            .with_context(|| format!("reaching the console at {}", self.arg.console))?;
-        let status = response.status().as_u16();
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let raw = response.into_body().collect().await?.to_bytes();
-        let body = if raw.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&raw).unwrap_or_else(|_| String::from_utf8_lossy(&raw).into())
-        };
-        if status >= 400 {
-            let error = &body["error"];
-            let field = error["field"]
-                .as_str()
-                .map(|f| format!(" (field {f})"))
-                .unwrap_or_default();
-            bail!(
-                "{} {}: {}{field}",
-                status,
-                error["code"].as_str().unwrap_or("ERROR"),
-                error["message"].as_str().unwrap_or("request failed")
-            );
-        }
-        Ok(Reply { status, etag, body })
-    }
-
-    /// Reads the task's version and sends the change with it.
-    async fn change(&self, method: &str, name: &str, suffix: &str) -> Result<Reply> {
-        let path = format!("/api/v1/tasks/{name}");
-        let current = self.call("GET", &path, None, None).await?;
-        let version = current.etag.context("the console sent no task version")?;
-        self.call(method, &format!("{path}{suffix}"), Some(&version), None)
-            .await
+impl ConsoleArg {
+    pub(crate) fn client(&self) -> ConsoleClient {
+        ConsoleClient::new(&self.console, self.token.as_deref())
     }
 }
 
-fn print_task(task: &serde_json::Value) {
-    let spec = &task["spec"];
-    let list = |v: &serde_json::Value| {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
+fn print_task(task: &Task) {
+    let status = &task.status;
     println!(
         "{:<24} {:<8} v{:<4} {} -> {} topics {} lag {} records {:.1} s, {:.0} records/s{}",
-        task["name"].as_str().unwrap_or_default(),
-        task["state"].as_str().unwrap_or_default(),
-        task["version"],
-        list(&spec["sources"]),
-        list(&spec["targets"]),
-        spec["topics"].as_str().unwrap_or_default(),
-        task["status"]["lag_records"],
-        task["status"]["lag_seconds"].as_f64().unwrap_or(0.0),
-        task["status"]["records_per_s"].as_f64().unwrap_or(0.0),
-        task["status"]["last_error"]
-            .as_str()
+        task.name,
+        state_name(task),
+        task.version,
+        task.spec.sources.join(","),
+        task.spec.targets.join(","),
+        task.spec.topics,
+        status.lag_records,
+        status.lag_seconds,
+        status.records_per_s,
+        status
+            .last_error
+            .as_ref()
             .map(|e| format!(" (last error: {e})"))
             .unwrap_or_default(),
     );
 }
 
-fn output(json: bool, body: &serde_json::Value) -> Result<()> {
+fn state_name(task: &Task) -> &'static str {
+    match task.state {
+        replicator::TaskState::Running => "running",
+        replicator::TaskState::Paused => "paused",
+    }
+}
+
+fn output(json: bool, task: &Task) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(body)?);
-    } else if let Some(tasks) = body["tasks"].as_array() {
-        if tasks.is_empty() {
-            println!("no tasks");
-        }
-        tasks.iter().for_each(print_task);
+        println!("{}", serde_json::to_string_pretty(task)?);
     } else {
-        print_task(body);
+        print_task(task);
     }
     Ok(())
+}
+
+impl SpecArgs {
+    fn spec(self) -> Result<TaskSpec> {
+        let direction = match self.direction.as_str() {
+            "one-way" => Direction::OneWay,
+            "two-way" => Direction::TwoWay,
+            other => anyhow::bail!("--direction is one-way or two-way, not {other:?}"),
+        };
+        let sources: Vec<&str> = self.sources.iter().map(String::as_str).collect();
+        let targets: Vec<&str> = self.targets.iter().map(String::as_str).collect();
+        Ok(TaskSpec {
+            direction,
+            rename: self.rename,
+            tags: self.tags,
+            start: self.start,
+            max_records_per_s: self.max_records_per_s,
+            max_bytes_per_s: self.max_bytes_per_s,
+            dr: self.dr_primary.map(|primary| Dr {
+                primary,
+                epoch: 0,
+                promoting: None,
+            }),
+            groups: self.groups,
+            ..TaskSpec::new(&self.name, &sources, &targets, &self.topics)
+        })
+    }
 }
 
 pub async fn run(command: TaskCommand) -> Result<()> {
     match command {
         TaskCommand::List(arg) => {
-            let json = arg.json;
-            let reply = Console::new(arg)
-                .call("GET", "/api/v1/tasks", None, None)
-                .await?;
-            output(json, &reply.body)
+            let tasks = arg.client().tasks().await?;
+            if arg.json {
+                let list = console_api::client::TaskList { tasks };
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if tasks.is_empty() {
+                println!("no tasks");
+            } else {
+                tasks.iter().for_each(print_task);
+            }
+            Ok(())
         }
         TaskCommand::Show { name, console } => {
-            let json = console.json;
-            let reply = Console::new(console)
-                .call("GET", &format!("/api/v1/tasks/{name}"), None, None)
-                .await?;
-            output(json, &reply.body)?;
-            if !json {
-                for s in reply.body["status"]["sub_logs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                {
+            let task = console.client().task(&name).await?;
+            output(console.json, &task)?;
+            if !console.json {
+                for s in &task.status.sub_logs {
                     println!(
                         "  {}/{}@{}  from {}  local end {}  lag {} records",
-                        s["topic"].as_str().unwrap_or_default(),
-                        s["partition"],
-                        s["origin"].as_str().unwrap_or_default(),
-                        s["source"].as_str().unwrap_or("-"),
-                        s["local_end"],
-                        s["lag_records"]
+                        s.topic,
+                        s.partition,
+                        s.origin,
+                        s.source.as_deref().unwrap_or("-"),
+                        s.local_end,
+                        s.lag_records
                     );
                 }
             }
             Ok(())
         }
         TaskCommand::Create { spec, console } => {
-            let json = console.json;
-            let mut body = serde_json::json!({
-                "name": spec.name, "sources": spec.sources, "targets": spec.targets,
-                "topics": spec.topics, "direction": spec.direction, "start": spec.start,
-                "tags": spec.tags,
-            });
-            if let Some(r) = spec.rename {
-                body["rename"] = r.into();
-            }
-            if let Some(n) = spec.max_records_per_s {
-                body["max_records_per_s"] = n.into();
-            }
-            if let Some(n) = spec.max_bytes_per_s {
-                body["max_bytes_per_s"] = n.into();
-            }
-            if let Some(primary) = spec.dr_primary {
-                body["dr"] = serde_json::json!({ "primary": primary });
-            }
-            if let Some(groups) = spec.groups {
-                body["groups"] = groups.into();
-            }
-            let reply = Console::new(console)
-                .call("POST", "/api/v1/tasks", None, Some(body))
-                .await?;
-            debug_assert_eq!(reply.status, 201);
-            output(json, &reply.body)
+            let task = console.client().create_task(&spec.spec()?).await?;
+            output(console.json, &task)
         }
-        TaskCommand::Pause { name, console } => set_state(name, console, "/pause").await,
-        TaskCommand::Resume { name, console } => set_state(name, console, "/resume").await,
+        TaskCommand::Pause { name, console } => {
+            let client = console.client();
+            let current = client.task(&name).await?;
+            let task = client.pause_task(&name, current.version).await?;
+            output(console.json, &task)
+        }
+        TaskCommand::Resume { name, console } => {
+            let client = console.client();
+            let current = client.task(&name).await?;
+            let task = client.resume_task(&name, current.version).await?;
+            output(console.json, &task)
+        }
         TaskCommand::Delete { name, console } => {
-            let json = console.json;
-            Console::new(console).change("DELETE", &name, "").await?;
-            if json {
+            let client = console.client();
+            let current = client.task(&name).await?;
+            client.delete_task(&name, current.version).await?;
+            if console.json {
                 println!("{}", serde_json::json!({"deleted": name}));
             } else {
                 println!("deleted task {name}");
@@ -305,10 +228,4 @@ pub async fn run(command: TaskCommand) -> Result<()> {
             Ok(())
         }
     }
-}
-
-async fn set_state(name: String, console: ConsoleArg, action: &str) -> Result<()> {
-    let json = console.json;
-    let reply = Console::new(console).change("POST", &name, action).await?;
-    output(json, &reply.body)
 }

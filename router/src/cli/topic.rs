@@ -78,8 +78,8 @@ pub async fn run(command: TopicCommand) -> Result<()> {
                 topic.name, topic.partitions, r.max_bytes, r.max_age_ms, topic.incarnation
             );
             println!(
-                "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}  {}",
-                "partition", "origin", "start", "end", "bytes", "segments", "incarnation"
+                "{:>9}  {:<16} {:>12} {:>12} {:>14} {:>8}  incarnation",
+                "partition", "origin", "start", "end", "bytes", "segments"
             );
             for p in d.partitions {
                 if p.sub_logs.is_empty() {

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use client::pb;
+use replicator::FailoverMode;
 use tokio_util::sync::CancellationToken;
 use topology::{ResidencySpec, TopologySpec};
 
@@ -83,26 +84,23 @@ pub async fn run(
         std::collections::BTreeMap::from([((PRIMARY.to_string(), STANDBY.to_string()), 1)]);
     run.wait_received(&flowing, Duration::from_secs(60)).await;
     run.kill(PRIMARY).await?;
-    let standby = run.cluster.region(STANDBY).bound.console;
-    let failover = crate::console::post_json(
-        standby,
-        "/api/v1/tasks/dr/failover",
-        &run.cluster.token,
-        &serde_json::json!({"mode": "forced"}),
-    )
-    .await?;
-    let reported_rpo: u64 = failover["rpo"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["origin"] == PRIMARY)
-        .filter_map(|o| o["records"].as_u64())
+    let failover = run
+        .cluster
+        .region(STANDBY)
+        .console(&run.cluster.token)
+        .failover("dr", FailoverMode::Forced, Duration::from_secs(30))
+        .await?;
+    let reported_rpo: u64 = failover
+        .rpo
+        .iter()
+        .filter(|o| o.origin == PRIMARY)
+        .map(|o| o.records)
         .sum();
     primary_down.cancel();
     let acked_before = run.produced(PRIMARY);
     run.event(format!(
         "forced failover: {STANDBY} is the primary (epoch {}), reporting {reported_rpo} records of {PRIMARY} missing; the consumer restarts there from the group's cursor, a producer starts there ({acked_before} records were acknowledged in {PRIMARY})",
-        failover["epoch"]
+        failover.epoch
     ));
     handles.push(run.produce(STANDBY, run.load(options.records / 2), cancel.clone()));
     let acked = join_producers(handles).await?;

@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-pub mod http;
-
 use router::config::NodeConfig;
 use router::node::Node;
 #[allow(unused_imports)]

@@ -1,0 +1,179 @@
+//! What the console API answers, as the client reads it. The shapes follow the handlers in
+//! [`crate::api`] and `/api/v1/replication` in the crate root; task specs, task states and
+//! failover reports are the replicator's own types.
+
+use std::net::SocketAddr;
+
+use replicator::{OriginRpo, TaskSpec, TaskState};
+use serde::{Deserialize, Serialize};
+use topology::LinkKind;
+
+/// The error body of every refusal: `{"error": {"code", "message", "field"?}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// A stable code: `NOT_FOUND`, `VERSION_CONFLICT`, `INVALID_TASK`, ...
+    pub code: String,
+    pub message: String,
+    /// The request field at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A task as the API shows it: its record and its status summed over its sub-logs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub name: String,
+    /// The version a change must name in `If-Match`.
+    pub version: u64,
+    /// The region where this version was made.
+    pub changed_by: String,
+    pub spec: TaskSpec,
+    pub state: TaskState,
+    pub status: TaskStatus,
+}
+
+/// `GET /api/v1/tasks`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+}
+
+/// A task's lag and throughput in this region (`GET /api/v1/tasks/{name}/status`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub lag_records: u64,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub records_per_s: f64,
+    pub last_error: Option<String>,
+    pub sub_logs: Vec<SubLog>,
+}
+
+/// One sub-log a task pulls into this region.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubLog {
+    pub task: String,
+    pub topic: String,
+    pub partition: u32,
+    pub origin: String,
+    /// The region it is pulled from now.
+    pub source: Option<String>,
+    pub link_up: bool,
+    pub source_end: Option<u64>,
+    pub local_end: u64,
+    pub lag_records: u64,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub records_per_s: f64,
+    pub applied_records: u64,
+    pub applied_bytes: u64,
+    pub last_error: Option<String>,
+    pub stalled: bool,
+}
+
+/// A link to a configured neighbour, connected or not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub peer: String,
+    /// Up by its heartbeats.
+    pub up: bool,
+    /// A connection is open (it may be down by its heartbeats).
+    pub connected: bool,
+    pub kind: LinkKind,
+    pub cost: u32,
+    /// The region that dials the link.
+    pub dialer: String,
+    pub rtt_ms: Option<f64>,
+    pub remote: Option<SocketAddr>,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+/// `GET /api/v1/links`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkList {
+    pub links: Vec<Link>,
+}
+
+/// `GET /api/v1/regions`: this region first, then every region it has a route to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regions {
+    /// The region whose console answered.
+    pub this: String,
+    pub regions: Vec<Region>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Region {
+    pub name: String,
+    /// The region whose console answered.
+    pub this: bool,
+    /// Whether a route leads there (absent for this region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// The neighbour data of that region is pulled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u64>,
+}
+
+/// `GET /api/v1/topics`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicList {
+    pub topics: Vec<Topic>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: u32,
+    pub retention: Retention,
+    /// Per partition, what each origin's sub-log holds here.
+    pub by_partition: Vec<PartitionOrigins>,
+}
+
+/// Retention limits; 0 is unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    pub max_bytes: u64,
+    pub max_age_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOrigins {
+    pub partition: u32,
+    pub origins: Vec<OriginExtent>,
+}
+
+/// One origin's sub-log of a partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginExtent {
+    pub origin: String,
+    pub start_offset: u64,
+    /// Past the last durable record.
+    pub end_offset: u64,
+    pub bytes: u64,
+}
+
+/// How this region reaches another one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub region: String,
+    /// The neighbours data of `region` is pulled from, cheapest first, with path costs.
+    pub via: Vec<(String, u64)>,
+}
+
+/// `GET /api/v1/replication`: links, routes, every sub-log pulled and the RPO per origin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    pub links: Vec<Link>,
+    pub routes: Vec<Route>,
+    pub sub_logs: Vec<SubLog>,
+    pub rpo: Vec<OriginRpo>,
+}
