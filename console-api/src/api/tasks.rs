@@ -17,7 +17,7 @@ use super::error::{ApiError, ConsoleCode};
 pub(crate) fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
     api.replicator
         .as_ref()
-        .ok_or_else(|| ApiError::replication_disabled())
+        .ok_or_else(ApiError::replication_disabled)
 }
 
 /// Task `name`, or 404.
