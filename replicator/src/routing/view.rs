@@ -93,3 +93,60 @@ impl RouteView {
             .map(|(n, _)| n.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::fixture::{all_up, tasks, triangle, view};
+    use crate::tasks::TaskSpec;
+
+    #[test]
+    fn a_region_on_the_route_relays_and_the_target_stores() {
+        let topology = triangle("a");
+        let tasks = tasks(&topology, &[TaskSpec::new("t", &["a"], &["c"], "orders")]);
+        let view = view(&topology, &tasks);
+        let task = &tasks[0];
+        assert_eq!(view.need(task, "a", "c"), Some(Need::Store));
+        assert_eq!(
+            view.need(task, "a", "b"),
+            Some(Need::Relay),
+            "a - b - c is cheapest"
+        );
+        assert_eq!(
+            view.need(task, "a", "a"),
+            None,
+            "an origin never needs its own data"
+        );
+        assert_eq!(view.need(task, "c", "a"), None, "one way");
+        assert!(view.takes_part(task, "b") && view.takes_part(task, "c"));
+    }
+
+    #[test]
+    fn a_relay_fetches_upstream_but_never_back_through_its_downstream() {
+        let topology = triangle("b");
+        let view = view(&topology, &[]);
+        assert_eq!(view.upstream_for("b", "a", "c"), Some("a"));
+        assert_eq!(
+            view.upstream_for("c", "a", "b"),
+            Some("a"),
+            "b is excluded: the direct link"
+        );
+        assert_eq!(view.upstream_for("b", "a", "a"), Some("c"));
+    }
+
+    #[test]
+    fn a_cut_link_moves_the_relay_duty() {
+        let topology = triangle("a");
+        let tasks = tasks(&topology, &[TaskSpec::new("t", &["a"], &["c"], "orders")]);
+        let mut states = all_up(&topology);
+        for (region, peer) in [("a", "b"), ("b", "a")] {
+            let mut state = states.get(region).cloned().unwrap();
+            state.seq += 1;
+            state.links.insert(peer.to_string(), (false, 0));
+            states.update(region, state);
+        }
+        let view = RouteView::compute(&topology, &tasks, &states);
+        assert_eq!(view.need(&tasks[0], "a", "b"), None, "a - c direct now");
+        assert_eq!(view.need(&tasks[0], "a", "c"), Some(Need::Store));
+    }
+}
