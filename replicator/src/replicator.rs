@@ -52,7 +52,7 @@ pub enum StartError {
 }
 
 /// A link as reported by status: every configured neighbour, connected or not.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkStatus {
     pub peer: String,
     /// Up by its heartbeats.
@@ -70,7 +70,7 @@ pub struct LinkStatus {
 }
 
 /// How this region reaches another one now.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouteStatus {
     pub region: String,
     /// The neighbour data of `region` is pulled from, cheapest first, with path costs.

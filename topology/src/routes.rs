@@ -32,6 +32,21 @@ pub struct LinkStates {
 
 impl LinkStates {
     /// Stores `state` of `region` if it is newer than what is held; returns whether it was.
+    /// Every link of `topology` up, as each of its regions reports it (sequence 1): the
+    /// states of a healthy deployment, for tests and what-if planning.
+    pub fn all_up(topology: &Topology) -> Self {
+        let mut states = LinkStates::default();
+        for r in topology.regions() {
+            let links = topology
+                .neighbours(r)
+                .into_iter()
+                .map(|n| (n.region, (true, 0)))
+                .collect();
+            states.update(r, LinkState { seq: 1, links });
+        }
+        states
+    }
+
     pub fn update(&mut self, region: &str, state: LinkState) -> bool {
         match self.states.get(region) {
             Some(held) if held.seq >= state.seq => false,
@@ -189,16 +204,7 @@ mod tests {
     }
 
     fn all_up(t: &Topology) -> LinkStates {
-        let mut states = LinkStates::default();
-        for r in t.regions() {
-            let links = t
-                .neighbours(r)
-                .into_iter()
-                .map(|n| (n.region, (true, 0)))
-                .collect();
-            states.update(r, LinkState { seq: 1, links });
-        }
-        states
+        LinkStates::all_up(t)
     }
 
     fn report(states: &mut LinkStates, region: &str, peer: &str, up: bool) {

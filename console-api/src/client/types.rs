@@ -2,11 +2,8 @@
 //! [`crate::api`] and `/api/v1/replication` in the crate root; task specs, task states and
 //! failover reports are the replicator's own types.
 
-use std::net::SocketAddr;
-
 use replicator::{OriginRpo, TaskSpec, TaskState};
 use serde::{Deserialize, Serialize};
-use topology::LinkKind;
 
 /// The error body of every refusal: `{"error": {"code", "message", "field"?}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,45 +51,11 @@ pub struct TaskStatus {
     pub sub_logs: Vec<SubLog>,
 }
 
-/// One sub-log a task pulls into this region.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SubLog {
-    pub task: String,
-    pub topic: String,
-    pub partition: u32,
-    pub origin: String,
-    /// The region it is pulled from now.
-    pub source: Option<String>,
-    pub link_up: bool,
-    pub source_end: Option<u64>,
-    pub local_end: u64,
-    pub lag_records: u64,
-    pub lag_bytes: u64,
-    pub lag_seconds: f64,
-    pub records_per_s: f64,
-    pub applied_records: u64,
-    pub applied_bytes: u64,
-    pub last_error: Option<String>,
-    pub stalled: bool,
-}
+/// One sub-log a task pulls into this region (the replicator's own status type).
+pub type SubLog = replicator::SubLogStatus;
 
-/// A link to a configured neighbour, connected or not.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Link {
-    pub peer: String,
-    /// Up by its heartbeats.
-    pub up: bool,
-    /// A connection is open (it may be down by its heartbeats).
-    pub connected: bool,
-    pub kind: LinkKind,
-    pub cost: u32,
-    /// The region that dials the link.
-    pub dialer: String,
-    pub rtt_ms: Option<f64>,
-    pub remote: Option<SocketAddr>,
-    pub sent_bytes: u64,
-    pub received_bytes: u64,
-}
+/// A link to a configured neighbour, connected or not (the replicator's own type).
+pub type Link = replicator::LinkStatus;
 
 /// `GET /api/v1/links`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -161,13 +124,8 @@ pub struct OriginExtent {
     pub bytes: u64,
 }
 
-/// How this region reaches another one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub region: String,
-    /// The neighbours data of `region` is pulled from, cheapest first, with path costs.
-    pub via: Vec<(String, u64)>,
-}
+/// How this region reaches another one (the replicator's own type).
+pub type Route = replicator::RouteStatus;
 
 /// `GET /api/v1/replication`: links, routes, every sub-log pulled and the RPO per origin.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use topology::{LinkState, LinkStates, ResidencySpec, Topology, TopologySpec};
+use topology::{LinkStates, ResidencySpec, Topology, TopologySpec};
 
 use super::RouteView;
 use crate::tasks::{Task, TaskSpec, spec};
@@ -19,16 +19,7 @@ pub(crate) fn triangle(me: &str) -> Topology {
 
 /// Every link up, as every region reports it.
 pub(crate) fn all_up(topology: &Topology) -> LinkStates {
-    let mut states = LinkStates::default();
-    for r in topology.regions() {
-        let links = topology
-            .neighbours(r)
-            .into_iter()
-            .map(|n| (n.region, (true, 0)))
-            .collect();
-        states.update(r, LinkState { seq: 1, links });
-    }
-    states
+    LinkStates::all_up(topology)
 }
 
 /// The tasks, validated as one set.

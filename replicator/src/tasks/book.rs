@@ -11,8 +11,9 @@ use broker::meta::MetaError;
 use tokio::sync::watch;
 use topology::Topology;
 
+pub(crate) use super::catalog::Change;
 use super::catalog::{Catalog, ChangeError, Snapshot, TaskRecord};
-use super::spec::{Task, TaskSpec};
+use super::spec::Task;
 use crate::published::Published;
 
 /// What stores a record (the region's metadata, in a node).
@@ -22,16 +23,6 @@ pub struct TaskBook {
     /// The writer lock (see the module documentation).
     catalog: Mutex<Catalog>,
     published: Published<Snapshot>,
-}
-
-/// A change asked for here.
-pub(crate) struct Change<'a> {
-    pub name: &'a str,
-    /// The new spec; `None` deletes.
-    pub spec: Option<TaskSpec>,
-    /// The version the caller read (0: absent); `None` changes whatever is there.
-    pub if_version: Option<u64>,
-    pub create_only: bool,
 }
 
 impl TaskBook {
@@ -76,14 +67,7 @@ impl TaskBook {
         store: Store<'_>,
     ) -> Result<TaskRecord, ChangeError> {
         let mut catalog = self.catalog.lock().expect("task book writer lock");
-        let record = catalog.prepare(
-            change.name,
-            change.spec,
-            change.if_version,
-            change.create_only,
-            region,
-            topology,
-        )?;
+        let record = catalog.prepare(change, region, topology)?;
         store(&record)?;
         catalog.apply(record.clone(), topology);
         self.published.publish(catalog.snapshot());
@@ -116,15 +100,10 @@ impl TaskBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn topology() -> Topology {
-        let spec = topology::TopologySpec::mesh(&["a", "b"]);
-        Topology::new(&spec, &Default::default(), "b").unwrap()
-    }
+    use crate::tasks::catalog::tests::{catalog, topology};
 
     fn book() -> TaskBook {
-        let config = [TaskSpec::new("t", &["a"], &["b"], "orders")];
-        TaskBook::new(Catalog::load(vec![], &config, "a", &topology()).unwrap())
+        TaskBook::new(catalog())
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub enum ChangeError {
     Meta(#[from] broker::meta::MetaError),
 }
 
+/// A change asked for in this region.
+pub(crate) struct Change<'a> {
+    pub name: &'a str,
+    /// The new spec; `None` deletes.
+    pub spec: Option<TaskSpec>,
+    /// The version the caller read (0: absent); `None` changes whatever is there.
+    pub if_version: Option<u64>,
+    pub create_only: bool,
+}
+
 pub(crate) struct Catalog {
     records: BTreeMap<String, TaskRecord>,
     active: Arc<Vec<Arc<Task>>>,
@@ -192,13 +202,16 @@ impl Catalog {
     /// applied: the caller stores it, then `apply`s it.
     pub fn prepare(
         &self,
-        name: &str,
-        spec: Option<TaskSpec>,
-        if_version: Option<u64>,
-        create_only: bool,
+        change: Change<'_>,
         region: &str,
         topology: &Topology,
     ) -> Result<TaskRecord, ChangeError> {
+        let Change {
+            name,
+            spec,
+            if_version,
+            create_only,
+        } = change;
         let current = self.records.get(name);
         let live = current.filter(|r| !r.deleted);
         if create_only && live.is_some() {
@@ -258,7 +271,13 @@ impl Catalog {
         region: &str,
         topology: &Topology,
     ) -> Result<TaskRecord, ChangeError> {
-        let record = self.prepare(name, spec, if_version, create_only, region, topology)?;
+        let change = Change {
+            name,
+            spec,
+            if_version,
+            create_only,
+        };
+        let record = self.prepare(change, region, topology)?;
         self.apply(record.clone(), topology);
         Ok(record)
     }
@@ -287,15 +306,15 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn topology() -> Topology {
+    pub(crate) fn topology() -> Topology {
         let spec = topology::TopologySpec::mesh(&["a", "b"]);
         Topology::new(&spec, &Default::default(), "b").unwrap()
     }
 
-    fn catalog() -> Catalog {
+    pub(crate) fn catalog() -> Catalog {
         let config = [TaskSpec::new("t", &["a"], &["b"], "orders")];
         Catalog::load(vec![], &config, "a", &topology()).unwrap()
     }
