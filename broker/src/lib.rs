@@ -1,5 +1,5 @@
 //! One region's broker: origin sub-log storage, metadata, consumer groups, and the gRPC
-//! client API. See ARCHITECTURE.md for the storage format and the guarantees.
+//! client API. See docs/storage.md for the storage format and ARCHITECTURE.md for the guarantees.
 
 pub mod batch;
 pub mod broker;

@@ -40,7 +40,7 @@ const TOPIC: &str = "orders";
 /// Records the node holds before any bad input arrives.
 const GOOD: u64 = 10;
 
-/// Every reason `frames_refused` knows (replicator/src/pull.rs, link.rs).
+/// Every reason `frames_refused` knows (replicator/src/pull/error.rs, link/session.rs).
 const FRAME_REASONS: &[&str] = &[
     "malformed",
     "crc",
@@ -314,7 +314,7 @@ async fn oversized_frame_is_refused_and_the_link_recovers() {
     let (mut setup, mut first) = Setup::start_with_good_records().await;
 
     // The node's limit: the configured frame size, but never less than its largest
-    // stored batch plus 64 KiB (replicator/src/service.rs).
+    // stored batch plus 64 KiB (replicator/src/replicator.rs).
     let config = &setup.node.node.config;
     let max_stored_batch = config.storage.max_batch_bytes + broker::batch::HEADER_LEN;
     let limit = config

@@ -1,5 +1,5 @@
 //! Storage of one region: origin sub-logs of segmented, CRC-checked record batches, and the
-//! per-partition arrival index that merges them. See ARCHITECTURE.md for the on-disk layout.
+//! per-partition arrival index that merges them. See docs/storage.md for the on-disk layout.
 
 pub mod arrival;
 mod commit;
