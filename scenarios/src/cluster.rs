@@ -60,6 +60,23 @@ impl Region {
         self.process.is_some()
     }
 
+    /// The offsets of `origin`'s sub-logs of `topic` this region holds (durable), summed
+    /// over partitions: 0 before the topic exists here.
+    pub async fn held(&self, topic: &str, origin: &str) -> Result<u64> {
+        let described = match self.client.describe_topic(topic).await {
+            Ok(d) => d,
+            Err(e) if e.code() == Some("unknown-topic") => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(described
+            .partitions
+            .iter()
+            .flat_map(|p| &p.sub_logs)
+            .filter(|s| s.origin == origin)
+            .map(|s| s.end_offset)
+            .sum())
+    }
+
     /// A client of this region's console with `token`.
     pub fn console(&self, token: &str) -> ConsoleClient {
         ConsoleClient::new(self.bound.console, Some(token))

@@ -47,21 +47,6 @@ fn plan(delay: Duration) -> ClusterPlan {
     }
 }
 
-/// Records of the source's origin the target holds (durable).
-async fn held(target: &client::Client) -> u64 {
-    // The topic appears with the first records replicated.
-    let Ok(topic) = target.describe_topic("bench").await else {
-        return 0;
-    };
-    topic
-        .partitions
-        .iter()
-        .flat_map(|p| &p.sub_logs)
-        .filter(|s| s.origin == "source")
-        .map(|s| s.end_offset)
-        .sum()
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -95,13 +80,12 @@ fn main() -> anyhow::Result<()> {
             }
             let started = Instant::now();
             cluster.start_regions(&["target"], &InProcess).await?;
-            let target = cluster.region("target").client.clone();
             let total = records / 200 * 200;
             // When the first record landed, and when a quarter had: the rate from a quarter
             // on is the transfer once the link is up and the congestion window has grown.
             let (mut first, mut quarter) = (None, None);
             loop {
-                let now = held(&target).await;
+                let now = cluster.region("target").held("bench", "source").await?;
                 if now > 0 {
                     first.get_or_insert_with(|| started.elapsed());
                 }

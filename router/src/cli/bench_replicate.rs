@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use scenarios::cluster::{Cluster, ClusterPlan};
+use scenarios::cluster::{Cluster, ClusterPlan, Region};
 
 use super::bench::{Load, OnAck, Quantiles, drive, latency_histogram, write_json};
 use crate::launch::InProcess;
@@ -101,25 +101,12 @@ fn plan(relay: RelayMode) -> ClusterPlan {
     }
 }
 
-/// Records of the source's origin the target holds (durable).
-async fn held(target: &client::Client) -> u64 {
-    // The topic appears with the first records replicated.
-    let Ok(topic) = target.describe_topic(TOPIC).await else {
-        return 0;
-    };
-    topic
-        .partitions
-        .iter()
-        .flat_map(|p| &p.sub_logs)
-        .filter(|s| s.origin == "source")
-        .map(|s| s.end_offset)
-        .sum()
-}
-
-async fn until_held(target: &client::Client, records: u64) {
-    while held(target).await < records {
+/// Waits until the target holds `records` of the source's origin.
+async fn until_held(target: &Region, records: u64) -> Result<()> {
+    while target.held(TOPIC, "source").await? < records {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    Ok(())
 }
 
 pub async fn run(args: ReplicateBench) -> Result<()> {
@@ -146,8 +133,8 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
         _ => &["relay", "target"],
     };
     cluster.start_regions(later, &InProcess).await?;
-    let target = cluster.region("target").client.clone();
-    until_held(&target, args.records).await;
+    let target = cluster.region("target");
+    until_held(target, args.records).await?;
     let catchup_s = started.elapsed().as_secs_f64();
     let catchup_mb_per_s = mb(args.records, catchup_s);
     let catchup_records_per_s = args.records as f64 / catchup_s;
@@ -156,13 +143,14 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     let started = Instant::now();
     drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
     let produced_s = started.elapsed().as_secs_f64();
-    until_held(&target, 2 * args.records).await;
+    until_held(target, 2 * args.records).await?;
     let live_s = started.elapsed().as_secs_f64();
     let records_per_s = args.records as f64 / live_s;
     let mb_per_s = mb(args.records, live_s);
 
     // 3. End-to-end lag at a paced rate.
     let mut stream = target
+        .client
         .fetch(client::pb::FetchRequest {
             topic: TOPIC.into(),
             start: Some(client::latest()),
