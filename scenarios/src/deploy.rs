@@ -129,7 +129,7 @@ pub fn start_order(
             .find(|name| {
                 !known(name)
                     && topology.links.iter().all(|l| {
-                        l.dialer() != **name || l.other(name).is_some_and(|o| known(o))
+                        l.dialer() != **name || l.other(name).is_some_and(&known)
                     })
             })
             .with_context(|| {
