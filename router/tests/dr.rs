@@ -38,6 +38,7 @@ fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
         residency: ResidencySpec::default(),
         tasks: vec![task],
         impairment: Default::default(),
+        direct_links: false,
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
     }
@@ -217,6 +218,7 @@ async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
         },
         tasks: vec![task],
         impairment: Default::default(),
+        direct_links: false,
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
     };

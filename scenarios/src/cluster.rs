@@ -1,10 +1,12 @@
 //! A deployment of region nodes on loopback, each link between two regions running through
-//! its own [`WanLink`].
+//! its own [`WanLink`] (or, with [`ClusterPlan::direct_links`], without one).
 //!
 //! Wiring: a link's dialling region is given the WAN relay's address for the other end,
 //! so every replication packet of that link crosses the emulator. A region therefore
 //! starts after the regions it dials (their addresses must be known); each region's config
-//! names only the addresses it dials. Certificates come from a fresh deployment CA.
+//! names only the addresses it dials. Certificates come from a fresh deployment CA. The
+//! regions may start all at once ([`Cluster::start`]) or some later
+//! ([`Cluster::start_only`], then [`Cluster::start_regions`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use console_api::client::ConsoleClient;
 use replicator::TaskSpec;
 use topology::{LinkSpec, ResidencySpec, TopologySpec};
 
+use crate::deploy::{Certificates, NodePlan, merge, node_config, start_order};
 use crate::launch::{Bound, Launcher, RegionProcess, wait_ready};
 use crate::wan::{Counts, Impairment, WanLink};
 
@@ -29,10 +32,13 @@ pub struct ClusterPlan {
     pub tasks: Vec<TaskSpec>,
     /// Applied to every link, both ways.
     pub impairment: Impairment,
+    /// Links run direct, without WAN relays: the dialling region is given the other
+    /// region's own address, and `impairment` does not apply.
+    pub direct_links: bool,
     /// Link heartbeat: down after two silent intervals.
     pub heartbeat_ms: u64,
-    /// Config sections merged into every node's config (say `{"storage": {...}}`), or
-    /// `Null`.
+    /// Config sections merged into every node's config, key by key (say `{"storage":
+    /// {...}}` or `{"replication": {"stream_window_bytes": ...}}`), or `Null`.
     pub node_settings: serde_json::Value,
 }
 
@@ -54,13 +60,30 @@ impl Region {
         self.process.is_some()
     }
 
+    /// The offsets of `origin`'s sub-logs of `topic` this region holds (durable), summed
+    /// over partitions: 0 before the topic exists here.
+    pub async fn held(&self, topic: &str, origin: &str) -> Result<u64> {
+        let described = match self.client.describe_topic(topic).await {
+            Ok(d) => d,
+            Err(e) if e.code() == Some("unknown-topic") => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(described
+            .partitions
+            .iter()
+            .flat_map(|p| &p.sub_logs)
+            .filter(|s| s.origin == origin)
+            .map(|s| s.end_offset)
+            .sum())
+    }
+
     /// A client of this region's console with `token`.
     pub fn console(&self, token: &str) -> ConsoleClient {
         ConsoleClient::new(self.bound.console, Some(token))
     }
 }
 
-/// A link and its emulator.
+/// A link and its WAN relay.
 pub struct Link {
     pub spec: LinkSpec,
     pub wan: WanLink,
@@ -73,11 +96,15 @@ impl Link {
 }
 
 pub struct Cluster {
+    /// The running (or killed) regions, in the order of the plan.
     pub regions: Vec<Region>,
+    /// The links' WAN relays (none with direct links).
     pub links: Vec<Link>,
     /// The console admin token of every region.
     pub token: String,
     pub mode: &'static str,
+    plan: ClusterPlan,
+    certs: Certificates,
     /// Certificates, configs and data; removed on drop unless kept.
     dir: Option<tempfile::TempDir>,
 }
@@ -86,6 +113,23 @@ impl Cluster {
     /// Starts every region of `plan` with `launcher` and waits until each reports all of
     /// its links up.
     pub async fn start(plan: &ClusterPlan, launcher: &dyn Launcher) -> Result<Cluster> {
+        let names: Vec<&str> = plan
+            .topology
+            .regions
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        Self::start_only(plan, launcher, &names).await
+    }
+
+    /// Starts only `regions` of `plan` (the certificates cover all of them), and waits
+    /// until their links to one another are up; [`start_regions`](Self::start_regions)
+    /// starts the others.
+    pub async fn start_only(
+        plan: &ClusterPlan,
+        launcher: &dyn Launcher,
+        regions: &[&str],
+    ) -> Result<Cluster> {
         let dir = tempfile::Builder::new()
             .prefix("georouter-scenario-")
             .tempdir()
@@ -96,85 +140,81 @@ impl Cluster {
             .iter()
             .map(|r| r.name.clone())
             .collect();
-        let certs = dir.path().join("certs");
-        replicator::certs::write_deployment(&certs, &names, 2)
-            .with_context(|| format!("writing certificates to {}", certs.display()))?;
-        let token = random_token();
+        let certs = Certificates::write(&dir.path().join("certs"), &names, 2)?;
         let mut cluster = Cluster {
             regions: Vec::new(),
             links: Vec::new(),
-            token,
+            token: random_token(),
             mode: launcher.mode(),
+            plan: plan.clone(),
+            certs,
             dir: Some(dir),
         };
-        while cluster.regions.len() < names.len() {
-            let region = names
-                .iter()
-                .find(|name| {
-                    !cluster.has(name)
-                        && plan.topology.links.iter().all(|l| {
-                            l.dialer() != name.as_str()
-                                || l.other(name).is_some_and(|o| cluster.has(o))
-                        })
-                })
-                .context("no region can start: the links dial in a cycle")?
-                .clone();
-            cluster.start_region(plan, &region, launcher).await?;
-        }
-        cluster
-            .regions
-            .sort_by_key(|r| names.iter().position(|n| *n == r.name));
-        cluster.wait_links_up(plan).await?;
+        cluster.start_regions(regions, launcher).await?;
+        cluster.wait_links_up().await?;
         Ok(cluster)
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.regions.iter().any(|r| r.name == name)
+    /// Starts `regions` (each after the regions it dials, which must be among them or
+    /// running) and returns once each serves; their links may still be coming up (see
+    /// [`wait_links_up`](Self::wait_links_up)).
+    pub async fn start_regions(&mut self, regions: &[&str], launcher: &dyn Launcher) -> Result<()> {
+        let running: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        for name in start_order(&self.plan.topology, regions, &running)? {
+            self.start_region(&name, launcher).await?;
+        }
+        let names: Vec<&String> = self.plan.topology.regions.iter().map(|r| &r.name).collect();
+        self.regions
+            .sort_by_key(|r| names.iter().position(|n| **n == r.name));
+        Ok(())
     }
 
     fn dir(&self) -> &Path {
         self.dir.as_ref().expect("scenario directory").path()
     }
 
-    async fn start_region(
-        &mut self,
-        plan: &ClusterPlan,
-        name: &str,
-        launcher: &dyn Launcher,
-    ) -> Result<()> {
-        // This region's view: only the regions it dials have addresses (their relays).
+    async fn start_region(&mut self, name: &str, launcher: &dyn Launcher) -> Result<()> {
+        let plan = &self.plan;
+        // This region's view: only the regions it dials have addresses (their relays, or
+        // their own with direct links).
         let mut topology = plan.topology.clone();
         for region in &mut topology.regions {
             region.address = None;
         }
-        for link in self.links.iter().filter(|l| l.spec.dialer() == name) {
-            let other = link.spec.other(name).expect("link of this region");
-            topology.set_address(other, link.wan.address());
+        for spec in plan.topology.links.iter().filter(|l| l.dialer() == name) {
+            let other = spec.other(name).expect("link of this region");
+            let address = if plan.direct_links {
+                self.regions
+                    .iter()
+                    .find(|r| r.name == other)
+                    .map(|r| r.bound.replication)
+            } else {
+                self.links
+                    .iter()
+                    .find(|l| l.spec.between == spec.between)
+                    .map(|l| l.wan.address())
+            };
+            let address = address
+                .with_context(|| format!("region {name} dials {other}, which has not started"))?;
+            topology.set_address(other, address);
         }
         let data_dir = self.dir().join(name);
-        let certs = self.dir().join("certs");
-        let config = serde_json::json!({
-            "region": { "id": name, "data_dir": data_dir },
-            "listen": { "grpc": "127.0.0.1:0", "replication": "127.0.0.1:0", "console": "127.0.0.1:0" },
-            "replication": {
-                "ca": certs.join("ca.pem"),
-                "cert": certs.join(format!("{name}.pem")),
-                "key": certs.join(format!("{name}.key")),
-                "heartbeat_interval_ms": plan.heartbeat_ms,
-            },
-            "console": { "admin_tokens": [self.token] },
-            "regions": topology.regions,
-            "links": topology.links,
-            "residency": plan.residency,
-            "tasks": plan.tasks,
+        let mut config = node_config(&NodePlan {
+            region: name,
+            data_dir: &data_dir,
+            certs: &self.certs,
+            topology: &topology,
+            residency: &plan.residency,
+            tasks: &plan.tasks,
         });
-        let mut config = config;
-        if let (Some(node), Some(extra)) = (config.as_object_mut(), plan.node_settings.as_object())
-        {
-            for (key, value) in extra {
-                node.insert(key.clone(), value.clone());
-            }
-        }
+        merge(
+            &mut config,
+            &serde_json::json!({
+                "replication": { "heartbeat_interval_ms": plan.heartbeat_ms },
+                "console": { "admin_tokens": [self.token] },
+            }),
+        );
+        merge(&mut config, &plan.node_settings);
         let text = toml::to_string(&config).context("writing the node config")?;
         let config_file = self.dir().join(format!("{name}.toml"));
         std::fs::write(&config_file, text)
@@ -211,13 +251,14 @@ impl Cluster {
             .with_context(|| format!("writing {}", config_file.display()))?;
         let client = client::Client::connect(&bound.grpc.to_string()).await?;
         // The links others dial to this region get their relays now.
-        for spec in plan
+        let relayed = self
+            .plan
             .topology
             .links
             .iter()
-            .filter(|l| l.joins(name) && l.dialer() != name)
-        {
-            let wan = WanLink::start_with(bound.replication, plan.impairment)
+            .filter(|l| !self.plan.direct_links && l.joins(name) && l.dialer() != name);
+        for spec in relayed {
+            let wan = WanLink::start_with(bound.replication, self.plan.impairment)
                 .with_context(|| format!("starting the WAN relay of link {:?}", spec.between))?;
             self.links.push(Link {
                 spec: spec.clone(),
@@ -234,14 +275,18 @@ impl Cluster {
         Ok(())
     }
 
-    async fn wait_links_up(&self, plan: &ClusterPlan) -> Result<()> {
+    /// Waits until every running region reports its links to the other running regions
+    /// up.
+    pub async fn wait_links_up(&self) -> Result<()> {
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
-        for region in &self.regions {
-            let expected: Vec<&str> = plan
+        for region in self.regions.iter().filter(|r| r.running()) {
+            let expected: Vec<&str> = self
+                .plan
                 .topology
                 .links
                 .iter()
                 .filter_map(|l| l.other(&region.name))
+                .filter(|other| self.regions.iter().any(|r| r.name == *other && r.running()))
                 .collect();
             loop {
                 let up: Vec<String> = region

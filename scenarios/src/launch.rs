@@ -56,13 +56,10 @@ pub async fn wait_ready(
     data_dir: &Path,
     within: Duration,
 ) -> Result<Bound> {
-    let file = runtime_file(data_dir);
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => return parse_bound(&text).with_context(|| format!("{}", file.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        if let Some(bound) = read_bound(data_dir)? {
+            return Ok(bound);
         }
         if let Some(why) = process.exited() {
             bail!("the node ended before it was ready: {why}");
@@ -70,10 +67,23 @@ pub async fn wait_ready(
         if tokio::time::Instant::now() >= deadline {
             bail!(
                 "the node did not write {} within {within:?}",
-                file.display()
+                runtime_file(data_dir).display()
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The addresses a node with `data_dir` bound, from its runtime file; `None` while it has
+/// not written one (it is not ready yet).
+pub fn read_bound(data_dir: &Path) -> Result<Option<Bound>> {
+    let file = runtime_file(data_dir);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => parse_bound(&text)
+            .with_context(|| format!("{}", file.display()))
+            .map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
     }
 }
 

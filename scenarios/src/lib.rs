@@ -2,11 +2,13 @@
 //! scenarios that run workloads and failures across them, and their reports.
 //!
 //! Layout: `wan` (the emulator), `launch` (how nodes start: the router provides in-process
-//! and process launchers), `cluster` (regions + links wired through the emulator),
+//! and process launchers), `deploy` (certificates, node configs, start order), `cluster`
+//! (regions + links wired through the emulator),
 //! `workload` (record format, producers), `observe` (followers measuring lag), `verify`
 //! (invariants), `report`, and `scenario` (the five scenarios and their shared runner).
 
 pub mod cluster;
+pub mod deploy;
 pub mod launch;
 pub mod observe;
 pub mod report;

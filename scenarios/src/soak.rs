@@ -81,6 +81,7 @@ pub async fn run(options: &SoakOptions, launcher: &dyn Launcher) -> Result<SoakR
             delay: options.delay,
             ..Impairment::default()
         },
+        direct_links: false,
         heartbeat_ms: 300,
         node_settings: serde_json::json!({
             "storage": { "segment_bytes": 64 << 10 },

@@ -1,60 +1,50 @@
 //! Replication catch-up through the WAN emulator at several one-way delays:
 //! `cargo bench -p georouter-tests --bench wan_catchup -- [RECORDS] [SIZE] [DELAY_MS...]`
-//! (defaults: 100000 records of 1024 B, delays 0 and 100 ms). Two in-process regions; the
-//! target dials the source through a `scenarios::wan::WanLink`; the backlog is produced
-//! before the target starts, and the time until the target holds it is measured.
+//! (defaults: 100000 records of 1024 B, delays 0 and 100 ms). Two in-process regions of a
+//! scenario `Cluster`; the target dials the source through the link's WAN relay; the
+//! backlog is produced before the target starts, and the time until the target holds it
+//! is measured.
 //! `WINDOW_MIB=N` sets the connection windows to N MiB (streams N/4).
 
 use std::time::{Duration, Instant};
 
-use router::config::NodeConfig;
-use router::node::Node;
-use scenarios::wan::{Impairment, WanLink};
+use router::launch::InProcess;
+use scenarios::cluster::{Cluster, ClusterPlan};
+use scenarios::wan::Impairment;
 
-fn config(
-    dir: &std::path::Path,
-    certs: &std::path::Path,
-    region: &str,
-    source: Option<std::net::SocketAddr>,
-) -> NodeConfig {
-    let mut config = NodeConfig::loopback(region, &dir.join(region));
-    config.replication.ca = Some(certs.join("ca.pem"));
-    config.replication.cert = Some(certs.join(format!("{region}.pem")));
-    config.replication.key = Some(certs.join(format!("{region}.key")));
-    config.regions = vec![
-        topology::RegionSpec {
-            name: "source".into(),
-            address: source,
+/// Source and target; the target dials the source through a WAN relay delaying each
+/// datagram by `delay`.
+fn plan(delay: Duration) -> ClusterPlan {
+    let node_settings = match std::env::var("WINDOW_MIB") {
+        Ok(mib) => {
+            let mib: u64 = mib.parse().expect("WINDOW_MIB: a number");
+            serde_json::json!({"replication": {
+                "stream_window_bytes": (mib << 20) / 4,
+                "connection_window_bytes": mib << 20,
+                "send_window_bytes": mib << 20,
+            }})
+        }
+        Err(_) => serde_json::Value::Null,
+    };
+    ClusterPlan {
+        topology: scenarios::deploy::line(&["source", "target"]),
+        residency: Default::default(),
+        tasks: vec![replicator::TaskSpec::new(
+            "bench",
+            &["source"],
+            &["target"],
+            "bench",
+        )],
+        impairment: Impairment {
+            delay,
+            ..Default::default()
         },
-        topology::RegionSpec {
-            name: "target".into(),
-            address: None,
-        },
-    ];
-    let mut link = topology::LinkSpec::new("source", "target", 10);
-    link.dial = Some("target".into());
-    config.links = vec![link];
-    if let Ok(mib) = std::env::var("WINDOW_MIB") {
-        let mib: u64 = mib.parse().expect("WINDOW_MIB: a number");
-        config.replication.stream_window_bytes = (mib << 20) / 4;
-        config.replication.connection_window_bytes = mib << 20;
-        config.replication.send_window_bytes = mib << 20;
+        direct_links: false,
+        heartbeat_ms: replicator::LinkSettings::default()
+            .heartbeat_interval
+            .as_millis() as u64,
+        node_settings,
     }
-    config.tasks = vec![replicator::TaskSpec::new(
-        "bench",
-        &["source"],
-        &["target"],
-        "bench",
-    )];
-    config
-}
-
-fn held(target: &Node, partitions: u32) -> u64 {
-    (0..partitions)
-        .filter_map(|p| target.broker.partition("bench", p).ok())
-        .filter_map(|p| p.sub_log("source"))
-        .map(|s| s.durable_end)
-        .sum()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,11 +64,10 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let partitions = 4;
         for delay in delays {
-            let temp = tempfile::tempdir()?;
-            let certs = temp.path().join("certs");
-            replicator::certs::write_deployment(&certs, &["source".into(), "target".into()], 1)?;
-            let source = Node::start(config(temp.path(), &certs, "source", None)).await?;
-            let client = client::Client::connect(&source.bound.grpc.to_string()).await?;
+            let mut cluster =
+                Cluster::start_only(&plan(Duration::from_millis(delay)), &InProcess, &["source"])
+                    .await?;
+            let client = cluster.region("source").client.clone();
             client.create_topic("bench", partitions, None).await?;
             let body = vec![b'x'; size];
             for i in 0..records / 200 {
@@ -89,18 +78,14 @@ fn main() -> anyhow::Result<()> {
                     .produce("bench", batch, client::Partitioning::Partition((i % partitions as u64) as u32))
                     .await?;
             }
-            let wan = WanLink::start_with(
-                source.bound.replication,
-                Impairment { delay: Duration::from_millis(delay), ..Default::default() },
-            )?;
             let started = Instant::now();
-            let target = Node::start(config(temp.path(), &certs, "target", Some(wan.address()))).await?;
+            cluster.start_regions(&["target"], &InProcess).await?;
             let total = records / 200 * 200;
             // When the first record landed, and when a quarter had: the rate from a quarter
             // on is the transfer once the link is up and the congestion window has grown.
             let (mut first, mut quarter) = (None, None);
             loop {
-                let now = held(&target, partitions);
+                let now = cluster.region("target").held("bench", "source").await?;
                 if now > 0 {
                     first.get_or_insert_with(|| started.elapsed());
                 }
@@ -114,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             }
             let seconds = started.elapsed().as_secs_f64();
             let after_quarter = seconds - quarter.unwrap_or_default().as_secs_f64();
-            let counts = wan.counts();
+            let counts = cluster.link("source", "target").wan.counts();
             println!(
                 "one-way delay {delay:>4} ms: catch-up of {total} records of {size} B in {seconds:.2} s = {:.0} records/s, {:.1} MB/s; first record after {:.2} s; from a quarter on {:.1} MB/s (relay forwarded {} datagrams, {:.1} MB, dropped {})",
                 total as f64 / seconds,
@@ -125,8 +110,7 @@ fn main() -> anyhow::Result<()> {
                 counts.bytes as f64 / 1e6,
                 counts.overflow + counts.lost
             );
-            target.shut_down().await?;
-            source.shut_down().await?;
+            cluster.stop().await?;
         }
         anyhow::Ok(())
     })

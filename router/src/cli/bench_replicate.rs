@@ -1,6 +1,7 @@
-//! `georouter bench replicate`: two embedded regions ("source" and "target") on loopback
-//! joined by a real QUIC link with mutual TLS and a one-way task, or (`--relay`) by two
-//! links through a third region that stores and forwards or passes through.
+//! `georouter bench replicate`: two in-process regions ("source" and "target", a scenario
+//! [`Cluster`] with direct links) on loopback joined by a real QUIC link with mutual TLS
+//! and a one-way task, or (`--relay`) by two links through a third region that stores and
+//! forwards or passes through.
 //!
 //! 1. Catch-up: a backlog is produced in the source before the target starts; measured
 //!    from the target's start until it holds the whole backlog.
@@ -15,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use scenarios::cluster::{Cluster, ClusterPlan, Region};
+
 use super::bench::{Load, OnAck, Quantiles, drive, latency_histogram, write_json};
-use crate::config::NodeConfig;
-use crate::node::Node;
+use crate::launch::InProcess;
 
 #[derive(clap::Args)]
 pub struct ReplicateBench {
@@ -70,84 +72,47 @@ pub enum RelayMode {
     PassThrough,
 }
 
-/// A node of `region` on a line source - [relay -] target, in which each region dials the
-/// one before it, whose address is in `addresses` once started.
-fn config(
-    dir: &std::path::Path,
-    certs: &std::path::Path,
-    region: &str,
-    relay: RelayMode,
-    addresses: &HashMap<&str, std::net::SocketAddr>,
-) -> NodeConfig {
-    let mut config = NodeConfig::loopback(region, &dir.join(region));
-    config.replication.ca = Some(certs.join("ca.pem"));
-    config.replication.cert = Some(certs.join(format!("{region}.pem")));
-    config.replication.key = Some(certs.join(format!("{region}.key")));
+/// Source and target on loopback, joined directly or through the relay, each region
+/// dialling the one before it; one task from source to target.
+fn plan(relay: RelayMode) -> ClusterPlan {
     let line: &[&str] = match relay {
         RelayMode::None => &["source", "target"],
         _ => &["source", "relay", "target"],
     };
-    config.regions = line
-        .iter()
-        .map(|name| topology::RegionSpec {
-            name: name.to_string(),
-            address: addresses.get(name).copied(),
-        })
-        .collect();
-    config.links = line
-        .windows(2)
-        .map(|pair| {
-            let mut link = topology::LinkSpec::new(pair[0], pair[1], 10);
-            link.dial = Some(pair[1].to_string());
-            link
-        })
-        .collect();
+    let mut residency = topology::ResidencySpec::default();
     if relay == RelayMode::PassThrough {
-        config.residency.pass_through = vec!["relay".into()];
+        residency.pass_through = vec!["relay".into()];
     }
-    config.tasks = vec![replicator::TaskSpec::new(
-        "bench",
-        &["source"],
-        &["target"],
-        TOPIC,
-    )];
-    config
+    ClusterPlan {
+        topology: scenarios::deploy::line(line),
+        residency,
+        tasks: vec![replicator::TaskSpec::new(
+            "bench",
+            &["source"],
+            &["target"],
+            TOPIC,
+        )],
+        impairment: Default::default(),
+        direct_links: true,
+        heartbeat_ms: replicator::LinkSettings::default()
+            .heartbeat_interval
+            .as_millis() as u64,
+        node_settings: serde_json::Value::Null,
+    }
 }
 
-/// Records of the source's origin the target holds (durable).
-fn held(target: &Node) -> u64 {
-    target.broker.topic(TOPIC).map_or(0, |topic| {
-        topic
-            .partitions
-            .iter()
-            .filter_map(|p| p.sub_log("source"))
-            .map(|s| s.durable_end)
-            .sum()
-    })
-}
-
-async fn until_held(target: &Node, records: u64) {
-    while held(target) < records {
+/// Waits until the target holds `records` of the source's origin.
+async fn until_held(target: &Region, records: u64) -> Result<()> {
+    while target.held(TOPIC, "source").await? < records {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    Ok(())
 }
 
 pub async fn run(args: ReplicateBench) -> Result<()> {
-    let temp = tempfile::tempdir()?;
-    let certs = temp.path().join("certs");
-    let regions = ["source", "relay", "target"].map(String::from);
-    replicator::certs::write_deployment(&certs, &regions, 1).context("writing certificates")?;
-    let mut addresses = HashMap::new();
-    let source = Node::start(config(
-        temp.path(),
-        &certs,
-        "source",
-        args.relay,
-        &addresses,
-    ))
-    .await?;
-    addresses.insert("source", source.bound.replication);
-    let producer = client::Client::connect(&source.bound.grpc.to_string()).await?;
+    let plan = plan(args.relay);
+    let mut cluster = Cluster::start_only(&plan, &InProcess, &["source"]).await?;
+    let producer = cluster.region("source").client.clone();
     producer.create_topic(TOPIC, args.partitions, None).await?;
     let load = |records, rate, batch| Load {
         records,
@@ -163,23 +128,13 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
     let started = Instant::now();
     // A relay starts with the target, so catch-up runs through it.
-    let relay = match args.relay {
-        RelayMode::None => None,
-        mode => {
-            let relay = Node::start(config(temp.path(), &certs, "relay", mode, &addresses)).await?;
-            addresses.insert("relay", relay.bound.replication);
-            Some(relay)
-        }
+    let later: &[&str] = match args.relay {
+        RelayMode::None => &["target"],
+        _ => &["relay", "target"],
     };
-    let target = Node::start(config(
-        temp.path(),
-        &certs,
-        "target",
-        args.relay,
-        &addresses,
-    ))
-    .await?;
-    until_held(&target, args.records).await;
+    cluster.start_regions(later, &InProcess).await?;
+    let target = cluster.region("target");
+    until_held(target, args.records).await?;
     let catchup_s = started.elapsed().as_secs_f64();
     let catchup_mb_per_s = mb(args.records, catchup_s);
     let catchup_records_per_s = args.records as f64 / catchup_s;
@@ -188,14 +143,14 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
     let started = Instant::now();
     drive(&producer, TOPIC, &load(args.records, 0, args.batch), None).await?;
     let produced_s = started.elapsed().as_secs_f64();
-    until_held(&target, 2 * args.records).await;
+    until_held(target, 2 * args.records).await?;
     let live_s = started.elapsed().as_secs_f64();
     let records_per_s = args.records as f64 / live_s;
     let mb_per_s = mb(args.records, live_s);
 
     // 3. End-to-end lag at a paced rate.
-    let consumer = client::Client::connect(&target.bound.grpc.to_string()).await?;
-    let mut stream = consumer
+    let mut stream = target
+        .client
         .fetch(client::pb::FetchRequest {
             topic: TOPIC.into(),
             start: Some(client::latest()),
@@ -289,10 +244,5 @@ pub async fn run(args: ReplicateBench) -> Result<()> {
         });
         write_json(path, &figures)?;
     }
-    target.shut_down().await?;
-    if let Some(relay) = relay {
-        relay.shut_down().await?;
-    }
-    source.shut_down().await?;
-    Ok(())
+    cluster.stop().await
 }

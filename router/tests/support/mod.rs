@@ -44,8 +44,7 @@ pub fn spawn_with(
     overrides: &[(&str, String)],
 ) -> ServeProcess {
     let log = data_dir.with_extension("log");
-    let runtime = data_dir.join("runtime/effective.toml");
-    let _ = std::fs::remove_file(&runtime);
+    let _ = std::fs::remove_file(scenarios::launch::runtime_file(data_dir));
     let mut command = Command::new(env!("CARGO_BIN_EXE_georouter"));
     command
         .args(["serve", "--config"])
@@ -77,23 +76,21 @@ pub fn spawn_with(
         data_dir: data_dir.to_path_buf(),
         log,
     };
-    let listen = process.wait_ready(&runtime);
-    let address = |name: &str| listen[name].as_str().expect("listen address").to_string();
-    process.grpc = address("grpc");
-    process.replication = address("replication");
-    process.console = address("console");
+    let bound = process.wait_ready();
+    process.grpc = bound.grpc.to_string();
+    process.replication = bound.replication.to_string();
+    process.console = bound.console.to_string();
     process
 }
 
 impl ServeProcess {
-    /// Waits for the runtime file (written once the node serves) and returns its
-    /// `[listen]` table (the bound addresses).
-    fn wait_ready(&mut self, runtime: &Path) -> toml::Table {
+    /// Waits for the runtime file (written once the node serves) and returns the addresses
+    /// it bound.
+    fn wait_ready(&mut self) -> scenarios::launch::Bound {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(text) = std::fs::read_to_string(runtime) {
-                let value: toml::Table = toml::from_str(&text).expect("runtime file is TOML");
-                return value["listen"].as_table().expect("[listen]").clone();
+            if let Some(bound) = scenarios::launch::read_bound(&self.data_dir).unwrap() {
+                return bound;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!(

@@ -53,6 +53,7 @@ pub async fn run(
             residency,
             tasks: vec![payments, audit],
             impairment: Default::default(),
+            direct_links: false,
             heartbeat_ms: 500,
             node_settings: serde_json::Value::Null,
         },

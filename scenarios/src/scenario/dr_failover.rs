@@ -54,6 +54,7 @@ pub async fn run(
             residency: ResidencySpec::default(),
             tasks: vec![task],
             impairment: Default::default(),
+            direct_links: false,
             heartbeat_ms: 300,
             node_settings: serde_json::Value::Null,
         },

@@ -199,6 +199,7 @@ pub(crate) fn mesh_spec(
             residency: topology::ResidencySpec::default(),
             tasks: vec![task],
             impairment: Impairment::default(),
+            direct_links: false,
             heartbeat_ms,
             node_settings: serde_json::Value::Null,
         },

@@ -46,6 +46,7 @@ pub async fn run(
             },
             tasks: vec![task],
             impairment: Default::default(),
+            direct_links: false,
             heartbeat_ms: 500,
             node_settings: serde_json::Value::Null,
         },

@@ -16,7 +16,7 @@ use crate::{
 };
 
 pub fn read_pem(deployment: &Deployment, file: &str) -> String {
-    std::fs::read_to_string(deployment.certs.path().join(file)).unwrap()
+    std::fs::read_to_string(deployment.certs.dir().join(file)).unwrap()
 }
 
 /// The deployment's CA (it can sign more certificates).

@@ -4,6 +4,7 @@
 
 use router::config::NodeConfig;
 use router::node::Node;
+use scenarios::deploy::{self, Certificates, NodePlan, start_order};
 #[allow(unused_imports)]
 pub use topology::{LinkSpec, TopologySpec};
 
@@ -46,15 +47,16 @@ pub fn bodies(records: &[client::pb::FetchedRecord]) -> Vec<String> {
 
 /// Certificates of a test deployment, written once into a temporary directory.
 pub struct Deployment {
-    pub certs: tempfile::TempDir,
+    pub certs: Certificates,
+    _dir: tempfile::TempDir,
 }
 
 impl Deployment {
     pub fn new(regions: &[&str]) -> Self {
-        let certs = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let regions: Vec<String> = regions.iter().map(|r| r.to_string()).collect();
-        replicator::certs::write_deployment(certs.path(), &regions, 30).unwrap();
-        Deployment { certs }
+        let certs = Certificates::write(dir.path(), &regions, 30).unwrap();
+        Deployment { certs, _dir: dir }
     }
 
     /// A port-0 node config of `region` with replication on, in `topology`, with `tasks`.
@@ -65,15 +67,16 @@ impl Deployment {
         topology: &TopologySpec,
         tasks: &[replicator::TaskSpec],
     ) -> NodeConfig {
-        let mut config = NodeConfig::loopback(region, dir);
-        let file = |name: String| Some(self.certs.path().join(name));
-        config.replication.ca = file("ca.pem".into());
-        config.replication.cert = file(format!("{region}.pem"));
-        config.replication.key = file(format!("{region}.key"));
+        let config = deploy::node_config(&NodePlan {
+            region,
+            data_dir: dir,
+            certs: &self.certs,
+            topology,
+            residency: &Default::default(),
+            tasks,
+        });
+        let mut config: NodeConfig = serde_json::from_value(config).expect("a node config");
         config.replication.advertise_interval_ms = 20;
-        config.regions = topology.regions.clone();
-        config.links = topology.links.clone();
-        config.tasks = tasks.to_vec();
         config
     }
 
@@ -97,20 +100,10 @@ impl Deployment {
         tweak: impl Fn(&mut NodeConfig),
     ) -> Vec<TestNode> {
         let names: Vec<String> = topology.regions.iter().map(|r| r.name.clone()).collect();
+        let all: Vec<&str> = names.iter().map(String::as_str).collect();
+        let order = start_order(&topology, &all, &[]).unwrap();
         let mut started: Vec<(String, TestNode)> = Vec::new();
-        while started.len() < names.len() {
-            let ready = names.iter().find(|name| {
-                !started.iter().any(|(s, _)| s == *name)
-                    && topology.links.iter().all(|l| {
-                        l.dialer() != name.as_str()
-                            || started
-                                .iter()
-                                .any(|(s, _)| Some(s.as_str()) == l.other(name))
-                    })
-            });
-            let region = ready
-                .expect("no region can start: the links dial in a cycle")
-                .clone();
+        for region in order {
             let dir = tempfile::tempdir().unwrap();
             let mut config = self.config(&region, dir.path(), &topology, tasks);
             tweak(&mut config);
