@@ -2,11 +2,11 @@
 //! pulling and applying origin sub-logs, replication tasks, checkpoints, lag and metrics.
 //! ARCHITECTURE.md maps the folders; docs/replication.md describes the whole.
 //!
-//! Layers, each depending only on those above it in this list:
-//! `wire`, `identity`, `settings`, `inbox`, `published` (no replication state) →
-//! `tasks`, `observe`, `routing` (pure decisions) → `node` (the context every running
-//! part shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to
-//! them) → `replicator` (the facade).
+//! Layers, each depending only on those before it in this list (`tests/layers.rs` checks):
+//! `wire`, `settings`, `inbox`, `published` (no replication state) → `identity`, `tasks`,
+//! `observe` → `routing` (pure decisions) → `node` (the context every running part
+//! shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to them)
+//! → `replicator` (the facade).
 
 pub mod dr;
 mod groups;
