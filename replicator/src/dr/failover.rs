@@ -34,6 +34,44 @@ pub struct FailoverReport {
     pub rpo: Vec<OriginRpo>,
 }
 
+/// What keeps a region from holding everything the other regions of a task hold.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotCaughtUp {
+    #[error("no route to {0:?}")]
+    Unreachable(Vec<String>),
+    #[error("the source end of {0} sub-logs is not known yet")]
+    UnknownEnds(usize),
+    #[error("{0} records not yet received")]
+    Lagging(u64),
+}
+
+/// What is still missing in `region` for the task `spec`, given which regions it can reach
+/// and the status of the task's sub-logs from other origins: `None` when it holds
+/// everything known to exist.
+pub(crate) fn not_caught_up(
+    region: &str,
+    spec: &TaskSpec,
+    reachable: impl Fn(&str) -> bool,
+    status: &[SubLogStatus],
+) -> Option<NotCaughtUp> {
+    let unreachable: Vec<String> = spec
+        .regions()
+        .filter(|r| *r != region && !reachable(r))
+        .cloned()
+        .collect();
+    let unknown = status.iter().filter(|s| s.source_end.is_none()).count();
+    let lag: u64 = status.iter().map(|s| s.lag_records).sum();
+    if !unreachable.is_empty() {
+        Some(NotCaughtUp::Unreachable(unreachable))
+    } else if unknown > 0 {
+        Some(NotCaughtUp::UnknownEnds(unknown))
+    } else if lag > 0 {
+        Some(NotCaughtUp::Lagging(lag))
+    } else {
+        None
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FailoverError {
     #[error("no task {0}")]
@@ -57,7 +95,7 @@ pub enum FailoverError {
         task: String,
         primary: String,
         waited: Duration,
-        reason: String,
+        reason: NotCaughtUp,
     },
     #[error(
         "task {task} changed during the failover and no longer promotes this region ({now}); nothing was switched"
@@ -236,28 +274,12 @@ async fn caught_up(
     host: &(impl Host + ?Sized),
     spec: &TaskSpec,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), NotCaughtUp> {
     let deadline = Instant::now() + timeout;
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let unreachable: Vec<&String> = spec
-            .regions()
-            .filter(|r| *r != host.region() && !host.reachable(r))
-            .collect();
         let status = host.lag_of(&spec.name);
-        let unknown = status.iter().filter(|s| s.source_end.is_none()).count();
-        let lag: u64 = status.iter().map(|s| s.lag_records).sum();
-        let missing = if !unreachable.is_empty() {
-            Some(format!("no route to {unreachable:?}"))
-        } else if unknown > 0 {
-            Some(format!(
-                "the source end of {unknown} sub-logs is not known yet"
-            ))
-        } else if lag > 0 {
-            Some(format!("{lag} records not yet received"))
-        } else {
-            None
-        };
+        let missing = not_caught_up(host.region(), spec, |r| host.reachable(r), &status);
         match missing {
             None => {
                 let since = *quiet_since.get_or_insert_with(Instant::now);
@@ -452,7 +474,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&error, FailoverError::TimedOut { primary, reason, .. } if primary == "a" && reason.contains("5 records")),
+            matches!(&error, FailoverError::TimedOut { primary, reason: NotCaughtUp::Lagging(5), .. } if primary == "a"),
             "{error}"
         );
         let dr = b.dr();
@@ -463,6 +485,28 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("no route to"), "{error}");
+    }
+
+    #[test]
+    fn what_is_missing_comes_in_order_routes_then_ends_then_records() {
+        let spec = TaskSpec::new("dr", &["a"], &["b", "c"], "orders");
+        let up = |_: &str| true;
+        assert_eq!(not_caught_up("b", &spec, up, &[]), None);
+        let mut unknown = lagging(5);
+        unknown.source_end = None;
+        let status = [lagging(5), unknown];
+        assert_eq!(
+            not_caught_up("b", &spec, |r| r != "c", &status),
+            Some(NotCaughtUp::Unreachable(vec!["c".into()]))
+        );
+        assert_eq!(
+            not_caught_up("b", &spec, up, &status),
+            Some(NotCaughtUp::UnknownEnds(1))
+        );
+        assert_eq!(
+            not_caught_up("b", &spec, up, &status[..1]),
+            Some(NotCaughtUp::Lagging(5))
+        );
     }
 
     #[tokio::test]

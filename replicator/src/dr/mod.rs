@@ -21,6 +21,6 @@ mod failover;
 mod fence;
 
 pub use crate::observe::{OriginRpo, rpo_by_origin};
-pub use failover::{FailoverError, FailoverMode, FailoverReport};
+pub use failover::{FailoverError, FailoverMode, FailoverReport, NotCaughtUp};
 pub(crate) use failover::{Host, failback, failover};
 pub(crate) use fence::Gate;

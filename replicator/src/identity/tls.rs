@@ -26,8 +26,23 @@ pub enum TlsError {
     },
     #[error("{what} {path} holds no certificate")]
     Empty { what: &'static str, path: PathBuf },
-    #[error("TLS configuration: {0}")]
-    Config(String),
+    #[error("PEM text of the {what}: {source}")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// rustls refused the configuration (a CA, certificate or key it cannot use).
+    #[error("TLS configuration, {what}: {source}")]
+    Rustls {
+        what: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS configuration, client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("QUIC cannot use this TLS configuration: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
 /// This region's certificate chain and key, and the CA that signs every region.
@@ -73,15 +88,15 @@ impl Identity {
 
     /// From PEM text (tests and the embedded demo).
     pub fn from_pem(ca: &str, cert: &str, key: &str) -> Result<Self, TlsError> {
-        let config = |e: rustls::pki_types::pem::Error| TlsError::Config(e.to_string());
+        let pem = |what| move |source| TlsError::Pem { what, source };
         Ok(Identity {
             ca: CertificateDer::pem_slice_iter(ca.as_bytes())
                 .collect::<Result<_, _>>()
-                .map_err(config)?,
+                .map_err(pem("CA certificate"))?,
             chain: CertificateDer::pem_slice_iter(cert.as_bytes())
                 .collect::<Result<_, _>>()
-                .map_err(config)?,
-            key: Arc::new(PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(config)?),
+                .map_err(pem("certificate"))?,
+            key: Arc::new(PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem("key"))?),
         })
     }
 
@@ -90,7 +105,7 @@ impl Identity {
         for ca in &self.ca {
             roots
                 .add(ca.clone())
-                .map_err(|e| TlsError::Config(format!("CA certificate: {e}")))?;
+                .map_err(rustls_error("CA certificate"))?;
         }
         Ok(Arc::new(roots))
     }
@@ -98,17 +113,16 @@ impl Identity {
     /// The acceptor's side: client certificates are required and checked against the CA.
     pub fn server_config(&self) -> Result<QuicServerConfig, TlsError> {
         let provider = provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone()).build()?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .map_err(rustls_error("protocol versions"))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(format!("certificate and key: {e}")))?;
+            .map_err(rustls_error("certificate and key"))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
-        QuicServerConfig::try_from(config).map_err(|e| TlsError::Config(e.to_string()))
+        Ok(QuicServerConfig::try_from(config)?)
     }
 
     /// The dialer's side: the server must present a CA-signed certificate naming the
@@ -116,13 +130,17 @@ impl Identity {
     pub fn client_config(&self) -> Result<QuicClientConfig, TlsError> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .map_err(rustls_error("protocol versions"))?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|e| TlsError::Config(format!("certificate and key: {e}")))?;
+            .map_err(rustls_error("certificate and key"))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
-        QuicClientConfig::try_from(config).map_err(|e| TlsError::Config(e.to_string()))
+        Ok(QuicClientConfig::try_from(config)?)
     }
+}
+
+fn rustls_error(what: &'static str) -> impl Fn(rustls::Error) -> TlsError {
+    move |source| TlsError::Rustls { what, source }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
