@@ -265,13 +265,15 @@ async fn control_reader(
         };
         match frame {
             Frame::Advertise(advertise) => {
-                node.planner
-                    .send(PlanEvent::Heard {
-                        peer: peer.clone(),
-                        link_id: ctx.id,
-                        advertise: Arc::new(advertise),
-                    })
-                    .await;
+                let heard = PlanEvent::Heard {
+                    peer: peer.clone(),
+                    link_id: ctx.id,
+                    advertise: Arc::new(advertise),
+                };
+                if !node.planner.offer(heard) {
+                    // The peer re-sends its advertisement within a second.
+                    node.metrics.control_frames_dropped("advertise");
+                }
             }
             Frame::Heartbeat(h) => {
                 let _ = link.control.try_send(Frame::HeartbeatAck(h));

@@ -1,10 +1,13 @@
 //! The events the pull planner takes (`pull::planner`), and the handle that sends them.
 //!
-//! The channel is bounded ([`PLANNER_QUEUE`]). Events that must not be lost (an
-//! advertisement, a link that ended, a pull that ended) are sent with `send().await`: the
-//! sender waits while the planner is busy. A bare request to plan again is `try_send`: when
-//! the queue is full it is dropped, which is safe because the planner plans after taking
-//! every queued event, from the latest tasks and routes.
+//! The channel is bounded ([`PLANNER_QUEUE`]). Events that must not be lost (a link that
+//! ended, a pull that ended: its place must be freed) are sent with `send().await`: the
+//! sender waits while the planner is busy. An advertisement is offered (`try_send`): a
+//! link's control reader never waits on planning (heartbeats would go unanswered), and an
+//! advertisement dropped on a full queue is repaired by the next one, within a second. A
+//! bare request to plan again is offered too: when the queue is full it is dropped, which
+//! is safe because the planner plans after taking every queued event, from the latest
+//! tasks and routes.
 
 use std::sync::Arc;
 
@@ -51,6 +54,12 @@ impl Planner {
     /// Asks for a plan; dropped when the queue is full (see the module documentation).
     pub fn replan(&self) {
         let _ = self.tx.try_send(PlanEvent::Replan);
+    }
+
+    /// Offers an event that a later one repairs; `false` when the queue was full and the
+    /// event was dropped.
+    pub fn offer(&self, event: PlanEvent) -> bool {
+        self.tx.try_send(event).is_ok()
     }
 
     /// Sends an event that must not be lost, waiting for room. Fails only once the

@@ -167,7 +167,16 @@ impl Node {
     /// count as stalled (a paused one stands still on purpose).
     pub fn status_now(&self) -> Vec<SubLogStatus> {
         let tasks = self.active_tasks();
-        let mut status = self.status.snapshot(|r| self.links.up(r));
+        // Link states are read before the status board's lock is taken: it is a leaf.
+        let up: HashMap<String, bool> = self
+            .links
+            .load()
+            .iter()
+            .map(|(peer, link)| (peer.clone(), link.health_now().0))
+            .collect();
+        let mut status = self
+            .status
+            .snapshot(|r| up.get(r).copied().unwrap_or(false));
         for s in &mut status {
             s.stalled &= tasks.iter().any(|t| t.name() == s.task && t.running());
         }

@@ -17,6 +17,10 @@ pub(crate) enum PullError {
     Open(#[from] quinn::ConnectionError),
     #[error("peer refused: {0}")]
     Refused(Refusal),
+    /// A refusal with a code this version does not know (a newer peer): handled like any
+    /// refusal that does not give the link up.
+    #[error("peer refused with code {code}: {message}")]
+    RefusedUnknown { code: String, message: String },
     /// A received batch may not come here (loop, hop limit).
     #[error("batch at offset {offset}: {error}")]
     Hop {
@@ -61,5 +65,39 @@ impl PullError {
             PullError::Storage(BrokerError::StaleIncarnation { .. }) => Some("stale_incarnation"),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_refusal_means_for_the_link() {
+        let missing = PullError::Refused(Refusal::new(LinkCode::MissingRecords, "hole"));
+        assert!(missing.gives_up_the_link());
+        assert_eq!(
+            missing.refusal(),
+            None,
+            "the peer's refusal is not bad input from it"
+        );
+        let not_allowed = PullError::Refused(Refusal::new(LinkCode::NotAllowed, "paused"));
+        assert!(!not_allowed.gives_up_the_link());
+        // A newer peer's code: re-subscribe later, neither counted nor a reset.
+        let unknown = PullError::RefusedUnknown {
+            code: "SOMETHING_NEW".into(),
+            message: "m".into(),
+        };
+        assert!(!unknown.gives_up_the_link());
+        assert_eq!(unknown.refusal(), None);
+        let hop = PullError::Hop {
+            offset: 3,
+            error: crate::routing::HopError::Loop {
+                region: "eu".into(),
+                path: "eu > us".into(),
+            },
+        };
+        assert!(hop.gives_up_the_link());
+        assert_eq!(hop.refusal(), Some("loop"));
     }
 }

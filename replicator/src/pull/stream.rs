@@ -257,10 +257,10 @@ fn unexpected(frame: Frame, expected: &str) -> PullError {
     match frame {
         Frame::Error(e) => match LinkCode::parse(&e.code) {
             Some(code) => PullError::Refused(Refusal::new(code, e.message)),
-            None => PullError::Protocol(format!(
-                "the peer answered with an unknown error code {}: {}",
-                e.code, e.message
-            )),
+            None => PullError::RefusedUnknown {
+                code: e.code,
+                message: e.message,
+            },
         },
         other => PullError::Protocol(format!(
             "expected {expected} on a sub-log stream, got {:?}",
