@@ -65,11 +65,6 @@ impl LinkTable {
         self.load().get(peer).cloned()
     }
 
-    /// Whether the link to `peer` is up by its heartbeats.
-    pub fn up(&self, peer: &str) -> bool {
-        self.get(peer).is_some_and(|l| l.health_now().0)
-    }
-
     /// Sends `frame` on every link's control stream but `except`'s. A full control queue
     /// drops it: everything flooded is also re-sent periodically.
     pub fn flood(&self, frame: &Frame, except: Option<&str>) {
