@@ -1,10 +1,13 @@
-//! Generates the gRPC client and server code from `georouter/v1/*.proto`.
+//! Generates the gRPC client and server code from `georouter/v1/*.proto`, the link's
+//! control messages, and the RocketMQ 5 access point's `apache/rocketmq/v2/*.proto`.
 //! `$PROTOC` wins when set; otherwise the vendored protoc binary is used, so a fresh
 //! machine needs nothing installed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=georouter/v1/broker.proto");
     println!("cargo:rerun-if-changed=georouter/link/v1/link.proto");
+    println!("cargo:rerun-if-changed=apache/rocketmq/v2/definition.proto");
+    println!("cargo:rerun-if-changed=apache/rocketmq/v2/service.proto");
     println!("cargo:rerun-if-env-changed=PROTOC");
     if std::env::var_os("PROTOC").is_none() {
         let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -23,5 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["georouter/v1/broker.proto", "georouter/link/v1/link.proto"],
             &["."],
         )?;
+    // The RocketMQ access point: the server side only (the SDKs are the clients; the
+    // benchmark's client is built from the same code), prost's default codec.
+    tonic_prost_build::configure()
+        .build_client(true)
+        .compile_protos(&["apache/rocketmq/v2/service.proto"], &["."])?;
     Ok(())
 }

@@ -13,6 +13,14 @@ pub mod v1 {
     tonic::include_proto!("georouter.v1");
 }
 
+/// The RocketMQ 5 gRPC protocol (`apache/rocketmq/v2/*.proto`), served by the access point
+/// so that the official RocketMQ 5 SDKs work unchanged.
+pub mod rocketmq {
+    pub mod v2 {
+        tonic::include_proto!("apache.rocketmq.v2");
+    }
+}
+
 /// The replication link's control messages (`georouter/link/v1/link.proto`).
 pub mod link {
     pub mod v1 {

@@ -129,6 +129,13 @@ pub struct ListenSection {
     pub grpc: SocketAddr,
     pub replication: SocketAddr,
     pub console: SocketAddr,
+    /// The RocketMQ 5 access point (`apache.rocketmq.v2.MessagingService`).
+    #[serde(default = "default_rocketmq")]
+    pub rocketmq: SocketAddr,
+}
+
+fn default_rocketmq() -> SocketAddr {
+    "127.0.0.1:8081".parse().expect("address")
 }
 
 impl Default for ListenSection {
@@ -137,6 +144,7 @@ impl Default for ListenSection {
             grpc: "127.0.0.1:7100".parse().expect("address"),
             replication: "127.0.0.1:7200".parse().expect("address"),
             console: "127.0.0.1:7300".parse().expect("address"),
+            rocketmq: default_rocketmq(),
         }
     }
 }
@@ -315,6 +323,7 @@ impl NodeConfig {
                 grpc: any,
                 replication: any,
                 console: any,
+                rocketmq: any,
             },
             storage: StorageSection::default(),
             retention: RetentionSection::default(),

@@ -3,8 +3,8 @@
 //! services, so tests can use port 0 and read the bound addresses back.
 //!
 //! Shutdown order (each step bounded by [`STEP_DEADLINE`]):
-//! 1. readiness off, fetch streams cancelled, the gRPC server stops accepting and finishes
-//!    in-flight requests (produce calls complete and are acknowledged);
+//! 1. readiness off, fetch streams cancelled, the gRPC server and the RocketMQ access point
+//!    stop accepting and finish in-flight requests (sends complete and are acknowledged);
 //!    then replication stops: links close, pulls are cancelled, checkpoints are saved;
 //! 2. every partition is fsynced and closed to appends;
 //! 3. metadata is flushed; 4. the console stops; 5. the runtime file is removed.
@@ -43,6 +43,7 @@ pub struct Bound {
     pub grpc: SocketAddr,
     pub replication: SocketAddr,
     pub console: SocketAddr,
+    pub rocketmq: SocketAddr,
 }
 
 pub struct Node {
@@ -54,6 +55,8 @@ pub struct Node {
     fetch_tasks: TaskTracker,
     grpc_stop: CancellationToken,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The RocketMQ access point's server; stops with the gRPC server.
+    rocketmq: JoinHandle<Result<(), tonic::transport::Error>>,
     console_stop: CancellationToken,
     console: JoinHandle<std::io::Result<()>>,
     background_stop: CancellationToken,
@@ -91,10 +94,14 @@ impl Node {
         let console_listener = TcpListener::bind(config.listen.console)
             .await
             .with_context(|| format!("binding [listen] console {}", config.listen.console))?;
+        let rocketmq_listener = TcpListener::bind(config.listen.rocketmq)
+            .await
+            .with_context(|| format!("binding [listen] rocketmq {}", config.listen.rocketmq))?;
         let bound = Bound {
             grpc: grpc_listener.local_addr()?,
             replication: replication_socket.local_addr()?,
             console: console_listener.local_addr()?,
+            rocketmq: rocketmq_listener.local_addr()?,
         };
 
         let meta_dir = data_dir.join("meta");
@@ -205,6 +212,31 @@ impl Node {
                 ),
         );
 
+        let access_point = rocketmq::AccessPoint::new(
+            broker.clone(),
+            config.region.id.clone(),
+            bound.rocketmq,
+            rocketmq::Limits {
+                max_body: config.storage.max_record_bytes,
+                long_polling: Duration::from_secs(20),
+                receive_batch: 32,
+            },
+            grpc_stop.clone(),
+        );
+        let stop = grpc_stop.clone();
+        let rocketmq = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+                .http2_max_header_list_size(GRPC_MAX_HEADER_BYTES)
+                .add_service(rocketmq::server(access_point))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(rocketmq_listener)
+                        .with_nodelay(Some(true)),
+                    stop.cancelled_owned(),
+                ),
+        );
+
         let background_stop = CancellationToken::new();
         let background = TaskTracker::new();
         background.spawn(retention_loop(
@@ -215,7 +247,7 @@ impl Node {
 
         write_runtime_file(&config, &bound)?;
         health.set_ready(true);
-        tracing::info!(region = %config.region.id, grpc = %bound.grpc, replication = %bound.replication, console = %bound.console, "node ready");
+        tracing::info!(region = %config.region.id, grpc = %bound.grpc, replication = %bound.replication, console = %bound.console, rocketmq = %bound.rocketmq, "node ready");
         Ok(Node {
             config,
             bound,
@@ -225,6 +257,7 @@ impl Node {
             fetch_tasks,
             grpc_stop,
             grpc,
+            rocketmq,
             console_stop,
             console,
             background_stop,
@@ -248,6 +281,12 @@ impl Node {
             Err(_) => {
                 tracing::warn!("gRPC server did not finish in-flight requests within the deadline")
             }
+        }
+        match tokio::time::timeout(STEP_DEADLINE, self.rocketmq).await {
+            Ok(joined) => joined?.context("RocketMQ access point")?,
+            Err(_) => tracing::warn!(
+                "the RocketMQ access point did not finish in-flight requests within the deadline"
+            ),
         }
         let _ = tokio::time::timeout(STEP_DEADLINE, self.fetch_tasks.wait()).await;
         let _ = tokio::time::timeout(STEP_DEADLINE, self.background.wait()).await;
@@ -292,6 +331,7 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     effective.listen.grpc = bound.grpc;
     effective.listen.replication = bound.replication;
     effective.listen.console = bound.console;
+    effective.listen.rocketmq = bound.rocketmq;
     let text = toml::to_string_pretty(&effective).context("serializing effective config")?;
     let path = NodeConfig::runtime_file(&config.region.data_dir);
     let dir = path.parent().expect("runtime file has a parent");

@@ -42,6 +42,8 @@ pub struct Bound {
     pub grpc: SocketAddr,
     pub replication: SocketAddr,
     pub console: SocketAddr,
+    /// The RocketMQ 5 access point.
+    pub rocketmq: SocketAddr,
 }
 
 /// Where a node with `data_dir` writes its runtime file.
@@ -97,11 +99,13 @@ fn parse_bound(text: &str) -> Result<Bound> {
         grpc: SocketAddr,
         replication: SocketAddr,
         console: SocketAddr,
+        rocketmq: SocketAddr,
     }
     let runtime: Runtime = toml::from_str(text).context("parsing the [listen] addresses")?;
     Ok(Bound {
         grpc: runtime.listen.grpc,
         replication: runtime.listen.replication,
+        rocketmq: runtime.listen.rocketmq,
         console: runtime.listen.console,
     })
 }

@@ -1,0 +1,209 @@
+//! A sent message as a georouter record, decided without I/O. The body is stored byte for
+//! byte; the tag is the record's tag; user properties are kept as they are; what the
+//! protocol carries besides (message id, keys, born host and time, encoding, type) is kept
+//! in properties under the reserved `mq:` prefix, so that it travels with the record
+//! through replication unchanged and can be given back to consumers in every region.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use proto::rocketmq::v2::{Code, Encoding, Message, MessageType};
+
+use crate::status::Refusal;
+
+/// Prefix of the properties the access point keeps for the protocol.
+pub const RESERVED: &str = "mq:";
+pub const MESSAGE_ID: &str = "mq:message_id";
+pub const KEYS: &str = "mq:keys";
+pub const BORN_HOST: &str = "mq:born_host";
+pub const BORN_MS: &str = "mq:born_ms";
+pub const ENCODING: &str = "mq:body_encoding";
+
+/// One message to store: the record and the queue (partition) the producer chose.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub record: broker::Record,
+    pub queue: u32,
+    pub message_id: String,
+}
+
+/// The record for `message`, sent to a topic of `partitions` queues whose bodies may be at
+/// most `max_body` bytes. `index` names the message in errors.
+pub fn record_of(
+    message: Message,
+    index: usize,
+    partitions: u32,
+    max_body: usize,
+) -> Result<Outgoing, Refusal> {
+    let at = |what: String| format!("message {index}: {what}");
+    let system = message.system_properties.unwrap_or_default();
+    if system.message_id.is_empty() {
+        return Err(Refusal::new(
+            Code::IllegalMessageId,
+            at("no message id (the SDK sets system_properties.message_id)".into()),
+        ));
+    }
+    match MessageType::try_from(system.message_type) {
+        Ok(MessageType::Normal | MessageType::Unspecified) => {}
+        Ok(other) => {
+            return Err(Refusal::new(
+                Code::MessagePropertyConflictWithType,
+                at(format!(
+                    "a {} message; this access point takes normal messages only so far",
+                    other.as_str_name()
+                )),
+            ));
+        }
+        Err(_) => {
+            return Err(Refusal::new(
+                Code::BadRequest,
+                at(format!("unknown message type {}", system.message_type)),
+            ));
+        }
+    }
+    if system.message_group.is_some() || system.delivery_timestamp.is_some() {
+        return Err(Refusal::new(
+            Code::MessagePropertyConflictWithType,
+            at("a message group or delivery time on a normal message".into()),
+        ));
+    }
+    if message.body.is_empty() {
+        return Err(Refusal::new(
+            Code::MessageBodyEmpty,
+            at("an empty body".into()),
+        ));
+    }
+    if message.body.len() > max_body {
+        return Err(Refusal::new(
+            Code::MessageBodyTooLarge,
+            at(format!(
+                "a body of {} bytes; the limit is {max_body}",
+                message.body.len()
+            )),
+        ));
+    }
+    let queue = u32::try_from(system.queue_id)
+        .ok()
+        .filter(|q| *q < partitions)
+        .ok_or_else(|| {
+            Refusal::new(
+                Code::BadRequest,
+                at(format!(
+                    "queue {} does not exist; the topic has queues 0..{partitions}",
+                    system.queue_id
+                )),
+            )
+        })?;
+    let mut properties = BTreeMap::new();
+    for (key, value) in message.user_properties {
+        if key.starts_with(RESERVED) {
+            return Err(Refusal::new(
+                Code::IllegalMessagePropertyKey,
+                at(format!(
+                    "user property \"{key}\": the prefix {RESERVED} is reserved"
+                )),
+            ));
+        }
+        properties.insert(key, value);
+    }
+    properties.insert(MESSAGE_ID.into(), system.message_id.clone());
+    if !system.keys.is_empty() {
+        if let Some(bad) = system.keys.iter().find(|k| k.contains(' ') || k.is_empty()) {
+            return Err(Refusal::new(
+                Code::IllegalMessageKey,
+                at(format!("key \"{bad}\" is empty or holds a space")),
+            ));
+        }
+        properties.insert(KEYS.into(), system.keys.join(" "));
+    }
+    if !system.born_host.is_empty() {
+        properties.insert(BORN_HOST.into(), system.born_host);
+    }
+    if let Some(born) = system.born_timestamp {
+        let ms = born.seconds * 1000 + i64::from(born.nanos) / 1_000_000;
+        properties.insert(BORN_MS.into(), ms.to_string());
+    }
+    if Encoding::try_from(system.body_encoding) == Ok(Encoding::Gzip) {
+        properties.insert(ENCODING.into(), "GZIP".into());
+    }
+    Ok(Outgoing {
+        record: broker::Record {
+            key: None,
+            tag: system.tag.filter(|t| !t.is_empty()),
+            properties,
+            body: Bytes::from(message.body),
+            // Stamped by the broker: the store time (the born time is kept above).
+            timestamp_ms: 0,
+        },
+        queue,
+        message_id: system.message_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::rocketmq::v2::SystemProperties;
+
+    fn message(body: &[u8], queue: i32) -> Message {
+        Message {
+            topic: None,
+            user_properties: [("color".to_string(), "red".to_string())].into(),
+            system_properties: Some(SystemProperties {
+                tag: Some("TagA".into()),
+                keys: vec!["k1".into(), "k2".into()],
+                message_id: "01ABC".into(),
+                message_type: MessageType::Normal as i32,
+                born_host: "host-1".into(),
+                born_timestamp: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 5_000_000,
+                }),
+                body_encoding: Encoding::Identity as i32,
+                queue_id: queue,
+                ..Default::default()
+            }),
+            body: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_normal_message_keeps_everything_it_carries() {
+        let out = record_of(message(b"hello", 1), 0, 4, 1024).unwrap();
+        assert_eq!(out.queue, 1);
+        assert_eq!(out.message_id, "01ABC");
+        let r = &out.record;
+        assert_eq!(
+            (r.body.as_ref(), r.tag.as_deref()),
+            (&b"hello"[..], Some("TagA"))
+        );
+        let p = &r.properties;
+        assert_eq!(p["color"], "red");
+        assert_eq!(p[MESSAGE_ID], "01ABC");
+        assert_eq!(p[KEYS], "k1 k2");
+        assert_eq!(p[BORN_HOST], "host-1");
+        assert_eq!(p[BORN_MS], "1700000000005");
+        assert!(!p.contains_key(ENCODING));
+    }
+
+    #[test]
+    fn bad_messages_are_refused_with_the_code_and_what_was_wrong() {
+        let code = |m: Message| record_of(m, 3, 4, 8).unwrap_err();
+        let large = code(message(b"123456789", 0));
+        assert_eq!(large.code, Code::MessageBodyTooLarge);
+        assert!(large.message.starts_with("message 3:"), "{}", large.message);
+        assert_eq!(code(message(b"", 0)).code, Code::MessageBodyEmpty);
+        assert_eq!(code(message(b"x", 4)).code, Code::BadRequest);
+        let mut reserved = message(b"x", 0);
+        reserved
+            .user_properties
+            .insert("mq:message_id".into(), "forged".into());
+        assert_eq!(code(reserved).code, Code::IllegalMessagePropertyKey);
+        let mut fifo = message(b"x", 0);
+        fifo.system_properties.as_mut().unwrap().message_type = MessageType::Fifo as i32;
+        assert_eq!(code(fifo).code, Code::MessagePropertyConflictWithType);
+        let mut no_id = message(b"x", 0);
+        no_id.system_properties.as_mut().unwrap().message_id.clear();
+        assert_eq!(code(no_id).code, Code::IllegalMessageId);
+    }
+}

@@ -1,0 +1,390 @@
+//! `apache.rocketmq.v2.MessagingService` over the region's broker: routes, the Telemetry
+//! settings stream, heartbeats, and sending. RPCs not served yet answer with the
+//! protocol's `NOT_IMPLEMENTED` status at once, never a hang.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use broker::{Broker, Partitioning};
+use proto::rocketmq::v2 as pb;
+use proto::rocketmq::v2::messaging_service_server::MessagingService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::names::ClientMeta;
+use crate::settings::{self, Limits};
+use crate::status::{Refusal, ok};
+use crate::{route, send};
+
+type Answer<T> = Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Telemetry answers queued per client stream; a client that does not read them waits.
+const TELEMETRY_QUEUE: usize = 16;
+
+/// The access point of one region.
+pub struct AccessPoint {
+    broker: Arc<Broker>,
+    region: String,
+    /// The address clients reach this access point at, when a request does not say.
+    address: SocketAddr,
+    limits: Limits,
+    stop: CancellationToken,
+}
+
+impl AccessPoint {
+    pub fn new(
+        broker: Arc<Broker>,
+        region: String,
+        address: SocketAddr,
+        limits: Limits,
+        stop: CancellationToken,
+    ) -> Self {
+        AccessPoint {
+            broker,
+            region,
+            address,
+            limits,
+            stop,
+        }
+    }
+
+    /// The endpoints a route names: those the client reached this access point at, else
+    /// the bound address.
+    fn endpoints(&self, asked: Option<pb::Endpoints>) -> pb::Endpoints {
+        asked
+            .filter(|e| !e.addresses.is_empty())
+            .map(|mut e| {
+                if e.scheme == pb::AddressScheme::Unspecified as i32 {
+                    e.scheme = pb::AddressScheme::IPv4 as i32;
+                }
+                e
+            })
+            .unwrap_or_else(|| pb::Endpoints {
+                scheme: if self.address.is_ipv6() {
+                    pb::AddressScheme::IPv6
+                } else {
+                    pb::AddressScheme::IPv4
+                } as i32,
+                addresses: vec![pb::Address {
+                    host: self.address.ip().to_string(),
+                    port: i32::from(self.address.port()),
+                }],
+            })
+    }
+
+    fn query_route(
+        &self,
+        meta: &ClientMeta,
+        request: pb::QueryRouteRequest,
+    ) -> Result<Vec<pb::MessageQueue>, Refusal> {
+        let name = meta.name_of(request.topic.as_ref(), "topic")?;
+        let topic = self.broker.topic(&name)?;
+        let mut origins: Vec<String> = topic
+            .partitions
+            .iter()
+            .flat_map(|p| p.sub_logs().into_iter().map(|s| s.origin))
+            .collect();
+        origins.sort();
+        origins.dedup();
+        let resource = request.topic.unwrap_or_default();
+        Ok(route::queues(
+            &resource,
+            &self.region,
+            &origins,
+            topic.config.partitions,
+            &self.endpoints(request.endpoints),
+        ))
+    }
+
+    async fn send(
+        &self,
+        meta: &ClientMeta,
+        request: pb::SendMessageRequest,
+    ) -> Result<Vec<pb::SendResultEntry>, Refusal> {
+        let Some(first) = request.messages.first() else {
+            return Err(Refusal::new(
+                pb::Code::BadRequest,
+                "the request holds no message",
+            ));
+        };
+        let name = meta.name_of(first.topic.as_ref(), "topic")?;
+        let topic = self.broker.topic(&name)?;
+        let partitions = topic.config.partitions;
+        let mut outgoing = Vec::with_capacity(request.messages.len());
+        for (index, message) in request.messages.into_iter().enumerate() {
+            let this = meta.name_of(message.topic.as_ref(), "topic")?;
+            if this != name {
+                return Err(Refusal::new(
+                    pb::Code::BadRequest,
+                    format!(
+                        "message {index} is for topic {this}, message 0 for {name}: one topic per request"
+                    ),
+                ));
+            }
+            outgoing.push(send::record_of(
+                message,
+                index,
+                partitions,
+                self.limits.max_body,
+            )?);
+        }
+        let mut entries = Vec::with_capacity(outgoing.len());
+        for out in outgoing {
+            let ids = self
+                .broker
+                .produce(&name, vec![out.record], Partitioning::Explicit(out.queue))
+                .await?;
+            let offset = ids.first().map_or(0, |id| id.offset);
+            entries.push(pb::SendResultEntry {
+                status: Some(ok()),
+                message_id: out.message_id,
+                transaction_id: String::new(),
+                offset: i64::try_from(offset).unwrap_or(i64::MAX),
+                recall_handle: String::new(),
+            });
+        }
+        Ok(entries)
+    }
+}
+
+/// A unary RPC not served yet: `NOT_IMPLEMENTED` in its response's status.
+fn not_served<T: FromStatus>(rpc: &str) -> Answer<T> {
+    Ok(Response::new(T::from_status(
+        Refusal::not_implemented(rpc).status(),
+    )))
+}
+
+/// A response made of its status alone.
+trait FromStatus {
+    fn from_status(status: pb::Status) -> Self;
+}
+
+macro_rules! from_status {
+    ($($response:ty),* $(,)?) => {
+        $(impl FromStatus for $response {
+            // One body for responses with and without fields besides the status.
+            #[allow(clippy::needless_update)]
+            fn from_status(status: pb::Status) -> Self {
+                Self { status: Some(status), ..Default::default() }
+            }
+        })*
+    };
+}
+
+from_status!(
+    pb::QueryAssignmentResponse,
+    pb::AckMessageResponse,
+    pb::ForwardMessageToDeadLetterQueueResponse,
+    pb::UpdateOffsetResponse,
+    pb::GetOffsetResponse,
+    pb::QueryOffsetResponse,
+    pb::EndTransactionResponse,
+    pb::ChangeInvisibleDurationResponse,
+    pb::RecallMessageResponse,
+    pb::SyncLiteSubscriptionResponse,
+);
+
+/// A server stream of one status.
+fn status_stream<T: Send + 'static>(item: T) -> BoxStream<T> {
+    Box::pin(tokio_stream::once(Ok(item)))
+}
+
+#[tonic::async_trait]
+impl MessagingService for AccessPoint {
+    async fn query_route(
+        &self,
+        request: Request<pb::QueryRouteRequest>,
+    ) -> Answer<pb::QueryRouteResponse> {
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let answer = match self.query_route(&meta, request.into_inner()) {
+            Ok(message_queues) => pb::QueryRouteResponse {
+                status: Some(ok()),
+                message_queues,
+            },
+            Err(refusal) => pb::QueryRouteResponse {
+                status: Some(refusal.status()),
+                message_queues: Vec::new(),
+            },
+        };
+        Ok(Response::new(answer))
+    }
+
+    async fn heartbeat(
+        &self,
+        _request: Request<pb::HeartbeatRequest>,
+    ) -> Answer<pb::HeartbeatResponse> {
+        Ok(Response::new(pb::HeartbeatResponse { status: Some(ok()) }))
+    }
+
+    async fn send_message(
+        &self,
+        request: Request<pb::SendMessageRequest>,
+    ) -> Answer<pb::SendMessageResponse> {
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let answer = match self.send(&meta, request.into_inner()).await {
+            Ok(entries) => pb::SendMessageResponse {
+                status: Some(ok()),
+                entries,
+            },
+            Err(refusal) => {
+                tracing::debug!(client = ?meta.client_id, %refusal, "send refused");
+                pb::SendMessageResponse {
+                    status: Some(refusal.status()),
+                    entries: Vec::new(),
+                }
+            }
+        };
+        Ok(Response::new(answer))
+    }
+
+    type ReceiveMessageStream = BoxStream<pb::ReceiveMessageResponse>;
+
+    async fn receive_message(
+        &self,
+        _request: Request<pb::ReceiveMessageRequest>,
+    ) -> Answer<Self::ReceiveMessageStream> {
+        let status = Refusal::not_implemented("ReceiveMessage").status();
+        Ok(Response::new(status_stream(pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Status(status)),
+        })))
+    }
+
+    type PullMessageStream = BoxStream<pb::PullMessageResponse>;
+
+    async fn pull_message(
+        &self,
+        _request: Request<pb::PullMessageRequest>,
+    ) -> Answer<Self::PullMessageStream> {
+        let status = Refusal::not_implemented("PullMessage").status();
+        Ok(Response::new(status_stream(pb::PullMessageResponse {
+            content: Some(pb::pull_message_response::Content::Status(status)),
+        })))
+    }
+
+    type TelemetryStream = BoxStream<pb::TelemetryCommand>;
+
+    async fn telemetry(
+        &self,
+        request: Request<Streaming<pb::TelemetryCommand>>,
+    ) -> Answer<Self::TelemetryStream> {
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
+        let (limits, stop) = (self.limits, self.stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let command = tokio::select! {
+                    c = incoming.next() => c,
+                    () = stop.cancelled() => return,
+                };
+                let command = match command {
+                    Some(Ok(command)) => command,
+                    Some(Err(error)) => {
+                        tracing::debug!(client = ?meta.client_id, %error, "telemetry stream ended");
+                        return;
+                    }
+                    None => return,
+                };
+                let Some(pb::telemetry_command::Command::Settings(settings)) = command.command
+                else {
+                    // Answers to server commands (none are sent yet) and anything else.
+                    continue;
+                };
+                let answer = pb::TelemetryCommand {
+                    status: Some(ok()),
+                    command: Some(pb::telemetry_command::Command::Settings(settings::answer(
+                        settings, limits,
+                    ))),
+                };
+                if tx.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn notify_client_termination(
+        &self,
+        _request: Request<pb::NotifyClientTerminationRequest>,
+    ) -> Answer<pb::NotifyClientTerminationResponse> {
+        Ok(Response::new(pb::NotifyClientTerminationResponse {
+            status: Some(ok()),
+        }))
+    }
+
+    async fn query_assignment(
+        &self,
+        _request: Request<pb::QueryAssignmentRequest>,
+    ) -> Answer<pb::QueryAssignmentResponse> {
+        not_served("QueryAssignment")
+    }
+
+    async fn ack_message(
+        &self,
+        _request: Request<pb::AckMessageRequest>,
+    ) -> Answer<pb::AckMessageResponse> {
+        not_served("AckMessage")
+    }
+
+    async fn forward_message_to_dead_letter_queue(
+        &self,
+        _request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+    ) -> Answer<pb::ForwardMessageToDeadLetterQueueResponse> {
+        not_served("ForwardMessageToDeadLetterQueue")
+    }
+
+    async fn update_offset(
+        &self,
+        _request: Request<pb::UpdateOffsetRequest>,
+    ) -> Answer<pb::UpdateOffsetResponse> {
+        not_served("UpdateOffset")
+    }
+
+    async fn get_offset(
+        &self,
+        _request: Request<pb::GetOffsetRequest>,
+    ) -> Answer<pb::GetOffsetResponse> {
+        not_served("GetOffset")
+    }
+
+    async fn query_offset(
+        &self,
+        _request: Request<pb::QueryOffsetRequest>,
+    ) -> Answer<pb::QueryOffsetResponse> {
+        not_served("QueryOffset")
+    }
+
+    async fn end_transaction(
+        &self,
+        _request: Request<pb::EndTransactionRequest>,
+    ) -> Answer<pb::EndTransactionResponse> {
+        not_served("EndTransaction")
+    }
+
+    async fn change_invisible_duration(
+        &self,
+        _request: Request<pb::ChangeInvisibleDurationRequest>,
+    ) -> Answer<pb::ChangeInvisibleDurationResponse> {
+        not_served("ChangeInvisibleDuration")
+    }
+
+    async fn recall_message(
+        &self,
+        _request: Request<pb::RecallMessageRequest>,
+    ) -> Answer<pb::RecallMessageResponse> {
+        not_served("RecallMessage")
+    }
+
+    async fn sync_lite_subscription(
+        &self,
+        _request: Request<pb::SyncLiteSubscriptionRequest>,
+    ) -> Answer<pb::SyncLiteSubscriptionResponse> {
+        not_served("SyncLiteSubscription")
+    }
+}

@@ -1,0 +1,117 @@
+//! The official RocketMQ 5 Python SDK (`rocketmq-python-client` from PyPI, installed by
+//! `.ci/run` into a virtualenv) against a region's RocketMQ access point, unchanged: what
+//! it sends is stored as georouter records with everything the message carried.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The Python with the SDK: `$GEOROUTER_ROCKETMQ_PYTHON`, or the virtualenv `.ci/run`
+/// makes.
+fn sdk_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("GEOROUTER_ROCKETMQ_PYTHON") {
+        return python.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let python = PathBuf::from(home).join(".cache/georouter/rocketmq-sdk/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run .ci/run, or `python3 -m venv ~/.cache/georouter/rocketmq-sdk && ~/.cache/georouter/rocketmq-sdk/bin/pip install rocketmq-python-client==5.1.2`",
+        python.display()
+    );
+    python
+}
+
+/// Runs `script` (in tests/rocketmq) with `args`; its last stdout line as JSON.
+async fn run_sdk(script: &str, args: &[String]) -> serde_json::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("rocketmq")
+        .join(script);
+    let child = tokio::process::Command::new(sdk_python())
+        .arg(&path)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .expect("the SDK script finishes within 120 s")
+        .expect("the SDK script runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout
+        .lines()
+        .last()
+        .expect("the script printed its result");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_sends_normal_messages_that_keep_what_they_carry() {
+    let node = support::start("eu").await;
+    node.client.create_topic("orders", 4, None).await.unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let count = 20;
+    let result = run_sdk(
+        "producer.py",
+        &[endpoint, "orders".into(), count.to_string()],
+    )
+    .await;
+
+    let sent = result["sent"].as_array().unwrap();
+    assert_eq!(sent.len(), count);
+    let fetched = node
+        .client
+        .fetch_all("orders", client::earliest(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched.records.len(),
+        count,
+        "every acknowledged send is stored once"
+    );
+    for receipt in sent {
+        let index = receipt["index"].as_u64().unwrap();
+        let id = receipt["message_id"].as_str().unwrap();
+        let stored = fetched
+            .records
+            .iter()
+            .find(|r| {
+                r.record
+                    .as_ref()
+                    .unwrap()
+                    .properties
+                    .get("mq:message_id")
+                    .map(String::as_str)
+                    == Some(id)
+            })
+            .unwrap_or_else(|| panic!("message {index} ({id}) is stored"));
+        let record = stored.record.as_ref().unwrap();
+        assert_eq!(stored.origin, "eu", "sent into the local origin's sub-log");
+        assert_eq!(
+            receipt["offset"].as_u64().unwrap(),
+            stored.offset,
+            "the SDK's offset is the origin offset"
+        );
+        assert_eq!(record.body, format!("message {index}").into_bytes());
+        let tag = if index % 2 == 0 { "TagA" } else { "TagB" };
+        assert_eq!(record.tag.as_deref(), Some(tag));
+        assert_eq!(record.properties["index"], index.to_string());
+        assert_eq!(record.properties["mq:keys"], format!("key-{index}"));
+        assert!(record.properties.contains_key("mq:born_ms"));
+    }
+    let unknown = result["unknown_topic"]
+        .as_str()
+        .expect("a send to a topic that does not exist fails");
+    assert!(
+        unknown.contains("no-such-topic")
+            || unknown.contains("TOPIC_NOT_FOUND")
+            || unknown.contains("40402"),
+        "the SDK's error names the problem: {unknown}"
+    );
+}
