@@ -26,10 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["georouter/v1/broker.proto", "georouter/link/v1/link.proto"],
             &["."],
         )?;
-    // The RocketMQ access point: the server side only (the SDKs are the clients; the
-    // benchmark's client is built from the same code), prost's default codec.
-    tonic_prost_build::configure()
-        .build_client(true)
-        .compile_protos(&["apache/rocketmq/v2/service.proto"], &["."])?;
+    // The RocketMQ access point: the server, and a client for the tests (applications use
+    // the official SDKs); prost's default codec.
+    tonic_prost_build::configure().compile_protos(&["apache/rocketmq/v2/service.proto"], &["."])?;
     Ok(())
 }
