@@ -26,7 +26,7 @@ async fn serve_writes_runtime_file_and_shuts_down_gracefully() {
         Some("eu-west"),
         "environment override applied"
     );
-    for key in ["grpc", "replication", "console"] {
+    for key in ["grpc", "replication", "console", "rocketmq"] {
         let address = runtime["listen"][key].as_str().unwrap();
         assert!(
             !address.ends_with(":0"),

@@ -61,7 +61,7 @@ pub fn node_config(plan: &NodePlan) -> serde_json::Value {
     let region = plan.region;
     serde_json::json!({
         "region": { "id": region, "data_dir": plan.data_dir },
-        "listen": { "grpc": "127.0.0.1:0", "replication": "127.0.0.1:0", "console": "127.0.0.1:0" },
+        "listen": { "grpc": "127.0.0.1:0", "replication": "127.0.0.1:0", "console": "127.0.0.1:0", "rocketmq": "127.0.0.1:0" },
         "replication": {
             "ca": plan.certs.ca(),
             "cert": plan.certs.cert(region),

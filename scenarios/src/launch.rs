@@ -116,11 +116,12 @@ mod tests {
 
     #[test]
     fn reads_the_bound_addresses_and_ignores_the_rest() {
-        let text = "[region]\nid = \"eu\"\n[listen]\ngrpc = \"127.0.0.1:1\"\nreplication = \"127.0.0.1:2\"\nconsole = \"127.0.0.1:3\"\n";
+        let text = "[region]\nid = \"eu\"\n[listen]\ngrpc = \"127.0.0.1:1\"\nreplication = \"127.0.0.1:2\"\nconsole = \"127.0.0.1:3\"\nrocketmq = \"127.0.0.1:4\"\n";
         let bound = parse_bound(text).unwrap();
         assert_eq!(bound.grpc.port(), 1);
         assert_eq!(bound.replication.port(), 2);
         assert_eq!(bound.console.port(), 3);
+        assert_eq!(bound.rocketmq.port(), 4);
         assert!(parse_bound("[listen]\ngrpc = \"x\"").is_err());
     }
 }

@@ -53,7 +53,8 @@ pub fn spawn_with(
         .env("GEOROUTER__REGION__DATA_DIR", data_dir)
         .env("GEOROUTER__LISTEN__GRPC", "127.0.0.1:0")
         .env("GEOROUTER__LISTEN__REPLICATION", "127.0.0.1:0")
-        .env("GEOROUTER__LISTEN__CONSOLE", "127.0.0.1:0");
+        .env("GEOROUTER__LISTEN__CONSOLE", "127.0.0.1:0")
+        .env("GEOROUTER__LISTEN__ROCKETMQ", "127.0.0.1:0");
     for (key, value) in overrides {
         command.env(key, value);
     }
