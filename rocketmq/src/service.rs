@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::names::ClientMeta;
+use crate::pop::Consumption;
 use crate::settings::{self, Limits};
 use crate::status::{Refusal, ok};
 use crate::{route, send};
@@ -28,12 +29,13 @@ const TELEMETRY_QUEUE: usize = 16;
 
 /// The access point of one region.
 pub struct AccessPoint {
-    broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
     region: String,
     /// The address clients reach this access point at, when a request does not say.
     address: SocketAddr,
-    limits: Limits,
-    stop: CancellationToken,
+    pub(crate) limits: Limits,
+    pub(crate) consumption: Arc<Consumption>,
+    pub(crate) stop: CancellationToken,
 }
 
 impl AccessPoint {
@@ -45,6 +47,7 @@ impl AccessPoint {
         stop: CancellationToken,
     ) -> Self {
         AccessPoint {
+            consumption: Arc::new(Consumption::new(broker.clone())),
             broker,
             region,
             address,
@@ -246,12 +249,13 @@ impl MessagingService for AccessPoint {
 
     async fn receive_message(
         &self,
-        _request: Request<pb::ReceiveMessageRequest>,
+        request: Request<pb::ReceiveMessageRequest>,
     ) -> Answer<Self::ReceiveMessageStream> {
-        let status = Refusal::not_implemented("ReceiveMessage").status();
-        Ok(Response::new(status_stream(pb::ReceiveMessageResponse {
-            content: Some(pb::receive_message_response::Content::Status(status)),
-        })))
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let answers = self.receive(&meta, request.into_inner()).await;
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            answers.into_iter().map(Ok),
+        ))))
     }
 
     type PullMessageStream = BoxStream<pb::PullMessageResponse>;
@@ -327,9 +331,10 @@ impl MessagingService for AccessPoint {
 
     async fn ack_message(
         &self,
-        _request: Request<pb::AckMessageRequest>,
+        request: Request<pb::AckMessageRequest>,
     ) -> Answer<pb::AckMessageResponse> {
-        not_served("AckMessage")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        Ok(Response::new(self.ack(&meta, request.into_inner()).await))
     }
 
     async fn forward_message_to_dead_letter_queue(
@@ -369,9 +374,12 @@ impl MessagingService for AccessPoint {
 
     async fn change_invisible_duration(
         &self,
-        _request: Request<pb::ChangeInvisibleDurationRequest>,
+        request: Request<pb::ChangeInvisibleDurationRequest>,
     ) -> Answer<pb::ChangeInvisibleDurationResponse> {
-        not_served("ChangeInvisibleDuration")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        Ok(Response::new(
+            self.change_invisible(&meta, request.into_inner()).await,
+        ))
     }
 
     async fn recall_message(

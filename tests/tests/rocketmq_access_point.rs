@@ -1,7 +1,8 @@
 //! The RocketMQ access point's answers on the wire, from a client of the protocol: routes
 //! name this region's origin as a writable broker, bad sends are refused with the
-//! protocol's codes and a message saying what was wrong, and RPCs not served yet answer
-//! `NOT_IMPLEMENTED` at once.
+//! protocol's codes and a message saying what was wrong, receipt handles are checked (a
+//! changed invisibility makes the old one stale), bad receives are refused, and RPCs not
+//! served yet answer `NOT_IMPLEMENTED` at once.
 
 mod support;
 
@@ -83,25 +84,149 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
         .unwrap();
     assert!(stored.records.is_empty(), "a refused send stores nothing");
 
-    let ack = client
-        .ack_message(pb::AckMessageRequest::default())
+    // A message to consume: receive it, change its invisibility, and the old handle is
+    // stale while the new one acknowledges it.
+    node.client
+        .produce(
+            "orders",
+            vec![support::record("one")],
+            client::Partitioning::Partition(1),
+        )
+        .await
+        .unwrap();
+    let group = resource("billing");
+    let queue = pb::MessageQueue {
+        topic: resource("orders"),
+        id: 1,
+        ..Default::default()
+    };
+    let receive = |filter: pb::FilterExpression, invisible: i64| pb::ReceiveMessageRequest {
+        group: group.clone(),
+        message_queue: Some(queue.clone()),
+        filter_expression: Some(filter),
+        batch_size: 8,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: invisible,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let all = pb::FilterExpression {
+        r#type: pb::FilterType::Tag as i32,
+        expression: "*".into(),
+    };
+    let answers = receive_all(&mut client, receive(all.clone(), 30)).await;
+    assert_eq!(answer_status(&answers[0]), pb::Code::Ok);
+    let pb::receive_message_response::Content::Message(message) =
+        answers[1].content.clone().unwrap()
+    else {
+        panic!("a message after the status")
+    };
+    assert_eq!(message.body, b"one");
+    let system = message.system_properties.unwrap();
+    assert_eq!((system.queue_id, system.queue_offset), (1, Some(0)));
+    let old = system.receipt_handle.unwrap();
+    let changed = client
+        .change_invisible_duration(pb::ChangeInvisibleDurationRequest {
+            group: group.clone(),
+            topic: resource("orders"),
+            receipt_handle: old.clone(),
+            invisible_duration: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(code(&ack.status), pb::Code::NotImplemented);
-    assert!(ack.status.unwrap().message.contains("AckMessage"));
-    let mut receive = client
-        .receive_message(pb::ReceiveMessageRequest::default())
+    assert_eq!(code(&changed.status), pb::Code::Ok);
+    assert_ne!(changed.receipt_handle, old);
+    let ack = |handle: &str| pb::AckMessageRequest {
+        group: group.clone(),
+        topic: resource("orders"),
+        entries: vec![pb::AckMessageEntry {
+            message_id: system.message_id.clone(),
+            receipt_handle: handle.into(),
+            lite_topic: None,
+        }],
+    };
+    let stale = client.ack_message(ack(&old)).await.unwrap().into_inner();
+    assert_eq!(code(&stale.status), pb::Code::InvalidReceiptHandle);
+    assert!(stale.status.unwrap().message.contains("stale"));
+    let garbage = client
+        .ack_message(ack("nonsense"))
         .await
         .unwrap()
         .into_inner();
-    let first = receive.message().await.unwrap().expect("one answer");
-    let Some(pb::receive_message_response::Content::Status(status)) = first.content else {
+    assert_eq!(code(&garbage.status), pb::Code::InvalidReceiptHandle);
+    let acked = client
+        .ack_message(ack(&changed.receipt_handle))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&acked.status), pb::Code::Ok);
+    let nothing = receive_all(&mut client, receive(all.clone(), 30)).await;
+    assert_eq!(answer_status(&nothing[0]), pb::Code::MessageNotFound);
+
+    let sql = pb::FilterExpression {
+        r#type: pb::FilterType::Sql as i32,
+        expression: "a > 1".into(),
+    };
+    let refused = receive_all(&mut client, receive(sql, 30)).await;
+    assert_eq!(
+        answer_status(&refused[0]),
+        pb::Code::IllegalFilterExpression
+    );
+    let refused = receive_all(&mut client, receive(all, 0)).await;
+    assert_eq!(answer_status(&refused[0]), pb::Code::IllegalInvisibleTime);
+
+    let assignment = client
+        .query_assignment(pb::QueryAssignmentRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&assignment.status), pb::Code::NotImplemented);
+    assert!(
+        assignment
+            .status
+            .unwrap()
+            .message
+            .contains("QueryAssignment")
+    );
+    let mut pull = client
+        .pull_message(pb::PullMessageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = pull.message().await.unwrap().expect("one answer");
+    let Some(pb::pull_message_response::Content::Status(status)) = first.content else {
         panic!("a status")
     };
     assert_eq!(status.code, pb::Code::NotImplemented as i32);
     assert!(
-        receive.message().await.unwrap().is_none(),
+        pull.message().await.unwrap().is_none(),
         "and the stream ends"
     );
+}
+
+async fn receive_all(
+    client: &mut MessagingServiceClient<tonic::transport::Channel>,
+    request: pb::ReceiveMessageRequest,
+) -> Vec<pb::ReceiveMessageResponse> {
+    let mut stream = client.receive_message(request).await.unwrap().into_inner();
+    let mut answers = Vec::new();
+    while let Some(answer) = stream.message().await.unwrap() {
+        answers.push(answer);
+    }
+    answers
+}
+
+fn answer_status(answer: &pb::ReceiveMessageResponse) -> pb::Code {
+    match &answer.content {
+        Some(pb::receive_message_response::Content::Status(s)) => {
+            pb::Code::try_from(s.code).expect("a known code")
+        }
+        other => panic!("expected a status, got {other:?}"),
+    }
 }

@@ -115,3 +115,72 @@ async fn the_python_sdk_sends_normal_messages_that_keep_what_they_carry() {
         "the SDK's error names the problem: {unknown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_receives_filters_acknowledges_and_gets_unacknowledged_messages_again() {
+    let node = support::start("eu").await;
+    node.client.create_topic("payments", 2, None).await.unwrap();
+    // Produced through georouter's own API: any record is a message to the access point.
+    let records: Vec<client::pb::Record> = (0..12)
+        .map(|i| client::pb::Record {
+            body: format!("payment {i}").into_bytes(),
+            tag: Some(if i % 3 == 0 { "TagB" } else { "TagA" }.to_string()),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect();
+    node.client
+        .produce("payments", records, client::Partitioning::RoundRobin)
+        .await
+        .unwrap();
+    let tag_a = (0..12).filter(|i| i % 3 != 0).count();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let args = |group: &str| {
+        vec![
+            endpoint.clone(),
+            "payments".to_string(),
+            group.to_string(),
+            "TagA".to_string(),
+            tag_a.to_string(),
+        ]
+    };
+    let result = run_sdk("consumer.py", &args("billing")).await;
+
+    let received = result["received"].as_array().unwrap();
+    assert_eq!(received.len(), tag_a, "every TagA message once: {result}");
+    for m in received {
+        assert_eq!(m["tag"], "TagA", "the filter runs on the server");
+        assert_eq!(m["attempt"], 1);
+        let index = m["index"].as_i64().unwrap();
+        assert_eq!(m["body"], format!("payment {index}"));
+    }
+    let again = result["again"].as_array().unwrap();
+    let odd = received
+        .iter()
+        .filter(|m| m["index"].as_i64().unwrap() % 2 == 1)
+        .count();
+    assert_eq!(
+        again.len(),
+        odd,
+        "each message made visible again came back: {result}"
+    );
+    assert!(
+        again
+            .iter()
+            .all(|m| m["attempt"] == 2 && m["index"].as_i64().unwrap() % 2 == 1)
+    );
+    assert_eq!(result["left"], 0, "nothing acknowledged comes back");
+
+    // The group's progress is stored: a new client of the group gets nothing; another
+    // group gets everything.
+    let again = run_sdk("consumer.py", &{
+        let mut a = args("billing");
+        a[4] = "0".into();
+        a
+    })
+    .await;
+    assert_eq!(again["received"].as_array().unwrap().len(), 0, "{again}");
+    assert_eq!(again["left"], 0);
+    let other = run_sdk("consumer.py", &args("audit")).await;
+    assert_eq!(other["received"].as_array().unwrap().len(), tag_a);
+}

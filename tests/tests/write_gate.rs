@@ -81,6 +81,12 @@ impl MetaStore for HeldMeta {
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         self.inner.task_records()
     }
+    fn put_pop_state(&self, g: &str, t: &str, p: u32, state: &[u8]) -> Result<(), MetaError> {
+        self.inner.put_pop_state(g, t, p, state)
+    }
+    fn pop_states(&self, g: &str, t: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
+        self.inner.pop_states(g, t)
+    }
     fn flush(&self) -> Result<(), MetaError> {
         self.inner.flush()
     }

@@ -13,6 +13,7 @@ pub struct MemoryMetaStore {
     checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
     task_starts: Mutex<BTreeMap<String, i64>>,
     task_records: Mutex<BTreeMap<String, Vec<u8>>>,
+    pop_states: Mutex<BTreeMap<(String, String, u32), Vec<u8>>>,
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -113,6 +114,31 @@ impl MetaStore for MemoryMetaStore {
             .expect("lock")
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn put_pop_state(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        state: &[u8],
+    ) -> Result<(), MetaError> {
+        self.pop_states.lock().expect("lock").insert(
+            (group.to_string(), topic.to_string(), partition),
+            state.to_vec(),
+        );
+        Ok(())
+    }
+
+    fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
+        Ok(self
+            .pop_states
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((g, t, _), _)| g == group && t == topic)
+            .map(|((_, _, p), v)| (*p, v.clone()))
             .collect())
     }
 

@@ -93,6 +93,17 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
     /// Every stored task record, by name.
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
+    /// Stores the PoP consumption state of `group` in `topic`'s `partition` (opaque bytes
+    /// owned by the RocketMQ access point), durably.
+    fn put_pop_state(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        state: &[u8],
+    ) -> Result<(), MetaError>;
+    /// The group's PoP states of a topic, by partition.
+    fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError>;
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), MetaError>;
 }
@@ -131,6 +142,20 @@ mod tests {
             .unwrap();
         store.put_cursor("g2", "orders", 1, &cursor).unwrap();
         store.put_cursor("g", "orders-x", 1, &cursor).unwrap();
+        store.put_pop_state("g", "orders", 3, b"three").unwrap();
+        store
+            .put_pop_state("g", "orders", 3, b"three again")
+            .unwrap();
+        store
+            .put_pop_state("g", "orders-x", 1, b"other topic")
+            .unwrap();
+        store
+            .put_pop_state("g2", "orders", 0, b"other group")
+            .unwrap();
+        assert_eq!(
+            store.pop_states("g", "orders").unwrap(),
+            vec![(3, b"three again".to_vec())]
+        );
         assert_eq!(
             store.cursors("g", "orders").unwrap(),
             vec![(0, Cursor::default()), (2, cursor.clone())]

@@ -2,7 +2,8 @@
 //! (`group \0 topic \0 partition as u32 big-endian` -> JSON [`Cursor`]); names cannot hold
 //! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
 //! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
-//! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes).
+//! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes);
+//! `pop_states`: (`group \0 topic \0 partition big-endian` -> the access point's bytes).
 
 use std::path::Path;
 
@@ -18,6 +19,7 @@ pub struct SledMetaStore {
     checkpoints: sled::Tree,
     task_starts: sled::Tree,
     task_records: sled::Tree,
+    pop_states: sled::Tree,
 }
 
 impl SledMetaStore {
@@ -29,6 +31,7 @@ impl SledMetaStore {
             checkpoints: db.open_tree("checkpoints")?,
             task_starts: db.open_tree("task_starts")?,
             task_records: db.open_tree("task_records")?,
+            pop_states: db.open_tree("pop_states")?,
             db,
         })
     }
@@ -206,6 +209,37 @@ impl MetaStore for SledMetaStore {
             .map(|item| {
                 let (key, value) = item?;
                 Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    fn put_pop_state(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        state: &[u8],
+    ) -> Result<(), MetaError> {
+        let mut key = group_prefix(group, topic);
+        key.extend_from_slice(&partition.to_be_bytes());
+        self.pop_states.insert(key, state)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
+        let prefix = group_prefix(group, topic);
+        self.pop_states
+            .scan_prefix(&prefix)
+            .filter(|item| {
+                item.as_ref()
+                    .map_or(true, |(key, _)| key.len() == prefix.len() + 4)
+            })
+            .map(|item| {
+                let (key, value) = item?;
+                let partition =
+                    u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
+                Ok((partition, value.to_vec()))
             })
             .collect()
     }

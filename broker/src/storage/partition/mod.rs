@@ -468,7 +468,7 @@ impl Partition {
         self.shared.durable.send_modify(|_| {});
     }
 
-    pub(crate) fn subscribe_durable(&self) -> watch::Receiver<u64> {
+    pub fn subscribe_durable(&self) -> watch::Receiver<u64> {
         self.shared.durable.subscribe()
     }
 

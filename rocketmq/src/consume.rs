@@ -1,0 +1,222 @@
+//! The consuming RPCs of the access point (ReceiveMessage, AckMessage,
+//! ChangeInvisibleDuration) over the PoP state of `pop`: checking the request, long
+//! polling, and the answers. The state work runs on the blocking pool (reads, and a
+//! metadata flush before every answer that changed it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proto::rocketmq::v2 as pb;
+use proto::rocketmq::v2::Code;
+
+use crate::names::ClientMeta;
+use crate::pop::filter::Filter;
+use crate::pop::{Consumption, Receive, deliver};
+use crate::service::AccessPoint;
+use crate::status::{Refusal, ok};
+
+/// Invisibility when a receive names none (push consumers).
+const DEFAULT_INVISIBLE: Duration = Duration::from_secs(30);
+/// The longest invisibility a receive or a change may ask for.
+const MAX_INVISIBLE: Duration = Duration::from_secs(12 * 3600);
+/// Messages per receive at most.
+const MAX_BATCH: usize = 64;
+/// While long polling, expired invisibilities are looked for at least this often.
+const EXPIRY_LOOK: Duration = Duration::from_secs(1);
+
+fn duration_of(d: Option<&prost_types::Duration>) -> Option<Duration> {
+    d.and_then(|d| {
+        (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
+    })
+}
+
+fn invisible_of(asked: Option<&prost_types::Duration>, given: bool) -> Result<Duration, Refusal> {
+    let Some(invisible) = duration_of(asked) else {
+        if given || asked.is_some() {
+            return Err(Refusal::new(
+                Code::IllegalInvisibleTime,
+                "a negative invisible duration",
+            ));
+        }
+        return Ok(DEFAULT_INVISIBLE);
+    };
+    if invisible.is_zero() || invisible > MAX_INVISIBLE {
+        return Err(Refusal::new(
+            Code::IllegalInvisibleTime,
+            format!(
+                "invisible duration {invisible:?}: expected more than 0 and at most {MAX_INVISIBLE:?}"
+            ),
+        ));
+    }
+    Ok(invisible)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Refusal::new(
+            Code::InternalError,
+            format!("a consumer task failed: {e}"),
+        ))
+    })
+}
+
+impl AccessPoint {
+    /// The answers of a ReceiveMessage: a status, then the messages handed out.
+    pub(crate) async fn receive(
+        &self,
+        meta: &ClientMeta,
+        request: pb::ReceiveMessageRequest,
+    ) -> Vec<pb::ReceiveMessageResponse> {
+        let status = |s: pb::Status| pb::ReceiveMessageResponse {
+            content: Some(pb::receive_message_response::Content::Status(s)),
+        };
+        let queue = request.message_queue.clone().unwrap_or_default();
+        let topic_resource = queue.topic.clone().unwrap_or_default();
+        match self.take(meta, request).await {
+            Ok(deliveries) if deliveries.is_empty() => vec![status(
+                Refusal::new(Code::MessageNotFound, "no message to receive now").status(),
+            )],
+            Ok(deliveries) => std::iter::once(status(ok()))
+                .chain(deliveries.into_iter().map(|d| pb::ReceiveMessageResponse {
+                    content: Some(pb::receive_message_response::Content::Message(
+                        deliver::message(&topic_resource, d),
+                    )),
+                }))
+                .collect(),
+            Err(refusal) => vec![status(refusal.status())],
+        }
+    }
+
+    async fn take(
+        &self,
+        meta: &ClientMeta,
+        request: pb::ReceiveMessageRequest,
+    ) -> Result<Vec<deliver::Delivery>, Refusal> {
+        let group = meta.name_of(request.group.as_ref(), "consumer group")?;
+        broker::names::validate("group", &group).map_err(Refusal::from)?;
+        let queue = request.message_queue.unwrap_or_default();
+        let topic = meta.name_of(queue.topic.as_ref(), "topic")?;
+        let filter = Filter::parse(request.filter_expression.as_ref())?;
+        let invisible = invisible_of(request.invisible_duration.as_ref(), false)?;
+        let batch = match request.batch_size {
+            n if n <= 0 => self.limits.receive_batch.max(1) as usize,
+            n => (n as usize).min(MAX_BATCH),
+        };
+        let polling = duration_of(request.long_polling_timeout.as_ref())
+            .unwrap_or(Duration::ZERO)
+            .min(self.limits.long_polling);
+        let deadline = Instant::now() + polling;
+        let partitions: Vec<_> = {
+            let t = self.broker.topic(&topic)?;
+            t.partitions.clone()
+        };
+        let mut durable: Vec<_> = partitions.iter().map(|p| p.subscribe_durable()).collect();
+        let hint = u32::try_from(queue.id).ok();
+        loop {
+            let (consumption, group, topic, filter) = (
+                self.consumption.clone(),
+                group.clone(),
+                topic.clone(),
+                filter.clone(),
+            );
+            let taken = blocking(move || {
+                consumption.take(&Receive {
+                    group: &group,
+                    topic: &topic,
+                    filter: &filter,
+                    batch,
+                    invisible,
+                    hint,
+                })
+            })
+            .await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !taken.is_empty() || left.is_zero() {
+                return Ok(taken);
+            }
+            // Wait for new data in any partition, an invisibility to end, or the deadline.
+            let changes =
+                futures_util::future::select_all(durable.iter_mut().map(|d| Box::pin(d.changed())));
+            tokio::select! {
+                _ = changes => {}
+                () = tokio::time::sleep(left.min(EXPIRY_LOOK)) => {}
+                () = self.stop.cancelled() => return Ok(Vec::new()),
+            }
+        }
+    }
+
+    pub(crate) async fn ack(
+        &self,
+        meta: &ClientMeta,
+        request: pb::AckMessageRequest,
+    ) -> pb::AckMessageResponse {
+        let names = meta
+            .name_of(request.group.as_ref(), "consumer group")
+            .and_then(|g| Ok((g, meta.name_of(request.topic.as_ref(), "topic")?)));
+        let (group, topic) = match names {
+            Ok(names) => names,
+            Err(refusal) => {
+                return pb::AckMessageResponse {
+                    status: Some(refusal.status()),
+                    entries: Vec::new(),
+                };
+            }
+        };
+        let mut entries = Vec::with_capacity(request.entries.len());
+        let mut first_failure = None;
+        for entry in request.entries {
+            let (c, g, t, h) = (
+                self.consumption.clone(),
+                group.clone(),
+                topic.clone(),
+                entry.receipt_handle.clone(),
+            );
+            let status = match blocking(move || c.ack(&g, &t, &h)).await {
+                Ok(()) => ok(),
+                Err(refusal) => {
+                    let status = refusal.status();
+                    first_failure.get_or_insert_with(|| status.clone());
+                    status
+                }
+            };
+            entries.push(pb::AckMessageResultEntry {
+                message_id: entry.message_id,
+                receipt_handle: entry.receipt_handle,
+                status: Some(status),
+            });
+        }
+        pb::AckMessageResponse {
+            status: Some(first_failure.unwrap_or_else(ok)),
+            entries,
+        }
+    }
+
+    pub(crate) async fn change_invisible(
+        &self,
+        meta: &ClientMeta,
+        request: pb::ChangeInvisibleDurationRequest,
+    ) -> pb::ChangeInvisibleDurationResponse {
+        let result = async {
+            let group = meta.name_of(request.group.as_ref(), "consumer group")?;
+            let topic = meta.name_of(request.topic.as_ref(), "topic")?;
+            let invisible = invisible_of(request.invisible_duration.as_ref(), true)?;
+            let c: Arc<Consumption> = self.consumption.clone();
+            let handle = request.receipt_handle.clone();
+            blocking(move || c.change_invisible(&group, &topic, &handle, invisible)).await
+        }
+        .await;
+        match result {
+            Ok(receipt_handle) => pb::ChangeInvisibleDurationResponse {
+                status: Some(ok()),
+                receipt_handle,
+            },
+            Err(refusal) => pb::ChangeInvisibleDurationResponse {
+                status: Some(refusal.status()),
+                // The SDKs replace their handle with this one even on failure.
+                receipt_handle: request.receipt_handle,
+            },
+        }
+    }
+}
