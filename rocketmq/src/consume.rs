@@ -78,13 +78,23 @@ impl AccessPoint {
             Ok(deliveries) if deliveries.is_empty() => vec![status(
                 Refusal::new(Code::MessageNotFound, "no message to receive now").status(),
             )],
-            Ok(deliveries) => std::iter::once(status(ok()))
-                .chain(deliveries.into_iter().map(|d| pb::ReceiveMessageResponse {
-                    content: Some(pb::receive_message_response::Content::Message(
-                        deliver::message(&topic_resource, d),
+            // The status, when the messages were handed out (the SDKs measure delivery
+            // latency from it), then the messages.
+            Ok(deliveries) => [
+                status(ok()),
+                pb::ReceiveMessageResponse {
+                    content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
+                        deliver::timestamp(broker::record::now_ms()),
                     )),
-                }))
-                .collect(),
+                },
+            ]
+            .into_iter()
+            .chain(deliveries.into_iter().map(|d| pb::ReceiveMessageResponse {
+                content: Some(pb::receive_message_response::Content::Message(
+                    deliver::message(&topic_resource, d),
+                )),
+            }))
+            .collect(),
             Err(refusal) => vec![status(refusal.status())],
         }
     }
@@ -114,6 +124,7 @@ impl AccessPoint {
         };
         let mut durable: Vec<_> = partitions.iter().map(|p| p.subscribe_durable()).collect();
         let hint = u32::try_from(queue.id).ok();
+        let max_attempts = self.limits.max_attempts;
         loop {
             let (consumption, group, topic, filter) = (
                 self.consumption.clone(),
@@ -129,6 +140,7 @@ impl AccessPoint {
                     batch,
                     invisible,
                     hint,
+                    max_attempts,
                 })
             })
             .await?;

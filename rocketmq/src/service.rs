@@ -180,14 +180,11 @@ macro_rules! from_status {
 }
 
 from_status!(
-    pb::QueryAssignmentResponse,
-    pb::AckMessageResponse,
     pb::ForwardMessageToDeadLetterQueueResponse,
     pb::UpdateOffsetResponse,
     pb::GetOffsetResponse,
     pb::QueryOffsetResponse,
     pb::EndTransactionResponse,
-    pb::ChangeInvisibleDurationResponse,
     pb::RecallMessageResponse,
     pb::SyncLiteSubscriptionResponse,
 );
@@ -324,9 +321,32 @@ impl MessagingService for AccessPoint {
 
     async fn query_assignment(
         &self,
-        _request: Request<pb::QueryAssignmentRequest>,
+        request: Request<pb::QueryAssignmentRequest>,
     ) -> Answer<pb::QueryAssignmentResponse> {
-        not_served("QueryAssignment")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let request = request.into_inner();
+        // Every readable queue goes to every consumer of the group: PoP hands each message
+        // to one of them at a time, so no rebalancing is needed.
+        let route = pb::QueryRouteRequest {
+            topic: request.topic,
+            endpoints: request.endpoints,
+        };
+        let answer = match self.query_route(&meta, route) {
+            Ok(queues) => pb::QueryAssignmentResponse {
+                status: Some(ok()),
+                assignments: queues
+                    .into_iter()
+                    .map(|q| pb::Assignment {
+                        message_queue: Some(q),
+                    })
+                    .collect(),
+            },
+            Err(refusal) => pb::QueryAssignmentResponse {
+                status: Some(refusal.status()),
+                assignments: Vec::new(),
+            },
+        };
+        Ok(Response::new(answer))
     }
 
     async fn ack_message(

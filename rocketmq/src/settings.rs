@@ -15,6 +15,8 @@ pub struct Limits {
     /// How long a receive waits for messages at most.
     pub long_polling: Duration,
     pub receive_batch: i32,
+    /// Deliveries of a message before it is dead-lettered.
+    pub max_attempts: u32,
 }
 
 fn duration(d: Duration) -> prost_types::Duration {
@@ -40,7 +42,7 @@ pub fn answer(mut client: Settings, limits: Limits) -> Settings {
     }
     if client.backoff_policy.is_none() {
         client.backoff_policy = Some(RetryPolicy {
-            max_attempts: 16,
+            max_attempts: i32::try_from(limits.max_attempts).unwrap_or(i32::MAX),
             strategy: Some(Strategy::CustomizedBackoff(CustomizedBackoff {
                 next: [1, 5, 10, 30, 60]
                     .map(|s| duration(Duration::from_secs(s)))
@@ -60,6 +62,7 @@ mod tests {
         max_body: 4 << 20,
         long_polling: Duration::from_secs(20),
         receive_batch: 32,
+        max_attempts: 16,
     };
 
     #[test]

@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub replication: ReplicationSection,
     #[serde(default)]
     pub console: ConsoleSection,
+    #[serde(default)]
+    pub rocketmq: RocketMqSection,
     /// Every region of the deployment (`[[regions]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<topology::RegionSpec>,
@@ -112,6 +114,25 @@ impl ReplicationSection {
 pub struct ConsoleSection {
     pub admin_tokens: Vec<String>,
     pub read_tokens: Vec<String>,
+}
+
+/// The RocketMQ 5 access point's consumption settings (`[rocketmq]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RocketMqSection {
+    /// Deliveries of a message before it moves to the group's dead-letter topic.
+    pub max_attempts: u32,
+    /// The longest a receive waits for messages, in milliseconds.
+    pub long_polling_ms: u64,
+}
+
+impl Default for RocketMqSection {
+    fn default() -> Self {
+        RocketMqSection {
+            max_attempts: 16,
+            long_polling_ms: 20_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -251,6 +272,14 @@ impl NodeConfig {
             self.retention.check_interval_ms > 0,
             "[retention] check_interval_ms must be positive"
         );
+        anyhow::ensure!(
+            (1..=1000).contains(&self.rocketmq.max_attempts),
+            "[rocketmq] max_attempts must be between 1 and 1000"
+        );
+        anyhow::ensure!(
+            self.rocketmq.long_polling_ms <= 600_000,
+            "[rocketmq] long_polling_ms must be at most 600000 (10 minutes)"
+        );
         let r = &self.replication;
         let set = [&r.ca, &r.cert, &r.key]
             .iter()
@@ -329,6 +358,7 @@ impl NodeConfig {
             retention: RetentionSection::default(),
             replication: ReplicationSection::default(),
             console: ConsoleSection::default(),
+            rocketmq: RocketMqSection::default(),
             regions: Vec::new(),
             links: Vec::new(),
             residency: topology::ResidencySpec::default(),

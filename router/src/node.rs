@@ -218,8 +218,9 @@ impl Node {
             bound.rocketmq,
             rocketmq::Limits {
                 max_body: config.storage.max_record_bytes,
-                long_polling: Duration::from_secs(20),
+                long_polling: Duration::from_millis(config.rocketmq.long_polling_ms),
                 receive_batch: 32,
+                max_attempts: config.rocketmq.max_attempts,
             },
             grpc_stop.clone(),
         );

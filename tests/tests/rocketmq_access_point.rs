@@ -117,11 +117,14 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
     };
     let answers = receive_all(&mut client, receive(all.clone(), 30)).await;
     assert_eq!(answer_status(&answers[0]), pb::Code::Ok);
-    let pb::receive_message_response::Content::Message(message) =
-        answers[1].content.clone().unwrap()
-    else {
-        panic!("a message after the status")
-    };
+    assert!(
+        matches!(
+            answers[1].content,
+            Some(pb::receive_message_response::Content::DeliveryTimestamp(_))
+        ),
+        "when it was handed out, before the messages"
+    );
+    let message = messages(&answers).remove(0);
     assert_eq!(message.body, b"one");
     let system = message.system_properties.unwrap();
     assert_eq!((system.queue_id, system.queue_offset), (1, Some(0)));
@@ -182,17 +185,32 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
     assert_eq!(answer_status(&refused[0]), pb::Code::IllegalInvisibleTime);
 
     let assignment = client
-        .query_assignment(pb::QueryAssignmentRequest::default())
+        .query_assignment(pb::QueryAssignmentRequest {
+            topic: resource("orders"),
+            group: group.clone(),
+            endpoints: None,
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(code(&assignment.status), pb::Code::NotImplemented);
+    assert_eq!(code(&assignment.status), pb::Code::Ok);
+    assert_eq!(
+        assignment.assignments.len(),
+        2,
+        "every queue to every consumer"
+    );
+    let transaction = client
+        .end_transaction(pb::EndTransactionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&transaction.status), pb::Code::NotImplemented);
     assert!(
-        assignment
+        transaction
             .status
             .unwrap()
             .message
-            .contains("QueryAssignment")
+            .contains("EndTransaction")
     );
     let mut pull = client
         .pull_message(pb::PullMessageRequest::default())
@@ -229,4 +247,75 @@ fn answer_status(answer: &pb::ReceiveMessageResponse) -> pb::Code {
         }
         other => panic!("expected a status, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_never_acknowledged_moves_to_the_dead_letter_topic_after_the_last_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::node_config("eu", dir.path());
+    config.rocketmq.max_attempts = 2;
+    let node = support::start_with(config, dir).await;
+    node.client.create_topic("orders", 1, None).await.unwrap();
+    node.client
+        .produce(
+            "orders",
+            vec![support::record("poison")],
+            client::Partitioning::Partition(0),
+        )
+        .await
+        .unwrap();
+    let mut client =
+        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
+            .await
+            .unwrap();
+    let receive = pb::ReceiveMessageRequest {
+        group: resource("billing"),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource("orders"),
+            ..Default::default()
+        }),
+        batch_size: 1,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        // Long enough to see the invisibility end.
+        long_polling_timeout: Some(prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    for attempt in 1..=2 {
+        let answers = receive_all(&mut client, receive.clone()).await;
+        let m = messages(&answers).remove(0);
+        assert_eq!(m.system_properties.unwrap().delivery_attempt, Some(attempt));
+    }
+    let mut last = receive;
+    last.long_polling_timeout = Some(prost_types::Duration {
+        seconds: 3,
+        nanos: 0,
+    });
+    let answers = receive_all(&mut client, last).await;
+    assert_eq!(
+        answer_status(&answers[0]),
+        pb::Code::MessageNotFound,
+        "{answers:?}"
+    );
+    let dead = node
+        .client
+        .fetch_all("%DLQ%billing", client::earliest(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(support::bodies(&dead.records), ["poison"]);
+}
+
+fn messages(answers: &[pb::ReceiveMessageResponse]) -> Vec<pb::Message> {
+    answers
+        .iter()
+        .filter_map(|a| match &a.content {
+            Some(pb::receive_message_response::Content::Message(m)) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -184,3 +184,52 @@ async fn the_python_sdk_receives_filters_acknowledges_and_gets_unacknowledged_me
     let other = run_sdk("consumer.py", &args("audit")).await;
     assert_eq!(other["received"].as_array().unwrap().len(), tag_a);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::node_config("eu", dir.path());
+    // The push consumer's receives long-poll this long: short, so shutdown is quick.
+    config.rocketmq.long_polling_ms = 2_000;
+    let node = support::start_with(config, dir).await;
+    node.client.create_topic("events", 2, None).await.unwrap();
+    let count = 8;
+    let records: Vec<client::pb::Record> = (0..count)
+        .map(|i| client::pb::Record {
+            body: format!("event {i}").into_bytes(),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect();
+    node.client
+        .produce("events", records, client::Partitioning::RoundRobin)
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let result = run_sdk(
+        "push.py",
+        &[
+            endpoint,
+            "events".into(),
+            "workers".into(),
+            count.to_string(),
+        ],
+    )
+    .await;
+    let attempts = result["attempts"].as_object().unwrap();
+    assert_eq!(attempts.len(), count, "{result}");
+    for (index, seen) in attempts {
+        let seen: Vec<u64> = seen
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_u64().unwrap())
+            .collect();
+        let expected: &[u64] = if index.parse::<u64>().unwrap() % 4 == 0 {
+            &[1, 2]
+        } else {
+            &[1]
+        };
+        assert_eq!(seen, expected, "message {index}: {result}");
+    }
+}

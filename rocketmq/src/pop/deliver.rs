@@ -24,7 +24,8 @@ pub struct Delivery {
     pub invisible: Duration,
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
+/// Milliseconds since the epoch as the protocol's timestamp.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,

@@ -29,8 +29,6 @@ use state::PartitionState;
 
 /// Bytes read per sub-log per look for fresh messages.
 const READ_BYTES: usize = 1 << 20;
-/// Deliveries before a message is dead-lettered.
-pub const MAX_ATTEMPTS: u32 = 16;
 
 /// One group's state on one topic, by partition.
 #[derive(Default)]
@@ -50,6 +48,8 @@ pub struct Receive<'a> {
     pub invisible: Duration,
     /// The queue the client named: looked at first.
     pub hint: Option<u32>,
+    /// Deliveries before a message is dead-lettered.
+    pub max_attempts: u32,
 }
 
 /// The consumption state of every group of a region.
@@ -161,7 +161,7 @@ impl Consumption {
                     continue;
                 };
                 let attempt = flight.attempt + 1;
-                if attempt > MAX_ATTEMPTS {
+                if attempt > receive.max_attempts {
                     self.dead_letter(receive.group, record)?;
                     state.finish(&origin, offset);
                     continue;
