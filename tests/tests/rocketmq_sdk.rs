@@ -233,3 +233,61 @@ async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
         assert_eq!(seen, expected, "message {index}: {result}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_in_one_region_is_consumed_in_another_with_its_identity() {
+    let deployment = support::Deployment::new(&["eu", "us"]);
+    let task = support::task("orders", &["eu"], &["us"], "orders");
+    let nodes = deployment.start_mesh(&["eu", "us"], &[task]).await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client.create_topic("orders", 2, None).await.unwrap();
+    let count = 10;
+    let sent = run_sdk(
+        "producer.py",
+        &[
+            eu.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            count.to_string(),
+        ],
+    )
+    .await;
+    support::eventually("us holds every record of eu", || async {
+        (0..2)
+            .map(|p| support::held_end(&us.node, "orders", p, "eu"))
+            .sum::<u64>()
+            == count as u64
+    })
+    .await;
+
+    // In us, eu's queues are readable: a group there receives eu's messages under the ids
+    // the producer got.
+    let tag_a: Vec<&str> = sent["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["index"].as_u64().unwrap() % 2 == 0)
+        .map(|r| r["message_id"].as_str().unwrap())
+        .collect();
+    let consumed = run_sdk(
+        "consumer.py",
+        &[
+            us.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "TagA".into(),
+            tag_a.len().to_string(),
+        ],
+    )
+    .await;
+    let mut ids: Vec<&str> = consumed["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut expected = tag_a.clone();
+    expected.sort();
+    assert_eq!(ids, expected, "{consumed}");
+    assert_eq!(consumed["left"], 0);
+}
