@@ -11,6 +11,7 @@ pub struct ServeProcess {
     pub grpc: String,
     pub replication: String,
     pub console: String,
+    pub rocketmq: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
 }
@@ -74,6 +75,7 @@ pub fn spawn_with(
         grpc: String::new(),
         replication: String::new(),
         console: String::new(),
+        rocketmq: String::new(),
         data_dir: data_dir.to_path_buf(),
         log,
     };
@@ -81,6 +83,7 @@ pub fn spawn_with(
     process.grpc = bound.grpc.to_string();
     process.replication = bound.replication.to_string();
     process.console = bound.console.to_string();
+    process.rocketmq = bound.rocketmq.to_string();
     process
 }
 
