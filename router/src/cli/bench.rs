@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// Replication between two embedded regions on loopback: throughput, catch-up of a
     /// fresh target over a backlog, and end-to-end lag at a paced rate.
     Replicate(super::bench_replicate::ReplicateBench),
+    /// The RocketMQ 5 access point of an embedded region: send throughput beside the own
+    /// API and the disk's fsync, paced ack latency, and send-to-receipt latency.
+    Rocketmq(super::bench_rocketmq::RocketMqBench),
 }
 
 #[derive(clap::Args)]
@@ -58,6 +61,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Replicate(args) => super::bench_replicate::run(args).await,
+        BenchCommand::Rocketmq(args) => super::bench_rocketmq::run(args).await,
     }
 }
 

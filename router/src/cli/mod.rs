@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_replicate;
+mod bench_rocketmq;
 mod certs;
 mod consume;
 mod failover;
