@@ -176,29 +176,42 @@ impl AccessPoint {
                 };
             }
         };
-        let mut entries = Vec::with_capacity(request.entries.len());
-        let mut first_failure = None;
-        for entry in request.entries {
-            let (c, g, t, h) = (
-                self.consumption.clone(),
-                group.clone(),
-                topic.clone(),
-                entry.receipt_handle.clone(),
-            );
-            let status = match blocking(move || c.ack(&g, &t, &h)).await {
-                Ok(()) => ok(),
-                Err(refusal) => {
-                    let status = refusal.status();
-                    first_failure.get_or_insert_with(|| status.clone());
-                    status
-                }
-            };
-            entries.push(pb::AckMessageResultEntry {
-                message_id: entry.message_id,
-                receipt_handle: entry.receipt_handle,
-                status: Some(status),
+        let handles: Vec<String> = request
+            .entries
+            .iter()
+            .map(|e| e.receipt_handle.clone())
+            .collect();
+        let c = self.consumption.clone();
+        let results = tokio::task::spawn_blocking(move || c.ack(&group, &topic, &handles))
+            .await
+            .unwrap_or_else(|e| {
+                let refusal = Refusal::new(
+                    Code::InternalError,
+                    format!("an acknowledgement failed: {e}"),
+                );
+                vec![Err(refusal); request.entries.len()]
             });
-        }
+        let mut first_failure = None;
+        let entries = request
+            .entries
+            .into_iter()
+            .zip(results)
+            .map(|(entry, result)| {
+                let status = match result {
+                    Ok(()) => ok(),
+                    Err(refusal) => {
+                        let status = refusal.status();
+                        first_failure.get_or_insert_with(|| status.clone());
+                        status
+                    }
+                };
+                pb::AckMessageResultEntry {
+                    message_id: entry.message_id,
+                    receipt_handle: entry.receipt_handle,
+                    status: Some(status),
+                }
+            })
+            .collect();
         pb::AckMessageResponse {
             status: Some(first_failure.unwrap_or_else(ok)),
             entries,

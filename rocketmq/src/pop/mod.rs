@@ -229,17 +229,38 @@ impl Consumption {
         Ok(out)
     }
 
-    /// Acknowledges the message of `handle` for good.
-    pub fn ack(&self, group: &str, topic: &str, handle: &str) -> Result<(), Refusal> {
-        let handle =
-            Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
-        let state = self.group(group, topic)?;
+    /// Acknowledges the messages of `handles` for good, each answered on its own; the
+    /// state of every partition touched is stored once, before any answer.
+    pub fn ack(&self, group: &str, topic: &str, handles: &[String]) -> Vec<Result<(), Refusal>> {
+        let state = match self.group(group, topic) {
+            Ok(state) => state,
+            Err(refusal) => return handles.iter().map(|_| Err(refusal.clone())).collect(),
+        };
         let mut state = state.lock().expect("group state lock");
-        let partition = state.partitions.entry(handle.partition).or_default();
-        partition
-            .ack(&handle.origin, handle.offset, handle.nonce)
-            .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
-        self.persist(group, topic, handle.partition, partition)
+        let mut touched = std::collections::BTreeSet::new();
+        let mut results: Vec<Result<(), Refusal>> = handles
+            .iter()
+            .map(|text| {
+                let handle =
+                    Handle::parse(text).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
+                let partition = state.partitions.entry(handle.partition).or_default();
+                partition
+                    .ack(&handle.origin, handle.offset, handle.nonce)
+                    .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
+                touched.insert(handle.partition);
+                Ok(())
+            })
+            .collect();
+        for partition in touched {
+            let stored = self.persist(group, topic, partition, &state.partitions[&partition]);
+            if let Err(refusal) = stored {
+                // Not stored: not acknowledged (it comes back after its invisibility).
+                for result in results.iter_mut().filter(|r| r.is_ok()) {
+                    *result = Err(refusal.clone());
+                }
+            }
+        }
+        results
     }
 
     /// Makes the message of `handle` invisible for `invisible` from now; returns the new

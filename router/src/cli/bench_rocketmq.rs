@@ -250,12 +250,13 @@ async fn consume(
                 got += 1;
             }
         }
-        for entry in entries {
+        if !entries.is_empty() {
+            // One acknowledgement for the whole batch (the protocol takes many entries).
             client
                 .ack_message(pb::AckMessageRequest {
                     group: resource("bench"),
                     topic: resource(&topic),
-                    entries: vec![entry],
+                    entries,
                 })
                 .await?;
         }
