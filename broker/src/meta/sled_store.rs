@@ -46,6 +46,24 @@ fn group_prefix(group: &str, topic: &str) -> Vec<u8> {
     key
 }
 
+/// The entries of `tree` keyed `prefix` + a big-endian partition: `(partition, key, value)`.
+fn by_partition(
+    tree: &sled::Tree,
+    prefix: &[u8],
+) -> Result<Vec<(u32, sled::IVec, sled::IVec)>, MetaError> {
+    tree.scan_prefix(prefix)
+        .filter(|item| {
+            item.as_ref()
+                .map_or(true, |(key, _)| key.len() == prefix.len() + 4)
+        })
+        .map(|item| {
+            let (key, value) = item?;
+            let partition = u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
+            Ok((partition, key, value))
+        })
+        .collect()
+}
+
 fn task_prefix(task: &str) -> Vec<u8> {
     let mut key = task.as_bytes().to_vec();
     key.push(0);
@@ -110,19 +128,9 @@ impl MetaStore for SledMetaStore {
     }
 
     fn cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>, MetaError> {
-        let prefix = group_prefix(group, topic);
-        self.cursors
-            .scan_prefix(&prefix)
-            .filter(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.len() == prefix.len() + 4)
-            })
-            .map(|item| {
-                let (key, value) = item?;
-                let partition =
-                    u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
-                Ok((partition, decode(&key, &value)?))
-            })
+        by_partition(&self.cursors, &group_prefix(group, topic))?
+            .into_iter()
+            .map(|(partition, key, value)| Ok((partition, decode(&key, &value)?)))
             .collect()
     }
 
@@ -228,20 +236,10 @@ impl MetaStore for SledMetaStore {
     }
 
     fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
-        let prefix = group_prefix(group, topic);
-        self.pop_states
-            .scan_prefix(&prefix)
-            .filter(|item| {
-                item.as_ref()
-                    .map_or(true, |(key, _)| key.len() == prefix.len() + 4)
-            })
-            .map(|item| {
-                let (key, value) = item?;
-                let partition =
-                    u32::from_be_bytes(key[prefix.len()..].try_into().expect("4 bytes"));
-                Ok((partition, value.to_vec()))
-            })
-            .collect()
+        Ok(by_partition(&self.pop_states, &group_prefix(group, topic))?
+            .into_iter()
+            .map(|(partition, _, value)| (partition, value.to_vec()))
+            .collect())
     }
 
     fn flush(&self) -> Result<(), MetaError> {
