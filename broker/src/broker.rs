@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::batch::{Batch, PendingBatch, encoded_record_len};
 use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
-use crate::meta::{MetaStore, Retention, TopicConfig};
+use crate::meta::{MessageType, MetaStore, Retention, TopicConfig};
 use crate::names;
 use crate::record::{Record, RecordId, now_ms};
 use crate::storage::{
@@ -148,6 +148,17 @@ impl Broker {
         partitions: u32,
         retention: Option<Retention>,
     ) -> Result<TopicConfig> {
+        self.create_topic_of(name, partitions, retention, MessageType::Normal)
+    }
+
+    /// Creates a topic that carries `message_type` messages.
+    pub fn create_topic_of(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: Option<Retention>,
+        message_type: MessageType,
+    ) -> Result<TopicConfig> {
         names::validate("topic", name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(BrokerError::InvalidPartitionCount {
@@ -165,6 +176,7 @@ impl Broker {
             name: name.to_string(),
             partitions,
             retention: retention.unwrap_or(self.config.default_retention),
+            message_type,
             incarnation: crate::incarnation::new_incarnation(),
         };
         // Files left by a topic of that name whose delete did not finish are not this topic's.
@@ -429,10 +441,21 @@ impl Broker {
     /// The topic `name`, created with `partitions` (and default retention) when missing:
     /// replication's target topics. An existing topic keeps its settings.
     pub fn ensure_topic(&self, name: &str, partitions: u32) -> Result<TopicConfig> {
+        self.ensure_topic_of(name, partitions, MessageType::Normal)
+    }
+
+    /// Like [`Broker::ensure_topic`], creating a topic of `message_type` (a replication
+    /// target inherits its source's type).
+    pub fn ensure_topic_of(
+        &self,
+        name: &str,
+        partitions: u32,
+        message_type: MessageType,
+    ) -> Result<TopicConfig> {
         if let Ok(topic) = self.topic(name) {
             return Ok(topic.config.clone());
         }
-        match self.create_topic(name, partitions, None) {
+        match self.create_topic_of(name, partitions, None, message_type) {
             Err(BrokerError::TopicExists { .. }) => Ok(self.topic(name)?.config.clone()),
             other => other,
         }

@@ -28,6 +28,9 @@ pub enum BrokerError {
     /// Caller: a topic with no partitions or too many.
     #[error("invalid partition count {count}: must be between 1 and {max}")]
     InvalidPartitionCount { count: u32, max: u32 },
+    /// Caller: a message type that does not exist.
+    #[error("invalid message type \"{given}\": expected normal, fifo, delay or transaction")]
+    InvalidMessageType { given: String },
     /// Caller: a partition index out of range.
     #[error("topic '{topic}' has {partitions} partitions; partition {partition} does not exist")]
     UnknownPartition {
@@ -158,6 +161,7 @@ impl BrokerError {
             BrokerError::ReadOnly { .. } => ErrorCode::ReadOnly,
             BrokerError::InvalidName { .. } => ErrorCode::InvalidName,
             BrokerError::InvalidPartitionCount { .. } => ErrorCode::InvalidPartitionCount,
+            BrokerError::InvalidMessageType { .. } => ErrorCode::InvalidMessageType,
             BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
             BrokerError::RecordTooLarge { .. } => ErrorCode::RecordTooLarge,
             BrokerError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,

@@ -116,10 +116,23 @@ impl Client {
         partitions: u32,
         retention: Option<pb::RetentionPolicy>,
     ) -> Result<pb::TopicInfo> {
+        self.create_topic_of(name, partitions, retention, "normal")
+            .await
+    }
+
+    /// Creates a topic carrying `message_type` messages (normal, fifo, delay, transaction).
+    pub async fn create_topic_of(
+        &self,
+        name: &str,
+        partitions: u32,
+        retention: Option<pb::RetentionPolicy>,
+        message_type: &str,
+    ) -> Result<pb::TopicInfo> {
         let request = pb::CreateTopicRequest {
             name: name.to_string(),
             partitions,
             retention,
+            message_type: message_type.to_string(),
         };
         Ok(self.inner.clone().create_topic(request).await?.into_inner())
     }

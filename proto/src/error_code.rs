@@ -11,6 +11,7 @@ crate::stable_codes! {
         ReadOnly => "read-only",
         InvalidName => "invalid-name",
         InvalidPartitionCount => "invalid-partition-count",
+        InvalidMessageType => "invalid-message-type",
         UnknownPartition => "unknown-partition",
         RecordTooLarge => "record-too-large",
         InvalidTimestamp => "invalid-timestamp",

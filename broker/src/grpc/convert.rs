@@ -53,6 +53,7 @@ pub fn topic_to_pb(t: &TopicConfig) -> pb::TopicInfo {
             max_age_ms: t.retention.max_age_ms,
         }),
         incarnation: t.incarnation,
+        message_type: t.message_type.as_str().to_string(),
     }
 }
 

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use super::convert::*;
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::meta::MessageType;
 use crate::storage::PartitionReader;
 
 /// Bytes of batches read per fetch response when the client names no limit.
@@ -74,9 +75,14 @@ impl broker_server::Broker for BrokerService {
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicInfo>, Status> {
         let r = request.into_inner();
-        let topic =
-            self.broker
-                .create_topic(&r.name, r.partitions, r.retention.map(retention_from_pb))?;
+        let topic = self.broker.create_topic_of(
+            &r.name,
+            r.partitions,
+            r.retention.map(retention_from_pb),
+            MessageType::parse(&r.message_type).ok_or_else(|| BrokerError::InvalidMessageType {
+                given: r.message_type.clone(),
+            })?,
+        )?;
         Ok(Response::new(topic_to_pb(&topic)))
     }
 

@@ -13,6 +13,7 @@ pub fn to_status(error: BrokerError) -> Status {
         BrokerError::TopicExists { .. } => Code::AlreadyExists,
         BrokerError::InvalidName { .. }
         | BrokerError::InvalidPartitionCount { .. }
+        | BrokerError::InvalidMessageType { .. }
         | BrokerError::UnknownPartition { .. }
         | BrokerError::EmptyProduce { .. }
         | BrokerError::InvalidCursor { .. }

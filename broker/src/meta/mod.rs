@@ -41,10 +41,52 @@ pub struct TopicConfig {
     pub name: String,
     pub partitions: u32,
     pub retention: Retention,
+    /// What the topic carries (the RocketMQ access point refuses other kinds); replicated
+    /// targets inherit it.
+    #[serde(default)]
+    pub message_type: MessageType,
     /// Fixed when the topic is created (see `crate::incarnation`); 0 in metadata written
     /// before incarnations existed (the broker assigns one when it opens).
     #[serde(default)]
     pub incarnation: u64,
+}
+
+/// The kind of messages a topic carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    #[default]
+    Normal,
+    /// Ordered per message group.
+    Fifo,
+    Delay,
+    Transaction,
+}
+
+impl MessageType {
+    pub const ALL: [MessageType; 4] = [
+        MessageType::Normal,
+        MessageType::Fifo,
+        MessageType::Delay,
+        MessageType::Transaction,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Normal => "normal",
+            MessageType::Fifo => "fifo",
+            MessageType::Delay => "delay",
+            MessageType::Transaction => "transaction",
+        }
+    }
+
+    /// The type named `text`; empty is normal.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.is_empty() {
+            return Some(MessageType::Normal);
+        }
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
 }
 
 /// A replication task's position in one origin sub-log of a target topic: what it has
@@ -126,6 +168,7 @@ mod tests {
                 max_bytes: 10,
                 max_age_ms: 0,
             },
+            message_type: MessageType::Fifo,
             incarnation: 7,
         };
         store.put_topic(&topic).unwrap();

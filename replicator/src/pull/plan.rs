@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use crate::wire::message as msg;
 
+use broker::meta::MessageType;
+
 use crate::observe::SubLogKey;
 use crate::routing::{HopPath, Need, RouteView};
 use crate::tasks::Task;
@@ -38,6 +40,8 @@ pub(crate) struct Offer {
     pub source_topic: String,
     pub need: Need,
     pub partitions: u32,
+    /// The source topic's message type, which a target created here inherits.
+    pub message_type: MessageType,
     /// Path cost through the neighbour, its name and the task's index: lowest wins.
     pub rank: (u64, String, usize),
     pub start: u64,
@@ -50,11 +54,16 @@ pub(crate) struct Plan {
     /// Which offer each needed sub-log is pulled by.
     pub pulls: HashMap<SubLogKey, Offer>,
     /// Target topics a neighbour writes to, created here before their first record:
-    /// (task, topic, partitions).
-    pub topics: Vec<(Arc<Task>, String, u32)>,
+    /// (task, topic, partitions, message type).
+    pub topics: Vec<(Arc<Task>, String, u32, MessageType)>,
     /// Offers refused because another source topic already lands in the same target
     /// sub-log: (task, sub-log, what was wrong).
     pub collisions: Vec<(Arc<Task>, SubLogKey, String)>,
+}
+
+/// The message type an advertised topic carries (unknown: normal, as from an older peer).
+fn message_type_of(entry: &msg::TopicOffer) -> MessageType {
+    MessageType::parse(&entry.message_type).unwrap_or_default()
 }
 
 pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
@@ -74,7 +83,12 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                 if view.need(task, peer, me) == Some(Need::Store) {
                     let target = task.target_topic(&entry.topic);
                     if topics_seen.insert(target.clone()) {
-                        plan.topics.push((task.clone(), target, entry.partitions));
+                        plan.topics.push((
+                            task.clone(),
+                            target,
+                            entry.partitions,
+                            message_type_of(entry),
+                        ));
                     }
                 }
                 for s in &entry.sub_logs {
@@ -112,6 +126,7 @@ pub(crate) fn plan(inputs: &Inputs<'_>) -> Plan {
                         source_topic: entry.topic.clone(),
                         need,
                         partitions: entry.partitions,
+                        message_type: message_type_of(entry),
                         rank: (*cost, peer.to_string(), index),
                         start: s.start_offset,
                         end: s.end_offset,
@@ -154,6 +169,7 @@ mod tests {
             topics: vec![msg::TopicOffer {
                 topic: topic.into(),
                 partitions: 2,
+                message_type: "fifo".into(),
                 sub_logs: vec![msg::SubLogOffer {
                     partition: 1,
                     path: path.iter().map(|r| r.to_string()).collect(),
@@ -272,12 +288,16 @@ mod tests {
         empty.topics[0].sub_logs.clear();
         let plan = plan_in_c(&tasks, &[("a", empty)], &HashSet::new(), 8);
         assert!(plan.pulls.is_empty());
-        let topics: Vec<(&str, u32)> = plan
+        let topics: Vec<(&str, u32, MessageType)> = plan
             .topics
             .iter()
-            .map(|(_, t, n)| (t.as_str(), *n))
+            .map(|(_, t, n, m)| (t.as_str(), *n, *m))
             .collect();
-        assert_eq!(topics, [("copy.orders", 2)]);
+        assert_eq!(
+            topics,
+            [("copy.orders", 2, MessageType::Fifo)],
+            "the type is inherited"
+        );
     }
 
     #[test]

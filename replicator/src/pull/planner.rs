@@ -139,9 +139,12 @@ impl State {
     }
 
     fn apply(&mut self, node: &Arc<Node>, plan: Plan) {
-        for (task, topic, partitions) in &plan.topics {
+        for (task, topic, partitions, message_type) in &plan.topics {
             // Topics a neighbour writes to appear here before their first record.
-            if let Err(e) = node.broker.ensure_topic(topic, *partitions) {
+            if let Err(e) = node
+                .broker
+                .ensure_topic_of(topic, *partitions, *message_type)
+            {
                 tracing::warn!(task = task.name(), %topic, error = %e, "cannot create the target topic");
             }
         }
@@ -173,7 +176,10 @@ impl State {
                 continue;
             };
             if !self.pulls.contains_key(&key) {
-                let partitions = match node.broker.ensure_topic(&key.topic, offer.partitions) {
+                let created =
+                    node.broker
+                        .ensure_topic_of(&key.topic, offer.partitions, offer.message_type);
+                let partitions = match created {
                     Ok(config) => config.partitions,
                     Err(e) => {
                         tracing::warn!(task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");

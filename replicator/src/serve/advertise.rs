@@ -61,6 +61,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
                     topic: config.name.clone(),
                     partitions: config.partitions,
                     sub_logs,
+                    message_type: config.message_type.as_str().to_string(),
                 },
             );
         }
@@ -108,6 +109,7 @@ fn add_relayed(
                         topic: entry.topic.clone(),
                         partitions: entry.partitions,
                         sub_logs: Vec::new(),
+                        message_type: entry.message_type.clone(),
                     })
                     .sub_logs
                     .push(s);

@@ -423,6 +423,7 @@ mod tests {
                 topics: vec![TopicOffer {
                     topic: "orders".into(),
                     partitions: 4,
+                    message_type: "fifo".into(),
                     sub_logs: vec![SubLogOffer {
                         partition: 3,
                         origin: "eu".into(),

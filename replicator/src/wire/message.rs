@@ -30,6 +30,8 @@ pub struct TopicOffer {
     pub topic: String,
     pub partitions: u32,
     pub sub_logs: Vec<SubLogOffer>,
+    /// normal, fifo, delay or transaction (empty: normal).
+    pub message_type: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +173,7 @@ impl From<pb::Advertise> for Advertise {
                 .map(|t| TopicOffer {
                     topic: t.topic,
                     partitions: t.partitions,
+                    message_type: t.message_type,
                     sub_logs: t
                         .sub_logs
                         .into_iter()
@@ -199,6 +202,7 @@ impl From<Advertise> for pb::Advertise {
                 .map(|t| pb::TopicEntry {
                     topic: t.topic,
                     partitions: t.partitions,
+                    message_type: t.message_type,
                     sub_logs: t
                         .sub_logs
                         .into_iter()

@@ -18,6 +18,10 @@ pub enum TopicCommand {
         /// Retention by age, in milliseconds (0 = unlimited).
         #[arg(long)]
         retention_ms: Option<u64>,
+        /// What producers of the RocketMQ access point may send: normal, fifo, delay or
+        /// transaction.
+        #[arg(long, default_value = "normal")]
+        message_type: String,
         #[command(flatten)]
         broker: BrokerArg,
     },
@@ -47,6 +51,7 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             partitions,
             retention_bytes,
             retention_ms,
+            message_type,
             broker,
         } => {
             let retention = (retention_bytes.is_some() || retention_ms.is_some()).then(|| {
@@ -57,11 +62,11 @@ pub async fn run(command: TopicCommand) -> Result<()> {
             });
             let topic = connect(&broker)
                 .await?
-                .create_topic(&name, partitions, retention)
+                .create_topic_of(&name, partitions, retention, &message_type)
                 .await?;
             println!(
-                "created topic {} with {} partitions",
-                topic.name, topic.partitions
+                "created topic {} with {} partitions ({} messages)",
+                topic.name, topic.partitions, topic.message_type
             );
         }
         TopicCommand::List { broker } => {

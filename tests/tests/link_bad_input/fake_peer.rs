@@ -139,6 +139,7 @@ pub async fn serve_link(
         topics: vec![msg::TopicOffer {
             topic: TOPIC.into(),
             partitions: 1,
+            message_type: String::new(),
             sub_logs: vec![msg::SubLogOffer {
                 partition: 0,
                 origin: FAKE.into(),
