@@ -11,7 +11,8 @@ use proto::rocketmq::v2::Code;
 
 use crate::names::ClientMeta;
 use crate::pop::filter::Filter;
-use crate::pop::{Consumption, Receive, deliver};
+use crate::pop::{Consumption, Receive, Taken, deliver};
+use crate::route;
 use crate::service::AccessPoint;
 use crate::status::{Refusal, ok};
 
@@ -75,12 +76,12 @@ impl AccessPoint {
         let queue = request.message_queue.clone().unwrap_or_default();
         let topic_resource = queue.topic.clone().unwrap_or_default();
         match self.take(meta, request).await {
-            Ok(deliveries) if deliveries.is_empty() => vec![status(
+            Ok(taken) if taken.deliveries.is_empty() => vec![status(
                 Refusal::new(Code::MessageNotFound, "no message to receive now").status(),
             )],
             // The status, when the messages were handed out (the SDKs measure delivery
             // latency from it), then the messages.
-            Ok(deliveries) => [
+            Ok(taken) => [
                 status(ok()),
                 pb::ReceiveMessageResponse {
                     content: Some(pb::receive_message_response::Content::DeliveryTimestamp(
@@ -89,11 +90,20 @@ impl AccessPoint {
                 },
             ]
             .into_iter()
-            .chain(deliveries.into_iter().map(|d| pb::ReceiveMessageResponse {
-                content: Some(pb::receive_message_response::Content::Message(
-                    deliver::message(&topic_resource, d),
-                )),
-            }))
+            .chain(
+                taken
+                    .deliveries
+                    .into_iter()
+                    .map(|d| pb::ReceiveMessageResponse {
+                        content: Some(pb::receive_message_response::Content::Message(
+                            deliver::message(
+                                &topic_resource,
+                                route::wire_type(taken.message_type),
+                                d,
+                            ),
+                        )),
+                    }),
+            )
             .collect(),
             Err(refusal) => vec![status(refusal.status())],
         }
@@ -103,7 +113,7 @@ impl AccessPoint {
         &self,
         meta: &ClientMeta,
         request: pb::ReceiveMessageRequest,
-    ) -> Result<Vec<deliver::Delivery>, Refusal> {
+    ) -> Result<Taken, Refusal> {
         let group = meta.name_of(request.group.as_ref(), "consumer group")?;
         broker::names::validate("group", &group).map_err(Refusal::from)?;
         let queue = request.message_queue.unwrap_or_default();
@@ -145,7 +155,7 @@ impl AccessPoint {
             })
             .await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            if !taken.is_empty() || left.is_zero() {
+            if !taken.deliveries.is_empty() || left.is_zero() {
                 return Ok(taken);
             }
             // Wait for new data in any partition, an invisibility to end, or the deadline.
@@ -154,7 +164,12 @@ impl AccessPoint {
             tokio::select! {
                 _ = changes => {}
                 () = tokio::time::sleep(left.min(EXPIRY_LOOK)) => {}
-                () = self.stop.cancelled() => return Ok(Vec::new()),
+                () = self.stop.cancelled() => {
+                    return Ok(Taken {
+                        deliveries: Vec::new(),
+                        message_type: Default::default(),
+                    });
+                }
             }
         }
     }

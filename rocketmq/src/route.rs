@@ -7,14 +7,27 @@
 
 use proto::rocketmq::v2::{Broker, Endpoints, MessageQueue, MessageType, Permission, Resource};
 
+/// The protocol's name of a topic's message type.
+pub fn wire_type(message_type: broker::meta::MessageType) -> MessageType {
+    use broker::meta::MessageType as T;
+    match message_type {
+        T::Normal => MessageType::Normal,
+        T::Fifo => MessageType::Fifo,
+        T::Delay => MessageType::Delay,
+        T::Transaction => MessageType::Transaction,
+    }
+}
+
 /// The message queues of a topic with `partitions` partitions whose records come from
-/// `origins` (this region's own included or not), as reached at `endpoints`.
+/// `origins` (this region's own included or not), as reached at `endpoints`; the queues
+/// accept `accepts` messages.
 pub fn queues(
     topic: &Resource,
     region: &str,
     origins: &[String],
     partitions: u32,
     endpoints: &Endpoints,
+    accepts: MessageType,
 ) -> Vec<MessageQueue> {
     let mut brokers: Vec<&str> = vec![region];
     brokers.extend(origins.iter().map(String::as_str).filter(|o| *o != region));
@@ -35,7 +48,7 @@ pub fn queues(
                     id: 0,
                     endpoints: Some(endpoints.clone()),
                 }),
-                accept_message_types: vec![MessageType::Normal as i32],
+                accept_message_types: vec![accepts as i32],
             })
         })
         .collect()
@@ -60,7 +73,7 @@ mod tests {
             }],
         };
         let origins = vec!["us".to_string(), "eu".to_string()];
-        let queues = queues(&topic, "eu", &origins, 2, &endpoints);
+        let queues = queues(&topic, "eu", &origins, 2, &endpoints, MessageType::Normal);
         let seen: Vec<(String, i32, i32)> = queues
             .iter()
             .map(|q| {

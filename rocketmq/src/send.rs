@@ -10,6 +10,7 @@ use bytes::Bytes;
 use proto::rocketmq::v2::{Code, Encoding, Message, MessageType};
 
 use crate::status::Refusal;
+use broker::meta::MessageType as TopicType;
 
 /// Prefix of the properties the access point keeps for the protocol.
 pub const RESERVED: &str = "mq:";
@@ -18,6 +19,7 @@ pub const KEYS: &str = "mq:keys";
 pub const BORN_HOST: &str = "mq:born_host";
 pub const BORN_MS: &str = "mq:born_ms";
 pub const ENCODING: &str = "mq:body_encoding";
+pub const MESSAGE_GROUP: &str = "mq:message_group";
 
 /// One message to store: the record and the queue (partition) the producer chose.
 #[derive(Debug)]
@@ -27,12 +29,14 @@ pub struct Outgoing {
     pub message_id: String,
 }
 
-/// The record for `message`, sent to a topic of `partitions` queues whose bodies may be at
-/// most `max_body` bytes. `index` names the message in errors.
+/// The record for `message`, sent to a topic of `partitions` queues that carries
+/// `topic_type` messages whose bodies may be at most `max_body` bytes. `index` names the
+/// message in errors.
 pub fn record_of(
     message: Message,
     index: usize,
     partitions: u32,
+    topic_type: TopicType,
     max_body: usize,
 ) -> Result<Outgoing, Refusal> {
     let at = |what: String| format!("message {index}: {what}");
@@ -43,28 +47,56 @@ pub fn record_of(
             at("no message id (the SDK sets system_properties.message_id)".into()),
         ));
     }
-    match MessageType::try_from(system.message_type) {
-        Ok(MessageType::Normal | MessageType::Unspecified) => {}
-        Ok(other) => {
-            return Err(Refusal::new(
-                Code::MessagePropertyConflictWithType,
-                at(format!(
-                    "a {} message; this access point takes normal messages only so far",
-                    other.as_str_name()
-                )),
-            ));
-        }
+    let sent_type = match MessageType::try_from(system.message_type) {
+        Ok(MessageType::Unspecified) => MessageType::Normal,
+        Ok(t) => t,
         Err(_) => {
             return Err(Refusal::new(
                 Code::BadRequest,
                 at(format!("unknown message type {}", system.message_type)),
             ));
         }
-    }
-    if system.message_group.is_some() || system.delivery_timestamp.is_some() {
+    };
+    let expected = crate::route::wire_type(topic_type);
+    if sent_type != expected {
         return Err(Refusal::new(
             Code::MessagePropertyConflictWithType,
-            at("a message group or delivery time on a normal message".into()),
+            at(format!(
+                "a {} message to a topic of {} messages",
+                sent_type.as_str_name(),
+                expected.as_str_name()
+            )),
+        ));
+    }
+    if matches!(topic_type, TopicType::Delay | TopicType::Transaction) {
+        return Err(Refusal::new(
+            Code::Unsupported,
+            at(format!(
+                "{} messages are not served by this access point yet",
+                expected.as_str_name()
+            )),
+        ));
+    }
+    let group = system.message_group.clone().filter(|g| !g.is_empty());
+    match (topic_type, &group) {
+        (TopicType::Fifo, None) => {
+            return Err(Refusal::new(
+                Code::IllegalMessageGroup,
+                at("a FIFO message without a message group".into()),
+            ));
+        }
+        (TopicType::Normal, Some(_)) => {
+            return Err(Refusal::new(
+                Code::MessagePropertyConflictWithType,
+                at("a message group on a normal message".into()),
+            ));
+        }
+        _ => {}
+    }
+    if system.delivery_timestamp.is_some() {
+        return Err(Refusal::new(
+            Code::MessagePropertyConflictWithType,
+            at("a delivery time on a message to a topic that is not a delay topic".into()),
         ));
     }
     if message.body.is_empty() {
@@ -123,6 +155,9 @@ pub fn record_of(
         let ms = born.seconds * 1000 + i64::from(born.nanos) / 1_000_000;
         properties.insert(BORN_MS.into(), ms.to_string());
     }
+    if let Some(group) = group {
+        properties.insert(MESSAGE_GROUP.into(), group);
+    }
     if Encoding::try_from(system.body_encoding) == Ok(Encoding::Gzip) {
         properties.insert(ENCODING.into(), "GZIP".into());
     }
@@ -169,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_normal_message_keeps_everything_it_carries() {
-        let out = record_of(message(b"hello", 1), 0, 4, 1024).unwrap();
+        let out = record_of(message(b"hello", 1), 0, 4, TopicType::Normal, 1024).unwrap();
         assert_eq!(out.queue, 1);
         assert_eq!(out.message_id, "01ABC");
         let r = &out.record;
@@ -187,8 +222,30 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_topic_takes_fifo_messages_with_a_group_and_keeps_the_group() {
+        let mut fifo = message(b"x", 0);
+        let system = fifo.system_properties.as_mut().unwrap();
+        system.message_type = MessageType::Fifo as i32;
+        system.message_group = Some("order-7".into());
+        let out = record_of(fifo.clone(), 0, 4, TopicType::Fifo, 8).unwrap();
+        assert_eq!(out.record.properties[MESSAGE_GROUP], "order-7");
+        let refused = record_of(message(b"x", 0), 0, 4, TopicType::Fifo, 8).unwrap_err();
+        assert_eq!(refused.code, Code::MessagePropertyConflictWithType);
+        assert!(
+            refused
+                .message
+                .contains("a NORMAL message to a topic of FIFO messages")
+        );
+        fifo.system_properties.as_mut().unwrap().message_group = None;
+        let no_group = record_of(fifo, 0, 4, TopicType::Fifo, 8).unwrap_err();
+        assert_eq!(no_group.code, Code::IllegalMessageGroup);
+        let delay = record_of(message(b"x", 0), 0, 4, TopicType::Delay, 8).unwrap_err();
+        assert_eq!(delay.code, Code::MessagePropertyConflictWithType);
+    }
+
+    #[test]
     fn bad_messages_are_refused_with_the_code_and_what_was_wrong() {
-        let code = |m: Message| record_of(m, 3, 4, 8).unwrap_err();
+        let code = |m: Message| record_of(m, 3, 4, TopicType::Normal, 8).unwrap_err();
         let large = code(message(b"123456789", 0));
         assert_eq!(large.code, Code::MessageBodyTooLarge);
         assert!(large.message.starts_with("message 3:"), "{}", large.message);
@@ -202,6 +259,9 @@ mod tests {
         let mut fifo = message(b"x", 0);
         fifo.system_properties.as_mut().unwrap().message_type = MessageType::Fifo as i32;
         assert_eq!(code(fifo).code, Code::MessagePropertyConflictWithType);
+        let mut grouped = message(b"x", 0);
+        grouped.system_properties.as_mut().unwrap().message_group = Some("g".into());
+        assert_eq!(code(grouped).code, Code::MessagePropertyConflictWithType);
         let mut no_id = message(b"x", 0);
         no_id.system_properties.as_mut().unwrap().message_id.clear();
         assert_eq!(code(no_id).code, Code::IllegalMessageId);

@@ -101,6 +101,7 @@ impl AccessPoint {
             &origins,
             topic.config.partitions,
             &self.endpoints(request.endpoints),
+            route::wire_type(topic.config.message_type),
         ))
     }
 
@@ -133,6 +134,7 @@ impl AccessPoint {
                 message,
                 index,
                 partitions,
+                topic.config.message_type,
                 self.limits.max_body,
             )?);
         }
@@ -188,6 +190,19 @@ from_status!(
     pb::RecallMessageResponse,
     pb::SyncLiteSubscriptionResponse,
 );
+
+/// Whether a client's subscription names a FIFO topic.
+fn subscribes_fifo(broker: &Broker, meta: &ClientMeta, settings: &pb::Settings) -> bool {
+    let Some(pb::settings::PubSub::Subscription(subscription)) = &settings.pub_sub else {
+        return false;
+    };
+    subscription.subscriptions.iter().any(|entry| {
+        meta.name_of(entry.topic.as_ref(), "topic")
+            .ok()
+            .and_then(|name| broker.topic(&name).ok())
+            .is_some_and(|t| t.config.message_type == broker::meta::MessageType::Fifo)
+    })
+}
 
 /// A server stream of one status.
 fn status_stream<T: Send + 'static>(item: T) -> BoxStream<T> {
@@ -276,7 +291,7 @@ impl MessagingService for AccessPoint {
         let meta = ClientMeta::from_metadata(request.metadata());
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
-        let (limits, stop) = (self.limits, self.stop.clone());
+        let (limits, stop, broker) = (self.limits, self.stop.clone(), self.broker.clone());
         tokio::spawn(async move {
             loop {
                 let command = tokio::select! {
@@ -296,10 +311,11 @@ impl MessagingService for AccessPoint {
                     // Answers to server commands (none are sent yet) and anything else.
                     continue;
                 };
+                let fifo = subscribes_fifo(&broker, &meta, &settings);
                 let answer = pb::TelemetryCommand {
                     status: Some(ok()),
                     command: Some(pb::telemetry_command::Command::Settings(settings::answer(
-                        settings, limits,
+                        settings, limits, fifo,
                     ))),
                 };
                 if tx.send(Ok(answer)).await.is_err() {

@@ -26,8 +26,9 @@ fn duration(d: Duration) -> prost_types::Duration {
     }
 }
 
-/// The settings to answer `client` with.
-pub fn answer(mut client: Settings, limits: Limits) -> Settings {
+/// The settings to answer `client` with; `fifo`: a topic it subscribes to is a FIFO topic,
+/// so its group consumes each message group in order.
+pub fn answer(mut client: Settings, limits: Limits, fifo: bool) -> Settings {
     match client.pub_sub.as_mut() {
         Some(PubSub::Publishing(p)) => {
             p.max_body_size = i32::try_from(limits.max_body).unwrap_or(i32::MAX);
@@ -36,7 +37,7 @@ pub fn answer(mut client: Settings, limits: Limits) -> Settings {
         Some(PubSub::Subscription(s)) => {
             s.long_polling_timeout = Some(duration(limits.long_polling));
             s.receive_batch_size = Some(limits.receive_batch);
-            s.fifo.get_or_insert(false);
+            s.fifo = Some(fifo);
         }
         None => {}
     }
@@ -74,7 +75,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let Some(PubSub::Publishing(p)) = answer(client, LIMITS).pub_sub else {
+        let Some(PubSub::Publishing(p)) = answer(client, LIMITS, false).pub_sub else {
             panic!("publishing settings")
         };
         assert_eq!((p.max_body_size, p.validate_message_type), (4 << 20, true));
@@ -86,12 +87,12 @@ mod tests {
             pub_sub: Some(PubSub::Subscription(Subscription::default())),
             ..Default::default()
         };
-        let answered = answer(client, LIMITS);
+        let answered = answer(client, LIMITS, true);
         let Some(PubSub::Subscription(s)) = answered.pub_sub else {
             panic!("subscription settings")
         };
         assert_eq!(s.long_polling_timeout.unwrap().seconds, 20);
-        assert_eq!((s.receive_batch_size, s.fifo), (Some(32), Some(false)));
+        assert_eq!((s.receive_batch_size, s.fifo), (Some(32), Some(true)));
         assert!(answered.backoff_policy.is_some());
     }
 }

@@ -319,3 +319,102 @@ fn messages(answers: &[pb::ReceiveMessageResponse]) -> Vec<pb::Message> {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("ledger", 1, None, "fifo")
+        .await
+        .unwrap();
+    let mut client =
+        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
+            .await
+            .unwrap();
+    let route = client
+        .query_route(pb::QueryRouteRequest {
+            topic: resource("ledger"),
+            endpoints: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        route.message_queues[0].accept_message_types,
+        [pb::MessageType::Fifo as i32]
+    );
+    for (i, (body, group)) in [("a1", "g1"), ("b1", "g2"), ("a2", "g1")]
+        .iter()
+        .enumerate()
+    {
+        let message = pb::Message {
+            topic: resource("ledger"),
+            user_properties: Default::default(),
+            system_properties: Some(pb::SystemProperties {
+                message_id: format!("{i:034X}"),
+                message_type: pb::MessageType::Fifo as i32,
+                message_group: Some(group.to_string()),
+                ..Default::default()
+            }),
+            body: body.as_bytes().to_vec(),
+        };
+        let sent = client
+            .send_message(pb::SendMessageRequest {
+                messages: vec![message],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(code(&sent.status), pb::Code::Ok);
+    }
+    let receive = pb::ReceiveMessageRequest {
+        group: resource("posting"),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource("ledger"),
+            ..Default::default()
+        }),
+        batch_size: 10,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 60,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let bodies = |answers: &[pb::ReceiveMessageResponse]| -> Vec<String> {
+        messages(answers)
+            .into_iter()
+            .map(|m| String::from_utf8(m.body).unwrap())
+            .collect()
+    };
+    let first = receive_all(&mut client, receive.clone()).await;
+    assert_eq!(
+        bodies(&first),
+        ["a1", "b1"],
+        "one message per group at a time"
+    );
+    let a1 = messages(&first).remove(0).system_properties.unwrap();
+    assert_eq!(a1.message_group.as_deref(), Some("g1"));
+    assert_eq!(a1.message_type, pb::MessageType::Fifo as i32);
+    let waiting = receive_all(&mut client, receive.clone()).await;
+    assert_eq!(
+        answer_status(&waiting[0]),
+        pb::Code::MessageNotFound,
+        "a2 waits for a1"
+    );
+    let acked = client
+        .ack_message(pb::AckMessageRequest {
+            group: resource("posting"),
+            topic: resource("ledger"),
+            entries: vec![pb::AckMessageEntry {
+                message_id: a1.message_id,
+                receipt_handle: a1.receipt_handle.unwrap(),
+                lite_topic: None,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&acked.status), pb::Code::Ok);
+    let next = receive_all(&mut client, receive).await;
+    assert_eq!(bodies(&next), ["a2"]);
+}

@@ -291,3 +291,40 @@ async fn a_message_sent_in_one_region_is_consumed_in_another_with_its_identity()
     assert_eq!(ids, expected, "{consumed}");
     assert_eq!(consumed["left"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_sends_fifo_messages_and_each_group_is_received_in_order() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("ledger", 2, None, "fifo")
+        .await
+        .unwrap();
+    let per_group = 5;
+    let result = run_sdk(
+        "fifo.py",
+        &[
+            node.node.bound.rocketmq.to_string(),
+            "ledger".into(),
+            "posting".into(),
+            per_group.to_string(),
+        ],
+    )
+    .await;
+    let received = result["received"].as_array().unwrap();
+    assert_eq!(received.len(), 2 * per_group, "{result}");
+    for group in ["g1", "g2"] {
+        let order: Vec<u64> = received
+            .iter()
+            .filter(|r| r[0] == group)
+            .map(|r| {
+                assert_eq!(r[2], group, "the message group travels with the message");
+                r[1].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            (0..per_group as u64).collect::<Vec<_>>(),
+            "{group}: {result}"
+        );
+    }
+}

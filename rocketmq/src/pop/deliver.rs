@@ -10,7 +10,7 @@ use proto::rocketmq::v2::{
     Digest, DigestType, Encoding, Message, MessageType, Resource, SystemProperties,
 };
 
-use crate::send::{BORN_HOST, BORN_MS, ENCODING, KEYS, MESSAGE_ID, RESERVED};
+use crate::send::{BORN_HOST, BORN_MS, ENCODING, KEYS, MESSAGE_GROUP, MESSAGE_ID, RESERVED};
 
 /// One message handed out.
 #[derive(Clone, Debug)]
@@ -32,8 +32,9 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     }
 }
 
-/// The message for `delivery` of topic `topic` (as the client named it).
-pub fn message(topic: &Resource, delivery: Delivery) -> Message {
+/// The message for `delivery` of topic `topic` (as the client named it), a topic of
+/// `message_type` messages.
+pub fn message(topic: &Resource, message_type: MessageType, delivery: Delivery) -> Message {
     let record = delivery.record;
     let property = |key: &str| record.properties.get(key).cloned();
     let message_id = property(MESSAGE_ID)
@@ -72,7 +73,8 @@ pub fn message(topic: &Resource, delivery: Delivery) -> Message {
                 checksum: format!("{:08X}", crc32fast::hash(&record.body)),
             }),
             body_encoding: encoding as i32,
-            message_type: MessageType::Normal as i32,
+            message_type: message_type as i32,
+            message_group: property(MESSAGE_GROUP),
             born_timestamp: Some(timestamp(born_ms)),
             born_host: property(BORN_HOST).unwrap_or_default(),
             store_timestamp: Some(timestamp(record.timestamp_ms)),
@@ -116,6 +118,7 @@ mod tests {
         };
         let m = message(
             &topic,
+            MessageType::Normal,
             Delivery {
                 partition: 2,
                 origin: "eu".into(),

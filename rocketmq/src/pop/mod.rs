@@ -52,6 +52,12 @@ pub struct Receive<'a> {
     pub max_attempts: u32,
 }
 
+/// What a receive handed out, and the type of messages of the topic.
+pub struct Taken {
+    pub deliveries: Vec<Delivery>,
+    pub message_type: broker::meta::MessageType,
+}
+
 /// The consumption state of every group of a region.
 pub struct Consumption {
     broker: Arc<Broker>,
@@ -131,9 +137,11 @@ impl Consumption {
     }
 
     /// Hands out up to `batch` messages now (blocking: reads and a metadata flush).
-    pub fn take(&self, receive: &Receive<'_>) -> Result<Vec<Delivery>, Refusal> {
+    pub fn take(&self, receive: &Receive<'_>) -> Result<Taken, Refusal> {
         let topic = self.broker.topic(receive.topic).map_err(storage)?;
         let count = topic.config.partitions;
+        let message_type = topic.config.message_type;
+        let fifo = message_type == broker::meta::MessageType::Fifo;
         let group = self.group(receive.group, receive.topic)?;
         let mut group = group.lock().expect("group state lock");
         let now = now_ms();
@@ -167,7 +175,8 @@ impl Consumption {
                     continue;
                 }
                 let nonce = self.next_nonce();
-                state.hand_out(&origin, offset, visible_at, attempt, nonce);
+                let group = flight.group.clone();
+                state.hand_out_in(&origin, offset, visible_at, attempt, nonce, group);
                 out.push(delivery(
                     partition,
                     &origin,
@@ -188,6 +197,12 @@ impl Consumption {
                 if front >= sub_log.durable_end {
                     continue;
                 }
+                // FIFO: a message group with a message in flight waits for it.
+                let mut busy = if fifo {
+                    state.busy_groups(&origin)
+                } else {
+                    Default::default()
+                };
                 let mut reader = SubLogReader::new(p.clone(), &origin, front);
                 let batches = reader.read(READ_BYTES).map_err(storage)?;
                 let mut first = true;
@@ -208,8 +223,17 @@ impl Consumption {
                             state.finish(&origin, offset);
                             continue;
                         }
+                        let group = fifo
+                            .then(|| record.properties.get(crate::send::MESSAGE_GROUP).cloned())
+                            .flatten();
+                        if let Some(g) = &group
+                            && !busy.insert(g.clone())
+                        {
+                            // An earlier message of its group is in flight.
+                            continue;
+                        }
                         let nonce = self.next_nonce();
-                        state.hand_out(&origin, offset, visible_at, 1, nonce);
+                        state.hand_out_in(&origin, offset, visible_at, 1, nonce, group);
                         out.push(delivery(
                             partition,
                             &origin,
@@ -226,7 +250,10 @@ impl Consumption {
                 self.persist(receive.group, receive.topic, partition, state)?;
             }
         }
-        Ok(out)
+        Ok(Taken {
+            deliveries: out,
+            message_type,
+        })
     }
 
     /// Acknowledges the messages of `handles` for good, each answered on its own; the

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 /// One handed-out message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InFlight {
     /// When it becomes visible again (ms since the epoch).
     pub visible_at_ms: i64,
@@ -22,6 +22,9 @@ pub struct InFlight {
     pub attempt: u32,
     /// Matches the receipt handle given out last; an older handle is invalid.
     pub nonce: u64,
+    /// The message group of a FIFO topic's message: later messages of the group wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,7 +66,7 @@ impl PartitionState {
             in_flight: self
                 .in_flight
                 .iter()
-                .map(|((o, off), f)| (o.clone(), *off, *f))
+                .map(|((o, off), f)| (o.clone(), *off, f.clone()))
                 .collect(),
         };
         serde_json::to_vec(&stored).expect("a PoP state encodes")
@@ -102,7 +105,7 @@ impl PartitionState {
             .in_flight
             .iter()
             .filter(|(_, f)| f.visible_at_ms <= now_ms)
-            .map(|(k, f)| (k.clone(), *f))
+            .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
         expired.sort_by_key(|(_, f)| f.visible_at_ms);
         expired
@@ -117,14 +120,37 @@ impl PartitionState {
         attempt: u32,
         nonce: u64,
     ) {
+        self.hand_out_in(origin, offset, visible_at_ms, attempt, nonce, None);
+    }
+
+    /// Like [`PartitionState::hand_out`], for a message of FIFO message group `group`.
+    pub fn hand_out_in(
+        &mut self,
+        origin: &str,
+        offset: u64,
+        visible_at_ms: i64,
+        attempt: u32,
+        nonce: u64,
+        group: Option<String>,
+    ) {
         self.in_flight.insert(
             (origin.to_string(), offset),
             InFlight {
                 visible_at_ms,
                 attempt,
                 nonce,
+                group,
             },
         );
+    }
+
+    /// The message groups of `origin` with a message in flight: their later messages wait.
+    pub fn busy_groups(&self, origin: &str) -> std::collections::HashSet<String> {
+        self.in_flight
+            .iter()
+            .filter(|((o, _), _)| o == origin)
+            .filter_map(|(_, f)| f.group.clone())
+            .collect()
     }
 
     fn in_flight_with(
@@ -146,7 +172,7 @@ impl PartitionState {
                 offset,
             });
         }
-        Ok(*flight)
+        Ok(flight.clone())
     }
 
     /// Acknowledges an in-flight message whose handle carries `nonce`: done for good.
@@ -167,10 +193,11 @@ impl PartitionState {
         visible_at_ms: i64,
         new_nonce: u64,
     ) -> Result<InFlight, HandleError> {
-        let mut flight = self.in_flight_with(origin, offset, nonce)?;
+        let mut flight = self.in_flight_with(origin, offset, nonce)?.clone();
         flight.visible_at_ms = visible_at_ms;
         flight.nonce = new_nonce;
-        self.in_flight.insert((origin.to_string(), offset), flight);
+        self.in_flight
+            .insert((origin.to_string(), offset), flight.clone());
         Ok(flight)
     }
 
@@ -247,6 +274,19 @@ mod tests {
             s.ack("eu", 5, 8),
             Err(HandleError::NotInFlight { .. })
         ));
+    }
+
+    #[test]
+    fn a_message_group_in_flight_is_busy() {
+        let mut s = PartitionState::default();
+        s.hand_out_in("eu", 1, 100, 1, 1, Some("g1".into()));
+        s.hand_out("eu", 2, 100, 1, 2);
+        s.hand_out_in("us", 0, 100, 1, 3, Some("g2".into()));
+        assert_eq!(s.busy_groups("eu"), ["g1".to_string()].into());
+        s.ack("eu", 1, 1).unwrap();
+        assert!(s.busy_groups("eu").is_empty());
+        let bytes = s.to_bytes();
+        assert_eq!(PartitionState::from_bytes(&bytes).unwrap(), s);
     }
 
     #[test]
