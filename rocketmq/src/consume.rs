@@ -233,6 +233,18 @@ impl AccessPoint {
         }
     }
 
+    pub(crate) async fn forward(
+        &self,
+        meta: &ClientMeta,
+        request: pb::ForwardMessageToDeadLetterQueueRequest,
+    ) -> Result<(), Refusal> {
+        let group = meta.name_of(request.group.as_ref(), "consumer group")?;
+        let topic = meta.name_of(request.topic.as_ref(), "topic")?;
+        let c = self.consumption.clone();
+        let handle = request.receipt_handle;
+        blocking(move || c.forward_to_dead_letters(&group, &topic, &handle)).await
+    }
+
     pub(crate) async fn change_invisible(
         &self,
         meta: &ClientMeta,

@@ -182,7 +182,6 @@ macro_rules! from_status {
 }
 
 from_status!(
-    pb::ForwardMessageToDeadLetterQueueResponse,
     pb::UpdateOffsetResponse,
     pb::GetOffsetResponse,
     pb::QueryOffsetResponse,
@@ -375,9 +374,16 @@ impl MessagingService for AccessPoint {
 
     async fn forward_message_to_dead_letter_queue(
         &self,
-        _request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
+        request: Request<pb::ForwardMessageToDeadLetterQueueRequest>,
     ) -> Answer<pb::ForwardMessageToDeadLetterQueueResponse> {
-        not_served("ForwardMessageToDeadLetterQueue")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let status = match self.forward(&meta, request.into_inner()).await {
+            Ok(()) => ok(),
+            Err(refusal) => refusal.status(),
+        };
+        Ok(Response::new(pb::ForwardMessageToDeadLetterQueueResponse {
+            status: Some(status),
+        }))
     }
 
     async fn update_offset(

@@ -418,3 +418,77 @@ async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
     let next = receive_all(&mut client, receive).await;
     assert_eq!(bodies(&next), ["a2"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_forwards_a_message_to_the_dead_letter_topic() {
+    let node = support::start("eu").await;
+    node.client.create_topic("orders", 1, None).await.unwrap();
+    node.client
+        .produce(
+            "orders",
+            vec![support::record("hopeless")],
+            client::Partitioning::Partition(0),
+        )
+        .await
+        .unwrap();
+    let mut client =
+        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
+            .await
+            .unwrap();
+    let receive = pb::ReceiveMessageRequest {
+        group: resource("billing"),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource("orders"),
+            ..Default::default()
+        }),
+        batch_size: 1,
+        invisible_duration: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let answers = receive_all(&mut client, receive.clone()).await;
+    let handle = messages(&answers)
+        .remove(0)
+        .system_properties
+        .unwrap()
+        .receipt_handle
+        .unwrap();
+    let forward = |handle: &str| pb::ForwardMessageToDeadLetterQueueRequest {
+        group: resource("billing"),
+        topic: resource("orders"),
+        receipt_handle: handle.into(),
+        ..Default::default()
+    };
+    let forwarded = client
+        .forward_message_to_dead_letter_queue(forward(&handle))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&forwarded.status), pb::Code::Ok);
+    let again = client
+        .forward_message_to_dead_letter_queue(forward(&handle))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        code(&again.status),
+        pb::Code::InvalidReceiptHandle,
+        "done already"
+    );
+    let dead = node
+        .client
+        .fetch_all("%DLQ%billing", client::earliest(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(support::bodies(&dead.records), ["hopeless"]);
+    // The group is done with it: it does not come back after its invisibility.
+    let mut later = receive;
+    later.long_polling_timeout = Some(prost_types::Duration {
+        seconds: 2,
+        nanos: 0,
+    });
+    let answers = receive_all(&mut client, later).await;
+    assert_eq!(answer_status(&answers[0]), pb::Code::MessageNotFound);
+}

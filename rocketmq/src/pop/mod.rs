@@ -318,6 +318,42 @@ impl Consumption {
         Ok(Handle { nonce, ..handle }.encode())
     }
 
+    /// Moves the in-flight message of `handle` to the group's dead-letter topic now (a
+    /// client that gave up on it, as FIFO push consumers do after their last attempt).
+    pub fn forward_to_dead_letters(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: &str,
+    ) -> Result<(), Refusal> {
+        let handle =
+            Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
+        let state = self.group(group, topic)?;
+        let mut state = state.lock().expect("group state lock");
+        let partition = state.partitions.entry(handle.partition).or_default();
+        let flight = partition
+            .in_flight
+            .get(&(handle.origin.clone(), handle.offset))
+            .filter(|f| f.nonce == handle.nonce)
+            .cloned();
+        if flight.is_none() {
+            // The same check an acknowledgement makes, for its error.
+            let mut probe = partition.clone();
+            probe
+                .ack(&handle.origin, handle.offset, handle.nonce)
+                .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
+        }
+        let p = self
+            .broker
+            .partition(topic, handle.partition)
+            .map_err(storage)?;
+        if let Some(record) = read_one(&p, &handle.origin, handle.offset)? {
+            self.dead_letter(group, record)?;
+        }
+        partition.finish(&handle.origin, handle.offset);
+        self.persist(group, topic, handle.partition, partition)
+    }
+
     /// Stores `record` in the group's dead-letter topic, which is an ordinary topic.
     fn dead_letter(&self, group: &str, record: Record) -> Result<(), Refusal> {
         let topic = dead_letter_topic(group);
