@@ -25,6 +25,24 @@ const MAX_BATCH: usize = 64;
 /// While long polling, expired invisibilities are looked for at least this often.
 const EXPIRY_LOOK: Duration = Duration::from_secs(1);
 
+/// The longest group name: its dead-letter topic `%DLQ%<group>` must be a valid name.
+const MAX_GROUP_LEN: usize = broker::names::MAX_NAME_LEN - "%DLQ%".len();
+
+fn check_group(group: &str) -> Result<(), Refusal> {
+    broker::names::validate("group", group)
+        .map_err(|e| Refusal::new(Code::IllegalConsumerGroup, e.to_string()))?;
+    if group.len() > MAX_GROUP_LEN {
+        return Err(Refusal::new(
+            Code::IllegalConsumerGroup,
+            format!(
+                "group name of {} bytes: at most {MAX_GROUP_LEN}, so that its dead-letter topic's name fits",
+                group.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn duration_of(d: Option<&prost_types::Duration>) -> Option<Duration> {
     d.and_then(|d| {
         (d.seconds >= 0 && d.nanos >= 0).then(|| Duration::new(d.seconds as u64, d.nanos as u32))
@@ -33,10 +51,16 @@ fn duration_of(d: Option<&prost_types::Duration>) -> Option<Duration> {
 
 fn invisible_of(asked: Option<&prost_types::Duration>, given: bool) -> Result<Duration, Refusal> {
     let Some(invisible) = duration_of(asked) else {
-        if given || asked.is_some() {
+        if asked.is_some() {
             return Err(Refusal::new(
                 Code::IllegalInvisibleTime,
                 "a negative invisible duration",
+            ));
+        }
+        if given {
+            return Err(Refusal::new(
+                Code::IllegalInvisibleTime,
+                "no invisible duration: the request must say how long",
             ));
         }
         return Ok(DEFAULT_INVISIBLE);
@@ -115,7 +139,7 @@ impl AccessPoint {
         request: pb::ReceiveMessageRequest,
     ) -> Result<Taken, Refusal> {
         let group = meta.name_of(request.group.as_ref(), "consumer group")?;
-        broker::names::validate("group", &group).map_err(Refusal::from)?;
+        check_group(&group)?;
         let queue = request.message_queue.unwrap_or_default();
         let topic = meta.name_of(queue.topic.as_ref(), "topic")?;
         let filter = Filter::parse(request.filter_expression.as_ref())?;

@@ -31,6 +31,10 @@ impl MetaStore for MemoryMetaStore {
             .lock()
             .expect("lock")
             .retain(|(_, topic, _), _| topic != name);
+        self.pop_states
+            .lock()
+            .expect("lock")
+            .retain(|(_, topic, _), _| topic != name);
         Ok(())
     }
 

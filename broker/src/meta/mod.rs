@@ -110,7 +110,7 @@ pub struct TaskCheckpoint {
 
 pub trait MetaStore: Send + Sync + 'static {
     fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError>;
-    /// Removes the topic and every group cursor of it.
+    /// Removes the topic, every group cursor of it and every PoP state of it.
     fn delete_topic(&self, name: &str) -> Result<(), MetaError>;
     fn topics(&self) -> Result<Vec<TopicConfig>, MetaError>;
     fn put_cursor(
@@ -199,6 +199,9 @@ mod tests {
             store.pop_states("g", "orders").unwrap(),
             vec![(3, b"three again".to_vec())]
         );
+        store.delete_topic("orders-x").unwrap();
+        assert!(store.pop_states("g", "orders-x").unwrap().is_empty());
+        assert_eq!(store.pop_states("g", "orders").unwrap().len(), 1);
         assert_eq!(
             store.cursors("g", "orders").unwrap(),
             vec![(0, Cursor::default()), (2, cursor.clone())]

@@ -95,10 +95,12 @@ impl MetaStore for SledMetaStore {
             s.push(0);
             s
         };
-        for item in self.cursors.iter() {
-            let (key, _) = item?;
-            if key.len() >= suffix.len() + 4 && key[..key.len() - 4].ends_with(&suffix) {
-                self.cursors.remove(key)?;
+        for tree in [&self.cursors, &self.pop_states] {
+            for item in tree.iter() {
+                let (key, _) = item?;
+                if key.len() >= suffix.len() + 4 && key[..key.len() - 4].ends_with(&suffix) {
+                    tree.remove(key)?;
+                }
             }
         }
         Ok(())

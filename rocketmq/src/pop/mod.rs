@@ -27,14 +27,23 @@ use filter::Filter;
 use handle::Handle;
 use state::PartitionState;
 
-/// Bytes read per sub-log per look for fresh messages.
+/// Bytes read at a time when looking for fresh messages.
 const READ_BYTES: usize = 1 << 20;
+/// Bytes of a sub-log one look reads at most, past messages in flight or acknowledged out
+/// of order: fresh messages further on wait until the oldest unacknowledged ones are done.
+const MAX_READ_PER_LOOK: usize = 64 << 20;
 
 /// One group's state on one topic, by partition.
 #[derive(Default)]
 struct GroupTopic {
+    /// The topic's incarnation this state is of: a topic deleted and created again starts
+    /// with a fresh state (the stored one was removed with the topic).
+    incarnation: u64,
     partitions: BTreeMap<u32, PartitionState>,
 }
+
+/// How long a message whose move to the dead-letter topic failed waits for the next try.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(30);
 
 /// `(group, topic)`.
 type GroupKey = (String, String);
@@ -85,8 +94,8 @@ impl Consumption {
         Consumption {
             broker,
             groups: Mutex::new(HashMap::new()),
-            // Nonces differ across restarts: handles from before a restart are stale.
-            nonce: AtomicU64::new(u64::from(rand_seed())),
+            // A random start: nonces of two runs do not meet.
+            nonce: AtomicU64::new(rand::random::<u64>() >> 1),
         }
     }
 
@@ -97,10 +106,21 @@ impl Consumption {
     /// The group's state on `topic`, loaded from the metadata at first use.
     fn group(&self, group: &str, topic: &str) -> Result<Arc<Mutex<GroupTopic>>, Refusal> {
         let key = (group.to_string(), topic.to_string());
-        if let Some(g) = self.groups.lock().expect("groups lock").get(&key) {
+        let incarnation = self
+            .broker
+            .topic(topic)
+            .map_err(storage)?
+            .config
+            .incarnation;
+        if let Some(g) = self.groups.lock().expect("groups lock").get(&key)
+            && g.lock().expect("group state lock").incarnation == incarnation
+        {
             return Ok(g.clone());
         }
-        let mut loaded = GroupTopic::default();
+        let mut loaded = GroupTopic {
+            incarnation,
+            ..GroupTopic::default()
+        };
         for (partition, bytes) in self
             .broker
             .meta()
@@ -116,10 +136,16 @@ impl Consumption {
             loaded.partitions.insert(partition, state);
         }
         let mut groups = self.groups.lock().expect("groups lock");
-        Ok(groups
+        let entry = groups
             .entry(key)
-            .or_insert_with(|| Arc::new(Mutex::new(loaded)))
-            .clone())
+            .or_insert_with(|| Arc::new(Mutex::new(GroupTopic::default())));
+        {
+            let mut current = entry.lock().expect("group state lock");
+            if current.incarnation != incarnation {
+                *current = loaded;
+            }
+        }
+        Ok(entry.clone())
     }
 
     fn persist(
@@ -170,8 +196,22 @@ impl Consumption {
                 };
                 let attempt = flight.attempt + 1;
                 if attempt > receive.max_attempts {
-                    self.dead_letter(receive.group, record)?;
-                    state.finish(&origin, offset);
+                    match self.dead_letter(receive.group, record) {
+                        Ok(()) => state.finish(&origin, offset),
+                        Err(refusal) => {
+                            // The group goes on; this message is tried again later.
+                            tracing::error!(group = receive.group, topic = receive.topic, partition, %origin, offset, %refusal, "moving a message to the dead-letter topic failed");
+                            let later = now + DEAD_LETTER_RETRY.as_millis() as i64;
+                            state.hand_out_in(
+                                &origin,
+                                offset,
+                                later,
+                                flight.attempt,
+                                flight.nonce,
+                                flight.group.clone(),
+                            );
+                        }
+                    }
                     continue;
                 }
                 let nonce = self.next_nonce();
@@ -204,50 +244,76 @@ impl Consumption {
                     Default::default()
                 };
                 let mut reader = SubLogReader::new(p.clone(), &origin, front);
-                let batches = reader.read(READ_BYTES).map_err(storage)?;
-                let mut first = true;
-                'batches: for batch in batches {
-                    for (offset, record) in batch.records() {
-                        if first {
-                            first = false;
-                            state.skip_to(&origin, offset);
+                let mut reached = false;
+                // Read on past what is in flight or acknowledged out of order, up to a
+                // bound per look: fresh messages behind them are still found.
+                let mut looked = 0;
+                'batches: loop {
+                    if looked >= MAX_READ_PER_LOOK {
+                        break;
+                    }
+                    let batches = reader.read(READ_BYTES).map_err(|e| {
+                        Refusal::new(
+                            Code::InternalError,
+                            format!(
+                                "reading {}/{partition}@{origin} for group {}: {e}",
+                                receive.topic, receive.group
+                            ),
+                        )
+                    })?;
+                    if batches.is_empty() {
+                        break;
+                    }
+                    looked += batches.iter().map(|b| b.bytes().len()).sum::<usize>();
+                    for batch in batches {
+                        for (offset, record) in batch.records() {
+                            // The first record at or past the frontier: nothing exists between
+                            // the frontier and it (a gap in the sub-log), so the frontier passes.
+                            if !reached && offset >= state.frontier(&origin) {
+                                reached = true;
+                                state.skip_to(&origin, offset);
+                            }
+                            if out.len() >= receive.batch {
+                                break 'batches;
+                            }
+                            if !state.is_fresh(&origin, offset) {
+                                continue;
+                            }
+                            if !receive.filter.takes(record.tag.as_deref()) {
+                                // Not for this group's subscription: done for it.
+                                state.finish(&origin, offset);
+                                continue;
+                            }
+                            let group = fifo
+                                .then(|| record.properties.get(crate::send::MESSAGE_GROUP).cloned())
+                                .flatten();
+                            if let Some(g) = &group
+                                && !busy.insert(g.clone())
+                            {
+                                // An earlier message of its group is in flight.
+                                continue;
+                            }
+                            let nonce = self.next_nonce();
+                            state.hand_out_in(&origin, offset, visible_at, 1, nonce, group);
+                            out.push(delivery(
+                                partition,
+                                &origin,
+                                offset,
+                                record,
+                                1,
+                                nonce,
+                                receive.invisible,
+                            ));
                         }
-                        if out.len() >= receive.batch {
-                            break 'batches;
-                        }
-                        if !state.is_fresh(&origin, offset) {
-                            continue;
-                        }
-                        if !receive.filter.takes(record.tag.as_deref()) {
-                            // Not for this group's subscription: done for it.
-                            state.finish(&origin, offset);
-                            continue;
-                        }
-                        let group = fifo
-                            .then(|| record.properties.get(crate::send::MESSAGE_GROUP).cloned())
-                            .flatten();
-                        if let Some(g) = &group
-                            && !busy.insert(g.clone())
-                        {
-                            // An earlier message of its group is in flight.
-                            continue;
-                        }
-                        let nonce = self.next_nonce();
-                        state.hand_out_in(&origin, offset, visible_at, 1, nonce, group);
-                        out.push(delivery(
-                            partition,
-                            &origin,
-                            offset,
-                            record,
-                            1,
-                            nonce,
-                            receive.invisible,
-                        ));
                     }
                 }
             }
-            if *state != before {
-                self.persist(receive.group, receive.topic, partition, state)?;
+            if *state != before
+                && let Err(refusal) = self.persist(receive.group, receive.topic, partition, state)
+            {
+                // Not stored: nothing of this look was handed out.
+                *state = before;
+                return Err(refusal);
             }
         }
         Ok(Taken {
@@ -264,30 +330,44 @@ impl Consumption {
             Err(refusal) => return handles.iter().map(|_| Err(refusal.clone())).collect(),
         };
         let mut state = state.lock().expect("group state lock");
-        let mut touched = std::collections::BTreeSet::new();
-        let mut results: Vec<Result<(), Refusal>> = handles
+        // Changes are made on copies and take effect only once stored.
+        let mut changed: BTreeMap<u32, PartitionState> = BTreeMap::new();
+        let mut results: Vec<(Option<u32>, Result<(), Refusal>)> = handles
             .iter()
             .map(|text| {
-                let handle =
-                    Handle::parse(text).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
-                let partition = state.partitions.entry(handle.partition).or_default();
-                partition
+                let handle = match Handle::parse(text) {
+                    Ok(h) => h,
+                    Err(m) => return (None, Err(Refusal::new(Code::InvalidReceiptHandle, m))),
+                };
+                let copy = changed.entry(handle.partition).or_insert_with(|| {
+                    state
+                        .partitions
+                        .get(&handle.partition)
+                        .cloned()
+                        .unwrap_or_default()
+                });
+                let acked = copy
                     .ack(&handle.origin, handle.offset, handle.nonce)
-                    .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
-                touched.insert(handle.partition);
-                Ok(())
+                    .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()));
+                (Some(handle.partition), acked)
             })
             .collect();
-        for partition in touched {
-            let stored = self.persist(group, topic, partition, &state.partitions[&partition]);
-            if let Err(refusal) = stored {
-                // Not stored: not acknowledged (it comes back after its invisibility).
-                for result in results.iter_mut().filter(|r| r.is_ok()) {
-                    *result = Err(refusal.clone());
+        for (partition, copy) in changed {
+            match self.persist(group, topic, partition, &copy) {
+                Ok(()) => {
+                    state.partitions.insert(partition, copy);
+                }
+                Err(refusal) => {
+                    // Not stored: not acknowledged (it comes back after its invisibility).
+                    for (p, result) in results.iter_mut() {
+                        if *p == Some(partition) && result.is_ok() {
+                            *result = Err(refusal.clone());
+                        }
+                    }
                 }
             }
         }
-        results
+        results.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Makes the message of `handle` invisible for `invisible` from now; returns the new
@@ -303,18 +383,23 @@ impl Consumption {
             Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
         let state = self.group(group, topic)?;
         let mut state = state.lock().expect("group state lock");
-        let partition = state.partitions.entry(handle.partition).or_default();
+        let mut copy = state
+            .partitions
+            .get(&handle.partition)
+            .cloned()
+            .unwrap_or_default();
         let nonce = self.next_nonce();
-        partition
-            .change_invisible(
-                &handle.origin,
-                handle.offset,
-                handle.nonce,
-                now_ms() + invisible.as_millis() as i64,
-                nonce,
-            )
-            .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
-        self.persist(group, topic, handle.partition, partition)?;
+        copy.change_invisible(
+            &handle.origin,
+            handle.offset,
+            handle.nonce,
+            now_ms() + invisible.as_millis() as i64,
+            nonce,
+        )
+        .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
+        // In effect only once stored: the old handle stays valid if storing fails.
+        self.persist(group, topic, handle.partition, &copy)?;
+        state.partitions.insert(handle.partition, copy);
         Ok(Handle { nonce, ..handle }.encode())
     }
 
@@ -415,9 +500,105 @@ fn read_one(
     Ok(None)
 }
 
-fn rand_seed() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    nanos ^ std::process::id()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use broker::batch::PendingBatch;
+    use broker::meta::{MemoryMetaStore, Retention};
+    use broker::storage::{GapPolicy, StorageConfig};
+
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = broker::BrokerConfig {
+            region: "eu".into(),
+            data_dir: dir.to_path_buf(),
+            storage: StorageConfig::default(),
+            default_retention: Retention::default(),
+        };
+        Arc::new(Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap())
+    }
+
+    fn record(body: &'static str) -> Record {
+        Record {
+            key: None,
+            tag: None,
+            properties: Default::default(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            timestamp_ms: 1_000,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gap_inside_a_replicated_batch_does_not_pin_the_frontier() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path());
+        broker.create_topic("orders", 1, None).unwrap();
+        // Origin us's batch covers offsets 0..=2 but holds 0 and 2 (a filter removed 1).
+        let (a, c) = (record("a"), record("c"));
+        let bytes = PendingBatch::covering(2, [(0, &a), (2, &c)]).seal(0);
+        broker
+            .append_replicated("orders", 0, "us", bytes, GapPolicy::Refuse)
+            .await
+            .unwrap();
+        let consumption = Consumption::new(broker.clone());
+        let receive = Receive {
+            group: "billing",
+            topic: "orders",
+            filter: &Filter::All,
+            batch: 10,
+            invisible: Duration::from_secs(30),
+            hint: None,
+            max_attempts: 16,
+        };
+        let taken = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
+        let offsets: Vec<u64> = taken.deliveries.iter().map(|d| d.offset).collect();
+        assert_eq!(offsets, [0, 2]);
+        let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
+        let acked = tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
+        assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+        let again = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
+        assert!(again.deliveries.is_empty());
+        let state = consumption.group("billing", "orders").unwrap();
+        let state = state.lock().unwrap();
+        let partition = &state.partitions[&0];
+        assert_eq!(partition.frontier("us"), 3, "past the gap");
+        assert!(partition.done.is_empty(), "nothing left out of order");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_topic_created_again_is_consumed_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path());
+        let consumption = Consumption::new(broker.clone());
+        let receive = Receive {
+            group: "billing",
+            topic: "orders",
+            filter: &Filter::All,
+            batch: 10,
+            invisible: Duration::from_secs(30),
+            hint: None,
+            max_attempts: 16,
+        };
+        for round in ["first", "second"] {
+            broker.create_topic("orders", 1, None).unwrap();
+            broker
+                .produce("orders", vec![record("m")], Partitioning::Explicit(0))
+                .await
+                .unwrap();
+            let taken = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
+            let offsets: Vec<u64> = taken.deliveries.iter().map(|d| d.offset).collect();
+            assert_eq!(offsets, [0], "{round} incarnation");
+            let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
+            let acked =
+                tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
+            assert!(acked.iter().all(Result::is_ok));
+            broker.delete_topic("orders").unwrap();
+        }
+        assert!(
+            broker
+                .meta()
+                .pop_states("billing", "orders")
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
