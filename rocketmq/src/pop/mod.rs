@@ -82,11 +82,9 @@ fn storage(e: BrokerError) -> Refusal {
     Refusal::from(e)
 }
 
-fn meta_error(e: broker::meta::MetaError) -> Refusal {
-    Refusal::new(
-        Code::InternalError,
-        format!("storing the group's consumption state: {e}"),
-    )
+/// A metadata failure while `doing` (what, of which group, topic and partition).
+fn meta_error(doing: String) -> impl FnOnce(broker::meta::MetaError) -> Refusal {
+    move |e| Refusal::new(Code::InternalError, format!("{doing}: {e}"))
 }
 
 impl Consumption {
@@ -121,11 +119,13 @@ impl Consumption {
             incarnation,
             ..GroupTopic::default()
         };
-        for (partition, bytes) in self
-            .broker
-            .meta()
-            .pop_states(group, topic)
-            .map_err(meta_error)?
+        for (partition, bytes) in
+            self.broker
+                .meta()
+                .pop_states(group, topic)
+                .map_err(meta_error(format!(
+                    "loading the consumption state of group {group} on {topic}"
+                )))?
         {
             let state = PartitionState::from_bytes(&bytes).map_err(|e| {
                 Refusal::new(
@@ -159,7 +159,9 @@ impl Consumption {
         self.broker
             .meta()
             .put_pop_state(group, topic, partition, &bytes)
-            .map_err(meta_error)
+            .map_err(meta_error(format!(
+                "storing the consumption state of group {group} on {topic}/{partition}"
+            )))
     }
 
     /// Hands out up to `batch` messages now (blocking: reads and a metadata flush).
