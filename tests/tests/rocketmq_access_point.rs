@@ -9,6 +9,8 @@ mod support;
 use proto::rocketmq::v2 as pb;
 use proto::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 
+type Client = MessagingServiceClient<tonic::transport::Channel>;
+
 fn resource(name: &str) -> Option<pb::Resource> {
     Some(pb::Resource {
         resource_namespace: String::new(),
@@ -251,23 +253,7 @@ fn answer_status(answer: &pb::ReceiveMessageResponse) -> pb::Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_never_acknowledged_moves_to_the_dead_letter_topic_after_the_last_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = support::node_config("eu", dir.path());
-    config.rocketmq.max_attempts = 2;
-    let node = support::start_with(config, dir).await;
-    node.client.create_topic("orders", 1, None).await.unwrap();
-    node.client
-        .produce(
-            "orders",
-            vec![support::record("poison")],
-            client::Partitioning::Partition(0),
-        )
-        .await
-        .unwrap();
-    let mut client =
-        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
-            .await
-            .unwrap();
+    let (node, mut client) = one_message(2, "poison").await;
     let receive = pb::ReceiveMessageRequest {
         group: resource("billing"),
         message_queue: Some(pb::MessageQueue {
@@ -421,20 +407,7 @@ async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_forwards_a_message_to_the_dead_letter_topic() {
-    let node = support::start("eu").await;
-    node.client.create_topic("orders", 1, None).await.unwrap();
-    node.client
-        .produce(
-            "orders",
-            vec![support::record("hopeless")],
-            client::Partitioning::Partition(0),
-        )
-        .await
-        .unwrap();
-    let mut client =
-        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
-            .await
-            .unwrap();
+    let (node, mut client) = one_message(16, "hopeless").await;
     let receive = pb::ReceiveMessageRequest {
         group: resource("billing"),
         message_queue: Some(pb::MessageQueue {
@@ -491,4 +464,26 @@ async fn a_client_forwards_a_message_to_the_dead_letter_topic() {
     });
     let answers = receive_all(&mut client, later).await;
     assert_eq!(answer_status(&answers[0]), pb::Code::MessageNotFound);
+}
+
+/// A region whose groups get `max_attempts` deliveries, with one message (`body`) in
+/// partition 0 of topic `orders`, and a client of its access point.
+async fn one_message(max_attempts: u32, body: &str) -> (support::TestNode, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::node_config("eu", dir.path());
+    config.rocketmq.max_attempts = max_attempts;
+    let node = support::start_with(config, dir).await;
+    node.client.create_topic("orders", 1, None).await.unwrap();
+    node.client
+        .produce(
+            "orders",
+            vec![support::record(body)],
+            client::Partitioning::Partition(0),
+        )
+        .await
+        .unwrap();
+    let client = Client::connect(format!("http://{}", node.node.bound.rocketmq))
+        .await
+        .unwrap();
+    (node, client)
 }

@@ -519,6 +519,18 @@ mod tests {
         Arc::new(Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap())
     }
 
+    fn receive() -> Receive<'static> {
+        Receive {
+            group: "billing",
+            topic: "orders",
+            filter: &Filter::All,
+            batch: 10,
+            invisible: Duration::from_secs(30),
+            hint: None,
+            max_attempts: 16,
+        }
+    }
+
     fn record(body: &'static str) -> Record {
         Record {
             key: None,
@@ -542,15 +554,7 @@ mod tests {
             .await
             .unwrap();
         let consumption = Consumption::new(broker.clone());
-        let receive = Receive {
-            group: "billing",
-            topic: "orders",
-            filter: &Filter::All,
-            batch: 10,
-            invisible: Duration::from_secs(30),
-            hint: None,
-            max_attempts: 16,
-        };
+        let receive = receive();
         let taken = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
         let offsets: Vec<u64> = taken.deliveries.iter().map(|d| d.offset).collect();
         assert_eq!(offsets, [0, 2]);
@@ -571,15 +575,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let broker = broker(dir.path());
         let consumption = Consumption::new(broker.clone());
-        let receive = Receive {
-            group: "billing",
-            topic: "orders",
-            filter: &Filter::All,
-            batch: 10,
-            invisible: Duration::from_secs(30),
-            hint: None,
-            max_attempts: 16,
-        };
+        let receive = receive();
         for round in ["first", "second"] {
             broker.create_topic("orders", 1, None).unwrap();
             broker
