@@ -186,6 +186,11 @@ impl Consumption {
                 .map_err(storage)?;
             let state = group.partitions.entry(partition).or_default();
             let before = state.clone();
+            // A sub-log replaced by a new incarnation is consumed from its start.
+            let sub_logs = p.sub_logs();
+            for sub_log in &sub_logs {
+                state.follow(&sub_log.origin, sub_log.incarnation);
+            }
             // Messages whose invisibility ended come back first.
             for ((origin, offset), flight) in state.expired(now) {
                 if out.len() >= receive.batch {
@@ -230,7 +235,7 @@ impl Consumption {
                 ));
             }
             // Then fresh ones, origin by origin.
-            for sub_log in p.sub_logs() {
+            for sub_log in sub_logs {
                 let origin = sub_log.origin;
                 if out.len() >= receive.batch {
                     break;
@@ -598,5 +603,55 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_origin_topic_created_again_is_consumed_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = broker(dir.path());
+        broker.create_topic("orders", 1, None).unwrap();
+        let batch = |bodies: &[&'static str]| {
+            let records: Vec<Record> = bodies.iter().map(|b| record(b)).collect();
+            let bytes = PendingBatch::consecutive(&records).seal(0);
+            broker::batch::Batch::from_bytes(bytes, usize::MAX).unwrap()
+        };
+        let old = broker::incarnation::new_incarnation();
+        broker
+            .append_replicated_run_in(
+                "orders",
+                0,
+                "us",
+                old,
+                vec![batch(&["a", "b", "c"])],
+                GapPolicy::Refuse,
+            )
+            .await
+            .unwrap();
+        let consumption = Consumption::new(broker.clone());
+        let taken = tokio::task::block_in_place(|| consumption.take(&receive())).unwrap();
+        assert_eq!(taken.deliveries.len(), 3);
+        let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
+        tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
+        // The origin deleted and created its topic: a newer incarnation replaces the old.
+        let new = old + (1 << 16);
+        let run = broker
+            .append_replicated_run_in(
+                "orders",
+                0,
+                "us",
+                new,
+                vec![batch(&["x", "y"])],
+                GapPolicy::Allow,
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.replaced, Some(old));
+        let taken = tokio::task::block_in_place(|| consumption.take(&receive())).unwrap();
+        let bodies: Vec<&[u8]> = taken
+            .deliveries
+            .iter()
+            .map(|d| d.record.body.as_ref())
+            .collect();
+        assert_eq!(bodies, [b"x".as_slice(), b"y"]);
     }
 }

@@ -29,6 +29,8 @@ pub struct InFlight {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionState {
+    /// Per origin: the incarnation of its sub-log this state is of (0: not known yet).
+    pub incarnations: BTreeMap<String, u64>,
     /// Per origin: every offset below is done.
     pub done_below: BTreeMap<String, u64>,
     /// Done above the origin's `done_below`.
@@ -52,6 +54,8 @@ pub enum HandleError {
 /// The stored form (JSON keys must be strings; the state's maps are keyed by pairs).
 #[derive(Serialize, Deserialize)]
 struct Stored {
+    #[serde(default)]
+    incarnations: BTreeMap<String, u64>,
     done_below: BTreeMap<String, u64>,
     done: Vec<(String, u64)>,
     in_flight: Vec<(String, u64, InFlight)>,
@@ -61,6 +65,7 @@ impl PartitionState {
     /// The bytes stored in the region's metadata.
     pub fn to_bytes(&self) -> Vec<u8> {
         let stored = Stored {
+            incarnations: self.incarnations.clone(),
             done_below: self.done_below.clone(),
             done: self.done.iter().cloned().collect(),
             in_flight: self
@@ -75,6 +80,7 @@ impl PartitionState {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         let stored: Stored = serde_json::from_slice(bytes)?;
         Ok(PartitionState {
+            incarnations: stored.incarnations,
             done_below: stored.done_below,
             done: stored.done.into_iter().collect(),
             in_flight: stored
@@ -83,6 +89,25 @@ impl PartitionState {
                 .map(|(o, off, f)| ((o, off), f))
                 .collect(),
         })
+    }
+
+    /// Follows `origin`'s sub-log to `incarnation`: a sub-log replaced by another
+    /// incarnation (its topic deleted and created again at the origin) is consumed from
+    /// its start, and what was done or in flight of the old one is forgotten. Returns
+    /// whether anything was forgotten.
+    pub fn follow(&mut self, origin: &str, incarnation: u64) -> bool {
+        let held = self.incarnations.get(origin).copied().unwrap_or(0);
+        if held == incarnation || incarnation == 0 {
+            return false;
+        }
+        self.incarnations.insert(origin.to_string(), incarnation);
+        if held == 0 {
+            return false;
+        }
+        self.done_below.remove(origin);
+        self.done.retain(|(o, _)| o != origin);
+        self.in_flight.retain(|(o, _), _| o != origin);
+        true
     }
 
     /// Where the first not-done offset of `origin` may be.
@@ -274,6 +299,24 @@ mod tests {
             s.ack("eu", 5, 8),
             Err(HandleError::NotInFlight { .. })
         ));
+    }
+
+    #[test]
+    fn a_new_incarnation_of_an_origin_starts_again() {
+        let mut s = PartitionState::default();
+        assert!(
+            !s.follow("us", 7),
+            "the first incarnation seen is just noted"
+        );
+        s.finish("us", 0);
+        s.hand_out("us", 1, 100, 1, 1);
+        s.finish("eu", 0);
+        assert!(!s.follow("us", 7));
+        assert!(s.follow("us", 9));
+        assert_eq!(s.frontier("us"), 0);
+        assert!(s.in_flight.is_empty());
+        assert_eq!(s.frontier("eu"), 1, "other origins keep their progress");
+        assert_eq!(PartitionState::from_bytes(&s.to_bytes()).unwrap(), s);
     }
 
     #[test]
