@@ -39,7 +39,9 @@ struct GroupTopic {
     /// The topic's incarnation this state is of: a topic deleted and created again starts
     /// with a fresh state (the stored one was removed with the topic).
     incarnation: u64,
-    partitions: BTreeMap<u32, PartitionState>,
+    /// Each partition's state under its own lock: a long look at one partition does not
+    /// hold up acknowledgements of another.
+    partitions: BTreeMap<u32, Arc<Mutex<PartitionState>>>,
 }
 
 /// How long a message whose move to the dead-letter topic failed waits for the next try.
@@ -133,7 +135,9 @@ impl Consumption {
                     format!("the stored state of group {group} on {topic}/{partition} does not decode: {e}"),
                 )
             })?;
-            loaded.partitions.insert(partition, state);
+            loaded
+                .partitions
+                .insert(partition, Arc::new(Mutex::new(state)));
         }
         let mut groups = self.groups.lock().expect("groups lock");
         let entry = groups
@@ -146,6 +150,18 @@ impl Consumption {
             }
         }
         Ok(entry.clone())
+    }
+
+    /// The state of `partition` in `group`'s state (the group's lock is held only to find
+    /// it: lock order is group, then partition, never both at once).
+    fn partition_state(group: &Mutex<GroupTopic>, partition: u32) -> Arc<Mutex<PartitionState>> {
+        group
+            .lock()
+            .expect("group state lock")
+            .partitions
+            .entry(partition)
+            .or_default()
+            .clone()
     }
 
     fn persist(
@@ -171,7 +187,6 @@ impl Consumption {
         let message_type = topic.config.message_type;
         let fifo = message_type == broker::meta::MessageType::Fifo;
         let group = self.group(receive.group, receive.topic)?;
-        let mut group = group.lock().expect("group state lock");
         let now = now_ms();
         let visible_at = now + receive.invisible.as_millis() as i64;
         let start = receive.hint.filter(|h| *h < count).unwrap_or(0);
@@ -184,7 +199,9 @@ impl Consumption {
                 .broker
                 .partition(receive.topic, partition)
                 .map_err(storage)?;
-            let state = group.partitions.entry(partition).or_default();
+            let part = Self::partition_state(&group, partition);
+            let mut guard = part.lock().expect("partition state lock");
+            let state = &mut *guard;
             let before = state.clone();
             // A sub-log replaced by a new incarnation is consumed from its start.
             let sub_logs = p.sub_logs();
@@ -336,45 +353,44 @@ impl Consumption {
             Ok(state) => state,
             Err(refusal) => return handles.iter().map(|_| Err(refusal.clone())).collect(),
         };
-        let mut state = state.lock().expect("group state lock");
-        // Changes are made on copies and take effect only once stored.
-        let mut changed: BTreeMap<u32, PartitionState> = BTreeMap::new();
-        let mut results: Vec<(Option<u32>, Result<(), Refusal>)> = handles
-            .iter()
-            .map(|text| {
-                let handle = match Handle::parse(text) {
-                    Ok(h) => h,
-                    Err(m) => return (None, Err(Refusal::new(Code::InvalidReceiptHandle, m))),
-                };
-                let copy = changed.entry(handle.partition).or_insert_with(|| {
-                    state
-                        .partitions
-                        .get(&handle.partition)
-                        .cloned()
-                        .unwrap_or_default()
-                });
-                let acked = copy
+        // Grouped by partition; each partition's changes are made on a copy, stored, and
+        // take effect only then.
+        let mut results: Vec<Result<(), Refusal>> = Vec::with_capacity(handles.len());
+        let mut by_partition: BTreeMap<u32, Vec<(usize, Handle)>> = BTreeMap::new();
+        for (index, text) in handles.iter().enumerate() {
+            match Handle::parse(text) {
+                Ok(h) => {
+                    by_partition
+                        .entry(h.partition)
+                        .or_default()
+                        .push((index, h));
+                    results.push(Ok(()));
+                }
+                Err(m) => results.push(Err(Refusal::new(Code::InvalidReceiptHandle, m))),
+            }
+        }
+        for (partition, acks) in by_partition {
+            let part = Self::partition_state(&state, partition);
+            let mut current = part.lock().expect("partition state lock");
+            let mut copy = current.clone();
+            for (index, handle) in &acks {
+                results[*index] = copy
                     .ack(&handle.origin, handle.offset, handle.nonce)
                     .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()));
-                (Some(handle.partition), acked)
-            })
-            .collect();
-        for (partition, copy) in changed {
+            }
             match self.persist(group, topic, partition, &copy) {
-                Ok(()) => {
-                    state.partitions.insert(partition, copy);
-                }
+                Ok(()) => *current = copy,
                 Err(refusal) => {
                     // Not stored: not acknowledged (it comes back after its invisibility).
-                    for (p, result) in results.iter_mut() {
-                        if *p == Some(partition) && result.is_ok() {
-                            *result = Err(refusal.clone());
+                    for (index, _) in &acks {
+                        if results[*index].is_ok() {
+                            results[*index] = Err(refusal.clone());
                         }
                     }
                 }
             }
         }
-        results.into_iter().map(|(_, r)| r).collect()
+        results
     }
 
     /// Makes the message of `handle` invisible for `invisible` from now; returns the new
@@ -388,13 +404,9 @@ impl Consumption {
     ) -> Result<String, Refusal> {
         let handle =
             Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
-        let state = self.group(group, topic)?;
-        let mut state = state.lock().expect("group state lock");
-        let mut copy = state
-            .partitions
-            .get(&handle.partition)
-            .cloned()
-            .unwrap_or_default();
+        let part = Self::partition_state(&*self.group(group, topic)?, handle.partition);
+        let mut current = part.lock().expect("partition state lock");
+        let mut copy = current.clone();
         let nonce = self.next_nonce();
         copy.change_invisible(
             &handle.origin,
@@ -406,7 +418,7 @@ impl Consumption {
         .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
         // In effect only once stored: the old handle stays valid if storing fails.
         self.persist(group, topic, handle.partition, &copy)?;
-        state.partitions.insert(handle.partition, copy);
+        *current = copy;
         Ok(Handle { nonce, ..handle }.encode())
     }
 
@@ -420,9 +432,9 @@ impl Consumption {
     ) -> Result<(), Refusal> {
         let handle =
             Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
-        let state = self.group(group, topic)?;
-        let mut state = state.lock().expect("group state lock");
-        let partition = state.partitions.entry(handle.partition).or_default();
+        let part = Self::partition_state(&*self.group(group, topic)?, handle.partition);
+        let mut guard = part.lock().expect("partition state lock");
+        let partition = &mut *guard;
         let flight = partition
             .in_flight
             .get(&(handle.origin.clone(), handle.offset))
@@ -568,9 +580,9 @@ mod tests {
         assert!(acked.iter().all(Result::is_ok), "{acked:?}");
         let again = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
         assert!(again.deliveries.is_empty());
-        let state = consumption.group("billing", "orders").unwrap();
-        let state = state.lock().unwrap();
-        let partition = &state.partitions[&0];
+        let group = consumption.group("billing", "orders").unwrap();
+        let part = Consumption::partition_state(&group, 0);
+        let partition = part.lock().unwrap();
         assert_eq!(partition.frontier("us"), 3, "past the gap");
         assert!(partition.done.is_empty(), "nothing left out of order");
     }
