@@ -185,155 +185,33 @@ impl Consumption {
         let topic = self.broker.topic(receive.topic).map_err(storage)?;
         let count = topic.config.partitions;
         let message_type = topic.config.message_type;
-        let fifo = message_type == broker::meta::MessageType::Fifo;
         let group = self.group(receive.group, receive.topic)?;
         let now = now_ms();
-        let visible_at = now + receive.invisible.as_millis() as i64;
         let start = receive.hint.filter(|h| *h < count).unwrap_or(0);
         let mut out = Vec::new();
         for partition in (0..count).map(|i| (start + i) % count) {
             if out.len() >= receive.batch {
                 break;
             }
-            let p = self
-                .broker
-                .partition(receive.topic, partition)
-                .map_err(storage)?;
             let part = Self::partition_state(&group, partition);
-            let mut guard = part.lock().expect("partition state lock");
-            let state = &mut *guard;
+            let mut state = part.lock().expect("partition state lock");
             let before = state.clone();
-            // A sub-log replaced by a new incarnation is consumed from its start.
-            let sub_logs = p.sub_logs();
-            for sub_log in &sub_logs {
-                state.follow(&sub_log.origin, sub_log.incarnation);
-            }
-            // Messages whose invisibility ended come back first.
-            for ((origin, offset), flight) in state.expired(now) {
-                if out.len() >= receive.batch {
-                    break;
-                }
-                let Some(record) = read_one(&p, &origin, offset)? else {
-                    // Gone (retention): nothing to deliver any more.
-                    state.finish(&origin, offset);
-                    continue;
-                };
-                let attempt = flight.attempt + 1;
-                if attempt > receive.max_attempts {
-                    match self.dead_letter(receive.group, record) {
-                        Ok(()) => state.finish(&origin, offset),
-                        Err(refusal) => {
-                            // The group goes on; this message is tried again later.
-                            tracing::error!(group = receive.group, topic = receive.topic, partition, %origin, offset, %refusal, "moving a message to the dead-letter topic failed");
-                            let later = now + DEAD_LETTER_RETRY.as_millis() as i64;
-                            state.hand_out_in(
-                                &origin,
-                                offset,
-                                later,
-                                flight.attempt,
-                                flight.nonce,
-                                flight.group.clone(),
-                            );
-                        }
-                    }
-                    continue;
-                }
-                let nonce = self.next_nonce();
-                let group = flight.group.clone();
-                state.hand_out_in(&origin, offset, visible_at, attempt, nonce, group);
-                out.push(delivery(
-                    partition,
-                    &origin,
-                    offset,
-                    record,
-                    attempt,
-                    nonce,
-                    receive.invisible,
-                ));
-            }
-            // Then fresh ones, origin by origin.
-            for sub_log in sub_logs {
-                let origin = sub_log.origin;
-                if out.len() >= receive.batch {
-                    break;
-                }
-                let front = state.frontier(&origin);
-                if front >= sub_log.durable_end {
-                    continue;
-                }
-                // FIFO: a message group with a message in flight waits for it.
-                let mut busy = if fifo {
-                    state.busy_groups(&origin)
-                } else {
-                    Default::default()
-                };
-                let mut reader = SubLogReader::new(p.clone(), &origin, front);
-                let mut reached = false;
-                // Read on past what is in flight or acknowledged out of order, up to a
-                // bound per look: fresh messages behind them are still found.
-                let mut looked = 0;
-                'batches: loop {
-                    if looked >= MAX_READ_PER_LOOK {
-                        break;
-                    }
-                    let batches = reader.read(READ_BYTES).map_err(|e| {
-                        Refusal::new(
-                            Code::InternalError,
-                            format!(
-                                "reading {}/{partition}@{origin} for group {}: {e}",
-                                receive.topic, receive.group
-                            ),
-                        )
-                    })?;
-                    if batches.is_empty() {
-                        break;
-                    }
-                    looked += batches.iter().map(|b| b.bytes().len()).sum::<usize>();
-                    for batch in batches {
-                        for (offset, record) in batch.records() {
-                            // The first record at or past the frontier: nothing exists between
-                            // the frontier and it (a gap in the sub-log), so the frontier passes.
-                            if !reached && offset >= state.frontier(&origin) {
-                                reached = true;
-                                state.skip_to(&origin, offset);
-                            }
-                            if out.len() >= receive.batch {
-                                break 'batches;
-                            }
-                            if !state.is_fresh(&origin, offset) {
-                                continue;
-                            }
-                            if !receive.filter.takes(record.tag.as_deref()) {
-                                // Not for this group's subscription: done for it.
-                                state.finish(&origin, offset);
-                                continue;
-                            }
-                            let group = fifo
-                                .then(|| record.properties.get(crate::send::MESSAGE_GROUP).cloned())
-                                .flatten();
-                            if let Some(g) = &group
-                                && !busy.insert(g.clone())
-                            {
-                                // An earlier message of its group is in flight.
-                                continue;
-                            }
-                            let nonce = self.next_nonce();
-                            state.hand_out_in(&origin, offset, visible_at, 1, nonce, group);
-                            out.push(delivery(
-                                partition,
-                                &origin,
-                                offset,
-                                record,
-                                1,
-                                nonce,
-                                receive.invisible,
-                            ));
-                        }
-                    }
-                }
-            }
+            let mut look = Look {
+                consumption: self,
+                receive,
+                partition: self
+                    .broker
+                    .partition(receive.topic, partition)
+                    .map_err(storage)?,
+                index: partition,
+                now,
+                visible_at: now + receive.invisible.as_millis() as i64,
+                fifo: message_type == broker::meta::MessageType::Fifo,
+                out: &mut out,
+            };
+            look.at(&mut state)?;
             if *state != before
-                && let Err(refusal) = self.persist(receive.group, receive.topic, partition, state)
+                && let Err(refusal) = self.persist(receive.group, receive.topic, partition, &state)
             {
                 // Not stored: nothing of this look was handed out.
                 *state = before;
@@ -433,20 +311,10 @@ impl Consumption {
         let handle =
             Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
         let part = Self::partition_state(&*self.group(group, topic)?, handle.partition);
-        let mut guard = part.lock().expect("partition state lock");
-        let partition = &mut *guard;
-        let flight = partition
-            .in_flight
-            .get(&(handle.origin.clone(), handle.offset))
-            .filter(|f| f.nonce == handle.nonce)
-            .cloned();
-        if flight.is_none() {
-            // The same check an acknowledgement makes, for its error.
-            let mut probe = partition.clone();
-            probe
-                .ack(&handle.origin, handle.offset, handle.nonce)
-                .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
-        }
+        let mut current = part.lock().expect("partition state lock");
+        current
+            .check(&handle.origin, handle.offset, handle.nonce)
+            .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
         let p = self
             .broker
             .partition(topic, handle.partition)
@@ -454,8 +322,12 @@ impl Consumption {
         if let Some(record) = read_one(&p, &handle.origin, handle.offset)? {
             self.dead_letter(group, record)?;
         }
-        partition.finish(&handle.origin, handle.offset);
-        self.persist(group, topic, handle.partition, partition)
+        // In effect only once stored, like every other change.
+        let mut copy = current.clone();
+        copy.finish(&handle.origin, handle.offset);
+        self.persist(group, topic, handle.partition, &copy)?;
+        *current = copy;
+        Ok(())
     }
 
     /// Stores `record` in the group's dead-letter topic, which is an ordinary topic.
@@ -478,29 +350,179 @@ pub fn dead_letter_topic(group: &str) -> String {
     format!("%DLQ%{group}")
 }
 
-fn delivery(
-    partition: u32,
-    origin: &str,
-    offset: u64,
-    record: Record,
-    attempt: u32,
-    nonce: u64,
-    invisible: Duration,
-) -> Delivery {
-    let handle = Handle {
-        partition,
-        origin: origin.to_string(),
-        offset,
-        nonce,
-    };
-    Delivery {
-        partition,
-        origin: origin.to_string(),
-        offset,
-        record,
-        attempt,
-        handle: handle.encode(),
-        invisible,
+/// One look at a group's partition: hands out what has become visible again, then fresh
+/// messages, into `out`.
+struct Look<'a> {
+    consumption: &'a Consumption,
+    receive: &'a Receive<'a>,
+    partition: Arc<broker::storage::Partition>,
+    index: u32,
+    now: i64,
+    /// When what this look hands out becomes visible again.
+    visible_at: i64,
+    /// A FIFO topic: one message per message group in flight.
+    fifo: bool,
+    out: &'a mut Vec<Delivery>,
+}
+
+impl Look<'_> {
+    fn full(&self) -> bool {
+        self.out.len() >= self.receive.batch
+    }
+
+    fn at(&mut self, state: &mut PartitionState) -> Result<(), Refusal> {
+        // A sub-log replaced by a new incarnation is consumed from its start.
+        let sub_logs = self.partition.sub_logs();
+        for sub_log in &sub_logs {
+            state.follow(&sub_log.origin, sub_log.incarnation);
+        }
+        self.expired(state)?;
+        for sub_log in sub_logs {
+            if self.full() {
+                break;
+            }
+            if state.frontier(&sub_log.origin) < sub_log.durable_end {
+                self.fresh(state, &sub_log.origin)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `record` at `(origin, offset)` out as delivery `attempt`.
+    fn give(
+        &mut self,
+        state: &mut PartitionState,
+        origin: &str,
+        offset: u64,
+        record: Record,
+        attempt: u32,
+        group: Option<String>,
+    ) {
+        let nonce = self.consumption.next_nonce();
+        let flight = state::InFlight {
+            visible_at_ms: self.visible_at,
+            attempt,
+            nonce,
+            group,
+        };
+        state.hand_out(origin, offset, flight);
+        let handle = Handle {
+            partition: self.index,
+            origin: origin.to_string(),
+            offset,
+            nonce,
+        };
+        self.out.push(Delivery {
+            partition: self.index,
+            origin: origin.to_string(),
+            offset,
+            record,
+            attempt,
+            handle: handle.encode(),
+            invisible: self.receive.invisible,
+        });
+    }
+
+    /// Messages whose invisibility ended come back first, as their next attempt; after the
+    /// last attempt they move to the dead-letter topic.
+    fn expired(&mut self, state: &mut PartitionState) -> Result<(), Refusal> {
+        let receive = self.receive;
+        for ((origin, offset), flight) in state.expired(self.now) {
+            if self.full() {
+                break;
+            }
+            let Some(record) = read_one(&self.partition, &origin, offset)? else {
+                // Gone (retention): nothing to deliver any more.
+                state.finish(&origin, offset);
+                continue;
+            };
+            if flight.attempt < receive.max_attempts {
+                self.give(
+                    state,
+                    &origin,
+                    offset,
+                    record,
+                    flight.attempt + 1,
+                    flight.group,
+                );
+                continue;
+            }
+            match self.consumption.dead_letter(receive.group, record) {
+                Ok(()) => state.finish(&origin, offset),
+                Err(refusal) => {
+                    // The group goes on; this message is tried again later.
+                    tracing::error!(group = receive.group, topic = receive.topic, partition = self.index, %origin, offset, %refusal, "moving a message to the dead-letter topic failed");
+                    let later = state::InFlight {
+                        visible_at_ms: self.now + DEAD_LETTER_RETRY.as_millis() as i64,
+                        ..flight
+                    };
+                    state.hand_out(&origin, offset, later);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fresh messages of `origin`'s sub-log, in offset order from the group's frontier.
+    fn fresh(&mut self, state: &mut PartitionState, origin: &str) -> Result<(), Refusal> {
+        let receive = self.receive;
+        // FIFO: a message group with a message in flight waits for it.
+        let mut busy = if self.fifo {
+            state.busy_groups(origin)
+        } else {
+            Default::default()
+        };
+        let mut reader = SubLogReader::new(self.partition.clone(), origin, state.frontier(origin));
+        let mut reached = false;
+        // Read on past what is in flight or acknowledged out of order, up to a bound per
+        // look: fresh messages behind them are still found.
+        let mut looked = 0;
+        while looked < MAX_READ_PER_LOOK && !self.full() {
+            let batches = reader.read(READ_BYTES).map_err(|e| {
+                Refusal::new(
+                    Code::InternalError,
+                    format!(
+                        "reading {}/{}@{origin} for group {}: {e}",
+                        receive.topic, self.index, receive.group
+                    ),
+                )
+            })?;
+            if batches.is_empty() {
+                break;
+            }
+            looked += batches.iter().map(|b| b.bytes().len()).sum::<usize>();
+            for (offset, record) in batches.iter().flat_map(|b| b.records()) {
+                // The first record at or past the frontier: nothing exists between the
+                // frontier and it (a gap in the sub-log), so the frontier passes.
+                if !reached && offset >= state.frontier(origin) {
+                    reached = true;
+                    state.skip_to(origin, offset);
+                }
+                if self.full() {
+                    break;
+                }
+                if !state.is_fresh(origin, offset) {
+                    continue;
+                }
+                if !receive.filter.takes(record.tag.as_deref()) {
+                    // Not for this group's subscription: done for it.
+                    state.finish(origin, offset);
+                    continue;
+                }
+                let group = self
+                    .fifo
+                    .then(|| record.properties.get(crate::send::MESSAGE_GROUP).cloned())
+                    .flatten();
+                if let Some(g) = &group
+                    && !busy.insert(g.clone())
+                {
+                    // An earlier message of its group is in flight.
+                    continue;
+                }
+                self.give(state, origin, offset, record, 1, group);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -520,150 +542,4 @@ fn read_one(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use broker::batch::PendingBatch;
-    use broker::meta::{MemoryMetaStore, Retention};
-    use broker::storage::{GapPolicy, StorageConfig};
-
-    fn broker(dir: &std::path::Path) -> Arc<Broker> {
-        let config = broker::BrokerConfig {
-            region: "eu".into(),
-            data_dir: dir.to_path_buf(),
-            storage: StorageConfig::default(),
-            default_retention: Retention::default(),
-        };
-        Arc::new(Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap())
-    }
-
-    fn receive() -> Receive<'static> {
-        Receive {
-            group: "billing",
-            topic: "orders",
-            filter: &Filter::All,
-            batch: 10,
-            invisible: Duration::from_secs(30),
-            hint: None,
-            max_attempts: 16,
-        }
-    }
-
-    fn record(body: &'static str) -> Record {
-        Record {
-            key: None,
-            tag: None,
-            properties: Default::default(),
-            body: bytes::Bytes::from_static(body.as_bytes()),
-            timestamp_ms: 1_000,
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_gap_inside_a_replicated_batch_does_not_pin_the_frontier() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = broker(dir.path());
-        broker.create_topic("orders", 1, None).unwrap();
-        // Origin us's batch covers offsets 0..=2 but holds 0 and 2 (a filter removed 1).
-        let (a, c) = (record("a"), record("c"));
-        let bytes = PendingBatch::covering(2, [(0, &a), (2, &c)]).seal(0);
-        broker
-            .append_replicated("orders", 0, "us", bytes, GapPolicy::Refuse)
-            .await
-            .unwrap();
-        let consumption = Consumption::new(broker.clone());
-        let receive = receive();
-        let taken = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
-        let offsets: Vec<u64> = taken.deliveries.iter().map(|d| d.offset).collect();
-        assert_eq!(offsets, [0, 2]);
-        let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
-        let acked = tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
-        assert!(acked.iter().all(Result::is_ok), "{acked:?}");
-        let again = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
-        assert!(again.deliveries.is_empty());
-        let group = consumption.group("billing", "orders").unwrap();
-        let part = Consumption::partition_state(&group, 0);
-        let partition = part.lock().unwrap();
-        assert_eq!(partition.frontier("us"), 3, "past the gap");
-        assert!(partition.done.is_empty(), "nothing left out of order");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_topic_created_again_is_consumed_from_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = broker(dir.path());
-        let consumption = Consumption::new(broker.clone());
-        let receive = receive();
-        for round in ["first", "second"] {
-            broker.create_topic("orders", 1, None).unwrap();
-            broker
-                .produce("orders", vec![record("m")], Partitioning::Explicit(0))
-                .await
-                .unwrap();
-            let taken = tokio::task::block_in_place(|| consumption.take(&receive)).unwrap();
-            let offsets: Vec<u64> = taken.deliveries.iter().map(|d| d.offset).collect();
-            assert_eq!(offsets, [0], "{round} incarnation");
-            let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
-            let acked =
-                tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
-            assert!(acked.iter().all(Result::is_ok));
-            broker.delete_topic("orders").unwrap();
-        }
-        assert!(
-            broker
-                .meta()
-                .pop_states("billing", "orders")
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_origin_topic_created_again_is_consumed_from_its_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = broker(dir.path());
-        broker.create_topic("orders", 1, None).unwrap();
-        let batch = |bodies: &[&'static str]| {
-            let records: Vec<Record> = bodies.iter().map(|b| record(b)).collect();
-            let bytes = PendingBatch::consecutive(&records).seal(0);
-            broker::batch::Batch::from_bytes(bytes, usize::MAX).unwrap()
-        };
-        let old = broker::incarnation::new_incarnation();
-        broker
-            .append_replicated_run_in(
-                "orders",
-                0,
-                "us",
-                old,
-                vec![batch(&["a", "b", "c"])],
-                GapPolicy::Refuse,
-            )
-            .await
-            .unwrap();
-        let consumption = Consumption::new(broker.clone());
-        let taken = tokio::task::block_in_place(|| consumption.take(&receive())).unwrap();
-        assert_eq!(taken.deliveries.len(), 3);
-        let handles: Vec<String> = taken.deliveries.iter().map(|d| d.handle.clone()).collect();
-        tokio::task::block_in_place(|| consumption.ack("billing", "orders", &handles));
-        // The origin deleted and created its topic: a newer incarnation replaces the old.
-        let new = old + (1 << 16);
-        let run = broker
-            .append_replicated_run_in(
-                "orders",
-                0,
-                "us",
-                new,
-                vec![batch(&["x", "y"])],
-                GapPolicy::Allow,
-            )
-            .await
-            .unwrap();
-        assert_eq!(run.replaced, Some(old));
-        let taken = tokio::task::block_in_place(|| consumption.take(&receive())).unwrap();
-        let bodies: Vec<&[u8]> = taken
-            .deliveries
-            .iter()
-            .map(|d| d.record.body.as_ref())
-            .collect();
-        assert_eq!(bodies, [b"x".as_slice(), b"y"]);
-    }
-}
+mod tests;

@@ -136,37 +136,10 @@ impl PartitionState {
         expired
     }
 
-    /// Hands `(origin, offset)` out until `visible_at_ms`, as delivery `attempt`.
-    pub fn hand_out(
-        &mut self,
-        origin: &str,
-        offset: u64,
-        visible_at_ms: i64,
-        attempt: u32,
-        nonce: u64,
-    ) {
-        self.hand_out_in(origin, offset, visible_at_ms, attempt, nonce, None);
-    }
-
-    /// Like [`PartitionState::hand_out`], for a message of FIFO message group `group`.
-    pub fn hand_out_in(
-        &mut self,
-        origin: &str,
-        offset: u64,
-        visible_at_ms: i64,
-        attempt: u32,
-        nonce: u64,
-        group: Option<String>,
-    ) {
-        self.in_flight.insert(
-            (origin.to_string(), offset),
-            InFlight {
-                visible_at_ms,
-                attempt,
-                nonce,
-                group,
-            },
-        );
+    /// Hands `(origin, offset)` out as `flight` says (until when, which attempt, which
+    /// nonce, which message group).
+    pub fn hand_out(&mut self, origin: &str, offset: u64, flight: InFlight) {
+        self.in_flight.insert((origin.to_string(), offset), flight);
     }
 
     /// The message groups of `origin` with a message in flight: their later messages wait.
@@ -178,12 +151,8 @@ impl PartitionState {
             .collect()
     }
 
-    fn in_flight_with(
-        &self,
-        origin: &str,
-        offset: u64,
-        nonce: u64,
-    ) -> Result<InFlight, HandleError> {
+    /// The in-flight message `(origin, offset)` if `nonce` is its handle's.
+    pub fn check(&self, origin: &str, offset: u64, nonce: u64) -> Result<InFlight, HandleError> {
         let flight = self
             .in_flight
             .get(&(origin.to_string(), offset))
@@ -202,7 +171,7 @@ impl PartitionState {
 
     /// Acknowledges an in-flight message whose handle carries `nonce`: done for good.
     pub fn ack(&mut self, origin: &str, offset: u64, nonce: u64) -> Result<(), HandleError> {
-        self.in_flight_with(origin, offset, nonce)?;
+        self.check(origin, offset, nonce)?;
         self.in_flight.remove(&(origin.to_string(), offset));
         self.finish(origin, offset);
         Ok(())
@@ -218,7 +187,7 @@ impl PartitionState {
         visible_at_ms: i64,
         new_nonce: u64,
     ) -> Result<InFlight, HandleError> {
-        let mut flight = self.in_flight_with(origin, offset, nonce)?.clone();
+        let mut flight = self.check(origin, offset, nonce)?.clone();
         flight.visible_at_ms = visible_at_ms;
         flight.nonce = new_nonce;
         self.in_flight
@@ -260,11 +229,20 @@ impl PartitionState {
 mod tests {
     use super::*;
 
+    fn flight(visible_at_ms: i64, attempt: u32, nonce: u64) -> InFlight {
+        InFlight {
+            visible_at_ms,
+            attempt,
+            nonce,
+            group: None,
+        }
+    }
+
     #[test]
     fn acks_in_any_order_move_the_frontier_over_consecutive_offsets() {
         let mut s = PartitionState::default();
         for off in 0..4 {
-            s.hand_out("eu", off, 100, 1, off + 10);
+            s.hand_out("eu", off, flight(100, 1, off + 10));
         }
         s.ack("eu", 2, 12).unwrap();
         assert_eq!(s.frontier("eu"), 0);
@@ -280,7 +258,7 @@ mod tests {
     #[test]
     fn the_stored_form_round_trips() {
         let mut s = PartitionState::default();
-        s.hand_out("eu", 3, 100, 2, 9);
+        s.hand_out("eu", 3, flight(100, 2, 9));
         s.finish("us", 5);
         s.finish("eu", 0);
         assert_eq!(PartitionState::from_bytes(&s.to_bytes()).unwrap(), s);
@@ -290,7 +268,7 @@ mod tests {
     #[test]
     fn a_stale_or_unknown_handle_is_refused() {
         let mut s = PartitionState::default();
-        s.hand_out("eu", 5, 100, 1, 7);
+        s.hand_out("eu", 5, flight(100, 1, 7));
         let changed = s.change_invisible("eu", 5, 7, 500, 8).unwrap();
         assert_eq!((changed.visible_at_ms, changed.attempt), (500, 1));
         assert!(matches!(s.ack("eu", 5, 7), Err(HandleError::Stale { .. })));
@@ -309,7 +287,7 @@ mod tests {
             "the first incarnation seen is just noted"
         );
         s.finish("us", 0);
-        s.hand_out("us", 1, 100, 1, 1);
+        s.hand_out("us", 1, flight(100, 1, 1));
         s.finish("eu", 0);
         assert!(!s.follow("us", 7));
         assert!(s.follow("us", 9));
@@ -322,9 +300,23 @@ mod tests {
     #[test]
     fn a_message_group_in_flight_is_busy() {
         let mut s = PartitionState::default();
-        s.hand_out_in("eu", 1, 100, 1, 1, Some("g1".into()));
-        s.hand_out("eu", 2, 100, 1, 2);
-        s.hand_out_in("us", 0, 100, 1, 3, Some("g2".into()));
+        s.hand_out(
+            "eu",
+            1,
+            InFlight {
+                group: Some("g1".into()),
+                ..flight(100, 1, 1)
+            },
+        );
+        s.hand_out("eu", 2, flight(100, 1, 2));
+        s.hand_out(
+            "us",
+            0,
+            InFlight {
+                group: Some("g2".into()),
+                ..flight(100, 1, 3)
+            },
+        );
         assert_eq!(s.busy_groups("eu"), ["g1".to_string()].into());
         s.ack("eu", 1, 1).unwrap();
         assert!(s.busy_groups("eu").is_empty());
@@ -335,9 +327,9 @@ mod tests {
     #[test]
     fn expired_messages_come_back_oldest_first() {
         let mut s = PartitionState::default();
-        s.hand_out("eu", 1, 300, 1, 1);
-        s.hand_out("eu", 2, 200, 2, 2);
-        s.hand_out("us", 0, 900, 1, 3);
+        s.hand_out("eu", 1, flight(300, 1, 1));
+        s.hand_out("eu", 2, flight(200, 2, 2));
+        s.hand_out("us", 0, flight(900, 1, 3));
         let expired: Vec<u64> = s.expired(300).iter().map(|((_, off), _)| *off).collect();
         assert_eq!(expired, [2, 1]);
     }
