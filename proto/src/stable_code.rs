@@ -1,7 +1,8 @@
 //! Stable error codes: the strings a user can search for, one enum per surface (the client
 //! gRPC API, replication links, the console). [`stable_codes!`] declares such an enum from
 //! one list, so its `ALL` can never miss a code; docs/errors.md is checked against the
-//! `ALL` of every surface by a test (console-api's `tests/error_codes.rs`).
+//! `ALL` of every surface by a test (console-api's `tests/error_codes.rs`). Other enums
+//! whose names are a contract (a topic's message type) are declared the same way.
 
 /// Declares `enum $name` with `as_str`, `parse`, `ALL` and `Display` from one list of
 /// `Variant => "text"` (each with its doc comment).

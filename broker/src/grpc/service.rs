@@ -79,8 +79,10 @@ impl broker_server::Broker for BrokerService {
             &r.name,
             r.partitions,
             r.retention.map(retention_from_pb),
-            MessageType::parse(&r.message_type).ok_or_else(|| BrokerError::InvalidMessageType {
-                given: r.message_type.clone(),
+            MessageType::from_request(&r.message_type).ok_or_else(|| {
+                BrokerError::InvalidMessageType {
+                    given: r.message_type.clone(),
+                }
             })?,
         )?;
         Ok(Response::new(topic_to_pb(&topic)))

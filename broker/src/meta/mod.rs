@@ -51,41 +51,27 @@ pub struct TopicConfig {
     pub incarnation: u64,
 }
 
-/// The kind of messages a topic carries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageType {
-    #[default]
-    Normal,
-    /// Ordered per message group.
-    Fifo,
-    Delay,
-    Transaction,
+proto::stable_codes! {
+    /// The kind of messages a topic carries (its name in requests and metadata).
+    #[derive(Default, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum MessageType {
+        #[default]
+        Normal => "normal",
+        /// Ordered per message group.
+        Fifo => "fifo",
+        Delay => "delay",
+        Transaction => "transaction",
+    }
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 4] = [
-        MessageType::Normal,
-        MessageType::Fifo,
-        MessageType::Delay,
-        MessageType::Transaction,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageType::Normal => "normal",
-            MessageType::Fifo => "fifo",
-            MessageType::Delay => "delay",
-            MessageType::Transaction => "transaction",
-        }
-    }
-
-    /// The type named `text`; empty is normal.
-    pub fn parse(text: &str) -> Option<Self> {
+    /// The type a request names; empty is normal.
+    pub fn from_request(text: &str) -> Option<Self> {
         if text.is_empty() {
             return Some(MessageType::Normal);
         }
-        Self::ALL.into_iter().find(|t| t.as_str() == text)
+        Self::parse(text)
     }
 }
 
@@ -247,6 +233,17 @@ mod tests {
         assert!(store.pop_states("g", "orders").unwrap().is_empty());
         assert_eq!(store.pop_states("g", "orders-x").unwrap().len(), 1);
         store.flush().unwrap();
+    }
+
+    #[test]
+    fn message_types_are_stored_under_their_names() {
+        for t in MessageType::ALL {
+            let json = serde_json::to_string(t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.as_str()));
+            assert_eq!(MessageType::from_request(t.as_str()), Some(*t));
+        }
+        assert_eq!(MessageType::from_request(""), Some(MessageType::Normal));
+        assert_eq!(MessageType::from_request("lifo"), None);
     }
 
     #[test]
