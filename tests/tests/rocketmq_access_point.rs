@@ -26,10 +26,7 @@ fn code(status: &Option<pb::Status>) -> pb::Code {
 async fn routes_refusals_and_rpcs_not_served_yet() {
     let node = support::start("eu").await;
     node.client.create_topic("orders", 2, None).await.unwrap();
-    let mut client =
-        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
-            .await
-            .unwrap();
+    let mut client = access_point(&node).await;
 
     let route = client
         .query_route(pb::QueryRouteRequest {
@@ -313,10 +310,7 @@ async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
         .create_topic_of("ledger", 1, None, "fifo")
         .await
         .unwrap();
-    let mut client =
-        MessagingServiceClient::connect(format!("http://{}", node.node.bound.rocketmq))
-            .await
-            .unwrap();
+    let mut client = access_point(&node).await;
     let route = client
         .query_route(pb::QueryRouteRequest {
             topic: resource("ledger"),
@@ -482,8 +476,13 @@ async fn one_message(max_attempts: u32, body: &str) -> (support::TestNode, Clien
         )
         .await
         .unwrap();
-    let client = Client::connect(format!("http://{}", node.node.bound.rocketmq))
-        .await
-        .unwrap();
+    let client = access_point(&node).await;
     (node, client)
+}
+
+/// A client of `node`'s RocketMQ access point.
+async fn access_point(node: &support::TestNode) -> Client {
+    Client::connect(format!("http://{}", node.node.bound.rocketmq))
+        .await
+        .unwrap()
 }
