@@ -83,6 +83,7 @@ pub struct Broker {
     cursor_writes: std::sync::Mutex<()>,
     storage: Arc<StorageConfig>,
     meta: Arc<dyn MetaStore>,
+    groups: crate::catalog::GroupBook,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     round_robin: AtomicU64,
     recovery: Vec<Truncation>,
@@ -106,8 +107,10 @@ impl Broker {
             recovery.extend(cut);
             topics.insert(opened.config.name.clone(), Arc::new(opened));
         }
+        let groups = crate::catalog::GroupBook::load(meta.clone())?;
         Ok(Broker {
             config,
+            groups,
             gate: std::sync::OnceLock::new(),
             cursor_changes: tokio::sync::broadcast::Sender::new(CURSOR_FEED),
             cursor_writes: std::sync::Mutex::new(()),
@@ -462,6 +465,11 @@ impl Broker {
     }
 
     /// The metadata store (replication keeps task checkpoints in it).
+    /// The consumer groups' settings (shared with every region).
+    pub fn groups(&self) -> &crate::catalog::GroupBook {
+        &self.groups
+    }
+
     pub fn meta(&self) -> &Arc<dyn MetaStore> {
         &self.meta
     }

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod broker;
+pub mod catalog;
 pub mod cursor;
 pub mod error;
 pub mod grpc;

@@ -405,6 +405,15 @@ impl Replicator {
         })
     }
 
+    /// A change of a consumer group's settings made here, passed on to every region. It
+    /// stores the record (an fsync), so it runs as blocking code.
+    pub fn change_group(
+        &self,
+        change: broker::catalog::Change<'_, broker::catalog::GroupSpec>,
+    ) -> Result<broker::catalog::GroupRecord, broker::catalog::GroupChangeError> {
+        blocking(|| self.node.change_group(change))
+    }
+
     /// A change made here. It stores the record (an fsync), so it runs as blocking code:
     /// called on an async worker, the worker's other tasks move to another thread first.
     fn change(&self, change: Change<'_>) -> Result<TaskRecord, ChangeError> {

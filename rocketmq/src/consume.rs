@@ -25,22 +25,9 @@ const MAX_BATCH: usize = 64;
 /// While long polling, expired invisibilities are looked for at least this often.
 const EXPIRY_LOOK: Duration = Duration::from_secs(1);
 
-/// The longest group name: its dead-letter topic `%DLQ%<group>` must be a valid name.
-const MAX_GROUP_LEN: usize = broker::names::MAX_NAME_LEN - "%DLQ%".len();
-
 fn check_group(group: &str) -> Result<(), Refusal> {
-    broker::names::validate("group", group)
-        .map_err(|e| Refusal::new(Code::IllegalConsumerGroup, e.to_string()))?;
-    if group.len() > MAX_GROUP_LEN {
-        return Err(Refusal::new(
-            Code::IllegalConsumerGroup,
-            format!(
-                "group name of {} bytes: at most {MAX_GROUP_LEN}, so that its dead-letter topic's name fits",
-                group.len()
-            ),
-        ));
-    }
-    Ok(())
+    broker::catalog::groups::check_name(group)
+        .map_err(|reason| Refusal::new(Code::IllegalConsumerGroup, reason))
 }
 
 fn duration_of(d: Option<&prost_types::Duration>) -> Option<Duration> {
@@ -158,7 +145,7 @@ impl AccessPoint {
         };
         let mut durable: Vec<_> = partitions.iter().map(|p| p.subscribe_durable()).collect();
         let hint = u32::try_from(queue.id).ok();
-        let max_attempts = self.limits.max_attempts;
+        let settings = self.group_settings(&group);
         loop {
             let (consumption, group, topic, filter) = (
                 self.consumption.clone(),
@@ -174,7 +161,8 @@ impl AccessPoint {
                     batch,
                     invisible,
                     hint,
-                    max_attempts,
+                    max_attempts: settings.max_attempts,
+                    fifo: settings.fifo,
                 })
             })
             .await?;

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::names::ClientMeta;
 use crate::pop::Consumption;
-use crate::settings::{self, Limits};
+use crate::settings::{self, GroupSettings, Limits};
 use crate::status::{Refusal, ok};
 use crate::{route, send};
 
@@ -54,6 +54,11 @@ impl AccessPoint {
             limits,
             stop,
         }
+    }
+
+    /// Consumer group `group`'s settings here.
+    pub(crate) fn group_settings(&self, group: &str) -> crate::settings::GroupSettings {
+        group_settings(&self.broker, group, &self.limits)
     }
 
     /// The endpoints a route names: those the client reached this access point at, else
@@ -190,17 +195,31 @@ from_status!(
     pb::SyncLiteSubscriptionResponse,
 );
 
-/// Whether a client's subscription names a FIFO topic.
-fn subscribes_fifo(broker: &Broker, meta: &ClientMeta, settings: &pb::Settings) -> bool {
+fn group_settings(broker: &Broker, group: &str, limits: &Limits) -> GroupSettings {
+    GroupSettings::of(broker.groups().get(group).as_ref(), limits)
+}
+
+/// A consumer's group settings, and whether its subscription names a FIFO topic.
+fn subscription_of(
+    broker: &Broker,
+    meta: &ClientMeta,
+    settings: &pb::Settings,
+    limits: &Limits,
+) -> (GroupSettings, bool) {
     let Some(pb::settings::PubSub::Subscription(subscription)) = &settings.pub_sub else {
-        return false;
+        return (GroupSettings::of(None, limits), false);
     };
-    subscription.subscriptions.iter().any(|entry| {
+    let group = meta
+        .name_of(subscription.group.as_ref(), "consumer group")
+        .map(|g| group_settings(broker, &g, limits))
+        .unwrap_or_else(|_| GroupSettings::of(None, limits));
+    let fifo_topic = subscription.subscriptions.iter().any(|entry| {
         meta.name_of(entry.topic.as_ref(), "topic")
             .ok()
             .and_then(|name| broker.topic(&name).ok())
             .is_some_and(|t| t.config.message_type == broker::meta::MessageType::Fifo)
-    })
+    });
+    (group, fifo_topic)
 }
 
 /// A server stream of one status.
@@ -310,11 +329,11 @@ impl MessagingService for AccessPoint {
                     // Answers to server commands (none are sent yet) and anything else.
                     continue;
                 };
-                let fifo = subscribes_fifo(&broker, &meta, &settings);
+                let (group, fifo_topic) = subscription_of(&broker, &meta, &settings, &limits);
                 let answer = pb::TelemetryCommand {
                     status: Some(ok()),
                     command: Some(pb::telemetry_command::Command::Settings(settings::answer(
-                        settings, limits, fifo,
+                        settings, limits, group, fifo_topic,
                     ))),
                 };
                 if tx.send(Ok(answer)).await.is_err() {

@@ -26,9 +26,38 @@ fn duration(d: Duration) -> prost_types::Duration {
     }
 }
 
-/// The settings to answer `client` with; `fifo`: a topic it subscribes to is a FIFO topic,
-/// so its group consumes each message group in order.
-pub fn answer(mut client: Settings, limits: Limits, fifo: bool) -> Settings {
+/// A consumer group's settings in this region: those it was created with, or the region's
+/// defaults (not FIFO, the configured max attempts) for a group nobody created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupSettings {
+    pub fifo: bool,
+    pub max_attempts: u32,
+}
+
+impl GroupSettings {
+    pub fn of(spec: Option<&broker::catalog::GroupSpec>, limits: &Limits) -> Self {
+        match spec {
+            Some(spec) => GroupSettings {
+                fifo: spec.fifo,
+                max_attempts: spec.max_attempts,
+            },
+            None => GroupSettings {
+                fifo: false,
+                max_attempts: limits.max_attempts,
+            },
+        }
+    }
+}
+
+/// The settings to answer `client` with. `group`: the consumer group's settings (for a
+/// consumer); `fifo_topic`: a topic it subscribes to is a FIFO topic. Its messages are
+/// consumed in order when both the group and the topic are FIFO.
+pub fn answer(
+    mut client: Settings,
+    limits: Limits,
+    group: GroupSettings,
+    fifo_topic: bool,
+) -> Settings {
     match client.pub_sub.as_mut() {
         Some(PubSub::Publishing(p)) => {
             p.max_body_size = i32::try_from(limits.max_body).unwrap_or(i32::MAX);
@@ -37,13 +66,13 @@ pub fn answer(mut client: Settings, limits: Limits, fifo: bool) -> Settings {
         Some(PubSub::Subscription(s)) => {
             s.long_polling_timeout = Some(duration(limits.long_polling));
             s.receive_batch_size = Some(limits.receive_batch);
-            s.fifo = Some(fifo);
+            s.fifo = Some(group.fifo && fifo_topic);
         }
         None => {}
     }
     if client.backoff_policy.is_none() {
         client.backoff_policy = Some(RetryPolicy {
-            max_attempts: i32::try_from(limits.max_attempts).unwrap_or(i32::MAX),
+            max_attempts: i32::try_from(group.max_attempts).unwrap_or(i32::MAX),
             strategy: Some(Strategy::CustomizedBackoff(CustomizedBackoff {
                 next: [1, 5, 10, 30, 60]
                     .map(|s| duration(Duration::from_secs(s)))
@@ -75,7 +104,8 @@ mod tests {
             })),
             ..Default::default()
         };
-        let Some(PubSub::Publishing(p)) = answer(client, LIMITS, false).pub_sub else {
+        let group = GroupSettings::of(None, &LIMITS);
+        let Some(PubSub::Publishing(p)) = answer(client, LIMITS, group, false).pub_sub else {
             panic!("publishing settings")
         };
         assert_eq!((p.max_body_size, p.validate_message_type), (4 << 20, true));
@@ -87,12 +117,31 @@ mod tests {
             pub_sub: Some(PubSub::Subscription(Subscription::default())),
             ..Default::default()
         };
-        let answered = answer(client, LIMITS, true);
+        let fifo_group = GroupSettings {
+            fifo: true,
+            max_attempts: 3,
+        };
+        let answered = answer(client.clone(), LIMITS, fifo_group, true);
         let Some(PubSub::Subscription(s)) = answered.pub_sub else {
             panic!("subscription settings")
         };
         assert_eq!(s.long_polling_timeout.unwrap().seconds, 20);
         assert_eq!((s.receive_batch_size, s.fifo), (Some(32), Some(true)));
-        assert!(answered.backoff_policy.is_some());
+        assert_eq!(answered.backoff_policy.unwrap().max_attempts, 3);
+        for (group, fifo_topic) in [
+            (fifo_group, false),
+            (GroupSettings::of(None, &LIMITS), true),
+        ] {
+            let Some(PubSub::Subscription(s)) =
+                answer(client.clone(), LIMITS, group, fifo_topic).pub_sub
+            else {
+                panic!("subscription settings")
+            };
+            assert_eq!(
+                s.fifo,
+                Some(false),
+                "in order only when group and topic are FIFO"
+            );
+        }
     }
 }

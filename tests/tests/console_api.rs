@@ -405,9 +405,69 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/links",
         "GET /api/v1/topics",
         "GET /api/v1/openapi.json",
+        "GET /api/v1/groups",
+        "POST /api/v1/groups",
+        "GET /api/v1/groups/{name}",
+        "PUT /api/v1/groups/{name}",
+        "DELETE /api/v1/groups/{name}",
     ];
     routes.sort();
     assert_eq!(documented, routes);
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_groups_are_versioned_like_tasks_and_spread_to_every_region() {
+    use broker::catalog::GroupSpec;
+    let (nodes, eu, us, _certs) = regions().await;
+    let spec = |max_attempts| GroupSpec {
+        name: "billing".into(),
+        fifo: true,
+        max_attempts,
+    };
+    let made = eu.create_group(&spec(5)).await.unwrap();
+    assert_eq!((made.version, made.changed_by.as_str()), (1, "eu"));
+    let again = eu.create_group(&spec(5)).await.unwrap_err();
+    assert_eq!(again.code(), Some("GROUP_EXISTS"));
+    let body = br#"{"name": "audit", "max_attempts": 0}"#.to_vec();
+    let invalid = post(&eu, "/api/v1/groups", None, Some(body)).await;
+    assert_eq!(invalid.status, 400);
+    assert_eq!(error_code(&invalid), "INVALID_GROUP");
+    assert_eq!(json(&invalid)["error"]["field"], "max_attempts");
+    let unknown = post(
+        &eu,
+        "/api/v1/groups",
+        None,
+        Some(br#"{"name": "x", "colour": 1}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(error_code(&unknown), "MALFORMED_JSON", "{}", unknown.text());
+
+    eventually("us to hold eu's group", || async {
+        us.group("billing").await.is_ok_and(|g| g == made)
+    })
+    .await;
+    // A change in us needs the version it read, and comes back to eu.
+    let unversioned = us.put_group(&spec(7), None).await.unwrap_err();
+    assert_eq!(unversioned.code(), Some("VERSION_REQUIRED"));
+    let stale = us.put_group(&spec(7), Some(9)).await.unwrap_err();
+    assert_eq!(stale.code(), Some("VERSION_CONFLICT"));
+    let changed = us.put_group(&spec(7), Some(1)).await.unwrap();
+    assert_eq!((changed.version, changed.changed_by.as_str()), (2, "us"));
+    eventually("eu to hold us's change", || async {
+        eu.group("billing").await.is_ok_and(|g| g.max_attempts == 7)
+    })
+    .await;
+    eu.delete_group("billing", 2).await.unwrap();
+    eventually("the deletion to reach us", || async {
+        us.group("billing")
+            .await
+            .is_err_and(|e| e.status() == Some(404))
+    })
+    .await;
+    assert!(us.groups().await.unwrap().is_empty());
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }

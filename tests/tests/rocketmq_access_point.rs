@@ -250,7 +250,9 @@ fn answer_status(answer: &pb::ReceiveMessageResponse) -> pb::Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_never_acknowledged_moves_to_the_dead_letter_topic_after_the_last_attempt() {
-    let (node, mut client) = one_message(2, "poison").await;
+    // The region's default is 16 attempts; the group was created with 2.
+    let (node, mut client) = one_message(16, "poison").await;
+    support::create_group(&node, "billing", false, 2).await;
     let receive = pb::ReceiveMessageRequest {
         group: resource("billing"),
         message_queue: Some(pb::MessageQueue {
@@ -304,7 +306,7 @@ fn messages(answers: &[pb::ReceiveMessageResponse]) -> Vec<pb::Message> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
+async fn a_fifo_group_receives_each_message_group_of_a_fifo_topic_in_order_one_at_a_time() {
     let node = support::start("eu").await;
     node.client
         .create_topic_of("ledger", 1, None, "fifo")
@@ -366,6 +368,16 @@ async fn a_fifo_topic_delivers_each_message_group_in_order_one_at_a_time() {
             .map(|m| String::from_utf8(m.body).unwrap())
             .collect()
     };
+    // A group that is not FIFO consumes the same messages concurrently.
+    let concurrent = pb::ReceiveMessageRequest {
+        group: resource("audit"),
+        ..receive.clone()
+    };
+    assert_eq!(
+        bodies(&receive_all(&mut client, concurrent).await),
+        ["a1", "b1", "a2"]
+    );
+    support::create_group(&node, "posting", true, 16).await;
     let first = receive_all(&mut client, receive.clone()).await;
     assert_eq!(
         bodies(&first),

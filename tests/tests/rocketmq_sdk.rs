@@ -299,6 +299,7 @@ async fn the_python_sdk_sends_fifo_messages_and_each_group_is_received_in_order(
         .create_topic_of("ledger", 2, None, "fifo")
         .await
         .unwrap();
+    support::create_group(&node, "posting", true, 16).await;
     let per_group = 5;
     let result = run_sdk(
         "fifo.py",

@@ -81,6 +81,12 @@ impl MetaStore for HeldMeta {
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         self.inner.task_records()
     }
+    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
+        self.inner.put_group_record(name, record)
+    }
+    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        self.inner.group_records()
+    }
     fn put_pop_state(&self, g: &str, t: &str, p: u32, state: &[u8]) -> Result<(), MetaError> {
         self.inner.put_pop_state(g, t, p, state)
     }

@@ -13,6 +13,7 @@ pub struct MemoryMetaStore {
     checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
     task_starts: Mutex<BTreeMap<String, i64>>,
     task_records: Mutex<BTreeMap<String, Vec<u8>>>,
+    group_records: Mutex<BTreeMap<String, Vec<u8>>>,
     pop_states: Mutex<BTreeMap<(String, String, u32), Vec<u8>>>,
 }
 
@@ -104,21 +105,21 @@ impl MetaStore for MemoryMetaStore {
     }
 
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
-        self.task_records
-            .lock()
-            .expect("lock")
-            .insert(name.to_string(), record.to_vec());
+        put_named(&self.task_records, name, record);
         Ok(())
     }
 
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        Ok(self
-            .task_records
-            .lock()
-            .expect("lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
+        Ok(named(&self.task_records))
+    }
+
+    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
+        put_named(&self.group_records, name, record);
+        Ok(())
+    }
+
+    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        Ok(named(&self.group_records))
     }
 
     fn put_pop_state(
@@ -158,4 +159,18 @@ impl MetaStore for MemoryMetaStore {
     fn flush(&self) -> Result<(), MetaError> {
         Ok(())
     }
+}
+
+fn put_named(map: &Mutex<BTreeMap<String, Vec<u8>>>, name: &str, value: &[u8]) {
+    map.lock()
+        .expect("lock")
+        .insert(name.to_string(), value.to_vec());
+}
+
+fn named(map: &Mutex<BTreeMap<String, Vec<u8>>>) -> Vec<(String, Vec<u8>)> {
+    map.lock()
+        .expect("lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }

@@ -121,6 +121,11 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
     /// Every stored task record, by name.
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
+    /// Stores the consumer group record `name` (JSON of a
+    /// [`crate::catalog::GroupRecord`]), durably.
+    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
+    /// Every stored group record, by name.
+    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
     /// Stores the PoP consumption state of `group` in `topic`'s `partition` (opaque bytes
     /// owned by the RocketMQ access point), durably.
     fn put_pop_state(
@@ -146,6 +151,16 @@ mod tests {
         assert_eq!(
             store.task_records().unwrap(),
             vec![("t1".to_string(), b"two".to_vec())]
+        );
+        store.put_group_record("g1", b"group").unwrap();
+        assert_eq!(
+            store.group_records().unwrap(),
+            vec![("g1".to_string(), b"group".to_vec())]
+        );
+        assert_eq!(
+            store.task_records().unwrap().len(),
+            1,
+            "separate from tasks"
         );
         let topic = TopicConfig {
             name: "orders".into(),

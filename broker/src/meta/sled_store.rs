@@ -3,6 +3,7 @@
 //! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
 //! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
 //! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes);
+//! `group_records`: (`group` -> JSON of a consumer group's record);
 //! `pop_states`: (`group \0 topic \0 partition big-endian` -> the access point's bytes).
 
 use std::path::Path;
@@ -19,6 +20,7 @@ pub struct SledMetaStore {
     checkpoints: sled::Tree,
     task_starts: sled::Tree,
     task_records: sled::Tree,
+    group_records: sled::Tree,
     pop_states: sled::Tree,
 }
 
@@ -31,10 +33,30 @@ impl SledMetaStore {
             checkpoints: db.open_tree("checkpoints")?,
             task_starts: db.open_tree("task_starts")?,
             task_records: db.open_tree("task_records")?,
+            group_records: db.open_tree("group_records")?,
             pop_states: db.open_tree("pop_states")?,
             db,
         })
     }
+}
+
+impl SledMetaStore {
+    /// Stores `value` under `name` in `tree`, durably.
+    fn put_named(&self, tree: &sled::Tree, name: &str, value: &[u8]) -> Result<(), MetaError> {
+        tree.insert(name.as_bytes(), value)?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Every `(name, value)` of `tree`.
+fn named(tree: &sled::Tree) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+    tree.iter()
+        .map(|item| {
+            let (key, value) = item?;
+            Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
+        })
+        .collect()
 }
 
 fn group_prefix(group: &str, topic: &str) -> Vec<u8> {
@@ -208,19 +230,19 @@ impl MetaStore for SledMetaStore {
     }
 
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
-        self.task_records.insert(name.as_bytes(), record)?;
-        self.db.flush()?;
-        Ok(())
+        self.put_named(&self.task_records, name, record)
     }
 
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        self.task_records
-            .iter()
-            .map(|item| {
-                let (key, value) = item?;
-                Ok((String::from_utf8_lossy(&key).into_owned(), value.to_vec()))
-            })
-            .collect()
+        named(&self.task_records)
+    }
+
+    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
+        self.put_named(&self.group_records, name, record)
+    }
+
+    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        named(&self.group_records)
     }
 
     fn put_pop_state(

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use broker::catalog::{GroupChangeError, VersionError};
 use replicator::ChangeError;
 
 proto::stable_codes! {
@@ -17,11 +18,13 @@ proto::stable_codes! {
         BodyTooLarge => "BODY_TOO_LARGE",
         BadRequest => "BAD_REQUEST",
         InvalidTask => "INVALID_TASK",
+        InvalidGroup => "INVALID_GROUP",
         Unauthorized => "UNAUTHORIZED",
         Forbidden => "FORBIDDEN",
         NotFound => "NOT_FOUND",
         ReplicationDisabled => "REPLICATION_DISABLED",
         TaskExists => "TASK_EXISTS",
+        GroupExists => "GROUP_EXISTS",
         VersionConflict => "VERSION_CONFLICT",
         VersionRequired => "VERSION_REQUIRED",
         FailoverTimedOut => "FAILOVER_TIMED_OUT",
@@ -34,15 +37,17 @@ impl ConsoleCode {
     /// The HTTP status this code is answered with: the console's one mapping.
     pub fn status(self) -> StatusCode {
         match self {
-            ConsoleCode::MalformedJson | ConsoleCode::BadRequest | ConsoleCode::InvalidTask => {
-                StatusCode::BAD_REQUEST
-            }
+            ConsoleCode::MalformedJson
+            | ConsoleCode::BadRequest
+            | ConsoleCode::InvalidTask
+            | ConsoleCode::InvalidGroup => StatusCode::BAD_REQUEST,
             ConsoleCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ConsoleCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ConsoleCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ConsoleCode::Forbidden => StatusCode::FORBIDDEN,
             ConsoleCode::NotFound | ConsoleCode::ReplicationDisabled => StatusCode::NOT_FOUND,
             ConsoleCode::TaskExists
+            | ConsoleCode::GroupExists
             | ConsoleCode::VersionConflict
             | ConsoleCode::FailoverTimedOut
             | ConsoleCode::FailoverRefused => StatusCode::CONFLICT,
@@ -70,6 +75,10 @@ impl ApiError {
 
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(ConsoleCode::NotFound, what)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(ConsoleCode::Internal, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -113,6 +122,28 @@ impl From<ChangeError> for ApiError {
                 message: t.to_string(),
             },
             other => ApiError::new(ConsoleCode::Internal, other.to_string()),
+        }
+    }
+}
+
+impl From<GroupChangeError> for ApiError {
+    fn from(e: GroupChangeError) -> Self {
+        match e {
+            GroupChangeError::Version(VersionError::Conflict { .. }) => {
+                ApiError::new(ConsoleCode::VersionConflict, e.to_string())
+            }
+            GroupChangeError::Version(VersionError::Exists { .. }) => {
+                ApiError::new(ConsoleCode::GroupExists, e.to_string())
+            }
+            GroupChangeError::Version(VersionError::NotFound { .. }) => {
+                ApiError::not_found(e.to_string())
+            }
+            GroupChangeError::Invalid { field, reason } => ApiError {
+                code: ConsoleCode::InvalidGroup,
+                field: Some(field.to_string()),
+                message: reason,
+            },
+            GroupChangeError::Meta(_) => ApiError::new(ConsoleCode::Internal, e.to_string()),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! The REST API under `/api/v1`: tasks (`tasks`), DR failover and failback (`failover`), regions, links and topics
+//! The REST API under `/api/v1`: tasks (`tasks`), consumer groups (`groups`), DR failover and
+//! failback (`failover`), regions, links and topics
 //! (`resources`), its OpenAPI 3 document (`openapi`), bearer-token auth (`auth`) and the
 //! one error shape (`error`). Bodies are JSON, at most `MAX_BODY_BYTES`.
 
 pub mod auth;
 pub mod error;
 pub mod failover;
+pub mod groups;
 pub mod openapi;
 pub mod resources;
 pub mod tasks;
@@ -41,6 +43,13 @@ pub fn router(api: Api, tokens: auth::Tokens) -> Router {
         .route("/api/v1/tasks/{name}/resume", post(tasks::resume))
         .route("/api/v1/tasks/{name}/failover", post(failover::failover))
         .route("/api/v1/tasks/{name}/failback", post(failover::failback))
+        .route("/api/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/api/v1/groups/{name}",
+            get(groups::read)
+                .put(groups::replace)
+                .delete(groups::delete),
+        )
         .route("/api/v1/regions", get(resources::regions))
         .route("/api/v1/links", get(resources::links))
         .route("/api/v1/topics", get(resources::topics))

@@ -4,94 +4,135 @@
 
 use axum::Json;
 
-/// (method, path, summary, takes a task body, changes a task (If-Match)).
-pub const OPERATIONS: &[(&str, &str, &str, bool, bool)] = &[
+/// (method, path, summary, the schema of its body, changes a versioned record (If-Match)).
+pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
     (
         "get",
         "/api/v1/tasks",
         "List tasks with their status",
-        false,
+        None,
         false,
     ),
-    ("post", "/api/v1/tasks", "Create a task", true, false),
+    (
+        "post",
+        "/api/v1/tasks",
+        "Create a task",
+        Some("TaskSpec"),
+        false,
+    ),
     (
         "get",
         "/api/v1/tasks/{name}",
         "Read a task (ETag: its version)",
-        false,
+        None,
         false,
     ),
     (
         "put",
         "/api/v1/tasks/{name}",
         "Create or replace a task (idempotent)",
-        true,
+        Some("TaskSpec"),
         true,
     ),
     (
         "delete",
         "/api/v1/tasks/{name}",
         "Delete a task",
-        false,
+        None,
         true,
     ),
     (
         "get",
         "/api/v1/tasks/{name}/status",
         "A task's lag, throughput, checkpoints and last error per sub-log",
-        false,
+        None,
         false,
     ),
     (
         "post",
         "/api/v1/tasks/{name}/pause",
         "Pause a task",
-        false,
+        None,
         true,
     ),
     (
         "post",
         "/api/v1/tasks/{name}/resume",
         "Resume a task",
-        false,
+        None,
         true,
     ),
     (
         "post",
         "/api/v1/tasks/{name}/failover",
         "Promote this region to primary of a DR task: body {\"mode\": \"planned\"|\"forced\", \"timeout_s\": 30}; returns the report with the RPO per origin",
-        false,
+        None,
         false,
     ),
     (
         "post",
         "/api/v1/tasks/{name}/failback",
         "Return a DR task to this region, its first source, by a planned failover: body {\"timeout_s\": 30}",
-        false,
+        None,
         false,
     ),
     (
         "get",
         "/api/v1/regions",
         "Regions and how this one reaches them",
-        false,
+        None,
         false,
     ),
     (
         "get",
         "/api/v1/links",
         "This region's links: state, RTT, bytes",
-        false,
+        None,
         false,
     ),
     (
         "get",
         "/api/v1/topics",
         "Topics: partitions, per origin offsets and bytes",
-        false,
+        None,
         false,
     ),
-    ("get", "/api/v1/openapi.json", "This document", false, false),
+    ("get", "/api/v1/openapi.json", "This document", None, false),
+    (
+        "get",
+        "/api/v1/groups",
+        "List consumer groups' settings",
+        None,
+        false,
+    ),
+    (
+        "post",
+        "/api/v1/groups",
+        "Create a consumer group",
+        Some("GroupSpec"),
+        false,
+    ),
+    (
+        "get",
+        "/api/v1/groups/{name}",
+        "Read a consumer group (ETag: its version)",
+        None,
+        false,
+    ),
+    (
+        "put",
+        "/api/v1/groups/{name}",
+        "Create or replace a consumer group (idempotent)",
+        Some("GroupSpec"),
+        true,
+    ),
+    (
+        "delete",
+        "/api/v1/groups/{name}",
+        "Delete a consumer group's settings (it consumes with the defaults again)",
+        None,
+        true,
+    ),
 ];
 
 fn error_response(description: &str) -> serde_json::Value {
@@ -103,14 +144,14 @@ fn error_response(description: &str) -> serde_json::Value {
 
 pub fn document_value() -> serde_json::Value {
     let mut paths = serde_json::Map::new();
-    for (method, path, summary, task_body, versioned) in OPERATIONS {
+    for (method, path, summary, body, versioned) in OPERATIONS {
         let mut op = serde_json::json!({
             "summary": summary,
             "responses": {
                 "200": {"description": "OK", "content": {"application/json": {}}},
                 "401": error_response("No valid bearer token"),
                 "403": error_response("A read-only token on a change"),
-                "404": error_response("Unknown task"),
+                "404": error_response("Unknown task or group"),
             },
         });
         let mut parameters = Vec::new();
@@ -122,20 +163,20 @@ pub fn document_value() -> serde_json::Value {
         if *versioned {
             parameters.push(serde_json::json!({
                 "name": "If-Match", "in": "header", "required": false,
-                "description": "The task version the change applies to (required when the task exists)",
+                "description": "The version the change applies to (required when the task or group exists)",
                 "schema": {"type": "string"}
             }));
             op["responses"]["409"] = error_response("Stale version");
             op["responses"]["428"] = error_response("If-Match missing");
         }
-        if *task_body {
+        if let Some(schema) = body {
             op["requestBody"] = serde_json::json!({
                 "required": true,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TaskSpec"}}}
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
             });
             op["responses"]["201"] = serde_json::json!({"description": "Created"});
             op["responses"]["400"] =
-                error_response("Malformed JSON or an invalid task (field named)");
+                error_response("Malformed JSON or invalid settings (field named)");
             op["responses"]["413"] = error_response("Body too large");
         }
         if path.ends_with("/failover") || path.ends_with("/failback") {
@@ -166,6 +207,16 @@ pub fn document_value() -> serde_json::Value {
                     "properties": {"error": {"type": "object", "properties": {
                         "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
                     }, "required": ["code", "message"]}}
+                },
+                "GroupSpec": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string", "maxLength": broker::catalog::groups::MAX_GROUP_NAME},
+                        "fifo": {"type": "boolean", "description": "consume each message group of a FIFO topic in order"},
+                        "max_attempts": {"type": "integer", "minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS, "description": "deliveries before the dead-letter topic %DLQ%<group>"}
+                    }
                 },
                 "TaskSpec": {
                     "type": "object",

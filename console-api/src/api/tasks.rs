@@ -61,7 +61,7 @@ fn with_etag(status: StatusCode, replicator: &Replicator, record: &TaskRecord) -
 }
 
 /// The version in `If-Match` (`"3"`, `3` or `W/"3"`), if any.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -69,16 +69,16 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse().map(Some).map_err(|_| {
         ApiError::bad_request(format!(
-            "If-Match must be a task version (a number), not {text:?}"
+            "If-Match must be a version (a number), not {text:?}"
         ))
     })
 }
 
-fn required(version: Option<u64>) -> Result<u64, ApiError> {
+pub(crate) fn required(version: Option<u64>) -> Result<u64, ApiError> {
     version.ok_or_else(|| {
         ApiError::new(
             ConsoleCode::VersionRequired,
-            "a change to a task needs the version it applies to: If-Match: \"<version>\"",
+            "a change to an existing task or group needs the version it applies to: If-Match: \"<version>\"",
         )
     })
 }

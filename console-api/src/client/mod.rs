@@ -9,6 +9,7 @@ pub mod types;
 
 use std::time::Duration;
 
+use broker::catalog::GroupSpec;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH};
@@ -346,6 +347,37 @@ impl ConsoleClient {
         let path = format!("/api/v1/tasks/{name}/resume");
         self.json(Method::POST, &path, Some(version), None::<&()>)
             .await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<Group>, ClientError> {
+        Ok(self.get::<GroupList>("/api/v1/groups").await?.groups)
+    }
+
+    pub async fn group(&self, name: &str) -> Result<Group, ClientError> {
+        self.get(&format!("/api/v1/groups/{name}")).await
+    }
+
+    /// Creates a consumer group (`409 GROUP_EXISTS` if the name is taken).
+    pub async fn create_group(&self, spec: &GroupSpec) -> Result<Group, ClientError> {
+        self.json(Method::POST, "/api/v1/groups", None, Some(spec))
+            .await
+    }
+
+    /// Creates or replaces group `spec.name`; replacing needs the `version` read.
+    pub async fn put_group(
+        &self,
+        spec: &GroupSpec,
+        version: Option<u64>,
+    ) -> Result<Group, ClientError> {
+        let path = format!("/api/v1/groups/{}", spec.name);
+        self.json(Method::PUT, &path, version, Some(spec)).await
+    }
+
+    pub async fn delete_group(&self, name: &str, version: u64) -> Result<(), ClientError> {
+        let path = format!("/api/v1/groups/{name}");
+        self.call(Method::DELETE, &path, Some(version), None::<&()>)
+            .await
+            .map(|_| ())
     }
 
     /// Promotes this console's region to primary of DR task `name`; a planned failover

@@ -34,6 +34,24 @@ pub struct Task {
     pub status: TaskStatus,
 }
 
+/// A consumer group's settings as the API shows them (`GET /api/v1/groups/{name}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub fifo: bool,
+    pub max_attempts: u32,
+    /// The version a change must name in `If-Match`.
+    pub version: u64,
+    /// The region where this version was made.
+    pub changed_by: String,
+}
+
+/// `GET /api/v1/groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<Group>,
+}
+
 /// `GET /api/v1/tasks`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskList {

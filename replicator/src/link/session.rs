@@ -139,8 +139,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
     }
     tracing::info!(%peer, %remote, ?role, "link up");
     node.sync_link_states_to(&control_tx);
-    let records = node.tasks.snapshot().records();
-    let _ = control_tx.try_send(crate::node::tasks_frame(&records));
+    let _ = control_tx.try_send(node.full_catalog_frame());
     crate::groups::send_all(&node, Some(&peer));
     node.links_changed();
 

@@ -33,14 +33,14 @@ pub(crate) use events::{PlanEvent, Planner};
 pub(crate) use links::{LinkCtx, LinkHandle, LinkTable};
 pub(crate) use paths::HopPaths;
 pub(crate) use routes::mono_ms;
-pub(crate) use task_changes::{persist, tasks_frame};
+pub(crate) use task_changes::persist;
 
 use crate::inbox::Inbox;
 use crate::observe::{Metrics, StatusBoard, SubLogKey, SubLogStatus};
 use crate::published::Published;
 use crate::routing::{LinkStateDb, RouteView};
 use crate::settings::LinkSettings;
-use crate::tasks::{Task, TaskBook, TaskRecord};
+use crate::tasks::{Task, TaskBook};
 use crate::wire::FrameLimits;
 
 /// The latest advertisement of each neighbour whose link is open, with the link's id.
@@ -68,8 +68,8 @@ pub(crate) struct Node {
     /// them to advertise what they relay).
     pub heard: Published<Heard>,
     pub planner: Planner,
-    /// Task records from neighbours, waiting to be merged and stored.
-    tasks_inbox: Inbox<(String, Vec<TaskRecord>)>,
+    /// Shared records from neighbours, waiting to be merged and stored.
+    tasks_inbox: Inbox<(String, task_changes::Incoming)>,
     next_id: AtomicU64,
     pub stop: CancellationToken,
     pub tracker: TaskTracker,
@@ -107,9 +107,9 @@ impl Node {
                 &tracker,
                 stop.clone(),
                 TASKS_INBOX,
-                move |(from, records): (String, Vec<TaskRecord>)| {
+                move |(from, incoming): (String, task_changes::Incoming)| {
                     if let Some(node) = weak.upgrade() {
-                        node.merge_tasks(&from, records);
+                        node.merge_shared(&from, incoming);
                     }
                 },
             );

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use broker::meta::TaskCheckpoint;
 
 use super::Node;
-use super::task_changes::tasks_frame;
 use crate::observe::metrics::{OriginLabels, PeerLabels, SubLogLabels};
 
 /// Every this many routing ticks (5 heartbeat intervals) the whole task catalog is sent to
@@ -32,8 +31,7 @@ pub(crate) async fn routing_loop(node: Arc<Node>) {
         }
         if n.is_multiple_of(CATALOG_REFRESH_TICKS) {
             // Task frames dropped on a full control queue are repaired by this refresh.
-            let records = node.tasks.snapshot().records();
-            node.links.flood(&tasks_frame(&records), None);
+            node.links.flood(&node.full_catalog_frame(), None);
         }
     }
 }

@@ -18,27 +18,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use broker::catalog::record::{self, Record, VersionError};
 use topology::Topology;
 
 use crate::tasks::spec::{self, Task, TaskError, TaskSpec};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRecord {
-    pub spec: TaskSpec,
-    pub version: u64,
-    /// The region where this version was made.
-    pub changed_by: String,
-    #[serde(default)]
-    pub deleted: bool,
-}
+/// A task's record: `{spec, version, changed_by, deleted}`, under the rule every shared
+/// record follows (`broker::catalog::record`).
+pub type TaskRecord = Record<TaskSpec>;
 
-impl TaskRecord {
-    /// The order every region applies: higher version, then a deletion over a change at
-    /// the same version, then the region name.
-    fn newer_than(&self, other: &TaskRecord) -> bool {
-        (self.version, self.deleted, &self.changed_by)
-            > (other.version, other.deleted, &other.changed_by)
+impl broker::catalog::Spec for TaskSpec {
+    fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -63,15 +54,27 @@ pub enum ChangeError {
     Meta(#[from] broker::meta::MetaError),
 }
 
-/// A change asked for in this region.
-pub(crate) struct Change<'a> {
-    pub name: &'a str,
-    /// The new spec; `None` deletes.
-    pub spec: Option<TaskSpec>,
-    /// The version the caller read (0: absent); `None` changes whatever is there.
-    pub if_version: Option<u64>,
-    pub create_only: bool,
+impl From<VersionError> for ChangeError {
+    fn from(e: VersionError) -> Self {
+        match e {
+            VersionError::Conflict {
+                name,
+                current,
+                given,
+                ..
+            } => ChangeError::Conflict {
+                name,
+                current,
+                given,
+            },
+            VersionError::NotFound { name, .. } => ChangeError::NotFound(name),
+            VersionError::Exists { name, .. } => ChangeError::Exists(name),
+        }
+    }
 }
+
+/// A change asked for in this region.
+pub(crate) type Change<'a> = record::Change<'a, TaskSpec>;
 
 pub(crate) struct Catalog {
     records: BTreeMap<String, TaskRecord>,
@@ -206,38 +209,8 @@ impl Catalog {
         region: &str,
         topology: &Topology,
     ) -> Result<TaskRecord, ChangeError> {
-        let Change {
-            name,
-            spec,
-            if_version,
-            create_only,
-        } = change;
-        let current = self.records.get(name);
-        let live = current.filter(|r| !r.deleted);
-        if create_only && live.is_some() {
-            return Err(ChangeError::Exists(name.to_string()));
-        }
-        if spec.is_none() && live.is_none() {
-            return Err(ChangeError::NotFound(name.to_string()));
-        }
-        let version = current.map_or(0, |r| r.version);
-        if let Some(given) = if_version
-            && given != live.map_or(0, |r| r.version)
-        {
-            return Err(ChangeError::Conflict {
-                name: name.to_string(),
-                current: live.map_or(0, |r| r.version),
-                given,
-            });
-        }
-        let record = TaskRecord {
-            spec: spec
-                .clone()
-                .unwrap_or_else(|| live.expect("checked").spec.clone()),
-            version: version + 1,
-            changed_by: region.to_string(),
-            deleted: spec.is_none(),
-        };
+        let name = change.name;
+        let record = record::prepare(&self.records, change, "task", region)?;
         if !record.deleted {
             // Strict for changes made here: the task must fit with the active ones.
             let mut specs: Vec<TaskSpec> = self
@@ -287,16 +260,7 @@ impl Catalog {
     /// and `build` decides what is active).
     pub fn merge(&mut self, incoming: Vec<TaskRecord>, topology: &Topology) -> Vec<TaskRecord> {
         let mut records = self.records.clone();
-        let mut taken = Vec::new();
-        for record in incoming {
-            let newer = records
-                .get(&record.spec.name)
-                .is_none_or(|held| record.newer_than(held));
-            if newer {
-                records.insert(record.spec.name.clone(), record.clone());
-                taken.push(record);
-            }
-        }
+        let taken = record::merge(&mut records, incoming);
         if !taken.is_empty() {
             self.active = self.build(topology, &records);
             self.records = records;

@@ -68,10 +68,11 @@ pub struct LinkHealth {
     pub srtt_us: u64,
 }
 
-/// Task records, each as JSON.
+/// Shared records, each as JSON: replication tasks and consumer groups.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tasks {
     pub records: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -276,13 +277,19 @@ impl From<LinkState> for pb::LinkState {
 
 impl From<pb::Tasks> for Tasks {
     fn from(m: pb::Tasks) -> Self {
-        Tasks { records: m.records }
+        Tasks {
+            records: m.records,
+            groups: m.groups,
+        }
     }
 }
 
 impl From<Tasks> for pb::Tasks {
     fn from(m: Tasks) -> Self {
-        pb::Tasks { records: m.records }
+        pb::Tasks {
+            records: m.records,
+            groups: m.groups,
+        }
     }
 }
 

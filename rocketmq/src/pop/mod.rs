@@ -61,6 +61,8 @@ pub struct Receive<'a> {
     pub hint: Option<u32>,
     /// Deliveries before a message is dead-lettered.
     pub max_attempts: u32,
+    /// The group consumes FIFO topics in order (each message group one at a time).
+    pub fifo: bool,
 }
 
 /// What a receive handed out, and the type of messages of the topic.
@@ -206,7 +208,7 @@ impl Consumption {
                 index: partition,
                 now,
                 visible_at: now + receive.invisible.as_millis() as i64,
-                fifo: message_type == broker::meta::MessageType::Fifo,
+                fifo: receive.fifo && message_type == broker::meta::MessageType::Fifo,
                 out: &mut out,
             };
             look.at(&mut state)?;

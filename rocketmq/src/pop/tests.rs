@@ -23,6 +23,7 @@ fn receive() -> Receive<'static> {
         invisible: Duration::from_secs(30),
         hint: None,
         max_attempts: 16,
+        fifo: true,
     }
 }
 

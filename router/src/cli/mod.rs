@@ -6,6 +6,7 @@ mod bench_rocketmq;
 mod certs;
 mod consume;
 mod failover;
+mod group;
 mod produce;
 mod repair;
 mod scenario;
@@ -61,6 +62,9 @@ enum Command {
     /// Manage replication tasks through a region's console API.
     #[command(subcommand)]
     Task(task::TaskCommand),
+    /// Manage consumer groups' settings (FIFO, max attempts) through a region's console API.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Promote the region whose console is called to primary of a DR task.
     Failover(failover::FailoverArgs),
     /// Return a DR task to its first source (run against that region's console).
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Certs(args) => certs::run(args),
             Command::Task(command) => task::run(command).await,
+            Command::Group(command) => group::run(command).await,
             Command::Failover(args) => failover::failover(args).await,
             Command::Failback(args) => failover::failback(args).await,
             Command::Repair(args) => repair::run(args),

@@ -202,6 +202,20 @@ pub async fn produce(
 }
 
 /// Creates a topic unless replication already created it from a peer's advertisement.
+/// Creates consumer group `name` in `node` through its console (shared with every region).
+pub async fn create_group(node: &TestNode, name: &str, fifo: bool, max_attempts: u32) {
+    let console = console_api::client::ConsoleClient::new(node.node.bound.console, None);
+    let spec = broker::catalog::GroupSpec {
+        name: name.into(),
+        fifo,
+        max_attempts,
+    };
+    console
+        .create_group(&spec)
+        .await
+        .expect("the group is created");
+}
+
 pub async fn create_if_missing(node: &TestNode, topic: &str, partitions: u32) {
     match node.client.create_topic(topic, partitions, None).await {
         Ok(_) => {}
