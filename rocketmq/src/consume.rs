@@ -11,7 +11,9 @@ use proto::rocketmq::v2::Code;
 
 use crate::names::ClientMeta;
 use crate::pop::filter::Filter;
+use crate::pop::handle::Handle;
 use crate::pop::{Consumption, Receive, Taken, deliver};
+use crate::renew::Lease;
 use crate::route;
 use crate::service::AccessPoint;
 use crate::status::{Refusal, ok};
@@ -86,7 +88,14 @@ impl AccessPoint {
         };
         let queue = request.message_queue.clone().unwrap_or_default();
         let topic_resource = queue.topic.clone().unwrap_or_default();
-        match self.take(meta, request).await {
+        self.clients.touch(meta.client_id.as_deref());
+        let renewing = request.auto_renew.then(|| meta.client_id.clone()).flatten();
+        let names = (request.group.clone(), queue.topic.clone());
+        let taken = self.take(meta, request).await;
+        if let (Ok(taken), Some(client)) = (&taken, renewing) {
+            self.lease(meta, names, taken, client);
+        }
+        match taken {
             Ok(taken) if taken.deliveries.is_empty() => vec![status(
                 Refusal::new(Code::MessageNotFound, "no message to receive now").status(),
             )],
@@ -117,6 +126,37 @@ impl AccessPoint {
             )
             .collect(),
             Err(refusal) => vec![status(refusal.status())],
+        }
+    }
+
+    /// The server renews the invisibility of what `client` received with `auto_renew`.
+    fn lease(
+        &self,
+        meta: &ClientMeta,
+        (group, topic): (Option<pb::Resource>, Option<pb::Resource>),
+        taken: &Taken,
+        client: String,
+    ) {
+        let (Ok(group), Ok(topic)) = (
+            meta.name_of(group.as_ref(), "consumer group"),
+            meta.name_of(topic.as_ref(), "topic"),
+        ) else {
+            return;
+        };
+        let now = broker::record::now_ms();
+        for d in &taken.deliveries {
+            let Ok(handle) = Handle::parse(&d.handle) else {
+                continue;
+            };
+            self.leases.hold(Lease {
+                group: group.clone(),
+                topic: topic.clone(),
+                handle,
+                client: client.clone(),
+                slice: d.invisible,
+                visible_at_ms: now + d.invisible.as_millis() as i64,
+                received_ms: now,
+            });
         }
     }
 
@@ -208,6 +248,9 @@ impl AccessPoint {
             .iter()
             .map(|e| e.receipt_handle.clone())
             .collect();
+        for handle in &handles {
+            self.leases.release(&group, &topic, handle);
+        }
         let c = self.consumption.clone();
         let results = tokio::task::spawn_blocking(move || c.ack(&group, &topic, &handles))
             .await
@@ -252,6 +295,7 @@ impl AccessPoint {
     ) -> Result<(), Refusal> {
         let group = meta.name_of(request.group.as_ref(), "consumer group")?;
         let topic = meta.name_of(request.topic.as_ref(), "topic")?;
+        self.leases.release(&group, &topic, &request.receipt_handle);
         let c = self.consumption.clone();
         let handle = request.receipt_handle;
         blocking(move || c.forward_to_dead_letters(&group, &topic, &handle)).await
@@ -266,6 +310,8 @@ impl AccessPoint {
             let group = meta.name_of(request.group.as_ref(), "consumer group")?;
             let topic = meta.name_of(request.topic.as_ref(), "topic")?;
             let invisible = invisible_of(request.invisible_duration.as_ref(), true)?;
+            // The client takes over the message's invisibility.
+            self.leases.release(&group, &topic, &request.receipt_handle);
             let c: Arc<Consumption> = self.consumption.clone();
             let handle = request.receipt_handle.clone();
             blocking(move || c.change_invisible(&group, &topic, &handle, invisible)).await

@@ -8,12 +8,13 @@
 //! - `settings`: the answer to a client's settings on the Telemetry stream, pure;
 //! - `status`: the one mapping of errors to the protocol's status codes;
 //! - `pop`: PoP consumption (durable group state, receipt handles, filters, delivery),
-//!   and `consume`: its RPCs;
+//!   and `consume`: its RPCs; `renew`: push consumers' invisibility renewed by the server;
 //! - `service`: the gRPC service over the broker.
 
 mod consume;
 pub mod names;
 pub mod pop;
+pub mod renew;
 pub mod route;
 pub mod send;
 pub mod service;

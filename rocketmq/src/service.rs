@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::names::ClientMeta;
 use crate::pop::Consumption;
+use crate::renew::{Clients, Leases};
 use crate::settings::{self, GroupSettings, Limits};
 use crate::status::{Refusal, ok};
 use crate::{route, send};
@@ -35,6 +36,10 @@ pub struct AccessPoint {
     address: SocketAddr,
     pub(crate) limits: Limits,
     pub(crate) consumption: Arc<Consumption>,
+    /// Push consumers' messages whose invisibility the server renews, and the clients
+    /// seen lately (`renew`).
+    pub(crate) leases: Arc<Leases>,
+    pub(crate) clients: Arc<Clients>,
     pub(crate) stop: CancellationToken,
 }
 
@@ -46,8 +51,18 @@ impl AccessPoint {
         limits: Limits,
         stop: CancellationToken,
     ) -> Self {
+        let consumption = Arc::new(Consumption::new(broker.clone()));
+        let (leases, clients) = (Arc::default(), Arc::<Clients>::default());
+        tokio::spawn(crate::renew::run(
+            Arc::clone(&leases),
+            clients.clone(),
+            consumption.clone(),
+            stop.clone(),
+        ));
         AccessPoint {
-            consumption: Arc::new(Consumption::new(broker.clone())),
+            consumption,
+            leases,
+            clients,
             broker,
             region,
             address,
@@ -249,8 +264,10 @@ impl MessagingService for AccessPoint {
 
     async fn heartbeat(
         &self,
-        _request: Request<pb::HeartbeatRequest>,
+        request: Request<pb::HeartbeatRequest>,
     ) -> Answer<pb::HeartbeatResponse> {
+        let meta = ClientMeta::from_metadata(request.metadata());
+        self.clients.touch(meta.client_id.as_deref());
         Ok(Response::new(pb::HeartbeatResponse { status: Some(ok()) }))
     }
 
@@ -310,6 +327,7 @@ impl MessagingService for AccessPoint {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
         let (limits, stop, broker) = (self.limits, self.stop.clone(), self.broker.clone());
+        let clients = self.clients.clone();
         tokio::spawn(async move {
             loop {
                 let command = tokio::select! {
@@ -324,6 +342,7 @@ impl MessagingService for AccessPoint {
                     }
                     None => return,
                 };
+                clients.touch(meta.client_id.as_deref());
                 let Some(pb::telemetry_command::Command::Settings(settings)) = command.command
                 else {
                     // Answers to server commands (none are sent yet) and anything else.
@@ -346,8 +365,11 @@ impl MessagingService for AccessPoint {
 
     async fn notify_client_termination(
         &self,
-        _request: Request<pb::NotifyClientTerminationRequest>,
+        request: Request<pb::NotifyClientTerminationRequest>,
     ) -> Answer<pb::NotifyClientTerminationResponse> {
+        // Its messages' invisibility is renewed no more.
+        let meta = ClientMeta::from_metadata(request.metadata());
+        self.clients.leave(meta.client_id.as_deref());
         Ok(Response::new(pb::NotifyClientTerminationResponse {
             status: Some(ok()),
         }))

@@ -229,7 +229,7 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
 
 async fn receive_all(
     client: &mut MessagingServiceClient<tonic::transport::Channel>,
-    request: pb::ReceiveMessageRequest,
+    request: impl tonic::IntoRequest<pb::ReceiveMessageRequest>,
 ) -> Vec<pb::ReceiveMessageResponse> {
     let mut stream = client.receive_message(request).await.unwrap().into_inner();
     let mut answers = Vec::new();
@@ -497,4 +497,71 @@ async fn access_point(node: &support::TestNode) -> Client {
     Client::connect(format!("http://{}", node.node.bound.rocketmq))
         .await
         .unwrap()
+}
+
+/// `body` as a request from client instance `client_id`.
+fn from_client<T>(client_id: &str, body: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("x-mq-client-id", client_id.parse().unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_renews_a_push_consumers_invisibility_until_the_client_leaves() {
+    let (_node, mut client) = one_message(16, "held").await;
+    let seconds = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    let push = pb::ReceiveMessageRequest {
+        group: resource("billing"),
+        message_queue: Some(pb::MessageQueue {
+            topic: resource("orders"),
+            ..Default::default()
+        }),
+        batch_size: 1,
+        invisible_duration: seconds(1),
+        auto_renew: true,
+        ..Default::default()
+    };
+    let first = receive_all(&mut client, from_client("push-1", push.clone())).await;
+    let held = messages(&first).remove(0).system_properties.unwrap();
+    assert_eq!(held.delivery_attempt, Some(1));
+
+    // Another consumer of the group looks for 3 s, three times the invisible duration:
+    // the server keeps renewing it while its client lives.
+    let other = pb::ReceiveMessageRequest {
+        auto_renew: false,
+        long_polling_timeout: seconds(3),
+        ..push
+    };
+    let meanwhile = receive_all(&mut client, other.clone()).await;
+    assert_eq!(
+        answer_status(&meanwhile[0]),
+        pb::Code::MessageNotFound,
+        "{meanwhile:?}"
+    );
+
+    // The client leaves: the message comes back once its invisibility ends.
+    let left = client
+        .notify_client_termination(from_client(
+            "push-1",
+            pb::NotifyClientTerminationRequest {
+                group: resource("billing"),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&left.status), pb::Code::Ok);
+    let again = receive_all(
+        &mut client,
+        pb::ReceiveMessageRequest {
+            long_polling_timeout: seconds(5),
+            ..other
+        },
+    )
+    .await;
+    let back = messages(&again).remove(0).system_properties.unwrap();
+    assert_eq!(back.delivery_attempt, Some(2));
+    assert_eq!(back.message_id, held.message_id);
 }

@@ -302,6 +302,33 @@ impl Consumption {
         Ok(Handle { nonce, ..handle }.encode())
     }
 
+    /// Keeps each message of `wanted` (a handle in `partition`, and the time it should
+    /// stay invisible until) in flight under the same handle; returns for each whether it
+    /// still was in flight under that handle. Stored once, before it takes effect.
+    pub fn renew(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        wanted: &[(Handle, i64)],
+    ) -> Result<Vec<bool>, Refusal> {
+        let part = Self::partition_state(&*self.group(group, topic)?, partition);
+        let mut current = part.lock().expect("partition state lock");
+        let mut copy = current.clone();
+        let renewed: Vec<bool> = wanted
+            .iter()
+            .map(|(h, until)| {
+                copy.change_invisible(&h.origin, h.offset, h.nonce, *until, h.nonce)
+                    .is_ok()
+            })
+            .collect();
+        if renewed.contains(&true) {
+            self.persist(group, topic, partition, &copy)?;
+            *current = copy;
+        }
+        Ok(renewed)
+    }
+
     /// Moves the in-flight message of `handle` to the group's dead-letter topic now (a
     /// client that gave up on it, as FIFO push consumers do after their last attempt).
     pub fn forward_to_dead_letters(
