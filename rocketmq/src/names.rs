@@ -16,6 +16,46 @@ pub struct ClientMeta {
     pub client_id: Option<String>,
     /// `x-mq-namespace`: the default namespace of the request's resources.
     pub namespace: String,
+    /// `authorization` with `x-mq-date-time`, when the client has credentials. Parsed and
+    /// not verified yet.
+    pub credential: Option<Credential>,
+}
+
+/// The SDKs' signature of a request: `authorization: MQv2-HMAC-SHA1 Credential=<access
+/// key>, SignedHeaders=x-mq-date-time, Signature=<hex HMAC-SHA1 of the date-time under the
+/// secret>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credential {
+    pub algorithm: String,
+    pub access_key: String,
+    pub signed_headers: String,
+    pub signature: String,
+    /// `x-mq-date-time`, the signed text (`yyyyMMddTHHmmssZ`).
+    pub date_time: String,
+}
+
+impl Credential {
+    /// The credential of `authorization` (signing `date_time`), or what is wrong with it.
+    pub fn parse(authorization: &str, date_time: &str) -> Result<Self, String> {
+        let (algorithm, rest) = authorization
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| format!("authorization {authorization:?} names no algorithm"))?;
+        let field = |name: &str| {
+            rest.split(',')
+                .filter_map(|part| part.trim().split_once('='))
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.trim().to_string())
+                .ok_or_else(|| format!("authorization has no {name}"))
+        };
+        Ok(Credential {
+            algorithm: algorithm.to_string(),
+            access_key: field("Credential")?,
+            signed_headers: field("SignedHeaders")?,
+            signature: field("Signature")?,
+            date_time: date_time.to_string(),
+        })
+    }
 }
 
 impl ClientMeta {
@@ -29,6 +69,12 @@ impl ClientMeta {
         ClientMeta {
             client_id: text("x-mq-client-id").filter(|c| !c.is_empty()),
             namespace: text("x-mq-namespace").unwrap_or_default(),
+            credential: text("authorization").and_then(|a| {
+                let date_time = text("x-mq-date-time").unwrap_or_default();
+                Credential::parse(&a, &date_time)
+                    .inspect_err(|e| tracing::debug!(error = %e, "an unreadable authorization"))
+                    .ok()
+            }),
         }
     }
 
@@ -89,6 +135,26 @@ mod tests {
                 .unwrap(),
             "shop.orders"
         );
+    }
+
+    #[test]
+    fn the_sdks_authorization_is_parsed() {
+        let mut metadata = MetadataMap::new();
+        metadata.insert(
+            "authorization",
+            "MQv2-HMAC-SHA1 Credential=AK1, SignedHeaders=x-mq-date-time, Signature=0a1b"
+                .parse()
+                .unwrap(),
+        );
+        metadata.insert("x-mq-date-time", "20261203T101500Z".parse().unwrap());
+        let credential = ClientMeta::from_metadata(&metadata).credential.unwrap();
+        assert_eq!(credential.algorithm, "MQv2-HMAC-SHA1");
+        assert_eq!(credential.access_key, "AK1");
+        assert_eq!(credential.signed_headers, "x-mq-date-time");
+        assert_eq!(credential.signature, "0a1b");
+        assert_eq!(credential.date_time, "20261203T101500Z");
+        let bad = Credential::parse("MQv2-HMAC-SHA1 Signature=0a1b", "").unwrap_err();
+        assert!(bad.contains("no Credential"), "{bad}");
     }
 
     #[test]

@@ -124,6 +124,13 @@ pub struct RocketMqSection {
     pub max_attempts: u32,
     /// The longest a receive waits for messages, in milliseconds.
     pub long_polling_ms: u64,
+    /// TLS on the access point: its certificate chain and private key (PEM files). Both
+    /// or neither; without them the access point speaks plaintext gRPC, as the SDKs do by
+    /// default (`tls_enable=False`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for RocketMqSection {
@@ -131,6 +138,8 @@ impl Default for RocketMqSection {
         RocketMqSection {
             max_attempts: 16,
             long_polling_ms: 20_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -279,6 +288,10 @@ impl NodeConfig {
         anyhow::ensure!(
             self.rocketmq.long_polling_ms <= 600_000,
             "[rocketmq] long_polling_ms must be at most 600000 (10 minutes)"
+        );
+        anyhow::ensure!(
+            self.rocketmq.tls_cert.is_some() == self.rocketmq.tls_key.is_some(),
+            "[rocketmq] tls_cert and tls_key go together: set both for TLS, or neither"
         );
         let r = &self.replication;
         let set = [&r.ca, &r.cert, &r.key]

@@ -225,8 +225,14 @@ impl Node {
             grpc_stop.clone(),
         );
         let stop = grpc_stop.clone();
+        let mut rocketmq_server = tonic::transport::Server::builder();
+        if let Some(tls) = rocketmq_tls(&config.rocketmq)? {
+            rocketmq_server = rocketmq_server
+                .tls_config(tls)
+                .context("TLS on the RocketMQ access point ([rocketmq] tls_cert, tls_key)")?;
+        }
         let rocketmq = tokio::spawn(
-            tonic::transport::Server::builder()
+            rocketmq_server
                 .tcp_nodelay(true)
                 .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
                 .http2_max_header_list_size(GRPC_MAX_HEADER_BYTES)
@@ -341,4 +347,26 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The access point's TLS settings, when `[rocketmq]` names a certificate and key.
+fn rocketmq_tls(
+    section: &crate::config::RocketMqSection,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&section.tls_cert, &section.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "reading the access point's TLS {what} ([rocketmq]) {}",
+                path.display()
+            )
+        })
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "key")?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
 }

@@ -3,10 +3,13 @@ Python SDK (rocketmq-python-client), unchanged: sync and async sends of normal m
 tags, keys and user properties, then a send to a topic that does not exist.
 
 Usage: producer.py ENDPOINT TOPIC COUNT
+With GEOROUTER_TLS=1 it connects over TLS (the CA comes from GRPC_DEFAULT_SSL_ROOTS_FILE_PATH);
+with ROCKETMQ_ACCESS_KEY and ROCKETMQ_SECRET_KEY it signs its requests.
 Prints one JSON object: {"sent": [{"index", "message_id", "offset"}], "unknown_topic": error}.
 """
 
 import json
+import os
 import sys
 
 from rocketmq import ClientConfiguration, Credentials, Message, Producer
@@ -24,7 +27,11 @@ def message(topic, index):
 
 def main():
     endpoint, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    producer = Producer(ClientConfiguration(endpoint, Credentials()), (topic,))
+    credentials = Credentials(
+        os.environ.get("ROCKETMQ_ACCESS_KEY", ""), os.environ.get("ROCKETMQ_SECRET_KEY", "")
+    )
+    tls = os.environ.get("GEOROUTER_TLS") == "1"
+    producer = Producer(ClientConfiguration(endpoint, credentials), (topic,), tls_enable=tls)
     producer.startup()
     try:
         sent, pending = [], []

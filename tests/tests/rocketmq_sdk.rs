@@ -25,12 +25,18 @@ fn sdk_python() -> PathBuf {
 
 /// Runs `script` (in tests/rocketmq) with `args`; its last stdout line as JSON.
 async fn run_sdk(script: &str, args: &[String]) -> serde_json::Value {
+    run_sdk_with(script, args, &[]).await
+}
+
+/// Runs `script` with `args` and the environment variables `env`.
+async fn run_sdk_with(script: &str, args: &[String], env: &[(&str, &str)]) -> serde_json::Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("rocketmq")
         .join(script);
     let child = tokio::process::Command::new(sdk_python())
         .arg(&path)
         .args(args)
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(120), child)
@@ -328,4 +334,62 @@ async fn the_python_sdk_sends_fifo_messages_and_each_group_is_received_in_order(
             "{group}: {result}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_sends_over_tls_with_signed_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let ca = replicator::certs::Ca::generate().unwrap();
+    let server = ca.issue("localhost", 1).unwrap();
+    let (ca_file, cert, key) = (
+        tls.join("ca.pem"),
+        tls.join("localhost.pem"),
+        tls.join("localhost.key"),
+    );
+    std::fs::write(&ca_file, &ca.cert_pem).unwrap();
+    std::fs::write(&cert, &server.cert_pem).unwrap();
+    std::fs::write(&key, &server.key_pem).unwrap();
+    let mut config = support::node_config("eu", dir.path());
+    config.rocketmq.tls_cert = Some(cert);
+    config.rocketmq.tls_key = Some(key);
+    let node = support::start_with(config, dir).await;
+    node.client.create_topic("orders", 2, None).await.unwrap();
+    let port = node.node.bound.rocketmq.port();
+
+    let result = run_sdk_with(
+        "producer.py",
+        &[format!("localhost:{port}"), "orders".into(), "4".into()],
+        &[
+            ("GEOROUTER_TLS", "1"),
+            (
+                "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+                ca_file.to_str().unwrap(),
+            ),
+            ("ROCKETMQ_ACCESS_KEY", "AK1"),
+            ("ROCKETMQ_SECRET_KEY", "not-checked-yet"),
+        ],
+    )
+    .await;
+    assert_eq!(result["sent"].as_array().unwrap().len(), 4, "{result}");
+    let stored = support::all_records(&node.client, "orders").await;
+    assert_eq!(stored.len(), 4);
+
+    // The port speaks TLS only: a plaintext client gets nowhere.
+    let plaintext = async {
+        let mut client =
+            proto::rocketmq::v2::messaging_service_client::MessagingServiceClient::connect(
+                format!("http://127.0.0.1:{port}"),
+            )
+            .await?;
+        client
+            .query_route(proto::rocketmq::v2::QueryRouteRequest::default())
+            .await
+            .map_err(Into::<Box<dyn std::error::Error + Send + Sync>>::into)
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(10), plaintext)
+        .await
+        .expect("a plaintext client is answered (refused) at once");
+    assert!(refused.is_err(), "{refused:?}");
 }
