@@ -1,13 +1,16 @@
-//! `georouter bench rocketmq`: the RocketMQ 5 access point of an embedded region, driven by
-//! a client of the same protocol (generated from `proto/apache/rocketmq/v2`).
+//! `georouter bench rocketmq`: the RocketMQ 5 access point of two embedded regions, eu
+//! and us, joined by a direct QUIC link with one task from eu to us, driven by a client of
+//! the same protocol (generated from `proto/apache/rocketmq/v2`).
 //!
 //! In one run, so that every figure stands beside the limits it is measured against:
-//! 1. the disk: 4 KiB writes, each followed by `fdatasync`, in the region's data dir;
-//! 2. the own gRPC API: one record per produce request, as fast as acknowledged;
-//! 3. the access point: one message per `SendMessage`, as fast as acknowledged;
-//! 4. the access point paced at `--rate`: acknowledgement latency;
-//! 5. end to end: messages paced at `--e2e-rate`, received by a PoP consumer in the same
-//!    region (long polling, acknowledging each), latency from send to receipt.
+//! 1. the disk: 4 KiB writes, each followed by `fdatasync`, in eu's data dir;
+//! 2. the own gRPC API of eu: one record per produce request, as fast as acknowledged,
+//!    then paced at `--rate` (its acknowledgement latency);
+//! 3. eu's access point: one message per `SendMessage`, as fast as acknowledged;
+//! 4. eu's access point paced at `--rate`: acknowledgement latency;
+//! 5. end to end: messages sent to eu paced at `--e2e-rate`, received by a PoP consumer
+//!    in eu and by one in us (long polling, acknowledging each batch), latency from send
+//!    to receipt.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -20,9 +23,10 @@ use hdrhistogram::Histogram;
 use proto::rocketmq::v2 as pb;
 use proto::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 
+use scenarios::cluster::{Cluster, ClusterPlan};
+
 use super::bench::{Quantiles, latency_histogram, write_json};
-use crate::config::NodeConfig;
-use crate::node::Node;
+use crate::launch::InProcess;
 
 type Rmq = MessagingServiceClient<tonic::transport::Channel>;
 
@@ -96,65 +100,40 @@ fn fsync_latency(dir: &std::path::Path, count: usize) -> Result<Histogram<u64>> 
     Ok(latency)
 }
 
-/// `count` single-message sends with `concurrency` in flight over `partitions` queues,
-/// paced at `rate` (0: as fast as acknowledged).
+/// `count` sends with `concurrency` in flight, paced at `rate` (0: as fast as
+/// acknowledged).
 #[derive(Clone, Copy)]
-struct Sends {
+struct Load {
     count: u64,
-    size: usize,
     concurrency: usize,
-    partitions: u32,
     rate: u64,
 }
 
-/// Runs `sends` to `topic`; the ack latency and the elapsed time.
-async fn send_load(
-    client: &Rmq,
-    topic: &str,
-    sends: Sends,
-    epoch: Instant,
-) -> Result<(Histogram<u64>, Duration)> {
-    let Sends {
-        count,
-        size,
-        concurrency,
-        partitions,
-        rate,
-    } = sends;
+/// Runs `load`, each send being `send(i, stamp)` (stamp: µs since `epoch`); the
+/// acknowledgement latency and the elapsed time.
+async fn drive<F, Fut>(load: Load, epoch: Instant, send: F) -> Result<(Histogram<u64>, Duration)>
+where
+    F: Fn(u64, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (mut client, topic, next) = (client.clone(), topic.to_string(), next.clone());
+    for _ in 0..load.concurrency {
+        let (send, next) = (send.clone(), next.clone());
         workers.spawn(async move {
             let mut latency = latency_histogram()?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+                if i >= load.count {
                     return Ok::<_, anyhow::Error>(latency);
                 }
-                if rate > 0 {
-                    let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                if load.rate > 0 {
+                    let due = started + Duration::from_secs_f64(i as f64 / load.rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let sent = Instant::now();
-                let stamp = (sent - epoch).as_micros() as u64;
-                let request = pb::SendMessageRequest {
-                    messages: vec![message(
-                        &topic,
-                        (i % u64::from(partitions)) as u32,
-                        i,
-                        body(stamp, size),
-                    )],
-                };
-                let answer = client.send_message(request).await?.into_inner();
-                let status = answer.status.unwrap_or_default();
-                anyhow::ensure!(
-                    status.code == pb::Code::Ok as i32,
-                    "send refused: {} {}",
-                    status.code,
-                    status.message
-                );
+                send(i, (sent - epoch).as_micros() as u64).await?;
                 latency.record(sent.elapsed().as_micros().max(1) as u64)?;
             }
         });
@@ -166,44 +145,60 @@ async fn send_load(
     Ok((latency, started.elapsed()))
 }
 
-/// One record per produce request through the own API, as fast as acknowledged.
+/// One message per `SendMessage` to `topic`, queue `i mod partitions`.
+async fn send_load(
+    client: &Rmq,
+    topic: &str,
+    load: Load,
+    size: usize,
+    partitions: u32,
+    epoch: Instant,
+) -> Result<(Histogram<u64>, Duration)> {
+    let (client, topic) = (client.clone(), topic.to_string());
+    drive(load, epoch, move |i, stamp| {
+        let (mut client, topic) = (client.clone(), topic.clone());
+        async move {
+            let queue = (i % u64::from(partitions)) as u32;
+            let request = pb::SendMessageRequest {
+                messages: vec![message(&topic, queue, i, body(stamp, size))],
+            };
+            let answer = client.send_message(request).await?.into_inner();
+            let status = answer.status.unwrap_or_default();
+            anyhow::ensure!(
+                status.code == pb::Code::Ok as i32,
+                "send refused: {} {}",
+                status.code,
+                status.message
+            );
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// One record per produce request through the own API to `topic`.
 async fn own_load(
     client: &client::Client,
     topic: &str,
-    count: u64,
+    load: Load,
     size: usize,
-    concurrency: usize,
     partitions: u32,
-) -> Result<Duration> {
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (client, topic, next) = (client.clone(), topic.to_string(), next.clone());
-        workers.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let record = own::Record {
-                    body: body(0, size),
-                    ..Default::default()
-                };
-                client
-                    .produce(
-                        &topic,
-                        vec![record],
-                        Partitioning::Partition((i % u64::from(partitions)) as u32),
-                    )
-                    .await?;
-            }
-        });
-    }
-    while let Some(joined) = workers.join_next().await {
-        joined??;
-    }
-    Ok(started.elapsed())
+    epoch: Instant,
+) -> Result<(Histogram<u64>, Duration)> {
+    let (client, topic) = (client.clone(), topic.to_string());
+    drive(load, epoch, move |i, stamp| {
+        let (client, topic) = (client.clone(), topic.clone());
+        async move {
+            let record = own::Record {
+                body: body(stamp, size),
+                ..Default::default()
+            };
+            let partition = Partitioning::Partition((i % u64::from(partitions)) as u32);
+            client.produce(&topic, vec![record], partition).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Receives and acknowledges until `count` messages arrived; latency from each message's
@@ -264,59 +259,113 @@ async fn consume(
     Ok(latency)
 }
 
+/// eu and us joined directly, one task carrying `e2e` from eu to us.
+fn plan() -> ClusterPlan {
+    ClusterPlan {
+        topology: scenarios::deploy::line(&["eu", "us"]),
+        residency: Default::default(),
+        tasks: vec![replicator::TaskSpec::new("e2e", &["eu"], &["us"], "e2e")],
+        impairment: Default::default(),
+        direct_links: true,
+        heartbeat_ms: replicator::LinkSettings::default()
+            .heartbeat_interval
+            .as_millis() as u64,
+        node_settings: serde_json::Value::Null,
+    }
+}
+
 pub async fn run(args: RocketMqBench) -> Result<()> {
-    let temp = tempfile::tempdir()?;
-    let node = Node::start(NodeConfig::loopback("bench", temp.path())).await?;
-    let own = client::Client::connect(&node.bound.grpc.to_string()).await?;
-    let rmq = Rmq::connect(format!("http://{}", node.bound.rocketmq)).await?;
-    for topic in ["own", "sent", "paced", "e2e"] {
+    let cluster = Cluster::start(&plan(), &InProcess).await?;
+    let (eu, us) = (&cluster.regions[0], &cluster.regions[1]);
+    let own = eu.client.clone();
+    let rmq = Rmq::connect(format!("http://{}", eu.bound.rocketmq)).await?;
+    let remote = Rmq::connect(format!("http://{}", us.bound.rocketmq)).await?;
+    for topic in ["own", "own-paced", "sent", "paced", "e2e"] {
         own.create_topic(topic, args.partitions, None).await?;
     }
+    // The task creates e2e in us from eu's advertisement; wait until it has.
+    while us.client.describe_topic("e2e").await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let epoch = Instant::now();
-
-    let sends = |count, rate| Sends {
+    let (size, partitions) = (args.size, args.partitions);
+    let load = |count, rate| Load {
         count,
-        size: args.size,
         concurrency: args.concurrency,
-        partitions: args.partitions,
         rate,
     };
-    let fsync = Quantiles::of(&fsync_latency(temp.path(), 1000)?);
-    let own_elapsed = own_load(
+
+    let fsync = Quantiles::of(&fsync_latency(&eu.data_dir, 1000)?);
+    let (_, own_elapsed) =
+        own_load(&own, "own", load(args.messages, 0), size, partitions, epoch).await?;
+    let own_rate = args.messages as f64 / own_elapsed.as_secs_f64();
+    let paced_count = (args.rate * 5).max(1);
+    let (own_paced, _) = own_load(
         &own,
-        "own",
-        args.messages,
-        args.size,
-        args.concurrency,
-        args.partitions,
+        "own-paced",
+        load(paced_count, args.rate),
+        size,
+        partitions,
+        epoch,
     )
     .await?;
-    let own_rate = args.messages as f64 / own_elapsed.as_secs_f64();
-    let (_, sent_elapsed) = send_load(&rmq, "sent", sends(args.messages, 0), epoch).await?;
+    let own_paced = Quantiles::of(&own_paced);
+    let (_, sent_elapsed) = send_load(
+        &rmq,
+        "sent",
+        load(args.messages, 0),
+        size,
+        partitions,
+        epoch,
+    )
+    .await?;
     let sent_rate = args.messages as f64 / sent_elapsed.as_secs_f64();
-    let paced_count = (args.rate * 5).max(1);
-    let (paced, _) = send_load(&rmq, "paced", sends(paced_count, args.rate), epoch).await?;
+    let (paced, _) = send_load(
+        &rmq,
+        "paced",
+        load(paced_count, args.rate),
+        size,
+        partitions,
+        epoch,
+    )
+    .await?;
     let paced = Quantiles::of(&paced);
     let e2e_count = (args.e2e_rate * 5).max(1);
-    let consumer = tokio::spawn(consume(rmq.clone(), "e2e".into(), e2e_count, epoch));
-    send_load(&rmq, "e2e", sends(e2e_count, args.e2e_rate), epoch).await?;
-    let e2e = Quantiles::of(&consumer.await??);
+    let here = tokio::spawn(consume(rmq.clone(), "e2e".into(), e2e_count, epoch));
+    let there = tokio::spawn(consume(remote, "e2e".into(), e2e_count, epoch));
+    send_load(
+        &rmq,
+        "e2e",
+        load(e2e_count, args.e2e_rate),
+        size,
+        partitions,
+        epoch,
+    )
+    .await?;
+    let here = Quantiles::of(&here.await??);
+    let there = Quantiles::of(&there.await??);
 
     println!(
-        "rocketmq: {} messages of {} B, concurrency {}, {} queues, embedded region",
+        "rocketmq: {} messages of {} B, concurrency {}, {} queues, regions eu and us in this process (direct QUIC link)",
         args.messages, args.size, args.concurrency, args.partitions
     );
     println!("  disk fdatasync of 4 KiB  {}", fsync.line());
     println!("  own API, 1 record/request      {own_rate:>10.0} records/s");
+    println!("  own API ack at {} /s  {}", args.rate, own_paced.line());
     println!(
         "  SendMessage, 1 message/request {sent_rate:>10.0} messages/s  ({:.0} % of the own API)",
         sent_rate / own_rate * 100.0
     );
     println!("  SendMessage ack at {} /s  {}", args.rate, paced.line());
     println!(
-        "  send to PoP receipt at {} /s, same region  {}",
+        "  send to PoP receipt at {} /s, same region (eu)   {}",
         args.e2e_rate,
-        e2e.line()
+        here.line()
+    );
+    println!(
+        "  send to PoP receipt at {} /s, other region (us)  {}",
+        args.e2e_rate,
+        there.line()
     );
     if let Some(path) = &args.json {
         write_json(
@@ -324,11 +373,13 @@ pub async fn run(args: RocketMqBench) -> Result<()> {
             &serde_json::json!({
                 "messages": args.messages, "size": args.size, "concurrency": args.concurrency,
                 "fsync_ms": fsync.json(), "own_records_per_s": own_rate,
+                "own_ack_ms": own_paced.json(),
                 "send_messages_per_s": sent_rate, "rate": args.rate, "ack_ms": paced.json(),
-                "e2e_rate": args.e2e_rate, "e2e_ms": e2e.json(),
+                "e2e_rate": args.e2e_rate, "e2e_ms": here.json(),
+                "e2e_other_region_ms": there.json(),
             }),
         )?;
     }
-    node.shut_down().await?;
+    cluster.stop().await?;
     Ok(())
 }
