@@ -2,6 +2,7 @@
 //! settings stream, heartbeats, and sending. RPCs not served yet answer with the
 //! protocol's `NOT_IMPLEMENTED` status at once, never a hang.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -158,21 +159,38 @@ impl AccessPoint {
                 self.limits.max_body,
             )?);
         }
-        let mut entries = Vec::with_capacity(outgoing.len());
-        for out in outgoing {
-            let ids = self
-                .broker
-                .produce(&name, vec![out.record], Partitioning::Explicit(out.queue))
-                .await?;
-            let offset = ids.first().map_or(0, |id| id.offset);
-            entries.push(pb::SendResultEntry {
+        // One produce per queue (the messages of a queue in one batch, in request order),
+        // the queues at once; each message answered with its own offset.
+        let mut by_queue: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (index, out) in outgoing.iter().enumerate() {
+            by_queue.entry(out.queue).or_default().push(index);
+        }
+        let produces = by_queue.iter().map(|(queue, indexes)| {
+            let records = indexes
+                .iter()
+                .map(|i| outgoing[*i].record.clone())
+                .collect();
+            self.broker
+                .produce(&name, records, Partitioning::Explicit(*queue))
+        });
+        let produced = futures_util::future::try_join_all(produces).await?;
+        let mut offsets = vec![0; outgoing.len()];
+        for (indexes, ids) in by_queue.values().zip(produced) {
+            for (index, id) in indexes.iter().zip(ids) {
+                offsets[*index] = id.offset;
+            }
+        }
+        let entries = outgoing
+            .into_iter()
+            .zip(offsets)
+            .map(|(out, offset)| pb::SendResultEntry {
                 status: Some(ok()),
                 message_id: out.message_id,
                 transaction_id: String::new(),
                 offset: i64::try_from(offset).unwrap_or(i64::MAX),
                 recall_handle: String::new(),
-            });
-        }
+            })
+            .collect();
         Ok(entries)
     }
 }

@@ -40,6 +40,9 @@ fn bad_configs_name_the_problem() {
         "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[storage]\nmax_batch_bytes = 2147483648\n",
     );
     assert!(err.contains("max_batch_bytes must be at most"), "{err}");
+    let err =
+        load("[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[rocketmq]\ntls_cert = \"a.pem\"\n");
+    assert!(err.contains("tls_cert and tls_key go together"), "{err}");
 }
 
 #[test]

@@ -565,3 +565,47 @@ async fn the_server_renews_a_push_consumers_invisibility_until_the_client_leaves
     assert_eq!(back.delivery_attempt, Some(2));
     assert_eq!(back.message_id, held.message_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_send_of_several_messages_answers_each_with_its_queue_offset() {
+    let node = support::start("eu").await;
+    node.client.create_topic("orders", 2, None).await.unwrap();
+    let mut client = access_point(&node).await;
+    let message = |i: usize, queue: i32| pb::Message {
+        topic: resource("orders"),
+        user_properties: Default::default(),
+        system_properties: Some(pb::SystemProperties {
+            message_id: format!("{i:034X}"),
+            message_type: pb::MessageType::Normal as i32,
+            queue_id: queue,
+            ..Default::default()
+        }),
+        body: format!("m{i}").into_bytes(),
+    };
+    let sent = client
+        .send_message(pb::SendMessageRequest {
+            messages: vec![message(0, 0), message(1, 1), message(2, 0), message(3, 0)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(&sent.status), pb::Code::Ok);
+    let answered: Vec<(String, i64)> = sent
+        .entries
+        .iter()
+        .map(|e| (e.message_id.clone(), e.offset))
+        .collect();
+    let id = |i: usize| format!("{i:034X}");
+    assert_eq!(
+        answered,
+        [(id(0), 0), (id(1), 0), (id(2), 1), (id(3), 2)],
+        "in request order, each with its offset in its queue"
+    );
+    let stored = support::all_records(&node.client, "orders").await;
+    let mut bodies: Vec<(u32, u64, &str)> = stored
+        .iter()
+        .map(|(p, _, offset, body)| (*p, *offset, body.as_str()))
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, [(0, 0, "m0"), (0, 1, "m2"), (0, 2, "m3"), (1, 0, "m1")]);
+}
