@@ -607,5 +607,8 @@ async fn one_send_of_several_messages_answers_each_with_its_queue_offset() {
         .map(|(p, _, offset, body)| (*p, *offset, body.as_str()))
         .collect();
     bodies.sort();
-    assert_eq!(bodies, [(0, 0, "m0"), (0, 1, "m2"), (0, 2, "m3"), (1, 0, "m1")]);
+    assert_eq!(
+        bodies,
+        [(0, 0, "m0"), (0, 1, "m2"), (0, 2, "m3"), (1, 0, "m1")]
+    );
 }
