@@ -87,8 +87,8 @@ impl MetaStore for HeldMeta {
     fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         self.inner.group_records()
     }
-    fn put_pop_state(&self, g: &str, t: &str, p: u32, state: &[u8]) -> Result<(), MetaError> {
-        self.inner.put_pop_state(g, t, p, state)
+    fn put_pop_states(&self, g: &str, t: &str, states: &[(u32, Vec<u8>)]) -> Result<(), MetaError> {
+        self.inner.put_pop_states(g, t, states)
     }
     fn pop_states(&self, g: &str, t: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
         self.inner.pop_states(g, t)

@@ -122,17 +122,19 @@ impl MetaStore for MemoryMetaStore {
         Ok(named(&self.group_records))
     }
 
-    fn put_pop_state(
+    fn put_pop_states(
         &self,
         group: &str,
         topic: &str,
-        partition: u32,
-        state: &[u8],
+        states: &[(u32, Vec<u8>)],
     ) -> Result<(), MetaError> {
-        self.pop_states.lock().expect("lock").insert(
-            (group.to_string(), topic.to_string(), partition),
-            state.to_vec(),
-        );
+        let mut held = self.pop_states.lock().expect("lock");
+        for (partition, state) in states {
+            held.insert(
+                (group.to_string(), topic.to_string(), *partition),
+                state.clone(),
+            );
+        }
         Ok(())
     }
 

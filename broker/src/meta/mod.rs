@@ -126,14 +126,14 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
     /// Every stored group record, by name.
     fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
-    /// Stores the PoP consumption state of `group` in `topic`'s `partition` (opaque bytes
-    /// owned by the RocketMQ access point), durably.
-    fn put_pop_state(
+    /// Stores the PoP consumption states of `group` in some of `topic`'s partitions
+    /// (`(partition, opaque bytes owned by the RocketMQ access point)`), all at once and
+    /// durably: one flush for all of them.
+    fn put_pop_states(
         &self,
         group: &str,
         topic: &str,
-        partition: u32,
-        state: &[u8],
+        states: &[(u32, Vec<u8>)],
     ) -> Result<(), MetaError>;
     /// The group's PoP states of a topic, by partition.
     fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError>;
@@ -186,15 +186,18 @@ mod tests {
             .unwrap();
         store.put_cursor("g2", "orders", 1, &cursor).unwrap();
         store.put_cursor("g", "orders-x", 1, &cursor).unwrap();
-        store.put_pop_state("g", "orders", 3, b"three").unwrap();
+        let one = |p: u32, bytes: &[u8]| vec![(p, bytes.to_vec())];
         store
-            .put_pop_state("g", "orders", 3, b"three again")
+            .put_pop_states("g", "orders", &one(3, b"three"))
             .unwrap();
         store
-            .put_pop_state("g", "orders-x", 1, b"other topic")
+            .put_pop_states("g", "orders", &one(3, b"three again"))
             .unwrap();
         store
-            .put_pop_state("g2", "orders", 0, b"other group")
+            .put_pop_states("g", "orders-x", &one(1, b"other topic"))
+            .unwrap();
+        store
+            .put_pop_states("g2", "orders", &one(0, b"other group"))
             .unwrap();
         assert_eq!(
             store.pop_states("g", "orders").unwrap(),

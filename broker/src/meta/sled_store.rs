@@ -245,16 +245,19 @@ impl MetaStore for SledMetaStore {
         named(&self.group_records)
     }
 
-    fn put_pop_state(
+    fn put_pop_states(
         &self,
         group: &str,
         topic: &str,
-        partition: u32,
-        state: &[u8],
+        states: &[(u32, Vec<u8>)],
     ) -> Result<(), MetaError> {
-        let mut key = group_prefix(group, topic);
-        key.extend_from_slice(&partition.to_be_bytes());
-        self.pop_states.insert(key, state)?;
+        let mut batch = sled::Batch::default();
+        for (partition, state) in states {
+            let mut key = group_prefix(group, topic);
+            key.extend_from_slice(&partition.to_be_bytes());
+            batch.insert(key, state.as_slice());
+        }
+        self.pop_states.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
     }

@@ -166,19 +166,22 @@ impl Consumption {
             .clone()
     }
 
-    fn persist(
+    /// Stores the states of some partitions of `group` on `topic`, with one flush.
+    fn persist<'s>(
         &self,
         group: &str,
         topic: &str,
-        partition: u32,
-        state: &PartitionState,
+        states: impl IntoIterator<Item = (u32, &'s PartitionState)>,
     ) -> Result<(), Refusal> {
-        let bytes = state.to_bytes();
+        let states: Vec<(u32, Vec<u8>)> = states
+            .into_iter()
+            .map(|(partition, state)| (partition, state.to_bytes()))
+            .collect();
         self.broker
             .meta()
-            .put_pop_state(group, topic, partition, &bytes)
+            .put_pop_states(group, topic, &states)
             .map_err(meta_error(format!(
-                "storing the consumption state of group {group} on {topic}/{partition}"
+                "storing the consumption state of group {group} on {topic}"
             )))
     }
 
@@ -190,35 +193,69 @@ impl Consumption {
         let group = self.group(receive.group, receive.topic)?;
         let now = now_ms();
         let start = receive.hint.filter(|h| *h < count).unwrap_or(0);
+        let parts: Vec<_> = (0..count)
+            .map(|p| Self::partition_state(&group, p))
+            .collect();
+        // The partitions this look changed, still locked, with their state before: they
+        // are stored together (one flush) and released after, so a change is seen only
+        // once it is stored. Only the first lock is waited for; later ones are tried, and a
+        // partition busy with another request is left for the next look (this never waits
+        // while holding a lock, so it cannot deadlock with an acknowledgement, which locks
+        // in ascending order).
+        let mut changed = Vec::new();
         let mut out = Vec::new();
         for partition in (0..count).map(|i| (start + i) % count) {
             if out.len() >= receive.batch {
                 break;
             }
-            let part = Self::partition_state(&group, partition);
-            let mut state = part.lock().expect("partition state lock");
+            let part = &parts[partition as usize];
+            let mut state = if changed.is_empty() {
+                part.lock().expect("partition state lock")
+            } else {
+                match part.try_lock() {
+                    Ok(state) => state,
+                    Err(std::sync::TryLockError::WouldBlock) => continue,
+                    Err(std::sync::TryLockError::Poisoned(p)) => {
+                        panic!("partition state lock: {p}")
+                    }
+                }
+            };
+            let log = match self.broker.partition(receive.topic, partition) {
+                Ok(log) => log,
+                Err(e) => {
+                    restore(&mut changed);
+                    return Err(storage(e));
+                }
+            };
             let before = state.clone();
             let mut look = Look {
                 consumption: self,
                 receive,
-                partition: self
-                    .broker
-                    .partition(receive.topic, partition)
-                    .map_err(storage)?,
+                partition: log,
                 index: partition,
                 now,
                 visible_at: now + receive.invisible.as_millis() as i64,
                 fifo: receive.fifo && message_type == broker::meta::MessageType::Fifo,
                 out: &mut out,
             };
-            look.at(&mut state)?;
-            if *state != before
-                && let Err(refusal) = self.persist(receive.group, receive.topic, partition, &state)
-            {
-                // Not stored: nothing of this look was handed out.
-                *state = before;
+            let looked = look.at(&mut state);
+            if *state != before {
+                changed.push((partition, state, before));
+            }
+            if let Err(refusal) = looked {
+                restore(&mut changed);
                 return Err(refusal);
             }
+        }
+        let stored = self.persist(
+            receive.group,
+            receive.topic,
+            changed.iter().map(|(p, state, _)| (*p, &**state)),
+        );
+        if let Err(refusal) = stored {
+            // Not stored: nothing of this look was handed out.
+            restore(&mut changed);
+            return Err(refusal);
         }
         Ok(Taken {
             deliveries: out,
@@ -249,24 +286,34 @@ impl Consumption {
                 Err(m) => results.push(Err(Refusal::new(Code::InvalidReceiptHandle, m))),
             }
         }
-        for (partition, acks) in by_partition {
-            let part = Self::partition_state(&state, partition);
-            let mut current = part.lock().expect("partition state lock");
-            let mut copy = current.clone();
-            for (index, handle) in &acks {
+        // Every partition touched is locked in ascending order (the map's), changed on a
+        // copy, and the copies stored together (one flush); they take effect only then.
+        let parts: Vec<_> = by_partition
+            .keys()
+            .map(|p| Self::partition_state(&state, *p))
+            .collect();
+        let mut current: Vec<_> = parts
+            .iter()
+            .map(|part| part.lock().expect("partition state lock"))
+            .collect();
+        let mut copies: Vec<PartitionState> = current.iter().map(|s| (**s).clone()).collect();
+        for (copy, acks) in copies.iter_mut().zip(by_partition.values()) {
+            for (index, handle) in acks {
                 results[*index] = copy
                     .ack(&handle.origin, handle.offset, handle.nonce)
                     .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()));
             }
-            match self.persist(group, topic, partition, &copy) {
-                Ok(()) => *current = copy,
-                Err(refusal) => {
-                    // Not stored: not acknowledged (it comes back after its invisibility).
-                    for (index, _) in &acks {
-                        if results[*index].is_ok() {
-                            results[*index] = Err(refusal.clone());
-                        }
-                    }
+        }
+        match self.persist(group, topic, by_partition.keys().copied().zip(&copies)) {
+            Ok(()) => {
+                for (held, copy) in current.iter_mut().zip(copies) {
+                    **held = copy;
+                }
+            }
+            Err(refusal) => {
+                // Not stored: not acknowledged (each comes back after its invisibility).
+                for result in results.iter_mut().filter(|r| r.is_ok()) {
+                    *result = Err(refusal.clone());
                 }
             }
         }
@@ -297,7 +344,7 @@ impl Consumption {
         )
         .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
         // In effect only once stored: the old handle stays valid if storing fails.
-        self.persist(group, topic, handle.partition, &copy)?;
+        self.persist(group, topic, [(handle.partition, &copy)])?;
         *current = copy;
         Ok(Handle { nonce, ..handle }.encode())
     }
@@ -323,7 +370,7 @@ impl Consumption {
             })
             .collect();
         if renewed.contains(&true) {
-            self.persist(group, topic, partition, &copy)?;
+            self.persist(group, topic, [(partition, &copy)])?;
             *current = copy;
         }
         Ok(renewed)
@@ -354,7 +401,7 @@ impl Consumption {
         // In effect only once stored, like every other change.
         let mut copy = current.clone();
         copy.finish(&handle.origin, handle.offset);
-        self.persist(group, topic, handle.partition, &copy)?;
+        self.persist(group, topic, [(handle.partition, &copy)])?;
         *current = copy;
         Ok(())
     }
@@ -371,6 +418,19 @@ impl Consumption {
             )
             .map_err(storage)?;
         Ok(())
+    }
+}
+
+/// Puts each partition of `changed` back as it was before.
+fn restore(
+    changed: &mut [(
+        u32,
+        std::sync::MutexGuard<'_, PartitionState>,
+        PartitionState,
+    )],
+) {
+    for (_, state, before) in changed {
+        **state = std::mem::take(before);
     }
 }
 
