@@ -42,6 +42,24 @@ pub struct ClusterPlan {
     pub node_settings: serde_json::Value,
 }
 
+impl ClusterPlan {
+    /// `topology` with `tasks`, its links direct (no WAN relays), default heartbeat and
+    /// node settings, no residency rules.
+    pub fn direct(topology: TopologySpec, tasks: Vec<TaskSpec>) -> Self {
+        ClusterPlan {
+            topology,
+            residency: ResidencySpec::default(),
+            tasks,
+            impairment: Impairment::default(),
+            direct_links: true,
+            heartbeat_ms: replicator::LinkSettings::default()
+                .heartbeat_interval
+                .as_millis() as u64,
+            node_settings: serde_json::Value::Null,
+        }
+    }
+}
+
 /// A running region.
 pub struct Region {
     pub name: String,

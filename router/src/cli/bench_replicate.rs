@@ -84,20 +84,16 @@ fn plan(relay: RelayMode) -> ClusterPlan {
         residency.pass_through = vec!["relay".into()];
     }
     ClusterPlan {
-        topology: scenarios::deploy::line(line),
         residency,
-        tasks: vec![replicator::TaskSpec::new(
-            "bench",
-            &["source"],
-            &["target"],
-            TOPIC,
-        )],
-        impairment: Default::default(),
-        direct_links: true,
-        heartbeat_ms: replicator::LinkSettings::default()
-            .heartbeat_interval
-            .as_millis() as u64,
-        node_settings: serde_json::Value::Null,
+        ..ClusterPlan::direct(
+            scenarios::deploy::line(line),
+            vec![replicator::TaskSpec::new(
+                "bench",
+                &["source"],
+                &["target"],
+                TOPIC,
+            )],
+        )
     }
 }
 

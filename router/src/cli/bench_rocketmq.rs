@@ -100,11 +100,13 @@ fn fsync_latency(dir: &std::path::Path, count: usize) -> Result<Histogram<u64>> 
     Ok(latency)
 }
 
-/// `count` sends with `concurrency` in flight, paced at `rate` (0: as fast as
-/// acknowledged).
+/// `count` sends of `size` bytes over `partitions` queues (send `i` to queue `i mod
+/// partitions`) with `concurrency` in flight, paced at `rate` (0: as fast as acknowledged).
 #[derive(Clone, Copy)]
 struct Load {
     count: u64,
+    size: usize,
+    partitions: u32,
     concurrency: usize,
     rate: u64,
 }
@@ -145,22 +147,20 @@ where
     Ok((latency, started.elapsed()))
 }
 
-/// One message per `SendMessage` to `topic`, queue `i mod partitions`.
+/// One message per `SendMessage` to `topic`.
 async fn send_load(
     client: &Rmq,
     topic: &str,
     load: Load,
-    size: usize,
-    partitions: u32,
     epoch: Instant,
 ) -> Result<(Histogram<u64>, Duration)> {
     let (client, topic) = (client.clone(), topic.to_string());
     drive(load, epoch, move |i, stamp| {
         let (mut client, topic) = (client.clone(), topic.clone());
         async move {
-            let queue = (i % u64::from(partitions)) as u32;
+            let queue = (i % u64::from(load.partitions)) as u32;
             let request = pb::SendMessageRequest {
-                messages: vec![message(&topic, queue, i, body(stamp, size))],
+                messages: vec![message(&topic, queue, i, body(stamp, load.size))],
             };
             let answer = client.send_message(request).await?.into_inner();
             let status = answer.status.unwrap_or_default();
@@ -181,8 +181,6 @@ async fn own_load(
     client: &client::Client,
     topic: &str,
     load: Load,
-    size: usize,
-    partitions: u32,
     epoch: Instant,
 ) -> Result<(Histogram<u64>, Duration)> {
     let (client, topic) = (client.clone(), topic.to_string());
@@ -190,10 +188,10 @@ async fn own_load(
         let (client, topic) = (client.clone(), topic.clone());
         async move {
             let record = own::Record {
-                body: body(stamp, size),
+                body: body(stamp, load.size),
                 ..Default::default()
             };
-            let partition = Partitioning::Partition((i % u64::from(partitions)) as u32);
+            let partition = Partitioning::Partition((i % u64::from(load.partitions)) as u32);
             client.produce(&topic, vec![record], partition).await?;
             Ok(())
         }
@@ -261,17 +259,10 @@ async fn consume(
 
 /// eu and us joined directly, one task carrying `e2e` from eu to us.
 fn plan() -> ClusterPlan {
-    ClusterPlan {
-        topology: scenarios::deploy::line(&["eu", "us"]),
-        residency: Default::default(),
-        tasks: vec![replicator::TaskSpec::new("e2e", &["eu"], &["us"], "e2e")],
-        impairment: Default::default(),
-        direct_links: true,
-        heartbeat_ms: replicator::LinkSettings::default()
-            .heartbeat_interval
-            .as_millis() as u64,
-        node_settings: serde_json::Value::Null,
-    }
+    ClusterPlan::direct(
+        scenarios::deploy::line(&["eu", "us"]),
+        vec![replicator::TaskSpec::new("e2e", &["eu"], &["us"], "e2e")],
+    )
 }
 
 pub async fn run(args: RocketMqBench) -> Result<()> {
@@ -288,60 +279,28 @@ pub async fn run(args: RocketMqBench) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let epoch = Instant::now();
-    let (size, partitions) = (args.size, args.partitions);
     let load = |count, rate| Load {
         count,
+        size: args.size,
+        partitions: args.partitions,
         concurrency: args.concurrency,
         rate,
     };
 
     let fsync = Quantiles::of(&fsync_latency(&eu.data_dir, 1000)?);
-    let (_, own_elapsed) =
-        own_load(&own, "own", load(args.messages, 0), size, partitions, epoch).await?;
+    let (_, own_elapsed) = own_load(&own, "own", load(args.messages, 0), epoch).await?;
     let own_rate = args.messages as f64 / own_elapsed.as_secs_f64();
     let paced_count = (args.rate * 5).max(1);
-    let (own_paced, _) = own_load(
-        &own,
-        "own-paced",
-        load(paced_count, args.rate),
-        size,
-        partitions,
-        epoch,
-    )
-    .await?;
+    let (own_paced, _) = own_load(&own, "own-paced", load(paced_count, args.rate), epoch).await?;
     let own_paced = Quantiles::of(&own_paced);
-    let (_, sent_elapsed) = send_load(
-        &rmq,
-        "sent",
-        load(args.messages, 0),
-        size,
-        partitions,
-        epoch,
-    )
-    .await?;
+    let (_, sent_elapsed) = send_load(&rmq, "sent", load(args.messages, 0), epoch).await?;
     let sent_rate = args.messages as f64 / sent_elapsed.as_secs_f64();
-    let (paced, _) = send_load(
-        &rmq,
-        "paced",
-        load(paced_count, args.rate),
-        size,
-        partitions,
-        epoch,
-    )
-    .await?;
+    let (paced, _) = send_load(&rmq, "paced", load(paced_count, args.rate), epoch).await?;
     let paced = Quantiles::of(&paced);
     let e2e_count = (args.e2e_rate * 5).max(1);
     let here = tokio::spawn(consume(rmq.clone(), "e2e".into(), e2e_count, epoch));
     let there = tokio::spawn(consume(remote, "e2e".into(), e2e_count, epoch));
-    send_load(
-        &rmq,
-        "e2e",
-        load(e2e_count, args.e2e_rate),
-        size,
-        partitions,
-        epoch,
-    )
-    .await?;
+    send_load(&rmq, "e2e", load(e2e_count, args.e2e_rate), epoch).await?;
     let here = Quantiles::of(&here.await??);
     let there = Quantiles::of(&there.await??);
 
