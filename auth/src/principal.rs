@@ -146,8 +146,7 @@ impl Principal {
 
     /// Whether `presented` is this principal's secret (constant time in the secret).
     pub fn secret_is(&self, presented: &str) -> bool {
-        ring::constant_time::verify_slices_are_equal(self.secret.as_bytes(), presented.as_bytes())
-            .is_ok()
+        crate::same(self.secret.as_bytes(), presented.as_bytes())
     }
 
     pub fn may(&self, action: Action, resource: &Resource<'_>) -> bool {

@@ -20,11 +20,10 @@ pub fn sign(secret: &str, date_time: &str) -> String {
 /// time in the signature.
 pub fn verify(secret: &str, date_time: &str, signature: &str) -> bool {
     let expected = sign(secret, date_time);
-    ring::constant_time::verify_slices_are_equal(
+    crate::same(
         expected.as_bytes(),
         signature.to_ascii_lowercase().as_bytes(),
     )
-    .is_ok()
 }
 
 /// Seconds since the epoch of `yyyyMMddTHHmmssZ`, or `None` if it is not one.
