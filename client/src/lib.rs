@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 pub use proto::v1 as pb;
 use proto::v1::broker_client::BrokerClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 /// A client error: the server's status (with its stable code) or a transport failure.
@@ -24,6 +25,10 @@ pub enum ClientError {
         status: tonic::Status,
         code: Option<String>,
     },
+    #[error(
+        "the credential is not a valid header value (expected <access key>:<secret>, printable ASCII)"
+    )]
+    Credential,
     #[error("invalid broker address '{address}': {source}")]
     Address {
         address: String,
@@ -69,7 +74,26 @@ const MESSAGE_LIMIT: usize = 64 << 20;
 /// A connection to one region's broker. Cheap to clone (one HTTP/2 channel).
 #[derive(Clone)]
 pub struct Client {
-    inner: BrokerClient<Channel>,
+    inner: BrokerClient<InterceptedService<Channel, Credential>>,
+}
+
+/// What every request carries: `authorization: Bearer <access key>:<secret>`, if the
+/// client has credentials.
+#[derive(Clone)]
+pub struct Credential(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Credential {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// Where a produce sends its records.
@@ -81,8 +105,21 @@ pub enum Partitioning {
 }
 
 impl Client {
-    /// Connects to `address` (`HOST:PORT` or a URL).
+    /// Connects to `address` (`HOST:PORT` or a URL) without credentials.
     pub async fn connect(address: &str) -> Result<Self> {
+        Self::connect_as(address, None).await
+    }
+
+    /// Connects to `address` as the principal of `credential` (`<access key>:<secret>`).
+    pub async fn connect_as(address: &str, credential: Option<&str>) -> Result<Self> {
+        let credential = match credential {
+            None => Credential(None),
+            Some(text) => Credential(Some(
+                format!("Bearer {text}")
+                    .parse()
+                    .map_err(|_| ClientError::Credential)?,
+            )),
+        };
         let url = if address.contains("://") {
             address.to_string()
         } else {
@@ -104,7 +141,7 @@ impl Client {
                 address: address.to_string(),
                 source,
             })?;
-        let inner = BrokerClient::new(channel)
+        let inner = BrokerClient::with_interceptor(channel, credential)
             .max_decoding_message_size(MESSAGE_LIMIT)
             .max_encoding_message_size(MESSAGE_LIMIT);
         Ok(Client { inner })

@@ -45,15 +45,14 @@ pub struct Console {
     pub metrics: Arc<Registry>,
     pub replication: Option<StatusSource>,
     pub api: api::Api,
-    pub tokens: api::auth::Tokens,
+    pub auth: api::auth::ConsoleAuth,
 }
 
 pub fn router(console: Console) -> Router {
-    let tokens = Arc::new(console.tokens.clone());
     let status = Router::new()
         .route("/api/v1/replication", get(replication))
         .route_layer(axum::middleware::from_fn_with_state(
-            tokens,
+            Arc::new(console.auth.clone()),
             api::auth::require,
         ));
     Router::new()
@@ -63,7 +62,7 @@ pub fn router(console: Console) -> Router {
         .route("/metrics", get(metrics))
         .merge(status)
         .with_state(console.clone())
-        .merge(api::router(console.api, console.tokens))
+        .merge(api::router(console.api, console.auth))
 }
 
 /// `/metrics`: OpenMetrics text when the scraper asks for it (`Accept:

@@ -32,5 +32,9 @@ crate::stable_codes! {
         ShuttingDown => "shutting-down",
         Io => "io",
         Metadata => "metadata",
+        /// No credentials, or wrong ones (`UNAUTHENTICATED`).
+        Unauthenticated => "unauthenticated",
+        /// The principal may not do this (`PERMISSION_DENIED`).
+        Forbidden => "forbidden",
     }
 }

@@ -169,6 +169,7 @@ impl AccessPoint {
         check_group(&group)?;
         let queue = request.message_queue.unwrap_or_default();
         let topic = meta.name_of(queue.topic.as_ref(), "topic")?;
+        self.allow_consume(meta, &group, &topic)?;
         let filter = Filter::parse(request.filter_expression.as_ref())?;
         let invisible = invisible_of(request.invisible_duration.as_ref(), false)?;
         let batch = match request.batch_size {
@@ -233,7 +234,11 @@ impl AccessPoint {
     ) -> pb::AckMessageResponse {
         let names = meta
             .name_of(request.group.as_ref(), "consumer group")
-            .and_then(|g| Ok((g, meta.name_of(request.topic.as_ref(), "topic")?)));
+            .and_then(|g| Ok((g, meta.name_of(request.topic.as_ref(), "topic")?)))
+            .and_then(|(g, t)| {
+                self.allow_consume(meta, &g, &t)?;
+                Ok((g, t))
+            });
         let (group, topic) = match names {
             Ok(names) => names,
             Err(refusal) => {
@@ -295,6 +300,7 @@ impl AccessPoint {
     ) -> Result<(), Refusal> {
         let group = meta.name_of(request.group.as_ref(), "consumer group")?;
         let topic = meta.name_of(request.topic.as_ref(), "topic")?;
+        self.allow_consume(meta, &group, &topic)?;
         self.leases.release(&group, &topic, &request.receipt_handle);
         let c = self.consumption.clone();
         let handle = request.receipt_handle;
@@ -309,6 +315,7 @@ impl AccessPoint {
         let result = async {
             let group = meta.name_of(request.group.as_ref(), "consumer group")?;
             let topic = meta.name_of(request.topic.as_ref(), "topic")?;
+            self.allow_consume(meta, &group, &topic)?;
             let invisible = invisible_of(request.invisible_duration.as_ref(), true)?;
             // The client takes over the message's invisibility.
             self.leases.release(&group, &topic, &request.receipt_handle);

@@ -11,6 +11,7 @@
 //!   and `consume`: its RPCs; `renew`: push consumers' invisibility renewed by the server;
 //! - `service`: the gRPC service over the broker.
 
+mod access;
 mod consume;
 pub mod names;
 pub mod pop;

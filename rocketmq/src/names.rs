@@ -16,8 +16,8 @@ pub struct ClientMeta {
     pub client_id: Option<String>,
     /// `x-mq-namespace`: the default namespace of the request's resources.
     pub namespace: String,
-    /// `authorization` with `x-mq-date-time`, when the client has credentials. Parsed and
-    /// not verified yet.
+    /// `authorization` with `x-mq-date-time`, when the client has credentials (verified by
+    /// `access`).
     pub credential: Option<Credential>,
 }
 
@@ -69,11 +69,13 @@ impl ClientMeta {
         ClientMeta {
             client_id: text("x-mq-client-id").filter(|c| !c.is_empty()),
             namespace: text("x-mq-namespace").unwrap_or_default(),
+            // The SDKs sign with an empty access key when they have no credentials.
             credential: text("authorization").and_then(|a| {
                 let date_time = text("x-mq-date-time").unwrap_or_default();
                 Credential::parse(&a, &date_time)
                     .inspect_err(|e| tracing::debug!(error = %e, "an unreadable authorization"))
                     .ok()
+                    .filter(|c| !c.access_key.is_empty())
             }),
         }
     }

@@ -22,6 +22,7 @@ use crate::renew::{Clients, Leases};
 use crate::settings::{self, GroupSettings, Limits};
 use crate::status::{Refusal, ok};
 use crate::{route, send};
+use auth::{Action, Resource};
 
 type Answer<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -41,6 +42,7 @@ pub struct AccessPoint {
     /// seen lately (`renew`).
     pub(crate) leases: Arc<Leases>,
     pub(crate) clients: Arc<Clients>,
+    pub(crate) authority: Arc<auth::Authority>,
     pub(crate) stop: CancellationToken,
 }
 
@@ -50,6 +52,7 @@ impl AccessPoint {
         region: String,
         address: SocketAddr,
         limits: Limits,
+        authority: Arc<auth::Authority>,
         stop: CancellationToken,
     ) -> Self {
         let consumption = Arc::new(Consumption::new(broker.clone()));
@@ -64,6 +67,7 @@ impl AccessPoint {
             consumption,
             leases,
             clients,
+            authority,
             broker,
             region,
             address,
@@ -107,6 +111,7 @@ impl AccessPoint {
         request: pb::QueryRouteRequest,
     ) -> Result<Vec<pb::MessageQueue>, Refusal> {
         let name = meta.name_of(request.topic.as_ref(), "topic")?;
+        self.allow(meta, &[(Action::Describe, Resource::Topic(&name))])?;
         let topic = self.broker.topic(&name)?;
         let mut origins: Vec<String> = topic
             .partitions
@@ -138,6 +143,7 @@ impl AccessPoint {
             ));
         };
         let name = meta.name_of(first.topic.as_ref(), "topic")?;
+        self.allow(meta, &[(Action::Produce, Resource::Topic(&name))])?;
         let topic = self.broker.topic(&name)?;
         let partitions = topic.config.partitions;
         let mut outgoing = Vec::with_capacity(request.messages.len());
@@ -285,8 +291,16 @@ impl MessagingService for AccessPoint {
         request: Request<pb::HeartbeatRequest>,
     ) -> Answer<pb::HeartbeatResponse> {
         let meta = ClientMeta::from_metadata(request.metadata());
-        self.clients.touch(meta.client_id.as_deref());
-        Ok(Response::new(pb::HeartbeatResponse { status: Some(ok()) }))
+        let status = match self.allow(&meta, &[]) {
+            Ok(()) => {
+                self.clients.touch(meta.client_id.as_deref());
+                ok()
+            }
+            Err(refusal) => refusal.status(),
+        };
+        Ok(Response::new(pb::HeartbeatResponse {
+            status: Some(status),
+        }))
     }
 
     async fn send_message(
@@ -342,6 +356,12 @@ impl MessagingService for AccessPoint {
         request: Request<Streaming<pb::TelemetryCommand>>,
     ) -> Answer<Self::TelemetryStream> {
         let meta = ClientMeta::from_metadata(request.metadata());
+        if let Err(refusal) = self.allow(&meta, &[]) {
+            return Ok(Response::new(status_stream(pb::TelemetryCommand {
+                status: Some(refusal.status()),
+                command: None,
+            })));
+        }
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
         let (limits, stop, broker) = (self.limits, self.stop.clone(), self.broker.clone());
@@ -387,9 +407,15 @@ impl MessagingService for AccessPoint {
     ) -> Answer<pb::NotifyClientTerminationResponse> {
         // Its messages' invisibility is renewed no more.
         let meta = ClientMeta::from_metadata(request.metadata());
-        self.clients.leave(meta.client_id.as_deref());
+        let status = match self.allow(&meta, &[]) {
+            Ok(()) => {
+                self.clients.leave(meta.client_id.as_deref());
+                ok()
+            }
+            Err(refusal) => refusal.status(),
+        };
         Ok(Response::new(pb::NotifyClientTerminationResponse {
-            status: Some(ok()),
+            status: Some(status),
         }))
     }
 

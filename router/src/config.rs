@@ -25,6 +25,8 @@ pub struct NodeConfig {
     pub console: ConsoleSection,
     #[serde(default)]
     pub rocketmq: RocketMqSection,
+    #[serde(default)]
+    pub auth: AuthSection,
     /// Every region of the deployment (`[[regions]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<topology::RegionSpec>,
@@ -114,6 +116,27 @@ impl ReplicationSection {
 pub struct ConsoleSection {
     pub admin_tokens: Vec<String>,
     pub read_tokens: Vec<String>,
+}
+
+/// Who may call this region (`[auth]`; docs/security.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// `enforce` (the default): every surface needs credentials; a node given no principal
+    /// and no console token makes an admin credential at its first start. `open`: callers
+    /// without credentials may do everything (development on loopback only; logged loudly).
+    pub mode: AuthMode,
+    /// `[[auth.principals]]`: name, access key, secret and grants.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<auth::PrincipalSpec>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Enforce,
+    Open,
 }
 
 /// The RocketMQ 5 access point's consumption settings (`[rocketmq]`).
@@ -260,6 +283,7 @@ impl NodeConfig {
 
     fn check(&self) -> Result<()> {
         broker::names::validate("region", &self.region.id).context("[region] id")?;
+        self.check_auth()?;
         anyhow::ensure!(
             self.storage.segment_bytes >= 1024,
             "[storage] segment_bytes must be at least 1024"
@@ -372,11 +396,47 @@ impl NodeConfig {
             replication: ReplicationSection::default(),
             console: ConsoleSection::default(),
             rocketmq: RocketMqSection::default(),
+            // Tests and in-process demos on loopback.
+            auth: AuthSection {
+                mode: AuthMode::Open,
+                principals: Vec::new(),
+            },
             regions: Vec::new(),
             links: Vec::new(),
             residency: topology::ResidencySpec::default(),
             tasks: Vec::new(),
         }
+    }
+
+    fn check_auth(&self) -> Result<()> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for (i, p) in self.auth.principals.iter().enumerate() {
+            p.check()
+                .with_context(|| format!("[[auth.principals]] #{i}"))?;
+            anyhow::ensure!(
+                names.insert(&p.name),
+                "[[auth.principals]] #{i}: a second principal named {:?}",
+                p.name
+            );
+            anyhow::ensure!(
+                keys.insert(&p.access_key),
+                "[[auth.principals]] #{i}: access key {:?} is used twice",
+                p.access_key
+            );
+        }
+        for (list, tokens) in [
+            ("admin_tokens", &self.console.admin_tokens),
+            ("read_tokens", &self.console.read_tokens),
+        ] {
+            for (i, token) in tokens.iter().enumerate() {
+                anyhow::ensure!(
+                    !token.trim().is_empty() && token.trim() == token && !token.contains(':'),
+                    "[console] {list} #{i}: a token must not be empty, hold ':' or have surrounding whitespace"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The config with secrets (console tokens) replaced, for logs and the runtime file.
@@ -389,6 +449,9 @@ impl NodeConfig {
         };
         hide(&mut config.console.admin_tokens);
         hide(&mut config.console.read_tokens);
+        for p in &mut config.auth.principals {
+            p.secret = "<redacted>".into();
+        }
         config
     }
 

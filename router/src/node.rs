@@ -146,10 +146,16 @@ impl Node {
         };
         let fetches = CancellationToken::new();
         let fetch_tasks = TaskTracker::new();
-        let service =
-            broker::grpc::BrokerService::new(broker.clone(), fetch_tasks.clone(), fetches.clone());
+        let security = crate::security::build(&config)?;
+        let service = broker::grpc::BrokerService::new(
+            broker.clone(),
+            security.authority.clone(),
+            fetch_tasks.clone(),
+            fetches.clone(),
+        );
         let mut registry = prometheus_client::registry::Registry::default();
         service.metrics().register(&mut registry);
+        security.authority.register(&mut registry);
         let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
             r.metrics().register(&mut registry);
             let r = r.clone();
@@ -164,15 +170,6 @@ impl Node {
             source
         });
 
-        let tokens = console_api::api::auth::Tokens {
-            admin: config.console.admin_tokens.clone(),
-            read: config.console.read_tokens.clone(),
-        };
-        if tokens.open() {
-            tracing::warn!(
-                "[console] has no admin_tokens or read_tokens: the console API is open to anyone who can reach it"
-            );
-        }
         let health = Health::default();
         let console_stop = CancellationToken::new();
         let console = tokio::spawn(console_api::serve(
@@ -186,7 +183,7 @@ impl Node {
                     broker: broker.clone(),
                     replicator: replicator.clone(),
                 },
-                tokens: tokens.clone(),
+                auth: security.console.clone(),
             },
             console_stop.clone(),
         ));
@@ -222,6 +219,7 @@ impl Node {
                 receive_batch: 32,
                 max_attempts: config.rocketmq.max_attempts,
             },
+            security.authority.clone(),
             grpc_stop.clone(),
         );
         let stop = grpc_stop.clone();

@@ -57,6 +57,9 @@ pub struct NodePlan<'a> {
 /// The config of a node of `plan.region` with every listener on loopback port 0 and
 /// replication on, as the config file's sections (a `georouter serve` config, or a
 /// `NodeConfig` by deserializing it). Sections not named take their defaults.
+/// Auth is `open` (callers without credentials are let in; the console still needs the
+/// cluster's token when one is set): every listener is on loopback, and the harness
+/// drives the nodes as anonymous clients.
 pub fn node_config(plan: &NodePlan) -> serde_json::Value {
     let region = plan.region;
     serde_json::json!({
@@ -71,6 +74,7 @@ pub fn node_config(plan: &NodePlan) -> serde_json::Value {
         "links": plan.topology.links,
         "residency": plan.residency,
         "tasks": plan.tasks,
+        "auth": { "mode": "open" },
     })
 }
 

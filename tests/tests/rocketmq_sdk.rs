@@ -338,6 +338,8 @@ async fn the_python_sdk_sends_fifo_messages_and_each_group_is_received_in_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_sends_over_tls_with_signed_requests() {
+    // An anonymous caller would be let in (test nodes are open): the credentials are
+    // checked all the same, and the principal's grants decide.
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls");
     std::fs::create_dir(&tls).unwrap();
@@ -354,6 +356,7 @@ async fn the_python_sdk_sends_over_tls_with_signed_requests() {
     let mut config = support::node_config("eu", dir.path());
     config.rocketmq.tls_cert = Some(cert);
     config.rocketmq.tls_key = Some(key);
+    config.auth.principals = vec![principal("shop", "AK1", "shop-secret-123", "topic:orders")];
     let node = support::start_with(config, dir).await;
     node.client.create_topic("orders", 2, None).await.unwrap();
     let port = node.node.bound.rocketmq.port();
@@ -368,7 +371,7 @@ async fn the_python_sdk_sends_over_tls_with_signed_requests() {
                 ca_file.to_str().unwrap(),
             ),
             ("ROCKETMQ_ACCESS_KEY", "AK1"),
-            ("ROCKETMQ_SECRET_KEY", "not-checked-yet"),
+            ("ROCKETMQ_SECRET_KEY", "shop-secret-123"),
         ],
     )
     .await;
@@ -392,4 +395,134 @@ async fn the_python_sdk_sends_over_tls_with_signed_requests() {
         .await
         .expect("a plaintext client is answered (refused) at once");
     assert!(refused.is_err(), "{refused:?}");
+}
+
+/// A principal `name` (access key `access_key`) that may produce to, consume from and
+/// describe the topics of `topics` (a glob after `topic:`), and consume in any group.
+fn principal(name: &str, access_key: &str, secret: &str, topics: &str) -> auth::PrincipalSpec {
+    use auth::{Action, GrantSpec};
+    auth::PrincipalSpec {
+        name: name.into(),
+        access_key: access_key.into(),
+        secret: secret.into(),
+        grants: vec![
+            GrantSpec {
+                resource: topics.into(),
+                actions: vec![Action::Produce, Action::Consume, Action::Describe],
+            },
+            GrantSpec {
+                resource: "group:*".into(),
+                actions: vec![Action::Consume],
+            },
+        ],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_signs_with_its_principal_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = support::node_config("eu", dir.path());
+    config.auth.mode = router::config::AuthMode::Enforce;
+    config.auth.principals = vec![
+        principal("shop", "shop-ak", "shop-secret-123", "topic:shop.*"),
+        auth::PrincipalSpec {
+            grants: vec![auth::GrantSpec {
+                resource: "cluster".into(),
+                actions: vec![auth::Action::Admin],
+            }],
+            ..principal("ops", "ops-ak", "ops-secret-1234", "topic:*")
+        },
+    ];
+    let node = support::start_with(config, dir).await;
+    let admin = client::Client::connect_as(
+        &node.node.bound.grpc.to_string(),
+        Some("ops-ak:ops-secret-1234"),
+    )
+    .await
+    .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    // Namespaces scope grants: topic `orders` of namespace `shop` is `shop.orders`.
+    let attempt = |namespaced: &str, access_key: &str, secret: &str| {
+        let (namespace, topic) = namespaced.split_once('.').unwrap();
+        let args = [
+            endpoint.clone(),
+            namespace.to_string(),
+            topic.to_string(),
+            access_key.to_string(),
+            secret.to_string(),
+        ];
+        async move { run_sdk("refused.py", &args).await }
+    };
+    // Topics are made by a principal allowed to (shop may not create).
+    let denied = client::Client::connect_as(
+        &node.node.bound.grpc.to_string(),
+        Some("shop-ak:shop-secret-123"),
+    )
+    .await
+    .unwrap()
+    .create_topic("shop.orders", 1, None)
+    .await
+    .unwrap_err();
+    assert_eq!(denied.code(), Some("forbidden"), "{denied}");
+    admin.create_topic("shop.orders", 1, None).await.unwrap();
+    admin.create_topic("bank.ledger", 1, None).await.unwrap();
+
+    let signed = attempt("shop.orders", "shop-ak", "shop-secret-123").await;
+    assert_eq!(signed["sent"], true, "{signed}");
+    for (topic, access_key, secret, why) in [
+        (
+            "shop.orders",
+            "shop-ak",
+            "wrong-secret-123",
+            "a wrong secret",
+        ),
+        ("shop.orders", "", "", "no credentials"),
+        (
+            "shop.orders",
+            "nobody",
+            "nobody-secret-1",
+            "an unknown access key",
+        ),
+        (
+            "bank.ledger",
+            "shop-ak",
+            "shop-secret-123",
+            "a topic outside its grants",
+        ),
+    ] {
+        let refused = attempt(topic, access_key, secret).await;
+        assert_eq!(refused["sent"], false, "{why}: {refused}");
+    }
+    let stored = support::all_records(&admin, "shop.orders").await;
+    assert_eq!(stored.len(), 1, "only the signed send was stored");
+    assert!(support::all_records(&admin, "bank.ledger").await.is_empty());
+    let metrics = console_api::client::ConsoleClient::new(
+        node.node.bound.console,
+        Some("ops-ak:ops-secret-1234"),
+    )
+    .metrics()
+    .await
+    .unwrap();
+    // The SDK reports each refusal as a failed route; the access point counted why.
+    let count = |labels: &str| -> f64 {
+        let name = format!("georouter_auth_denied_total{{{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("surface=\"rocketmq\",reason=\"unauthenticated\"") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        count("surface=\"rocketmq\",reason=\"forbidden\"") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count("surface=\"grpc\",reason=\"forbidden\""),
+        1.0,
+        "{metrics}"
+    );
 }

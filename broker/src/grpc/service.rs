@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::meta::MessageType;
 use crate::storage::PartitionReader;
+use auth::{Action, Resource};
 
 /// Bytes of batches read per fetch response when the client names no limit.
 const DEFAULT_FETCH_BYTES: usize = 1 << 20;
@@ -31,6 +32,7 @@ const FETCH_BUFFER: usize = 4;
 #[derive(Clone)]
 pub struct BrokerService {
     broker: Arc<Broker>,
+    authority: Arc<auth::Authority>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     metrics: Arc<ApiMetrics>,
@@ -38,9 +40,16 @@ pub struct BrokerService {
 
 impl BrokerService {
     /// `tracker` and `shutdown` own the fetch streams' tasks: cancelling ends every stream.
-    pub fn new(broker: Arc<Broker>, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+    /// Every request is checked by `authority`.
+    pub fn new(
+        broker: Arc<Broker>,
+        authority: Arc<auth::Authority>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         BrokerService {
             broker,
+            authority,
             tracker,
             shutdown,
             metrics: Arc::default(),
@@ -65,6 +74,29 @@ impl BrokerService {
     }
 }
 
+impl BrokerService {
+    /// Whether the caller of `request` may do `action` on `resource`; a refusal is counted
+    /// and logged.
+    fn check<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        resource: Resource<'_>,
+    ) -> Result<(), Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.authority
+            .bearer(authorization)
+            .and_then(|caller| self.authority.authorize(&caller, action, &resource))
+            .map_err(|denial| {
+                self.authority.refused("grpc", &denial);
+                super::status::denial_status(&denial)
+            })
+    }
+}
+
 type FetchStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::FetchResponse, Status>> + Send>>;
 
@@ -74,6 +106,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::TopicInfo>, Status> {
+        self.check(
+            &request,
+            Action::Create,
+            Resource::Topic(&request.get_ref().name),
+        )?;
         let r = request.into_inner();
         let topic = self.broker.create_topic_of(
             &r.name,
@@ -92,14 +129,20 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        self.check(
+            &request,
+            Action::Delete,
+            Resource::Topic(&request.get_ref().name),
+        )?;
         self.broker.delete_topic(&request.into_inner().name)?;
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
     async fn list_topics(
         &self,
-        _: Request<pb::ListTopicsRequest>,
+        request: Request<pb::ListTopicsRequest>,
     ) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        self.check(&request, Action::Describe, Resource::Topic("*"))?;
         let topics = self.broker.topics().iter().map(topic_to_pb).collect();
         Ok(Response::new(pb::ListTopicsResponse { topics }))
     }
@@ -108,6 +151,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::DescribeTopicRequest>,
     ) -> Result<Response<pb::TopicDescription>, Status> {
+        self.check(
+            &request,
+            Action::Describe,
+            Resource::Topic(&request.get_ref().name),
+        )?;
         let (topic, partitions) = self.broker.describe(&request.into_inner().name)?;
         let partitions = partitions
             .into_iter()
@@ -137,6 +185,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
+        self.check(
+            &request,
+            Action::Produce,
+            Resource::Topic(&request.get_ref().topic),
+        )?;
         let started = std::time::Instant::now();
         let r = request.into_inner();
         let records = r.records.into_iter().map(record_from_pb).collect();
@@ -171,6 +224,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
+        self.check(
+            &request,
+            Action::Consume,
+            Resource::Topic(&request.get_ref().topic),
+        )?;
         let r = request.into_inner();
         let topic = self.broker.topic(&r.topic)?;
         let n = topic.config.partitions;
@@ -222,6 +280,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::CommitCursorRequest>,
     ) -> Result<Response<pb::CommitCursorResponse>, Status> {
+        self.check(
+            &request,
+            Action::Commit,
+            Resource::Group(&request.get_ref().group),
+        )?;
         let r = request.into_inner();
         let cursors = partition_cursors_from_pb(r.cursors)?;
         let broker = self.broker.clone();
@@ -235,6 +298,11 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::GroupCursorsRequest>,
     ) -> Result<Response<pb::GroupCursorsResponse>, Status> {
+        self.check(
+            &request,
+            Action::Read,
+            Resource::Group(&request.get_ref().group),
+        )?;
         let r = request.into_inner();
         let cursors = self.broker.group_cursors(&r.group, &r.topic)?;
         Ok(Response::new(pb::GroupCursorsResponse {

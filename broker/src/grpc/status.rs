@@ -42,6 +42,27 @@ pub fn to_status(error: BrokerError) -> Status {
     status
 }
 
+/// The status of a refused request: `UNAUTHENTICATED` or `PERMISSION_DENIED`, with the
+/// stable code.
+pub fn denial_status(denial: &auth::Denial) -> Status {
+    let (code, stable) = match denial {
+        auth::Denial::Unauthenticated(_) => (
+            Code::Unauthenticated,
+            proto::error_code::ErrorCode::Unauthenticated,
+        ),
+        auth::Denial::Forbidden { .. } => (
+            Code::PermissionDenied,
+            proto::error_code::ErrorCode::Forbidden,
+        ),
+    };
+    let mut status = Status::new(code, denial.to_string());
+    status.metadata_mut().insert(
+        ERROR_CODE_KEY,
+        stable.as_str().parse().expect("codes are ASCII"),
+    );
+    status
+}
+
 impl From<BrokerError> for Status {
     fn from(error: BrokerError) -> Self {
         to_status(error)

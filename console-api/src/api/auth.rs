@@ -1,10 +1,15 @@
-//! Bearer-token auth (`[console] admin_tokens`, `read_tokens`): reads need a read or an
-//! admin token, changes an admin token; 401 without a known token, 403 for a read-only
-//! token on a change. With no token configured at all the API is open (a warning is
-//! logged at start). `/healthz`, `/readyz` and `/metrics` need none.
+//! Who may use the API: every request but `/healthz`, `/readyz` and `/metrics` carries
+//! `Authorization: Bearer <access key>:<secret>` (a principal) or `Bearer <token>` (the
+//! console's `admin_tokens` and `read_tokens`, which are principals too), checked by the
+//! region's [`Authority`]: 401 without known credentials, 403 when the principal may not do
+//! what the route does (`required`). Reads need `read` on tasks (or on groups for
+//! `/groups`); changes `change` on the task or group; failover and failback `failover` on
+//! the task. Only a node in open mode without any console token lets callers without
+//! credentials in.
 
 use std::sync::Arc;
 
+use auth::{Action, Authority, Caller, Resource};
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
@@ -12,66 +17,113 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ConsoleCode};
 
-#[derive(Clone, Debug, Default)]
-pub struct Tokens {
-    pub admin: Vec<String>,
-    pub read: Vec<String>,
+/// The console's view of the region's authority.
+#[derive(Clone)]
+pub struct ConsoleAuth {
+    pub authority: Arc<Authority>,
+    /// Callers without credentials are let in (open mode, and no console token).
+    pub anonymous: bool,
 }
 
-impl Tokens {
-    pub fn open(&self) -> bool {
-        self.admin.is_empty() && self.read.is_empty()
+impl ConsoleAuth {
+    /// Everyone may do everything (tests of other things).
+    pub fn open() -> Self {
+        ConsoleAuth {
+            authority: Arc::new(Authority::open()),
+            anonymous: true,
+        }
     }
 }
 
-/// Compares a token in time that depends on the lengths only, not on where the first
-/// difference is.
-fn same(expected: &str, presented: &str) -> bool {
-    let (a, b) = (expected.as_bytes(), presented.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[derive(PartialEq, Eq)]
-enum Grant {
-    Admin,
-    Read,
-}
-
-pub async fn require(State(tokens): State<Arc<Tokens>>, request: Request, next: Next) -> Response {
-    if tokens.open() {
-        return next.run(request).await;
+/// What a request to `path` with `method` needs.
+pub fn required<'p>(method: &Method, path: &'p str) -> (Action, Resource<'p>) {
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let parts: Vec<&str> = path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let name = parts.get(1).copied().unwrap_or("*");
+    match parts.first().copied() {
+        Some("tasks") if reads => (Action::Read, Resource::Task(name)),
+        Some("tasks") if matches!(parts.get(2), Some(&"failover" | &"failback")) => {
+            (Action::Failover, Resource::Task(name))
+        }
+        Some("tasks") => (Action::Change, Resource::Task(name)),
+        Some("groups") if reads => (Action::Read, Resource::Group(name)),
+        Some("groups") => (Action::Change, Resource::Group(name)),
+        // Regions, links, topics, replication status, the OpenAPI document.
+        _ => (Action::Read, Resource::Task("*")),
     }
-    let presented = request
+}
+
+pub async fn require(
+    State(auth): State<Arc<ConsoleAuth>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    let grant = match presented {
-        Some(t) if tokens.admin.iter().any(|a| same(a, t)) => Grant::Admin,
-        Some(t) if tokens.read.iter().any(|r| same(r, t)) => Grant::Read,
-        _ => {
-            let mut response = ApiError::new(
-                ConsoleCode::Unauthorized,
-                "a valid bearer token is required (Authorization: Bearer <token>)",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
+        .and_then(|v| v.to_str().ok());
+    let caller = match authorization {
+        None if auth.anonymous => Ok(Caller::Anonymous),
+        None => Err(auth::Denial::Unauthenticated(
+            "a bearer credential is required (Authorization: Bearer <access key>:<secret>, or a console token)".into(),
+        )),
+        Some(_) => auth.authority.bearer(authorization),
     };
-    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads && grant != Grant::Admin {
-        return ApiError::new(
-            ConsoleCode::Forbidden,
-            "this token may read but not change anything",
-        )
-        .into_response();
+    let (action, resource) = required(request.method(), request.uri().path());
+    let allowed = caller.and_then(|caller| auth.authority.authorize(&caller, action, &resource));
+    match allowed {
+        Ok(()) => next.run(request).await,
+        Err(denial) => {
+            auth.authority.refused("console", &denial);
+            match denial {
+                auth::Denial::Unauthenticated(message) => {
+                    let mut response =
+                        ApiError::new(ConsoleCode::Unauthorized, message).into_response();
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        header::HeaderValue::from_static("Bearer"),
+                    );
+                    response
+                }
+                forbidden => {
+                    ApiError::new(ConsoleCode::Forbidden, forbidden.to_string()).into_response()
+                }
+            }
+        }
     }
-    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_need_what_they_do() {
+        let get = Method::GET;
+        let post = Method::POST;
+        assert_eq!(
+            required(&get, "/api/v1/tasks"),
+            (Action::Read, Resource::Task("*"))
+        );
+        assert_eq!(
+            required(&post, "/api/v1/tasks/dr/failover"),
+            (Action::Failover, Resource::Task("dr"))
+        );
+        assert_eq!(
+            required(&Method::PUT, "/api/v1/tasks/t"),
+            (Action::Change, Resource::Task("t"))
+        );
+        assert_eq!(
+            required(&Method::DELETE, "/api/v1/groups/g"),
+            (Action::Change, Resource::Group("g"))
+        );
+        assert_eq!(
+            required(&get, "/api/v1/replication"),
+            (Action::Read, Resource::Task("*"))
+        );
+    }
 }

@@ -30,8 +30,8 @@ pub struct Api {
 }
 
 /// The API's routes, behind auth.
-pub fn router(api: Api, tokens: auth::Tokens) -> Router {
-    let tokens = Arc::new(tokens);
+pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
+    let auth = Arc::new(auth);
     Router::new()
         .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
         .route(
@@ -55,6 +55,6 @@ pub fn router(api: Api, tokens: auth::Tokens) -> Router {
         .route("/api/v1/topics", get(resources::topics))
         .route("/api/v1/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .route_layer(axum::middleware::from_fn_with_state(tokens, auth::require))
+        .route_layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .with_state(api)
 }

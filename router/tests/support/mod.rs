@@ -55,7 +55,9 @@ pub fn spawn_with(
         .env("GEOROUTER__LISTEN__GRPC", "127.0.0.1:0")
         .env("GEOROUTER__LISTEN__REPLICATION", "127.0.0.1:0")
         .env("GEOROUTER__LISTEN__CONSOLE", "127.0.0.1:0")
-        .env("GEOROUTER__LISTEN__ROCKETMQ", "127.0.0.1:0");
+        .env("GEOROUTER__LISTEN__ROCKETMQ", "127.0.0.1:0")
+        // Loopback test nodes let anonymous clients in unless a test says otherwise.
+        .env("GEOROUTER__AUTH__MODE", "open");
     for (key, value) in overrides {
         command.env(key, value);
     }
