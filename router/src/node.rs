@@ -182,6 +182,7 @@ impl Node {
                     region: config.region.id.clone(),
                     broker: broker.clone(),
                     replicator: replicator.clone(),
+                    authority: security.authority.clone(),
                 },
                 auth: security.console.clone(),
             },

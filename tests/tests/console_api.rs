@@ -472,3 +472,53 @@ async fn consumer_groups_are_versioned_like_tasks_and_spread_to_every_region() {
         node.node.shut_down().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn principals_use_the_console_within_their_grants() {
+    use auth::{Action, GrantSpec, PrincipalSpec};
+    let deployment = Deployment::new(&["eu"]);
+    let grant = |resource: &str, actions: &[Action]| GrantSpec {
+        resource: resource.into(),
+        actions: actions.to_vec(),
+    };
+    let nodes = deployment
+        .start_topology(TopologySpec::mesh(&["eu"]), &[], |config| {
+            config.console.admin_tokens = vec![ADMIN.into()];
+            config.auth.principals = vec![PrincipalSpec {
+                name: "groups-operator".into(),
+                access_key: "ops".into(),
+                secret: "ops-secret-1234".into(),
+                grants: vec![
+                    grant("task:*", &[Action::Read]),
+                    grant("group:billing*", &[Action::Read, Action::Change]),
+                ],
+            }];
+        })
+        .await;
+    let ops = ConsoleClient::new(nodes[0].node.bound.console, Some("ops:ops-secret-1234"));
+    assert!(
+        ops.tasks().await.unwrap().is_empty(),
+        "reads with its grant"
+    );
+    let group = |name: &str| broker::catalog::GroupSpec {
+        name: name.into(),
+        fifo: false,
+        max_attempts: 3,
+    };
+    ops.create_group(&group("billing")).await.unwrap();
+    let other = ops.create_group(&group("audit")).await.unwrap_err();
+    assert_eq!(other.code(), Some("FORBIDDEN"));
+    assert!(
+        other
+            .to_string()
+            .contains("groups-operator may not change group:audit"),
+        "{other}"
+    );
+    let task = ops.create_task(&task_spec("t", &["eu"])).await.unwrap_err();
+    assert_eq!(task.code(), Some("FORBIDDEN"));
+    let wrong = ConsoleClient::new(nodes[0].node.bound.console, Some("ops:wrong-secret"));
+    assert_eq!(wrong.tasks().await.unwrap_err().status(), Some(401));
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}

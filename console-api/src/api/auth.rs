@@ -35,16 +35,20 @@ impl ConsoleAuth {
     }
 }
 
-/// What a request to `path` with `method` needs.
-pub fn required<'p>(method: &Method, path: &'p str) -> (Action, Resource<'p>) {
+/// What a request to `path` with `method` needs; `None` for a create, whose handler checks
+/// the name in the body.
+pub fn required<'p>(method: &Method, path: &'p str) -> Option<(Action, Resource<'p>)> {
     let reads = matches!(*method, Method::GET | Method::HEAD);
     let parts: Vec<&str> = path
         .trim_start_matches("/api/v1/")
         .split('/')
         .filter(|p| !p.is_empty())
         .collect();
+    if *method == Method::POST && parts.len() == 1 {
+        return None;
+    }
     let name = parts.get(1).copied().unwrap_or("*");
-    match parts.first().copied() {
+    Some(match parts.first().copied() {
         Some("tasks") if reads => (Action::Read, Resource::Task(name)),
         Some("tasks") if matches!(parts.get(2), Some(&"failover" | &"failback")) => {
             (Action::Failover, Resource::Task(name))
@@ -54,12 +58,30 @@ pub fn required<'p>(method: &Method, path: &'p str) -> (Action, Resource<'p>) {
         Some("groups") => (Action::Change, Resource::Group(name)),
         // Regions, links, topics, replication status, the OpenAPI document.
         _ => (Action::Read, Resource::Task("*")),
+    })
+}
+
+/// The answer to a refusal (counted and logged here): 401 or 403.
+pub fn denied(authority: &Authority, denial: auth::Denial) -> Response {
+    authority.refused("console", &denial);
+    match denial {
+        auth::Denial::Unauthenticated(message) => {
+            let mut response = ApiError::new(ConsoleCode::Unauthorized, message).into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        forbidden => ApiError::new(ConsoleCode::Forbidden, forbidden.to_string()).into_response(),
     }
 }
 
+/// Authenticates every request, authorizes what its route does, and hands the caller to
+/// the handler (a request extension).
 pub async fn require(
     State(auth): State<Arc<ConsoleAuth>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let authorization = request
@@ -73,27 +95,19 @@ pub async fn require(
         )),
         Some(_) => auth.authority.bearer(authorization),
     };
-    let (action, resource) = required(request.method(), request.uri().path());
-    let allowed = caller.and_then(|caller| auth.authority.authorize(&caller, action, &resource));
-    match allowed {
-        Ok(()) => next.run(request).await,
-        Err(denial) => {
-            auth.authority.refused("console", &denial);
-            match denial {
-                auth::Denial::Unauthenticated(message) => {
-                    let mut response =
-                        ApiError::new(ConsoleCode::Unauthorized, message).into_response();
-                    response.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        header::HeaderValue::from_static("Bearer"),
-                    );
-                    response
-                }
-                forbidden => {
-                    ApiError::new(ConsoleCode::Forbidden, forbidden.to_string()).into_response()
-                }
-            }
+    let path = request.uri().path().to_string();
+    let allowed = caller.and_then(|caller| {
+        if let Some((action, resource)) = required(request.method(), &path) {
+            auth.authority.authorize(&caller, action, &resource)?;
         }
+        Ok(caller)
+    });
+    match allowed {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(denial) => denied(&auth.authority, denial),
     }
 }
 
@@ -107,23 +121,24 @@ mod tests {
         let post = Method::POST;
         assert_eq!(
             required(&get, "/api/v1/tasks"),
-            (Action::Read, Resource::Task("*"))
+            Some((Action::Read, Resource::Task("*")))
         );
+        assert_eq!(required(&post, "/api/v1/tasks"), None, "the handler checks");
         assert_eq!(
             required(&post, "/api/v1/tasks/dr/failover"),
-            (Action::Failover, Resource::Task("dr"))
+            Some((Action::Failover, Resource::Task("dr")))
         );
         assert_eq!(
             required(&Method::PUT, "/api/v1/tasks/t"),
-            (Action::Change, Resource::Task("t"))
+            Some((Action::Change, Resource::Task("t")))
         );
         assert_eq!(
             required(&Method::DELETE, "/api/v1/groups/g"),
-            (Action::Change, Resource::Group("g"))
+            Some((Action::Change, Resource::Group("g")))
         );
         assert_eq!(
             required(&get, "/api/v1/replication"),
-            (Action::Read, Resource::Task("*"))
+            Some((Action::Read, Resource::Task("*")))
         );
     }
 }

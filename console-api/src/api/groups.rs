@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use broker::catalog::{Change, GroupRecord, GroupSpec};
@@ -74,10 +74,18 @@ pub async fn list(State(api): State<Api>) -> Response {
 
 pub async fn create(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     spec: Result<Json<GroupSpec>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let spec = spec?.0;
-    let record = change(&api, spec.name.clone(), Some(spec), None, true).await?;
+) -> Result<Response, Response> {
+    let spec = spec.map_err(|e| ApiError::from(e).into_response())?.0;
+    api.authorize(
+        &caller,
+        auth::Action::Change,
+        auth::Resource::Group(&spec.name),
+    )?;
+    let record = change(&api, spec.name.clone(), Some(spec), None, true)
+        .await
+        .map_err(IntoResponse::into_response)?;
     Ok(with_etag(StatusCode::CREATED, &record))
 }
 

@@ -27,6 +27,22 @@ pub struct Api {
     pub region: String,
     pub broker: Arc<Broker>,
     pub replicator: Option<Arc<Replicator>>,
+    pub authority: Arc<::auth::Authority>,
+}
+
+impl Api {
+    /// Whether `caller` (set by `auth::require`) may do `action` on `resource`: for the
+    /// creates, whose resource is named in the body.
+    pub(crate) fn authorize(
+        &self,
+        caller: &::auth::Caller,
+        action: ::auth::Action,
+        resource: ::auth::Resource<'_>,
+    ) -> Result<(), axum::response::Response> {
+        self.authority
+            .authorize(caller, action, &resource)
+            .map_err(|denial| auth::denied(&self.authority, denial))
+    }
 }
 
 /// The API's routes, behind auth.

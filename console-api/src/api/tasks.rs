@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use replicator::{Replicator, TaskRecord, TaskSpec, TaskState};
@@ -95,10 +95,19 @@ pub async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
 
 pub async fn create(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     spec: Result<Json<TaskSpec>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
-    let record = r.create_task(body(spec)?)?;
+) -> Result<Response, Response> {
+    let r = replicator(&api).map_err(IntoResponse::into_response)?;
+    let spec = body(spec).map_err(IntoResponse::into_response)?;
+    api.authorize(
+        &caller,
+        auth::Action::Change,
+        auth::Resource::Task(&spec.name),
+    )?;
+    let record = r
+        .create_task(spec)
+        .map_err(|e| ApiError::from(e).into_response())?;
     Ok(with_etag(StatusCode::CREATED, r, &record))
 }
 

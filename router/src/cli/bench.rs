@@ -75,7 +75,12 @@ async fn produce(args: ProduceBench) -> Result<()> {
     let address = node
         .as_ref()
         .map_or(args.broker.broker.clone(), |n| n.bound.grpc.to_string());
-    let client = client::Client::connect(&address).await?;
+    let credential = if node.is_some() {
+        None
+    } else {
+        args.broker.credential.as_deref()
+    };
+    let client = client::Client::connect_as(&address, credential).await?;
     let topic = format!("bench-{}", std::process::id());
     client
         .create_topic(&topic, args.partitions, None)

@@ -41,6 +41,15 @@ pub struct BrokerArg {
         global = true
     )]
     broker: String,
+    /// The principal to call as: `<access key>:<secret>` (a node given no principal made an
+    /// admin credential in `<data dir>/admin.credential` at its first start).
+    #[arg(
+        long,
+        env = "GEOROUTER_CREDENTIAL",
+        hide_env_values = true,
+        global = true
+    )]
+    credential: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -133,5 +142,5 @@ fn init_tracing(serving: bool) {
 }
 
 async fn connect(broker: &BrokerArg) -> anyhow::Result<client::Client> {
-    Ok(client::Client::connect(&broker.broker).await?)
+    Ok(client::Client::connect_as(&broker.broker, broker.credential.as_deref()).await?)
 }
