@@ -76,16 +76,14 @@ pub async fn create(
     State(api): State<Api>,
     Extension(caller): Extension<auth::Caller>,
     spec: Result<Json<GroupSpec>, JsonRejection>,
-) -> Result<Response, Response> {
-    let spec = spec.map_err(|e| ApiError::from(e).into_response())?.0;
+) -> Result<Response, ApiError> {
+    let spec = spec?.0;
     api.authorize(
         &caller,
         auth::Action::Change,
         auth::Resource::Group(&spec.name),
     )?;
-    let record = change(&api, spec.name.clone(), Some(spec), None, true)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let record = change(&api, spec.name.clone(), Some(spec), None, true).await?;
     Ok(with_etag(StatusCode::CREATED, &record))
 }
 

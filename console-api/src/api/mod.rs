@@ -38,10 +38,14 @@ impl Api {
         caller: &::auth::Caller,
         action: ::auth::Action,
         resource: ::auth::Resource<'_>,
-    ) -> Result<(), axum::response::Response> {
+    ) -> Result<(), error::ApiError> {
+        // The caller was authenticated by the auth layer: only a refusal of the grant is left.
         self.authority
             .authorize(caller, action, &resource)
-            .map_err(|denial| auth::denied(&self.authority, denial))
+            .map_err(|denial| {
+                self.authority.refused("console", &denial);
+                error::ApiError::new(error::ConsoleCode::Forbidden, denial.to_string())
+            })
     }
 }
 

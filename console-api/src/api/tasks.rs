@@ -97,17 +97,15 @@ pub async fn create(
     State(api): State<Api>,
     Extension(caller): Extension<auth::Caller>,
     spec: Result<Json<TaskSpec>, JsonRejection>,
-) -> Result<Response, Response> {
-    let r = replicator(&api).map_err(IntoResponse::into_response)?;
-    let spec = body(spec).map_err(IntoResponse::into_response)?;
+) -> Result<Response, ApiError> {
+    let r = replicator(&api)?;
+    let spec = body(spec)?;
     api.authorize(
         &caller,
         auth::Action::Change,
         auth::Resource::Task(&spec.name),
     )?;
-    let record = r
-        .create_task(spec)
-        .map_err(|e| ApiError::from(e).into_response())?;
+    let record = r.create_task(spec)?;
     Ok(with_etag(StatusCode::CREATED, r, &record))
 }
 
