@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod guard;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +47,8 @@ pub struct Console {
     pub replication: Option<StatusSource>,
     pub api: api::Api,
     pub auth: api::auth::ConsoleAuth,
+    /// The names the console answers to (`guard`).
+    pub hosts: guard::Hosts,
 }
 
 pub fn router(console: Console) -> Router {
@@ -63,6 +66,10 @@ pub fn router(console: Console) -> Router {
         .merge(status)
         .with_state(console.clone())
         .merge(api::router(console.api, console.auth))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(console.hosts),
+            guard::guard,
+        ))
 }
 
 /// `/metrics`: OpenMetrics text when the scraper asks for it (`Accept:

@@ -116,6 +116,10 @@ impl ReplicationSection {
 pub struct ConsoleSection {
     pub admin_tokens: Vec<String>,
     pub read_tokens: Vec<String>,
+    /// Names the console answers to besides the loopback names and its listen address
+    /// (the `Host` header; others get 421).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// Who may call this region (`[auth]`; docs/security.md).

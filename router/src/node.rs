@@ -185,6 +185,7 @@ impl Node {
                     authority: security.authority.clone(),
                 },
                 auth: security.console.clone(),
+                hosts: console_api::guard::Hosts::new(&config.console.hosts, bound.console),
             },
             console_stop.clone(),
         ));

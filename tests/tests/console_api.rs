@@ -522,3 +522,42 @@ async fn principals_use_the_console_within_their_grants() {
         node.node.shut_down().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_host_name_is_refused_and_every_answer_carries_security_headers() {
+    let (nodes, eu, _, _certs) = regions().await;
+    let rebound = send(
+        &eu,
+        Method::GET,
+        "/api/v1/tasks",
+        Some(ADMIN),
+        &[("host", "attacker.example:7300")],
+        None,
+    )
+    .await;
+    assert_eq!(rebound.status, 421, "{}", rebound.text());
+    assert_eq!(error_code(&rebound), "HOST_NOT_ALLOWED");
+    let probe = send(
+        &eu,
+        Method::GET,
+        "/healthz",
+        None,
+        &[("host", "lb.internal")],
+        None,
+    )
+    .await;
+    assert_eq!(probe.status, 200, "probes answer any Host");
+
+    let page = send(&eu, Method::GET, "/", None, &[], None).await;
+    let api = get(&eu, "/api/v1/tasks", Some(ADMIN)).await;
+    for reply in [&page, &api] {
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert!(reply.headers.contains_key("content-security-policy"));
+        assert!(!reply.headers.contains_key("access-control-allow-origin"));
+    }
+    assert_eq!(api.headers["cache-control"], "no-store");
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}

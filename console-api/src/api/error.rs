@@ -21,6 +21,7 @@ proto::stable_codes! {
         InvalidGroup => "INVALID_GROUP",
         Unauthorized => "UNAUTHORIZED",
         Forbidden => "FORBIDDEN",
+        HostNotAllowed => "HOST_NOT_ALLOWED",
         NotFound => "NOT_FOUND",
         ReplicationDisabled => "REPLICATION_DISABLED",
         TaskExists => "TASK_EXISTS",
@@ -45,6 +46,7 @@ impl ConsoleCode {
             ConsoleCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ConsoleCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ConsoleCode::Forbidden => StatusCode::FORBIDDEN,
+            ConsoleCode::HostNotAllowed => StatusCode::MISDIRECTED_REQUEST,
             ConsoleCode::NotFound | ConsoleCode::ReplicationDisabled => StatusCode::NOT_FOUND,
             ConsoleCode::TaskExists
             | ConsoleCode::GroupExists
