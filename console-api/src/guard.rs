@@ -48,7 +48,7 @@ impl Hosts {
                 _ => host,
             }
         };
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 }
 
