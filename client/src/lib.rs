@@ -112,6 +112,37 @@ impl Client {
 
     /// Connects to `address` as the principal of `credential` (`<access key>:<secret>`).
     pub async fn connect_as(address: &str, credential: Option<&str>) -> Result<Self> {
+        Self::connect_with(address, credential, None).await
+    }
+
+    /// Connects over TLS to `address` (its host is the name the certificate must carry),
+    /// trusting the CA certificates of `ca_pem`, as the principal of `credential`.
+    pub async fn connect_tls(
+        address: &str,
+        credential: Option<&str>,
+        ca_pem: &[u8],
+    ) -> Result<Self> {
+        let host = address
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map_or(address, |(host, _)| host)
+            .trim_matches(['[', ']']);
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name(host);
+        let url = if address.contains("://") {
+            address.to_string()
+        } else {
+            format!("https://{address}")
+        };
+        Self::connect_with(&url, credential, Some(tls)).await
+    }
+
+    async fn connect_with(
+        address: &str,
+        credential: Option<&str>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> Result<Self> {
         let credential = match credential {
             None => Credential(None),
             Some(text) => Credential(Some(
@@ -134,6 +165,15 @@ impl Client {
             // Large produce requests must not wait for HTTP/2 window updates.
             .initial_stream_window_size(8 << 20)
             .initial_connection_window_size(32 << 20);
+        let endpoint = match tls {
+            Some(tls) => endpoint
+                .tls_config(tls)
+                .map_err(|source| ClientError::Address {
+                    address: address.to_string(),
+                    source,
+                })?,
+            None => endpoint,
+        };
         let channel = endpoint
             .connect()
             .await

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod guard;
+mod serve_tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,14 +178,21 @@ async fn readyz(State(console): State<Console>) -> (StatusCode, &'static str) {
 }
 
 /// Serves the console on an already-bound listener until `shutdown` is cancelled.
+/// Serves `console` on `listener` until `shutdown`: over TLS with `tls`, else plaintext.
 pub async fn serve(
     listener: TcpListener,
     console: Console,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(console))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    match tls {
+        Some(config) => serve_tls::serve(listener, router(console), config, shutdown).await,
+        None => {
+            axum::serve(listener, router(console))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 #[cfg(test)]

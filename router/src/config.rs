@@ -27,6 +27,10 @@ pub struct NodeConfig {
     pub rocketmq: RocketMqSection,
     #[serde(default)]
     pub auth: AuthSection,
+    /// TLS on the gRPC API and the console (and the access point, unless `[rocketmq]`
+    /// names its own): a certificate chain and a private key, PEM files.
+    #[serde(default)]
+    pub tls: TlsSection,
     /// Every region of the deployment (`[[regions]]`), the same list in every region.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<topology::RegionSpec>,
@@ -122,6 +126,16 @@ pub struct ConsoleSection {
     pub hosts: Vec<String>,
 }
 
+/// `[tls]`: both or neither.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
 /// Who may call this region (`[auth]`; docs/security.md).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +203,10 @@ pub struct ListenSection {
     /// The RocketMQ 5 access point (`apache.rocketmq.v2.MessagingService`).
     #[serde(default = "default_rocketmq")]
     pub rocketmq: SocketAddr,
+    /// Let the gRPC API, the console and the access point speak plaintext on an address
+    /// other than loopback (refused otherwise: configure `[tls]`).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 fn default_rocketmq() -> SocketAddr {
@@ -202,6 +220,7 @@ impl Default for ListenSection {
             replication: "127.0.0.1:7200".parse().expect("address"),
             console: "127.0.0.1:7300".parse().expect("address"),
             rocketmq: default_rocketmq(),
+            allow_plaintext: false,
         }
     }
 }
@@ -321,6 +340,22 @@ impl NodeConfig {
             self.rocketmq.tls_cert.is_some() == self.rocketmq.tls_key.is_some(),
             "[rocketmq] tls_cert and tls_key go together: set both for TLS, or neither"
         );
+        anyhow::ensure!(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "[tls] cert and key go together: set both for TLS, or neither"
+        );
+        let tls = self.tls.cert.is_some();
+        let rocketmq_tls = tls || self.rocketmq.tls_cert.is_some();
+        for (name, address, secured) in [
+            ("grpc", self.listen.grpc, tls),
+            ("console", self.listen.console, tls),
+            ("rocketmq", self.listen.rocketmq, rocketmq_tls),
+        ] {
+            anyhow::ensure!(
+                secured || address.ip().is_loopback() || self.listen.allow_plaintext,
+                "[listen] {name} = {address} is not a loopback address: configure [tls] cert and key (georouter certs --server-names), or set [listen] allow_plaintext = true"
+            );
+        }
         let r = &self.replication;
         let set = [&r.ca, &r.cert, &r.key]
             .iter()
@@ -394,12 +429,14 @@ impl NodeConfig {
                 replication: any,
                 console: any,
                 rocketmq: any,
+                allow_plaintext: false,
             },
             storage: StorageSection::default(),
             retention: RetentionSection::default(),
             replication: ReplicationSection::default(),
             console: ConsoleSection::default(),
             rocketmq: RocketMqSection::default(),
+            tls: TlsSection::default(),
             // Tests and in-process demos on loopback.
             auth: AuthSection {
                 mode: AuthMode::Open,

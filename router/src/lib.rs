@@ -6,3 +6,4 @@ pub mod config;
 pub mod launch;
 pub mod node;
 pub mod security;
+pub mod tls;

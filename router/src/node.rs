@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use replicator::{Replicator, ReplicatorConfig};
 
 use crate::config::NodeConfig;
+use crate::tls::ServerIdentity;
 
 pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -128,6 +129,7 @@ impl Node {
 
         let (replicator, replication_socket) = match config.replication.certificate_files() {
             Some((ca, cert, key)) => {
+                auth::admin::check_private(key).context("[replication] key")?;
                 let identity = replicator::tls::Identity::load(ca, cert, key)
                     .context("[replication] certificates")?;
                 let replication = ReplicatorConfig {
@@ -147,6 +149,15 @@ impl Node {
         let fetches = CancellationToken::new();
         let fetch_tasks = TaskTracker::new();
         let security = crate::security::build(&config)?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => Some(ServerIdentity::load(cert, key, "[tls]")?),
+            _ => None,
+        };
+        let rocketmq_tls = match (&config.rocketmq.tls_cert, &config.rocketmq.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerIdentity::load(cert, key, "[rocketmq] tls")?),
+            _ => tls.clone(),
+        };
+        let console_tls = tls.as_ref().map(ServerIdentity::rustls).transpose()?;
         let service = broker::grpc::BrokerService::new(
             broker.clone(),
             security.authority.clone(),
@@ -187,14 +198,21 @@ impl Node {
                 auth: security.console.clone(),
                 hosts: console_api::guard::Hosts::new(&config.console.hosts, bound.console),
             },
+            console_tls,
             console_stop.clone(),
         ));
 
         let service = service.into_server();
         let grpc_stop = CancellationToken::new();
         let stop = grpc_stop.clone();
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            grpc_server = grpc_server
+                .tls_config(tls.tonic())
+                .context("TLS on the gRPC API ([tls])")?;
+        }
         let grpc = tokio::spawn(
-            tonic::transport::Server::builder()
+            grpc_server
                 .tcp_nodelay(true)
                 .initial_stream_window_size(HTTP2_STREAM_WINDOW)
                 .initial_connection_window_size(HTTP2_CONNECTION_WINDOW)
@@ -226,9 +244,9 @@ impl Node {
         );
         let stop = grpc_stop.clone();
         let mut rocketmq_server = tonic::transport::Server::builder();
-        if let Some(tls) = rocketmq_tls(&config.rocketmq)? {
+        if let Some(tls) = &rocketmq_tls {
             rocketmq_server = rocketmq_server
-                .tls_config(tls)
+                .tls_config(tls.tonic())
                 .context("TLS on the RocketMQ access point ([rocketmq] tls_cert, tls_key)")?;
         }
         let rocketmq = tokio::spawn(
@@ -347,26 +365,4 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// The access point's TLS settings, when `[rocketmq]` names a certificate and key.
-fn rocketmq_tls(
-    section: &crate::config::RocketMqSection,
-) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&section.tls_cert, &section.tls_key) else {
-        return Ok(None);
-    };
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).with_context(|| {
-            format!(
-                "reading the access point's TLS {what} ([rocketmq]) {}",
-                path.display()
-            )
-        })
-    };
-    let identity =
-        tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "key")?);
-    Ok(Some(
-        tonic::transport::ServerTlsConfig::new().identity(identity),
-    ))
 }

@@ -353,6 +353,8 @@ async fn the_python_sdk_sends_over_tls_with_signed_requests() {
     std::fs::write(&ca_file, &ca.cert_pem).unwrap();
     std::fs::write(&cert, &server.cert_pem).unwrap();
     std::fs::write(&key, &server.key_pem).unwrap();
+    // A key readable by others is refused at start.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut config = support::node_config("eu", dir.path());
     config.rocketmq.tls_cert = Some(cert);
     config.rocketmq.tls_key = Some(key);
