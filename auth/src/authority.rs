@@ -69,8 +69,14 @@ struct DenialLabels {
     reason: &'static str,
 }
 
+type ByAccessKey = HashMap<String, Arc<Principal>>;
+
 pub struct Authority {
-    by_access_key: HashMap<String, Arc<Principal>>,
+    /// The config's principals (and the console tokens, and the generated admin).
+    by_access_key: ByAccessKey,
+    /// Principals changed at run time, replaced whole by `set_shared`; the config's win
+    /// over them on the same access key.
+    shared: std::sync::RwLock<Arc<ByAccessKey>>,
     anonymous: bool,
     denials: Family<DenialLabels, Counter>,
 }
@@ -83,9 +89,29 @@ impl Authority {
                 .into_iter()
                 .map(|p| (p.access_key.clone(), Arc::new(p)))
                 .collect(),
+            shared: Default::default(),
             anonymous,
             denials: Family::default(),
         }
+    }
+
+    /// The principals changed at run time, all of them from now on.
+    pub fn set_shared(&self, principals: Vec<Principal>) {
+        let map = principals
+            .into_iter()
+            .map(|p| (p.access_key.clone(), Arc::new(p)))
+            .collect();
+        *self.shared.write().expect("principals") = Arc::new(map);
+    }
+
+    fn principal(&self, access_key: &str) -> Option<Arc<Principal>> {
+        self.by_access_key.get(access_key).cloned().or_else(|| {
+            self.shared
+                .read()
+                .expect("principals")
+                .get(access_key)
+                .cloned()
+        })
     }
 
     /// Everyone may do everything (tests of other things, and development).
@@ -128,17 +154,18 @@ impl Authority {
             })?;
         let wrong = || Denial::Unauthenticated("unknown access key or wrong secret".into());
         if let Some((key, secret)) = token.split_once(':')
-            && let Some(p) = self.by_access_key.get(key)
+            && let Some(p) = self.principal(key)
         {
             return if p.secret_is(secret) {
-                Ok(Caller::Principal(p.clone()))
+                Ok(Caller::Principal(p))
             } else {
                 Err(wrong())
             };
         }
         // A console token: the principal whose secret it is (every one compared).
+        let shared = self.shared.read().expect("principals").clone();
         let mut found = None;
-        for p in self.by_access_key.values() {
+        for p in self.by_access_key.values().chain(shared.values()) {
             if p.secret_is(token) {
                 found = Some(p.clone());
             }
@@ -157,8 +184,7 @@ impl Authority {
             return self.missing("a signed request (the SDK's credentials) is");
         };
         let p = self
-            .by_access_key
-            .get(access_key)
+            .principal(access_key)
             .ok_or_else(|| Denial::Unauthenticated(format!("unknown access key {access_key:?}")))?;
         if !signature::verify(p.secret(), date_time, signature) {
             return Err(Denial::Unauthenticated(format!(
@@ -171,7 +197,7 @@ impl Authority {
                 MAX_CLOCK_SKEW.as_secs()
             )));
         }
-        Ok(Caller::Principal(p.clone()))
+        Ok(Caller::Principal(p))
     }
 
     /// Whether `caller` may do `action` on `resource`.

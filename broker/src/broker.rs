@@ -84,6 +84,7 @@ pub struct Broker {
     storage: Arc<StorageConfig>,
     meta: Arc<dyn MetaStore>,
     groups: crate::catalog::GroupBook,
+    principals: crate::catalog::PrincipalBook,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     round_robin: AtomicU64,
     recovery: Vec<Truncation>,
@@ -108,9 +109,11 @@ impl Broker {
             topics.insert(opened.config.name.clone(), Arc::new(opened));
         }
         let groups = crate::catalog::GroupBook::load(meta.clone())?;
+        let principals = crate::catalog::PrincipalBook::load(meta.clone())?;
         Ok(Broker {
             config,
             groups,
+            principals,
             gate: std::sync::OnceLock::new(),
             cursor_changes: tokio::sync::broadcast::Sender::new(CURSOR_FEED),
             cursor_writes: std::sync::Mutex::new(()),
@@ -468,6 +471,11 @@ impl Broker {
     /// The consumer groups' settings (shared with every region).
     pub fn groups(&self) -> &crate::catalog::GroupBook {
         &self.groups
+    }
+
+    /// The principals changed at run time (shared with every region).
+    pub fn principals(&self) -> &crate::catalog::PrincipalBook {
+        &self.principals
     }
 
     pub fn meta(&self) -> &Arc<dyn MetaStore> {

@@ -405,13 +405,14 @@ impl Replicator {
         })
     }
 
-    /// A change of a consumer group's settings made here, passed on to every region. It
-    /// stores the record (an fsync), so it runs as blocking code.
-    pub fn change_group(
+    /// A change of a shared record (a consumer group's settings, a principal) made here,
+    /// passed on to every region. It stores the record (an fsync), so it runs as blocking
+    /// code.
+    pub fn change_shared<S: crate::node::Carried>(
         &self,
-        change: broker::catalog::Change<'_, broker::catalog::GroupSpec>,
-    ) -> Result<broker::catalog::GroupRecord, broker::catalog::GroupChangeError> {
-        blocking(|| self.node.change_group(change))
+        change: broker::catalog::Change<'_, S>,
+    ) -> Result<broker::catalog::Record<S>, broker::catalog::ChangeError> {
+        blocking(|| self.node.change_shared(change))
     }
 
     /// A change made here. It stores the record (an fsync), so it runs as blocking code:

@@ -149,6 +149,7 @@ impl Node {
         let fetches = CancellationToken::new();
         let fetch_tasks = TaskTracker::new();
         let security = crate::security::build(&config)?;
+        crate::security::load_shared(&broker, &security.authority);
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => Some(ServerIdentity::load(cert, key, "[tls]")?),
             _ => None,
@@ -264,6 +265,11 @@ impl Node {
 
         let background_stop = CancellationToken::new();
         let background = TaskTracker::new();
+        background.spawn(crate::security::follow_shared(
+            broker.clone(),
+            security.authority.clone(),
+            background_stop.clone(),
+        ));
         background.spawn(retention_loop(
             broker.clone(),
             Duration::from_millis(config.retention.check_interval_ms),

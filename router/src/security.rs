@@ -8,7 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use auth::permission::GrantSpec;
 use auth::{Action, Authority, Principal};
+use broker::Broker;
 use console_api::api::auth::ConsoleAuth;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{AuthMode, NodeConfig};
 
@@ -78,4 +80,39 @@ pub fn build(config: &NodeConfig) -> Result<Security> {
         },
         authority,
     })
+}
+
+/// Makes the principals changed at run time (the broker's principal book, shared with
+/// every region) the authority's, now.
+pub fn load_shared(broker: &Broker, authority: &Authority) {
+    let principals = broker
+        .principals()
+        .live()
+        .into_iter()
+        .filter_map(|record| {
+            record
+                .spec
+                .check()
+                .inspect_err(|e| tracing::error!(error = %e, "a shared principal is not valid here; ignored"))
+                .ok()
+        })
+        .collect();
+    authority.set_shared(principals);
+}
+
+/// Keeps the authority's run-time principals those of the book, after every change, until
+/// `stop`.
+pub async fn follow_shared(
+    broker: Arc<Broker>,
+    authority: Arc<Authority>,
+    stop: CancellationToken,
+) {
+    let mut changes = broker.principals().subscribe();
+    loop {
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        load_shared(&broker, &authority);
+    }
 }

@@ -410,6 +410,11 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/groups/{name}",
         "PUT /api/v1/groups/{name}",
         "DELETE /api/v1/groups/{name}",
+        "GET /api/v1/principals",
+        "POST /api/v1/principals",
+        "GET /api/v1/principals/{name}",
+        "PUT /api/v1/principals/{name}",
+        "DELETE /api/v1/principals/{name}",
     ];
     routes.sort();
     assert_eq!(documented, routes);
@@ -557,6 +562,65 @@ async fn another_host_name_is_refused_and_every_answer_carries_security_headers(
         assert!(!reply.headers.contains_key("access-control-allow-origin"));
     }
     assert_eq!(api.headers["cache-control"], "no-store");
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_made_in_one_region_signs_in_everywhere_until_deleted() {
+    let (nodes, eu, us, _certs) = regions().await;
+    let body = serde_json::json!({
+        "name": "shop", "access_key": "shop-ak", "secret": "shop-secret-123",
+        "grants": [{"resource": "topic:shop.*", "actions": ["produce", "describe"]}]
+    });
+    let made = post(
+        &eu,
+        "/api/v1/principals",
+        None,
+        Some(serde_json::to_vec(&body).unwrap()),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    assert!(!made.text().contains("shop-secret-123"), "never shown");
+    let reader = get(&eu, "/api/v1/principals", Some(READER)).await;
+    assert_eq!(reader.status, 403, "principals are the cluster admin's");
+
+    // us learns it from eu and lets it sign in: its gRPC API checks presented credentials.
+    let us_grpc = nodes[1].node.bound.grpc.to_string();
+    let signs_in = |secret: &'static str| {
+        let address = us_grpc.clone();
+        async move {
+            let credential = format!("shop-ak:{secret}");
+            let client = client::Client::connect_as(&address, Some(&credential))
+                .await
+                .unwrap();
+            client.describe_topic("shop.orders").await
+        }
+    };
+    eventually("us to know the principal", || async {
+        !matches!(signs_in("shop-secret-123").await, Err(e) if e.code() == Some("unauthenticated"))
+    })
+    .await;
+    let listed = json(&get(&us, "/api/v1/principals", Some(ADMIN)).await);
+    assert_eq!(listed["principals"][0]["access_key"], "shop-ak");
+    let wrong = signs_in("wrong-secret-12").await.unwrap_err();
+    assert_eq!(wrong.code(), Some("unauthenticated"));
+
+    let deleted = send(
+        &eu,
+        Method::DELETE,
+        "/api/v1/principals/shop",
+        Some(ADMIN),
+        &[("if-match", "\"1\"")],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    eventually("us to forget the principal", || async {
+        matches!(signs_in("shop-secret-123").await, Err(e) if e.code() == Some("unauthenticated"))
+    })
+    .await;
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }

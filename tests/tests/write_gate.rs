@@ -81,11 +81,19 @@ impl MetaStore for HeldMeta {
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         self.inner.task_records()
     }
-    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
-        self.inner.put_group_record(name, record)
+    fn put_shared_record(
+        &self,
+        kind: broker::meta::SharedKind,
+        name: &str,
+        record: &[u8],
+    ) -> Result<(), MetaError> {
+        self.inner.put_shared_record(kind, name, record)
     }
-    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        self.inner.group_records()
+    fn shared_records(
+        &self,
+        kind: broker::meta::SharedKind,
+    ) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        self.inner.shared_records(kind)
     }
     fn put_pop_states(&self, g: &str, t: &str, states: &[(u32, Vec<u8>)]) -> Result<(), MetaError> {
         self.inner.put_pop_states(g, t, states)

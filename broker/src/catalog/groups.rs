@@ -3,18 +3,12 @@
 //! nobody created has no record and consumes with the region's defaults; a created one
 //! has a [`GroupRecord`] in the [`GroupBook`], stored in the region's metadata and shared
 //! with every other region (the replicator carries the records beside the task records).
-//!
-//! Readers (every receive of the RocketMQ access point) take the published map without
-//! waiting on a change being stored; changes are serialized by the book's writer lock,
-//! held across the store (an fsync), so a change is visible only once it is durable.
-
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{self, Change, Record, Spec, VersionError};
-use crate::meta::{MetaError, MetaStore};
+use super::book::{Book, ChangeError, Shared};
+use super::record::{Record, Spec};
+use crate::meta::SharedKind;
 use crate::names;
 
 /// Deliveries of a message before it is dead-lettered, unless a group says otherwise.
@@ -80,135 +74,27 @@ impl GroupSpec {
     }
 }
 
-/// Why a change of a group was refused. Only `Meta` is transient.
-#[derive(Debug, thiserror::Error)]
-pub enum GroupChangeError {
-    #[error(transparent)]
-    Version(#[from] VersionError),
-    #[error("{reason}")]
-    Invalid { field: &'static str, reason: String },
-    /// Storing the record failed: the change was not made; retry.
-    #[error("storing the group record: {0}")]
-    Meta(#[from] MetaError),
-}
+impl Shared for GroupSpec {
+    const KIND: SharedKind = SharedKind::Groups;
+    const NOUN: &'static str = "group";
 
-type Records = BTreeMap<String, GroupRecord>;
-
-pub struct GroupBook {
-    /// The writer lock (see the module documentation).
-    writer: Mutex<()>,
-    published: RwLock<Arc<Records>>,
-    meta: Arc<dyn MetaStore>,
-}
-
-impl GroupBook {
-    /// The records stored in `meta`.
-    pub fn load(meta: Arc<dyn MetaStore>) -> Result<Self, MetaError> {
-        let mut records = Records::new();
-        for (name, bytes) in meta.group_records()? {
-            let record: GroupRecord =
-                serde_json::from_slice(&bytes).map_err(|source| MetaError::Decode {
-                    key: format!("group_records/{name}"),
-                    source,
-                })?;
-            records.insert(name, record);
-        }
-        Ok(GroupBook {
-            writer: Mutex::new(()),
-            published: RwLock::new(Arc::new(records)),
-            meta,
-        })
-    }
-
-    fn load_published(&self) -> Arc<Records> {
-        self.published.read().expect("group book").clone()
-    }
-
-    /// The settings of group `name`, if it was created.
-    pub fn get(&self, name: &str) -> Option<GroupSpec> {
-        self.record(name).map(|r| r.spec)
-    }
-
-    /// The live record of group `name`.
-    pub fn record(&self, name: &str) -> Option<GroupRecord> {
-        self.load_published()
-            .get(name)
-            .filter(|r| !r.deleted)
-            .cloned()
-    }
-
-    /// Every record, deletions included (what is sent to other regions).
-    pub fn records(&self) -> Vec<GroupRecord> {
-        self.load_published().values().cloned().collect()
-    }
-
-    /// The live groups, by name.
-    pub fn live(&self) -> Vec<GroupRecord> {
-        self.load_published()
-            .values()
-            .filter(|r| !r.deleted)
-            .cloned()
-            .collect()
-    }
-
-    /// A change made in `region`: checked, stored (an fsync: call it where blocking is
-    /// allowed), then published.
-    pub fn change(
-        &self,
-        change: Change<'_, GroupSpec>,
-        region: &str,
-    ) -> Result<GroupRecord, GroupChangeError> {
-        if let Some(spec) = &change.spec {
-            spec.validate()
-                .map_err(|(field, reason)| GroupChangeError::Invalid { field, reason })?;
-            if spec.name != change.name {
-                return Err(GroupChangeError::Invalid {
-                    field: "name",
-                    reason: format!(
-                        "the body names group \"{}\", the path \"{}\"",
-                        spec.name, change.name
-                    ),
-                });
-            }
-        }
-        let _writer = self.writer.lock().expect("group book writer");
-        let held = self.load_published();
-        let record = record::prepare(&held, change, "group", region)?;
-        self.store(&record)?;
-        let mut records = (*held).clone();
-        records.insert(record.spec.name.clone(), record.clone());
-        *self.published.write().expect("group book") = Arc::new(records);
-        Ok(record)
-    }
-
-    /// Records from another region: those newer than what is held are stored, published
-    /// and returned (to be passed on). A record that cannot be stored is still taken (it is
-    /// sent again by the periodic resend).
-    pub fn merge(&self, incoming: Vec<GroupRecord>) -> Vec<GroupRecord> {
-        let _writer = self.writer.lock().expect("group book writer");
-        let mut records = (*self.load_published()).clone();
-        let taken = record::merge(&mut records, incoming);
-        for record in &taken {
-            if let Err(e) = self.store(record) {
-                tracing::error!(group = %record.spec.name, error = %e, "storing a group record failed");
-            }
-        }
-        if !taken.is_empty() {
-            *self.published.write().expect("group book") = Arc::new(records);
-        }
-        taken
-    }
-
-    fn store(&self, record: &GroupRecord) -> Result<(), MetaError> {
-        let bytes = serde_json::to_vec(record).expect("a group record encodes");
-        self.meta.put_group_record(&record.spec.name, &bytes)
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        GroupSpec::validate(self)
     }
 }
+
+/// Why a change of a group was refused.
+pub type GroupChangeError = ChangeError;
+
+/// The consumer groups' settings of a region.
+pub type GroupBook = Book<GroupSpec>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::MemoryMetaStore;
+    use crate::catalog::record::{Change, VersionError};
+    use crate::meta::{MemoryMetaStore, MetaStore};
+    use std::sync::Arc;
 
     fn spec(name: &str, max_attempts: u32) -> GroupSpec {
         GroupSpec {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{MetaError, MetaStore, TaskCheckpoint, TopicConfig};
+use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TopicConfig};
 use crate::cursor::Cursor;
 
 #[derive(Default)]
@@ -13,7 +13,7 @@ pub struct MemoryMetaStore {
     checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
     task_starts: Mutex<BTreeMap<String, i64>>,
     task_records: Mutex<BTreeMap<String, Vec<u8>>>,
-    group_records: Mutex<BTreeMap<String, Vec<u8>>>,
+    shared_records: Mutex<BTreeMap<(SharedKind, String), Vec<u8>>>,
     pop_states: Mutex<BTreeMap<(String, String, u32), Vec<u8>>>,
 }
 
@@ -113,13 +113,28 @@ impl MetaStore for MemoryMetaStore {
         Ok(named(&self.task_records))
     }
 
-    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
-        put_named(&self.group_records, name, record);
+    fn put_shared_record(
+        &self,
+        kind: SharedKind,
+        name: &str,
+        record: &[u8],
+    ) -> Result<(), MetaError> {
+        self.shared_records
+            .lock()
+            .expect("lock")
+            .insert((kind, name.to_string()), record.to_vec());
         Ok(())
     }
 
-    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        Ok(named(&self.group_records))
+    fn shared_records(&self, kind: SharedKind) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        Ok(self
+            .shared_records
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|((k, _), _)| *k == kind)
+            .map(|((_, name), v)| (name.clone(), v.clone()))
+            .collect())
     }
 
     fn put_pop_states(

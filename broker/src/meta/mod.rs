@@ -94,6 +94,23 @@ pub struct TaskCheckpoint {
     pub target_incarnation: u64,
 }
 
+/// The kinds of records every region shares that the broker keeps (`crate::catalog`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SharedKind {
+    Groups,
+    Principals,
+}
+
+impl SharedKind {
+    /// Its tree in the metadata.
+    pub fn tree(self) -> &'static str {
+        match self {
+            SharedKind::Groups => "group_records",
+            SharedKind::Principals => "principal_records",
+        }
+    }
+}
+
 pub trait MetaStore: Send + Sync + 'static {
     fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError>;
     /// Removes the topic, every group cursor of it and every PoP state of it.
@@ -121,11 +138,16 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
     /// Every stored task record, by name.
     fn task_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
-    /// Stores the consumer group record `name` (JSON of a
-    /// [`crate::catalog::GroupRecord`]), durably.
-    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError>;
-    /// Every stored group record, by name.
-    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
+    /// Stores the shared record `name` of `kind` (JSON of a [`crate::catalog::Record`]),
+    /// durably.
+    fn put_shared_record(
+        &self,
+        kind: SharedKind,
+        name: &str,
+        record: &[u8],
+    ) -> Result<(), MetaError>;
+    /// Every stored record of `kind`, by name.
+    fn shared_records(&self, kind: SharedKind) -> Result<Vec<(String, Vec<u8>)>, MetaError>;
     /// Stores the PoP consumption states of `group` in some of `topic`'s partitions
     /// (`(partition, opaque bytes owned by the RocketMQ access point)`), all at once and
     /// durably: one flush for all of them.
@@ -152,10 +174,18 @@ mod tests {
             store.task_records().unwrap(),
             vec![("t1".to_string(), b"two".to_vec())]
         );
-        store.put_group_record("g1", b"group").unwrap();
+        store
+            .put_shared_record(SharedKind::Groups, "g1", b"group")
+            .unwrap();
         assert_eq!(
-            store.group_records().unwrap(),
+            store.shared_records(SharedKind::Groups).unwrap(),
             vec![("g1".to_string(), b"group".to_vec())]
+        );
+        assert!(
+            store
+                .shared_records(SharedKind::Principals)
+                .unwrap()
+                .is_empty()
         );
         assert_eq!(
             store.task_records().unwrap().len(),

@@ -3,14 +3,14 @@
 //! `\0`, so prefixes never collide. `checkpoints`: (`task \0 topic \0 partition
 //! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
 //! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes);
-//! `group_records`: (`group` -> JSON of a consumer group's record);
+//! `group_records`, `principal_records`: (`name` -> JSON of a shared record);
 //! `pop_states`: (`group \0 topic \0 partition big-endian` -> the access point's bytes).
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::{MetaError, MetaStore, TaskCheckpoint, TopicConfig};
+use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TopicConfig};
 use crate::cursor::Cursor;
 
 pub struct SledMetaStore {
@@ -21,6 +21,7 @@ pub struct SledMetaStore {
     task_starts: sled::Tree,
     task_records: sled::Tree,
     group_records: sled::Tree,
+    principal_records: sled::Tree,
     pop_states: sled::Tree,
 }
 
@@ -33,7 +34,8 @@ impl SledMetaStore {
             checkpoints: db.open_tree("checkpoints")?,
             task_starts: db.open_tree("task_starts")?,
             task_records: db.open_tree("task_records")?,
-            group_records: db.open_tree("group_records")?,
+            group_records: db.open_tree(SharedKind::Groups.tree())?,
+            principal_records: db.open_tree(SharedKind::Principals.tree())?,
             pop_states: db.open_tree("pop_states")?,
             db,
         })
@@ -41,6 +43,13 @@ impl SledMetaStore {
 }
 
 impl SledMetaStore {
+    fn shared(&self, kind: SharedKind) -> &sled::Tree {
+        match kind {
+            SharedKind::Groups => &self.group_records,
+            SharedKind::Principals => &self.principal_records,
+        }
+    }
+
     /// Stores `value` under `name` in `tree`, durably.
     fn put_named(&self, tree: &sled::Tree, name: &str, value: &[u8]) -> Result<(), MetaError> {
         tree.insert(name.as_bytes(), value)?;
@@ -237,12 +246,17 @@ impl MetaStore for SledMetaStore {
         named(&self.task_records)
     }
 
-    fn put_group_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
-        self.put_named(&self.group_records, name, record)
+    fn put_shared_record(
+        &self,
+        kind: SharedKind,
+        name: &str,
+        record: &[u8],
+    ) -> Result<(), MetaError> {
+        self.put_named(self.shared(kind), name, record)
     }
 
-    fn group_records(&self) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        named(&self.group_records)
+    fn shared_records(&self, kind: SharedKind) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        named(self.shared(kind))
     }
 
     fn put_pop_states(

@@ -4,7 +4,7 @@
 //! region's [`Authority`]: 401 without known credentials, 403 when the principal may not do
 //! what the route does (`required`). Reads need `read` on tasks (or on groups for
 //! `/groups`); changes `change` on the task or group; failover and failback `failover` on
-//! the task. Only a node in open mode without any console token lets callers without
+//! the task; principals need `cluster admin`. Only a node in open mode without any console token lets callers without
 //! credentials in.
 
 use std::sync::Arc;
@@ -44,6 +44,9 @@ pub fn required<'p>(method: &Method, path: &'p str) -> Option<(Action, Resource<
         .split('/')
         .filter(|p| !p.is_empty())
         .collect();
+    if parts.first() == Some(&"principals") {
+        return Some((Action::Admin, Resource::Cluster));
+    }
     if *method == Method::POST && parts.len() == 1 {
         return None;
     }
@@ -124,6 +127,11 @@ mod tests {
             Some((Action::Read, Resource::Task("*")))
         );
         assert_eq!(required(&post, "/api/v1/tasks"), None, "the handler checks");
+        assert_eq!(
+            required(&get, "/api/v1/principals"),
+            Some((Action::Admin, Resource::Cluster)),
+            "principals are the cluster admin's"
+        );
         assert_eq!(
             required(&post, "/api/v1/tasks/dr/failover"),
             Some((Action::Failover, Resource::Task("dr")))

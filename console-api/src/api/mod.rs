@@ -1,4 +1,4 @@
-//! The REST API under `/api/v1`: tasks (`tasks`), consumer groups (`groups`), DR failover and
+//! The REST API under `/api/v1`: tasks (`tasks`), consumer groups and principals (`shared`), DR failover and
 //! failback (`failover`), regions, links and topics
 //! (`resources`), its OpenAPI 3 document (`openapi`), bearer-token auth (`auth`) and the
 //! one error shape (`error`). Bodies are JSON, at most `MAX_BODY_BYTES`.
@@ -6,17 +6,19 @@
 pub mod auth;
 pub mod error;
 pub mod failover;
-pub mod groups;
 pub mod openapi;
 pub mod resources;
+pub mod shared;
 pub mod tasks;
 
 use std::sync::Arc;
 
+use ::auth::PrincipalSpec;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use broker::Broker;
+use broker::catalog::GroupSpec;
 use replicator::Replicator;
 
 /// Largest request body accepted; larger ones get 413.
@@ -63,12 +65,25 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         .route("/api/v1/tasks/{name}/resume", post(tasks::resume))
         .route("/api/v1/tasks/{name}/failover", post(failover::failover))
         .route("/api/v1/tasks/{name}/failback", post(failover::failback))
-        .route("/api/v1/groups", get(groups::list).post(groups::create))
+        .route(
+            "/api/v1/groups",
+            get(shared::list::<GroupSpec>).post(shared::create::<GroupSpec>),
+        )
         .route(
             "/api/v1/groups/{name}",
-            get(groups::read)
-                .put(groups::replace)
-                .delete(groups::delete),
+            get(shared::read::<GroupSpec>)
+                .put(shared::replace::<GroupSpec>)
+                .delete(shared::delete::<GroupSpec>),
+        )
+        .route(
+            "/api/v1/principals",
+            get(shared::list::<PrincipalSpec>).post(shared::create::<PrincipalSpec>),
+        )
+        .route(
+            "/api/v1/principals/{name}",
+            get(shared::read::<PrincipalSpec>)
+                .put(shared::replace::<PrincipalSpec>)
+                .delete(shared::delete::<PrincipalSpec>),
         )
         .route("/api/v1/regions", get(resources::regions))
         .route("/api/v1/links", get(resources::links))

@@ -100,6 +100,41 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
     ("get", "/api/v1/openapi.json", "This document", None, false),
     (
         "get",
+        "/api/v1/principals",
+        "List principals (without secrets; cluster admin)",
+        None,
+        false,
+    ),
+    (
+        "post",
+        "/api/v1/principals",
+        "Create a principal, shared with every region",
+        Some("PrincipalSpec"),
+        false,
+    ),
+    (
+        "get",
+        "/api/v1/principals/{name}",
+        "Read a principal (ETag: its version)",
+        None,
+        false,
+    ),
+    (
+        "put",
+        "/api/v1/principals/{name}",
+        "Create or replace a principal (idempotent)",
+        Some("PrincipalSpec"),
+        true,
+    ),
+    (
+        "delete",
+        "/api/v1/principals/{name}",
+        "Delete a principal",
+        None,
+        true,
+    ),
+    (
+        "get",
         "/api/v1/groups",
         "List consumer groups' settings",
         None,
@@ -207,6 +242,20 @@ pub fn document_value() -> serde_json::Value {
                     "properties": {"error": {"type": "object", "properties": {
                         "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
                     }, "required": ["code", "message"]}}
+                },
+                "PrincipalSpec": {
+                    "type": "object",
+                    "required": ["name", "access_key", "secret"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "access_key": {"type": "string"},
+                        "secret": {"type": "string", "minLength": auth::principal::MIN_SECRET_LEN, "description": "never shown again"},
+                        "grants": {"type": "array", "items": {"type": "object", "required": ["resource", "actions"], "properties": {
+                            "resource": {"type": "string", "description": "topic:<glob>, group:<glob>, task:<glob> or cluster"},
+                            "actions": {"type": "array", "items": {"type": "string"}}
+                        }}}
+                    }
                 },
                 "GroupSpec": {
                     "type": "object",

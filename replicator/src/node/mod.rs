@@ -12,6 +12,7 @@
 //! 3. leaf locks, never held while another is taken: a link's health, the link table's
 //!    writer lock, hop paths, the status board, the failovers set of the facade.
 
+mod catalog_frames;
 mod events;
 mod links;
 mod paths;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use topology::Topology;
 
+pub use catalog_frames::Carried;
 pub(crate) use events::{PlanEvent, Planner};
 pub(crate) use links::{LinkCtx, LinkHandle, LinkTable};
 pub(crate) use paths::HopPaths;
@@ -69,7 +71,7 @@ pub(crate) struct Node {
     pub heard: Published<Heard>,
     pub planner: Planner,
     /// Shared records from neighbours, waiting to be merged and stored.
-    tasks_inbox: Inbox<(String, task_changes::Incoming)>,
+    tasks_inbox: Inbox<(String, catalog_frames::Incoming)>,
     next_id: AtomicU64,
     pub stop: CancellationToken,
     pub tracker: TaskTracker,
@@ -107,7 +109,7 @@ impl Node {
                 &tracker,
                 stop.clone(),
                 TASKS_INBOX,
-                move |(from, incoming): (String, task_changes::Incoming)| {
+                move |(from, incoming): (String, catalog_frames::Incoming)| {
                     if let Some(node) = weak.upgrade() {
                         node.merge_shared(&from, incoming);
                     }

@@ -449,6 +449,7 @@ mod tests {
             Frame::Tasks(Tasks {
                 records: vec!["{}".into()],
                 groups: vec!["{\"g\":1}".into()],
+                principals: vec!["{\"p\":1}".into()],
             }),
             Frame::GroupCursors(GroupCursors {
                 cursors: vec![GroupCursor {

@@ -73,6 +73,7 @@ pub struct LinkHealth {
 pub struct Tasks {
     pub records: Vec<String>,
     pub groups: Vec<String>,
+    pub principals: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -280,6 +281,7 @@ impl From<pb::Tasks> for Tasks {
         Tasks {
             records: m.records,
             groups: m.groups,
+            principals: m.principals,
         }
     }
 }
@@ -289,6 +291,7 @@ impl From<Tasks> for pb::Tasks {
         pb::Tasks {
             records: m.records,
             groups: m.groups,
+            principals: m.principals,
         }
     }
 }
