@@ -5,6 +5,7 @@
 //! the web console (`web/index.html`). `client` is the client of all of it.
 
 pub mod api;
+pub mod audit;
 pub mod client;
 pub mod guard;
 mod serve_tls;
@@ -188,9 +189,12 @@ pub async fn serve(
     match tls {
         Some(config) => serve_tls::serve(listener, router(console), config, shutdown).await,
         None => {
-            axum::serve(listener, router(console))
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            axum::serve(
+                listener,
+                router(console).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
         }
     }
 }

@@ -44,6 +44,8 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            // The client's address, as over plaintext (the audit log records it).
+            let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
             let service = TowerToHyperService::new(app);
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service);

@@ -195,6 +195,12 @@ impl Node {
                     broker: broker.clone(),
                     replicator: replicator.clone(),
                     authority: security.authority.clone(),
+                    audit: Arc::new(
+                        console_api::audit::Audit::open(Some(
+                            config.region.data_dir.join("audit.log"),
+                        ))
+                        .context("reading the console's audit log")?,
+                    ),
                 },
                 auth: security.console.clone(),
                 hosts: console_api::guard::Hosts::new(&config.console.hosts, bound.console),

@@ -410,6 +410,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/groups/{name}",
         "PUT /api/v1/groups/{name}",
         "DELETE /api/v1/groups/{name}",
+        "GET /api/v1/audit",
         "GET /api/v1/principals",
         "POST /api/v1/principals",
         "GET /api/v1/principals/{name}",
@@ -617,6 +618,41 @@ async fn a_principal_made_in_one_region_signs_in_everywhere_until_deleted() {
     )
     .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
+
+    // eu's audit log holds both changes: who, what, the answer and from where.
+    let audit = json(&get(&eu, "/api/v1/audit", Some(ADMIN)).await);
+    let entries: Vec<String> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["principal"], e["method"], e["path"], e["status"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            r#""console-admin-0" "POST" "/api/v1/principals" 201"#,
+            r#""console-admin-0" "DELETE" "/api/v1/principals/shop" 204"#,
+        ]
+    );
+    assert!(
+        audit["entries"][0]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    let file = nodes[0].node.config.region.data_dir.join("audit.log");
+    assert_eq!(
+        std::fs::read_to_string(file).unwrap().lines().count(),
+        2,
+        "kept on disk"
+    );
+    assert_eq!(get(&eu, "/api/v1/audit", Some(READER)).await.status, 403);
+
     eventually("us to forget the principal", || async {
         matches!(signs_in("shop-secret-123").await, Err(e) if e.code() == Some("unauthenticated"))
     })

@@ -44,7 +44,7 @@ pub fn required<'p>(method: &Method, path: &'p str) -> Option<(Action, Resource<
         .split('/')
         .filter(|p| !p.is_empty())
         .collect();
-    if parts.first() == Some(&"principals") {
+    if matches!(parts.first(), Some(&"principals" | &"audit")) {
         return Some((Action::Admin, Resource::Cluster));
     }
     if *method == Method::POST && parts.len() == 1 {

@@ -30,6 +30,7 @@ pub struct Api {
     pub broker: Arc<Broker>,
     pub replicator: Option<Arc<Replicator>>,
     pub authority: Arc<::auth::Authority>,
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl Api {
@@ -89,7 +90,13 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         .route("/api/v1/links", get(resources::links))
         .route("/api/v1/topics", get(resources::topics))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/audit", get(crate::audit::read))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Inside the auth layer: it records who made each change.
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.audit.clone(),
+            crate::audit::audit,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .with_state(api)
 }
