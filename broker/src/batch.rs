@@ -363,6 +363,31 @@ pub struct PendingBatch {
     max_timestamp_ms: i64,
 }
 
+impl Batch {
+    /// The batch with only the records `keep` accepts, covering the same offsets (the
+    /// others leave intended gaps, so identity is the same everywhere). Unchanged when
+    /// every record is kept.
+    pub fn retain(self, mut keep: impl FnMut(&Record) -> bool) -> Batch {
+        let kept: Vec<bool> = self.records().map(|(_, r)| keep(&r)).collect();
+        if kept.iter().all(|k| *k) {
+            return self;
+        }
+        let base = self.header().base_offset;
+        let records: Vec<_> = self
+            .records()
+            .zip(kept)
+            .filter(|(_, k)| *k)
+            .map(|((offset, r), _)| ((offset - base) as u32, r))
+            .collect();
+        let bytes = PendingBatch::covering(
+            self.header().last_offset_delta,
+            records.iter().map(|(delta, r)| (*delta, r)),
+        )
+        .seal(base);
+        Batch::from_bytes(bytes, usize::MAX).expect("a batch just encoded is well formed")
+    }
+}
+
 /// Records shorter than this are hashed again when a batch is sealed, instead of combining
 /// their CRC with the header's.
 pub const REHASH_BELOW: usize = 16 << 10;

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub relayed_bytes: Counter,
     /// Records withheld from a region by a residency rule.
     pub residency_withheld_records: Counter,
+    /// Records received that a residency rule keeps out of this region (the sender's
+    /// configuration drifted): not stored.
+    pub residency_refused_records: Counter,
     /// Consumer-group cursors sent to neighbours, merged here (changed a cursor), and
     /// refused (no task syncs them with that neighbour, or invalid).
     pub group_cursors_sent: Counter,
@@ -172,6 +175,11 @@ impl Metrics {
             "residency_withheld_records",
             "Records withheld from a region by a residency rule",
             self.residency_withheld_records.clone(),
+        );
+        r.register(
+            "residency_refused_records",
+            "Records received that a residency rule of this region keeps out of it, refused (not stored)",
+            self.residency_refused_records.clone(),
         );
         r.register(
             "group_cursors_sent",

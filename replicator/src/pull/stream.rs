@@ -326,7 +326,8 @@ async fn apply(
         } else {
             vec![batches]
         };
-        for mut run in runs {
+        for run in runs {
+            let mut run = admit(node, key, run);
             let records: u64 = run.iter().map(|b| u64::from(b.header().record_count)).sum();
             let bytes: u64 = run.iter().map(|b| b.bytes().len() as u64).sum();
             task.throttle(records, bytes).await;
@@ -351,6 +352,33 @@ async fn apply(
         node.paths.learnt(key, path);
     }
     Ok(())
+}
+
+/// The records of `batches` this region may hold: a record a residency rule keeps out of
+/// this region (a sender whose configuration drifted, or that means harm, sent it) is
+/// refused: left out, its offset an intended gap, and counted and logged. The sender's own
+/// filter (`serve::filter`) should have withheld it; this check does not trust it to.
+fn admit(node: &Node, key: &SubLogKey, batches: Vec<Batch>) -> Vec<Batch> {
+    let residency = &node.topology.residency;
+    if !residency.has_rules() {
+        return batches;
+    }
+    let mut refused = 0u64;
+    let batches = batches
+        .into_iter()
+        .map(|batch| {
+            batch.retain(|r| {
+                let allowed = residency.allows(r.tag.as_deref(), &r.properties, &node.region);
+                refused += u64::from(!allowed);
+                allowed
+            })
+        })
+        .collect();
+    if refused > 0 {
+        node.metrics.residency_refused_records.inc_by(refused);
+        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, refused, "records a residency rule keeps out of this region were received and refused (is the sender's configuration the same?)");
+    }
+    batches
 }
 
 async fn apply_run(

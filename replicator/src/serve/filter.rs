@@ -2,7 +2,7 @@
 //! residency rules allow into that region. A filtered batch keeps its offsets (the dropped
 //! records leave intended gaps), so identity is the same in every region.
 
-use broker::batch::{Batch, PendingBatch};
+use broker::batch::Batch;
 
 use crate::node::Node;
 use crate::tasks::Task;
@@ -19,7 +19,7 @@ pub(crate) fn filter_for(node: &Node, task: &Task, peer: &str, batches: Vec<Batc
     let batches = batches
         .into_iter()
         .map(|batch| {
-            filter(batch, |r| {
+            batch.retain(|r| {
                 if !task.passes(r.tag.as_deref()) {
                     return false;
                 }
@@ -33,26 +33,4 @@ pub(crate) fn filter_for(node: &Node, task: &Task, peer: &str, batches: Vec<Batc
         node.metrics.residency_withheld_records.inc_by(withheld);
     }
     batches
-}
-
-/// The batch with only the records `keep` accepts, covering the same offsets. Unchanged
-/// when every record is kept.
-fn filter(batch: Batch, mut keep: impl FnMut(&broker::record::Record) -> bool) -> Batch {
-    let kept: Vec<bool> = batch.records().map(|(_, r)| keep(&r)).collect();
-    if kept.iter().all(|k| *k) {
-        return batch;
-    }
-    let base = batch.header().base_offset;
-    let records: Vec<_> = batch
-        .records()
-        .zip(kept)
-        .filter(|(_, k)| *k)
-        .map(|((offset, r), _)| ((offset - base) as u32, r))
-        .collect();
-    let bytes = PendingBatch::covering(
-        batch.header().last_offset_delta,
-        records.iter().map(|(delta, r)| (*delta, r)),
-    )
-    .seal(base);
-    Batch::from_bytes(bytes, usize::MAX).expect("a batch just encoded is well formed")
 }
