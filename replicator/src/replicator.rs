@@ -29,6 +29,9 @@ pub struct ReplicatorConfig {
     pub topology: Topology,
     pub tasks: Vec<TaskSpec>,
     pub settings: LinkSettings,
+    /// A digest of the configuration every region must share, sent in Hello; a
+    /// neighbour's that differs is reported as drift.
+    pub config_digest: String,
 }
 
 /// Why the replication service did not start (fatal: the node does not start).
@@ -55,6 +58,9 @@ pub enum StartError {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LinkStatus {
     pub peer: String,
+    /// The neighbour's configuration digest differs from this region's (its residency,
+    /// region names or config principals drifted); `None` until it said.
+    pub config_drift: Option<bool>,
     /// Up by its heartbeats.
     pub up: bool,
     /// A connection is open (it may be down by its heartbeats).
@@ -170,6 +176,7 @@ impl Replicator {
             },
             settings,
             topology: config.topology,
+            config_digest: config.config_digest,
             tasks: TaskBook::new(catalog),
             status: StatusBoard::new(stall_after),
             planner: planner_handle,
@@ -302,6 +309,7 @@ impl Replicator {
                 let connection = open.map(|l| &l.ctx.connection);
                 let stats = connection.map(|c| c.stats());
                 LinkStatus {
+                    config_drift: self.node.config_drift(&n.region),
                     up,
                     connected: open.is_some(),
                     kind: n.kind,

@@ -480,6 +480,32 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// A digest (SHA-256, hex) of what must be the same in every region's config: the
+    /// residency policy, the region names and the principals (names, access keys, grants;
+    /// not secrets, and not the console tokens, which are per region). Neighbours compare
+    /// theirs at each link's Hello and report drift.
+    pub fn shared_digest(&self) -> String {
+        let mut regions: Vec<&str> = self.regions.iter().map(|r| r.name.as_str()).collect();
+        regions.sort_unstable();
+        let principals: Vec<_> = self
+            .auth
+            .principals
+            .iter()
+            .map(|p| (&p.name, &p.access_key, &p.grants))
+            .collect();
+        let text = serde_json::to_vec(&serde_json::json!({
+            "residency": self.residency,
+            "regions": regions,
+            "principals": principals,
+        }))
+        .expect("the shared configuration encodes");
+        ring::digest::digest(&ring::digest::SHA256, &text)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The config with secrets (console tokens) replaced, for logs and the runtime file.
     pub fn redacted(&self) -> Self {
         let mut config = self.clone();

@@ -138,6 +138,7 @@ impl Node {
                     topology: config.topology()?,
                     tasks: config.tasks.clone(),
                     settings: config.replication.link_settings(),
+                    config_digest: config.shared_digest(),
                 };
                 let socket = replication_socket.into_std()?;
                 let started = Replicator::start(replication, broker.clone(), socket)

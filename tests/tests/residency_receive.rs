@@ -1,6 +1,7 @@
 //! Receivers check residency rules too: a region whose sender's configuration drifted (it
 //! knows no rule) still refuses the records its own rules keep out of it. They are not
-//! stored (their offsets are intended gaps, so identity holds) and are counted.
+//! stored (their offsets are intended gaps, so identity holds) and are counted. The drift
+//! itself is reported on the link by both regions.
 
 mod support;
 
@@ -54,6 +55,32 @@ async fn a_region_refuses_records_its_rules_keep_out_even_when_the_sender_sends_
         metrics.contains("residency_refused_records_total 1"),
         "{metrics}"
     );
+
+    // Their configurations differ: both report drift on the link between them.
+    for (node, peer) in [(eu, "us"), (us, "eu")] {
+        let replicator = node.node.replicator.as_ref().unwrap();
+        let link = replicator
+            .links()
+            .into_iter()
+            .find(|l| l.peer == peer)
+            .unwrap();
+        assert_eq!(link.config_drift, Some(true), "{peer}");
+    }
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_with_the_same_configuration_report_no_drift() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let nodes = deployment.start_mesh(&["eu", "us"], &[]).await;
+    let eu = nodes[0].node.replicator.as_ref().unwrap();
+    eventually("the link to be up", || async {
+        eu.links().iter().any(|l| l.up)
+    })
+    .await;
+    assert_eq!(eu.links()[0].config_drift, Some(false));
     for node in nodes {
         node.node.shut_down().await.unwrap();
     }

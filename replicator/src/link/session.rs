@@ -192,6 +192,7 @@ async fn handshake(
         epoch: node.epoch,
         features: vec![],
         max_frame_bytes: node.limits.max_frame as u64,
+        config_digest: node.config_digest().to_string(),
     });
     io::write_frame(&mut send, &hello)
         .await
@@ -204,7 +205,10 @@ async fn handshake(
             claimed: h.region,
             certified: peer.to_string(),
         }),
-        Ok(Some(Frame::Hello(h))) => Ok((send, recv, h.max_frame_bytes)),
+        Ok(Some(Frame::Hello(h))) => {
+            node.peer_config(peer, h.config_digest);
+            Ok((send, recv, h.max_frame_bytes))
+        }
         Ok(Some(other)) => Err(HandshakeError::Unexpected(other.kind())),
         Ok(None) => Err(HandshakeError::Ended),
         Err(e) => Err(HandshakeError::Read(e)),

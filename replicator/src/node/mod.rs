@@ -61,6 +61,9 @@ pub(crate) struct Node {
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,
     pub tasks: TaskBook,
+    /// A digest of the configuration every region must share, and each neighbour's.
+    config_digest: String,
+    peer_digests: Mutex<HashMap<String, String>>,
     /// The routes now (written under the routing lock).
     pub routes: Published<RouteView>,
     routing: Mutex<LinkStateDb>,
@@ -80,6 +83,7 @@ pub(crate) struct Node {
 /// What a node is made of, besides what it builds itself.
 pub(crate) struct Parts {
     pub region: String,
+    pub config_digest: String,
     pub broker: Arc<Broker>,
     pub settings: LinkSettings,
     pub limits: FrameLimits,
@@ -94,6 +98,41 @@ pub(crate) struct Parts {
 const TASKS_INBOX: usize = 64;
 
 impl Node {
+    /// The digest of the configuration every region must share.
+    pub fn config_digest(&self) -> &str {
+        &self.config_digest
+    }
+
+    /// Neighbour `peer`'s configuration digest, from its Hello: a difference is drift,
+    /// reported (logged, `config_drift{peer}`, link status), not refused.
+    pub fn peer_config(&self, peer: &str, digest: String) {
+        let drift = !digest.is_empty() && digest != self.config_digest;
+        if drift {
+            tracing::warn!(%peer, ours = %self.config_digest, theirs = %digest, "configuration drift: residency, region names or config principals differ from this region's");
+        }
+        self.metrics
+            .config_drift
+            .get_or_create(&crate::observe::metrics::PeerLabels {
+                peer: peer.to_string(),
+            })
+            .set(i64::from(drift));
+        self.peer_digests
+            .lock()
+            .expect("peer digests")
+            .insert(peer.to_string(), digest);
+    }
+
+    /// Whether neighbour `peer`'s configuration digest differs from this region's (`None`:
+    /// not known yet).
+    pub fn config_drift(&self, peer: &str) -> Option<bool> {
+        self.peer_digests
+            .lock()
+            .expect("peer digests")
+            .get(peer)
+            .filter(|d| !d.is_empty())
+            .map(|d| *d != self.config_digest)
+    }
+
     pub fn new(parts: Parts) -> Arc<Self> {
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -126,6 +165,8 @@ impl Node {
                 metrics: Arc::new(Metrics::default()),
                 status: parts.status,
                 tasks: parts.tasks,
+                config_digest: parts.config_digest,
+                peer_digests: Mutex::new(HashMap::new()),
                 routes: Published::new(RouteView::default()),
                 routing: Mutex::new(LinkStateDb::new(broker::record::now_ms().max(0) as u64)),
                 links: LinkTable::new(HashMap::new()),

@@ -70,6 +70,8 @@ pub struct Metrics {
     /// Records received that a residency rule keeps out of this region (the sender's
     /// configuration drifted): not stored.
     pub residency_refused_records: Counter,
+    /// 1 while a neighbour's configuration digest differs from this region's.
+    pub config_drift: Family<PeerLabels, Gauge>,
     /// Consumer-group cursors sent to neighbours, merged here (changed a cursor), and
     /// refused (no task syncs them with that neighbour, or invalid).
     pub group_cursors_sent: Counter,
@@ -175,6 +177,11 @@ impl Metrics {
             "residency_withheld_records",
             "Records withheld from a region by a residency rule",
             self.residency_withheld_records.clone(),
+        );
+        r.register(
+            "config_drift",
+            "1 while a neighbour's configuration digest (residency, region names, config principals) differs from this region's",
+            self.config_drift.clone(),
         );
         r.register(
             "residency_refused_records",

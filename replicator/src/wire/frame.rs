@@ -403,6 +403,7 @@ mod tests {
             epoch: 7,
             features: vec![],
             max_frame_bytes: 9 << 20,
+            config_digest: "ab12".into(),
         });
         let Some(Frame::Hello(back)) = decode_all(hello.to_bytes()).unwrap() else {
             panic!("a Hello")

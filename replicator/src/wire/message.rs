@@ -17,6 +17,8 @@ pub struct Hello {
     pub features: Vec<String>,
     /// The largest frame this region accepts.
     pub max_frame_bytes: u64,
+    /// A digest of the configuration every region must share.
+    pub config_digest: String,
 }
 
 /// What a region offers a neighbour.
@@ -150,6 +152,7 @@ impl From<pb::Hello> for Hello {
             epoch: m.epoch,
             features: m.features,
             max_frame_bytes: m.max_frame_bytes,
+            config_digest: m.config_digest,
         }
     }
 }
@@ -162,6 +165,7 @@ impl From<Hello> for pb::Hello {
             epoch: m.epoch,
             features: m.features,
             max_frame_bytes: m.max_frame_bytes,
+            config_digest: m.config_digest,
         }
     }
 }

@@ -134,6 +134,8 @@ pub async fn serve_link(
         features: vec![],
         // Announces no larger frames: the node's own limit applies to what it sends.
         max_frame_bytes: 0,
+        // Says nothing of its configuration, as an older peer.
+        config_digest: String::new(),
     });
     let advertise = Frame::Advertise(msg::Advertise {
         topics: vec![msg::TopicOffer {
