@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod authority;
+pub mod certificate;
 pub mod permission;
 pub mod principal;
 pub mod signature;

@@ -169,6 +169,10 @@ impl Node {
         let mut registry = prometheus_client::registry::Registry::default();
         service.metrics().register(&mut registry);
         security.authority.register(&mut registry);
+        let certificates = crate::tls::certificate_files(&config);
+        let background_stop = CancellationToken::new();
+        let expiry =
+            crate::tls::expiry_gauges(certificates.clone(), &mut registry, background_stop.clone());
         let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
             r.metrics().register(&mut registry);
             let r = r.clone();
@@ -196,6 +200,7 @@ impl Node {
                     broker: broker.clone(),
                     replicator: replicator.clone(),
                     authority: security.authority.clone(),
+                    certificates: Arc::new(certificates),
                     audit: Arc::new(
                         console_api::audit::Audit::open(Some(
                             config.region.data_dir.join("audit.log"),
@@ -270,8 +275,8 @@ impl Node {
                 ),
         );
 
-        let background_stop = CancellationToken::new();
         let background = TaskTracker::new();
+        background.spawn(expiry);
         background.spawn(crate::security::follow_shared(
             broker.clone(),
             security.authority.clone(),

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use console_api::api::certificates::CertificateFile;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -54,5 +55,79 @@ impl ServerIdentity {
             .context("the console's certificate and key")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// The certificate files the node uses, each with its expiry: read at start; one that
+/// cannot be read is left out (its use fails with a clear error anyway).
+pub fn certificate_files(config: &crate::config::NodeConfig) -> Vec<CertificateFile> {
+    let named = [
+        (
+            "replication",
+            config
+                .replication
+                .certificate_files()
+                .map(|(_, cert, _)| cert.to_path_buf()),
+        ),
+        ("tls", config.tls.cert.clone()),
+        ("rocketmq", config.rocketmq.tls_cert.clone()),
+    ];
+    named
+        .into_iter()
+        .filter_map(|(name, path)| {
+            let path = path?;
+            let not_after_s = auth::certificate::not_after_pem(&std::fs::read(&path).ok()?)?;
+            Some(CertificateFile {
+                name: name.to_string(),
+                path: path.display().to_string(),
+                not_after_s,
+            })
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: String,
+}
+
+/// `georouter_certificate_expiry_seconds{certificate}`, set now and every hour until `stop`;
+/// a certificate within 30 days of expiry is also logged.
+pub fn expiry_gauges(
+    files: Vec<CertificateFile>,
+    registry: &mut prometheus_client::registry::Registry,
+    stop: tokio_util::sync::CancellationToken,
+) -> impl std::future::Future<Output = ()> + use<> {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let gauges = Family::<CertificateLabels, Gauge>::default();
+    registry.register(
+        "georouter_certificate_expiry_seconds",
+        "Seconds until each certificate of the node expires (negative: expired)",
+        gauges.clone(),
+    );
+    let update = move || {
+        let now = broker::record::now_ms().div_euclid(1000);
+        for file in &files {
+            let left = file.expires_in_s(now);
+            gauges
+                .get_or_create(&CertificateLabels {
+                    certificate: file.name.clone(),
+                })
+                .set(left);
+            if left < console_api::api::certificates::SOON_DAYS * 86_400 {
+                tracing::warn!(certificate = %file.name, path = %file.path, days = left.div_euclid(86_400), "a certificate expires within 30 days (or has expired)");
+            }
+        }
+    };
+    update();
+    async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => update(),
+                () = stop.cancelled() => return,
+            }
+        }
     }
 }

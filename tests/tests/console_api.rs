@@ -370,6 +370,19 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
     assert_eq!(topics[0].by_partition[1].origins[0].end_offset, 5);
     let replication = reader.replication().await.unwrap();
     assert_eq!(replication.links[0].peer, "us");
+    // The test deployment's certificates are valid for 30 days.
+    let certificates = json(&get(&eu, "/api/v1/certificates", Some(READER)).await);
+    let replication_cert = &certificates["certificates"][0];
+    assert_eq!(replication_cert["name"], "replication");
+    assert!(
+        (29..=30).contains(&replication_cert["expires_in_days"].as_i64().unwrap()),
+        "{certificates}"
+    );
+    let metrics = reader.metrics().await.unwrap();
+    assert!(
+        metrics.contains("georouter_certificate_expiry_seconds{certificate=\"replication\"}"),
+        "{metrics}"
+    );
 
     // Every documented operation is served (an unknown route would be a bare 404, a
     // wrong method 405), and the document lists exactly the API's routes.
@@ -411,6 +424,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "PUT /api/v1/groups/{name}",
         "DELETE /api/v1/groups/{name}",
         "GET /api/v1/audit",
+        "GET /api/v1/certificates",
         "GET /api/v1/principals",
         "POST /api/v1/principals",
         "GET /api/v1/principals/{name}",

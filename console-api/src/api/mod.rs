@@ -4,6 +4,7 @@
 //! one error shape (`error`). Bodies are JSON, at most `MAX_BODY_BYTES`.
 
 pub mod auth;
+pub mod certificates;
 pub mod error;
 pub mod failover;
 pub mod openapi;
@@ -31,6 +32,8 @@ pub struct Api {
     pub replicator: Option<Arc<Replicator>>,
     pub authority: Arc<::auth::Authority>,
     pub audit: Arc<crate::audit::Audit>,
+    /// The node's certificate files, with their expiry.
+    pub certificates: Arc<Vec<certificates::CertificateFile>>,
 }
 
 impl Api {
@@ -91,6 +94,7 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         .route("/api/v1/topics", get(resources::topics))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/audit", get(crate::audit::read))
+        .route("/api/v1/certificates", get(certificates::list))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Inside the auth layer: it records who made each change.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -100,6 +100,13 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
     ("get", "/api/v1/openapi.json", "This document", None, false),
     (
         "get",
+        "/api/v1/certificates",
+        "The node's certificates (replication, TLS) with their expiry, and whether it is within 30 days",
+        None,
+        false,
+    ),
+    (
+        "get",
         "/api/v1/audit",
         "The last 1000 changes asked of this console: principal, method, path, status, time, address (cluster admin)",
         None,
