@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TopicConfig};
 use crate::cursor::Cursor;
 
+/// How long opening waits for another handle of this process to let the lock go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct SledMetaStore {
     db: sled::Db,
     topics: sled::Tree,
@@ -27,7 +30,21 @@ pub struct SledMetaStore {
 
 impl SledMetaStore {
     pub fn open(dir: &Path) -> Result<Self, MetaError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // A store of this directory closed a moment ago in this process (a node stopped and
+        // started again) may still hold sled's file lock while its flusher thread ends: wait
+        // for it, a little.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new().path(dir).open() {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => break opened?,
+            }
+        };
         Ok(SledMetaStore {
             topics: db.open_tree("topics")?,
             cursors: db.open_tree("cursors")?,
