@@ -54,6 +54,22 @@ impl AccessPoint {
         })
     }
 
+    /// The status of an RPC that needs only a signed caller: OK once `then` ran, or the
+    /// refusal.
+    pub(crate) fn signed(
+        &self,
+        meta: &ClientMeta,
+        then: impl FnOnce(),
+    ) -> proto::rocketmq::v2::Status {
+        match self.allow(meta, &[]) {
+            Ok(()) => {
+                then();
+                crate::status::ok()
+            }
+            Err(refusal) => refusal.status(),
+        }
+    }
+
     /// What consuming `topic` in `group` needs.
     pub(crate) fn allow_consume(
         &self,

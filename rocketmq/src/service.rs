@@ -291,13 +291,7 @@ impl MessagingService for AccessPoint {
         request: Request<pb::HeartbeatRequest>,
     ) -> Answer<pb::HeartbeatResponse> {
         let meta = ClientMeta::from_metadata(request.metadata());
-        let status = match self.allow(&meta, &[]) {
-            Ok(()) => {
-                self.clients.touch(meta.client_id.as_deref());
-                ok()
-            }
-            Err(refusal) => refusal.status(),
-        };
+        let status = self.signed(&meta, || self.clients.touch(meta.client_id.as_deref()));
         Ok(Response::new(pb::HeartbeatResponse {
             status: Some(status),
         }))
@@ -407,13 +401,7 @@ impl MessagingService for AccessPoint {
     ) -> Answer<pb::NotifyClientTerminationResponse> {
         // Its messages' invisibility is renewed no more.
         let meta = ClientMeta::from_metadata(request.metadata());
-        let status = match self.allow(&meta, &[]) {
-            Ok(()) => {
-                self.clients.leave(meta.client_id.as_deref());
-                ok()
-            }
-            Err(refusal) => refusal.status(),
-        };
+        let status = self.signed(&meta, || self.clients.leave(meta.client_id.as_deref()));
         Ok(Response::new(pb::NotifyClientTerminationResponse {
             status: Some(status),
         }))
