@@ -1,6 +1,8 @@
 //! The region broker: topics and their partitions, produce with partitioning, start
 //! positions, consumer groups, retention and shutdown. Owns `<data_dir>/topics`.
 
+mod cursors;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -489,101 +491,6 @@ impl Broker {
             StartPosition::Latest => partition.latest_cursor(),
             StartPosition::Timestamp(ms) => partition.cursor_for_time(ms)?,
         })
-    }
-
-    /// Checks a cursor that came from a client.
-    pub fn validate_cursor(cursor: &Cursor) -> Result<()> {
-        for origin in cursor.next.keys() {
-            names::validate("region", origin).map_err(|e| BrokerError::InvalidCursor {
-                reason: e.to_string(),
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Commits a consumer group's cursors (durable when this returns).
-    pub fn commit(&self, group: &str, topic: &str, cursors: &[(u32, Cursor)]) -> Result<()> {
-        names::validate("group", group)?;
-        let t = self.topic(topic)?;
-        for (partition, cursor) in cursors {
-            if *partition >= t.config.partitions {
-                return Err(BrokerError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: *partition,
-                    partitions: t.config.partitions,
-                });
-            }
-            Self::validate_cursor(cursor)?;
-        }
-        {
-            let _writing = self.cursor_writes.lock().expect("cursor lock");
-            for (partition, cursor) in cursors {
-                self.meta.put_cursor(group, topic, *partition, cursor)?;
-            }
-            self.meta.flush()?;
-        }
-        for (partition, cursor) in cursors {
-            self.cursor_changed(group, topic, *partition, cursor);
-        }
-        Ok(())
-    }
-
-    /// Merges cursors another region synced into the group's: per origin the larger next
-    /// offset wins, so a merge never moves a cursor back and never loses a commit made on
-    /// either side (merges and commits are serialized). Stored (durably) even when the topic does not exist here yet. Returns
-    /// the partitions whose cursor changed.
-    pub fn merge_cursors(
-        &self,
-        group: &str,
-        topic: &str,
-        cursors: &[(u32, Cursor)],
-    ) -> Result<Vec<u32>> {
-        names::validate("group", group)?;
-        names::validate("topic", topic)?;
-        for (_, cursor) in cursors {
-            Self::validate_cursor(cursor)?;
-        }
-        let mut changed = Vec::new();
-        {
-            let _writing = self.cursor_writes.lock().expect("cursor lock");
-            let held: BTreeMap<u32, Cursor> =
-                self.meta.cursors(group, topic)?.into_iter().collect();
-            for (partition, theirs) in cursors {
-                let mut merged = held.get(partition).cloned().unwrap_or_default();
-                if merged.merge(theirs) {
-                    self.meta.put_cursor(group, topic, *partition, &merged)?;
-                    changed.push((*partition, merged));
-                }
-            }
-            if !changed.is_empty() {
-                self.meta.flush()?;
-            }
-        }
-        for (partition, cursor) in &changed {
-            self.cursor_changed(group, topic, *partition, cursor);
-        }
-        Ok(changed.into_iter().map(|(p, _)| p).collect())
-    }
-
-    /// Every group cursor held: `(group, topic, partition, cursor)`.
-    pub fn all_group_cursors(&self) -> Result<Vec<(String, String, u32, Cursor)>> {
-        Ok(self.meta.all_cursors()?)
-    }
-
-    fn cursor_changed(&self, group: &str, topic: &str, partition: u32, cursor: &Cursor) {
-        // No listener (replication off) is not an error.
-        let _ = self.cursor_changes.send(CursorChange {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            partition,
-            cursor: cursor.clone(),
-        });
-    }
-
-    pub fn group_cursors(&self, group: &str, topic: &str) -> Result<Vec<(u32, Cursor)>> {
-        names::validate("group", group)?;
-        self.topic(topic)?;
-        Ok(self.meta.cursors(group, topic)?)
     }
 
     /// Runs retention over every partition; returns how many segments were removed.

@@ -8,7 +8,8 @@
 //! - when a link comes up, and every [`RESYNC_INTERVAL`], all matching cursors are sent
 //!   (a frame dropped on a full control queue, or on a full merge queue at the receiver,
 //!   is repaired by the next one);
-//! - the receiver merges (`Broker::merge_cursors`: per origin the larger next offset wins)
+//! - the receiver merges (`Broker::merge_cursors`: per origin the larger next offset wins;
+//!   a cursor past the end the region knows exists, held or advertised, is refused)
 //!   and passes on only what changed, so repetition and order do not matter and the
 //!   exchange stops by itself.
 //!
@@ -194,16 +195,34 @@ pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: msg::Gro
     }
 }
 
+/// The end of `origin`'s sub-log of `topic`'s `partition` this region knows exists: what
+/// it holds, or what a neighbour advertised holding, whichever is further.
+fn known_end(node: &Node, topic: &str, partition: u32, origin: &str) -> u64 {
+    let heard = node.heard.load();
+    let advertised = heard
+        .values()
+        .flat_map(|(_, advertise)| advertise.topics.iter())
+        .filter(|t| t.topic == topic)
+        .flat_map(|t| t.sub_logs.iter())
+        .filter(|s| s.partition == partition && s.origin == origin)
+        .map(|s| s.end_offset)
+        .max()
+        .unwrap_or(0);
+    advertised.max(node.broker.held_end(topic, partition, origin))
+}
+
 /// Merges cursors from neighbour `from` (on the blocking pool).
 fn merge(node: &Node, from: &str, cursors: Vec<msg::GroupCursor>) {
     for c in cursors {
+        let topic = c.topic.clone();
+        let bound = |partition: u32, origin: &str| known_end(node, &topic, partition, origin);
         let cursor = Cursor {
             next: c.next.into_iter().collect(),
             incarnations: c.incarnations.into_iter().collect(),
         };
         match node
             .broker
-            .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)])
+            .merge_cursors(&c.group, &c.topic, &[(c.partition, cursor)], &bound)
         {
             Ok(changed) => {
                 node.metrics
