@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use dr::{FailoverError, FailoverMode, FailoverReport, OriginRpo};
 pub use identity::{certs, tls};
-pub use node::Carried;
+pub use node::{Authorship, Carried};
 pub use observe::{SubLogKey, SubLogStatus};
 pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;

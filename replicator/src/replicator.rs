@@ -11,8 +11,10 @@ use broker::Broker;
 use topology::{LinkKind, Topology};
 
 use crate::dr::{self, FailoverError, FailoverMode, FailoverReport, OriginRpo};
+use crate::identity::seal::{Sealer, Verifier};
 use crate::identity::tls::{Identity, TlsError};
 use crate::link::endpoint;
+use crate::node::Authorship;
 use crate::node::{self, Node, Parts, Planner, upkeep};
 use crate::observe::{Metrics, StatusBoard, SubLogKey, SubLogStatus};
 use crate::pull::{REFUSAL_HOLD_HEARTBEATS, planner};
@@ -21,6 +23,7 @@ use crate::tasks::book::Change;
 use crate::tasks::catalog::Catalog;
 use crate::tasks::{ChangeError, TaskBook, TaskError, TaskRecord, TaskSpec, TaskState};
 use crate::wire::{FrameLimits, close};
+use broker::catalog::record::Author;
 
 pub struct ReplicatorConfig {
     pub region: String,
@@ -42,6 +45,8 @@ pub enum StartError {
     Task(#[from] TaskError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("the region's replication key cannot seal control records: {0}")]
+    Seal(#[from] crate::identity::seal::SealError),
     #[error("metadata: {0}")]
     Meta(#[from] broker::meta::MetaError),
     #[error("stored task record \"{name}\" does not decode: {source}")]
@@ -105,15 +110,30 @@ impl Drop for FailoverSlot<'_> {
     }
 }
 
-/// The task catalog as stored, with the config's tasks added.
-fn load_catalog(broker: &Broker, config: &ReplicatorConfig) -> Result<Catalog, StartError> {
+/// The task catalog as stored, with the config's tasks added (made by the region's
+/// configuration, an administrator's) and this region's records sealed.
+fn load_catalog(
+    broker: &Broker,
+    config: &ReplicatorConfig,
+    sealer: &Sealer,
+) -> Result<Catalog, StartError> {
     let mut stored = Vec::new();
     for (name, bytes) in broker.meta().task_records()? {
         let record = serde_json::from_slice::<TaskRecord>(&bytes)
             .map_err(|source| StartError::StoredTask { name, source })?;
         stored.push(record);
     }
-    let catalog = Catalog::load(stored, &config.tasks, &config.region, &config.topology)?;
+    let seal = |bytes: &[u8]| sealer.seal(bytes);
+    let author = Author {
+        region: &config.region,
+        principal: None,
+        admin: true,
+        sealer: Some(&seal),
+    };
+    let catalog = Catalog::load(stored, &config.tasks, &author, &config.topology)?;
+    // Groups and principals made here before replication ran carry no seal yet.
+    broker.groups().seal_own(&config.region, &seal);
+    broker.principals().seal_own(&config.region, &seal);
     for spec in &config.tasks {
         if let Some(r) = catalog.record(&spec.name).filter(|r| r.spec != *spec) {
             tracing::warn!(task = %spec.name, version = r.version, "[[tasks]] differs from the task as changed at run time; the run-time version stays");
@@ -138,7 +158,9 @@ impl Replicator {
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
     ) -> Result<Self, StartError> {
-        let catalog = load_catalog(&broker, &config)?;
+        let sealer = Sealer::new(&config.identity)?;
+        let verifier = Verifier::new(&config.identity);
+        let catalog = load_catalog(&broker, &config, &sealer)?;
         let settings = config.settings;
 
         let sock = socket2::SockRef::from(&socket);
@@ -180,6 +202,8 @@ impl Replicator {
             tasks: TaskBook::new(catalog),
             status: StatusBoard::new(stall_after),
             planner: planner_handle,
+            sealer,
+            verifier,
         });
         for task in node.active_tasks().iter() {
             for checkpoint in node.broker.meta().checkpoints(task.name())? {
@@ -354,15 +378,18 @@ impl Replicator {
         self.node.tasks.snapshot().record(name).cloned()
     }
 
-    /// Creates a task; fails if one of that name exists.
-    pub fn create_task(&self, spec: TaskSpec) -> Result<TaskRecord, ChangeError> {
+    /// Creates a task at `by`'s request; fails if one of that name exists.
+    pub fn create_task(&self, spec: TaskSpec, by: &Authorship) -> Result<TaskRecord, ChangeError> {
         let name = spec.name.clone();
-        self.change(Change {
-            name: &name,
-            spec: Some(spec),
-            if_version: None,
-            create_only: true,
-        })
+        self.change(
+            Change {
+                name: &name,
+                spec: Some(spec),
+                if_version: None,
+                create_only: true,
+            },
+            by,
+        )
     }
 
     /// Creates or replaces task `spec.name`, if its version is `if_version` (0: absent).
@@ -370,27 +397,35 @@ impl Replicator {
         &self,
         spec: TaskSpec,
         if_version: Option<u64>,
+        by: &Authorship,
     ) -> Result<TaskRecord, ChangeError> {
         let name = spec.name.clone();
-        self.change(Change {
-            name: &name,
-            spec: Some(spec),
-            if_version,
-            create_only: false,
-        })
+        self.change(
+            Change {
+                name: &name,
+                spec: Some(spec),
+                if_version,
+                create_only: false,
+            },
+            by,
+        )
     }
 
     pub fn delete_task(
         &self,
         name: &str,
         if_version: Option<u64>,
+        by: &Authorship,
     ) -> Result<TaskRecord, ChangeError> {
-        self.change(Change {
-            name,
-            spec: None,
-            if_version,
-            create_only: false,
-        })
+        self.change(
+            Change {
+                name,
+                spec: None,
+                if_version,
+                create_only: false,
+            },
+            by,
+        )
     }
 
     /// Pauses or resumes a task.
@@ -399,18 +434,22 @@ impl Replicator {
         name: &str,
         state: TaskState,
         if_version: Option<u64>,
+        by: &Authorship,
     ) -> Result<TaskRecord, ChangeError> {
         let mut spec = self
             .task(name)
             .ok_or_else(|| ChangeError::NotFound(name.to_string()))?
             .spec;
         spec.state = state;
-        self.change(Change {
-            name,
-            spec: Some(spec),
-            if_version,
-            create_only: false,
-        })
+        self.change(
+            Change {
+                name,
+                spec: Some(spec),
+                if_version,
+                create_only: false,
+            },
+            by,
+        )
     }
 
     /// A change of a shared record (a consumer group's settings, a principal) made here,
@@ -419,14 +458,15 @@ impl Replicator {
     pub fn change_shared<S: crate::node::Carried>(
         &self,
         change: broker::catalog::Change<'_, S>,
+        by: &Authorship,
     ) -> Result<broker::catalog::Record<S>, broker::catalog::ChangeError> {
-        blocking(|| self.node.change_shared(change))
+        blocking(|| self.node.change_shared(change, by))
     }
 
     /// A change made here. It stores the record (an fsync), so it runs as blocking code:
     /// called on an async worker, the worker's other tasks move to another thread first.
-    fn change(&self, change: Change<'_>) -> Result<TaskRecord, ChangeError> {
-        blocking(|| self.node.change_task(change))
+    fn change(&self, change: Change<'_>, by: &Authorship) -> Result<TaskRecord, ChangeError> {
+        blocking(|| self.node.change_task(change, by))
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.
@@ -471,7 +511,8 @@ impl dr::Host for Replicator {
     }
 
     fn put(&self, spec: TaskSpec, version: u64) -> Result<TaskRecord, ChangeError> {
-        self.put_task(spec, Some(version))
+        // A failover is made by the region taking over, a region of the task.
+        self.put_task(spec, Some(version), &Authorship::region())
     }
 
     fn lag_of(&self, task: &str) -> Vec<SubLogStatus> {

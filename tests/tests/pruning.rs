@@ -36,7 +36,9 @@ async fn a_deleted_task_and_topic_leave_no_status_or_metric_labels() {
     })
     .await;
 
-    replicator(eu).delete_task("gone", None).unwrap();
+    replicator(eu)
+        .delete_task("gone", None, &replicator::Authorship::region())
+        .unwrap();
     us.client.delete_topic("orders").await.unwrap();
     eventually("the task's status and labels to go", || async {
         replicator(us).task("gone").is_none()

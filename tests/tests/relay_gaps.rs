@@ -85,7 +85,12 @@ async fn an_origin_retention_gap_reaches_a_target_through_a_pass_through_relay()
 
     // c stops pulling; meanwhile a's retention removes records c has not pulled.
     replicator(c)
-        .set_task_state("ac", replicator::TaskState::Paused, None)
+        .set_task_state(
+            "ac",
+            replicator::TaskState::Paused,
+            None,
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     produce(a, TOPIC, 0, "late", 300, 10).await;
     let a_start = || {
@@ -105,7 +110,12 @@ async fn an_origin_retention_gap_reaches_a_target_through_a_pass_through_relay()
 
     // Resumed, c asks from 10 through the pass-through relay b; a announces its start.
     replicator(c)
-        .set_task_state("ac", replicator::TaskState::Running, None)
+        .set_task_state(
+            "ac",
+            replicator::TaskState::Running,
+            None,
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     eventually("c to catch up with a through b", || async {
         held_end(&c.node, TOPIC, 0, "a") == 310
@@ -214,7 +224,10 @@ async fn relay_with_a_hole(topology: TopologySpec) -> Vec<TestNode> {
     );
     assert_eq!(held_end(&b.node, TOPIC, 0, "a"), 30);
     replicator(a)
-        .create_task(task("ac", &["a"], &["c"], TOPIC))
+        .create_task(
+            task("ac", &["a"], &["c"], TOPIC),
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     nodes
 }

@@ -27,7 +27,10 @@ async fn tasks_change_live_and_spread_to_every_region() {
 
     // Created in us (the target), known in eu, which starts serving it.
     let created = replicator(us)
-        .create_task(task("live", &["eu"], &["us"], "orders"))
+        .create_task(
+            task("live", &["eu"], &["us"], "orders"),
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     assert_eq!(created.version, 1);
     eventually("eu to know the task", || async {
@@ -38,12 +41,20 @@ async fn tasks_change_live_and_spread_to_every_region() {
         held_end(&us.node, "orders", 0, "eu") == 100
     })
     .await;
-    let again = replicator(eu).create_task(task("live", &["eu"], &["us"], "x"));
+    let again = replicator(eu).create_task(
+        task("live", &["eu"], &["us"], "x"),
+        &replicator::Authorship::region(),
+    );
     assert!(matches!(again, Err(ChangeError::Exists(_))), "{again:?}");
 
     // Paused in eu (the source): nothing more is shipped.
     let paused = replicator(eu)
-        .set_task_state("live", TaskState::Paused, Some(1))
+        .set_task_state(
+            "live",
+            TaskState::Paused,
+            Some(1),
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     assert_eq!(paused.version, 2);
     eventually("us to know it is paused", || async {
@@ -59,7 +70,12 @@ async fn tasks_change_live_and_spread_to_every_region() {
     );
 
     // A stale version is refused.
-    let stale = replicator(us).set_task_state("live", TaskState::Running, Some(1));
+    let stale = replicator(us).set_task_state(
+        "live",
+        TaskState::Running,
+        Some(1),
+        &replicator::Authorship::region(),
+    );
     assert!(
         matches!(
             stale,
@@ -73,7 +89,12 @@ async fn tasks_change_live_and_spread_to_every_region() {
     );
     // Resumed from us: catches up from the checkpoint.
     replicator(us)
-        .set_task_state("live", TaskState::Running, Some(2))
+        .set_task_state(
+            "live",
+            TaskState::Running,
+            Some(2),
+            &replicator::Authorship::region(),
+        )
         .unwrap();
     eventually("us to catch up after the resume", || async {
         held_end(&us.node, "orders", 0, "eu") == 150
@@ -91,7 +112,9 @@ async fn tasks_change_live_and_spread_to_every_region() {
     let mut limited = replicator(eu).task("live").unwrap().spec;
     limited.max_records_per_s = Some(200);
     let version = replicator(eu).task("live").unwrap().version;
-    replicator(eu).put_task(limited, Some(version)).unwrap();
+    replicator(eu)
+        .put_task(limited, Some(version), &replicator::Authorship::region())
+        .unwrap();
     eventually("us to know the limit", || async {
         replicator(us)
             .task("live")
@@ -112,7 +135,9 @@ async fn tasks_change_live_and_spread_to_every_region() {
 
     // Deleted: gone everywhere, and nothing more flows.
     let version = replicator(us).task("live").unwrap().version;
-    replicator(us).delete_task("live", Some(version)).unwrap();
+    replicator(us)
+        .delete_task("live", Some(version), &replicator::Authorship::region())
+        .unwrap();
     eventually("eu to drop the task", || async {
         replicator(eu).task("live").is_none()
     })
@@ -145,9 +170,18 @@ async fn task_changes_survive_a_restart() {
     );
     let node = start_with(config.clone(), dir).await;
     let r = replicator(&node);
-    r.set_task_state("seeded", TaskState::Paused, Some(1))
-        .unwrap();
-    r.create_task(task("added", &["us"], &["eu"], "x")).unwrap();
+    r.set_task_state(
+        "seeded",
+        TaskState::Paused,
+        Some(1),
+        &replicator::Authorship::region(),
+    )
+    .unwrap();
+    r.create_task(
+        task("added", &["us"], &["eu"], "x"),
+        &replicator::Authorship::region(),
+    )
+    .unwrap();
     let TestNode { node, dir, client } = node;
     drop(client);
     node.shut_down().await.unwrap();

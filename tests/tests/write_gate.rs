@@ -196,7 +196,10 @@ async fn produce_is_not_blocked_while_a_task_change_is_being_stored() {
     let change = {
         let replicator = replicator.clone();
         std::thread::spawn(move || {
-            replicator.create_task(TaskSpec::new("other", &["a"], &["b"], "other-*"))
+            replicator.create_task(
+                TaskSpec::new("other", &["a"], &["b"], "other-*"),
+                &replicator::Authorship::region(),
+            )
         })
     };
     tokio::time::timeout(Duration::from_secs(30), meta.entered.notified())

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use super::record::{self, Change, Record, Spec, VersionError};
+use super::record::{self, Author, Change, Record, Seal, Spec, VersionError};
 use crate::meta::{MetaError, MetaStore, SharedKind};
 
 /// What a book holds.
@@ -91,6 +91,11 @@ impl<S: Shared> Book<S> {
             .cloned()
     }
 
+    /// The record of `name`, a deletion included.
+    pub fn any_record(&self, name: &str) -> Option<Record<S>> {
+        self.load_published().get(name).cloned()
+    }
+
     /// Every record, deletions included (what is sent to other regions).
     pub fn records(&self) -> Vec<Record<S>> {
         self.load_published().values().cloned().collect()
@@ -105,9 +110,13 @@ impl<S: Shared> Book<S> {
             .collect()
     }
 
-    /// A change made in `region`: checked, stored (an fsync: call it where blocking is
+    /// A change made here by `author`: checked, stored (an fsync: call it where blocking is
     /// allowed), then published.
-    pub fn change(&self, change: Change<'_, S>, region: &str) -> Result<Record<S>, ChangeError> {
+    pub fn change(
+        &self,
+        change: Change<'_, S>,
+        author: &Author<'_>,
+    ) -> Result<Record<S>, ChangeError> {
         if let Some(spec) = &change.spec {
             spec.validate()
                 .map_err(|(field, reason)| ChangeError::Invalid { field, reason })?;
@@ -125,7 +134,7 @@ impl<S: Shared> Book<S> {
         }
         let _writer = self.writer.lock().expect("book writer");
         let held = self.load_published();
-        let record = record::prepare(&held, change, S::NOUN, region)?;
+        let record = record::prepare(&held, change, S::NOUN, author)?;
         self.store(&record)?;
         let mut records = (*held).clone();
         records.insert(record.spec.name().to_string(), record.clone());
@@ -149,6 +158,28 @@ impl<S: Shared> Book<S> {
             self.publish(records);
         }
         taken
+    }
+
+    /// Seals the records `region` made that carry no seal (made before replication ran
+    /// here, or by an older version), storing them again; returns how many.
+    pub fn seal_own(&self, region: &str, sealer: &dyn Fn(&[u8]) -> Seal) -> usize {
+        let _writer = self.writer.lock().expect("book writer");
+        let mut records = (*self.load_published()).clone();
+        let mut sealed = 0;
+        for record in records
+            .values_mut()
+            .filter(|r| r.changed_by == region && r.seal.is_none())
+        {
+            record.seal = Some(sealer(&record::signed_bytes(S::NOUN, record)));
+            if let Err(e) = self.store(record) {
+                tracing::error!(kind = S::NOUN, name = %record.spec.name(), error = %e, "storing a sealed record failed");
+            }
+            sealed += 1;
+        }
+        if sealed > 0 {
+            self.publish(records);
+        }
+        sealed
     }
 
     fn store(&self, record: &Record<S>) -> Result<(), MetaError> {

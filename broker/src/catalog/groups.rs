@@ -92,7 +92,7 @@ pub type GroupBook = Book<GroupSpec>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::record::{Change, VersionError};
+    use crate::catalog::record::{Author, Change, VersionError};
     use crate::meta::{MemoryMetaStore, MetaStore};
     use std::sync::Arc;
 
@@ -117,12 +117,14 @@ mod tests {
     fn a_created_group_is_stored_and_survives_a_reload() {
         let meta: Arc<dyn MetaStore> = Arc::new(MemoryMetaStore::default());
         let book = GroupBook::load(meta.clone()).unwrap();
-        let record = book.change(create("orders", 3), "a").unwrap();
+        let record = book
+            .change(create("orders", 3), &Author::region("a"))
+            .unwrap();
         assert_eq!((record.version, record.changed_by.as_str()), (1, "a"));
         let again = GroupBook::load(meta).unwrap();
         assert_eq!(again.get("orders"), Some(spec("orders", 3)));
         assert!(matches!(
-            again.change(create("orders", 3), "a"),
+            again.change(create("orders", 3), &Author::region("a")),
             Err(GroupChangeError::Version(VersionError::Exists { .. }))
         ));
     }
@@ -135,14 +137,14 @@ mod tests {
             (create("g", MAX_MAX_ATTEMPTS + 1), "max_attempts"),
             (create("a/b", 3), "name"),
         ] {
-            match book.change(change, "a") {
+            match book.change(change, &Author::region("a")) {
                 Err(GroupChangeError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{other:?}"),
             }
         }
         let long = "g".repeat(MAX_GROUP_NAME + 1);
         assert!(matches!(
-            book.change(create(&long, 3), "a"),
+            book.change(create(&long, 3), &Author::region("a")),
             Err(GroupChangeError::Invalid { field: "name", .. })
         ));
         assert!(book.live().is_empty(), "nothing was made");
@@ -152,7 +154,7 @@ mod tests {
     fn a_deletion_in_another_region_wins_over_an_older_change_and_is_passed_on_once() {
         let here = GroupBook::load(Arc::new(MemoryMetaStore::default())).unwrap();
         let there = GroupBook::load(Arc::new(MemoryMetaStore::default())).unwrap();
-        let made = here.change(create("g", 3), "a").unwrap();
+        let made = here.change(create("g", 3), &Author::region("a")).unwrap();
         assert_eq!(there.merge(vec![made.clone()]), vec![made.clone()]);
         let deleted = there
             .change(
@@ -162,7 +164,7 @@ mod tests {
                     if_version: Some(1),
                     create_only: false,
                 },
-                "b",
+                &Author::region("b"),
             )
             .unwrap();
         assert!(deleted.deleted && deleted.version == 2);
@@ -180,7 +182,7 @@ mod tests {
     #[test]
     fn a_stale_version_is_a_conflict() {
         let book = GroupBook::load(Arc::new(MemoryMetaStore::default())).unwrap();
-        book.change(create("g", 3), "a").unwrap();
+        book.change(create("g", 3), &Author::region("a")).unwrap();
         let stale = Change {
             name: "g",
             spec: Some(spec("g", 5)),
@@ -188,7 +190,7 @@ mod tests {
             create_only: false,
         };
         assert!(matches!(
-            book.change(stale, "a"),
+            book.change(stale, &Author::region("a")),
             Err(GroupChangeError::Version(VersionError::Conflict {
                 current: 1,
                 given: 7,

@@ -11,4 +11,4 @@ pub mod record;
 pub use book::{Book, ChangeError, Shared};
 pub use groups::{GroupBook, GroupChangeError, GroupRecord, GroupSpec};
 pub use principals::{PrincipalBook, PrincipalRecord};
-pub use record::{Change, Record, Spec, VersionError};
+pub use record::{Author, Change, Record, Seal, Spec, VersionError};

@@ -39,6 +39,21 @@ pub struct Api {
 impl Api {
     /// Whether `caller` (set by `auth::require`) may do `action` on `resource`: for the
     /// creates, whose resource is named in the body.
+    /// Who asks for a change, as its record carries it: the principal, and whether they
+    /// are a cluster administrator (open mode's anonymous caller is one).
+    pub(crate) fn authorship(&self, caller: &::auth::Caller) -> replicator::Authorship {
+        replicator::Authorship {
+            principal: match caller {
+                ::auth::Caller::Principal(p) => Some(p.name.clone()),
+                ::auth::Caller::Anonymous => None,
+            },
+            admin: self
+                .authority
+                .authorize(caller, ::auth::Action::Admin, &::auth::Resource::Cluster)
+                .is_ok(),
+        }
+    }
+
     pub(crate) fn authorize(
         &self,
         caller: &::auth::Caller,

@@ -74,12 +74,14 @@ fn existing<S: Served>(api: &Api, name: &str) -> Result<Record<S>, ApiError> {
 /// replication runs, passes it on to the other regions.
 async fn change<S: Served>(
     api: &Api,
+    caller: &auth::Caller,
     name: String,
     spec: Option<S>,
     if_version: Option<u64>,
     create_only: bool,
 ) -> Result<Record<S>, ApiError> {
     let api = api.clone();
+    let by = api.authorship(caller);
     let made = tokio::task::spawn_blocking(move || {
         let change = Change {
             name: &name,
@@ -88,8 +90,15 @@ async fn change<S: Served>(
             create_only,
         };
         match &api.replicator {
-            Some(r) => r.change_shared(change),
-            None => S::book(&api.broker).change(change, &api.region),
+            Some(r) => r.change_shared(change, &by),
+            None => S::book(&api.broker).change(
+                change,
+                &broker::catalog::Author {
+                    principal: by.principal.as_deref(),
+                    admin: by.admin,
+                    ..broker::catalog::Author::region(&api.region)
+                },
+            ),
         }
     })
     .await
@@ -110,7 +119,15 @@ pub async fn create<S: Served>(
 ) -> Result<Response, ApiError> {
     let spec = spec?.0;
     api.authorize(&caller, auth::Action::Change, S::resource(spec.name()))?;
-    let record = change(&api, spec.name().to_string(), Some(spec), None, true).await?;
+    let record = change(
+        &api,
+        &caller,
+        spec.name().to_string(),
+        Some(spec),
+        None,
+        true,
+    )
+    .await?;
     Ok(with_etag(StatusCode::CREATED, &record))
 }
 
@@ -123,6 +140,7 @@ pub async fn read<S: Served>(
 
 pub async fn replace<S: Served>(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     spec: Result<Json<S>, JsonRejection>,
@@ -136,11 +154,27 @@ pub async fn replace<S: Served>(
         }
         Some(_) => (
             StatusCode::OK,
-            change(&api, name, Some(spec), Some(required(version)?), false).await?,
+            change(
+                &api,
+                &caller,
+                name,
+                Some(spec),
+                Some(required(version)?),
+                false,
+            )
+            .await?,
         ),
         None => (
             StatusCode::CREATED,
-            change(&api, name, Some(spec), Some(version.unwrap_or(0)), false).await?,
+            change(
+                &api,
+                &caller,
+                name,
+                Some(spec),
+                Some(version.unwrap_or(0)),
+                false,
+            )
+            .await?,
         ),
     };
     Ok(with_etag(status, &record))
@@ -148,11 +182,12 @@ pub async fn replace<S: Served>(
 
 pub async fn delete<S: Served>(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     existing::<S>(&api, &name)?;
     let version = required(if_match(&headers)?)?;
-    change::<S>(&api, name, None, Some(version), false).await?;
+    change::<S>(&api, &caller, name, None, Some(version), false).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -105,7 +105,7 @@ pub async fn create(
         auth::Action::Change,
         auth::Resource::Task(&spec.name),
     )?;
-    let record = r.create_task(spec)?;
+    let record = r.create_task(spec, &api.authorship(&caller))?;
     Ok(with_etag(StatusCode::CREATED, r, &record))
 }
 
@@ -126,6 +126,7 @@ pub async fn status(
 
 pub async fn replace(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     spec: Result<Json<TaskSpec>, JsonRejection>,
@@ -142,6 +143,7 @@ pub async fn replace(
         });
     }
     let version = if_match(&headers)?;
+    let by = api.authorship(&caller);
     let (status, record) = match r.task(&name) {
         Some(current) if version.is_some_and(|v| v != current.version) => {
             return Err(replicator::ChangeError::Conflict {
@@ -153,10 +155,13 @@ pub async fn replace(
         }
         // The same spec again: nothing to change (PUT is idempotent).
         Some(current) if current.spec == spec => (StatusCode::OK, current),
-        Some(_) => (StatusCode::OK, r.put_task(spec, Some(required(version)?))?),
+        Some(_) => (
+            StatusCode::OK,
+            r.put_task(spec, Some(required(version)?), &by)?,
+        ),
         None => (
             StatusCode::CREATED,
-            r.put_task(spec, Some(version.unwrap_or(0)))?,
+            r.put_task(spec, Some(version.unwrap_or(0)), &by)?,
         ),
     };
     Ok(with_etag(status, r, &record))
@@ -164,17 +169,23 @@ pub async fn replace(
 
 pub async fn delete(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let r = replicator(&api)?;
     existing(r, &name)?;
-    r.delete_task(&name, Some(required(if_match(&headers)?)?))?;
+    r.delete_task(
+        &name,
+        Some(required(if_match(&headers)?)?),
+        &api.authorship(&caller),
+    )?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn set_state(
     api: Api,
+    caller: auth::Caller,
     name: String,
     headers: HeaderMap,
     state: TaskState,
@@ -187,23 +198,25 @@ async fn set_state(
     let record = if current.spec.state == state {
         current
     } else {
-        r.set_task_state(&name, state, Some(version))?
+        r.set_task_state(&name, state, Some(version), &api.authorship(&caller))?
     };
     Ok(with_etag(StatusCode::OK, r, &record))
 }
 
 pub async fn pause(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    set_state(api, name, headers, TaskState::Paused).await
+    set_state(api, caller, name, headers, TaskState::Paused).await
 }
 
 pub async fn resume(
     State(api): State<Api>,
+    Extension(caller): Extension<auth::Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    set_state(api, name, headers, TaskState::Running).await
+    set_state(api, caller, name, headers, TaskState::Running).await
 }

@@ -350,6 +350,9 @@ mod tests {
                 version: 3,
                 changed_by: "a".into(),
                 deleted: false,
+                by: None,
+                admin: false,
+                seal: None,
             }),
             conflicts: Mutex::new(0),
             lag: Vec::new(),
@@ -416,6 +419,9 @@ mod tests {
                 version: version + 1,
                 changed_by: self.region.clone(),
                 deleted: false,
+                by: None,
+                admin: false,
+                seal: None,
             };
             Ok(record.clone())
         }

@@ -1,16 +1,18 @@
 //! The records every region shares, on the wire: `Tasks` control frames carry task records,
 //! consumer groups' settings and principals (each a JSON `{spec, version, changed_by,
 //! deleted}`), all of them when a link comes up and every few heartbeats, and each change
-//! as it happens. Records from a neighbour are merged on the blocking pool (storing is an
-//! fsync) under the one last-writer-wins rule, and what was newer is passed on to the
-//! other neighbours, so the exchange stops by itself.
+//! as it happens. Records from a neighbour are checked (`trust`: the author's seal, its
+//! entitlement, the version step), then merged on the blocking pool (storing is an fsync)
+//! under the one last-writer-wins rule, and what was newer is passed on to the other
+//! neighbours, so the exchange stops by itself.
 
 use broker::Broker;
 use broker::catalog::{Book, ChangeError, GroupRecord, PrincipalRecord, Record, Shared};
 use serde::de::DeserializeOwned;
 
-use super::Node;
 use super::task_changes::persist;
+use super::trust::{Authored, judge};
+use super::{Authorship, Node};
 use crate::tasks::TaskRecord;
 use crate::wire::Frame;
 use crate::wire::message as msg;
@@ -44,7 +46,7 @@ pub(crate) fn catalog_frame(
 }
 
 /// A kind of record the broker keeps and the replicator carries.
-pub trait Carried: Shared {
+pub trait Carried: Shared + Authored {
     fn book(broker: &Broker) -> &Book<Self>;
     /// A frame carrying `records` of this kind.
     fn frame(records: &[Record<Self>]) -> Frame;
@@ -85,8 +87,10 @@ impl Node {
     pub fn change_shared<S: Carried>(
         &self,
         change: broker::catalog::Change<'_, S>,
+        by: &Authorship,
     ) -> Result<Record<S>, ChangeError> {
-        let record = S::book(&self.broker).change(change, &self.region)?;
+        let seal = |bytes: &[u8]| self.sealer.seal(bytes);
+        let record = S::book(&self.broker).change(change, &self.author(by, &seal))?;
         tracing::info!(kind = S::NOUN, name = %record.spec.name(), version = record.version, deleted = record.deleted, "changed here");
         self.links
             .flood(&S::frame(std::slice::from_ref(&record)), None);
@@ -126,9 +130,36 @@ impl Node {
         out
     }
 
+    /// The records of `incoming` from neighbour `from` that pass the checks of `trust`
+    /// against `held` (the record held of a name, tombstones included); the others are
+    /// counted and logged.
+    fn admit<S: Authored + broker::catalog::Spec>(
+        &self,
+        from: &str,
+        incoming: Vec<Record<S>>,
+        held: impl Fn(&str) -> Option<Record<S>>,
+    ) -> Vec<Record<S>> {
+        incoming
+            .into_iter()
+            .filter(|record| {
+                let name = record.spec.name();
+                match judge(record, held(name).as_ref(), &self.verifier) {
+                    Ok(()) => true,
+                    Err(refusal) => {
+                        self.metrics.control_refused(S::KIND, refusal.reason());
+                        tracing::warn!(peer = %from, kind = S::KIND, %name, author = %record.changed_by, version = record.version, error = %refusal, "a shared record from a neighbour refused");
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Merges `incoming` records of one kind from `from`, passing on what was newer.
     fn merge_kind<S: Carried>(&self, from: &str, incoming: Vec<Record<S>>) {
-        let taken = S::book(&self.broker).merge(incoming);
+        let book = S::book(&self.broker);
+        let incoming = self.admit(from, incoming, |name| book.any_record(name));
+        let taken = book.merge(incoming);
         for r in &taken {
             tracing::info!(kind = S::NOUN, name = %r.spec.name(), version = r.version, by = %r.changed_by, deleted = r.deleted, "changed in another region");
         }
@@ -141,8 +172,12 @@ impl Node {
     pub(super) fn merge_shared(&self, from: &str, incoming: Incoming) {
         self.merge_kind(from, incoming.groups);
         self.merge_kind(from, incoming.principals);
+        let snapshot = self.tasks.snapshot();
+        let tasks = self.admit(from, incoming.tasks, |name| {
+            snapshot.records.get(name).cloned()
+        });
         let store = |r: &TaskRecord| persist(&self.broker, r);
-        let taken = self.tasks.merge(incoming.tasks, &self.topology, &store);
+        let taken = self.tasks.merge(tasks, &self.topology, &store);
         if taken.is_empty() {
             return;
         }

@@ -18,6 +18,7 @@ mod links;
 mod paths;
 mod routes;
 mod task_changes;
+mod trust;
 pub(crate) mod upkeep;
 
 use std::collections::HashMap;
@@ -36,7 +37,10 @@ pub(crate) use links::{LinkCtx, LinkHandle, LinkTable};
 pub(crate) use paths::HopPaths;
 pub(crate) use routes::mono_ms;
 pub(crate) use task_changes::persist;
+pub use trust::Authorship;
+pub(crate) use trust::may_change_task;
 
+use crate::identity::seal::{Sealer, Verifier};
 use crate::inbox::Inbox;
 use crate::observe::{Metrics, StatusBoard, SubLogKey, SubLogStatus};
 use crate::published::Published;
@@ -61,6 +65,9 @@ pub(crate) struct Node {
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,
     pub tasks: TaskBook,
+    /// Seals what this region authors; checks what others sealed.
+    pub sealer: Sealer,
+    verifier: Verifier,
     /// A digest of the configuration every region must share, and each neighbour's.
     config_digest: String,
     peer_digests: Mutex<HashMap<String, String>>,
@@ -91,6 +98,8 @@ pub(crate) struct Parts {
     pub tasks: TaskBook,
     pub status: StatusBoard,
     pub planner: Planner,
+    pub sealer: Sealer,
+    pub verifier: Verifier,
 }
 
 /// Task frames queued for storing (see [`Inbox`]); the periodic catalog resend repairs
@@ -165,6 +174,8 @@ impl Node {
                 metrics: Arc::new(Metrics::default()),
                 status: parts.status,
                 tasks: parts.tasks,
+                sealer: parts.sealer,
+                verifier: parts.verifier,
                 config_digest: parts.config_digest,
                 peer_digests: Mutex::new(HashMap::new()),
                 routes: Published::new(RouteView::default()),

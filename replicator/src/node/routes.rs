@@ -54,7 +54,9 @@ impl Node {
             // newer state never gets an older number and an older view never replaces a
             // newer one.
             let mut db = self.routing.lock().expect("routing lock");
-            let frame = db.own(&self.region, self.own_links(), now_ms());
+            let frame = db.own(&self.region, self.own_links(), now_ms(), |state| {
+                self.sealer.seal_link_state(state)
+            });
             self.recompute(&db);
             frame
         };
@@ -68,9 +70,15 @@ impl Node {
         self.planner.replan();
     }
 
-    /// A LinkState frame from neighbour `from`.
+    /// A LinkState frame from neighbour `from`: taken only with its region's seal
+    /// (`trust`).
     pub fn on_link_state(&self, from: &str, state: msg::LinkState) {
         if state.region == self.region || !self.topology.contains(&state.region) {
+            return;
+        }
+        if let Err(refusal) = super::trust::judge_link_state(&state, now_ms(), &self.verifier) {
+            self.metrics.control_refused("link_state", refusal.reason());
+            tracing::warn!(peer = %from, region = %state.region, seq = state.seq, error = %refusal, "a link state from a neighbour refused");
             return;
         }
         let newer = {

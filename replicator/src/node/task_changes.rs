@@ -5,7 +5,9 @@
 
 use broker::Broker;
 
-use super::Node;
+use broker::catalog::record::Author;
+
+use super::{Authorship, Node};
 use crate::tasks::book::Change;
 use crate::tasks::{ChangeError, TaskRecord, TaskState};
 
@@ -16,16 +18,35 @@ pub(crate) fn persist(broker: &Broker, record: &TaskRecord) -> Result<(), broker
 }
 
 impl Node {
-    /// A change made here. It stores the record (an fsync): call it on a blocking thread.
-    pub fn change_task(&self, change: Change<'_>) -> Result<TaskRecord, ChangeError> {
+    /// A change made here at `by`'s request. It stores the record (an fsync): call it on a
+    /// blocking thread.
+    pub fn change_task(
+        &self,
+        change: Change<'_>,
+        by: &Authorship,
+    ) -> Result<TaskRecord, ChangeError> {
         let name = change.name.to_string();
         let store = |r: &TaskRecord| persist(&self.broker, r);
-        let record = self
-            .tasks
-            .change(change, &self.region, &self.topology, &store)?;
+        let seal = |bytes: &[u8]| self.sealer.seal(bytes);
+        let author = self.author(by, &seal);
+        let record = self.tasks.change(change, &author, &self.topology, &store)?;
         tracing::info!(task = %name, version = record.version, deleted = record.deleted, state = ?record.spec.state, "task changed here");
         self.tasks_changed(std::slice::from_ref(&record), None);
         Ok(record)
+    }
+
+    /// This region as the author of a change `by` asked for, sealing with `seal`.
+    pub(crate) fn author<'a>(
+        &'a self,
+        by: &'a Authorship,
+        seal: &'a dyn Fn(&[u8]) -> broker::catalog::Seal,
+    ) -> Author<'a> {
+        Author {
+            region: &self.region,
+            principal: by.principal.as_deref(),
+            admin: by.admin,
+            sealer: Some(seal),
+        }
     }
 
     /// After tasks changed (here, or taken from `from`).

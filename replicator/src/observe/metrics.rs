@@ -37,8 +37,17 @@ pub struct PeerLabels {
     pub peer: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControlRefusalLabels {
+    pub kind: String,
+    pub reason: String,
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    /// Control state refused from a neighbour, by kind (task, group, principal,
+    /// link_state) and reason (unsigned, bad_signature, wrong_region, not_entitled, …).
+    pub control_refused: Family<ControlRefusalLabels, Counter>,
     /// Connections refused at the handshake (certificate, region, version).
     pub links_refused: Family<ReasonLabels, Counter>,
     /// Replicated data refused (malformed, crc, oversized, gap, overlap, loop, hop_limit).
@@ -184,6 +193,11 @@ impl Metrics {
             self.config_drift.clone(),
         );
         r.register(
+            "control_refused",
+            "Control state from neighbours refused (a seal that does not check, an author not entitled, a version jump, a sequence ahead of the clock), by kind and reason",
+            self.control_refused.clone(),
+        );
+        r.register(
             "residency_refused_records",
             "Records received that a residency rule of this region keeps out of it, refused (not stored)",
             self.residency_refused_records.clone(),
@@ -231,6 +245,24 @@ impl Metrics {
 
     pub fn frame_refused(&self, reason: &str) {
         by_reason(&self.frames_refused, reason).inc();
+    }
+
+    pub fn control_refused(&self, kind: &str, reason: &str) {
+        self.control_refused
+            .get_or_create(&ControlRefusalLabels {
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn control_refusals(&self, kind: &str, reason: &str) -> u64 {
+        self.control_refused
+            .get_or_create(&ControlRefusalLabels {
+                kind: kind.to_string(),
+                reason: reason.to_string(),
+            })
+            .get()
     }
 
     pub fn control_frames_dropped(&self, kind: &str) {

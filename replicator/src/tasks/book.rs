@@ -7,6 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use broker::catalog::record::Author;
 use broker::meta::MetaError;
 use tokio::sync::watch;
 use topology::Topology;
@@ -62,12 +63,12 @@ impl TaskBook {
     pub(crate) fn change(
         &self,
         change: Change<'_>,
-        region: &str,
+        author: &Author<'_>,
         topology: &Topology,
         store: Store<'_>,
     ) -> Result<TaskRecord, ChangeError> {
         let mut catalog = self.catalog.lock().expect("task book writer lock");
-        let record = catalog.prepare(change, region, topology)?;
+        let record = catalog.prepare(change, author, topology)?;
         store(&record)?;
         catalog.apply(record.clone(), topology);
         self.published.publish(catalog.snapshot());
@@ -124,7 +125,9 @@ mod tests {
             if_version: Some(1),
             create_only: false,
         };
-        let error = book.change(change, "a", &topology(), failing).unwrap_err();
+        let error = book
+            .change(change, &Author::region("a"), &topology(), failing)
+            .unwrap_err();
         assert!(matches!(error, ChangeError::Meta(_)), "{error:?}");
         assert!(book.is_live(&before), "the old task is still the live one");
     }
@@ -143,7 +146,9 @@ mod tests {
             if_version: Some(1),
             create_only: false,
         };
-        let record = book.change(change, "a", &topology(), stored).unwrap();
+        let record = book
+            .change(change, &Author::region("a"), &topology(), stored)
+            .unwrap();
         assert_eq!(record.version, 2);
         assert!(!book.is_live(&before));
         assert!(changes.has_changed().unwrap());

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use broker::catalog::record::{self, Record, VersionError};
+use broker::catalog::record::{self, Author, Record, VersionError};
 use topology::Topology;
 
 use crate::tasks::spec::{self, Task, TaskError, TaskSpec};
@@ -47,6 +47,12 @@ pub enum ChangeError {
     NotFound(String),
     #[error("task \"{0}\" already exists")]
     Exists(String),
+    /// A region may change a task it is not part of only at a cluster administrator's
+    /// request (docs/security.md).
+    #[error(
+        "region \"{region}\" is not a region of task \"{task}\": only a cluster administrator may change it here"
+    )]
+    NotEntitled { task: String, region: String },
     #[error(transparent)]
     Invalid(#[from] TaskError),
     /// Storing the record failed (transient: the change was not made; retry).
@@ -110,11 +116,13 @@ impl Catalog {
         }
     }
 
-    /// The stored records, with config tasks not stored yet added at version 1.
+    /// The stored records, with config tasks not stored yet added at version 1 (made by
+    /// `author`, the region's configuration: an administrator's), and the records this
+    /// region made without a seal sealed.
     pub fn load(
         stored: Vec<TaskRecord>,
         config: &[TaskSpec],
-        region: &str,
+        author: &Author<'_>,
         topology: &Topology,
     ) -> Result<Self, TaskError> {
         // The config's tasks are validated as a set, so errors name their index there.
@@ -123,15 +131,32 @@ impl Catalog {
             .into_iter()
             .map(|r| (r.spec.name.clone(), r))
             .collect();
+        for record in records
+            .values_mut()
+            .filter(|r| r.changed_by == author.region && r.seal.is_none())
+        {
+            let by = record.by.clone();
+            let own = Author {
+                principal: by.as_deref(),
+                admin: record.admin,
+                ..*author
+            };
+            own.stamp("task", record);
+        }
         for spec in config {
-            records
-                .entry(spec.name.clone())
-                .or_insert_with(|| TaskRecord {
+            records.entry(spec.name.clone()).or_insert_with(|| {
+                let mut record = TaskRecord {
                     spec: spec.clone(),
                     version: 1,
-                    changed_by: region.to_string(),
+                    changed_by: String::new(),
                     deleted: false,
-                });
+                    by: None,
+                    admin: false,
+                    seal: None,
+                };
+                author.stamp("task", &mut record);
+                record
+            });
         }
         let mut catalog = Catalog {
             records,
@@ -206,11 +231,18 @@ impl Catalog {
     pub fn prepare(
         &self,
         change: Change<'_>,
-        region: &str,
+        author: &Author<'_>,
         topology: &Topology,
     ) -> Result<TaskRecord, ChangeError> {
         let name = change.name;
-        let record = record::prepare(&self.records, change, "task", region)?;
+        let record = record::prepare(&self.records, change, "task", author)?;
+        let held = self.record(name).map(|r| &r.spec);
+        if !author.admin && !crate::node::may_change_task(author.region, &record.spec, held) {
+            return Err(ChangeError::NotEntitled {
+                task: name.to_string(),
+                region: author.region.to_string(),
+            });
+        }
         if !record.deleted {
             // Strict for changes made here: the task must fit with the active ones.
             let mut specs: Vec<TaskSpec> = self
@@ -250,7 +282,12 @@ impl Catalog {
             if_version,
             create_only,
         };
-        let record = self.prepare(change, region, topology)?;
+        // As an administrator: these tests are of versions, not of entitlement.
+        let author = Author {
+            admin: true,
+            ..Author::region(region)
+        };
+        let record = self.prepare(change, &author, topology)?;
         self.apply(record.clone(), topology);
         Ok(record)
     }
@@ -280,7 +317,11 @@ pub(crate) mod tests {
 
     pub(crate) fn catalog() -> Catalog {
         let config = [TaskSpec::new("t", &["a"], &["b"], "orders")];
-        Catalog::load(vec![], &config, "a", &topology()).unwrap()
+        let config_author = Author {
+            admin: true,
+            ..Author::region("a")
+        };
+        Catalog::load(vec![], &config, &config_author, &topology()).unwrap()
     }
 
     #[test]
@@ -357,6 +398,9 @@ pub(crate) mod tests {
             version: 1,
             changed_by: "mars".into(),
             deleted: false,
+            by: None,
+            admin: true,
+            seal: None,
         };
         assert_eq!(c.merge(vec![alien.clone()], &t), vec![alien]);
         assert!(c.records().iter().any(|r| r.spec.name == "alien"));
@@ -375,5 +419,31 @@ pub(crate) mod tests {
         assert!(a.merge(vec![paused], &t).is_empty());
         assert_eq!(z.merge(vec![deleted], &t).len(), 1);
         assert!(a.record("t").is_none() && z.record("t").is_none());
+    }
+
+    #[test]
+    fn a_region_changes_a_task_it_is_not_part_of_only_as_an_administrator() {
+        let t = topology();
+        let c = catalog();
+        let mut spec = c.record("t").unwrap().spec.clone();
+        spec.max_records_per_s = Some(5);
+        let change = || Change {
+            name: "t",
+            spec: Some(spec.clone()),
+            if_version: Some(1),
+            create_only: false,
+        };
+        assert!(matches!(
+            c.prepare(change(), &Author::region("c"), &t),
+            Err(ChangeError::NotEntitled { .. })
+        ));
+        assert!(c.prepare(change(), &Author::region("b"), &t).is_ok());
+        let admin = Author {
+            principal: Some("root"),
+            admin: true,
+            ..Author::region("c")
+        };
+        let record = c.prepare(change(), &admin, &t).unwrap();
+        assert_eq!((record.by.as_deref(), record.admin), (Some("root"), true));
     }
 }

@@ -446,6 +446,11 @@ mod tests {
                     up: true,
                     srtt_us: 900,
                 }],
+                seal: Some(crate::wire::message::LinkSeal {
+                    scheme: 0x0403,
+                    signature: vec![1, 2, 3],
+                    certificate: vec![4, 5],
+                }),
             }),
             Frame::Tasks(Tasks {
                 records: vec!["{}".into()],

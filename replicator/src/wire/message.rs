@@ -61,6 +61,18 @@ pub struct LinkState {
     pub region: String,
     pub seq: u64,
     pub links: Vec<LinkHealth>,
+    /// The region's seal over the rest (`identity::seal`); none from an older peer.
+    pub seal: Option<LinkSeal>,
+}
+
+/// A region's signature over its link state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSeal {
+    /// The TLS signature scheme (IANA code).
+    pub scheme: u16,
+    pub signature: Vec<u8>,
+    /// The region's certificate, DER.
+    pub certificate: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -258,6 +270,11 @@ impl From<pb::LinkState> for LinkState {
                     srtt_us: l.srtt_us,
                 })
                 .collect(),
+            seal: (!m.signature.is_empty()).then(|| LinkSeal {
+                scheme: u16::try_from(m.seal_scheme).unwrap_or(0),
+                signature: m.signature,
+                certificate: m.certificate,
+            }),
         }
     }
 }
@@ -276,6 +293,13 @@ impl From<LinkState> for pb::LinkState {
                     srtt_us: l.srtt_us,
                 })
                 .collect(),
+            seal_scheme: m.seal.as_ref().map_or(0, |s| u32::from(s.scheme)),
+            signature: m
+                .seal
+                .as_ref()
+                .map(|s| s.signature.clone())
+                .unwrap_or_default(),
+            certificate: m.seal.map(|s| s.certificate).unwrap_or_default(),
         }
     }
 }
