@@ -38,7 +38,6 @@ pub(crate) use paths::HopPaths;
 pub(crate) use routes::mono_ms;
 pub(crate) use task_changes::persist;
 pub use trust::Authorship;
-pub(crate) use trust::may_change_task;
 
 use crate::identity::seal::{Sealer, Verifier};
 use crate::inbox::Inbox;

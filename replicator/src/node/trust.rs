@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::identity::seal::{SealError, Verifier};
 use crate::tasks::TaskSpec;
+use crate::tasks::catalog::may_change_task;
 use crate::wire::message as msg;
 
 /// How far a link state's sequence number may be ahead of this region's clock.
@@ -113,12 +114,6 @@ impl Authored for auth::PrincipalSpec {
         (!record.admin)
             .then(|| "principals change only at a cluster administrator's request".into())
     }
-}
-
-/// Whether `region` may change a task from `held` (the live spec, if any) to `spec` without
-/// an administrator: it must be a region of the task before and after.
-pub(crate) fn may_change_task(region: &str, spec: &TaskSpec, held: Option<&TaskSpec>) -> bool {
-    spec.involves(region) && held.is_none_or(|h| h.involves(region))
 }
 
 /// The checks of the module documentation on a record from a neighbour, given the record
@@ -247,19 +242,22 @@ mod tests {
     #[test]
     fn a_record_in_another_regions_name_is_refused() {
         let r = Regions::new();
+        // c seals a record that names a as its author: c's certificate does not name a.
         let mut forged = r.made("c", task(&["a"], &["b"]), 1, true);
         forged.changed_by = "a".into();
-        forged.admin = true;
-        assert_eq!(
-            judge(&forged, None, &r.verifier).unwrap_err().reason(),
-            "bad_signature"
-        );
-        // Sealed again by c, it names c's certificate, which is not a's.
         let sealer = Sealer::new(&Regions::identity(&r.ca, "c")).unwrap();
         forged.seal = Some(sealer.seal(&signed_bytes("task", &forged)));
         assert_eq!(
             judge(&forged, None, &r.verifier).unwrap_err().reason(),
             "wrong_region"
+        );
+        // a's own record, changed on the way (made an administrator's): a's seal no longer
+        // matches.
+        let mut altered = r.made("a", task(&["a"], &["b"]), 1, false);
+        altered.admin = true;
+        assert_eq!(
+            judge(&altered, None, &r.verifier).unwrap_err().reason(),
+            "bad_signature"
         );
     }
 

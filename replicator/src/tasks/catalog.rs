@@ -79,6 +79,12 @@ impl From<VersionError> for ChangeError {
     }
 }
 
+/// Whether `region` may change a task from `held` (the live spec, if any) to `spec` without
+/// a cluster administrator: it must be a region of the task before and after.
+pub(crate) fn may_change_task(region: &str, spec: &TaskSpec, held: Option<&TaskSpec>) -> bool {
+    spec.involves(region) && held.is_none_or(|h| h.involves(region))
+}
+
 /// A change asked for in this region.
 pub(crate) type Change<'a> = record::Change<'a, TaskSpec>;
 
@@ -237,7 +243,7 @@ impl Catalog {
         let name = change.name;
         let record = record::prepare(&self.records, change, "task", author)?;
         let held = self.record(name).map(|r| &r.spec);
-        if !author.admin && !crate::node::may_change_task(author.region, &record.spec, held) {
+        if !author.admin && !may_change_task(author.region, &record.spec, held) {
             return Err(ChangeError::NotEntitled {
                 task: name.to_string(),
                 region: author.region.to_string(),

@@ -47,6 +47,8 @@ pub struct FakePeer {
     pub connections: Arc<AtomicUsize>,
     /// The latest of them, for streams the fake opens towards the node.
     pub latest: Arc<Mutex<Option<quinn::Connection>>>,
+    /// Frames for the latest link's control stream (after Hello and Advertise).
+    pub control: Arc<Mutex<Option<mpsc::UnboundedSender<Frame>>>>,
     pub _endpoint: quinn::Endpoint,
 }
 
@@ -63,17 +65,20 @@ impl FakePeer {
         let (tx, subscriptions) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let latest = Arc::new(Mutex::new(None));
+        let control = Arc::new(Mutex::new(None));
         tokio::spawn(accept_links(
             endpoint.clone(),
             tx,
             connections.clone(),
             latest.clone(),
+            control.clone(),
         ));
         FakePeer {
             address: endpoint.local_addr().unwrap(),
             subscriptions,
             connections,
             latest,
+            control,
             _endpoint: endpoint,
         }
     }
@@ -85,6 +90,17 @@ impl FakePeer {
             .unwrap()
             .clone()
             .expect("the node's link")
+    }
+
+    /// Sends `frame` on the control stream of the node's link.
+    pub fn send_control(&self, frame: Frame) {
+        self.control
+            .lock()
+            .unwrap()
+            .as_ref()
+            .expect("the node's link")
+            .send(frame)
+            .expect("the control stream to be open");
     }
 
     /// The next sub-log stream the node opens (its Subscribe already read).
@@ -101,6 +117,7 @@ pub async fn accept_links(
     subscriptions: mpsc::UnboundedSender<Subscription>,
     connections: Arc<AtomicUsize>,
     latest: Arc<Mutex<Option<quinn::Connection>>>,
+    control: Arc<Mutex<Option<mpsc::UnboundedSender<Frame>>>>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let Ok(connection) = incoming.await else {
@@ -108,13 +125,16 @@ pub async fn accept_links(
         };
         connections.fetch_add(1, Ordering::SeqCst);
         *latest.lock().unwrap() = Some(connection.clone());
-        tokio::spawn(serve_link(connection, subscriptions.clone()));
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        *control.lock().unwrap() = Some(control_tx);
+        tokio::spawn(serve_link(connection, subscriptions.clone(), control_rx));
     }
 }
 
 pub async fn serve_link(
     connection: quinn::Connection,
     subscriptions: mpsc::UnboundedSender<Subscription>,
+    mut control: mpsc::UnboundedReceiver<Frame>,
 ) {
     // The dialer opens the control stream and sends Hello first.
     let Ok((mut send, mut recv)) = connection.accept_bi().await else {
@@ -159,10 +179,20 @@ pub async fn serve_link(
         }
     }
     tokio::spawn(async move {
-        // Keep the control stream going: answer heartbeats, ignore the rest.
-        while let Ok(Some(frame)) = link_io::read_frame(&mut recv, FAKE_LIMITS).await {
-            if let Frame::Heartbeat(h) = frame {
-                let _ = link_io::write_frame(&mut send, &Frame::HeartbeatAck(h)).await;
+        // Keep the control stream going: answer heartbeats, send what the test asks,
+        // ignore the rest.
+        loop {
+            tokio::select! {
+                read = link_io::read_frame(&mut recv, FAKE_LIMITS) => match read {
+                    Ok(Some(Frame::Heartbeat(h))) => {
+                        let _ = link_io::write_frame(&mut send, &Frame::HeartbeatAck(h)).await;
+                    }
+                    Ok(Some(_)) => {}
+                    _ => return,
+                },
+                Some(frame) = control.recv() => {
+                    let _ = link_io::write_frame(&mut send, &frame).await;
+                }
             }
         }
     });
