@@ -5,7 +5,7 @@
 //! state). Each is refused and counted by reason, nothing of it is taken, and a record zz
 //! may author, sent after them on the same stream, is taken.
 
-// The fake peer of link_bad_input, which uses all of it.
+// The scripted fake region of link_bad_input; each test file uses part of it.
 #[allow(dead_code)]
 #[path = "link_bad_input/fake_peer.rs"]
 mod fake_peer;

@@ -11,6 +11,8 @@
 //! the node are refused at the handshake and counted by reason, and do not disturb the
 //! link that is up.
 
+// The scripted fake region; forged_control.rs uses it too, each file a part of it.
+#[allow(dead_code)]
 #[path = "link_bad_input/fake_peer.rs"]
 mod fake_peer;
 #[path = "link_bad_input/logs.rs"]

@@ -73,6 +73,9 @@ pub fn signed_bytes<S: Serialize + Clone>(kind: &str, record: &Record<S>) -> Vec
     bytes
 }
 
+/// Signs `signed_bytes` with the region's key.
+pub type SealFn<'a> = &'a dyn Fn(&[u8]) -> Seal;
+
 /// Who makes a change here, and how its record is sealed.
 #[derive(Clone, Copy)]
 pub struct Author<'a> {
@@ -81,7 +84,7 @@ pub struct Author<'a> {
     pub principal: Option<&'a str>,
     pub admin: bool,
     /// Signs `signed_bytes` with the region's key (none where nothing is replicated).
-    pub sealer: Option<&'a dyn Fn(&[u8]) -> Seal>,
+    pub sealer: Option<SealFn<'a>>,
 }
 
 impl<'a> Author<'a> {
