@@ -6,6 +6,11 @@
 //! `crate::incarnation`): a cursor also records, per origin, the incarnation its offset is
 //! of, and a position of another incarnation than the sub-log read is never applied to it
 //! (that origin is read from the start of what is held).
+//!
+//! Cursors synced between regions merge by the larger position per origin, so a cursor
+//! never moves back by a merge. An administrator's rewind moves it back on purpose: it
+//! starts a new `epoch`, and a cursor of a newer epoch replaces one of an older epoch
+//! whole, in every region it reaches. Within one epoch the per-origin join applies.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +24,13 @@ pub struct Cursor {
     /// Per origin, the incarnation `next` is of (absent: unknown, matches any).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub incarnations: BTreeMap<String, u64>,
+    /// Grows with each administrator's rewind (0: never rewound).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Cursor {
@@ -42,10 +54,18 @@ impl Cursor {
         self.next_offset(origin)
     }
 
-    /// Takes, per origin, the position of the newer incarnation, and within one the larger
-    /// next offset; whether anything changed. This is a join: order and repetition of
-    /// merges do not matter, so regions that exchange cursors converge on the same one.
+    /// Takes the cursor of the newer epoch whole; within one epoch, per origin, the
+    /// position of the newer incarnation, and within one the larger next offset. Returns
+    /// whether anything changed. This is a join: order and repetition of merges do not
+    /// matter, so regions that exchange cursors converge on the same one.
     pub fn merge(&mut self, other: &Cursor) -> bool {
+        if other.epoch != self.epoch {
+            let newer = other.epoch > self.epoch;
+            if newer {
+                *self = other.clone();
+            }
+            return newer;
+        }
         let mut changed = false;
         for (origin, &next) in &other.next {
             let (mine, theirs) = (self.incarnation(origin), other.incarnation(origin));
@@ -105,6 +125,7 @@ impl<S: Into<String>> FromIterator<(S, u64)> for Cursor {
         Cursor {
             next: iter.into_iter().map(|(k, v)| (k.into(), v)).collect(),
             incarnations: BTreeMap::new(),
+            epoch: 0,
         }
     }
 }
@@ -174,6 +195,27 @@ mod tests {
         let mut d = of(&[("eu", 9, 3)]);
         assert!(!d.merge(&legacy));
         assert_eq!(c, d, "the merge commutes");
+    }
+
+    #[test]
+    fn a_rewind_of_a_newer_epoch_replaces_the_cursor_and_still_commutes() {
+        let ahead: Cursor = [("eu", 100u64), ("us", 50)].into_iter().collect();
+        let mut rewound: Cursor = [("eu", 10u64)].into_iter().collect();
+        rewound.epoch = 1;
+        let mut a = ahead.clone();
+        assert!(a.merge(&rewound));
+        assert_eq!(
+            a, rewound,
+            "the whole cursor, origins it does not name dropped"
+        );
+        let mut b = rewound.clone();
+        assert!(!b.merge(&ahead), "an older epoch changes nothing");
+        assert_eq!(a, b, "the merge commutes");
+        // Within the new epoch, the join again.
+        let mut later: Cursor = [("eu", 12u64), ("us", 1)].into_iter().collect();
+        later.epoch = 1;
+        assert!(a.merge(&later));
+        assert_eq!(a.next, later.next);
     }
 
     #[test]

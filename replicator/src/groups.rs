@@ -112,6 +112,7 @@ fn send(node: &Node, changes: &[CursorChange], only: Option<&str>) {
                 partition: c.partition,
                 next: c.cursor.next.clone().into_iter().collect(),
                 incarnations: c.cursor.incarnations.clone().into_iter().collect(),
+                epoch: c.cursor.epoch,
             })
             .collect();
         if cursors.is_empty() {
@@ -219,6 +220,7 @@ fn merge(node: &Node, from: &str, cursors: Vec<msg::GroupCursor>) {
         let cursor = Cursor {
             next: c.next.into_iter().collect(),
             incarnations: c.incarnations.into_iter().collect(),
+            epoch: c.epoch,
         };
         match node
             .broker

@@ -1,5 +1,5 @@
 //! Disaster recovery across two regions `a` (primary) and `b` (standby) of a DR task:
-//! consumer-group cursor sync and its merge rule, a forced failover after SIGKILL of the
+//! consumer-group cursor sync, its merge rule and an administrator's rewind that spreads, a forced failover after SIGKILL of the
 //! primary's process (the group resumes exactly; the RPO reported is the real one), a
 //! planned failover with producers running (nothing lost or duplicated, the old primary
 //! fenced), and a failback after writes on the promoted side.
@@ -199,6 +199,30 @@ async fn group_cursors_sync_both_ways_and_merge_by_maximum() {
     .await;
     assert_eq!(group_cursor(b, GROUP).await, merged, "never moved back");
     assert!(group_cursor(b, "audit").await.is_empty());
+
+    // An administrator's rewind does spread: its new epoch replaces the larger position.
+    let console = cluster.region("a").console(&cluster.token);
+    let to = |offset: u64| BTreeMap::from([("a".to_string(), offset)]);
+    let rewound = console.rewind_group(GROUP, TOPIC, 0, &to(5)).await.unwrap();
+    assert!(rewound.epoch > 0 && rewound.next == to(5), "{rewound:?}");
+    eventually("the rewind in b", || async {
+        group_cursor(b, GROUP).await == to(5)
+    })
+    .await;
+    // Within the new epoch, commits in either region merge by maximum again.
+    b.commit(GROUP, TOPIC, vec![cursor(&[("a", 7)])])
+        .await
+        .unwrap();
+    eventually("b's commit in a", || async {
+        group_cursor(a, GROUP).await == to(7)
+    })
+    .await;
+    // A rewind past what exists is refused like a commit.
+    let past = console
+        .rewind_group(GROUP, TOPIC, 0, &to(1_000_000))
+        .await
+        .unwrap_err();
+    assert_eq!(past.status(), Some(400), "{past}");
     cluster.stop().await.unwrap();
 }
 

@@ -1,7 +1,9 @@
 //! Consumer groups' cursors: commits by clients, merges of cursors synced from other
 //! regions (per origin the larger next offset wins), and the bound both obey: a cursor may
 //! not name a position past the end the region knows exists, so one bad commit cannot make
-//! a group skip the records that come later.
+//! a group skip the records that come later. An administrator undoes a bad position with a
+//! rewind: a cursor of a new epoch, which replaces the old one in every region it reaches
+//! (`crate::cursor`).
 
 use std::collections::BTreeMap;
 
@@ -50,8 +52,45 @@ impl Broker {
     }
 
     /// Commits a consumer group's cursors (durable when this returns). A cursor past the
-    /// end held here for an origin is refused.
+    /// end held here for an origin is refused. A commit is made in the epoch of the cursor
+    /// held (a client never starts one).
     pub fn commit(&self, group: &str, topic: &str, cursors: &[(u32, Cursor)]) -> Result<()> {
+        self.store_cursors(group, topic, cursors, false)
+    }
+
+    /// An administrator's rewind (or move) of the group's cursor of `partition` to `next`:
+    /// stored under a new epoch, larger than the one held and than the clock in
+    /// milliseconds, so it replaces the cursor wherever it is synced to, where a plain
+    /// commit of a lower position would lose to the larger one. Positions past the end held
+    /// here are refused. Returns the cursor stored.
+    pub fn rewind_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: BTreeMap<String, u64>,
+    ) -> Result<Cursor> {
+        let cursor = Cursor {
+            next,
+            ..Cursor::default()
+        };
+        self.store_cursors(group, topic, &[(partition, cursor)], true)?;
+        Ok(self
+            .meta
+            .cursors(group, topic)?
+            .into_iter()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, c)| c)
+            .unwrap_or_default())
+    }
+
+    fn store_cursors(
+        &self,
+        group: &str,
+        topic: &str,
+        cursors: &[(u32, Cursor)],
+        rewind: bool,
+    ) -> Result<()> {
         names::validate("group", group)?;
         let t = self.topic(topic)?;
         for (partition, cursor) in cursors {
@@ -67,14 +106,32 @@ impl Broker {
                 self.held_end(topic, *partition, origin)
             })?;
         }
+        let mut stored = Vec::with_capacity(cursors.len());
         {
             let _writing = self.cursor_writes.lock().expect("cursor lock");
+            let held: BTreeMap<u32, Cursor> =
+                self.meta.cursors(group, topic)?.into_iter().collect();
             for (partition, cursor) in cursors {
-                self.meta.put_cursor(group, topic, *partition, cursor)?;
+                let held = held.get(partition);
+                let mut cursor = cursor.clone();
+                cursor.epoch = held.map_or(0, |c| c.epoch);
+                if rewind {
+                    let now = u64::try_from(crate::record::now_ms()).unwrap_or(0);
+                    cursor.epoch = (cursor.epoch + 1).max(now);
+                    // The incarnations the positions are of stay those held.
+                    cursor.incarnations = held
+                        .map(|h| h.incarnations.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(origin, _)| cursor.next.contains_key(origin))
+                        .collect();
+                }
+                self.meta.put_cursor(group, topic, *partition, &cursor)?;
+                stored.push((*partition, cursor));
             }
             self.meta.flush()?;
         }
-        for (partition, cursor) in cursors {
+        for (partition, cursor) in &stored {
             self.cursor_changed(group, topic, *partition, cursor);
         }
         Ok(())
@@ -164,6 +221,7 @@ mod tests {
         let cursor = |next| Cursor {
             next: [("a".to_string(), next)].into(),
             incarnations: Default::default(),
+            epoch: 0,
         };
         let known = |_: u32, origin: &str| if origin == "a" { 10 } else { 0 };
         let past = broker

@@ -80,6 +80,8 @@ pub fn cursor_from_pb(c: Option<pb::Cursor>) -> Result<Cursor> {
     let cursor = Cursor {
         next: c.next.into_iter().collect(),
         incarnations: c.incarnations.into_iter().collect(),
+        // A client's cursor is of the epoch held (`Broker::commit`).
+        epoch: 0,
     };
     crate::broker::Broker::validate_cursor(&cursor)?;
     Ok(cursor)

@@ -58,6 +58,8 @@ pub fn required<'p>(method: &Method, path: &'p str) -> Option<(Action, Resource<
         }
         Some("tasks") => (Action::Change, Resource::Task(name)),
         Some("groups") if reads => (Action::Read, Resource::Group(name)),
+        // A rewind overrides what every region's consumers committed.
+        Some("groups") if parts.get(2) == Some(&"rewind") => (Action::Admin, Resource::Cluster),
         Some("groups") => (Action::Change, Resource::Group(name)),
         // Regions, links, topics, replication status, the OpenAPI document.
         _ => (Action::Read, Resource::Task("*")),
@@ -143,6 +145,11 @@ mod tests {
         assert_eq!(
             required(&Method::DELETE, "/api/v1/groups/g"),
             Some((Action::Change, Resource::Group("g")))
+        );
+        assert_eq!(
+            required(&post, "/api/v1/groups/g/rewind"),
+            Some((Action::Admin, Resource::Cluster)),
+            "a rewind overrides every region's commits"
         );
         assert_eq!(
             required(&get, "/api/v1/replication"),

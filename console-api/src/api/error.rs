@@ -118,6 +118,7 @@ impl From<ChangeError> for ApiError {
             }
             ChangeError::Exists(_) => ApiError::new(ConsoleCode::TaskExists, e.to_string()),
             ChangeError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ChangeError::NotEntitled { .. } => ApiError::new(ConsoleCode::Forbidden, e.to_string()),
             ChangeError::Invalid(t) => ApiError {
                 code: ConsoleCode::InvalidTask,
                 field: Some(t.field.to_string()),

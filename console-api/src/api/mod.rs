@@ -9,6 +9,7 @@ pub mod error;
 pub mod failover;
 pub mod openapi;
 pub mod resources;
+pub mod rewind;
 pub mod shared;
 pub mod tasks;
 
@@ -94,6 +95,7 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
                 .put(shared::replace::<GroupSpec>)
                 .delete(shared::delete::<GroupSpec>),
         )
+        .route("/api/v1/groups/{name}/rewind", post(rewind::rewind))
         .route(
             "/api/v1/principals",
             get(shared::list::<PrincipalSpec>).post(shared::create::<PrincipalSpec>),

@@ -182,6 +182,13 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
         None,
         true,
     ),
+    (
+        "post",
+        "/api/v1/groups/{name}/rewind",
+        "Move a group's cursor of one partition under a new epoch, in every region it is synced to (cluster admin)",
+        Some("RewindRequest"),
+        false,
+    ),
 ];
 
 fn error_response(description: &str) -> serde_json::Value {
@@ -279,6 +286,16 @@ pub fn document_value() -> serde_json::Value {
                         "name": {"type": "string", "maxLength": broker::catalog::groups::MAX_GROUP_NAME},
                         "fifo": {"type": "boolean", "description": "consume each message group of a FIFO topic in order"},
                         "max_attempts": {"type": "integer", "minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS, "description": "deliveries before the dead-letter topic %DLQ%<group>"}
+                    }
+                },
+                "RewindRequest": {
+                    "type": "object",
+                    "required": ["topic", "partition", "next"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "partition": {"type": "integer", "minimum": 0},
+                        "next": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}, "description": "origin region -> next offset to read"}
                     }
                 },
                 "TaskSpec": {

@@ -357,6 +357,20 @@ impl ConsoleClient {
         self.get(&format!("/api/v1/groups/{name}")).await
     }
 
+    /// Moves group `group`'s cursor of `topic`'s `partition` to `next` (origin -> next
+    /// offset) under a new epoch, in every region it is synced to (cluster admin).
+    pub async fn rewind_group(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next: &std::collections::BTreeMap<String, u64>,
+    ) -> Result<Rewound, ClientError> {
+        let body = serde_json::json!({"topic": topic, "partition": partition, "next": next});
+        let path = format!("/api/v1/groups/{group}/rewind");
+        self.json(Method::POST, &path, None, Some(&body)).await
+    }
+
     /// Creates a consumer group (`409 GROUP_EXISTS` if the name is taken).
     pub async fn create_group(&self, spec: &GroupSpec) -> Result<Group, ClientError> {
         self.json(Method::POST, "/api/v1/groups", None, Some(spec))

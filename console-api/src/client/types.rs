@@ -46,6 +46,16 @@ pub struct Group {
     pub changed_by: String,
 }
 
+/// The answer to a rewind: the cursor stored, and its epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewound {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub next: std::collections::BTreeMap<String, u64>,
+    pub epoch: u64,
+}
+
 /// `GET /api/v1/groups`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupList {

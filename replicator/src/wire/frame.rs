@@ -464,6 +464,7 @@ mod tests {
                     partition: 1,
                     next: [("eu".to_string(), 4)].into(),
                     incarnations: [("eu".to_string(), 77)].into(),
+                    epoch: 1_700_000_000_000,
                 }],
             }),
             Frame::Subscribed(Subscribed {

@@ -103,6 +103,8 @@ pub struct GroupCursor {
     pub partition: u32,
     pub next: BTreeMap<String, u64>,
     pub incarnations: BTreeMap<String, u64>,
+    /// The rewind epoch (`broker::Cursor`).
+    pub epoch: u64,
 }
 
 /// Where a subscription starts.
@@ -336,6 +338,7 @@ impl From<pb::GroupCursors> for GroupCursors {
                     partition: c.partition,
                     next: c.next.into_iter().collect(),
                     incarnations: c.incarnations.into_iter().collect(),
+                    epoch: c.epoch,
                 })
                 .collect(),
         }
@@ -354,6 +357,7 @@ impl From<GroupCursors> for pb::GroupCursors {
                     partition: c.partition,
                     next: c.next.into_iter().collect(),
                     incarnations: c.incarnations.into_iter().collect(),
+                    epoch: c.epoch,
                 })
                 .collect(),
         }

@@ -1,8 +1,11 @@
-//! `georouter group create|list|show|delete`: consumer groups' settings through the console
+//! `georouter group create|list|show|delete|rewind`: consumer groups through the console
 //! API (`--console HOST:PORT`, `--token`, `--json`). A change is shared with every region.
 //! `create` on an existing group replaces its settings, sending the version it read.
+//! `rewind` moves a group's cursor of one partition under a new epoch (cluster admin).
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
 use broker::catalog::GroupSpec;
 use broker::catalog::groups::DEFAULT_MAX_ATTEMPTS;
 use console_api::client::{Group, GroupList};
@@ -37,6 +40,31 @@ pub enum GroupCommand {
         #[command(flatten)]
         console: ConsoleArg,
     },
+    /// Move a group's cursor of one partition (usually back, to undo a bad commit), in
+    /// every region a task syncs the group to. Stop the group's consumers first.
+    Rewind {
+        name: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 0)]
+        partition: u32,
+        /// ORIGIN=OFFSET: the next offset to read of an origin's sub-log (repeat per origin).
+        #[arg(long = "to", required = true, value_parser = origin_offset)]
+        to: Vec<(String, u64)>,
+        #[command(flatten)]
+        console: ConsoleArg,
+    },
+}
+
+/// `ORIGIN=OFFSET`.
+fn origin_offset(text: &str) -> Result<(String, u64)> {
+    let (origin, offset) = text
+        .split_once('=')
+        .with_context(|| format!("--to {text:?}: expected ORIGIN=OFFSET"))?;
+    let offset = offset
+        .parse()
+        .with_context(|| format!("--to {text:?}: {offset:?} is not an offset"))?;
+    Ok((origin.to_string(), offset))
 }
 
 fn print(json: bool, group: &Group) -> Result<()> {
@@ -90,6 +118,27 @@ pub async fn run(command: GroupCommand) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             print(console.json, &group)?;
+        }
+        GroupCommand::Rewind {
+            name,
+            topic,
+            partition,
+            to,
+            console,
+        } => {
+            let next: BTreeMap<String, u64> = to.into_iter().collect();
+            let rewound = console
+                .client()
+                .rewind_group(&name, &topic, partition, &next)
+                .await?;
+            if console.json {
+                println!("{}", serde_json::to_string_pretty(&rewound)?);
+            } else {
+                println!(
+                    "group {name}, {topic} partition {partition}: {:?} (epoch {})",
+                    rewound.next, rewound.epoch
+                );
+            }
         }
         GroupCommand::Delete { name, console } => {
             let client = console.client();
