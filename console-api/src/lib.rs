@@ -7,8 +7,9 @@
 pub mod api;
 pub mod audit;
 pub mod client;
+pub mod deadline;
 pub mod guard;
-mod serve_tls;
+mod serve;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,8 @@ pub struct Console {
     pub auth: api::auth::ConsoleAuth,
     /// The names the console answers to (`guard`).
     pub hosts: guard::Hosts,
+    /// How long a request may take to arrive and to be answered (`deadline`).
+    pub request_timeout: std::time::Duration,
 }
 
 pub fn router(console: Console) -> Router {
@@ -68,6 +71,10 @@ pub fn router(console: Console) -> Router {
         .merge(status)
         .with_state(console.clone())
         .merge(api::router(console.api, console.auth))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(console.request_timeout),
+            deadline::deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(console.hosts),
             guard::guard,
@@ -178,25 +185,16 @@ async fn readyz(State(console): State<Console>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves the console on an already-bound listener until `shutdown` is cancelled.
-/// Serves `console` on `listener` until `shutdown`: over TLS with `tls`, else plaintext.
+/// Serves `console` on an already-bound `listener` until `shutdown`: over TLS with `tls`,
+/// else plaintext.
 pub async fn serve(
     listener: TcpListener,
     console: Console,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    match tls {
-        Some(config) => serve_tls::serve(listener, router(console), config, shutdown).await,
-        None => {
-            axum::serve(
-                listener,
-                router(console).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        }
-    }
+    let bound = console.request_timeout;
+    serve::serve(listener, router(console), tls, bound, shutdown).await
 }
 
 #[cfg(test)]

@@ -113,9 +113,9 @@ impl ReplicationSection {
     }
 }
 
-/// The console's bearer tokens: admin tokens may change tasks, read tokens only read.
-/// With none at all the API is open (a warning is logged at start).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// The console's bearer tokens (admin tokens may change tasks, read tokens only read), the
+/// names it answers to, and how long a request may take.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleSection {
     pub admin_tokens: Vec<String>,
@@ -124,6 +124,20 @@ pub struct ConsoleSection {
     /// (the `Host` header; others get 421).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// How long a request's head, its body, and the answer to it may each take (failover
+    /// and failback wait by their own `timeout_s`).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        ConsoleSection {
+            admin_tokens: Vec::new(),
+            read_tokens: Vec::new(),
+            hosts: Vec::new(),
+            request_timeout_ms: 30_000,
+        }
+    }
 }
 
 /// `[tls]`: both or neither.
@@ -466,6 +480,11 @@ impl NodeConfig {
                 p.access_key
             );
         }
+        anyhow::ensure!(
+            (100..=3_600_000).contains(&self.console.request_timeout_ms),
+            "[console] request_timeout_ms = {}: must be between 100 (0.1 s) and 3600000 (an hour)",
+            self.console.request_timeout_ms
+        );
         for (list, tokens) in [
             ("admin_tokens", &self.console.admin_tokens),
             ("read_tokens", &self.console.read_tokens),

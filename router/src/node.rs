@@ -210,6 +210,7 @@ impl Node {
                 },
                 auth: security.console.clone(),
                 hosts: console_api::guard::Hosts::new(&config.console.hosts, bound.console),
+                request_timeout: Duration::from_millis(config.console.request_timeout_ms),
             },
             console_tls,
             console_stop.clone(),

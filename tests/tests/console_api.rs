@@ -423,6 +423,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/groups/{name}",
         "PUT /api/v1/groups/{name}",
         "DELETE /api/v1/groups/{name}",
+        "POST /api/v1/groups/{name}/rewind",
         "GET /api/v1/audit",
         "GET /api/v1/certificates",
         "GET /api/v1/principals",

@@ -16,6 +16,8 @@ proto::stable_codes! {
         MalformedJson => "MALFORMED_JSON",
         UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         BodyTooLarge => "BODY_TOO_LARGE",
+        /// The request's body did not arrive within the console's request bound.
+        RequestTimeout => "REQUEST_TIMEOUT",
         BadRequest => "BAD_REQUEST",
         InvalidTask => "INVALID_TASK",
         InvalidGroup => "INVALID_GROUP",
@@ -30,6 +32,8 @@ proto::stable_codes! {
         VersionRequired => "VERSION_REQUIRED",
         FailoverTimedOut => "FAILOVER_TIMED_OUT",
         FailoverRefused => "FAILOVER_REFUSED",
+        /// No answer within the console's request bound.
+        TimedOut => "TIMED_OUT",
         Internal => "INTERNAL",
     }
 }
@@ -54,6 +58,8 @@ impl ConsoleCode {
             | ConsoleCode::FailoverTimedOut
             | ConsoleCode::FailoverRefused => StatusCode::CONFLICT,
             ConsoleCode::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
+            ConsoleCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ConsoleCode::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ConsoleCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
