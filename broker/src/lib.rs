@@ -11,6 +11,7 @@ pub mod incarnation;
 pub mod meta;
 pub mod names;
 pub mod record;
+pub mod sql;
 pub mod storage;
 
 pub use broker::{

@@ -1,8 +1,9 @@
 """Consumes through a georouter region's RocketMQ 5 access point with the official RocketMQ 5
 Python SDK's SimpleConsumer (rocketmq-python-client), unchanged.
 
-Usage: consumer.py ENDPOINT TOPIC GROUP TAG EXPECTED
-Receives until EXPECTED messages arrived (60 s at most), with a tag filter; acknowledges
+Usage: consumer.py ENDPOINT TOPIC GROUP FILTER EXPECTED
+Receives until EXPECTED messages arrived (60 s at most), with a tag filter (FILTER "sql:..."
+is a SQL92 filter instead); acknowledges
 those whose "index" property is even at once; makes the others visible again after 1 s
 (change_invisible_duration), receives them a second time and acknowledges them; then one
 more receive must find nothing. Prints one JSON object:
@@ -14,6 +15,7 @@ import sys
 import time
 
 from rocketmq import ClientConfiguration, Credentials, FilterExpression, SimpleConsumer
+from rocketmq.grpc_protocol import FilterType
 
 
 def view(m):
@@ -27,12 +29,16 @@ def view(m):
 
 
 def main():
-    endpoint, topic, group, tag, expected = sys.argv[1:6]
+    endpoint, topic, group, filter_text, expected = sys.argv[1:6]
     expected = int(expected)
+    if filter_text.startswith("sql:"):
+        expression = FilterExpression(filter_text[4:], FilterType.SQL)
+    else:
+        expression = FilterExpression(filter_text)
     consumer = SimpleConsumer(
         ClientConfiguration(endpoint, Credentials()),
         group,
-        {topic: FilterExpression(tag)},
+        {topic: expression},
         await_duration=5,
     )
     consumer.startup()

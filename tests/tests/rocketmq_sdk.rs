@@ -192,6 +192,51 @@ async fn the_python_sdk_receives_filters_acknowledges_and_gets_unacknowledged_me
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_filters_by_sql_on_the_server() {
+    let node = support::start("eu").await;
+    node.client.create_topic("payments", 2, None).await.unwrap();
+    let records: Vec<client::pb::Record> = (0..20)
+        .map(|i| client::pb::Record {
+            body: format!("payment {i}").into_bytes(),
+            tag: Some(if i % 2 == 0 { "card" } else { "cash" }.to_string()),
+            properties: [
+                ("index".to_string(), i.to_string()),
+                ("region".to_string(), if i < 10 { "eu" } else { "us" }.to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        })
+        .collect();
+    node.client
+        .produce("payments", records, client::Partitioning::RoundRobin)
+        .await
+        .unwrap();
+    let sql = "sql:index BETWEEN 4 AND 15 AND (TAGS = 'card' OR region IN ('us')) AND missing IS NULL";
+    let wanted: Vec<i64> = (4..=15).filter(|i| i % 2 == 0 || *i >= 10).collect();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let result = run_sdk(
+        "consumer.py",
+        &[
+            endpoint,
+            "payments".into(),
+            "sql-group".into(),
+            sql.into(),
+            wanted.len().to_string(),
+        ],
+    )
+    .await;
+    let mut got: Vec<i64> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, wanted, "the SQL filter runs on the server: {result}");
+    assert_eq!(result["left"], 0, "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::node_config("eu", dir.path());

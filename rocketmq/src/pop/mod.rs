@@ -593,7 +593,7 @@ impl Look<'_> {
                 if !state.is_fresh(origin, offset) {
                     continue;
                 }
-                if !receive.filter.takes(record.tag.as_deref()) {
+                if !receive.filter.takes(&record) {
                     // Not for this group's subscription: done for it.
                     state.finish(origin, offset);
                     continue;
