@@ -201,7 +201,10 @@ async fn the_python_sdk_filters_by_sql_on_the_server() {
             tag: Some(if i % 2 == 0 { "card" } else { "cash" }.to_string()),
             properties: [
                 ("index".to_string(), i.to_string()),
-                ("region".to_string(), if i < 10 { "eu" } else { "us" }.to_string()),
+                (
+                    "region".to_string(),
+                    if i < 10 { "eu" } else { "us" }.to_string(),
+                ),
             ]
             .into(),
             ..Default::default()
@@ -211,7 +214,8 @@ async fn the_python_sdk_filters_by_sql_on_the_server() {
         .produce("payments", records, client::Partitioning::RoundRobin)
         .await
         .unwrap();
-    let sql = "sql:index BETWEEN 4 AND 15 AND (TAGS = 'card' OR region IN ('us')) AND missing IS NULL";
+    let sql =
+        "sql:index BETWEEN 4 AND 15 AND (TAGS = 'card' OR region IN ('us')) AND missing IS NULL";
     let wanted: Vec<i64> = (4..=15).filter(|i| i % 2 == 0 || *i >= 10).collect();
     let endpoint = node.node.bound.rocketmq.to_string();
     let result = run_sdk(

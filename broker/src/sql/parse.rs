@@ -67,7 +67,10 @@ impl Parser {
         }
         let expr = self.or()?;
         if let Some((at, token)) = self.tokens.get(self.at) {
-            return Err(SqlError::at(*at, format!("unexpected {} after the expression", shown(token))));
+            return Err(SqlError::at(
+                *at,
+                format!("unexpected {} after the expression", shown(token)),
+            ));
         }
         Ok(expr)
     }
@@ -102,7 +105,10 @@ impl Parser {
         let at = self.position();
         match self.next(word)? {
             Token::Word(w) if w == word => Ok(()),
-            other => Err(SqlError::at(at, format!("expected {word}, found {}", shown(&other)))),
+            other => Err(SqlError::at(
+                at,
+                format!("expected {word}, found {}", shown(&other)),
+            )),
         }
     }
 
@@ -175,7 +181,10 @@ impl Parser {
         let at = self.position();
         match self.next("a number")? {
             Token::Number(n) => Ok(n),
-            other => Err(SqlError::at(at, format!("expected a number, found {}", shown(&other)))),
+            other => Err(SqlError::at(
+                at,
+                format!("expected a number, found {}", shown(&other)),
+            )),
         }
     }
 
@@ -183,7 +192,10 @@ impl Parser {
         let at = self.position();
         match self.next("a string")? {
             Token::Str(s) => Ok(s),
-            other => Err(SqlError::at(at, format!("expected a 'string', found {}", shown(&other)))),
+            other => Err(SqlError::at(
+                at,
+                format!("expected a 'string', found {}", shown(&other)),
+            )),
         }
     }
 
@@ -257,7 +269,11 @@ impl Parser {
 }
 
 fn negate(negated: bool, expr: Expr) -> Expr {
-    if negated { Expr::Not(Box::new(expr)) } else { expr }
+    if negated {
+        Expr::Not(Box::new(expr))
+    } else {
+        expr
+    }
 }
 
 fn shown(token: &Token) -> String {

@@ -28,7 +28,10 @@ fn comparisons_are_numeric_with_numbers_and_textual_between_texts() {
     assert!(takes("region IN ('us', 'eu')", None, &m));
     assert!(takes("region NOT IN ('us')", None, &m));
     assert!(!takes("region > 5", None, &m), "not a number: unknown");
-    assert!(!takes("NOT (region > 5)", None, &m), "NOT unknown is unknown");
+    assert!(
+        !takes("NOT (region > 5)", None, &m),
+        "NOT unknown is unknown"
+    );
 }
 
 #[test]
@@ -37,10 +40,16 @@ fn missing_properties_are_null_and_unknown_follows_three_valued_logic() {
     assert!(takes("b IS NULL", None, &m));
     assert!(takes("a IS NOT NULL", None, &m));
     assert!(!takes("b = 1", None, &m));
-    assert!(!takes("b <> 1", None, &m), "a comparison with NULL is never true");
+    assert!(
+        !takes("b <> 1", None, &m),
+        "a comparison with NULL is never true"
+    );
     assert!(takes("b = 1 OR a = 1", None, &m), "TRUE OR unknown");
     assert!(!takes("b = 1 AND a = 1", None, &m));
-    assert!(takes("NOT (b = 1 AND a = 2)", None, &m), "FALSE AND unknown is false");
+    assert!(
+        takes("NOT (b = 1 AND a = 2)", None, &m),
+        "FALSE AND unknown is false"
+    );
 }
 
 #[test]
@@ -49,7 +58,11 @@ fn tags_text_operators_precedence_and_keywords() {
     assert!(takes("TAGS = 'TagA'", Some("TagA"), &m));
     assert!(takes("TAGS IN ('TagA', 'TagB')", Some("TagB"), &m));
     assert!(!takes("TAGS = 'TagA'", None, &m));
-    assert!(takes("city STARTSWITH 'Hang' and city endswith 'zhou'", None, &m));
+    assert!(takes(
+        "city STARTSWITH 'Hang' and city endswith 'zhou'",
+        None,
+        &m
+    ));
     assert!(takes("city CONTAINS 'ngz'", None, &m));
     assert!(takes("city NOT CONTAINS 'x'", None, &m));
     // AND binds tighter than OR.
@@ -80,7 +93,17 @@ fn bad_expressions_say_what_is_wrong_and_where() {
         assert!(error.message.contains(says), "{expression}: {error}");
     }
     let deep = "(".repeat(1000) + "a = 1" + &")".repeat(1000);
-    assert!(SqlFilter::parse(&deep).unwrap_err().message.contains("nested"));
+    assert!(
+        SqlFilter::parse(&deep)
+            .unwrap_err()
+            .message
+            .contains("nested")
+    );
     let long = "a = 1 OR ".repeat(600) + "a = 1";
-    assert!(SqlFilter::parse(&long).unwrap_err().message.contains("longer"));
+    assert!(
+        SqlFilter::parse(&long)
+            .unwrap_err()
+            .message
+            .contains("longer")
+    );
 }

@@ -310,6 +310,7 @@ pub fn document_value() -> serde_json::Value {
                         "direction": {"type": "string", "enum": ["one-way", "two-way"]},
                         "rename": {"type": "string", "description": "{topic} is the source name"},
                         "tags": {"type": "array", "items": {"type": "string"}},
+                        "sql": {"type": "string", "maxLength": broker::sql::MAX_EXPRESSION, "description": "a SQL92 filter over the records' properties and tag (with tags: both apply)"},
                         "start": {"type": "string", "description": "earliest, latest or an RFC 3339 time"},
                         "max_records_per_s": {"type": "integer", "minimum": 1},
                         "max_bytes_per_s": {"type": "integer", "minimum": 1},

@@ -1,4 +1,4 @@
-//! What a neighbour may receive of a batch: the records a task's tag filter passes and the
+//! What a neighbour may receive of a batch: the records a task's filters (tags, SQL) pass and the
 //! residency rules allow into that region. A filtered batch keeps its offsets (the dropped
 //! records leave intended gaps), so identity is the same in every region.
 
@@ -12,7 +12,7 @@ use crate::tasks::Task;
 /// records leave intended gaps).
 pub(crate) fn filter_for(node: &Node, task: &Task, peer: &str, batches: Vec<Batch>) -> Vec<Batch> {
     let residency = &node.topology.residency;
-    if task.spec.tags.is_empty() && !residency.has_rules() {
+    if !task.filters() && !residency.has_rules() {
         return batches;
     }
     let mut withheld = 0u64;
@@ -20,7 +20,7 @@ pub(crate) fn filter_for(node: &Node, task: &Task, peer: &str, batches: Vec<Batc
         .into_iter()
         .map(|batch| {
             batch.retain(|r| {
-                if !task.passes(r.tag.as_deref()) {
+                if !task.passes(r) {
                     return false;
                 }
                 let allowed = residency.allows(r.tag.as_deref(), &r.properties, peer);

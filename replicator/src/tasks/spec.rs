@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use broker::sql::SqlFilter;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use topology::Topology;
@@ -46,6 +47,10 @@ pub struct TaskSpec {
     /// Only records carrying one of these tags are replicated; the others leave offset gaps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// A SQL92 filter over the records' properties and tag (`broker::sql`), instead of or
+    /// beside `tags` (a record must pass both); the others leave offset gaps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     /// `earliest`, `latest`, or an RFC 3339 time: where a sub-log the target holds nothing
     /// of starts.
     #[serde(default = "default_start")]
@@ -97,6 +102,7 @@ impl TaskSpec {
             direction: Direction::OneWay,
             rename: None,
             tags: Vec::new(),
+            sql: None,
             start: default_start(),
             max_records_per_s: None,
             max_bytes_per_s: None,
@@ -144,6 +150,7 @@ pub struct Task {
     pub spec: TaskSpec,
     pattern: glob::Pattern,
     groups: Option<glob::Pattern>,
+    sql: Option<SqlFilter>,
     pub start: Start,
     limiter: Option<Limiter>,
 }
@@ -219,9 +226,21 @@ impl Task {
         }
     }
 
-    /// Whether a record with `tag` passes the task's filter.
-    pub fn passes(&self, tag: Option<&str>) -> bool {
-        self.spec.tags.is_empty() || tag.is_some_and(|t| self.spec.tags.iter().any(|x| x == t))
+    /// Whether `record` passes the task's filters (its tags and its SQL filter).
+    pub fn passes(&self, record: &broker::Record) -> bool {
+        let tag = record.tag.as_deref();
+        let tagged =
+            self.spec.tags.is_empty() || tag.is_some_and(|t| self.spec.tags.iter().any(|x| x == t));
+        tagged
+            && self
+                .sql
+                .as_ref()
+                .is_none_or(|f| f.matches(tag, &record.properties))
+    }
+
+    /// Whether the task filters records at all.
+    pub fn filters(&self) -> bool {
+        !self.spec.tags.is_empty() || self.sql.is_some()
     }
 
     /// Whether the task has a rate limit.
@@ -377,9 +396,15 @@ pub fn validate(specs: &[TaskSpec], topology: &Topology) -> Result<Vec<Arc<Task>
                     "a DR task is one-way: its primary writes, the other regions are standbys (replication still flows back for failback)".into(),
                 ));
             }
-            if spec.rename.is_some() || !spec.tags.is_empty() {
+            if spec.rename.is_some() || !spec.tags.is_empty() || spec.sql.is_some() {
                 return Err(fail(
-                    if spec.rename.is_some() { "rename" } else { "tags" },
+                    if spec.rename.is_some() {
+                        "rename"
+                    } else if spec.sql.is_some() {
+                        "sql"
+                    } else {
+                        "tags"
+                    },
                     "a DR task copies its topics whole and under the same names, so that a standby can take over".into(),
                 ));
             }
@@ -409,10 +434,15 @@ pub fn validate(specs: &[TaskSpec], topology: &Topology) -> Result<Vec<Arc<Task>
                 records: spec.max_records_per_s.map(limiter),
                 bytes: spec.max_bytes_per_s.map(limiter),
             });
+        let sql = match &spec.sql {
+            Some(text) => Some(SqlFilter::parse(text).map_err(|e| fail("sql", e.to_string()))?),
+            None => None,
+        };
         tasks.push(Arc::new(Task {
             spec: spec.clone(),
             pattern,
             groups,
+            sql,
             start,
             limiter,
         }));
@@ -551,6 +581,33 @@ mod tests {
         .unwrap()[0];
         assert!(task.matches("orders.x") && !task.matches("payments"));
         assert_eq!(task.target_topic("orders.x"), "dr.orders.x");
-        assert!(task.passes(Some("eu")) && !task.passes(Some("us")) && !task.passes(None));
+        let tagged = |tag: Option<&str>, amount: &str| broker::Record {
+            tag: tag.map(str::to_string),
+            properties: [("amount".to_string(), amount.to_string())].into(),
+            ..Default::default()
+        };
+        assert!(task.passes(&tagged(Some("eu"), "1")));
+        assert!(!task.passes(&tagged(Some("us"), "1")) && !task.passes(&tagged(None, "1")));
+        let both = &validate(
+            &[TaskSpec {
+                tags: vec!["eu".into()],
+                sql: Some("amount > 100".into()),
+                ..spec()
+            }],
+            &regions(),
+        )
+        .unwrap()[0];
+        assert!(both.passes(&tagged(Some("eu"), "150")));
+        assert!(
+            !both.passes(&tagged(Some("eu"), "50")),
+            "both filters apply"
+        );
+        assert!(!both.passes(&tagged(Some("us"), "150")));
+        let bad = refusal(&[TaskSpec {
+            sql: Some("amount >".into()),
+            ..spec()
+        }]);
+        assert_eq!(bad.field, "sql", "{bad}");
+        assert!(bad.to_string().contains("offset 8"), "{bad}");
     }
 }

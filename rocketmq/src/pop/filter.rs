@@ -89,8 +89,8 @@ mod tests {
 
     #[test]
     fn sql_expressions_take_by_properties_and_bad_ones_say_where() {
-        let f = Filter::parse(expression(FilterType::Sql, "a > 1 AND TAGS = 'T'").as_ref())
-            .unwrap();
+        let f =
+            Filter::parse(expression(FilterType::Sql, "a > 1 AND TAGS = 'T'").as_ref()).unwrap();
         assert!(f.takes(&message(Some("T"), &[("a", "2")])));
         assert!(!f.takes(&message(Some("T"), &[("a", "1")])));
         assert!(!f.takes(&message(None, &[("a", "2")])));

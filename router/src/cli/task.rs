@@ -83,6 +83,10 @@ pub struct SpecArgs {
     /// Only records with these tags, comma-separated.
     #[arg(long, value_delimiter = ',')]
     tags: Vec<String>,
+    /// Only records a SQL92 filter over their properties and tag passes (with --tags:
+    /// both), e.g. "amount > 100 AND region IN ('eu')".
+    #[arg(long)]
+    sql: Option<String>,
     /// earliest, latest or an RFC 3339 time.
     #[arg(long, default_value = "earliest")]
     start: String,
@@ -154,6 +158,7 @@ impl SpecArgs {
             direction,
             rename: self.rename,
             tags: self.tags,
+            sql: self.sql,
             start: self.start,
             max_records_per_s: self.max_records_per_s,
             max_bytes_per_s: self.max_bytes_per_s,
