@@ -2,6 +2,9 @@
 //! positions, consumer groups, retention and shutdown. Owns `<data_dir>/topics`.
 
 mod cursors;
+mod timers;
+
+pub use timers::Scheduled;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +93,9 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     round_robin: AtomicU64,
     recovery: Vec<Truncation>,
+    /// Delayed messages (`broker/timers.rs`): key sequence, and the timer loop's wake-up.
+    timer_seq: crate::timer::Sequence,
+    timer_wake: tokio::sync::Notify,
 }
 
 impl Broker {
@@ -124,6 +130,8 @@ impl Broker {
             topics: RwLock::new(topics),
             round_robin: AtomicU64::new(0),
             recovery,
+            timer_seq: crate::timer::Sequence::default(),
+            timer_wake: tokio::sync::Notify::new(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod names;
 pub mod record;
 pub mod sql;
 pub mod storage;
+pub mod timer;
 
 pub use broker::{
     Broker, BrokerConfig, CursorChange, Partitioning, StartPosition, Topic, WriteGate,

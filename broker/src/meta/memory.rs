@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TopicConfig};
+use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TimerKey, TopicConfig};
 use crate::cursor::Cursor;
 
 #[derive(Default)]
@@ -15,6 +15,7 @@ pub struct MemoryMetaStore {
     task_records: Mutex<BTreeMap<String, Vec<u8>>>,
     shared_records: Mutex<BTreeMap<(SharedKind, String), Vec<u8>>>,
     pop_states: Mutex<BTreeMap<(String, String, u32), Vec<u8>>>,
+    timers: Mutex<BTreeMap<TimerKey, Vec<u8>>>,
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -171,6 +172,36 @@ impl MetaStore for MemoryMetaStore {
             .expect("lock")
             .entry(task.to_string())
             .or_insert(now_ms))
+    }
+
+    fn write_timers(&self, changes: &[(TimerKey, Option<Vec<u8>>)]) -> Result<(), MetaError> {
+        let mut timers = self.timers.lock().expect("lock");
+        for (key, value) in changes {
+            match value {
+                Some(bytes) => timers.insert(*key, bytes.clone()),
+                None => timers.remove(key),
+            };
+        }
+        Ok(())
+    }
+
+    fn timers_from(
+        &self,
+        from: TimerKey,
+        limit: usize,
+    ) -> Result<Vec<(TimerKey, Vec<u8>)>, MetaError> {
+        Ok(self
+            .timers
+            .lock()
+            .expect("lock")
+            .range(from..)
+            .take(limit)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect())
+    }
+
+    fn timer(&self, key: TimerKey) -> Result<Option<Vec<u8>>, MetaError> {
+        Ok(self.timers.lock().expect("lock").get(&key).cloned())
     }
 
     fn flush(&self) -> Result<(), MetaError> {

@@ -159,9 +159,24 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<(), MetaError>;
     /// The group's PoP states of a topic, by partition.
     fn pop_states(&self, group: &str, topic: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError>;
+    /// Writes (`Some(bytes)`) and removes (`None`) delayed messages (`crate::timer`) by
+    /// key, all at once and durably. A key is the due time in ms and a sequence number,
+    /// both big-endian, so keys sort by due time.
+    fn write_timers(&self, changes: &[(TimerKey, Option<Vec<u8>>)]) -> Result<(), MetaError>;
+    /// Up to `limit` delayed messages in key order, from `from` on.
+    fn timers_from(
+        &self,
+        from: TimerKey,
+        limit: usize,
+    ) -> Result<Vec<(TimerKey, Vec<u8>)>, MetaError>;
+    /// The delayed message of `key`, if held.
+    fn timer(&self, key: TimerKey) -> Result<Option<Vec<u8>>, MetaError>;
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), MetaError>;
 }
+
+/// The key of a delayed message: due time in ms, then a sequence number, big-endian.
+pub type TimerKey = [u8; 16];
 
 #[cfg(test)]
 mod tests {

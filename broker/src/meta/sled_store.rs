@@ -4,13 +4,14 @@
 //! big-endian origin` -> JSON [`TaskCheckpoint`]); `task_starts`: (`task` -> ms since
 //! the epoch, i64 big-endian); `task_records`: (`task` -> the replicator's bytes);
 //! `group_records`, `principal_records`: (`name` -> JSON of a shared record);
-//! `pop_states`: (`group \0 topic \0 partition big-endian` -> the access point's bytes).
+//! `pop_states`: (`group \0 topic \0 partition big-endian` -> the access point's bytes);
+//! `timers`: (due ms and sequence, big-endian -> a delayed message, `crate::timer`).
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TopicConfig};
+use super::{MetaError, MetaStore, SharedKind, TaskCheckpoint, TimerKey, TopicConfig};
 use crate::cursor::Cursor;
 
 /// How long opening waits for another handle of this process to let the lock go.
@@ -26,6 +27,7 @@ pub struct SledMetaStore {
     group_records: sled::Tree,
     principal_records: sled::Tree,
     pop_states: sled::Tree,
+    timers: sled::Tree,
 }
 
 impl SledMetaStore {
@@ -54,6 +56,7 @@ impl SledMetaStore {
             group_records: db.open_tree(SharedKind::Groups.tree())?,
             principal_records: db.open_tree(SharedKind::Principals.tree())?,
             pop_states: db.open_tree("pop_states")?,
+            timers: db.open_tree("timers")?,
             db,
         })
     }
@@ -298,6 +301,40 @@ impl MetaStore for SledMetaStore {
             .into_iter()
             .map(|(partition, _, value)| (partition, value.to_vec()))
             .collect())
+    }
+
+    fn write_timers(&self, changes: &[(TimerKey, Option<Vec<u8>>)]) -> Result<(), MetaError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(bytes) => batch.insert(key.as_slice(), bytes.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        self.timers.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn timers_from(
+        &self,
+        from: TimerKey,
+        limit: usize,
+    ) -> Result<Vec<(TimerKey, Vec<u8>)>, MetaError> {
+        let mut out = Vec::new();
+        for entry in self.timers.range(from.as_slice()..).take(limit) {
+            let (key, value) = entry?;
+            let key: TimerKey = key.as_ref().try_into().map_err(|_| MetaError::Corrupt {
+                key: format!("timers/{key:?}"),
+                reason: "a timer key is not 16 bytes".into(),
+            })?;
+            out.push((key, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn timer(&self, key: TimerKey) -> Result<Option<Vec<u8>>, MetaError> {
+        Ok(self.timers.get(key.as_slice())?.map(|v| v.to_vec()))
     }
 
     fn flush(&self) -> Result<(), MetaError> {

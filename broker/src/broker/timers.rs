@@ -1,0 +1,349 @@
+//! Scheduling, recalling and firing delayed messages (`crate::timer` has the store and the
+//! rule that fires each exactly once).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, Partitioning};
+use crate::error::{BrokerError, Result};
+use crate::meta::TimerKey;
+use crate::record::{Record, now_ms};
+use crate::storage::reader::PartitionReader;
+use crate::timer::{self, Entry, Header, TIMER_PROPERTY};
+
+/// A message to hold until `due_ms`.
+#[derive(Clone, Debug)]
+pub struct Scheduled {
+    pub partition: u32,
+    pub message_id: String,
+    pub due_ms: u64,
+    pub record: Record,
+}
+
+/// Entries fired per round.
+const ROUND: usize = 512;
+/// The longest the timer loop sleeps without looking (a schedule sooner wakes it).
+const IDLE: Duration = Duration::from_secs(60);
+
+fn unsigned_now() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
+}
+
+impl Broker {
+    /// Holds `held` messages of `topic` until each is due; durable when this returns (one
+    /// flush). Returns each one's recall handle.
+    pub fn schedule(&self, topic: &str, held: Vec<Scheduled>) -> Result<Vec<String>> {
+        let t = self.topic(topic)?;
+        if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
+            return Err(BrokerError::ReadOnly {
+                topic: topic.to_string(),
+                reason,
+            });
+        }
+        let mut changes = Vec::with_capacity(held.len());
+        let mut handles = Vec::with_capacity(held.len());
+        for s in held {
+            if s.partition >= t.config.partitions {
+                return Err(BrokerError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: s.partition,
+                    partitions: t.config.partitions,
+                });
+            }
+            let key = timer::key(s.due_ms, self.timer_seq.next());
+            let entry = Entry {
+                header: Header {
+                    topic: topic.to_string(),
+                    partition: s.partition,
+                    message_id: s.message_id,
+                    firing_from: None,
+                },
+                record: s.record,
+            };
+            changes.push((key, Some(entry.encode())));
+            handles.push(timer::key_text(&key));
+        }
+        self.meta.write_timers(&changes)?;
+        self.timer_wake.notify_one();
+        Ok(handles)
+    }
+
+    /// Cancels the held message of recall handle `handle` of `topic`; whether it was held
+    /// (false: unknown, fired, or of another topic).
+    pub fn recall(&self, topic: &str, handle: &str) -> Result<bool> {
+        let Some(key) = timer::parse_key(handle) else {
+            return Ok(false);
+        };
+        let held = self.meta.timer(key)?.and_then(|b| Entry::decode(&b).ok());
+        if held.is_none_or(|e| e.header.topic != topic) {
+            return Ok(false);
+        }
+        self.meta.write_timers(&[(key, None)])?;
+        Ok(true)
+    }
+
+    /// When the next held message is due (none held: `None`).
+    pub fn next_due(&self) -> Result<Option<u64>> {
+        Ok(self
+            .meta
+            .timers_from([0; 16], 1)?
+            .first()
+            .map(|(k, _)| timer::due_ms(k)))
+    }
+
+    /// Fires every message due at `now_ms`; returns how many were appended.
+    pub async fn fire_due(&self, now_ms: u64) -> Result<usize> {
+        let mut fired = 0;
+        loop {
+            let due: Vec<(TimerKey, Vec<u8>)> = self
+                .meta
+                .timers_from([0; 16], ROUND)?
+                .into_iter()
+                .take_while(|(k, _)| timer::due_ms(k) <= now_ms)
+                .collect();
+            if due.is_empty() {
+                return Ok(fired);
+            }
+            let (n, stuck) = self.fire_round(due).await?;
+            fired += n;
+            if stuck {
+                return Ok(fired);
+            }
+        }
+    }
+
+    /// One round of due entries: marked, appended, removed. Returns how many were appended
+    /// and whether some could not be (a read-only topic): the loop then waits.
+    async fn fire_round(&self, due: Vec<(TimerKey, Vec<u8>)>) -> Result<(usize, bool)> {
+        let mut groups: BTreeMap<(String, u32), Vec<(TimerKey, Entry)>> = BTreeMap::new();
+        let mut removals = Vec::new();
+        for (key, bytes) in due {
+            match Entry::decode(&bytes) {
+                Ok(e) => groups
+                    .entry((e.header.topic.clone(), e.header.partition))
+                    .or_default()
+                    .push((key, e)),
+                Err(e) => {
+                    tracing::error!(key = %timer::key_text(&key), error = %e, "a held delayed message is unreadable; dropped");
+                    removals.push((key, None));
+                }
+            }
+        }
+        // Mark what is not marked yet, all at once; find what a crash left marked.
+        let mut marks = Vec::new();
+        let mut already: BTreeSet<String> = BTreeSet::new();
+        for ((topic, partition), entries) in &mut groups {
+            let end = self.held_end(topic, *partition, self.region());
+            let mut from = None::<u64>;
+            for (key, entry) in entries.iter_mut() {
+                match entry.header.firing_from {
+                    Some(f) => from = Some(from.map_or(f, |m| m.min(f))),
+                    None => {
+                        entry.header.firing_from = Some(end);
+                        marks.push((*key, Some(entry.encode())));
+                    }
+                }
+            }
+            if let Some(from) = from {
+                already.extend(self.timer_keys_since(topic, *partition, from)?);
+            }
+        }
+        if !marks.is_empty() {
+            self.meta.write_timers(&marks)?;
+        }
+        let mut fired = 0;
+        let mut stuck = false;
+        for ((topic, partition), entries) in groups {
+            let mut records = Vec::new();
+            for (key, entry) in &entries {
+                let text = timer::key_text(key);
+                if !already.contains(&text) {
+                    let mut record = entry.record.clone();
+                    record.properties.insert(TIMER_PROPERTY.into(), text);
+                    // Stamped with the time it is appended.
+                    record.timestamp_ms = 0;
+                    records.push(record);
+                }
+            }
+            let n = records.len();
+            let outcome = if records.is_empty() {
+                Ok(Vec::new())
+            } else {
+                self.produce(&topic, records, Partitioning::Explicit(partition))
+                    .await
+            };
+            match outcome {
+                Ok(_) => fired += n,
+                Err(
+                    e @ (BrokerError::UnknownTopic { .. }
+                    | BrokerError::TopicDeleted { .. }
+                    | BrokerError::UnknownPartition { .. }),
+                ) => {
+                    tracing::warn!(%topic, partition, error = %e, "delayed messages of a topic that no longer exists; dropped");
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, partition, error = %e, "firing delayed messages failed; they stay held");
+                    stuck = true;
+                    continue;
+                }
+            }
+            removals.extend(entries.into_iter().map(|(key, _)| (key, None)));
+        }
+        if !removals.is_empty() {
+            self.meta.write_timers(&removals)?;
+        }
+        Ok((fired, stuck))
+    }
+
+    /// The timer keys of messages appended to `topic`'s `partition` in this region from
+    /// offset `from` on (after a crash while firing).
+    fn timer_keys_since(&self, topic: &str, partition: u32, from: u64) -> Result<Vec<String>> {
+        let Ok(p) = self.partition(topic, partition) else {
+            return Ok(Vec::new());
+        };
+        let mut cursor = p.latest_cursor();
+        cursor.next.insert(self.region().to_string(), from);
+        let mut reader = PartitionReader::new(p, cursor, None);
+        let mut keys = Vec::new();
+        loop {
+            let read = reader.read(1 << 20)?;
+            keys.extend(
+                read.records
+                    .iter()
+                    .filter(|r| r.origin == self.region())
+                    .filter_map(|r| r.record.properties.get(TIMER_PROPERTY).cloned()),
+            );
+            if read.caught_up || read.records.is_empty() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Fires delayed messages as they come due until `stop`: wakes at the next due time
+    /// (at least every minute), and at once when a message is scheduled.
+    pub async fn run_timers(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            if let Err(e) = self.fire_due(unsigned_now()).await {
+                tracing::warn!(error = %e, "firing delayed messages failed; retrying");
+            }
+            let now = unsigned_now();
+            let wait = match self.next_due() {
+                // Still due: it could not be appended (a read-only copy); look again soon.
+                Ok(Some(due)) if due <= now => Duration::from_secs(1),
+                Ok(Some(due)) => Duration::from_millis(due - now).min(IDLE),
+                Ok(None) => IDLE,
+                Err(_) => Duration::from_secs(1),
+            }
+            .max(Duration::from_millis(5));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.timer_wake.notified() => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::meta::{MemoryMetaStore, MetaStore, Retention, SledMetaStore};
+    use crate::storage::StorageConfig;
+    use crate::{BrokerConfig, Cursor};
+
+    fn open(dir: &std::path::Path, meta: Arc<dyn MetaStore>) -> Broker {
+        let config = BrokerConfig {
+            region: "eu".into(),
+            data_dir: dir.to_path_buf(),
+            storage: StorageConfig::default(),
+            default_retention: Retention::default(),
+        };
+        Broker::open(config, meta).unwrap()
+    }
+
+    fn held(body: &str, due_ms: u64) -> Scheduled {
+        Scheduled {
+            partition: 0,
+            message_id: body.into(),
+            due_ms,
+            record: Record {
+                body: body.as_bytes().to_vec().into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn bodies(broker: &Broker) -> Vec<String> {
+        let p = broker.partition("later", 0).unwrap();
+        let mut reader = PartitionReader::new(p, Cursor::default(), None);
+        let read = reader.read(1 << 20).unwrap();
+        read.records
+            .iter()
+            .map(|r| String::from_utf8(r.record.body.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn due_messages_fire_in_time_order_and_a_recalled_one_never_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path(), Arc::new(MemoryMetaStore::default()));
+        broker.create_topic("later", 1, None).unwrap();
+        let handles = broker
+            .schedule(
+                "later",
+                vec![held("b", 2_000), held("a", 1_000), held("c", 3_000), held("x", 1_500)],
+            )
+            .unwrap();
+        assert!(broker.recall("later", &handles[3]).unwrap());
+        assert!(!broker.recall("later", &handles[3]).unwrap(), "already recalled");
+        assert!(!broker.recall("other", &handles[0]).unwrap(), "another topic's");
+        assert_eq!(broker.fire_due(999).await.unwrap(), 0);
+        assert_eq!(broker.fire_due(2_000).await.unwrap(), 2);
+        assert_eq!(bodies(&broker), ["a", "b"]);
+        assert!(!broker.recall("later", &handles[0]).unwrap(), "fired: not held");
+        assert_eq!(broker.next_due().unwrap(), Some(3_000));
+        assert_eq!(broker.fire_due(10_000).await.unwrap(), 1);
+        assert_eq!(bodies(&broker), ["a", "b", "c"]);
+        assert_eq!(broker.next_due().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn held_messages_survive_a_restart_and_a_crash_while_firing_does_not_fire_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = dir.path().join("meta");
+        let data = dir.path().join("data");
+        {
+            let broker = open(&data, Arc::new(SledMetaStore::open(&meta).unwrap()));
+            broker.create_topic("later", 1, None).unwrap();
+            broker
+                .schedule("later", vec![held("a", 1_000), held("b", 2_000)])
+                .unwrap();
+            broker.shut_down().await.unwrap();
+        }
+        let broker = open(&data, Arc::new(SledMetaStore::open(&meta).unwrap()));
+        // A crash after "a" was marked and appended, before it was removed.
+        let (key, bytes) = broker.meta.timers_from([0; 16], 1).unwrap().remove(0);
+        let mut entry = Entry::decode(&bytes).unwrap();
+        entry.header.firing_from = Some(0);
+        broker
+            .meta
+            .write_timers(&[(key, Some(entry.encode()))])
+            .unwrap();
+        let mut appended = entry.record.clone();
+        appended
+            .properties
+            .insert(TIMER_PROPERTY.into(), timer::key_text(&key));
+        broker
+            .produce("later", vec![appended], Partitioning::Explicit(0))
+            .await
+            .unwrap();
+        assert_eq!(broker.fire_due(5_000).await.unwrap(), 1, "only b");
+        assert_eq!(bodies(&broker), ["a", "b"]);
+        assert_eq!(broker.next_due().unwrap(), None);
+    }
+}
