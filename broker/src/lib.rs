@@ -16,7 +16,7 @@ pub mod storage;
 pub mod timer;
 
 pub use broker::{
-    Broker, BrokerConfig, CursorChange, Partitioning, StartPosition, Topic, WriteGate,
+    Broker, BrokerConfig, CursorChange, Partitioning, Scheduled, StartPosition, Topic, WriteGate,
 };
 pub use cursor::Cursor;
 pub use error::{BrokerError, Result};

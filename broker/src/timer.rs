@@ -169,7 +169,11 @@ mod tests {
         let decoded = Entry::decode(&entry.encode()).unwrap();
         assert_eq!(decoded.header, entry.header);
         assert_eq!(
-            (decoded.record.body, decoded.record.tag, decoded.record.properties),
+            (
+                decoded.record.body,
+                decoded.record.tag,
+                decoded.record.properties
+            ),
             (entry.record.body, entry.record.tag, entry.record.properties)
         );
         assert!(Entry::decode(b"\x05\x00").is_err());

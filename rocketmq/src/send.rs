@@ -21,12 +21,14 @@ pub const BORN_MS: &str = "mq:born_ms";
 pub const ENCODING: &str = "mq:body_encoding";
 pub const MESSAGE_GROUP: &str = "mq:message_group";
 
-/// One message to store: the record and the queue (partition) the producer chose.
+/// One message to store: the record and the queue (partition) the producer chose, and
+/// for a delay message when it is delivered (ms since the epoch).
 #[derive(Debug)]
 pub struct Outgoing {
     pub record: broker::Record,
     pub queue: u32,
     pub message_id: String,
+    pub deliver_at: Option<u64>,
 }
 
 /// The record for `message`, sent to a topic of `partitions` queues that carries
@@ -68,7 +70,7 @@ pub fn record_of(
             )),
         ));
     }
-    if matches!(topic_type, TopicType::Delay | TopicType::Transaction) {
+    if topic_type == TopicType::Transaction {
         return Err(Refusal::new(
             Code::Unsupported,
             at(format!(
@@ -93,12 +95,25 @@ pub fn record_of(
         }
         _ => {}
     }
-    if system.delivery_timestamp.is_some() {
-        return Err(Refusal::new(
-            Code::MessagePropertyConflictWithType,
-            at("a delivery time on a message to a topic that is not a delay topic".into()),
-        ));
-    }
+    let deliver_at = match (topic_type, system.delivery_timestamp) {
+        (TopicType::Delay, Some(t)) => Some(
+            delivery_ms(t.seconds, t.nanos)
+                .map_err(|e| Refusal::new(Code::IllegalDeliveryTime, at(e)))?,
+        ),
+        (TopicType::Delay, None) => {
+            return Err(Refusal::new(
+                Code::IllegalDeliveryTime,
+                at("a delay message without a delivery time".into()),
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(Refusal::new(
+                Code::MessagePropertyConflictWithType,
+                at("a delivery time on a message to a topic that is not a delay topic".into()),
+            ));
+        }
+        (_, None) => None,
+    };
     if message.body.is_empty() {
         return Err(Refusal::new(
             Code::MessageBodyEmpty,
@@ -172,7 +187,35 @@ pub fn record_of(
         },
         queue,
         message_id: system.message_id,
+        deliver_at,
     })
+}
+
+/// `seconds` values from here on are milliseconds: the year 5138 in seconds.
+/// rocketmq-python-client 5.1.x puts a delivery time's milliseconds in the timestamp's
+/// `seconds` field; no delay this access point takes (90 days) comes near it in seconds.
+const MILLISECONDS_IN_SECONDS: i64 = 100_000_000_000;
+
+/// A delivery time as ms since the epoch: at most `broker::timer::MAX_DELAY_MS` from now
+/// (one in the past is delivered at once).
+fn delivery_ms(seconds: i64, nanos: i32) -> Result<u64, String> {
+    if seconds >= MILLISECONDS_IN_SECONDS && nanos == 0 {
+        return delivery_ms(seconds / 1000, ((seconds % 1000) * 1_000_000) as i32);
+    }
+    let ms = seconds
+        .checked_mul(1000)
+        .and_then(|s| s.checked_add(i64::from(nanos) / 1_000_000))
+        .and_then(|ms| u64::try_from(ms).ok())
+        .ok_or_else(|| format!("delivery time {seconds} s is not a time after 1970"))?;
+    let now = u64::try_from(broker::record::now_ms()).unwrap_or(0);
+    let latest = now + broker::timer::MAX_DELAY_MS;
+    if ms > latest {
+        return Err(format!(
+            "delivery time {ms} ms is more than {} days away (the longest delay)",
+            broker::timer::MAX_DELAY_MS / 86_400_000
+        ));
+    }
+    Ok(ms.max(now))
 }
 
 #[cfg(test)]
@@ -241,6 +284,40 @@ mod tests {
         assert_eq!(no_group.code, Code::IllegalMessageGroup);
         let delay = record_of(message(b"x", 0), 0, 4, TopicType::Delay, 8).unwrap_err();
         assert_eq!(delay.code, Code::MessagePropertyConflictWithType);
+    }
+
+    #[test]
+    fn a_delay_topic_takes_delay_messages_with_a_delivery_time_up_to_the_longest_delay() {
+        let delayed = |seconds: i64| {
+            let mut m = message(b"x", 0);
+            let system = m.system_properties.as_mut().unwrap();
+            system.message_type = MessageType::Delay as i32;
+            system.delivery_timestamp = Some(prost_types::Timestamp { seconds, nanos: 0 });
+            record_of(m, 0, 4, TopicType::Delay, 8)
+        };
+        let now_s = broker::record::now_ms() / 1000;
+        let in_a_minute = delayed(now_s + 60).unwrap();
+        assert_eq!(in_a_minute.deliver_at, Some((now_s as u64 + 60) * 1000));
+        let past = delayed(now_s - 60).unwrap().deliver_at.unwrap();
+        assert!(
+            past >= now_s as u64 * 1000,
+            "a time in the past is delivered at once"
+        );
+        let forty_days = delayed(now_s + 40 * 86_400).unwrap();
+        assert!(forty_days.deliver_at.is_some());
+        let in_ms = delayed((now_s + 60) * 1000 + 5).unwrap();
+        assert_eq!(
+            in_ms.deliver_at,
+            Some((now_s as u64 + 60) * 1000 + 5),
+            "milliseconds in `seconds` (rocketmq-python-client 5.1.x) are read as such"
+        );
+        let too_far = delayed(now_s + 91 * 86_400).unwrap_err();
+        assert_eq!(too_far.code, Code::IllegalDeliveryTime);
+        assert!(too_far.message.contains("90 days"), "{}", too_far.message);
+        let mut untimed = message(b"x", 0);
+        untimed.system_properties.as_mut().unwrap().message_type = MessageType::Delay as i32;
+        let untimed = record_of(untimed, 0, 4, TopicType::Delay, 8).unwrap_err();
+        assert_eq!(untimed.code, Code::IllegalDeliveryTime);
     }
 
     #[test]

@@ -165,6 +165,9 @@ impl AccessPoint {
                 self.limits.max_body,
             )?);
         }
+        if outgoing.iter().any(|o| o.deliver_at.is_some()) {
+            return self.schedule(&name, outgoing);
+        }
         // One produce per queue (the messages of a queue in one batch, in request order),
         // the queues at once; each message answered with its own offset.
         let mut by_queue: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -198,6 +201,59 @@ impl AccessPoint {
             })
             .collect();
         Ok(entries)
+    }
+}
+
+impl AccessPoint {
+    /// Delay messages: held by the broker until their delivery time (durable when this
+    /// returns), each answered with a recall handle.
+    fn schedule(
+        &self,
+        topic: &str,
+        outgoing: Vec<send::Outgoing>,
+    ) -> Result<Vec<pb::SendResultEntry>, Refusal> {
+        let ids: Vec<String> = outgoing.iter().map(|o| o.message_id.clone()).collect();
+        let held = outgoing
+            .into_iter()
+            .map(|o| broker::Scheduled {
+                partition: o.queue,
+                message_id: o.message_id,
+                due_ms: o.deliver_at.unwrap_or(0),
+                record: o.record,
+            })
+            .collect();
+        let handles = tokio::task::block_in_place(|| self.broker.schedule(topic, held))?;
+        Ok(ids
+            .into_iter()
+            .zip(handles)
+            .map(|(message_id, recall_handle)| pb::SendResultEntry {
+                status: Some(ok()),
+                message_id,
+                transaction_id: String::new(),
+                offset: 0,
+                recall_handle,
+            })
+            .collect())
+    }
+
+    fn recall(
+        &self,
+        meta: &ClientMeta,
+        request: pb::RecallMessageRequest,
+    ) -> Result<String, Refusal> {
+        let name = meta.name_of(request.topic.as_ref(), "topic")?;
+        self.allow(meta, &[(Action::Produce, Resource::Topic(&name))])?;
+        self.broker.topic(&name)?;
+        tokio::task::block_in_place(|| self.broker.recall(&name, &request.recall_handle))?
+            .ok_or_else(|| {
+                Refusal::new(
+                    pb::Code::NotFound,
+                    format!(
+                        "no delayed message of topic {name} is held under recall handle \"{}\" (it fired, was recalled, or never existed)",
+                        request.recall_handle
+                    ),
+                )
+            })
     }
 }
 
@@ -499,9 +555,20 @@ impl MessagingService for AccessPoint {
 
     async fn recall_message(
         &self,
-        _request: Request<pb::RecallMessageRequest>,
+        request: Request<pb::RecallMessageRequest>,
     ) -> Answer<pb::RecallMessageResponse> {
-        not_served("RecallMessage")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let answer = match self.recall(&meta, request.into_inner()) {
+            Ok(message_id) => pb::RecallMessageResponse {
+                status: Some(ok()),
+                message_id,
+            },
+            Err(refusal) => pb::RecallMessageResponse {
+                status: Some(refusal.status()),
+                message_id: String::new(),
+            },
+        };
+        Ok(Response::new(answer))
     }
 
     async fn sync_lite_subscription(

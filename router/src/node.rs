@@ -283,6 +283,8 @@ impl Node {
             security.authority.clone(),
             background_stop.clone(),
         ));
+        // Delay messages fire from here (broker/src/broker/timers.rs).
+        background.spawn(broker.clone().run_timers(background_stop.clone()));
         background.spawn(retention_loop(
             broker.clone(),
             Duration::from_millis(config.retention.check_interval_ms),

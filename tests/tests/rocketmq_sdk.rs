@@ -241,6 +241,59 @@ async fn the_python_sdk_filters_by_sql_on_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_delay_messages_arrive_when_due_and_a_recalled_one_never_does() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("reminders", 2, None, "delay")
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let (count, delay_ms) = (4, 3_000);
+    let result = run_sdk(
+        "delay.py",
+        &[
+            endpoint,
+            "reminders".into(),
+            "reminder-group".into(),
+            count.to_string(),
+            delay_ms.to_string(),
+        ],
+    )
+    .await;
+    let due = result["due_ms"].as_i64().unwrap();
+    let received = result["received"].as_array().unwrap();
+    let mut indexes: Vec<i64> = received
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        [0, 1, 2, 3],
+        "each once, not the recalled one: {result}"
+    );
+    for m in received {
+        let late = m["at_ms"].as_i64().unwrap() - due;
+        // Not before its time; within the second precision the protocol promises, plus the
+        // consumer's long poll turnaround.
+        assert!(
+            (0..2_000).contains(&late),
+            "received {late} ms after due: {result}"
+        );
+    }
+    assert!(
+        result["recalled"].as_str().is_some_and(|id| !id.is_empty()),
+        "{result}"
+    );
+    assert!(
+        result["recall_again"]
+            .as_str()
+            .is_some_and(|e| e.contains("recall handle")),
+        "a second recall names the problem: {result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::node_config("eu", dir.path());

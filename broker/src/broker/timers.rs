@@ -71,18 +71,18 @@ impl Broker {
         Ok(handles)
     }
 
-    /// Cancels the held message of recall handle `handle` of `topic`; whether it was held
-    /// (false: unknown, fired, or of another topic).
-    pub fn recall(&self, topic: &str, handle: &str) -> Result<bool> {
+    /// Cancels the held message of recall handle `handle` of `topic`; its message id, if
+    /// it was held (`None`: unknown, fired, or of another topic).
+    pub fn recall(&self, topic: &str, handle: &str) -> Result<Option<String>> {
         let Some(key) = timer::parse_key(handle) else {
-            return Ok(false);
+            return Ok(None);
         };
         let held = self.meta.timer(key)?.and_then(|b| Entry::decode(&b).ok());
-        if held.is_none_or(|e| e.header.topic != topic) {
-            return Ok(false);
-        }
+        let Some(entry) = held.filter(|e| e.header.topic == topic) else {
+            return Ok(None);
+        };
         self.meta.write_timers(&[(key, None)])?;
-        Ok(true)
+        Ok(Some(entry.header.message_id))
     }
 
     /// When the next held message is due (none held: `None`).
@@ -296,16 +296,36 @@ mod tests {
         let handles = broker
             .schedule(
                 "later",
-                vec![held("b", 2_000), held("a", 1_000), held("c", 3_000), held("x", 1_500)],
+                vec![
+                    held("b", 2_000),
+                    held("a", 1_000),
+                    held("c", 3_000),
+                    held("x", 1_500),
+                ],
             )
             .unwrap();
-        assert!(broker.recall("later", &handles[3]).unwrap());
-        assert!(!broker.recall("later", &handles[3]).unwrap(), "already recalled");
-        assert!(!broker.recall("other", &handles[0]).unwrap(), "another topic's");
+        assert_eq!(
+            broker.recall("later", &handles[3]).unwrap().as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            broker.recall("later", &handles[3]).unwrap(),
+            None,
+            "already recalled"
+        );
+        assert_eq!(
+            broker.recall("other", &handles[0]).unwrap(),
+            None,
+            "another topic's"
+        );
         assert_eq!(broker.fire_due(999).await.unwrap(), 0);
         assert_eq!(broker.fire_due(2_000).await.unwrap(), 2);
         assert_eq!(bodies(&broker), ["a", "b"]);
-        assert!(!broker.recall("later", &handles[0]).unwrap(), "fired: not held");
+        assert_eq!(
+            broker.recall("later", &handles[0]).unwrap(),
+            None,
+            "fired: not held"
+        );
         assert_eq!(broker.next_due().unwrap(), Some(3_000));
         assert_eq!(broker.fire_due(10_000).await.unwrap(), 1);
         assert_eq!(bodies(&broker), ["a", "b", "c"]);
