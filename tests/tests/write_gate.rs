@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use broker::meta::{MemoryMetaStore, MetaError, MetaStore, TaskCheckpoint, TopicConfig};
+use broker::meta::{MemoryMetaStore, MetaError, MetaStore, TaskCheckpoint, TimerKey, TopicConfig};
 use broker::{Broker, BrokerConfig, BrokerError, Cursor, Partitioning};
 use replicator::{Dr, Replicator, ReplicatorConfig, TaskSpec};
 use topology::{ResidencySpec, Topology, TopologySpec};
@@ -100,6 +100,15 @@ impl MetaStore for HeldMeta {
     }
     fn pop_states(&self, g: &str, t: &str) -> Result<Vec<(u32, Vec<u8>)>, MetaError> {
         self.inner.pop_states(g, t)
+    }
+    fn write_timers(&self, changes: &[(TimerKey, Option<Vec<u8>>)]) -> Result<(), MetaError> {
+        self.inner.write_timers(changes)
+    }
+    fn timers_from(&self, from: TimerKey, n: usize) -> Result<Vec<(TimerKey, Vec<u8>)>, MetaError> {
+        self.inner.timers_from(from, n)
+    }
+    fn timer(&self, key: TimerKey) -> Result<Option<Vec<u8>>, MetaError> {
+        self.inner.timer(key)
     }
     fn flush(&self) -> Result<(), MetaError> {
         self.inner.flush()
