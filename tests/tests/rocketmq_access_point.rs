@@ -173,7 +173,7 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
 
     let sql = pb::FilterExpression {
         r#type: pb::FilterType::Sql as i32,
-        expression: "a > 1".into(),
+        expression: "a > 'x'".into(),
     };
     let refused = receive_all(&mut client, receive(sql, 30)).await;
     assert_eq!(
