@@ -4,7 +4,7 @@
 mod cursors;
 mod timers;
 
-pub use timers::Scheduled;
+pub use timers::{OrphanCheck, OrphanChecker, Scheduled};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,6 +96,9 @@ pub struct Broker {
     /// Delayed messages (`broker/timers.rs`): key sequence, and the timer loop's wake-up.
     timer_seq: crate::timer::Sequence,
     timer_wake: tokio::sync::Notify,
+    /// Serializes changes of half messages (checks, ends of transactions).
+    timer_halves: std::sync::Mutex<()>,
+    orphan_checker: std::sync::OnceLock<timers::OrphanChecker>,
 }
 
 impl Broker {
@@ -132,6 +135,8 @@ impl Broker {
             recovery,
             timer_seq: crate::timer::Sequence::default(),
             timer_wake: tokio::sync::Notify::new(),
+            timer_halves: std::sync::Mutex::new(()),
+            orphan_checker: std::sync::OnceLock::new(),
         })
     }
 

@@ -16,7 +16,8 @@ pub mod storage;
 pub mod timer;
 
 pub use broker::{
-    Broker, BrokerConfig, CursorChange, Partitioning, Scheduled, StartPosition, Topic, WriteGate,
+    Broker, BrokerConfig, CursorChange, OrphanCheck, OrphanChecker, Partitioning, Scheduled,
+    StartPosition, Topic, WriteGate,
 };
 pub use cursor::Cursor;
 pub use error::{BrokerError, Result};

@@ -15,6 +15,13 @@
 //!   partition from `firing_from` on: found, it is only removed; not found, it is fired.
 //! - **Recall.** A send answers with a recall handle (the key in hex); recalling removes
 //!   the entry if it has not fired.
+//! - **Transactions.** A half message is an entry marked `transaction` (the checks made so
+//!   far), due at its next orphan check: when due it is not appended but checked (the
+//!   access point asks a producer of its topic) and held again until the next check, and
+//!   after `MAX_CHECKS` it is rolled back. Its transaction id names an index entry, key
+//!   `(u64::MAX, seq)` (never due), whose value is the key the half message is held under
+//!   now. A commit holds it again as an ordinary entry due now; a rollback removes it. Half
+//!   messages are held only in their origin region: nothing of them is replicated.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +47,28 @@ pub struct Header {
     /// Set while it is being fired: this region's end of the partition just before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firing_from: Option<u64>,
+    /// A half message of a transaction: the orphan checks made so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<u32>,
+}
+
+/// Orphan checks of a half message before it is rolled back.
+pub const MAX_CHECKS: u32 = 15;
+/// From a half message's send, and from each check, to its next check.
+pub const CHECK_INTERVAL_MS: u64 = 5_000;
+
+/// The index key of the half message held under `key` (its transaction id, as text).
+pub fn index_of(key: &TimerKey) -> TimerKey {
+    let mut index = *key;
+    index[..8].copy_from_slice(&u64::MAX.to_be_bytes());
+    index
+}
+
+/// The key of the same message due at `due_ms` instead.
+pub fn moved(key: &TimerKey, due_ms: u64) -> TimerKey {
+    let mut moved = *key;
+    moved[..8].copy_from_slice(&due_ms.to_be_bytes());
+    moved
 }
 
 /// A held message.
@@ -157,6 +186,7 @@ mod tests {
                 partition: 2,
                 message_id: "m1".into(),
                 firing_from: Some(7),
+                transaction: Some(2),
             },
             record: Record {
                 tag: Some("t".into()),

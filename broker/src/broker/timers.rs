@@ -14,6 +14,20 @@ use crate::record::{Record, now_ms};
 use crate::storage::reader::PartitionReader;
 use crate::timer::{self, Entry, Header, TIMER_PROPERTY};
 
+/// A half message due for an orphan check: the access point asks a producer of its topic
+/// whether to commit it (`Broker::set_orphan_checker`).
+#[derive(Clone, Debug)]
+pub struct OrphanCheck {
+    pub topic: String,
+    pub partition: u32,
+    pub transaction_id: String,
+    pub message_id: String,
+    pub record: Record,
+}
+
+/// What asks about orphaned half messages.
+pub type OrphanChecker = Arc<dyn Fn(OrphanCheck) + Send + Sync>;
+
 /// A message to hold until `due_ms`.
 #[derive(Clone, Debug)]
 pub struct Scheduled {
@@ -36,6 +50,64 @@ impl Broker {
     /// Holds `held` messages of `topic` until each is due; durable when this returns (one
     /// flush). Returns each one's recall handle.
     pub fn schedule(&self, topic: &str, held: Vec<Scheduled>) -> Result<Vec<String>> {
+        self.hold(topic, held, false)
+    }
+
+    /// Holds `held` half messages of `topic` (their `due_ms` is ignored: they are checked
+    /// after `CHECK_INTERVAL_MS`) until their transaction ends; durable when this returns.
+    /// Returns each one's transaction id.
+    pub fn hold_half(&self, topic: &str, held: Vec<Scheduled>) -> Result<Vec<String>> {
+        self.hold(topic, held, true)
+    }
+
+    /// Who is asked about orphaned half messages (the access point, once).
+    pub fn set_orphan_checker(&self, checker: OrphanChecker) {
+        let _ = self.orphan_checker.set(checker);
+    }
+
+    /// Ends the transaction of half message `transaction_id` of `topic`: a commit holds it
+    /// as a message due now (appended within moments, exactly once), a rollback drops it.
+    /// Returns its message id (`None`: not held, ended already, or of another topic).
+    pub fn end_transaction(
+        &self,
+        topic: &str,
+        transaction_id: &str,
+        commit: bool,
+    ) -> Result<Option<String>> {
+        let Some(index) = timer::parse_key(transaction_id).filter(|k| timer::due_ms(k) == u64::MAX)
+        else {
+            return Ok(None);
+        };
+        let _halves = self.timer_halves.lock().expect("half messages lock");
+        let Some(current) = self
+            .meta
+            .timer(index)?
+            .and_then(|b| TimerKey::try_from(b.as_slice()).ok())
+        else {
+            return Ok(None);
+        };
+        let Some(mut entry) = self
+            .meta
+            .timer(current)?
+            .and_then(|b| Entry::decode(&b).ok())
+            .filter(|e| e.header.topic == topic && e.header.transaction.is_some())
+        else {
+            return Ok(None);
+        };
+        let mut changes = vec![(current, None), (index, None)];
+        if commit {
+            entry.header.transaction = None;
+            let now = timer::key(unsigned_now(), self.timer_seq.next());
+            changes.push((now, Some(entry.encode())));
+        }
+        self.meta.write_timers(&changes)?;
+        if commit {
+            self.timer_wake.notify_one();
+        }
+        Ok(Some(entry.header.message_id))
+    }
+
+    fn hold(&self, topic: &str, held: Vec<Scheduled>, half: bool) -> Result<Vec<String>> {
         let t = self.topic(topic)?;
         if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
             return Err(BrokerError::ReadOnly {
@@ -53,18 +125,30 @@ impl Broker {
                     partitions: t.config.partitions,
                 });
             }
-            let key = timer::key(s.due_ms, self.timer_seq.next());
+            let due = if half {
+                unsigned_now() + timer::CHECK_INTERVAL_MS
+            } else {
+                s.due_ms
+            };
+            let key = timer::key(due, self.timer_seq.next());
             let entry = Entry {
                 header: Header {
                     topic: topic.to_string(),
                     partition: s.partition,
                     message_id: s.message_id,
                     firing_from: None,
+                    transaction: half.then_some(0),
                 },
                 record: s.record,
             };
             changes.push((key, Some(entry.encode())));
-            handles.push(timer::key_text(&key));
+            if half {
+                let index = timer::index_of(&key);
+                changes.push((index, Some(key.to_vec())));
+                handles.push(timer::key_text(&index));
+            } else {
+                handles.push(timer::key_text(&key));
+            }
         }
         self.meta.write_timers(&changes)?;
         self.timer_wake.notify_one();
@@ -78,7 +162,9 @@ impl Broker {
             return Ok(None);
         };
         let held = self.meta.timer(key)?.and_then(|b| Entry::decode(&b).ok());
-        let Some(entry) = held.filter(|e| e.header.topic == topic) else {
+        let Some(entry) =
+            held.filter(|e| e.header.topic == topic && e.header.transaction.is_none())
+        else {
             return Ok(None);
         };
         self.meta.write_timers(&[(key, None)])?;
@@ -107,12 +193,66 @@ impl Broker {
             if due.is_empty() {
                 return Ok(fired);
             }
+            let due = self.check_halves(due, now_ms)?;
+            if due.is_empty() {
+                continue;
+            }
             let (n, stuck) = self.fire_round(due).await?;
             fired += n;
             if stuck {
                 return Ok(fired);
             }
         }
+    }
+
+    /// Takes the half messages out of `due`: each is held again until its next check and
+    /// checked (or rolled back after `MAX_CHECKS`). Returns the other entries.
+    fn check_halves(
+        &self,
+        due: Vec<(TimerKey, Vec<u8>)>,
+        now_ms: u64,
+    ) -> Result<Vec<(TimerKey, Vec<u8>)>> {
+        let mut rest = Vec::with_capacity(due.len());
+        let mut changes = Vec::new();
+        let mut checks = Vec::new();
+        let _halves = self.timer_halves.lock().expect("half messages lock");
+        for (key, bytes) in due {
+            let Some(mut entry) = Entry::decode(&bytes)
+                .ok()
+                .filter(|e| e.header.transaction.is_some())
+            else {
+                rest.push((key, bytes));
+                continue;
+            };
+            let index = timer::index_of(&key);
+            let made = entry.header.transaction.unwrap_or(0);
+            changes.push((key, None));
+            if made >= timer::MAX_CHECKS {
+                tracing::warn!(topic = %entry.header.topic, message_id = %entry.header.message_id, checks = made, "a half message's transaction never ended; rolled back");
+                changes.push((index, None));
+                continue;
+            }
+            entry.header.transaction = Some(made + 1);
+            let next = timer::moved(&key, now_ms + timer::CHECK_INTERVAL_MS);
+            changes.push((next, Some(entry.encode())));
+            changes.push((index, Some(next.to_vec())));
+            checks.push(OrphanCheck {
+                topic: entry.header.topic,
+                partition: entry.header.partition,
+                transaction_id: timer::key_text(&index),
+                message_id: entry.header.message_id,
+                record: entry.record,
+            });
+        }
+        if !changes.is_empty() {
+            self.meta.write_timers(&changes)?;
+        }
+        if let Some(checker) = self.orphan_checker.get() {
+            for check in checks {
+                checker(check);
+            }
+        }
+        Ok(rest)
     }
 
     /// One round of due entries: marked, appended, removed. Returns how many were appended
@@ -365,5 +505,91 @@ mod tests {
         assert_eq!(broker.fire_due(5_000).await.unwrap(), 1, "only b");
         assert_eq!(bodies(&broker), ["a", "b"]);
         assert_eq!(broker.next_due().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn half_messages_wait_for_their_transaction_and_orphans_are_checked_then_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path(), Arc::new(MemoryMetaStore::default()));
+        broker.create_topic("later", 1, None).unwrap();
+        let checks = Arc::new(std::sync::Mutex::new(Vec::<OrphanCheck>::new()));
+        let seen = checks.clone();
+        broker.set_orphan_checker(Arc::new(move |c| seen.lock().unwrap().push(c)));
+        let ids = broker
+            .hold_half(
+                "later",
+                vec![held("commit", 0), held("rollback", 0), held("orphan", 0)],
+            )
+            .unwrap();
+        let now = unsigned_now();
+        assert_eq!(
+            broker.fire_due(now).await.unwrap(),
+            0,
+            "invisible until committed"
+        );
+        assert_eq!(
+            broker
+                .end_transaction("later", &ids[0], true)
+                .unwrap()
+                .as_deref(),
+            Some("commit")
+        );
+        assert_eq!(
+            broker.end_transaction("later", &ids[0], true).unwrap(),
+            None,
+            "ended"
+        );
+        assert!(
+            broker
+                .end_transaction("later", &ids[1], false)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(broker.fire_due(unsigned_now()).await.unwrap(), 1);
+        assert_eq!(bodies(&broker), ["commit"]);
+        assert!(checks.lock().unwrap().is_empty());
+
+        // The orphan is checked at each interval, under the same transaction id.
+        let mut at = now;
+        for check in 1..=timer::MAX_CHECKS {
+            at += timer::CHECK_INTERVAL_MS;
+            assert_eq!(broker.fire_due(at).await.unwrap(), 0);
+            let made = checks.lock().unwrap();
+            assert_eq!(made.len(), check as usize);
+            assert_eq!(made.last().unwrap().transaction_id, ids[2]);
+            assert_eq!(made.last().unwrap().message_id, "orphan");
+        }
+        at += timer::CHECK_INTERVAL_MS;
+        broker.fire_due(at).await.unwrap();
+        assert_eq!(checks.lock().unwrap().len(), timer::MAX_CHECKS as usize);
+        assert_eq!(
+            broker.end_transaction("later", &ids[2], true).unwrap(),
+            None,
+            "rolled back after the last check"
+        );
+        assert_eq!(bodies(&broker), ["commit"]);
+    }
+
+    #[tokio::test]
+    async fn a_checked_orphan_committed_by_its_producer_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path(), Arc::new(MemoryMetaStore::default()));
+        broker.create_topic("later", 1, None).unwrap();
+        let ids = broker.hold_half("later", vec![held("late", 0)]).unwrap();
+        let at = unsigned_now() + timer::CHECK_INTERVAL_MS;
+        broker.fire_due(at).await.unwrap();
+        assert!(
+            broker
+                .end_transaction("later", &ids[0], true)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(broker.fire_due(unsigned_now()).await.unwrap(), 1);
+        assert_eq!(bodies(&broker), ["late"]);
+        assert_eq!(
+            broker.recall("later", &ids[0]).unwrap(),
+            None,
+            "not a recall handle"
+        );
     }
 }
