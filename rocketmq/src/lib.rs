@@ -21,6 +21,8 @@ pub mod send;
 pub mod service;
 pub mod settings;
 pub mod status;
+mod telemetry;
+pub mod transactions;
 
 pub use service::AccessPoint;
 pub use settings::Limits;

@@ -21,14 +21,16 @@ pub const BORN_MS: &str = "mq:born_ms";
 pub const ENCODING: &str = "mq:body_encoding";
 pub const MESSAGE_GROUP: &str = "mq:message_group";
 
-/// One message to store: the record and the queue (partition) the producer chose, and
-/// for a delay message when it is delivered (ms since the epoch).
+/// One message to store: the record and the queue (partition) the producer chose, for a
+/// delay message when it is delivered (ms since the epoch), and whether it is a half
+/// message of a transaction.
 #[derive(Debug)]
 pub struct Outgoing {
     pub record: broker::Record,
     pub queue: u32,
     pub message_id: String,
     pub deliver_at: Option<u64>,
+    pub transaction: bool,
 }
 
 /// The record for `message`, sent to a topic of `partitions` queues that carries
@@ -66,15 +68,6 @@ pub fn record_of(
             at(format!(
                 "a {} message to a topic of {} messages",
                 sent_type.as_str_name(),
-                expected.as_str_name()
-            )),
-        ));
-    }
-    if topic_type == TopicType::Transaction {
-        return Err(Refusal::new(
-            Code::Unsupported,
-            at(format!(
-                "{} messages are not served by this access point yet",
                 expected.as_str_name()
             )),
         ));
@@ -188,6 +181,7 @@ pub fn record_of(
         queue,
         message_id: system.message_id,
         deliver_at,
+        transaction: topic_type == TopicType::Transaction,
     })
 }
 

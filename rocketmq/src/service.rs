@@ -11,17 +11,18 @@ use broker::{Broker, Partitioning};
 use proto::rocketmq::v2 as pb;
 use proto::rocketmq::v2::messaging_service_server::MessagingService;
 use tokio::sync::mpsc;
+use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::names::ClientMeta;
 use crate::pop::Consumption;
 use crate::renew::{Clients, Leases};
-use crate::settings::{self, GroupSettings, Limits};
+use crate::settings::{GroupSettings, Limits};
 use crate::status::{Refusal, ok};
-use crate::{route, send};
+use crate::transactions::Producers;
+use crate::{route, send, telemetry};
 use auth::{Action, Resource};
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -42,6 +43,8 @@ pub struct AccessPoint {
     /// seen lately (`renew`).
     pub(crate) leases: Arc<Leases>,
     pub(crate) clients: Arc<Clients>,
+    /// Producers' Telemetry streams, asked about orphaned half messages (`transactions`).
+    producers: Arc<Producers>,
     pub(crate) authority: Arc<auth::Authority>,
     pub(crate) stop: CancellationToken,
 }
@@ -57,6 +60,9 @@ impl AccessPoint {
     ) -> Self {
         let consumption = Arc::new(Consumption::new(broker.clone()));
         let (leases, clients) = (Arc::default(), Arc::<Clients>::default());
+        let producers = Arc::new(Producers::default());
+        let asked = producers.clone();
+        broker.set_orphan_checker(Arc::new(move |check| asked.check(check)));
         tokio::spawn(crate::renew::run(
             Arc::clone(&leases),
             clients.clone(),
@@ -67,6 +73,7 @@ impl AccessPoint {
             consumption,
             leases,
             clients,
+            producers,
             authority,
             broker,
             region,
@@ -165,7 +172,10 @@ impl AccessPoint {
                 self.limits.max_body,
             )?);
         }
-        if outgoing.iter().any(|o| o.deliver_at.is_some()) {
+        if outgoing
+            .iter()
+            .any(|o| o.deliver_at.is_some() || o.transaction)
+        {
             return self.schedule(&name, outgoing);
         }
         // One produce per queue (the messages of a queue in one batch, in request order),
@@ -205,13 +215,15 @@ impl AccessPoint {
 }
 
 impl AccessPoint {
-    /// Delay messages: held by the broker until their delivery time (durable when this
-    /// returns), each answered with a recall handle.
+    /// Delay messages: held by the broker until their delivery time, each answered with a
+    /// recall handle; half messages of transactions: held until their transaction ends,
+    /// each answered with its transaction id. Durable when this returns.
     fn schedule(
         &self,
         topic: &str,
         outgoing: Vec<send::Outgoing>,
     ) -> Result<Vec<pb::SendResultEntry>, Refusal> {
+        let half = outgoing.iter().any(|o| o.transaction);
         let ids: Vec<String> = outgoing.iter().map(|o| o.message_id.clone()).collect();
         let held = outgoing
             .into_iter()
@@ -222,18 +234,65 @@ impl AccessPoint {
                 record: o.record,
             })
             .collect();
-        let handles = tokio::task::block_in_place(|| self.broker.schedule(topic, held))?;
+        let handles = tokio::task::block_in_place(|| {
+            if half {
+                self.broker.hold_half(topic, held)
+            } else {
+                self.broker.schedule(topic, held)
+            }
+        })?;
         Ok(ids
             .into_iter()
             .zip(handles)
-            .map(|(message_id, recall_handle)| pb::SendResultEntry {
-                status: Some(ok()),
-                message_id,
-                transaction_id: String::new(),
-                offset: 0,
-                recall_handle,
+            .map(|(message_id, handle)| {
+                let (transaction_id, recall_handle) = if half {
+                    (handle, String::new())
+                } else {
+                    (String::new(), handle)
+                };
+                pb::SendResultEntry {
+                    status: Some(ok()),
+                    message_id,
+                    transaction_id,
+                    offset: 0,
+                    recall_handle,
+                }
             })
             .collect())
+    }
+
+    fn end(&self, meta: &ClientMeta, request: pb::EndTransactionRequest) -> Result<(), Refusal> {
+        let name = meta.name_of(request.topic.as_ref(), "topic")?;
+        self.allow(meta, &[(Action::Produce, Resource::Topic(&name))])?;
+        self.broker.topic(&name)?;
+        let commit = match pb::TransactionResolution::try_from(request.resolution) {
+            Ok(pb::TransactionResolution::Commit) => true,
+            Ok(pb::TransactionResolution::Rollback) => false,
+            _ => {
+                return Err(Refusal::new(
+                    pb::Code::BadRequest,
+                    format!(
+                        "transaction {}: the resolution must be COMMIT or ROLLBACK, not {}",
+                        request.transaction_id, request.resolution
+                    ),
+                ));
+            }
+        };
+        let ended = tokio::task::block_in_place(|| {
+            self.broker
+                .end_transaction(&name, &request.transaction_id, commit)
+        })?;
+        match ended {
+            Some(_) => Ok(()),
+            None => Err(Refusal::new(
+                pb::Code::InvalidTransactionId,
+                format!(
+                    "no half message of topic {name} is held under transaction id \"{}\" (its transaction ended, was rolled back after {} unanswered checks, or never existed)",
+                    request.transaction_id,
+                    broker::timer::MAX_CHECKS
+                ),
+            )),
+        }
     }
 
     fn recall(
@@ -290,31 +349,8 @@ from_status!(
     pb::SyncLiteSubscriptionResponse,
 );
 
-fn group_settings(broker: &Broker, group: &str, limits: &Limits) -> GroupSettings {
+pub(crate) fn group_settings(broker: &Broker, group: &str, limits: &Limits) -> GroupSettings {
     GroupSettings::of(broker.groups().get(group).as_ref(), limits)
-}
-
-/// A consumer's group settings, and whether its subscription names a FIFO topic.
-fn subscription_of(
-    broker: &Broker,
-    meta: &ClientMeta,
-    settings: &pb::Settings,
-    limits: &Limits,
-) -> (GroupSettings, bool) {
-    let Some(pb::settings::PubSub::Subscription(subscription)) = &settings.pub_sub else {
-        return (GroupSettings::of(None, limits), false);
-    };
-    let group = meta
-        .name_of(subscription.group.as_ref(), "consumer group")
-        .map(|g| group_settings(broker, &g, limits))
-        .unwrap_or_else(|_| GroupSettings::of(None, limits));
-    let fifo_topic = subscription.subscriptions.iter().any(|entry| {
-        meta.name_of(entry.topic.as_ref(), "topic")
-            .ok()
-            .and_then(|name| broker.topic(&name).ok())
-            .is_some_and(|t| t.config.message_type == broker::meta::MessageType::Fifo)
-    });
-    (group, fifo_topic)
 }
 
 /// A server stream of one status.
@@ -412,42 +448,18 @@ impl MessagingService for AccessPoint {
                 command: None,
             })));
         }
-        let mut incoming = request.into_inner();
+        let incoming = request.into_inner();
         let (tx, rx) = mpsc::channel(TELEMETRY_QUEUE);
-        let (limits, stop, broker) = (self.limits, self.stop.clone(), self.broker.clone());
-        let clients = self.clients.clone();
-        tokio::spawn(async move {
-            loop {
-                let command = tokio::select! {
-                    c = incoming.next() => c,
-                    () = stop.cancelled() => return,
-                };
-                let command = match command {
-                    Some(Ok(command)) => command,
-                    Some(Err(error)) => {
-                        tracing::debug!(client = ?meta.client_id, %error, "telemetry stream ended");
-                        return;
-                    }
-                    None => return,
-                };
-                clients.touch(meta.client_id.as_deref());
-                let Some(pb::telemetry_command::Command::Settings(settings)) = command.command
-                else {
-                    // Answers to server commands (none are sent yet) and anything else.
-                    continue;
-                };
-                let (group, fifo_topic) = subscription_of(&broker, &meta, &settings, &limits);
-                let answer = pb::TelemetryCommand {
-                    status: Some(ok()),
-                    command: Some(pb::telemetry_command::Command::Settings(settings::answer(
-                        settings, limits, group, fifo_topic,
-                    ))),
-                };
-                if tx.send(Ok(answer)).await.is_err() {
-                    return;
-                }
-            }
-        });
+        let client = telemetry::Client {
+            broker: self.broker.clone(),
+            meta,
+            clients: self.clients.clone(),
+            producers: self.producers.clone(),
+            stream: self.producers.stream_id(),
+            limits: self.limits,
+            stop: self.stop.clone(),
+        };
+        tokio::spawn(client.serve(incoming, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -538,9 +550,16 @@ impl MessagingService for AccessPoint {
 
     async fn end_transaction(
         &self,
-        _request: Request<pb::EndTransactionRequest>,
+        request: Request<pb::EndTransactionRequest>,
     ) -> Answer<pb::EndTransactionResponse> {
-        not_served("EndTransaction")
+        let meta = ClientMeta::from_metadata(request.metadata());
+        let status = match self.end(&meta, request.into_inner()) {
+            Ok(()) => ok(),
+            Err(refusal) => refusal.status(),
+        };
+        Ok(Response::new(pb::EndTransactionResponse {
+            status: Some(status),
+        }))
     }
 
     async fn change_invisible_duration(

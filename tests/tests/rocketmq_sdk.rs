@@ -294,6 +294,39 @@ async fn the_python_sdk_delay_messages_arrive_when_due_and_a_recalled_one_never_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_transactions_commit_roll_back_and_answer_the_servers_checks() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("transfers", 2, None, "transaction")
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let result = run_sdk(
+        "transaction.py",
+        &[endpoint, "transfers".into(), "ledger".into()],
+    )
+    .await;
+    assert_eq!(
+        result["while_half"], 0,
+        "a half message is invisible: {result}"
+    );
+    let mut received: Vec<i64> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect();
+    received.sort_unstable();
+    assert_eq!(
+        received,
+        [0, 2],
+        "the committed one and the orphan its checker committed, once each: {result}"
+    );
+    assert_eq!(result["checked"], serde_json::json!([2, 3]), "{result}");
+    assert_eq!(result["after"], 0, "nothing rolled back appears: {result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::node_config("eu", dir.path());
