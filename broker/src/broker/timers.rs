@@ -182,6 +182,12 @@ impl Broker {
 
     /// Fires every message due at `now_ms`; returns how many were appended.
     pub async fn fire_due(&self, now_ms: u64) -> Result<usize> {
+        Ok(self.fire_until(now_ms).await?.0)
+    }
+
+    /// Fires every message due at `now_ms`: how many were appended, and whether some due
+    /// could not be (a read-only topic).
+    async fn fire_until(&self, now_ms: u64) -> Result<(usize, bool)> {
         let mut fired = 0;
         loop {
             let due: Vec<(TimerKey, Vec<u8>)> = self
@@ -191,7 +197,7 @@ impl Broker {
                 .take_while(|(k, _)| timer::due_ms(k) <= now_ms)
                 .collect();
             if due.is_empty() {
-                return Ok(fired);
+                return Ok((fired, false));
             }
             let due = self.check_halves(due, now_ms)?;
             if due.is_empty() {
@@ -200,7 +206,7 @@ impl Broker {
             let (n, stuck) = self.fire_round(due).await?;
             fired += n;
             if stuck {
-                return Ok(fired);
+                return Ok((fired, true));
             }
         }
     }
@@ -366,18 +372,25 @@ impl Broker {
     /// (at least every minute), and at once when a message is scheduled.
     pub async fn run_timers(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            if let Err(e) = self.fire_due(unsigned_now()).await {
-                tracing::warn!(error = %e, "firing delayed messages failed; retrying");
-            }
+            let stuck = match self.fire_until(unsigned_now()).await {
+                Ok((_, stuck)) => stuck,
+                Err(e) => {
+                    tracing::warn!(error = %e, "firing delayed messages failed; retrying");
+                    true
+                }
+            };
             let now = unsigned_now();
             let wait = match self.next_due() {
-                // Still due: it could not be appended (a read-only copy); look again soon.
-                Ok(Some(due)) if due <= now => Duration::from_secs(1),
-                Ok(Some(due)) => Duration::from_millis(due - now).min(IDLE),
+                // Some could not be appended (a read-only copy), or the store failed: look
+                // again in a second.
+                _ if stuck => Duration::from_secs(1),
+                Ok(Some(due)) => Duration::from_millis(due.saturating_sub(now)).min(IDLE),
                 Ok(None) => IDLE,
                 Err(_) => Duration::from_secs(1),
+            };
+            if wait.is_zero() {
+                continue;
             }
-            .max(Duration::from_millis(5));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.timer_wake.notified() => {}
@@ -591,5 +604,37 @@ mod tests {
             None,
             "not a recall handle"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_timer_loop_fires_each_message_within_its_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Arc::new(open(dir.path(), Arc::new(MemoryMetaStore::default())));
+        broker.create_topic("later", 1, None).unwrap();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(broker.clone().run_timers(stop.clone()));
+        // Due one every millisecond: some come due while a round runs.
+        let first = unsigned_now() + 100;
+        let held = (0..300).map(|i| held(&i.to_string(), first + i)).collect();
+        broker.schedule("later", held).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let records = loop {
+            let p = broker.partition("later", 0).unwrap();
+            let read = PartitionReader::new(p, Cursor::default(), None)
+                .read(1 << 20)
+                .unwrap();
+            if read.records.len() == 300 {
+                break read.records;
+            }
+            assert!(std::time::Instant::now() < deadline, "all fired");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        for r in records {
+            let index: u64 = std::str::from_utf8(&r.record.body).unwrap().parse().unwrap();
+            let late = r.record.timestamp_ms - (first + index) as i64;
+            assert!((0..500).contains(&late), "message {index} fired {late} ms after due");
+        }
+        stop.cancel();
+        running.await.unwrap();
     }
 }

@@ -25,6 +25,9 @@ pub enum BenchCommand {
     /// The RocketMQ 5 access point of an embedded region: send throughput beside the own
     /// API and the disk's fsync, paced ack latency, and send-to-receipt latency.
     Rocketmq(super::bench_rocketmq::RocketMqBench),
+    /// Delay messages and transactions in an embedded broker: messages held per second
+    /// with a million waiting, firing error and rate, transactions per second.
+    Timers(super::bench_timers::TimersBench),
 }
 
 #[derive(clap::Args)]
@@ -62,6 +65,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Produce(args) => produce(args).await,
         BenchCommand::Replicate(args) => super::bench_replicate::run(args).await,
         BenchCommand::Rocketmq(args) => super::bench_rocketmq::run(args).await,
+        BenchCommand::Timers(args) => super::bench_timers::run(args).await,
     }
 }
 

@@ -85,7 +85,7 @@ fn message(topic: &str, queue: u32, id: u64, body: Vec<u8>) -> pb::Message {
 }
 
 /// fdatasync of 4 KiB appends in `dir`: the disk's own durability cost.
-fn fsync_latency(dir: &std::path::Path, count: usize) -> Result<Histogram<u64>> {
+pub(super) fn fsync_latency(dir: &std::path::Path, count: usize) -> Result<Histogram<u64>> {
     let path = dir.join("fsync-probe");
     let mut file = std::fs::File::create(&path).context("creating the fsync probe")?;
     let mut latency = latency_histogram()?;

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_replicate;
 mod bench_rocketmq;
+mod bench_timers;
 mod certs;
 mod consume;
 mod failover;
