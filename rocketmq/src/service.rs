@@ -60,6 +60,7 @@ impl AccessPoint {
     ) -> Self {
         let consumption = Arc::new(Consumption::new(broker.clone()));
         let (leases, clients) = (Arc::default(), Arc::<Clients>::default());
+        tokio::spawn(crate::pop::shared::run(consumption.clone(), stop.clone()));
         let producers = Arc::new(Producers::default());
         let asked = producers.clone();
         broker.set_orphan_checker(Arc::new(move |check| asked.check(check)));

@@ -327,6 +327,80 @@ async fn the_python_sdk_transactions_commit_roll_back_and_answer_the_servers_che
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
+    let deployment = support::Deployment::new(&["eu", "us"]);
+    let mut task = support::task("orders", &["eu"], &["us"], "orders");
+    task.groups = Some("billing*".into());
+    let nodes = deployment.start_mesh(&["eu", "us"], &[task]).await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client.create_topic("orders", 1, None).await.unwrap();
+    let records: Vec<client::pb::Record> = (0..20)
+        .map(|i| client::pb::Record {
+            body: format!("order {i}").into_bytes(),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect();
+    eu.client
+        .produce("orders", records, client::Partitioning::Partition(0))
+        .await
+        .unwrap();
+    support::eventually("us holds eu's records", || async {
+        support::held_end(&us.node, "orders", 0, "eu") == 20
+    })
+    .await;
+
+    // In eu the group acknowledges the first 8 and fails with the rest in flight.
+    let eu_run = run_sdk(
+        "ack_some.py",
+        &[
+            eu.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "20".into(),
+            "8".into(),
+        ],
+    )
+    .await;
+    assert_eq!(eu_run["acked"].as_array().unwrap().len(), 8, "{eu_run}");
+    support::eventually("the group's progress in us", || async {
+        us.client
+            .group_cursors("billing", "orders")
+            .await
+            .is_ok_and(|c| {
+                c.iter().any(|p| {
+                    p.cursor
+                        .as_ref()
+                        .is_some_and(|c| c.next.get("eu") == Some(&8))
+                })
+            })
+    })
+    .await;
+
+    // The group continues in us from there: everything not acknowledged in eu, once.
+    let us_run = run_sdk(
+        "consumer.py",
+        &[
+            us.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "*".into(),
+            "12".into(),
+        ],
+    )
+    .await;
+    let mut got: Vec<i64> = us_run["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (8..20).collect::<Vec<i64>>(), "{us_run}");
+    assert_eq!(us_run["left"], 0, "{us_run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_push_consumer_retries_what_its_listener_failed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = support::node_config("eu", dir.path());

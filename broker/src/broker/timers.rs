@@ -630,9 +630,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         for r in records {
-            let index: u64 = std::str::from_utf8(&r.record.body).unwrap().parse().unwrap();
+            let index: u64 = std::str::from_utf8(&r.record.body)
+                .unwrap()
+                .parse()
+                .unwrap();
             let late = r.record.timestamp_ms - (first + index) as i64;
-            assert!((0..500).contains(&late), "message {index} fired {late} ms after due");
+            assert!(
+                (0..500).contains(&late),
+                "message {index} fired {late} ms after due"
+            );
         }
         stop.cancel();
         running.await.unwrap();

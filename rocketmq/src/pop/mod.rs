@@ -5,11 +5,13 @@
 //! (and flushed) in the region's metadata before any receive, acknowledgement or change
 //! of invisibility is answered, so after a crash nothing acknowledged comes back and
 //! nothing unacknowledged is lost; only messages in flight come back, after their
-//! invisibility. Groups are per region.
+//! invisibility. A group's state is per region; its progress (the frontier) is shared with
+//! the regions of tasks that sync the group (`shared`).
 
 pub mod deliver;
 pub mod filter;
 pub mod handle;
+pub mod shared;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -140,6 +142,18 @@ impl Consumption {
             loaded
                 .partitions
                 .insert(partition, Arc::new(Mutex::new(state)));
+        }
+        // Progress made in other regions (or here, and synced) since it was stored.
+        let cursors = self
+            .broker
+            .meta()
+            .cursors(group, topic)
+            .map_err(meta_error(format!(
+                "loading the cursor of group {group} on {topic}"
+            )))?;
+        for (partition, cursor) in cursors {
+            let state = loaded.partitions.entry(partition).or_default();
+            Self::catch_up(&mut state.lock().expect("partition state lock"), &cursor);
         }
         let mut groups = self.groups.lock().expect("groups lock");
         let entry = groups

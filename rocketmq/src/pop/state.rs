@@ -215,6 +215,41 @@ impl PartitionState {
         }
     }
 
+    /// The frontier as a vector cursor (per origin the first offset not known done, and
+    /// the incarnation it is of): valid in every region, since identities are.
+    pub fn cursor(&self) -> broker::Cursor {
+        broker::Cursor {
+            next: self.done_below.clone(),
+            incarnations: self
+                .incarnations
+                .iter()
+                .filter(|(origin, _)| self.done_below.contains_key(*origin))
+                .map(|(o, i)| (o.clone(), *i))
+                .collect(),
+            epoch: 0,
+        }
+    }
+
+    /// Everything of `origin` below `next` (of `incarnation`; 0: unknown) was done in the
+    /// group elsewhere: the frontier moves up to it, and what was in flight below is
+    /// dropped (its handles are refused as not in flight). A position of another
+    /// incarnation than the one followed is ignored. Returns whether anything changed.
+    pub fn done_to(&mut self, origin: &str, next: u64, incarnation: u64) -> bool {
+        let held = self.incarnations.get(origin).copied().unwrap_or(0);
+        if (held != 0 && incarnation != 0 && held != incarnation) || next <= self.frontier(origin) {
+            return false;
+        }
+        if held == 0 && incarnation != 0 {
+            self.incarnations.insert(origin.to_string(), incarnation);
+        }
+        self.done.retain(|(o, off)| o != origin || *off >= next);
+        self.in_flight
+            .retain(|(o, off), _| o != origin || *off >= next);
+        self.done_below.insert(origin.to_string(), next);
+        self.fold(origin);
+        true
+    }
+
     /// Moves the frontier over consecutive done offsets.
     fn fold(&mut self, origin: &str) {
         let mut front = self.frontier(origin);
@@ -332,6 +367,25 @@ mod tests {
         s.hand_out("us", 0, flight(900, 1, 3));
         let expired: Vec<u64> = s.expired(300).iter().map(|((_, off), _)| *off).collect();
         assert_eq!(expired, [2, 1]);
+    }
+
+    #[test]
+    fn progress_made_elsewhere_moves_the_frontier_and_drops_what_was_in_flight_below() {
+        let mut s = PartitionState::default();
+        s.follow("eu", 5);
+        s.hand_out("eu", 3, flight(0, 1, 1));
+        s.hand_out("eu", 12, flight(0, 1, 2));
+        s.finish("eu", 11);
+        assert!(s.done_to("eu", 10, 5));
+        assert_eq!(s.frontier("eu"), 10);
+        assert!(!s.in_flight.contains_key(&("eu".to_string(), 3)));
+        assert!(s.in_flight.contains_key(&("eu".to_string(), 12)));
+        s.finish("eu", 10);
+        assert_eq!(s.frontier("eu"), 12, "folds over what was done above");
+        assert!(!s.done_to("eu", 11, 5), "never back");
+        assert!(!s.done_to("eu", 50, 9), "another incarnation's position");
+        assert_eq!(s.cursor().next, [("eu".to_string(), 12)].into());
+        assert_eq!(s.cursor().incarnations, [("eu".to_string(), 5)].into());
     }
 
     #[test]
