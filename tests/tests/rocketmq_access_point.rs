@@ -198,19 +198,19 @@ async fn routes_refusals_and_rpcs_not_served_yet() {
         2,
         "every queue to every consumer"
     );
+    // An unknown transaction id is refused, naming it.
     let transaction = client
-        .end_transaction(pb::EndTransactionRequest::default())
+        .end_transaction(pb::EndTransactionRequest {
+            topic: resource("orders"),
+            transaction_id: "nonsense".into(),
+            resolution: pb::TransactionResolution::Commit as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(code(&transaction.status), pb::Code::NotImplemented);
-    assert!(
-        transaction
-            .status
-            .unwrap()
-            .message
-            .contains("EndTransaction")
-    );
+    assert_eq!(code(&transaction.status), pb::Code::InvalidTransactionId);
+    assert!(transaction.status.unwrap().message.contains("\"nonsense\""));
     let mut pull = client
         .pull_message(pb::PullMessageRequest::default())
         .await
