@@ -2,6 +2,7 @@
 //! positions, consumer groups, retention and shutdown. Owns `<data_dir>/topics`.
 
 mod cursors;
+pub mod query;
 mod timers;
 
 pub use timers::{OrphanCheck, OrphanChecker, Scheduled};

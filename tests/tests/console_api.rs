@@ -417,6 +417,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "GET /api/v1/regions",
         "GET /api/v1/links",
         "GET /api/v1/topics",
+        "GET /api/v1/topics/{name}/messages",
         "GET /api/v1/openapi.json",
         "GET /api/v1/groups",
         "POST /api/v1/groups",

@@ -58,6 +58,10 @@ pub fn required<'p>(method: &Method, path: &'p str) -> Option<(Action, Resource<
         }
         Some("tasks") => (Action::Change, Resource::Task(name)),
         Some("groups") if reads => (Action::Read, Resource::Group(name)),
+        // Message bodies: for those who may consume them.
+        Some("topics") if parts.get(2) == Some(&"messages") => {
+            (Action::Consume, Resource::Topic(name))
+        }
         // A rewind overrides what every region's consumers committed.
         Some("groups") if parts.get(2) == Some(&"rewind") => (Action::Admin, Resource::Cluster),
         Some("groups") => (Action::Change, Resource::Group(name)),
@@ -150,6 +154,11 @@ mod tests {
             required(&post, "/api/v1/groups/g/rewind"),
             Some((Action::Admin, Resource::Cluster)),
             "a rewind overrides every region's commits"
+        );
+        assert_eq!(
+            required(&get, "/api/v1/topics/orders/messages"),
+            Some((Action::Consume, Resource::Topic("orders"))),
+            "message bodies need consume"
         );
         assert_eq!(
             required(&get, "/api/v1/replication"),

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod certificates;
 pub mod error;
 pub mod failover;
+pub mod messages;
 pub mod openapi;
 pub mod resources;
 pub mod rewind;
@@ -109,6 +110,7 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         .route("/api/v1/regions", get(resources::regions))
         .route("/api/v1/links", get(resources::links))
         .route("/api/v1/topics", get(resources::topics))
+        .route("/api/v1/topics/{name}/messages", get(messages::query))
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/audit", get(crate::audit::read))
         .route("/api/v1/certificates", get(certificates::list))

@@ -183,6 +183,13 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
         true,
     ),
     (
+        "get",
+        "/api/v1/topics/{name}/messages",
+        "Look messages of a topic up by id (identity or message id), key and store time (query: id, key, from, to, limit; needs consume on the topic)",
+        None,
+        false,
+    ),
+    (
         "post",
         "/api/v1/groups/{name}/rewind",
         "Move a group's cursor of one partition under a new epoch, in every region it is synced to (cluster admin)",

@@ -371,6 +371,18 @@ impl ConsoleClient {
         self.json(Method::POST, &path, None, Some(&body)).await
     }
 
+    /// Messages of `topic` matching `query` (`id`, `key`, `from`, `to`, `limit`): the
+    /// answer of `GET /api/v1/topics/{topic}/messages` as it is.
+    pub async fn messages(
+        &self,
+        topic: &str,
+        query: &[(&str, &str)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let query = serde_urlencoded::to_string(query).expect("pairs of text encode");
+        self.get(&format!("/api/v1/topics/{topic}/messages?{query}"))
+            .await
+    }
+
     /// Creates a consumer group (`409 GROUP_EXISTS` if the name is taken).
     pub async fn create_group(&self, spec: &GroupSpec) -> Result<Group, ClientError> {
         self.json(Method::POST, "/api/v1/groups", None, Some(spec))

@@ -8,6 +8,7 @@ mod certs;
 mod consume;
 mod failover;
 mod group;
+mod message;
 mod produce;
 mod repair;
 mod scenario;
@@ -75,6 +76,9 @@ enum Command {
     /// Manage consumer groups' settings (FIFO, max attempts) through a region's console API.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Look messages of a topic up (by id, key, store time) through a region's console API.
+    #[command(subcommand)]
+    Message(message::MessageCommand),
     /// Promote the region whose console is called to primary of a DR task.
     Failover(failover::FailoverArgs),
     /// Return a DR task to its first source (run against that region's console).
@@ -114,6 +118,7 @@ pub fn main() -> ExitCode {
             Command::Certs(args) => certs::run(args),
             Command::Task(command) => task::run(command).await,
             Command::Group(command) => group::run(command).await,
+            Command::Message(command) => message::run(command).await,
             Command::Failover(args) => failover::failover(args).await,
             Command::Failback(args) => failover::failback(args).await,
             Command::Repair(args) => repair::run(args),
