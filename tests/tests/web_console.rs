@@ -2,7 +2,8 @@
 //! it), driven over the DevTools protocol by `tests/web/console_test.mjs` (Node 20, no npm
 //! packages): create a task through the form (an invalid one first, whose error shows at
 //! the field), see it listed running, pause it, see "paused"; then fail a DR task over to
-//! this region with the row's button and see it primary at epoch 1. The screenshot is
+//! this region with the row's button and see it primary at epoch 1; find a message by key
+//! in the message browser, and see a bad time refused at its field. The screenshot is
 //! kept at `target/test-artifacts/web-console.png`.
 
 mod support;
@@ -22,6 +23,19 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
         })
         .await;
     let console = nodes[0].node.bound.console;
+    nodes[0].client.create_topic("web-orders", 1, None).await.unwrap();
+    let records = (0..5)
+        .map(|i| {
+            let mut r = record(&format!("web order {i}"));
+            r.key = Some(format!("web-key-{i}").into_bytes());
+            r
+        })
+        .collect();
+    nodes[0]
+        .client
+        .produce("web-orders", records, client::Partitioning::Partition(0))
+        .await
+        .unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let artifacts = root.join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

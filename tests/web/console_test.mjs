@@ -100,6 +100,17 @@ await until("the DR task listed with its primary", `(${flow} || '').includes('DR
 await evaluate("window.confirm = () => true; document.querySelector('tr[data-task=\"web-dr\"] button[data-action=failover]').click()");
 await until("eu shown as the primary", `(${flow} || '').includes('DR primary eu, epoch 1')`);
 
+// The message browser: find one of the messages the test produced into "web-orders" by
+// its key, and see it listed with its body.
+await evaluate(`(() => { const f = document.getElementById('messages');
+  f.elements.topic.value = 'web-orders'; f.elements.key.value = 'web-key-3'; f.requestSubmit(); })()`);
+await until("the message found by key",
+  "[...document.querySelectorAll('#found tr')].some((r) => r.dataset.message === 'eu-0-3' && r.cells[5].textContent === 'web order 3')");
+await evaluate(`(() => { const f = document.getElementById('messages');
+  f.elements.key.value = ''; f.elements.from.value = 'yesterday'; f.requestSubmit(); })()`);
+await until("the bad time shown at its field",
+  "document.querySelector('#messages .field-error[data-for=from]').textContent.includes('RFC 3339')");
+
 const shot = await page("Page.captureScreenshot", { format: "png", captureBeyondViewport: true });
 writeFileSync(screenshot, Buffer.from(shot.data, "base64"));
 done = true;
