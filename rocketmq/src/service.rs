@@ -50,6 +50,11 @@ pub struct AccessPoint {
 }
 
 impl AccessPoint {
+    /// The consumer groups' state (the console's redelivery uses it).
+    pub fn consumption(&self) -> Arc<Consumption> {
+        self.consumption.clone()
+    }
+
     pub fn new(
         broker: Arc<Broker>,
         region: String,

@@ -187,6 +187,20 @@ impl Node {
             source
         });
 
+        let grpc_stop = CancellationToken::new();
+        let access_point = rocketmq::AccessPoint::new(
+            broker.clone(),
+            config.region.id.clone(),
+            bound.rocketmq,
+            rocketmq::Limits {
+                max_body: config.storage.max_record_bytes,
+                long_polling: Duration::from_millis(config.rocketmq.long_polling_ms),
+                receive_batch: 32,
+                max_attempts: config.rocketmq.max_attempts,
+            },
+            security.authority.clone(),
+            grpc_stop.clone(),
+        );
         let health = Health::default();
         let console_stop = CancellationToken::new();
         let console = tokio::spawn(console_api::serve(
@@ -201,6 +215,7 @@ impl Node {
                     replicator: replicator.clone(),
                     authority: security.authority.clone(),
                     certificates: Arc::new(certificates),
+                    consumption: Some(access_point.consumption()),
                     audit: Arc::new(
                         console_api::audit::Audit::open(Some(
                             config.region.data_dir.join("audit.log"),
@@ -217,7 +232,6 @@ impl Node {
         ));
 
         let service = service.into_server();
-        let grpc_stop = CancellationToken::new();
         let stop = grpc_stop.clone();
         let mut grpc_server = tonic::transport::Server::builder();
         if let Some(tls) = &tls {
@@ -243,19 +257,6 @@ impl Node {
                 ),
         );
 
-        let access_point = rocketmq::AccessPoint::new(
-            broker.clone(),
-            config.region.id.clone(),
-            bound.rocketmq,
-            rocketmq::Limits {
-                max_body: config.storage.max_record_bytes,
-                long_polling: Duration::from_millis(config.rocketmq.long_polling_ms),
-                receive_batch: 32,
-                max_attempts: config.rocketmq.max_attempts,
-            },
-            security.authority.clone(),
-            grpc_stop.clone(),
-        );
         let stop = grpc_stop.clone();
         let mut rocketmq_server = tonic::transport::Server::builder();
         if let Some(tls) = &rocketmq_tls {

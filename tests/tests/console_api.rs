@@ -425,6 +425,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
         "PUT /api/v1/groups/{name}",
         "DELETE /api/v1/groups/{name}",
         "POST /api/v1/groups/{name}/rewind",
+        "POST /api/v1/groups/{name}/redeliver",
         "GET /api/v1/audit",
         "GET /api/v1/certificates",
         "GET /api/v1/principals",

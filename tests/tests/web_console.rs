@@ -23,7 +23,11 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
         })
         .await;
     let console = nodes[0].node.bound.console;
-    nodes[0].client.create_topic("web-orders", 1, None).await.unwrap();
+    nodes[0]
+        .client
+        .create_topic("web-orders", 1, None)
+        .await
+        .unwrap();
     let records = (0..5)
         .map(|i| {
             let mut r = record(&format!("web order {i}"));

@@ -9,6 +9,7 @@ pub mod error;
 pub mod failover;
 pub mod messages;
 pub mod openapi;
+pub mod redeliver;
 pub mod resources;
 pub mod rewind;
 pub mod shared;
@@ -36,11 +37,11 @@ pub struct Api {
     pub audit: Arc<crate::audit::Audit>,
     /// The node's certificate files, with their expiry.
     pub certificates: Arc<Vec<certificates::CertificateFile>>,
+    /// The RocketMQ access point's consumer groups (redelivery), when it runs.
+    pub consumption: Option<Arc<rocketmq::pop::Consumption>>,
 }
 
 impl Api {
-    /// Whether `caller` (set by `auth::require`) may do `action` on `resource`: for the
-    /// creates, whose resource is named in the body.
     /// Who asks for a change, as its record carries it: the principal, and whether they
     /// are a cluster administrator (open mode's anonymous caller is one).
     pub(crate) fn authorship(&self, caller: &::auth::Caller) -> replicator::Authorship {
@@ -56,6 +57,8 @@ impl Api {
         }
     }
 
+    /// Whether `caller` (set by `auth::require`) may do `action` on `resource`: for the
+    /// creates, whose resource is named in the body.
     pub(crate) fn authorize(
         &self,
         caller: &::auth::Caller,
@@ -97,6 +100,10 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
                 .delete(shared::delete::<GroupSpec>),
         )
         .route("/api/v1/groups/{name}/rewind", post(rewind::rewind))
+        .route(
+            "/api/v1/groups/{name}/redeliver",
+            post(redeliver::redeliver),
+        )
         .route(
             "/api/v1/principals",
             get(shared::list::<PrincipalSpec>).post(shared::create::<PrincipalSpec>),

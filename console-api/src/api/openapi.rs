@@ -191,6 +191,13 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
     ),
     (
         "post",
+        "/api/v1/groups/{name}/redeliver",
+        "Hand one message (its identity) to a RocketMQ consumer group again at its next receive in this region (change on the group)",
+        Some("RedeliverRequest"),
+        false,
+    ),
+    (
+        "post",
         "/api/v1/groups/{name}/rewind",
         "Move a group's cursor of one partition under a new epoch, in every region it is synced to (cluster admin)",
         Some("RewindRequest"),
@@ -293,6 +300,15 @@ pub fn document_value() -> serde_json::Value {
                         "name": {"type": "string", "maxLength": broker::catalog::groups::MAX_GROUP_NAME},
                         "fifo": {"type": "boolean", "description": "consume each message group of a FIFO topic in order"},
                         "max_attempts": {"type": "integer", "minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS, "description": "deliveries before the dead-letter topic %DLQ%<group>"}
+                    }
+                },
+                "RedeliverRequest": {
+                    "type": "object",
+                    "required": ["topic", "id"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "id": {"type": "string", "description": "the message's identity, origin-partition-offset"}
                     }
                 },
                 "RewindRequest": {

@@ -11,6 +11,7 @@
 pub mod deliver;
 pub mod filter;
 pub mod handle;
+mod redeliver;
 pub mod shared;
 pub mod state;
 

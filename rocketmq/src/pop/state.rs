@@ -215,6 +215,20 @@ impl PartitionState {
         }
     }
 
+    /// Hands `(origin, offset)` out again at the next receive (an operator's redelivery):
+    /// in flight and visible now, keeping its attempts, whether it was done or not.
+    pub fn redeliver(&mut self, origin: &str, offset: u64, now_ms: i64) {
+        let key = (origin.to_string(), offset);
+        self.done.remove(&key);
+        let flight = self.in_flight.entry(key).or_insert(InFlight {
+            visible_at_ms: now_ms,
+            attempt: 0,
+            nonce: 0,
+            group: None,
+        });
+        flight.visible_at_ms = now_ms;
+    }
+
     /// The frontier as a vector cursor (per origin the first offset not known done, and
     /// the incarnation it is of): valid in every region, since identities are.
     pub fn cursor(&self) -> broker::Cursor {
@@ -242,9 +256,11 @@ impl PartitionState {
         if held == 0 && incarnation != 0 {
             self.incarnations.insert(origin.to_string(), incarnation);
         }
+        // What was in flight below the old frontier is an operator's redelivery: it stays.
+        let old = self.frontier(origin);
         self.done.retain(|(o, off)| o != origin || *off >= next);
         self.in_flight
-            .retain(|(o, off), _| o != origin || *off >= next);
+            .retain(|(o, off), _| o != origin || *off >= next || *off < old);
         self.done_below.insert(origin.to_string(), next);
         self.fold(origin);
         true

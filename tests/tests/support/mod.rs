@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod sdk;
+
 use router::config::NodeConfig;
 use router::node::Node;
 use scenarios::deploy::{self, Certificates, NodePlan, start_order};

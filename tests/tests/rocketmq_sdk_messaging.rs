@@ -1,0 +1,276 @@
+//! Business messaging with the official RocketMQ 5 Python SDK (`rocketmq-python-client`)
+//! against a region's access point, unchanged: SQL92 filters on the server, delay messages
+//! and their recall, transactions with the server's orphan checks, and a group's progress
+//! shared between regions.
+
+mod support;
+
+use support::sdk::run_sdk;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_filters_by_sql_on_the_server() {
+    let node = support::start("eu").await;
+    node.client.create_topic("payments", 2, None).await.unwrap();
+    let records: Vec<client::pb::Record> = (0..20)
+        .map(|i| client::pb::Record {
+            body: format!("payment {i}").into_bytes(),
+            tag: Some(if i % 2 == 0 { "card" } else { "cash" }.to_string()),
+            properties: [
+                ("index".to_string(), i.to_string()),
+                (
+                    "region".to_string(),
+                    if i < 10 { "eu" } else { "us" }.to_string(),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        })
+        .collect();
+    node.client
+        .produce("payments", records, client::Partitioning::RoundRobin)
+        .await
+        .unwrap();
+    let sql =
+        "sql:index BETWEEN 4 AND 15 AND (TAGS = 'card' OR region IN ('us')) AND missing IS NULL";
+    let wanted: Vec<i64> = (4..=15).filter(|i| i % 2 == 0 || *i >= 10).collect();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let result = run_sdk(
+        "consumer.py",
+        &[
+            endpoint,
+            "payments".into(),
+            "sql-group".into(),
+            sql.into(),
+            wanted.len().to_string(),
+        ],
+    )
+    .await;
+    let mut got: Vec<i64> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, wanted, "the SQL filter runs on the server: {result}");
+    assert_eq!(result["left"], 0, "{result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_delay_messages_arrive_when_due_and_a_recalled_one_never_does() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("reminders", 2, None, "delay")
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let (count, delay_ms) = (4, 3_000);
+    let result = run_sdk(
+        "delay.py",
+        &[
+            endpoint,
+            "reminders".into(),
+            "reminder-group".into(),
+            count.to_string(),
+            delay_ms.to_string(),
+        ],
+    )
+    .await;
+    let due = result["due_ms"].as_i64().unwrap();
+    let received = result["received"].as_array().unwrap();
+    let mut indexes: Vec<i64> = received
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        [0, 1, 2, 3],
+        "each once, not the recalled one: {result}"
+    );
+    for m in received {
+        let late = m["at_ms"].as_i64().unwrap() - due;
+        // Not before its time; within the second precision the protocol promises, plus the
+        // consumer's long poll turnaround.
+        assert!(
+            (0..2_000).contains(&late),
+            "received {late} ms after due: {result}"
+        );
+    }
+    assert!(
+        result["recalled"].as_str().is_some_and(|id| !id.is_empty()),
+        "{result}"
+    );
+    assert!(
+        result["recall_again"]
+            .as_str()
+            .is_some_and(|e| e.contains("recall handle")),
+        "a second recall names the problem: {result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_transactions_commit_roll_back_and_answer_the_servers_checks() {
+    let node = support::start("eu").await;
+    node.client
+        .create_topic_of("transfers", 2, None, "transaction")
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let result = run_sdk(
+        "transaction.py",
+        &[endpoint, "transfers".into(), "ledger".into()],
+    )
+    .await;
+    assert_eq!(
+        result["while_half"], 0,
+        "a half message is invisible: {result}"
+    );
+    let mut received: Vec<i64> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_i64().unwrap())
+        .collect();
+    received.sort_unstable();
+    assert_eq!(
+        received,
+        [0, 2],
+        "the committed one and the orphan its checker committed, once each: {result}"
+    );
+    assert_eq!(result["checked"], serde_json::json!([2, 3]), "{result}");
+    assert_eq!(result["after"], 0, "nothing rolled back appears: {result}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
+    let deployment = support::Deployment::new(&["eu", "us"]);
+    let mut task = support::task("orders", &["eu"], &["us"], "orders");
+    task.groups = Some("billing*".into());
+    let nodes = deployment.start_mesh(&["eu", "us"], &[task]).await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client.create_topic("orders", 1, None).await.unwrap();
+    let records: Vec<client::pb::Record> = (0..20)
+        .map(|i| client::pb::Record {
+            body: format!("order {i}").into_bytes(),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect();
+    eu.client
+        .produce("orders", records, client::Partitioning::Partition(0))
+        .await
+        .unwrap();
+    support::eventually("us holds eu's records", || async {
+        support::held_end(&us.node, "orders", 0, "eu") == 20
+    })
+    .await;
+
+    // In eu the group acknowledges the first 8 and fails with the rest in flight.
+    let eu_run = run_sdk(
+        "ack_some.py",
+        &[
+            eu.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "20".into(),
+            "8".into(),
+        ],
+    )
+    .await;
+    assert_eq!(eu_run["acked"].as_array().unwrap().len(), 8, "{eu_run}");
+    support::eventually("the group's progress in us", || async {
+        us.client
+            .group_cursors("billing", "orders")
+            .await
+            .is_ok_and(|c| {
+                c.iter().any(|p| {
+                    p.cursor
+                        .as_ref()
+                        .is_some_and(|c| c.next.get("eu") == Some(&8))
+                })
+            })
+    })
+    .await;
+
+    // The group continues in us from there: everything not acknowledged in eu, once.
+    let us_run = run_sdk(
+        "consumer.py",
+        &[
+            us.node.bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "*".into(),
+            "12".into(),
+        ],
+    )
+    .await;
+    let mut got: Vec<i64> = us_run["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (8..20).collect::<Vec<i64>>(), "{us_run}");
+    assert_eq!(us_run["left"], 0, "{us_run}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_redelivers_one_message_to_a_group() {
+    let node = support::start("eu").await;
+    node.client.create_topic("orders", 1, None).await.unwrap();
+    let records: Vec<client::pb::Record> = (0..3)
+        .map(|i| client::pb::Record {
+            body: format!("order {i}").into_bytes(),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect();
+    node.client
+        .produce("orders", records, client::Partitioning::Partition(0))
+        .await
+        .unwrap();
+    let endpoint = node.node.bound.rocketmq.to_string();
+    let consume = |expected: &'static str| {
+        let args = vec![
+            endpoint.clone(),
+            "orders".to_string(),
+            "audit".to_string(),
+            "*".to_string(),
+            expected.to_string(),
+        ];
+        async move { run_sdk("consumer.py", &args).await }
+    };
+    let first = consume("3").await;
+    assert_eq!(first["received"].as_array().unwrap().len(), 3, "{first}");
+    assert_eq!(first["left"], 0, "all acknowledged: {first}");
+
+    let console = console_api::client::ConsoleClient::new(node.node.bound.console, None);
+    let redeliver = |id: &str| {
+        let body = serde_json::json!({"topic": "orders", "id": id});
+        let console = console.clone();
+        async move {
+            console
+                .raw(
+                    console_api::client::Method::POST,
+                    "/api/v1/groups/audit/redeliver",
+                    &[("content-type", "application/json")],
+                    Some(body.to_string().into_bytes()),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(redeliver("eu-0-1").await.status, 202);
+    let again = consume("1").await;
+    let received = again["received"].as_array().unwrap();
+    assert_eq!(received.len(), 1, "{again}");
+    assert_eq!(received[0]["index"], 1, "{again}");
+    assert_eq!(again["left"], 0, "{again}");
+    let missing = redeliver("eu-0-99").await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    let bad = redeliver("order-one").await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("\"field\":\"id\""), "{}", bad.text());
+}
