@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use broker::batch::{Batch, PendingBatch};
 use broker::catalog::GroupSpec;
-use broker::catalog::record::{Author, MAX_VERSION_STEP, Record};
+use broker::catalog::record::{Author, MAX_VERSION_STEP};
 use replicator::identity::seal::Sealer;
 use replicator::tls::Identity;
 use replicator::wire::io::{self as link_io, FrameLimits};
@@ -51,17 +51,7 @@ fn sealed<S: serde::Serialize + Clone>(
         admin,
         sealer: Some(&seal),
     };
-    let mut record = Record {
-        spec,
-        version,
-        changed_by: String::new(),
-        deleted: false,
-        by: None,
-        admin: false,
-        seal: None,
-    };
-    author.stamp(kind, &mut record);
-    serde_json::to_string(&record).unwrap()
+    serde_json::to_string(&author.record(kind, spec, version, false)).unwrap()
 }
 
 fn refusals(metrics: &str, kind: &str, reason: &str) -> u64 {

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::sdk::{run_sdk, run_sdk_with};
+use support::sdk::{indexed, run_sdk, run_sdk_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_sends_normal_messages_that_keep_what_they_carry() {
@@ -78,14 +78,10 @@ async fn the_python_sdk_receives_filters_acknowledges_and_gets_unacknowledged_me
     let node = support::start("eu").await;
     node.client.create_topic("payments", 2, None).await.unwrap();
     // Produced through georouter's own API: any record is a message to the access point.
-    let records: Vec<client::pb::Record> = (0..12)
-        .map(|i| client::pb::Record {
-            body: format!("payment {i}").into_bytes(),
-            tag: Some(if i % 3 == 0 { "TagB" } else { "TagA" }.to_string()),
-            properties: [("index".to_string(), i.to_string())].into(),
-            ..Default::default()
-        })
-        .collect();
+    let mut records = indexed(12, "payment");
+    for (i, r) in records.iter_mut().enumerate() {
+        r.tag = Some(if i % 3 == 0 { "TagB" } else { "TagA" }.to_string());
+    }
     node.client
         .produce("payments", records, client::Partitioning::RoundRobin)
         .await

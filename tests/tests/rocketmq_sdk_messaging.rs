@@ -5,27 +5,19 @@
 
 mod support;
 
-use support::sdk::run_sdk;
+use support::sdk::{indexed, run_sdk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_filters_by_sql_on_the_server() {
     let node = support::start("eu").await;
     node.client.create_topic("payments", 2, None).await.unwrap();
-    let records: Vec<client::pb::Record> = (0..20)
-        .map(|i| client::pb::Record {
-            body: format!("payment {i}").into_bytes(),
-            tag: Some(if i % 2 == 0 { "card" } else { "cash" }.to_string()),
-            properties: [
-                ("index".to_string(), i.to_string()),
-                (
-                    "region".to_string(),
-                    if i < 10 { "eu" } else { "us" }.to_string(),
-                ),
-            ]
-            .into(),
-            ..Default::default()
-        })
-        .collect();
+    let mut records = indexed(20, "payment");
+    for (i, r) in records.iter_mut().enumerate() {
+        r.tag = Some(if i % 2 == 0 { "card" } else { "cash" }.to_string());
+        let region = if i < 10 { "eu" } else { "us" };
+        r.properties
+            .insert("region".to_string(), region.to_string());
+    }
     node.client
         .produce("payments", records, client::Partitioning::RoundRobin)
         .await
@@ -150,13 +142,7 @@ async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
     let nodes = deployment.start_mesh(&["eu", "us"], &[task]).await;
     let (eu, us) = (&nodes[0], &nodes[1]);
     eu.client.create_topic("orders", 1, None).await.unwrap();
-    let records: Vec<client::pb::Record> = (0..20)
-        .map(|i| client::pb::Record {
-            body: format!("order {i}").into_bytes(),
-            properties: [("index".to_string(), i.to_string())].into(),
-            ..Default::default()
-        })
-        .collect();
+    let records = indexed(20, "order");
     eu.client
         .produce("orders", records, client::Partitioning::Partition(0))
         .await
@@ -220,13 +206,7 @@ async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
 async fn an_operator_redelivers_one_message_to_a_group() {
     let node = support::start("eu").await;
     node.client.create_topic("orders", 1, None).await.unwrap();
-    let records: Vec<client::pb::Record> = (0..3)
-        .map(|i| client::pb::Record {
-            body: format!("order {i}").into_bytes(),
-            properties: [("index".to_string(), i.to_string())].into(),
-            ..Default::default()
-        })
-        .collect();
+    let records = indexed(3, "order");
     node.client
         .produce("orders", records, client::Partitioning::Partition(0))
         .await

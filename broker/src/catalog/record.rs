@@ -98,6 +98,28 @@ impl<'a> Author<'a> {
         }
     }
 
+    /// Version `version` of `spec` (a deletion when `deleted`), made and sealed by this
+    /// author.
+    pub fn record<S: Serialize + Clone>(
+        &self,
+        kind: &str,
+        spec: S,
+        version: u64,
+        deleted: bool,
+    ) -> Record<S> {
+        let mut record = Record {
+            spec,
+            version,
+            changed_by: String::new(),
+            deleted,
+            by: None,
+            admin: false,
+            seal: None,
+        };
+        self.stamp(kind, &mut record);
+        record
+    }
+
     /// Stamps `record` with this authorship and seals it.
     pub fn stamp<S: Serialize + Clone>(&self, kind: &str, record: &mut Record<S>) {
         record.changed_by = self.region.to_string();
@@ -184,17 +206,8 @@ pub fn prepare<S: Spec + Serialize>(
             given,
         });
     }
-    let mut record = Record {
-        spec,
-        version: current.map_or(0, |r| r.version) + 1,
-        changed_by: String::new(),
-        deleted,
-        by: None,
-        admin: false,
-        seal: None,
-    };
-    author.stamp(kind, &mut record);
-    Ok(record)
+    let version = current.map_or(0, |r| r.version) + 1;
+    Ok(author.record(kind, spec, version, deleted))
 }
 
 /// Takes from `incoming` the records newer than those held in `records`; returns them.

@@ -195,17 +195,7 @@ mod tests {
                 admin,
                 sealer: Some(&seal),
             };
-            let mut record = Record {
-                spec,
-                version,
-                changed_by: String::new(),
-                deleted: false,
-                by: None,
-                admin: false,
-                seal: None,
-            };
-            author.stamp(S::KIND, &mut record);
-            record
+            author.record(S::KIND, spec, version, false)
         }
     }
 

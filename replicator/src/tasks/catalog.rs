@@ -150,19 +150,9 @@ impl Catalog {
             own.stamp("task", record);
         }
         for spec in config {
-            records.entry(spec.name.clone()).or_insert_with(|| {
-                let mut record = TaskRecord {
-                    spec: spec.clone(),
-                    version: 1,
-                    changed_by: String::new(),
-                    deleted: false,
-                    by: None,
-                    admin: false,
-                    seal: None,
-                };
-                author.stamp("task", &mut record);
-                record
-            });
+            records
+                .entry(spec.name.clone())
+                .or_insert_with(|| author.record("task", spec.clone(), 1, false));
         }
         let mut catalog = Catalog {
             records,

@@ -57,3 +57,15 @@ pub async fn run_sdk_with(
         .expect("the script printed its result");
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{script} printed {last}: {e}"))
 }
+
+/// `count` records whose bodies are `"{body} {i}"` and whose property `index` is `i`: what
+/// the scripts read back (through the access point, a record is a message).
+pub fn indexed(count: i64, body: &str) -> Vec<client::pb::Record> {
+    (0..count)
+        .map(|i| client::pb::Record {
+            body: format!("{body} {i}").into_bytes(),
+            properties: [("index".to_string(), i.to_string())].into(),
+            ..Default::default()
+        })
+        .collect()
+}
