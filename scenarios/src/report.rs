@@ -97,6 +97,10 @@ pub struct Report {
     /// The RPO the failover itself reported (dr-failover), to compare with `rpo_records`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rpo_reported_records: Option<u64>,
+    /// Records of the lost origin the standby held when the failover reported its RPO
+    /// (records still in flight from the origin may arrive after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo_reported_held: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backlog_records: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]

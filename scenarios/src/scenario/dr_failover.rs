@@ -91,12 +91,9 @@ pub async fn run(
         .console(&run.cluster.token)
         .failover("dr", FailoverMode::Forced, Duration::from_secs(30))
         .await?;
-    let reported_rpo: u64 = failover
-        .rpo
-        .iter()
-        .filter(|o| o.origin == PRIMARY)
-        .map(|o| o.records)
-        .sum();
+    let of_primary = || failover.rpo.iter().filter(|o| o.origin == PRIMARY);
+    let reported_rpo: u64 = of_primary().map(|o| o.records).sum();
+    let held_then: u64 = of_primary().map(|o| o.held).sum();
     primary_down.cancel();
     let acked_before = run.produced(PRIMARY);
     run.event(format!(
@@ -131,6 +128,7 @@ pub async fn run(
     report.passed &= never_delivered == 0;
     report.rpo_records = Some(settled.verdict.rpo_records);
     report.rpo_reported_records = Some(reported_rpo);
+    report.rpo_reported_held = Some(held_then);
     report.consumer = Some(ConsumerReport {
         before_failover: c.before,
         after_failover: c.after,

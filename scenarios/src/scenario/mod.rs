@@ -556,6 +556,7 @@ impl<'a> Run<'a> {
             wan_bytes: self.cluster.wan_counts().bytes,
             rpo_records: (!self.killed.is_empty()).then_some(verdict.rpo_records),
             rpo_reported_records: None,
+            rpo_reported_held: None,
             backlog_records: Some(backlog),
             backlog_bytes: Some(backlog_bytes),
             catchup_s: settle.map(|d| d.as_secs_f64()),
