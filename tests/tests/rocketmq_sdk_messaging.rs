@@ -254,3 +254,100 @@ async fn an_operator_redelivers_one_message_to_a_group() {
     assert_eq!(bad.status, 400, "{}", bad.text());
     assert!(bad.text().contains("\"field\":\"id\""), "{}", bad.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_consumer_takes_over_in_the_standby_after_the_primary_is_killed() {
+    let mut task = support::task("dr", &["a"], &["b"], "orders");
+    task.dr = Some(replicator::Dr {
+        primary: "a".into(),
+        epoch: 0,
+        promoting: None,
+    });
+    task.groups = Some("billing*".into());
+    let plan = scenarios::cluster::ClusterPlan {
+        topology: support::TopologySpec::mesh(&["a", "b"]),
+        residency: Default::default(),
+        tasks: vec![task],
+        impairment: Default::default(),
+        direct_links: false,
+        heartbeat_ms: 300,
+        node_settings: serde_json::Value::Null,
+    };
+    let mut cluster = scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
+        .await
+        .unwrap();
+    let (a, b) = (
+        cluster.region("a").client.clone(),
+        cluster.region("b").client.clone(),
+    );
+    a.create_topic("orders", 1, None).await.unwrap();
+    a.produce(
+        "orders",
+        indexed(20, "order"),
+        client::Partitioning::Partition(0),
+    )
+    .await
+    .unwrap();
+    // The group works in a: acknowledges the first 8, the rest still in flight when a dies.
+    let in_a = run_sdk(
+        "ack_some.py",
+        &[
+            cluster.region("a").bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "20".into(),
+            "8".into(),
+        ],
+    )
+    .await;
+    assert_eq!(in_a["acked"].as_array().unwrap().len(), 8, "{in_a}");
+    support::eventually("b holds a's records and the group's progress", || async {
+        let held = b
+            .describe_topic("orders")
+            .await
+            .is_ok_and(|d| d.partitions[0].sub_logs.iter().any(|s| s.end_offset == 20));
+        let progress = b.group_cursors("billing", "orders").await.is_ok_and(|c| {
+            c.iter().any(|p| {
+                p.cursor
+                    .as_ref()
+                    .is_some_and(|c| c.next.get("a") == Some(&8))
+            })
+        });
+        held && progress
+    })
+    .await;
+
+    cluster.kill("a").await.unwrap();
+    let report = cluster
+        .region("b")
+        .console(&cluster.token)
+        .failover(
+            "dr",
+            replicator::FailoverMode::Forced,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.promoted, "b");
+
+    // A PushConsumer of the group in b gets exactly what a had not acknowledged.
+    let in_b = run_sdk(
+        "push.py",
+        &[
+            cluster.region("b").bound.rocketmq.to_string(),
+            "orders".into(),
+            "billing".into(),
+            "12".into(),
+        ],
+    )
+    .await;
+    let mut indexes: Vec<i64> = in_b["attempts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (8..20).collect::<Vec<i64>>(), "{in_b}");
+    cluster.stop().await.unwrap();
+}
