@@ -97,6 +97,18 @@ async fn dr_failover_resumes_the_consumer_in_the_standby() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_failover_continues_a_rocketmq_group_in_the_standby() {
+    let report = scenario("consumer-failover", small()).await;
+    assert!(report.passed, "{}", report.human());
+    let consumer = report.consumer.as_ref().expect("consumer report");
+    assert_eq!(consumer.never_delivered, 0, "{}", report.human());
+    assert!(consumer.before_failover > 0, "{consumer:?}");
+    assert!(consumer.after_failover > 0, "{consumer:?}");
+    assert!(consumer.takeover_ms.is_some(), "{consumer:?}");
+    assert!(report.human().contains("takeover:"), "{}", report.human());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compliance_mirror_holds_exactly_the_audited_records() {
     let report = scenario("compliance-mirror", small()).await;
     // Even sequence numbers are audited, multiples of 3 personal: 1500 records per origin

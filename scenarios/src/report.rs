@@ -64,7 +64,7 @@ pub struct Wan {
     pub bandwidth_mbps: Option<f64>,
 }
 
-/// A consumer that moved regions (dr-failover).
+/// A consumer that moved regions (dr-failover, consumer-failover).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConsumerReport {
     pub before_failover: u64,
@@ -73,6 +73,9 @@ pub struct ConsumerReport {
     /// Acknowledged records the standby holds that the consumer never received.
     pub never_delivered: u64,
     pub resumed_in: String,
+    /// From the kill of the primary to the consumer's first message in the standby.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub takeover_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -231,6 +234,13 @@ impl Report {
                 c.delivered_twice,
                 c.never_delivered
             );
+            if let Some(ms) = c.takeover_ms {
+                let _ = writeln!(
+                    w,
+                    "takeover: the consumer's first message in {} {ms:.0} ms after the kill",
+                    c.resumed_in
+                );
+            }
         }
         let i = &self.invariants;
         let _ = writeln!(w, "\ninvariants:");

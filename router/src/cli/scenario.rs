@@ -13,7 +13,7 @@ use crate::launch::{InProcess, Processes};
 
 #[derive(clap::Args)]
 pub struct ScenarioArgs {
-    /// active-active, dr-failover, compliance-mirror, vpc-relay or partition-heal.
+    /// active-active, dr-failover, consumer-failover, compliance-mirror, vpc-relay or partition-heal.
     #[arg(value_parser = clap::builder::PossibleValuesParser::new(NAMES))]
     name: String,
     #[command(flatten)]

@@ -31,15 +31,37 @@ use crate::workload::{Stream, header};
 
 const PRIMARY: &str = "east";
 const STANDBY: &str = "west";
-const TOPIC: &str = "orders";
-const GROUP: &str = "billing";
+pub(super) const TOPIC: &str = "orders";
+pub(super) const GROUP: &str = "billing";
+
+/// How the scenario's consumer reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Consumers {
+    /// georouter's own API: fetch, and commit the group's cursor after each response.
+    OwnApi,
+    /// The RocketMQ access point: PoP receive and acknowledge (`consumer_failover`).
+    RocketMq,
+}
 
 pub async fn run(
     options: &Options,
     launcher: &dyn Launcher,
     on_ready: &(dyn Fn(&Cluster) + Sync),
 ) -> Result<(Report, Cluster)> {
-    options.regions_or("dr-failover", 2, true)?;
+    run_with(options, launcher, on_ready, Consumers::OwnApi).await
+}
+
+pub(super) async fn run_with(
+    options: &Options,
+    launcher: &dyn Launcher,
+    on_ready: &(dyn Fn(&Cluster) + Sync),
+    consumers: Consumers,
+) -> Result<(Report, Cluster)> {
+    let name = match consumers {
+        Consumers::OwnApi => "dr-failover",
+        Consumers::RocketMq => "consumer-failover",
+    };
+    options.regions_or(name, 2, true)?;
     let mut task = replicator::TaskSpec::new("dr", &[PRIMARY], &[STANDBY], TOPIC);
     task.dr = Some(replicator::Dr {
         primary: PRIMARY.into(),
@@ -48,7 +70,7 @@ pub async fn run(
     });
     task.groups = Some(GROUP.into());
     let spec = Spec {
-        name: "dr-failover",
+        name,
         plan: ClusterPlan {
             topology: TopologySpec::mesh(&[PRIMARY, STANDBY]),
             residency: ResidencySpec::default(),
@@ -66,13 +88,24 @@ pub async fn run(
     let consumer = Arc::new(Mutex::new(Consumer::default()));
     let primary_down = CancellationToken::new();
     let stop_consumer = CancellationToken::new();
-    let consuming = tokio::spawn(consume(
-        run.cluster.region(PRIMARY).client.clone(),
-        run.cluster.region(STANDBY).client.clone(),
-        consumer.clone(),
-        primary_down.clone(),
-        stop_consumer.clone(),
-    ));
+    let consuming = match consumers {
+        Consumers::OwnApi => tokio::spawn(consume(
+            run.cluster.region(PRIMARY).client.clone(),
+            run.cluster.region(STANDBY).client.clone(),
+            consumer.clone(),
+            primary_down.clone(),
+            stop_consumer.clone(),
+        )),
+        Consumers::RocketMq => tokio::spawn(super::consumer_failover::consume(
+            [
+                run.cluster.region(PRIMARY).bound.rocketmq,
+                run.cluster.region(STANDBY).bound.rocketmq,
+            ],
+            consumer.clone(),
+            primary_down.clone(),
+            stop_consumer.clone(),
+        )),
+    };
     run.event(format!(
         "{PRIMARY} (primary) and {STANDBY} (standby) up; producing and consuming in {PRIMARY}"
     ));
@@ -85,6 +118,7 @@ pub async fn run(
         std::collections::BTreeMap::from([((PRIMARY.to_string(), STANDBY.to_string()), 1)]);
     run.wait_received(&flowing, Duration::from_secs(60)).await;
     run.kill(PRIMARY).await?;
+    consumer.lock().expect("consumer").killed_at = Some(std::time::Instant::now());
     let failover = run
         .cluster
         .region(STANDBY)
@@ -135,17 +169,23 @@ pub async fn run(
         delivered_twice: c.twice,
         never_delivered,
         resumed_in: STANDBY.into(),
+        takeover_ms: c
+            .killed_at
+            .zip(c.first_in_standby)
+            .map(|(k, f)| f.saturating_duration_since(k).as_secs_f64() * 1000.0),
     });
     drop(c);
     Ok((report, run.into_cluster()))
 }
 
 #[derive(Default)]
-struct Consumer {
+pub(super) struct Consumer {
     delivered: HashMap<Stream, HashSet<u64>>,
     twice: u64,
     before: u64,
     after: u64,
+    killed_at: Option<std::time::Instant>,
+    first_in_standby: Option<std::time::Instant>,
 }
 
 impl Consumer {
@@ -154,19 +194,26 @@ impl Consumer {
             let Some((seq, _)) = fetched.record.as_ref().and_then(|r| header(&r.body)) else {
                 continue;
             };
-            let stream = Stream {
-                topic: TOPIC.into(),
-                partition: fetched.partition,
-                origin: fetched.origin.clone(),
-            };
-            if !self.delivered.entry(stream).or_default().insert(seq) {
-                self.twice += 1;
-            }
-            if in_standby {
-                self.after += 1;
-            } else {
-                self.before += 1;
-            }
+            self.take_one(fetched.partition, &fetched.origin, seq, in_standby);
+        }
+    }
+
+    /// The record `seq` of `origin`'s stream in `partition` was delivered.
+    pub(super) fn take_one(&mut self, partition: u32, origin: &str, seq: u64, in_standby: bool) {
+        let stream = Stream {
+            topic: TOPIC.into(),
+            partition,
+            origin: origin.to_string(),
+        };
+        if !self.delivered.entry(stream).or_default().insert(seq) {
+            self.twice += 1;
+        }
+        if in_standby {
+            self.after += 1;
+            self.first_in_standby
+                .get_or_insert_with(std::time::Instant::now);
+        } else {
+            self.before += 1;
         }
     }
 

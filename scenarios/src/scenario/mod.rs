@@ -3,6 +3,7 @@
 
 mod active_active;
 mod compliance_mirror;
+mod consumer_failover;
 mod dr_failover;
 mod partition_heal;
 mod vpc_relay;
@@ -27,9 +28,10 @@ use crate::verify::{self, Expectation, Holdings};
 use crate::wan::Impairment;
 use crate::workload::{self, Acked, Labels, Load, Tally};
 
-pub const NAMES: [&str; 5] = [
+pub const NAMES: [&str; 6] = [
     "active-active",
     "dr-failover",
+    "consumer-failover",
     "compliance-mirror",
     "vpc-relay",
     "partition-heal",
@@ -172,6 +174,7 @@ pub async fn run(
     match name {
         "active-active" => active_active::run(options, launcher, on_ready).await,
         "dr-failover" => dr_failover::run(options, launcher, on_ready).await,
+        "consumer-failover" => consumer_failover::run(options, launcher, on_ready).await,
         "compliance-mirror" => compliance_mirror::run(options, launcher, on_ready).await,
         "vpc-relay" => vpc_relay::run(options, launcher, on_ready).await,
         "partition-heal" => partition_heal::run(options, launcher, on_ready).await,
