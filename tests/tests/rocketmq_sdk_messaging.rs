@@ -351,3 +351,89 @@ async fn a_push_consumer_takes_over_in_the_standby_after_the_primary_is_killed()
     assert_eq!(indexes, (8..20).collect::<Vec<i64>>(), "{in_b}");
     cluster.stop().await.unwrap();
 }
+
+/// The sequences of `group` in a fifo.py result, in receipt order.
+fn fifo_order(result: &serde_json::Value, group: &str) -> Vec<u64> {
+    result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0] == group)
+        .map(|r| r[1].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_group_keeps_its_order_in_the_region_that_takes_over() {
+    let deployment = support::Deployment::new(&["eu", "us"]);
+    let mut task = support::task("ledger", &["eu"], &["us"], "ledger");
+    task.groups = Some("posting*".into());
+    let nodes = deployment.start_mesh(&["eu", "us"], &[task]).await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client
+        .create_topic_of("ledger", 2, None, "fifo")
+        .await
+        .unwrap();
+    support::create_group(eu, "posting", true, 16).await;
+    support::eventually("the FIFO group's settings in us", || async {
+        us.node
+            .broker
+            .groups()
+            .get("posting")
+            .is_some_and(|g| g.fifo)
+    })
+    .await;
+    let per_group: u64 = 6;
+    // In eu, the group acknowledges 5 messages in order, then stops.
+    let in_eu = run_sdk(
+        "fifo.py",
+        &[
+            eu.node.bound.rocketmq.to_string(),
+            "ledger".into(),
+            "posting".into(),
+            per_group.to_string(),
+            "1".into(),
+            "5".into(),
+        ],
+    )
+    .await;
+    let done: Vec<usize> = ["g1", "g2"].map(|g| fifo_order(&in_eu, g).len()).into();
+    assert_eq!(done.iter().sum::<usize>(), 5, "{in_eu}");
+    support::eventually("us holds the messages and the group's progress", || async {
+        let held: u64 = (0..2)
+            .map(|p| support::held_end(&us.node, "ledger", p, "eu"))
+            .sum();
+        let progress: u64 = us
+            .client
+            .group_cursors("posting", "ledger")
+            .await
+            .map(|c| {
+                c.iter()
+                    .filter_map(|p| p.cursor.as_ref()?.next.get("eu").copied())
+                    .sum()
+            })
+            .unwrap_or(0);
+        held == 2 * per_group && progress == 5
+    })
+    .await;
+    // In us, each message group continues in order from where eu left it.
+    let in_us = run_sdk(
+        "fifo.py",
+        &[
+            us.node.bound.rocketmq.to_string(),
+            "ledger".into(),
+            "posting".into(),
+            per_group.to_string(),
+            "0".into(),
+            "7".into(),
+        ],
+    )
+    .await;
+    for (group, done) in ["g1", "g2"].into_iter().zip(done) {
+        assert_eq!(
+            fifo_order(&in_us, group),
+            (done as u64..per_group).collect::<Vec<_>>(),
+            "{group}: eu {in_eu}, us {in_us}"
+        );
+    }
+}
