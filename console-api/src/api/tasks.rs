@@ -20,6 +20,15 @@ pub(crate) fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
         .ok_or_else(ApiError::replication_disabled)
 }
 
+/// The replicator, to read task `name`: a region without replication holds no task (404).
+fn reading<'a>(api: &'a Api, name: &str) -> Result<&'a Arc<Replicator>, ApiError> {
+    api.replicator.as_ref().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no task \"{name}\" (replication is not configured in this region)"
+        ))
+    })
+}
+
 /// Task `name`, or 404.
 fn existing(replicator: &Replicator, name: &str) -> Result<TaskRecord, ApiError> {
     replicator
@@ -88,7 +97,10 @@ fn body(spec: Result<Json<TaskSpec>, JsonRejection>) -> Result<TaskSpec, ApiErro
 }
 
 pub async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    // A region without replication has no tasks: an empty list, not an error.
+    let Some(r) = api.replicator.as_ref() else {
+        return Ok(Json(serde_json::json!({ "tasks": [] })).into_response());
+    };
     let tasks: Vec<_> = r.tasks().iter().map(|t| view(r, t)).collect();
     Ok(Json(serde_json::json!({ "tasks": tasks })).into_response())
 }
@@ -110,7 +122,7 @@ pub async fn create(
 }
 
 pub async fn read(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = reading(&api, &name)?;
     let record = existing(r, &name)?;
     Ok(with_etag(StatusCode::OK, r, &record))
 }
@@ -119,7 +131,7 @@ pub async fn status(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = reading(&api, &name)?;
     let record = existing(r, &name)?;
     Ok(Json(view(r, &record)["status"].clone()).into_response())
 }
