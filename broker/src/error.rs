@@ -84,6 +84,9 @@ pub enum BrokerError {
     /// Caller: a cursor or start position that cannot be used.
     #[error("invalid cursor: {reason}")]
     InvalidCursor { reason: String },
+    /// Caller: a filter expression that does not parse.
+    #[error("invalid filter \"{expression}\": {reason}")]
+    InvalidFilter { expression: String, reason: String },
     /// Caller (replication): a batch of this region's own origin offered back to it.
     #[error("refused a replicated batch of origin '{origin}': it is this region's own origin")]
     OwnOrigin { origin: String },
@@ -170,6 +173,7 @@ impl BrokerError {
             BrokerError::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
             BrokerError::EmptyProduce { .. } => ErrorCode::EmptyProduce,
             BrokerError::InvalidCursor { .. } => ErrorCode::InvalidCursor,
+            BrokerError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
             BrokerError::OwnOrigin { .. } => ErrorCode::OwnOrigin,
             BrokerError::OffsetGap { .. } => ErrorCode::OffsetGap,
             BrokerError::OverlappingBatch { .. } => ErrorCode::OverlappingBatch,

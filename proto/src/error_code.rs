@@ -22,6 +22,8 @@ crate::stable_codes! {
         /// A request past the codec's record or property count limits (`codec`).
         RequestTooLarge => "request-too-large",
         InvalidCursor => "invalid-cursor",
+        /// A filter expression that does not parse (`sql` of a fetch).
+        InvalidFilter => "invalid-filter",
         OwnOrigin => "own-origin",
         OffsetGap => "offset-gap",
         OverlappingBatch => "overlapping-batch",

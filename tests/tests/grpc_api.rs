@@ -466,3 +466,52 @@ async fn fetch_naming_a_partition_twice_delivers_each_record_once() {
     assert_eq!(bodies(&fetched.records), vec!["a", "b"]);
     t.node.shut_down().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_filters_by_sql_and_a_bad_expression_names_where() {
+    let node = start("eu").await;
+    node.client.create_topic("payments", 1, None).await.unwrap();
+    let records = (0..10)
+        .map(|i| {
+            let mut r = record(&format!("p{i}"));
+            r.tag = Some(if i % 2 == 0 { "card" } else { "cash" }.into());
+            r.properties = [("amount".to_string(), (i * 10).to_string())].into();
+            r
+        })
+        .collect();
+    node.client
+        .produce("payments", records, client::Partitioning::Partition(0))
+        .await
+        .unwrap();
+    let request = |sql: &str| pb::FetchRequest {
+        topic: "payments".into(),
+        start: Some(client::earliest()),
+        sql: Some(sql.into()),
+        ..Default::default()
+    };
+    let mut stream = node
+        .client
+        .fetch(request("amount >= 40 AND TAGS = 'card'"))
+        .await
+        .unwrap();
+    let mut bodies_seen = Vec::new();
+    let mut cursors = Vec::new();
+    while let Some(response) = stream.message().await.unwrap() {
+        bodies_seen.extend(bodies(&response.records));
+        if !response.cursors.is_empty() {
+            cursors = response.cursors;
+        }
+    }
+    assert_eq!(bodies_seen, ["p4", "p6", "p8"]);
+    let next = cursors[0].cursor.as_ref().unwrap().next["eu"];
+    assert_eq!(next, 10, "the skipped records advance the cursor");
+    let bad = node
+        .client
+        .fetch(request("amount >"))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("invalid-filter"), "{bad}");
+    assert!(bad.to_string().contains("offset 8"), "{bad}");
+    node.node.shut_down().await.unwrap();
+}

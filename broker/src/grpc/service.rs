@@ -246,6 +246,15 @@ impl broker_server::Broker for BrokerService {
         let mut exact: BTreeMap<u32, _> =
             partition_cursors_from_pb(r.cursors)?.into_iter().collect();
         let start = start_from_pb(r.start);
+        let sql = match &r.sql {
+            Some(text) => Some(std::sync::Arc::new(
+                crate::sql::SqlFilter::parse(text).map_err(|e| BrokerError::InvalidFilter {
+                    expression: text.clone(),
+                    reason: e.to_string(),
+                })?,
+            )),
+            None => None,
+        };
         let mut readers = Vec::with_capacity(partitions.len());
         for p in partitions {
             let partition = self.broker.partition(&r.topic, p)?;
@@ -253,7 +262,11 @@ impl broker_server::Broker for BrokerService {
                 Some(cursor) => cursor,
                 None => self.broker.start_cursor(&partition, start)?,
             };
-            readers.push(PartitionReader::new(partition, cursor, r.tag.clone()));
+            let reader = PartitionReader::new(partition, cursor, r.tag.clone());
+            readers.push(match &sql {
+                Some(sql) => reader.with_sql(sql.clone()),
+                None => reader,
+            });
         }
         if let Some((p, _)) = exact.into_iter().next() {
             return Err(BrokerError::InvalidCursor {

@@ -17,6 +17,7 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::UnknownPartition { .. }
         | BrokerError::EmptyProduce { .. }
         | BrokerError::InvalidCursor { .. }
+        | BrokerError::InvalidFilter { .. }
         | BrokerError::MalformedBatch(_) => Code::InvalidArgument,
         BrokerError::RecordTooLarge { .. }
         | BrokerError::BatchTooLarge { .. }

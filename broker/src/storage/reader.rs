@@ -50,6 +50,7 @@ pub struct PartitionReader {
     partition: Arc<Partition>,
     cursor: Cursor,
     tag: Option<String>,
+    sql: Option<Arc<crate::sql::SqlFilter>>,
     next_seq: Option<u64>,
     /// The arrival index's generation `next_seq` belongs to.
     generation: u64,
@@ -66,11 +67,19 @@ impl PartitionReader {
             partition,
             cursor,
             tag,
+            sql: None,
             next_seq: None,
             generation: 0,
             durable,
             hints: HashMap::new(),
         }
+    }
+
+    /// Delivers only records `sql` takes too (the others are skipped like those of
+    /// another tag).
+    pub fn with_sql(mut self, sql: Arc<crate::sql::SqlFilter>) -> Self {
+        self.sql = Some(sql);
+        self
     }
 
     /// The position after everything read (or skipped by the tag filter) so far.
@@ -167,6 +176,10 @@ impl PartitionReader {
                         .tag
                         .as_ref()
                         .is_none_or(|t| record.tag.as_ref() == Some(t))
+                    && self
+                        .sql
+                        .as_ref()
+                        .is_none_or(|f| f.matches(record.tag.as_deref(), &record.properties))
                 {
                     outcome.records.push(StoredRecord {
                         origin: item.origin.clone(),
