@@ -141,6 +141,17 @@ impl Broker {
         })
     }
 
+    /// Partitions a storage failure fenced (no writes until the node restarts).
+    pub fn fenced_partitions(&self) -> usize {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.is_fenced())
+            .count()
+    }
+
     pub fn region(&self) -> &str {
         &self.config.region
     }

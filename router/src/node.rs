@@ -169,6 +169,12 @@ impl Node {
         let mut registry = prometheus_client::registry::Registry::default();
         service.metrics().register(&mut registry);
         security.authority.register(&mut registry);
+        let fenced = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        registry.register(
+            "georouter_partitions_fenced",
+            "Partitions fenced after a storage failure (no writes until the node restarts), refreshed every retention check",
+            fenced.clone(),
+        );
         let certificates = crate::tls::certificate_files(&config);
         let background_stop = CancellationToken::new();
         let expiry =
@@ -289,6 +295,7 @@ impl Node {
         background.spawn(retention_loop(
             broker.clone(),
             Duration::from_millis(config.retention.check_interval_ms),
+            fenced,
             background_stop.clone(),
         ));
 
@@ -353,10 +360,17 @@ impl Node {
     }
 }
 
-async fn retention_loop(broker: Arc<Broker>, every: Duration, stop: CancellationToken) {
+/// Applies retention every `every`, and refreshes the fenced-partitions gauge.
+async fn retention_loop(
+    broker: Arc<Broker>,
+    every: Duration,
+    fenced: prometheus_client::metrics::gauge::Gauge<i64>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
+        fenced.set(broker.fenced_partitions() as i64);
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => return,

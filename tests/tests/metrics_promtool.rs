@@ -91,7 +91,70 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
     ] {
         assert!(text.contains(family), "us lacks {family}:\n{text}");
     }
+    // Every metric the alerting rules and the Grafana dashboard use is one a region exports.
+    // Two families appear with their first event (a refusal), which the tests that cause
+    // one check: forged_control.rs and rocketmq_sdk.rs.
+    let on_first_event = [
+        "georouter_control_refused_total",
+        "georouter_auth_denied_total",
+    ];
+    for used in used_metrics()
+        .into_iter()
+        .filter(|u| !on_first_event.contains(&u.as_str()))
+    {
+        assert!(
+            text.contains(&used) || eu_text.contains(&used),
+            "deploy/ uses {used}, which no region exports"
+        );
+    }
     for node in nodes {
         node.node.shut_down().await.unwrap();
+    }
+}
+
+fn deploy_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path)
+}
+
+/// The `georouter_*` metric names the alerting rules and the dashboard use.
+fn used_metrics() -> std::collections::BTreeSet<String> {
+    let mut used = std::collections::BTreeSet::new();
+    for file in ["prometheus/georouter.rules.yml", "grafana/georouter.json"] {
+        let text = std::fs::read_to_string(deploy_file(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("georouter_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            // Histogram queries name their series (`_bucket`); the family is what matters.
+            used.insert(name.trim_end_matches("_bucket").to_string());
+        }
+    }
+    assert!(used.len() >= 8, "{used:?}");
+    used
+}
+
+#[test]
+fn the_alerting_rules_pass_promtool_check_and_their_unit_tests() {
+    let dir = deploy_file("prometheus");
+    for args in [
+        &["check", "rules", "georouter.rules.yml"][..],
+        &["test", "rules", "georouter.rules.test.yml"][..],
+    ] {
+        let out = Command::new("promtool")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool (Debian package `prometheus`; .ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -191,6 +191,11 @@ impl Partition {
         }
     }
 
+    /// Whether a storage failure fenced this partition (it takes no writes until restart).
+    pub fn is_fenced(&self) -> bool {
+        self.lock().fenced.is_some()
+    }
+
     fn fenced(&self, reason: String) -> BrokerError {
         BrokerError::Fenced {
             topic: self.shared.topic.clone(),
