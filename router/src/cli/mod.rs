@@ -14,6 +14,7 @@ mod repair;
 mod scenario;
 mod serve;
 mod soak;
+pub mod status;
 mod task;
 mod topic;
 
@@ -91,6 +92,9 @@ enum Command {
     /// Manage consumer groups' settings (FIFO, max attempts) through a region's console API.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// One screen of a region: links, routes, tasks with lag, RPO, stalled sub-logs, bytes
+    /// held (through its console API; --json for scripts).
+    Status(status::StatusArgs),
     /// Look messages of a topic up (by id, key, store time) through a region's console API.
     #[command(subcommand)]
     Message(message::MessageCommand),
@@ -134,6 +138,7 @@ pub fn main() -> ExitCode {
             Command::Task(command) => task::run(command).await,
             Command::Group(command) => group::run(command).await,
             Command::Message(command) => message::run(command).await,
+            Command::Status(args) => status::run(args).await,
             Command::Failover(args) => failover::failover(args).await,
             Command::Failback(args) => failover::failback(args).await,
             Command::Repair(args) => repair::run(args),
