@@ -102,15 +102,22 @@ impl Broker {
                 });
             }
             Self::validate_cursor(cursor)?;
-            Self::check_cursor_bound(cursor, *partition, |origin| {
-                self.held_end(topic, *partition, origin)
-            })?;
         }
         let mut stored = Vec::with_capacity(cursors.len());
         {
             let _writing = self.cursor_writes.lock().expect("cursor lock");
             let held: BTreeMap<u32, Cursor> =
                 self.meta.cursors(group, topic)?.into_iter().collect();
+            // Known to exist: what is held here, or the group's position already (a synced
+            // cursor may name records a lost origin wrote that never arrived here: the
+            // group may keep its place past them after a failover).
+            for (partition, cursor) in cursors {
+                let position = held.get(partition);
+                Self::check_cursor_bound(cursor, *partition, |origin| {
+                    self.held_end(topic, *partition, origin)
+                        .max(position.map_or(0, |h| h.next_offset(origin)))
+                })?;
+            }
             for (partition, cursor) in cursors {
                 let held = held.get(partition);
                 let mut cursor = cursor.clone();
@@ -207,6 +214,36 @@ mod tests {
     use crate::meta::{MemoryMetaStore, Retention};
     use crate::storage::StorageConfig;
     use crate::{Broker, BrokerConfig, BrokerError, Cursor};
+
+    #[test]
+    fn a_commit_may_keep_a_synced_position_past_what_is_held_but_not_go_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = BrokerConfig {
+            region: "b".into(),
+            data_dir: dir.path().to_path_buf(),
+            storage: StorageConfig::default(),
+            default_retention: Retention::default(),
+        };
+        let broker = Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap();
+        broker.create_topic("orders", 1, None).unwrap();
+        let cursor = |next| Cursor {
+            next: [("a".to_string(), next)].into(),
+            incarnations: Default::default(),
+            epoch: 0,
+        };
+        // Region a advertised 200 before it was lost; b holds none of it.
+        let known = |_: u32, origin: &str| if origin == "a" { 200 } else { 0 };
+        broker
+            .merge_cursors("billing", "orders", &[(0, cursor(180))], &known)
+            .unwrap();
+        broker
+            .commit("billing", "orders", &[(0, cursor(180))])
+            .expect("the group keeps its place");
+        assert!(matches!(
+            broker.commit("billing", "orders", &[(0, cursor(181))]),
+            Err(BrokerError::InvalidCursor { .. })
+        ));
+    }
 
     #[test]
     fn a_synced_cursor_past_the_known_end_is_refused() {
