@@ -7,6 +7,37 @@ mod support;
 
 use support::sdk::{indexed, run_sdk};
 
+/// In the region at `endpoint`, the group `billing` acknowledges the first 8 of the 20
+/// messages of `orders` and leaves the rest in flight, as a consumer that fails.
+async fn acknowledge_first_eight(endpoint: String) {
+    let run = run_sdk(
+        "ack_some.py",
+        &[
+            endpoint,
+            "orders".into(),
+            "billing".into(),
+            "20".into(),
+            "8".into(),
+        ],
+    )
+    .await;
+    assert_eq!(run["acked"].as_array().unwrap().len(), 8, "{run}");
+}
+
+/// Whether `client`'s region has the group `billing` at `next` of `origin` on `orders`.
+async fn progress_is(client: &client::Client, origin: &str, next: u64) -> bool {
+    client
+        .group_cursors("billing", "orders")
+        .await
+        .is_ok_and(|c| {
+            c.iter().any(|p| {
+                p.cursor
+                    .as_ref()
+                    .is_some_and(|c| c.next.get(origin) == Some(&next))
+            })
+        })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_filters_by_sql_on_the_server() {
     let node = support::start("eu").await;
@@ -153,29 +184,9 @@ async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
     .await;
 
     // In eu the group acknowledges the first 8 and fails with the rest in flight.
-    let eu_run = run_sdk(
-        "ack_some.py",
-        &[
-            eu.node.bound.rocketmq.to_string(),
-            "orders".into(),
-            "billing".into(),
-            "20".into(),
-            "8".into(),
-        ],
-    )
-    .await;
-    assert_eq!(eu_run["acked"].as_array().unwrap().len(), 8, "{eu_run}");
-    support::eventually("the group's progress in us", || async {
-        us.client
-            .group_cursors("billing", "orders")
-            .await
-            .is_ok_and(|c| {
-                c.iter().any(|p| {
-                    p.cursor
-                        .as_ref()
-                        .is_some_and(|c| c.next.get("eu") == Some(&8))
-                })
-            })
+    acknowledge_first_eight(eu.node.bound.rocketmq.to_string()).await;
+    support::eventually("the group's progress in us", || {
+        progress_is(&us.client, "eu", 8)
     })
     .await;
 
@@ -289,31 +300,13 @@ async fn a_push_consumer_takes_over_in_the_standby_after_the_primary_is_killed()
     .await
     .unwrap();
     // The group works in a: acknowledges the first 8, the rest still in flight when a dies.
-    let in_a = run_sdk(
-        "ack_some.py",
-        &[
-            cluster.region("a").bound.rocketmq.to_string(),
-            "orders".into(),
-            "billing".into(),
-            "20".into(),
-            "8".into(),
-        ],
-    )
-    .await;
-    assert_eq!(in_a["acked"].as_array().unwrap().len(), 8, "{in_a}");
+    acknowledge_first_eight(cluster.region("a").bound.rocketmq.to_string()).await;
     support::eventually("b holds a's records and the group's progress", || async {
         let held = b
             .describe_topic("orders")
             .await
             .is_ok_and(|d| d.partitions[0].sub_logs.iter().any(|s| s.end_offset == 20));
-        let progress = b.group_cursors("billing", "orders").await.is_ok_and(|c| {
-            c.iter().any(|p| {
-                p.cursor
-                    .as_ref()
-                    .is_some_and(|c| c.next.get("a") == Some(&8))
-            })
-        });
-        held && progress
+        held && progress_is(&b, "a", 8).await
     })
     .await;
 

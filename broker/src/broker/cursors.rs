@@ -215,8 +215,8 @@ mod tests {
     use crate::storage::StorageConfig;
     use crate::{Broker, BrokerConfig, BrokerError, Cursor};
 
-    #[test]
-    fn a_commit_may_keep_a_synced_position_past_what_is_held_but_not_go_further() {
+    /// A broker of region `b` on a temporary directory.
+    fn region_b() -> (tempfile::TempDir, Broker) {
         let dir = tempfile::tempdir().unwrap();
         let config = BrokerConfig {
             region: "b".into(),
@@ -225,6 +225,12 @@ mod tests {
             default_retention: Retention::default(),
         };
         let broker = Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap();
+        (dir, broker)
+    }
+
+    #[test]
+    fn a_commit_may_keep_a_synced_position_past_what_is_held_but_not_go_further() {
+        let (_dir, broker) = region_b();
         broker.create_topic("orders", 1, None).unwrap();
         let cursor = |next| Cursor {
             next: [("a".to_string(), next)].into(),
@@ -247,14 +253,7 @@ mod tests {
 
     #[test]
     fn a_synced_cursor_past_the_known_end_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = BrokerConfig {
-            region: "b".into(),
-            data_dir: dir.path().to_path_buf(),
-            storage: StorageConfig::default(),
-            default_retention: Retention::default(),
-        };
-        let broker = Broker::open(config, Arc::new(MemoryMetaStore::default())).unwrap();
+        let (_dir, broker) = region_b();
         let cursor = |next| Cursor {
             next: [("a".to_string(), next)].into(),
             incarnations: Default::default(),
