@@ -100,6 +100,7 @@ pub struct Broker {
     /// Serializes changes of half messages (checks, ends of transactions).
     timer_halves: std::sync::Mutex<()>,
     orphan_checker: std::sync::OnceLock<timers::OrphanChecker>,
+    timer_metrics: crate::timer_metrics::TimerMetrics,
 }
 
 impl Broker {
@@ -138,6 +139,7 @@ impl Broker {
             timer_wake: tokio::sync::Notify::new(),
             timer_halves: std::sync::Mutex::new(()),
             orphan_checker: std::sync::OnceLock::new(),
+            timer_metrics: Default::default(),
         })
     }
 

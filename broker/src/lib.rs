@@ -14,6 +14,7 @@ pub mod record;
 pub mod sql;
 pub mod storage;
 pub mod timer;
+pub mod timer_metrics;
 
 pub use broker::{
     Broker, BrokerConfig, CursorChange, OrphanCheck, OrphanChecker, Partitioning, Scheduled,

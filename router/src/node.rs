@@ -169,6 +169,7 @@ impl Node {
         let mut registry = prometheus_client::registry::Registry::default();
         service.metrics().register(&mut registry);
         security.authority.register(&mut registry);
+        broker.timer_metrics().register(&mut registry);
         let fenced = prometheus_client::metrics::gauge::Gauge::<i64>::default();
         registry.register(
             "georouter_partitions_fenced",

@@ -71,6 +71,10 @@ async fn metrics_pass_promtool_and_cover_produce_fetch_replication_and_links() {
         "georouter_produced_records_total",
         "georouter_produce_latency_seconds_bucket",
         "georouter_produce_requests_total{outcome=\"ok\"}",
+        "georouter_delayed_messages_fired_total",
+        "georouter_transaction_orphan_checks_total",
+        "georouter_transaction_orphans_rolled_back_total",
+        "georouter_partitions_fenced",
     ] {
         assert!(eu_text.contains(family), "eu lacks {family}:\n{eu_text}");
     }

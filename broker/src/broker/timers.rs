@@ -60,6 +60,11 @@ impl Broker {
         self.hold(topic, held, true)
     }
 
+    /// Counters of delayed and half messages (for `/metrics`).
+    pub fn timer_metrics(&self) -> &crate::timer_metrics::TimerMetrics {
+        &self.timer_metrics
+    }
+
     /// Who is asked about orphaned half messages (the access point, once).
     pub fn set_orphan_checker(&self, checker: OrphanChecker) {
         let _ = self.orphan_checker.set(checker);
@@ -234,6 +239,7 @@ impl Broker {
             let made = entry.header.transaction.unwrap_or(0);
             changes.push((key, None));
             if made >= timer::MAX_CHECKS {
+                self.timer_metrics.orphans_rolled_back.inc();
                 tracing::warn!(topic = %entry.header.topic, message_id = %entry.header.message_id, checks = made, "a half message's transaction never ended; rolled back");
                 changes.push((index, None));
                 continue;
@@ -253,6 +259,7 @@ impl Broker {
         if !changes.is_empty() {
             self.meta.write_timers(&changes)?;
         }
+        self.timer_metrics.orphan_checks.inc_by(checks.len() as u64);
         if let Some(checker) = self.orphan_checker.get() {
             for check in checks {
                 checker(check);
@@ -322,7 +329,10 @@ impl Broker {
                     .await
             };
             match outcome {
-                Ok(_) => fired += n,
+                Ok(_) => {
+                    fired += n;
+                    self.timer_metrics.fired.inc_by(n as u64);
+                }
                 Err(
                     e @ (BrokerError::UnknownTopic { .. }
                     | BrokerError::TopicDeleted { .. }
@@ -575,6 +585,15 @@ mod tests {
         at += timer::CHECK_INTERVAL_MS;
         broker.fire_due(at).await.unwrap();
         assert_eq!(checks.lock().unwrap().len(), timer::MAX_CHECKS as usize);
+        let m = broker.timer_metrics();
+        assert_eq!(
+            (
+                m.fired.get(),
+                m.orphan_checks.get(),
+                m.orphans_rolled_back.get()
+            ),
+            (1, u64::from(timer::MAX_CHECKS), 1)
+        );
         assert_eq!(
             broker.end_transaction("later", &ids[2], true).unwrap(),
             None,
