@@ -28,6 +28,14 @@ struct Stream {
     sender: Telemetry,
 }
 
+/// Removes stream `id` from every topic.
+fn forget(by_topic: &mut HashMap<String, Vec<Stream>>, id: u64) {
+    for streams in by_topic.values_mut() {
+        streams.retain(|s| s.id != id);
+    }
+    by_topic.retain(|_, streams| !streams.is_empty());
+}
+
 /// The Telemetry streams of producers, by the topic (broker name) they publish.
 #[derive(Default)]
 pub struct Producers {
@@ -47,9 +55,7 @@ impl Producers {
     /// it), replacing what it said before.
     pub fn register(&self, id: u64, topics: Vec<(String, pb::Resource)>, sender: &Telemetry) {
         let mut by_topic = self.by_topic.lock().expect("producers lock");
-        for streams in by_topic.values_mut() {
-            streams.retain(|s| s.id != id);
-        }
+        forget(&mut by_topic, id);
         for (topic, resource) in topics {
             by_topic.entry(topic).or_default().push(Stream {
                 id,
@@ -57,12 +63,11 @@ impl Producers {
                 sender: sender.clone(),
             });
         }
-        by_topic.retain(|_, streams| !streams.is_empty());
     }
 
     /// Stream `id` ended.
     pub fn leave(&self, id: u64) {
-        self.register(id, Vec::new(), &mpsc::channel(1).0);
+        forget(&mut self.by_topic.lock().expect("producers lock"), id);
     }
 
     /// Asks a producer of the half message's topic whether to commit it; logged when none

@@ -24,6 +24,18 @@ async fn acknowledge_first_eight(endpoint: String) {
     assert_eq!(run["acked"].as_array().unwrap().len(), 8, "{run}");
 }
 
+/// The `index` properties of the messages a script received, sorted.
+fn received_indexes(result: &serde_json::Value) -> Vec<i64> {
+    let mut indexes: Vec<i64> = result["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["index"].as_i64().unwrap())
+        .collect();
+    indexes.sort_unstable();
+    indexes
+}
+
 /// Whether `client`'s region has the group `billing` at `next` of `origin` on `orders`.
 async fn progress_is(client: &client::Client, origin: &str, next: u64) -> bool {
     client
@@ -68,14 +80,11 @@ async fn the_python_sdk_filters_by_sql_on_the_server() {
         ],
     )
     .await;
-    let mut got: Vec<i64> = result["received"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["index"].as_i64().unwrap())
-        .collect();
-    got.sort_unstable();
-    assert_eq!(got, wanted, "the SQL filter runs on the server: {result}");
+    assert_eq!(
+        received_indexes(&result),
+        wanted,
+        "the SQL filter runs on the server: {result}"
+    );
     assert_eq!(result["left"], 0, "{result}");
 }
 
@@ -101,13 +110,8 @@ async fn the_python_sdk_delay_messages_arrive_when_due_and_a_recalled_one_never_
     .await;
     let due = result["due_ms"].as_i64().unwrap();
     let received = result["received"].as_array().unwrap();
-    let mut indexes: Vec<i64> = received
-        .iter()
-        .map(|m| m["index"].as_i64().unwrap())
-        .collect();
-    indexes.sort_unstable();
     assert_eq!(
-        indexes,
+        received_indexes(&result),
         [0, 1, 2, 3],
         "each once, not the recalled one: {result}"
     );
@@ -202,14 +206,11 @@ async fn a_groups_progress_in_one_region_is_where_it_continues_in_another() {
         ],
     )
     .await;
-    let mut got: Vec<i64> = us_run["received"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["index"].as_i64().unwrap())
-        .collect();
-    got.sort_unstable();
-    assert_eq!(got, (8..20).collect::<Vec<i64>>(), "{us_run}");
+    assert_eq!(
+        received_indexes(&us_run),
+        (8..20).collect::<Vec<i64>>(),
+        "{us_run}"
+    );
     assert_eq!(us_run["left"], 0, "{us_run}");
 }
 
