@@ -101,6 +101,7 @@ pub struct Broker {
     timer_halves: std::sync::Mutex<()>,
     orphan_checker: std::sync::OnceLock<timers::OrphanChecker>,
     timer_metrics: crate::timer_metrics::TimerMetrics,
+    tracer: std::sync::OnceLock<crate::trace::Tracer>,
 }
 
 impl Broker {
@@ -138,6 +139,7 @@ impl Broker {
             timer_seq: crate::timer::Sequence::default(),
             timer_wake: tokio::sync::Notify::new(),
             timer_halves: std::sync::Mutex::new(()),
+            tracer: std::sync::OnceLock::new(),
             orphan_checker: std::sync::OnceLock::new(),
             timer_metrics: Default::default(),
         })
@@ -164,6 +166,17 @@ impl Broker {
     }
 
     /// Every change of a consumer group's cursor from now on.
+    /// Traces what this broker and everything using it sees from now on (set once).
+    pub fn set_tracer(&self, tracer: crate::trace::Tracer) {
+        let _ = self.tracer.set(tracer);
+    }
+
+    /// Where to record trace events: a disabled tracer until one is set.
+    pub fn tracer(&self) -> &crate::trace::Tracer {
+        static DISABLED: crate::trace::Tracer = crate::trace::Tracer::disabled();
+        self.tracer.get().unwrap_or(&DISABLED)
+    }
+
     pub fn cursor_changes(&self) -> tokio::sync::broadcast::Receiver<CursorChange> {
         self.cursor_changes.subscribe()
     }

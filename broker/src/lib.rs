@@ -15,6 +15,7 @@ pub mod sql;
 pub mod storage;
 pub mod timer;
 pub mod timer_metrics;
+pub mod trace;
 
 pub use broker::{
     Broker, BrokerConfig, CursorChange, OrphanCheck, OrphanChecker, Partitioning, Scheduled,

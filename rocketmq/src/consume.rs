@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use broker::trace::{TraceEvent, TraceKind};
 use proto::rocketmq::v2 as pb;
 use proto::rocketmq::v2::Code;
 
@@ -129,6 +130,26 @@ impl AccessPoint {
         }
     }
 
+    /// Traces each message handed out: to which group and client, which attempt.
+    fn trace_deliveries(&self, meta: &ClientMeta, group: &str, topic: &str, taken: &Taken) {
+        let tracer = self.broker.tracer();
+        let Some(region) = tracer.region() else {
+            return;
+        };
+        for d in &taken.deliveries {
+            let id = broker::RecordId {
+                partition: d.partition,
+                origin: d.origin.clone(),
+                offset: d.offset,
+            };
+            let event = TraceEvent::one(TraceKind::Delivered, region, topic, &id)
+                .with("group", group)
+                .with("attempt", d.attempt)
+                .with("client", meta.client_id.as_deref().unwrap_or(""));
+            tracer.record(event);
+        }
+    }
+
     /// The server renews the invisibility of what `client` received with `auto_renew`.
     fn lease(
         &self,
@@ -188,7 +209,7 @@ impl AccessPoint {
         let hint = u32::try_from(queue.id).ok();
         let settings = self.group_settings(&group);
         loop {
-            let (consumption, group, topic, filter) = (
+            let (consumption, looking_group, looking_topic, filter) = (
                 self.consumption.clone(),
                 group.clone(),
                 topic.clone(),
@@ -196,8 +217,8 @@ impl AccessPoint {
             );
             let taken = blocking(move || {
                 consumption.take(&Receive {
-                    group: &group,
-                    topic: &topic,
+                    group: &looking_group,
+                    topic: &looking_topic,
                     filter: &filter,
                     batch,
                     invisible,
@@ -209,6 +230,7 @@ impl AccessPoint {
             .await?;
             let left = deadline.saturating_duration_since(Instant::now());
             if !taken.deliveries.is_empty() || left.is_zero() {
+                self.trace_deliveries(meta, &group, &topic, &taken);
                 return Ok(taken);
             }
             // Wait for new data in any partition, an invisibility to end, or the deadline.

@@ -199,6 +199,7 @@ impl AccessPoint {
                 .produce(&name, records, Partitioning::Explicit(*queue))
         });
         let produced = futures_util::future::try_join_all(produces).await?;
+        self.trace_produced(meta, &name, produced.iter().flatten());
         let mut offsets = vec![0; outgoing.len()];
         for (indexes, ids) in by_queue.values().zip(produced) {
             for (index, id) in indexes.iter().zip(ids) {
@@ -221,6 +222,31 @@ impl AccessPoint {
 }
 
 impl AccessPoint {
+    /// Traces the messages of `ids` as produced here by the client of `meta`.
+    fn trace_produced<'a>(
+        &self,
+        meta: &ClientMeta,
+        topic: &str,
+        ids: impl Iterator<Item = &'a broker::RecordId>,
+    ) {
+        let tracer = self.broker.tracer();
+        if !tracer.enabled() {
+            return;
+        }
+        let ids: Vec<broker::RecordId> = ids.cloned().collect();
+        let by = meta
+            .credential
+            .as_ref()
+            .map_or("", |c| c.access_key.as_str());
+        let client = meta.client_id.as_deref().unwrap_or("");
+        tracer.stored(
+            broker::trace::TraceKind::Produced,
+            topic,
+            &ids,
+            &[("by", by), ("via", "rocketmq"), ("client", client)],
+        );
+    }
+
     /// Delay messages: held by the broker until their delivery time, each answered with a
     /// recall handle; half messages of transactions: held until their transaction ends,
     /// each answered with its transaction id. Durable when this returns.

@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub rocketmq: RocketMqSection,
     #[serde(default)]
     pub auth: AuthSection,
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
     /// TLS on the gRPC API and the console (and the access point, unless `[rocketmq]`
     /// names its own): a certificate chain and a private key, PEM files.
     #[serde(default)]
@@ -197,6 +199,19 @@ impl Default for RocketMqSection {
             tls_key: None,
         }
     }
+}
+
+/// Message trace and its export (`[telemetry]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// Record each message's steps here in the `georouter.trace` topic (a task that
+    /// carries that topic brings every region's steps together).
+    pub trace: bool,
+    /// Export the trace as OpenTelemetry spans over OTLP/gRPC to this collector
+    /// (`http://host:4317`); turns `trace` on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -450,6 +465,7 @@ impl NodeConfig {
             replication: ReplicationSection::default(),
             console: ConsoleSection::default(),
             rocketmq: RocketMqSection::default(),
+            telemetry: TelemetrySection::default(),
             tls: TlsSection::default(),
             // Tests and in-process demos on loopback.
             auth: AuthSection {

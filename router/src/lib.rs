@@ -5,5 +5,6 @@ pub mod cli;
 pub mod config;
 pub mod launch;
 pub mod node;
+pub mod otlp;
 pub mod security;
 pub mod tls;

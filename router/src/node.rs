@@ -180,6 +180,12 @@ impl Node {
         let background_stop = CancellationToken::new();
         let expiry =
             crate::tls::expiry_gauges(certificates.clone(), &mut registry, background_stop.clone());
+        let tracing_loop = crate::otlp::start_tracing(
+            &config.telemetry,
+            &broker,
+            &mut registry,
+            background_stop.clone(),
+        )?;
         let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
             r.metrics().register(&mut registry);
             let r = r.clone();
@@ -291,6 +297,9 @@ impl Node {
             security.authority.clone(),
             background_stop.clone(),
         ));
+        if let Some(tracing_loop) = tracing_loop {
+            background.spawn(tracing_loop);
+        }
         // Delay messages fire from here (broker/src/broker/timers.rs).
         background.spawn(broker.clone().run_timers(background_stop.clone()));
         background.spawn(retention_loop(

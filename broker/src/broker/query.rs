@@ -84,6 +84,26 @@ impl Broker {
         limit: usize,
         budget_bytes: u64,
     ) -> Result<Findings> {
+        let exact = lookup.id.as_deref().and_then(parse_identity);
+        let scan = Scan {
+            from_ms: lookup.from_ms,
+            to_ms: lookup.to_ms,
+            exact,
+            limit,
+            budget_bytes,
+        };
+        self.scan(topic, &scan, |partition, stored| {
+            lookup.matches(partition, stored)
+        })
+    }
+
+    /// The records of `topic` within `scan` for which `wanted` holds.
+    pub(crate) fn scan(
+        &self,
+        topic: &str,
+        scan: &Scan,
+        mut wanted: impl FnMut(u32, &StoredRecord) -> bool,
+    ) -> Result<Findings> {
         let t = self.topic(topic)?;
         let mut findings = Findings {
             complete: true,
@@ -91,13 +111,12 @@ impl Broker {
         };
         for (index, partition) in t.partitions.iter().enumerate() {
             let index = index as u32;
-            let mut cursor = match lookup.from_ms {
+            let mut cursor = match scan.from_ms {
                 Some(ms) => self.start_cursor(partition, StartPosition::Timestamp(ms))?,
                 None => self.start_cursor(partition, StartPosition::Earliest)?,
             };
             // An identity names its position: read from there.
-            let exact = lookup.id.as_deref().and_then(parse_identity);
-            if let Some((origin, p, offset)) = &exact {
+            if let Some((origin, p, offset)) = &scan.exact {
                 if *p != index {
                     continue;
                 }
@@ -106,7 +125,7 @@ impl Broker {
             }
             let mut reader = PartitionReader::new(partition.clone(), cursor, None);
             loop {
-                if findings.scanned_bytes >= budget_bytes {
+                if findings.scanned_bytes >= scan.budget_bytes {
                     findings.complete = false;
                     return Ok(findings);
                 }
@@ -114,14 +133,14 @@ impl Broker {
                 let empty = read.records.is_empty();
                 for stored in read.records {
                     findings.scanned_bytes += stored.record.body.len() as u64;
-                    if lookup
+                    if scan
                         .to_ms
                         .is_some_and(|to| stored.record.timestamp_ms >= to)
                     {
                         continue;
                     }
-                    if lookup.matches(index, &stored) {
-                        if findings.messages.len() == limit {
+                    if wanted(index, &stored) {
+                        if findings.messages.len() == scan.limit {
                             findings.complete = false;
                             return Ok(findings);
                         }
@@ -133,11 +152,21 @@ impl Broker {
                         });
                     }
                 }
-                if read.caught_up || empty || exact.is_some() {
+                if read.caught_up || empty || scan.exact.is_some() {
                     break;
                 }
             }
         }
         Ok(findings)
     }
+}
+
+/// Where a scan reads, and how much it may read and find.
+pub(crate) struct Scan {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Only this record (`origin`, partition, offset).
+    pub exact: Option<(String, u32, u64)>,
+    pub limit: usize,
+    pub budget_bytes: u64,
 }

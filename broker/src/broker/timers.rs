@@ -13,6 +13,7 @@ use crate::meta::TimerKey;
 use crate::record::{Record, now_ms};
 use crate::storage::reader::PartitionReader;
 use crate::timer::{self, Entry, Header, TIMER_PROPERTY};
+use crate::trace::TraceKind;
 
 /// A half message due for an orphan check: the access point asks a producer of its topic
 /// whether to commit it (`Broker::set_orphan_checker`).
@@ -329,7 +330,8 @@ impl Broker {
                     .await
             };
             match outcome {
-                Ok(_) => {
+                Ok(ids) => {
+                    self.tracer().stored(TraceKind::Fired, &topic, &ids, &[]);
                     fired += n;
                     self.timer_metrics.fired.inc_by(n as u64);
                 }

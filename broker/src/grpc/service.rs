@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::meta::MessageType;
 use crate::storage::PartitionReader;
+use crate::trace::TraceKind;
 use auth::{Action, Resource};
 
 /// Bytes of batches read per fetch response when the client names no limit.
@@ -82,14 +83,18 @@ impl BrokerService {
         request: &Request<T>,
         action: Action,
         resource: Resource<'_>,
-    ) -> Result<(), Status> {
+    ) -> Result<auth::Caller, Status> {
         let authorization = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         self.authority
             .bearer(authorization)
-            .and_then(|caller| self.authority.authorize(&caller, action, &resource))
+            .and_then(|caller| {
+                self.authority
+                    .authorize(&caller, action, &resource)
+                    .map(|()| caller)
+            })
             .map_err(|denial| {
                 self.authority.refused("grpc", &denial);
                 super::status::denial_status(&denial)
@@ -185,7 +190,7 @@ impl broker_server::Broker for BrokerService {
         &self,
         request: Request<pb::ProduceRequest>,
     ) -> Result<Response<pb::ProduceResponse>, Status> {
-        self.check(
+        let caller = self.check(
             &request,
             Action::Produce,
             Resource::Topic(&request.get_ref().topic),
@@ -203,6 +208,12 @@ impl broker_server::Broker for BrokerService {
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
         let ids = produced?;
+        self.broker.tracer().stored(
+            TraceKind::Produced,
+            &r.topic,
+            &ids,
+            &[("by", caller.name()), ("via", "grpc")],
+        );
         self.metrics.produced_records.inc_by(ids.len() as u64);
         self.metrics
             .produce_latency

@@ -14,6 +14,7 @@ pub mod resources;
 pub mod rewind;
 pub mod shared;
 pub mod tasks;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -118,6 +119,10 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         .route("/api/v1/links", get(resources::links))
         .route("/api/v1/topics", get(resources::topics))
         .route("/api/v1/topics/{name}/messages", get(messages::query))
+        .route(
+            "/api/v1/topics/{name}/messages/{id}/trace",
+            get(trace::trace),
+        )
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/audit", get(crate::audit::read))
         .route("/api/v1/certificates", get(certificates::list))

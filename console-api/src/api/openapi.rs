@@ -190,6 +190,13 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
         false,
     ),
     (
+        "get",
+        "/api/v1/topics/{name}/messages/{id}/trace",
+        "The life of one message (identity origin-partition-offset) across the regions whose trace reaches this one: produced, replicated, delivered, acknowledged, dead-lettered (needs consume on the topic)",
+        None,
+        false,
+    ),
+    (
         "post",
         "/api/v1/groups/{name}/redeliver",
         "Hand one message (its identity) to a RocketMQ consumer group again at its next receive in this region (change on the group)",

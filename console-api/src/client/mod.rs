@@ -383,6 +383,12 @@ impl ConsoleClient {
             .await
     }
 
+    /// The trace of the message of identity `id` (`origin-partition-offset`) of `topic`.
+    pub async fn trace(&self, topic: &str, id: &str) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/api/v1/topics/{topic}/messages/{id}/trace"))
+            .await
+    }
+
     /// Creates a consumer group (`409 GROUP_EXISTS` if the name is taken).
     pub async fn create_group(&self, spec: &GroupSpec) -> Result<Group, ClientError> {
         self.json(Method::POST, "/api/v1/groups", None, Some(spec))

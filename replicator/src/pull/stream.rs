@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::wire::message as msg;
 use crate::wire::message::StartFrom;
 use broker::storage::GapPolicy;
+use broker::trace::{TraceEvent, TraceKind};
 use broker::{BrokerError, batch::Batch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -328,6 +329,7 @@ async fn apply(
         };
         for run in runs {
             let mut run = admit(node, key, run);
+            let traced = traced(node, key, &path, &run);
             let records: u64 = run.iter().map(|b| u64::from(b.header().record_count)).sum();
             let bytes: u64 = run.iter().map(|b| b.bytes().len() as u64).sum();
             task.throttle(records, bytes).await;
@@ -347,11 +349,47 @@ async fn apply(
             if !run.is_empty() {
                 apply_run(node, task, key, incarnation, run, GapPolicy::Refuse).await?;
             }
+            let tracer = node.broker.tracer();
+            traced.into_iter().for_each(|event| tracer.record(event));
         }
         path.push(node.region.clone());
         node.paths.learnt(key, path);
     }
     Ok(())
+}
+
+/// The trace events of applying `run` (received along `path`, this region not on it yet),
+/// when tracing: one per batch, from the previous hop.
+fn traced(node: &Node, key: &SubLogKey, path: &[String], run: &[Batch]) -> Vec<TraceEvent> {
+    if !node.broker.tracer().enabled() {
+        return Vec::new();
+    }
+    let mut hops = path.to_vec();
+    hops.push(node.region.clone());
+    let from = path.last().cloned().unwrap_or_default();
+    let at_ms = broker::record::now_ms();
+    run.iter()
+        .filter(|b| b.header().record_count > 0)
+        .map(|b| TraceEvent {
+            kind: TraceKind::Replicated,
+            region: node.region.clone(),
+            at_ms,
+            topic: key.topic.clone(),
+            origin: key.origin.clone(),
+            partition: key.partition,
+            first: b.header().base_offset,
+            last: b.header().last_offset(),
+            detail: [
+                ("from".to_string(), from.clone()),
+                ("path".to_string(), hops.join(">")),
+                (
+                    "produced_ms".to_string(),
+                    b.header().max_timestamp_ms.to_string(),
+                ),
+            ]
+            .into(),
+        })
+        .collect()
 }
 
 /// The records of `batches` this region may hold: a record a residency rule keeps out of

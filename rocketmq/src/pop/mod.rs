@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker::storage::SubLogReader;
+use broker::trace::{TraceEvent, TraceKind};
 use broker::{Broker, BrokerError, Partitioning, Record};
 use proto::rocketmq::v2::Code;
 
@@ -324,6 +325,11 @@ impl Consumption {
                 for (held, copy) in current.iter_mut().zip(copies) {
                     **held = copy;
                 }
+                let acked = by_partition
+                    .values()
+                    .flatten()
+                    .filter(|(index, _)| results[*index].is_ok());
+                self.trace(TraceKind::Acked, group, topic, acked.map(|(_, h)| h));
             }
             Err(refusal) => {
                 // Not stored: not acknowledged (each comes back after its invisibility).
@@ -411,7 +417,7 @@ impl Consumption {
             .partition(topic, handle.partition)
             .map_err(storage)?;
         if let Some(record) = read_one(&p, &handle.origin, handle.offset)? {
-            self.dead_letter(group, record)?;
+            self.dead_letter(group, topic, &handle, record)?;
         }
         // In effect only once stored, like every other change.
         let mut copy = current.clone();
@@ -421,18 +427,48 @@ impl Consumption {
         Ok(())
     }
 
-    /// Stores `record` in the group's dead-letter topic, which is an ordinary topic.
-    fn dead_letter(&self, group: &str, record: Record) -> Result<(), Refusal> {
-        let topic = dead_letter_topic(group);
-        self.broker.ensure_topic(&topic, 1).map_err(storage)?;
-        let handle = tokio::runtime::Handle::current();
-        handle
+    /// Stores `record` (the message of `handle` in `topic`) in the group's dead-letter
+    /// topic, which is an ordinary topic.
+    fn dead_letter(
+        &self,
+        group: &str,
+        topic: &str,
+        handle: &Handle,
+        record: Record,
+    ) -> Result<(), Refusal> {
+        let letters = dead_letter_topic(group);
+        self.broker.ensure_topic(&letters, 1).map_err(storage)?;
+        let runtime = tokio::runtime::Handle::current();
+        runtime
             .block_on(
                 self.broker
-                    .produce(&topic, vec![record], Partitioning::Explicit(0)),
+                    .produce(&letters, vec![record], Partitioning::Explicit(0)),
             )
             .map_err(storage)?;
+        self.trace(TraceKind::DeadLettered, group, topic, [handle]);
         Ok(())
+    }
+
+    /// Traces an event of `kind` of `group` for the message of each handle.
+    fn trace<'h>(
+        &self,
+        kind: TraceKind,
+        group: &str,
+        topic: &str,
+        handles: impl IntoIterator<Item = &'h Handle>,
+    ) {
+        let tracer = self.broker.tracer();
+        let Some(region) = tracer.region() else {
+            return;
+        };
+        for h in handles {
+            let id = broker::RecordId {
+                partition: h.partition,
+                origin: h.origin.clone(),
+                offset: h.offset,
+            };
+            tracer.record(TraceEvent::one(kind, region, topic, &id).with("group", group));
+        }
     }
 }
 
@@ -551,7 +587,16 @@ impl Look<'_> {
                 );
                 continue;
             }
-            match self.consumption.dead_letter(receive.group, record) {
+            let handle = Handle {
+                partition: self.index,
+                origin: origin.clone(),
+                offset,
+                nonce: 0,
+            };
+            match self
+                .consumption
+                .dead_letter(receive.group, receive.topic, &handle, record)
+            {
                 Ok(()) => state.finish(&origin, offset),
                 Err(refusal) => {
                     // The group goes on; this message is tried again later.

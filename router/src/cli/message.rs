@@ -1,6 +1,8 @@
 //! `georouter message query TOPIC [--id ID] [--key KEY] [--from TIME] [--to TIME]`:
 //! messages of a topic through the console API (`GET /api/v1/topics/{topic}/messages`), by
 //! identity (`origin-partition-offset`) or message id, key, and store time (RFC 3339).
+//! `georouter message trace TOPIC ID`: one message's life across regions
+//! (`GET /api/v1/topics/{topic}/messages/{id}/trace`).
 
 use anyhow::Result;
 
@@ -29,18 +31,29 @@ pub enum MessageCommand {
         #[command(flatten)]
         console: ConsoleArg,
     },
+    /// One message's life: produced, replicated, delivered, acknowledged, in time order.
+    Trace {
+        topic: String,
+        /// The message's identity (origin-partition-offset).
+        id: String,
+        #[command(flatten)]
+        console: ConsoleArg,
+    },
 }
 
 pub async fn run(command: MessageCommand) -> Result<()> {
-    let MessageCommand::Query {
-        topic,
-        id,
-        key,
-        from,
-        to,
-        limit,
-        console,
-    } = command;
+    let (topic, id, key, from, to, limit, console) = match command {
+        MessageCommand::Trace { topic, id, console } => return trace(&topic, &id, &console).await,
+        MessageCommand::Query {
+            topic,
+            id,
+            key,
+            from,
+            to,
+            limit,
+            console,
+        } => (topic, id, key, from, to, limit, console),
+    };
     let limit = limit.to_string();
     let mut query: Vec<(&str, &str)> = vec![("limit", &limit)];
     for (name, value) in [("id", &id), ("key", &key), ("from", &from), ("to", &to)] {
@@ -71,6 +84,48 @@ pub async fn run(command: MessageCommand) -> Result<()> {
         println!("(stopped early: raise --limit, or narrow with --from/--to)");
     } else if messages.is_empty() {
         println!("no message matches");
+    }
+    Ok(())
+}
+
+async fn trace(topic: &str, id: &str, console: &ConsoleArg) -> Result<()> {
+    let answer = console.client().trace(topic, id).await?;
+    if console.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let events = answer["events"].as_array().cloned().unwrap_or_default();
+    for e in &events {
+        let detail = e["detail"]
+            .as_object()
+            .map(|d| {
+                d.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let at = u64::try_from(e["at_ms"].as_i64().unwrap_or(0)).unwrap_or(0);
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+        println!(
+            "{}  {:<13} {:<10} {detail}",
+            humantime::format_rfc3339_millis(at),
+            e["kind"].as_str().unwrap_or(""),
+            e["region"].as_str().unwrap_or(""),
+        );
+    }
+    if events.is_empty() {
+        println!(
+            "no trace of {id} here ({})",
+            if answer["tracing"] == true {
+                "is the identity right, and does a task carry georouter.trace here?"
+            } else {
+                "this region does not trace: [telemetry] trace = true"
+            }
+        );
+    }
+    if answer["complete"] != true {
+        println!("(the trace topic was not read to its end)");
     }
     Ok(())
 }
