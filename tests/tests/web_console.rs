@@ -3,8 +3,9 @@
 //! packages): create a task through the form (an invalid one first, whose error shows at
 //! the field), see it listed running, pause it, see "paused"; then fail a DR task over to
 //! this region with the row's button and see it primary at epoch 1; find a message by key
-//! in the message browser, and see a bad time refused at its field. The screenshot is
-//! kept at `target/test-artifacts/web-console.png`.
+//! in the message browser, open its trace and see the timeline drawn with its produce in
+//! eu and its replication to us, and see a bad time refused at its field. The screenshot
+//! is kept at `target/test-artifacts/web-console.png`.
 
 mod support;
 
@@ -17,9 +18,13 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
     let deployment = Deployment::new(&["eu", "us"]);
+    let mut traces = task("traces", &["eu"], &["us"], "georouter.trace");
+    traces.direction = replicator::Direction::TwoWay;
+    let tasks = [task("web-orders", &["eu"], &["us"], "web-orders"), traces];
     let nodes = deployment
-        .start_topology(TopologySpec::mesh(&["eu", "us"]), &[], |config| {
+        .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |config| {
             config.console.admin_tokens = vec!["web-admin".into()];
+            config.telemetry.trace = true;
         })
         .await;
     let console = nodes[0].node.bound.console;
@@ -40,6 +45,17 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
         .produce("web-orders", records, client::Partitioning::Partition(0))
         .await
         .unwrap();
+    // The replication of eu-0-3 to us is traced in us, and that trace reaches eu.
+    let eu_console = ConsoleClient::new(console, Some("web-admin"));
+    eventually("eu to hold us's trace of eu-0-3", || async {
+        let trace = eu_console.trace("web-orders", "eu-0-3").await.unwrap();
+        trace["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "replicated" && e["region"] == "us")
+    })
+    .await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let artifacts = root.join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

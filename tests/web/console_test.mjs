@@ -106,6 +106,14 @@ await evaluate(`(() => { const f = document.getElementById('messages');
   f.elements.topic.value = 'web-orders'; f.elements.key.value = 'web-key-3'; f.requestSubmit(); })()`);
 await until("the message found by key",
   "[...document.querySelectorAll('#found tr')].some((r) => r.dataset.message === 'eu-0-3' && r.cells[5].textContent === 'web order 3')");
+// Its trace: a timeline with a lane per region, the produce in eu and the replication
+// to us drawn on it, and the steps listed.
+await evaluate("document.querySelector('#found tr[data-message=\"eu-0-3\"] button[data-action=trace]').click()");
+await until("the timeline with the produce in eu and the replication to us",
+  "!!document.querySelector('#timeline circle[data-kind=produced][data-region=eu]') && " +
+  "!!document.querySelector('#timeline circle[data-kind=replicated][data-region=us]') && " +
+  "!!document.querySelector('#timeline line.hop') && " +
+  "document.querySelectorAll('#trace-events tr').length >= 2");
 await evaluate(`(() => { const f = document.getElementById('messages');
   f.elements.key.value = ''; f.elements.from.value = 'yesterday'; f.requestSubmit(); })()`);
 await until("the bad time shown at its field",
