@@ -5,7 +5,7 @@ mod cursors;
 pub mod query;
 mod timers;
 
-pub use timers::{OrphanCheck, OrphanChecker, Scheduled};
+pub use timers::{Hold, OrphanCheck, OrphanChecker, Scheduled};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -324,34 +324,7 @@ impl Broker {
         partitioning: Partitioning,
     ) -> Result<Vec<RecordId>> {
         let t = self.topic(topic)?;
-        if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
-            return Err(BrokerError::ReadOnly {
-                topic: topic.to_string(),
-                reason,
-            });
-        }
-        if records.is_empty() {
-            return Err(BrokerError::EmptyProduce {
-                topic: topic.to_string(),
-            });
-        }
-        let now = now_ms();
-        for (index, record) in records.iter_mut().enumerate() {
-            let size = encoded_record_len(record);
-            if size > self.storage.max_record_bytes {
-                return Err(BrokerError::RecordTooLarge {
-                    index,
-                    size,
-                    limit: self.storage.max_record_bytes,
-                });
-            }
-            if record.timestamp_ms == 0 {
-                record.timestamp_ms = now;
-            }
-            self.check_timestamp(index, record.timestamp_ms, now)?;
-        }
-        let n = t.config.partitions;
-        let targets = self.assign(topic, &records, partitioning, n)?;
+        let targets = self.admit(&t, &mut records, partitioning)?;
         let mut per_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let mut slots = Vec::with_capacity(records.len());
         for (record, partition) in records.into_iter().zip(&targets) {
@@ -388,6 +361,44 @@ impl Broker {
                 offset: bases[p] + slot,
             })
             .collect())
+    }
+
+    /// Checks a produce to `t` (the write gate, each record's size and timestamp, stamping
+    /// records without one) and returns each record's partition.
+    fn admit(
+        &self,
+        t: &Topic,
+        records: &mut [Record],
+        partitioning: Partitioning,
+    ) -> Result<Vec<u32>> {
+        let topic = t.config.name.as_str();
+        if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
+            return Err(BrokerError::ReadOnly {
+                topic: topic.to_string(),
+                reason,
+            });
+        }
+        if records.is_empty() {
+            return Err(BrokerError::EmptyProduce {
+                topic: topic.to_string(),
+            });
+        }
+        let now = now_ms();
+        for (index, record) in records.iter_mut().enumerate() {
+            let size = encoded_record_len(record);
+            if size > self.storage.max_record_bytes {
+                return Err(BrokerError::RecordTooLarge {
+                    index,
+                    size,
+                    limit: self.storage.max_record_bytes,
+                });
+            }
+            if record.timestamp_ms == 0 {
+                record.timestamp_ms = now;
+            }
+            self.check_timestamp(index, record.timestamp_ms, now)?;
+        }
+        self.assign(topic, records, partitioning, t.config.partitions)
     }
 
     /// A producer's timestamp must not lie before the epoch, nor further ahead of this

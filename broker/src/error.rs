@@ -87,6 +87,10 @@ pub enum BrokerError {
     /// Caller: a filter expression that does not parse.
     #[error("invalid filter \"{expression}\": {reason}")]
     InvalidFilter { expression: String, reason: String },
+    /// Caller: records that cannot be held (a delivery time too far ahead, a delay and a
+    /// transaction at once).
+    #[error("cannot hold these records: {reason}")]
+    InvalidHold { reason: String },
     /// Caller (replication): a batch of this region's own origin offered back to it.
     #[error("refused a replicated batch of origin '{origin}': it is this region's own origin")]
     OwnOrigin { origin: String },
@@ -174,6 +178,7 @@ impl BrokerError {
             BrokerError::EmptyProduce { .. } => ErrorCode::EmptyProduce,
             BrokerError::InvalidCursor { .. } => ErrorCode::InvalidCursor,
             BrokerError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
+            BrokerError::InvalidHold { .. } => ErrorCode::InvalidHold,
             BrokerError::OwnOrigin { .. } => ErrorCode::OwnOrigin,
             BrokerError::OffsetGap { .. } => ErrorCode::OffsetGap,
             BrokerError::OverlappingBatch { .. } => ErrorCode::OverlappingBatch,

@@ -18,7 +18,7 @@ pub mod timer_metrics;
 pub mod trace;
 
 pub use broker::{
-    Broker, BrokerConfig, CursorChange, OrphanCheck, OrphanChecker, Partitioning, Scheduled,
+    Broker, BrokerConfig, CursorChange, Hold, OrphanCheck, OrphanChecker, Partitioning, Scheduled,
     StartPosition, Topic, WriteGate,
 };
 pub use cursor::Cursor;

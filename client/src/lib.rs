@@ -252,18 +252,74 @@ impl Client {
         records: Vec<pb::Record>,
         partitioning: Partitioning,
     ) -> Result<Vec<pb::RecordId>> {
-        use pb::produce_request::Partitioning as P;
-        let partitioning = Some(match partitioning {
-            Partitioning::Partition(p) => P::Partition(p),
-            Partitioning::ByKey => P::ByKey(true),
-            Partitioning::RoundRobin => P::RoundRobin(true),
-        });
-        let request = pb::ProduceRequest {
-            topic: topic.to_string(),
-            records,
-            partitioning,
-        };
+        let request = produce_request(topic, records, partitioning);
         Ok(self.inner.clone().produce(request).await?.into_inner().ids)
+    }
+
+    /// Produces delay messages, held until `deliver_at_ms` (ms since the epoch); returns
+    /// their recall handles, once durable.
+    pub async fn produce_delayed(
+        &self,
+        topic: &str,
+        records: Vec<pb::Record>,
+        partitioning: Partitioning,
+        deliver_at_ms: i64,
+    ) -> Result<Vec<String>> {
+        let request = pb::ProduceRequest {
+            deliver_at_ms,
+            ..produce_request(topic, records, partitioning)
+        };
+        Ok(self.inner.clone().produce(request).await?.into_inner().held)
+    }
+
+    /// Produces half messages of transactions; returns their transaction ids, once durable.
+    pub async fn produce_transactional(
+        &self,
+        topic: &str,
+        records: Vec<pb::Record>,
+        partitioning: Partitioning,
+    ) -> Result<Vec<String>> {
+        let request = pb::ProduceRequest {
+            transactional: true,
+            ..produce_request(topic, records, partitioning)
+        };
+        Ok(self.inner.clone().produce(request).await?.into_inner().held)
+    }
+
+    /// Cancels a held delay message; whether it was still held.
+    pub async fn recall(&self, topic: &str, handle: &str) -> Result<bool> {
+        let request = pb::RecallRequest {
+            topic: topic.to_string(),
+            handle: handle.to_string(),
+        };
+        Ok(self
+            .inner
+            .clone()
+            .recall(request)
+            .await?
+            .into_inner()
+            .recalled)
+    }
+
+    /// Commits or rolls back a half message; whether it was held and is now ended.
+    pub async fn end_transaction(
+        &self,
+        topic: &str,
+        transaction_id: &str,
+        commit: bool,
+    ) -> Result<bool> {
+        let request = pb::EndTransactionRequest {
+            topic: topic.to_string(),
+            transaction_id: transaction_id.to_string(),
+            commit,
+        };
+        Ok(self
+            .inner
+            .clone()
+            .end_transaction(request)
+            .await?
+            .into_inner()
+            .ended)
     }
 
     /// Opens a fetch stream.
@@ -376,5 +432,24 @@ pub fn latest() -> pb::StartPosition {
 pub fn at_time(timestamp_ms: i64) -> pb::StartPosition {
     pb::StartPosition {
         position: Some(pb::start_position::Position::TimestampMs(timestamp_ms)),
+    }
+}
+
+fn produce_request(
+    topic: &str,
+    records: Vec<pb::Record>,
+    partitioning: Partitioning,
+) -> pb::ProduceRequest {
+    use pb::produce_request::Partitioning as P;
+    let partitioning = Some(match partitioning {
+        Partitioning::Partition(p) => P::Partition(p),
+        Partitioning::ByKey => P::ByKey(true),
+        Partitioning::RoundRobin => P::RoundRobin(true),
+    });
+    pb::ProduceRequest {
+        topic: topic.to_string(),
+        records,
+        partitioning,
+        ..Default::default()
     }
 }

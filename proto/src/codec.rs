@@ -180,6 +180,10 @@ unbounded!(
     CommitCursorResponse,
     GroupCursorsRequest,
     GroupCursorsResponse,
+    RecallRequest,
+    RecallResponse,
+    EndTransactionRequest,
+    EndTransactionResponse,
 );
 
 #[cfg(test)]
@@ -197,7 +201,7 @@ mod tests {
         ProduceRequest {
             topic: "orders".into(),
             records: vec![record; records],
-            partitioning: None,
+            ..ProduceRequest::default()
         }
         .encode_to_vec()
     }

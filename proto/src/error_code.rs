@@ -24,6 +24,8 @@ crate::stable_codes! {
         InvalidCursor => "invalid-cursor",
         /// A filter expression that does not parse (`sql` of a fetch).
         InvalidFilter => "invalid-filter",
+        /// A delay or transaction that cannot be held (`deliver_at_ms`, `transactional`).
+        InvalidHold => "invalid-hold",
         OwnOrigin => "own-origin",
         OffsetGap => "offset-gap",
         OverlappingBatch => "overlapping-batch",

@@ -38,6 +38,15 @@ pub struct Scheduled {
     pub record: Record,
 }
 
+/// How a produce's records are held instead of stored at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Delay messages, due at this time (ms since the epoch).
+    Until(i64),
+    /// Half messages of transactions.
+    Transaction,
+}
+
 /// Entries fired per round.
 const ROUND: usize = 512;
 /// The longest the timer loop sleeps without looking (a schedule sooner wakes it).
@@ -159,6 +168,51 @@ impl Broker {
         self.meta.write_timers(&changes)?;
         self.timer_wake.notify_one();
         Ok(handles)
+    }
+
+    /// Holds `records` of `topic` as `hold` says, checked and spread over partitions like a
+    /// produce; durable when this returns. Returns each one's recall handle (delay) or
+    /// transaction id, in request order.
+    pub fn hold_records(
+        &self,
+        topic: &str,
+        mut records: Vec<Record>,
+        partitioning: Partitioning,
+        hold: Hold,
+    ) -> Result<Vec<String>> {
+        let t = self.topic(topic)?;
+        let now = unsigned_now();
+        let due = match hold {
+            Hold::Until(at) => {
+                let at = u64::try_from(at).unwrap_or(0).max(now);
+                if at > now + timer::MAX_DELAY_MS {
+                    return Err(BrokerError::InvalidHold {
+                        reason: format!(
+                            "deliver_at_ms {at} is more than {} days ahead (now {now})",
+                            timer::MAX_DELAY_MS / 86_400_000
+                        ),
+                    });
+                }
+                at
+            }
+            Hold::Transaction => 0,
+        };
+        let partitions = self.admit(&t, &mut records, partitioning)?;
+        let held = records
+            .into_iter()
+            .zip(partitions)
+            .map(|(record, partition)| Scheduled {
+                partition,
+                message_id: record
+                    .properties
+                    .get(crate::broker::query::MESSAGE_ID_PROPERTY)
+                    .cloned()
+                    .unwrap_or_default(),
+                due_ms: due,
+                record,
+            })
+            .collect();
+        self.hold(topic, held, hold == Hold::Transaction)
     }
 
     /// Cancels the held message of recall handle `handle` of `topic`; its message id, if

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::convert::*;
-use crate::broker::Broker;
+use crate::broker::{Broker, Hold};
 use crate::error::BrokerError;
 use crate::meta::MessageType;
 use crate::storage::PartitionReader;
@@ -99,6 +99,42 @@ impl BrokerService {
                 self.authority.refused("grpc", &denial);
                 super::status::denial_status(&denial)
             })
+    }
+}
+
+/// Runs blocking broker work (metadata flushes) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(format!("a broker task failed: {e}")))?
+        .map_err(Status::from)
+}
+
+impl BrokerService {
+    /// A produce of delay messages (`deliver_at_ms`) or half messages (`transactional`):
+    /// held by the broker, answered with their handles once durable.
+    async fn hold(&self, r: pb::ProduceRequest) -> Result<Response<pb::ProduceResponse>, Status> {
+        let hold = match (r.deliver_at_ms, r.transactional) {
+            (0, true) => Hold::Transaction,
+            (at, false) => Hold::Until(at),
+            (_, true) => {
+                return Err(BrokerError::InvalidHold {
+                    reason: "deliver_at_ms and transactional together: a half message is stored when its transaction commits".into(),
+                }
+                .into());
+            }
+        };
+        let records = r.records.into_iter().map(record_from_pb).collect();
+        let partitioning = partitioning_from_pb(r.partitioning);
+        let broker = self.broker.clone();
+        let held =
+            blocking(move || broker.hold_records(&r.topic, records, partitioning, hold)).await?;
+        Ok(Response::new(pb::ProduceResponse {
+            ids: Vec::new(),
+            held,
+        }))
     }
 }
 
@@ -197,6 +233,9 @@ impl broker_server::Broker for BrokerService {
         )?;
         let started = std::time::Instant::now();
         let r = request.into_inner();
+        if r.deliver_at_ms != 0 || r.transactional {
+            return self.hold(r).await;
+        }
         let records = r.records.into_iter().map(record_from_pb).collect();
         let produced = self
             .broker
@@ -226,7 +265,45 @@ impl broker_server::Broker for BrokerService {
                 offset: id.offset,
             })
             .collect();
-        Ok(Response::new(pb::ProduceResponse { ids }))
+        Ok(Response::new(pb::ProduceResponse {
+            ids,
+            held: Vec::new(),
+        }))
+    }
+
+    async fn recall(
+        &self,
+        request: Request<pb::RecallRequest>,
+    ) -> Result<Response<pb::RecallResponse>, Status> {
+        self.check(
+            &request,
+            Action::Produce,
+            Resource::Topic(&request.get_ref().topic),
+        )?;
+        let r = request.into_inner();
+        let broker = self.broker.clone();
+        let recalled = blocking(move || broker.recall(&r.topic, &r.handle)).await?;
+        Ok(Response::new(pb::RecallResponse {
+            recalled: recalled.is_some(),
+        }))
+    }
+
+    async fn end_transaction(
+        &self,
+        request: Request<pb::EndTransactionRequest>,
+    ) -> Result<Response<pb::EndTransactionResponse>, Status> {
+        self.check(
+            &request,
+            Action::Produce,
+            Resource::Topic(&request.get_ref().topic),
+        )?;
+        let r = request.into_inner();
+        let broker = self.broker.clone();
+        let ended =
+            blocking(move || broker.end_transaction(&r.topic, &r.transaction_id, r.commit)).await?;
+        Ok(Response::new(pb::EndTransactionResponse {
+            ended: ended.is_some(),
+        }))
     }
 
     type FetchStream = FetchStream;

@@ -18,6 +18,7 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::EmptyProduce { .. }
         | BrokerError::InvalidCursor { .. }
         | BrokerError::InvalidFilter { .. }
+        | BrokerError::InvalidHold { .. }
         | BrokerError::MalformedBatch(_) => Code::InvalidArgument,
         BrokerError::RecordTooLarge { .. }
         | BrokerError::BatchTooLarge { .. }
