@@ -2,6 +2,7 @@
 //! positions, consumer groups, retention and shutdown. Owns `<data_dir>/topics`.
 
 mod cursors;
+pub mod held;
 pub mod query;
 mod timers;
 
@@ -23,6 +24,17 @@ use crate::record::{Record, RecordId, now_ms};
 use crate::storage::{
     GapPolicy, Partition, ReplicatedAppend, ReplicatedRun, StorageConfig, SubLogInfo, Truncation,
 };
+
+/// Runs blocking work (metadata flushes, file reads) off the async workers of a
+/// multi-threaded runtime, inline otherwise.
+pub(crate) fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 /// Upper bound on partitions per topic.
 pub const MAX_PARTITIONS: u32 = 4096;

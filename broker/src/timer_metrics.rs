@@ -12,6 +12,9 @@ pub struct TimerMetrics {
     pub orphan_checks: Counter,
     /// Half messages rolled back after the last unanswered check.
     pub orphans_rolled_back: Counter,
+    /// Delay messages due in a region a DR task fenced, dropped there (the promoted
+    /// region adopted them).
+    pub dropped_fenced: Counter,
 }
 
 impl TimerMetrics {
@@ -31,6 +34,11 @@ impl TimerMetrics {
             "transaction_orphans_rolled_back",
             "Half messages rolled back after their last unanswered check",
             self.orphans_rolled_back.clone(),
+        );
+        r.register(
+            "delayed_messages_dropped_fenced",
+            "Delay messages due in a region a DR task fenced, dropped there: the promoted region adopted them",
+            self.dropped_fenced.clone(),
         );
     }
 }

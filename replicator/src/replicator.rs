@@ -308,10 +308,36 @@ impl Replicator {
                 failovers: &this.failovers,
                 task: task.clone(),
             };
-            run(this.clone(), task).await
+            let mut report = run(this.clone(), task.clone()).await?;
+            report.adopted_delay_messages = this.adopt_delay_messages(&task).await;
+            Ok(report)
         })
         .await
         .expect("the failover task does not panic")
+    }
+
+    /// After this region was promoted for `task`: holds the delay messages of the task's
+    /// topics that other regions held and had not fired. Failures are logged: the
+    /// failover stands, and a later failover or failback adopts again.
+    async fn adopt_delay_messages(&self, task: &str) -> usize {
+        let Some(task) = self.node.tasks.task(task) else {
+            return 0;
+        };
+        let broker = &self.node.broker;
+        let mut adopted = 0;
+        for topic in broker.topics() {
+            let name = &topic.name;
+            if broker::broker::held::base_topic(name).is_some() || !task.matches(name) {
+                continue;
+            }
+            match broker.adopt_held(name).await {
+                Ok(n) => adopted += n,
+                Err(e) => {
+                    tracing::error!(event = "delay_adoption_failed", task = task.name(), topic = %name, error = %e, "adopting the delay messages another region held failed");
+                }
+            }
+        }
+        adopted
     }
 
     /// Every task's sub-log status, with lag computed now.

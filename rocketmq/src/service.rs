@@ -182,7 +182,7 @@ impl AccessPoint {
             .iter()
             .any(|o| o.deliver_at.is_some() || o.transaction)
         {
-            return self.schedule(&name, outgoing);
+            return self.schedule(&name, outgoing).await;
         }
         // One produce per queue (the messages of a queue in one batch, in request order),
         // the queues at once; each message answered with its own offset.
@@ -250,7 +250,7 @@ impl AccessPoint {
     /// Delay messages: held by the broker until their delivery time, each answered with a
     /// recall handle; half messages of transactions: held until their transaction ends,
     /// each answered with its transaction id. Durable when this returns.
-    fn schedule(
+    async fn schedule(
         &self,
         topic: &str,
         outgoing: Vec<send::Outgoing>,
@@ -266,13 +266,11 @@ impl AccessPoint {
                 record: o.record,
             })
             .collect();
-        let handles = tokio::task::block_in_place(|| {
-            if half {
-                self.broker.hold_half(topic, held)
-            } else {
-                self.broker.schedule(topic, held)
-            }
-        })?;
+        let handles = if half {
+            tokio::task::block_in_place(|| self.broker.hold_half(topic, held))?
+        } else {
+            self.broker.schedule(topic, held).await?
+        };
         Ok(ids
             .into_iter()
             .zip(handles)
@@ -327,7 +325,7 @@ impl AccessPoint {
         }
     }
 
-    fn recall(
+    async fn recall(
         &self,
         meta: &ClientMeta,
         request: pb::RecallMessageRequest,
@@ -335,7 +333,9 @@ impl AccessPoint {
         let name = meta.name_of(request.topic.as_ref(), "topic")?;
         self.allow(meta, &[(Action::Produce, Resource::Topic(&name))])?;
         self.broker.topic(&name)?;
-        tokio::task::block_in_place(|| self.broker.recall(&name, &request.recall_handle))?
+        self.broker
+            .recall(&name, &request.recall_handle)
+            .await?
             .ok_or_else(|| {
                 Refusal::new(
                     pb::Code::NotFound,
@@ -609,7 +609,7 @@ impl MessagingService for AccessPoint {
         request: Request<pb::RecallMessageRequest>,
     ) -> Answer<pb::RecallMessageResponse> {
         let meta = ClientMeta::from_metadata(request.metadata());
-        let answer = match self.recall(&meta, request.into_inner()) {
+        let answer = match self.recall(&meta, request.into_inner()).await {
             Ok(message_id) => pb::RecallMessageResponse {
                 status: Some(ok()),
                 message_id,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, Partitioning};
+use super::{Broker, Partitioning, blocking_here, held};
 use crate::error::{BrokerError, Result};
 use crate::meta::TimerKey;
 use crate::record::{Record, now_ms};
@@ -57,10 +57,27 @@ fn unsigned_now() -> u64 {
 }
 
 impl Broker {
-    /// Holds `held` messages of `topic` until each is due; durable when this returns (one
-    /// flush). Returns each one's recall handle.
-    pub fn schedule(&self, topic: &str, held: Vec<Scheduled>) -> Result<Vec<String>> {
-        self.hold(topic, held, false)
+    /// Holds `held` messages of `topic` until each is due; durable when this returns (a
+    /// copy in the held topic, then one flush of the timers: `broker/held.rs`). Returns
+    /// each one's recall handle. A message keeps the held id it carries (adopted), or gets
+    /// a new one.
+    pub async fn schedule(&self, topic: &str, mut held: Vec<Scheduled>) -> Result<Vec<String>> {
+        if let Some(reason) = self.gate.get().and_then(|g| g.refuses(topic)) {
+            return Err(BrokerError::ReadOnly {
+                topic: topic.to_string(),
+                reason,
+            });
+        }
+        for s in &mut held {
+            if !s.record.properties.contains_key(held::HELD_ID_PROPERTY) {
+                let id = self.new_held_id();
+                s.record
+                    .properties
+                    .insert(held::HELD_ID_PROPERTY.to_string(), id);
+            }
+        }
+        self.copy_held(topic, &held).await?;
+        blocking_here(|| self.hold(topic, held, false))
     }
 
     /// Holds `held` half messages of `topic` (their `due_ms` is ignored: they are checked
@@ -173,7 +190,7 @@ impl Broker {
     /// Holds `records` of `topic` as `hold` says, checked and spread over partitions like a
     /// produce; durable when this returns. Returns each one's recall handle (delay) or
     /// transaction id, in request order.
-    pub fn hold_records(
+    pub async fn hold_records(
         &self,
         topic: &str,
         mut records: Vec<Record>,
@@ -212,12 +229,28 @@ impl Broker {
                 record,
             })
             .collect();
-        self.hold(topic, held, hold == Hold::Transaction)
+        match hold {
+            Hold::Until(_) => self.schedule(topic, held).await,
+            Hold::Transaction => blocking_here(|| self.hold(topic, held, true)),
+        }
     }
 
     /// Cancels the held message of recall handle `handle` of `topic`; its message id, if
-    /// it was held (`None`: unknown, fired, or of another topic).
-    pub fn recall(&self, topic: &str, handle: &str) -> Result<Option<String>> {
+    /// it was held (`None`: unknown, fired, or of another topic). The cancel is copied to
+    /// the held topic, so a region that adopts the topic's delay messages skips it.
+    pub async fn recall(&self, topic: &str, handle: &str) -> Result<Option<String>> {
+        let Some((message_id, partition, held_id)) = blocking_here(|| self.forget(topic, handle))?
+        else {
+            return Ok(None);
+        };
+        if let Some(held_id) = held_id {
+            self.cancel_held(topic, partition, &held_id).await?;
+        }
+        Ok(Some(message_id))
+    }
+
+    /// Removes the held delay message of `handle`: its message id, partition and held id.
+    fn forget(&self, topic: &str, handle: &str) -> Result<Option<(String, u32, Option<String>)>> {
         let Some(key) = timer::parse_key(handle) else {
             return Ok(None);
         };
@@ -228,7 +261,12 @@ impl Broker {
             return Ok(None);
         };
         self.meta.write_timers(&[(key, None)])?;
-        Ok(Some(entry.header.message_id))
+        let held_id = entry.record.properties.get(held::HELD_ID_PROPERTY).cloned();
+        Ok(Some((
+            entry.header.message_id,
+            entry.header.partition,
+            held_id,
+        )))
     }
 
     /// When the next held message is due (none held: `None`).
@@ -396,6 +434,26 @@ impl Broker {
                 ) => {
                     tracing::warn!(%topic, partition, error = %e, "delayed messages of a topic that no longer exists; dropped");
                 }
+                // Fenced by a DR task: the promoted region adopted the delay messages
+                // (their copies); committed transactions have no copy and wait.
+                Err(e @ BrokerError::ReadOnly { .. }) => {
+                    let (copied, waiting): (Vec<_>, Vec<_>) =
+                        entries.into_iter().partition(|(_, e)| {
+                            e.record.properties.contains_key(held::HELD_ID_PROPERTY)
+                        });
+                    if !copied.is_empty() {
+                        tracing::warn!(event = "delay_messages_dropped_fenced", %topic, partition, dropped = copied.len(), error = %e, "delay messages due in a region a DR task fenced: dropped, the promoted region fires them");
+                        self.timer_metrics
+                            .dropped_fenced
+                            .inc_by(copied.len() as u64);
+                        removals.extend(copied.into_iter().map(|(key, _)| (key, None)));
+                    }
+                    if !waiting.is_empty() {
+                        tracing::warn!(%topic, partition, error = %e, "committed transactions due in a fenced region; they stay held");
+                        stuck = true;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(%topic, partition, error = %e, "firing delayed messages failed; they stay held");
                     stuck = true;
@@ -522,18 +580,23 @@ mod tests {
                     held("x", 1_500),
                 ],
             )
+            .await
             .unwrap();
         assert_eq!(
-            broker.recall("later", &handles[3]).unwrap().as_deref(),
+            broker
+                .recall("later", &handles[3])
+                .await
+                .unwrap()
+                .as_deref(),
             Some("x")
         );
         assert_eq!(
-            broker.recall("later", &handles[3]).unwrap(),
+            broker.recall("later", &handles[3]).await.unwrap(),
             None,
             "already recalled"
         );
         assert_eq!(
-            broker.recall("other", &handles[0]).unwrap(),
+            broker.recall("other", &handles[0]).await.unwrap(),
             None,
             "another topic's"
         );
@@ -541,7 +604,7 @@ mod tests {
         assert_eq!(broker.fire_due(2_000).await.unwrap(), 2);
         assert_eq!(bodies(&broker), ["a", "b"]);
         assert_eq!(
-            broker.recall("later", &handles[0]).unwrap(),
+            broker.recall("later", &handles[0]).await.unwrap(),
             None,
             "fired: not held"
         );
@@ -561,6 +624,7 @@ mod tests {
             broker.create_topic("later", 1, None).unwrap();
             broker
                 .schedule("later", vec![held("a", 1_000), held("b", 2_000)])
+                .await
                 .unwrap();
             broker.shut_down().await.unwrap();
         }
@@ -675,7 +739,7 @@ mod tests {
         assert_eq!(broker.fire_due(unsigned_now()).await.unwrap(), 1);
         assert_eq!(bodies(&broker), ["late"]);
         assert_eq!(
-            broker.recall("later", &ids[0]).unwrap(),
+            broker.recall("later", &ids[0]).await.unwrap(),
             None,
             "not a recall handle"
         );
@@ -691,7 +755,7 @@ mod tests {
         // Due one every millisecond: some come due while a round runs.
         let first = unsigned_now() + 100;
         let held = (0..300).map(|i| held(&i.to_string(), first + i)).collect();
-        broker.schedule("later", held).unwrap();
+        broker.schedule("later", held).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let records = loop {
             let p = broker.partition("later", 0).unwrap();

@@ -128,9 +128,10 @@ impl BrokerService {
         };
         let records = r.records.into_iter().map(record_from_pb).collect();
         let partitioning = partitioning_from_pb(r.partitioning);
-        let broker = self.broker.clone();
-        let held =
-            blocking(move || broker.hold_records(&r.topic, records, partitioning, hold)).await?;
+        let held = self
+            .broker
+            .hold_records(&r.topic, records, partitioning, hold)
+            .await?;
         Ok(Response::new(pb::ProduceResponse {
             ids: Vec::new(),
             held,
@@ -281,8 +282,7 @@ impl broker_server::Broker for BrokerService {
             Resource::Topic(&request.get_ref().topic),
         )?;
         let r = request.into_inner();
-        let broker = self.broker.clone();
-        let recalled = blocking(move || broker.recall(&r.topic, &r.handle)).await?;
+        let recalled = self.broker.recall(&r.topic, &r.handle).await?;
         Ok(Response::new(pb::RecallResponse {
             recalled: recalled.is_some(),
         }))

@@ -32,6 +32,10 @@ pub struct FailoverReport {
     pub waited_s: f64,
     /// Per origin, what this region had not received when it took over (planned: zeros).
     pub rpo: Vec<OriginRpo>,
+    /// Delay messages another region held and had not fired, now held here
+    /// (`broker/src/broker/held.rs`).
+    #[serde(default)]
+    pub adopted_delay_messages: usize,
 }
 
 /// What keeps a region from holding everything the other regions of a task hold.
@@ -264,6 +268,7 @@ pub(crate) async fn failover(
         version,
         waited_s: started.elapsed().as_secs_f64(),
         rpo,
+        adopted_delay_messages: 0,
     })
 }
 

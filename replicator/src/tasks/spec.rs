@@ -175,8 +175,13 @@ impl Task {
         self.spec.state == TaskState::Running
     }
 
+    /// Whether the task carries `topic`: a topic its pattern matches, and for a DR task
+    /// also the held copies of such a topic's delay messages (`%HELD%<topic>`), so that
+    /// the region it promotes can fire them (`broker/src/broker/held.rs`).
     pub fn matches(&self, topic: &str) -> bool {
         self.pattern.matches(topic)
+            || (self.spec.dr.is_some()
+                && broker::broker::held::base_topic(topic).is_some_and(|t| self.pattern.matches(t)))
     }
 
     /// Whether data flows from `source` to `target` under this task.
@@ -565,6 +570,29 @@ mod tests {
         .unwrap()[0];
         assert!(two.flows("b", "a"));
         assert!(!two.flows("a", "c"));
+    }
+
+    #[test]
+    fn a_dr_task_carries_the_held_copies_of_its_topics() {
+        let dr = TaskSpec {
+            dr: Some(Dr {
+                primary: "a".into(),
+                epoch: 0,
+                promoting: None,
+            }),
+            ..spec()
+        };
+        let tasks = validate(
+            &[dr, TaskSpec::new("plain", &["a"], &["b"], "orders")],
+            &regions(),
+        )
+        .unwrap();
+        assert!(tasks[0].matches("%HELD%orders"));
+        assert!(!tasks[0].matches("%HELD%payments"));
+        assert!(
+            !tasks[1].matches("%HELD%orders"),
+            "only a DR task promotes a region"
+        );
     }
 
     #[test]

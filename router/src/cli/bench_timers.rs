@@ -144,8 +144,7 @@ pub async fn run(args: TimersBench) -> Result<()> {
         let batch = (index..index + n)
             .map(|i| scheduled(i, base + day + (i * 7919) % (39 * day), args.size))
             .collect();
-        let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.schedule(TOPIC, batch)).await??;
+        broker.schedule(TOPIC, batch).await?;
         index += n;
     }
     let hold_s = started.elapsed().as_secs_f64();
@@ -161,8 +160,7 @@ pub async fn run(args: TimersBench) -> Result<()> {
         let batch = (index..index + n)
             .map(|i| scheduled(i, first_due + i * window / args.fire.max(1), args.size))
             .collect();
-        let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.schedule(TOPIC, batch)).await??;
+        broker.schedule(TOPIC, batch).await?;
         index += n;
     }
     wait_appended(&broker, args.fire as usize, "fire").await?;
