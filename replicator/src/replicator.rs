@@ -340,6 +340,28 @@ impl Replicator {
         adopted
     }
 
+    /// The regions where consumer group `group` consumes `topic` with its progress shared:
+    /// every region of each running task whose `groups` pattern names the group and whose
+    /// topics include `topic`, sorted (empty: none).
+    pub fn group_regions(&self, group: &str, topic: &str) -> Vec<String> {
+        let mut regions: Vec<String> = self
+            .node
+            .tasks
+            .active()
+            .iter()
+            .filter(|t| t.running() && t.syncs_group(group) && t.matches(topic))
+            .flat_map(|t| t.spec.regions().cloned().collect::<Vec<_>>())
+            .collect();
+        regions.sort();
+        regions.dedup();
+        regions
+    }
+
+    /// Whether this region has a route to `region` now.
+    pub fn has_route(&self, region: &str) -> bool {
+        dr::Host::reachable(self, region)
+    }
+
     /// Every task's sub-log status, with lag computed now.
     pub fn status(&self) -> Vec<SubLogStatus> {
         self.node.status_now()

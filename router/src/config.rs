@@ -181,6 +181,9 @@ pub struct RocketMqSection {
     pub max_attempts: u32,
     /// The longest a receive waits for messages, in milliseconds.
     pub long_polling_ms: u64,
+    /// Active-active groups: how long another origin's messages may wait here without
+    /// progress made elsewhere before this region's consumers take them over.
+    pub takeover_after_ms: u64,
     /// TLS on the access point: its certificate chain and private key (PEM files). Both
     /// or neither; without them the access point speaks plaintext gRPC, as the SDKs do by
     /// default (`tls_enable=False`).
@@ -195,6 +198,7 @@ impl Default for RocketMqSection {
         RocketMqSection {
             max_attempts: 16,
             long_polling_ms: 20_000,
+            takeover_after_ms: 30_000,
             tls_cert: None,
             tls_key: None,
         }

@@ -186,20 +186,6 @@ impl Node {
             &mut registry,
             background_stop.clone(),
         )?;
-        let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
-            r.metrics().register(&mut registry);
-            let r = r.clone();
-            let source: console_api::StatusSource = Arc::new(move || {
-                serde_json::json!({
-                    "links": r.links(),
-                    "routes": r.routes(),
-                    "sub_logs": r.status(),
-                    "rpo": r.rpo(),
-                })
-            });
-            source
-        });
-
         let grpc_stop = CancellationToken::new();
         let access_point = rocketmq::AccessPoint::new(
             broker.clone(),
@@ -214,6 +200,27 @@ impl Node {
             security.authority.clone(),
             grpc_stop.clone(),
         );
+        let consumption = access_point.consumption();
+        consumption.ownership().register(&mut registry);
+        let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
+            r.metrics().register(&mut registry);
+            consumption.ownership().set_peers(
+                Arc::new(GroupPeers(r.clone())),
+                Duration::from_millis(config.rocketmq.takeover_after_ms),
+            );
+            let r = r.clone();
+            let consumption = consumption.clone();
+            let source: console_api::StatusSource = Arc::new(move || {
+                serde_json::json!({
+                    "links": r.links(),
+                    "routes": r.routes(),
+                    "sub_logs": r.status(),
+                    "rpo": r.rpo(),
+                    "takeovers": consumption.ownership().takeovers(),
+                })
+            });
+            source
+        });
         let health = Health::default();
         let console_stop = CancellationToken::new();
         let console = tokio::spawn(console_api::serve(
@@ -411,4 +418,17 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`).
+struct GroupPeers(Arc<replicator::Replicator>);
+
+impl rocketmq::pop::owner::Peers for GroupPeers {
+    fn regions(&self, group: &str, topic: &str) -> Vec<String> {
+        self.0.group_regions(group, topic)
+    }
+
+    fn reachable(&self, region: &str) -> bool {
+        self.0.has_route(region)
+    }
 }

@@ -17,8 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use proto::rocketmq::v2 as pb;
-use proto::rocketmq::v2::messaging_service_client::MessagingServiceClient;
 use support::*;
 
 /// An OTLP trace receiver that keeps every span it is sent, with its resource's region.
@@ -75,13 +73,6 @@ async fn start_receiver() -> (Receiver, std::net::SocketAddr) {
     (receiver, address)
 }
 
-fn resource(name: &str) -> Option<pb::Resource> {
-    Some(pb::Resource {
-        resource_namespace: String::new(),
-        name: name.into(),
-    })
-}
-
 fn kinds(trace: &serde_json::Value) -> Vec<(String, String)> {
     trace["events"]
         .as_array()
@@ -120,58 +111,15 @@ async fn a_message_shows_its_life_across_regions_and_exports_spans_over_otlp() {
     })
     .await;
 
-    // Consumed in us through the access point: received, then acknowledged.
-    let mut client = MessagingServiceClient::connect(format!("http://{}", us.node.bound.rocketmq))
-        .await
-        .unwrap();
-    let mut receive = tonic::Request::new(pb::ReceiveMessageRequest {
-        group: resource("billing"),
-        message_queue: Some(pb::MessageQueue {
-            topic: resource("orders"),
-            ..Default::default()
-        }),
-        batch_size: 32,
-        invisible_duration: Some(prost_types::Duration {
-            seconds: 30,
-            nanos: 0,
-        }),
-        ..Default::default()
-    });
-    receive
-        .metadata_mut()
-        .insert("x-mq-client-id", "trace-test-client".parse().unwrap());
-    let mut stream = client.receive_message(receive).await.unwrap().into_inner();
-    let mut received = Vec::new();
-    while let Some(answer) = stream.message().await.unwrap() {
-        if let Some(pb::receive_message_response::Content::Message(m)) = answer.content {
-            received.push(m);
-        }
-    }
+    // Consumed in us through the access point: received, then one acknowledged.
+    let rocketmq = us.node.bound.rocketmq;
+    let received = pop::receive(rocketmq, "billing", "orders", "trace-test-client", 0).await;
     assert_eq!(received.len(), 3, "the three messages are received in us");
     let second = received
         .iter()
         .find(|m| m.system_properties.as_ref().unwrap().queue_offset == Some(1))
         .expect("the message at offset 1");
-    let ack = client
-        .ack_message(pb::AckMessageRequest {
-            group: resource("billing"),
-            topic: resource("orders"),
-            entries: vec![pb::AckMessageEntry {
-                message_id: String::new(),
-                receipt_handle: second
-                    .system_properties
-                    .as_ref()
-                    .unwrap()
-                    .receipt_handle
-                    .clone()
-                    .unwrap(),
-                ..Default::default()
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(ack.status.unwrap().code, pb::Code::Ok as i32);
+    pop::ack(rocketmq, "billing", "orders", std::slice::from_ref(second)).await;
 
     // Both consoles come to show the whole life of eu-0-1, each region's steps
     // replicated to the other by the trace task.

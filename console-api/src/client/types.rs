@@ -162,4 +162,18 @@ pub struct Replication {
     pub routes: Vec<Route>,
     pub sub_logs: Vec<SubLog>,
     pub rpo: Vec<OriginRpo>,
+    /// Active-active groups: another origin's messages this region delivers now.
+    #[serde(default)]
+    pub takeovers: Vec<Takeover>,
+}
+
+/// A takeover in force: this region delivers `origin`'s messages of `group`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Takeover {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub origin: String,
+    pub since_ms: i64,
+    pub delivered: u64,
 }

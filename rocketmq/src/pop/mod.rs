@@ -11,6 +11,7 @@
 pub mod deliver;
 pub mod filter;
 pub mod handle;
+pub mod owner;
 mod redeliver;
 pub mod shared;
 pub mod state;
@@ -80,6 +81,7 @@ pub struct Consumption {
     broker: Arc<Broker>,
     groups: Mutex<HashMap<GroupKey, Arc<Mutex<GroupTopic>>>>,
     nonce: AtomicU64,
+    ownership: owner::Ownership,
 }
 
 fn now_ms() -> i64 {
@@ -96,8 +98,14 @@ fn meta_error(doing: String) -> impl FnOnce(broker::meta::MetaError) -> Refusal 
 }
 
 impl Consumption {
+    /// Who delivers which origin's messages of active-active groups (`owner.rs`).
+    pub fn ownership(&self) -> &owner::Ownership {
+        &self.ownership
+    }
+
     pub fn new(broker: Arc<Broker>) -> Self {
         Consumption {
+            ownership: owner::Ownership::new(broker.region()),
             broker,
             groups: Mutex::new(HashMap::new()),
             // A random start: nonces of two runs do not meet.
@@ -516,8 +524,23 @@ impl Look<'_> {
         for sub_log in &sub_logs {
             state.follow(&sub_log.origin, sub_log.incarnation);
         }
-        self.expired(state)?;
-        for sub_log in sub_logs {
+        // Active-active groups: only the origins this region delivers now (`owner.rs`).
+        let owned: Vec<_> = sub_logs
+            .into_iter()
+            .filter(|s| {
+                let waiting = state.frontier(&s.origin) < s.durable_end;
+                self.consumption.ownership.owns(
+                    self.receive.group,
+                    self.receive.topic,
+                    self.index,
+                    &s.origin,
+                    waiting,
+                    self.now,
+                )
+            })
+            .collect();
+        self.expired(state, |origin| owned.iter().any(|s| s.origin == origin))?;
+        for sub_log in owned {
             if self.full() {
                 break;
             }
@@ -539,6 +562,12 @@ impl Look<'_> {
         group: Option<String>,
     ) {
         let nonce = self.consumption.next_nonce();
+        self.consumption.ownership.delivered(
+            self.receive.group,
+            self.receive.topic,
+            self.index,
+            origin,
+        );
         let flight = state::InFlight {
             visible_at_ms: self.visible_at,
             attempt,
@@ -565,11 +594,20 @@ impl Look<'_> {
 
     /// Messages whose invisibility ended come back first, as their next attempt; after the
     /// last attempt they move to the dead-letter topic.
-    fn expired(&mut self, state: &mut PartitionState) -> Result<(), Refusal> {
+    /// Messages of origins not `owned` here now stay in flight, untouched: they are the
+    /// origin's to deliver again.
+    fn expired(
+        &mut self,
+        state: &mut PartitionState,
+        owned: impl Fn(&str) -> bool,
+    ) -> Result<(), Refusal> {
         let receive = self.receive;
         for ((origin, offset), flight) in state.expired(self.now) {
             if self.full() {
                 break;
+            }
+            if !owned(&origin) {
+                continue;
             }
             let Some(record) = read_one(&self.partition, &origin, offset)? else {
                 // Gone (retention): nothing to deliver any more.

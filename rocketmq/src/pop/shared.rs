@@ -47,10 +47,15 @@ impl Consumption {
             return;
         };
         let state = Self::partition_state(&group, change.partition);
-        Self::catch_up(
-            &mut state.lock().expect("partition state lock"),
-            &change.cursor,
-        );
+        let mut state = state.lock().expect("partition state lock");
+        for (origin, next) in &change.cursor.next {
+            // Progress made elsewhere (or committed): an active-active group's origin is
+            // not waiting on a lost consumer (`owner.rs`).
+            if state.done_to(origin, *next, change.cursor.incarnation(origin)) {
+                self.ownership
+                    .progressed(&change.group, &change.topic, change.partition, origin);
+            }
+        }
     }
 
     /// Merges every frontier that moved since `published` into its group's cursor.

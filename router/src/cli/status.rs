@@ -143,6 +143,19 @@ pub fn render(s: &Status) -> String {
             }
         );
     }
+    if !r.takeovers.is_empty() {
+        let _ = writeln!(
+            w,
+            "\ntakeovers (active-active groups delivering another origin's messages here):"
+        );
+    }
+    for t in &r.takeovers {
+        let _ = writeln!(
+            w,
+            "  {} {}/{} of {}: {} delivered here since {} ms",
+            t.group, t.topic, t.partition, t.origin, t.delivered, t.since_ms
+        );
+    }
     let stalled: Vec<_> = r.sub_logs.iter().filter(|s| s.stalled).collect();
     let _ = writeln!(w, "\nstalled sub-logs: {}", stalled.len());
     for s in stalled {

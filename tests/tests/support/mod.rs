@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod pop;
 pub mod sdk;
 
 use router::config::NodeConfig;
