@@ -357,6 +357,16 @@ impl Replicator {
         regions
     }
 
+    /// The primary of a running DR task that shares `group`'s progress on `topic`.
+    pub fn group_primary(&self, group: &str, topic: &str) -> Option<String> {
+        self.node
+            .tasks
+            .active()
+            .iter()
+            .filter(|t| t.running() && t.syncs_group(group) && t.matches(topic))
+            .find_map(|t| t.spec.dr.as_ref().map(|dr| dr.primary.clone()))
+    }
+
     /// Whether this region has a route to `region` now.
     pub fn has_route(&self, region: &str) -> bool {
         dr::Host::reachable(self, region)

@@ -431,4 +431,8 @@ impl rocketmq::pop::owner::Peers for GroupPeers {
     fn reachable(&self, region: &str) -> bool {
         self.0.has_route(region)
     }
+
+    fn primary(&self, group: &str, topic: &str) -> Option<String> {
+        self.0.group_primary(group, topic)
+    }
 }

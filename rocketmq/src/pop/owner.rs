@@ -1,9 +1,10 @@
 //! Active-active groups: which region's consumers deliver the messages of each origin.
 //!
 //! A group whose progress a task shares between regions (`groups` pattern) may consume in
-//! all of them at once. Each message is delivered by one region while all are up: the
-//! consumers of the message's *origin* region own it. Another region takes an origin's
-//! messages over when, as it sees it, the origin is unavailable:
+//! all of them at once. Each message is delivered by one region while all are up, its
+//! *home*: the region of the message's origin, or under a DR task the task's primary (its
+//! consumers own everything, whichever region produced it). Another region takes a home's
+//! messages over when, as it sees it, the home is unavailable:
 //! - it has no route to the origin region, or
 //! - the origin's messages have been waiting here (held beyond the group's frontier) for
 //!   `takeover_after` without the frontier moving by progress made elsewhere (the origin's
@@ -38,25 +39,29 @@ pub trait Peers: Send + Sync {
     fn regions(&self, group: &str, topic: &str) -> Vec<String>;
     /// Whether this region has a route to `region` now.
     fn reachable(&self, region: &str) -> bool;
+    /// The primary of a DR task that shares `group`'s progress on `topic`, if one does:
+    /// the home of every origin's messages.
+    fn primary(&self, group: &str, topic: &str) -> Option<String>;
 }
 
-/// Who delivers `origin`'s messages of `group`, given the group's regions (sorted or not)
-/// and which of them are available: the origin itself when available, else one of the
-/// available regions chosen by a hash of group and origin. `None`: no one available.
+/// Who delivers the messages whose home is `home` of `group`, given the group's regions
+/// (sorted or not) and which of them are available: the home itself when available, else
+/// one of the available regions chosen by a hash of group and home. `None`: no one
+/// available.
 pub fn owner<'r>(
     group: &str,
-    origin: &str,
+    home: &str,
     regions: &'r [String],
     available: impl Fn(&str) -> bool,
 ) -> Option<&'r str> {
-    if let Some(o) = regions.iter().find(|r| *r == origin)
-        && available(origin)
+    if let Some(o) = regions.iter().find(|r| *r == home)
+        && available(home)
     {
         return Some(o.as_str());
     }
     let mut candidates: Vec<&String> = regions
         .iter()
-        .filter(|r| *r != origin && available(r))
+        .filter(|r| *r != home && available(r))
         .collect();
     candidates.sort();
     candidates.dedup();
@@ -64,7 +69,7 @@ pub fn owner<'r>(
         return None;
     }
     let pick =
-        crc32fast::hash(format!("{group}\u{0}{origin}").as_bytes()) as usize % candidates.len();
+        crc32fast::hash(format!("{group}\u{0}{home}").as_bytes()) as usize % candidates.len();
     Some(candidates[pick].as_str())
 }
 
@@ -154,11 +159,14 @@ impl Ownership {
         let Some((peers, after)) = self.peers.get() else {
             return true;
         };
-        if origin == self.region {
+        let home = peers
+            .primary(group, topic)
+            .unwrap_or_else(|| origin.to_string());
+        if home == self.region {
             return true;
         }
         let regions = peers.regions(group, topic);
-        if !regions.iter().any(|r| *r == origin) {
+        if !regions.iter().any(|r| *r == home) {
             return true;
         }
         let key = (
@@ -178,8 +186,8 @@ impl Ownership {
             .waiting_since
             .is_some_and(|since| now_ms - since >= after.as_millis() as i64);
         let available =
-            |r: &str| r == self.region || (peers.reachable(r) && (r != origin || !stalled));
-        let mine = owner(group, origin, &regions, available) == Some(self.region.as_str());
+            |r: &str| r == self.region || (peers.reachable(r) && (r != home || !stalled));
+        let mine = owner(group, &home, &regions, available) == Some(self.region.as_str());
         match (mine, watch.taken_since) {
             (true, None) => {
                 watch.taken_since = Some(now_ms);
@@ -288,6 +296,7 @@ mod tests {
     struct Fixed {
         regions: Vec<String>,
         reachable: Mutex<bool>,
+        primary: Option<String>,
     }
 
     impl Peers for Fixed {
@@ -297,6 +306,9 @@ mod tests {
         fn reachable(&self, _: &str) -> bool {
             *self.reachable.lock().unwrap()
         }
+        fn primary(&self, _: &str, _: &str) -> Option<String> {
+            self.primary.clone()
+        }
     }
 
     #[test]
@@ -304,6 +316,7 @@ mod tests {
         let peers = Arc::new(Fixed {
             regions: regions(&["eu", "us"]),
             reachable: Mutex::new(true),
+            primary: None,
         });
         let us = Ownership::new("us");
         assert!(us.owns("g", "t", 0, "eu", true, 0), "no peers: everything");
@@ -331,10 +344,32 @@ mod tests {
     }
 
     #[test]
+    fn under_a_dr_task_the_primary_owns_every_origin() {
+        let peers = Arc::new(Fixed {
+            regions: regions(&["eu", "us"]),
+            reachable: Mutex::new(true),
+            primary: Some("us".into()),
+        });
+        let (eu, us) = (Ownership::new("eu"), Ownership::new("us"));
+        eu.set_peers(peers.clone(), Duration::from_secs(1));
+        us.set_peers(peers, Duration::from_secs(1));
+        assert!(
+            us.owns("g", "t", 0, "eu", true, 0),
+            "the promoted primary, at once"
+        );
+        assert!(
+            !eu.owns("g", "t", 0, "eu", true, 0),
+            "not the old primary's own origin"
+        );
+        assert!(us.takeovers().is_empty(), "its own home: no takeover");
+    }
+
+    #[test]
     fn a_group_no_task_shares_delivers_everything() {
         let peers = Arc::new(Fixed {
             regions: Vec::new(),
             reachable: Mutex::new(true),
+            primary: None,
         });
         let us = Ownership::new("us");
         us.set_peers(peers, Duration::from_secs(1));
