@@ -65,6 +65,7 @@ pub fn router(console: Console) -> Router {
         ));
     Router::new()
         .route("/", get(web_console))
+        .route("/pictures.js", get(web_pictures))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -169,6 +170,18 @@ async fn web_console() -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         include_str!("web/index.html"),
+    )
+        .into_response()
+}
+
+/// The web console's drawing code (topology, charts, timeline).
+async fn web_pictures() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("web/pictures.js"),
     )
         .into_response()
 }

@@ -27,7 +27,8 @@ pub mod wire;
 pub use dr::{FailoverError, FailoverMode, FailoverReport, OriginRpo};
 pub use identity::{certs, tls};
 pub use node::{Authorship, Carried};
-pub use observe::{SubLogKey, SubLogStatus};
+pub use observe::topology::{LinkEdge, RegionNode};
+pub use observe::{SubLogKey, SubLogStatus, TopologyView};
 pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
 pub use settings::LinkSettings;
 /// Task specs and their validation (`task::validate`), under their former path.

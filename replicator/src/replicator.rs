@@ -229,6 +229,7 @@ impl Replicator {
         }
         node.tracker.spawn(upkeep::checkpoint_loop(node.clone()));
         node.tracker.spawn(upkeep::routing_loop(node.clone()));
+        node.tracker.spawn(upkeep::history_loop(node.clone()));
         node.tracker.spawn(crate::groups::sync_loop(node.clone()));
         node.tracker
             .spawn(planner::run(node.clone(), planner_events));
@@ -249,6 +250,15 @@ impl Replicator {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.node.metrics
+    }
+
+    /// The console's history: lag and throughput per task and origin, and the RPO, over
+    /// the last hour; and the interval between samples.
+    pub fn history(&self) -> (Duration, Vec<crate::observe::history::Sample>) {
+        (
+            self.node.settings.history_interval,
+            self.node.history.samples(),
+        )
     }
 
     /// Per origin, what this region has not yet received: the RPO if it took over now.
@@ -405,6 +415,24 @@ impl Replicator {
                 }
             })
             .collect()
+    }
+
+    /// The deployment as this region sees it, for the topology picture.
+    pub fn topology_view(&self) -> crate::observe::TopologyView {
+        let local = self
+            .links()
+            .into_iter()
+            .filter(|l| l.connected)
+            .map(|l| (l.peer, (l.sent_bytes, l.received_bytes)))
+            .collect();
+        let states = self.node.link_states();
+        crate::observe::topology::view(
+            &self.node.region,
+            &self.node.topology,
+            &states,
+            |r| self.has_route(r),
+            &local,
+        )
     }
 
     /// How each other region is reached now.

@@ -30,6 +30,9 @@ pub struct LinkSettings {
     pub reconnect_max: Duration,
     /// How often task checkpoints and lag gauges are written.
     pub checkpoint_interval: Duration,
+    /// How often the console's history samples lag and throughput (an hour of samples
+    /// is kept).
+    pub history_interval: Duration,
 }
 
 impl Default for LinkSettings {
@@ -48,6 +51,7 @@ impl Default for LinkSettings {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            history_interval: Duration::from_secs(10),
         }
     }
 }

@@ -65,6 +65,8 @@ pub struct ReplicationSection {
     pub idle_timeout_ms: u64,
     pub advertise_interval_ms: u64,
     pub heartbeat_interval_ms: u64,
+    /// How often the console's charts sample lag and throughput (an hour is kept).
+    pub history_interval_ms: u64,
 }
 
 impl Default for ReplicationSection {
@@ -84,6 +86,7 @@ impl Default for ReplicationSection {
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
             advertise_interval_ms: d.advertise_interval.as_millis() as u64,
             heartbeat_interval_ms: d.heartbeat_interval.as_millis() as u64,
+            history_interval_ms: d.history_interval.as_millis() as u64,
         }
     }
 }
@@ -101,6 +104,7 @@ impl ReplicationSection {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             advertise_interval: Duration::from_millis(self.advertise_interval_ms),
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            history_interval: Duration::from_millis(self.history_interval_ms.max(100)),
             ..replicator::LinkSettings::default()
         }
     }

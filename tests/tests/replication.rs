@@ -324,8 +324,10 @@ async fn rate_limits_are_honoured() {
     .await;
     let (at, end) = first.unwrap();
     let rate = (3_000 - end) as f64 / at.elapsed().as_secs_f64();
+    // Never above the limit (10 % for the token bucket's burst and the polling); a loaded
+    // two-core machine may fall somewhat below it.
     assert!(
-        (900.0..=1_100.0).contains(&rate),
+        (800.0..=1_100.0).contains(&rate),
         "replicated at {rate:.0} records/s under a limit of 1000"
     );
     us.node.shut_down().await.unwrap();

@@ -117,6 +117,8 @@ pub fn router(api: Api, auth: auth::ConsoleAuth) -> Router {
         )
         .route("/api/v1/regions", get(resources::regions))
         .route("/api/v1/links", get(resources::links))
+        .route("/api/v1/topology", get(resources::topology))
+        .route("/api/v1/history", get(resources::history))
         .route("/api/v1/topics", get(resources::topics))
         .route("/api/v1/topics/{name}/messages", get(messages::query))
         .route(

@@ -92,6 +92,20 @@ pub const OPERATIONS: &[(&str, &str, &str, Option<&str>, bool)] = &[
     ),
     (
         "get",
+        "/api/v1/history",
+        "Lag (records, bytes, seconds) and throughput per task and origin, and the RPO per origin, sampled over the last hour (interval_ms apart)",
+        None,
+        false,
+    ),
+    (
+        "get",
+        "/api/v1/topology",
+        "The deployment as this region sees it: regions (this one, pass-through relays, reachable) and every link with its kind, dialler, cost, state and RTT",
+        None,
+        false,
+    ),
+    (
+        "get",
         "/api/v1/topics",
         "Topics: partitions, per origin offsets and bytes",
         None,

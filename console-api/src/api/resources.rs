@@ -1,4 +1,5 @@
-//! Read-only views: `/api/v1/regions`, `/api/v1/links`, `/api/v1/topics`.
+//! Read-only views: `/api/v1/regions`, `/api/v1/links`, `/api/v1/topology`, `/api/v1/history`,
+//! `/api/v1/topics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -34,6 +35,38 @@ pub async fn links(State(api): State<Api>) -> Result<Response, ApiError> {
         .map(|r| r.links())
         .unwrap_or_default();
     Ok(Json(serde_json::json!({ "links": links })).into_response())
+}
+
+/// The deployment as this region sees it (regions, links with state and RTT): the web
+/// console's topology picture. A region without replication is alone in it.
+pub async fn topology(State(api): State<Api>) -> Result<Response, ApiError> {
+    let view = match &api.replicator {
+        Some(r) => r.topology_view(),
+        None => replicator::TopologyView {
+            this: api.region.clone(),
+            regions: vec![replicator::RegionNode {
+                name: api.region.clone(),
+                this: true,
+                pass_through: false,
+                reachable: true,
+            }],
+            links: Vec::new(),
+        },
+    };
+    Ok(Json(view).into_response())
+}
+
+/// Lag, throughput (per task and origin) and RPO sampled over the last hour: the web
+/// console's charts. Empty without replication.
+pub async fn history(State(api): State<Api>) -> Result<Response, ApiError> {
+    let (interval, samples) = match &api.replicator {
+        Some(r) => {
+            let (interval, samples) = r.history();
+            (Some(interval.as_millis() as u64), samples)
+        }
+        None => (None, Vec::new()),
+    };
+    Ok(Json(serde_json::json!({ "interval_ms": interval, "samples": samples })).into_response())
 }
 
 pub async fn topics(State(api): State<Api>) -> Result<Response, ApiError> {

@@ -63,6 +63,8 @@ pub(crate) struct Node {
     pub peers: Vec<String>,
     pub metrics: Arc<Metrics>,
     pub status: StatusBoard,
+    /// The console's charts: lag and throughput over the last hour (`upkeep::history_loop`).
+    pub history: crate::observe::history::History,
     pub tasks: TaskBook,
     /// Seals what this region authors; checks what others sealed.
     pub sealer: Sealer,
@@ -162,6 +164,10 @@ impl Node {
                     }
                 },
             );
+            // An hour of samples.
+            let history = crate::observe::history::History::new(
+                (3_600_000 / parts.settings.history_interval.as_millis().max(1)) as usize,
+            );
             Node {
                 region: parts.region,
                 epoch: rand::random(),
@@ -172,6 +178,7 @@ impl Node {
                 peers,
                 metrics: Arc::new(Metrics::default()),
                 status: parts.status,
+                history,
                 tasks: parts.tasks,
                 sealer: parts.sealer,
                 verifier: parts.verifier,
@@ -189,6 +196,11 @@ impl Node {
                 tracker,
             }
         })
+    }
+
+    /// Every region's latest link state, this one's included.
+    pub fn link_states(&self) -> topology::LinkStates {
+        self.routing.lock().expect("routing lock").states.clone()
     }
 
     /// A number unique in this run (link and pull ids).

@@ -36,6 +36,21 @@ pub(crate) async fn routing_loop(node: Arc<Node>) {
     }
 }
 
+/// Samples lag, throughput and RPO into the console's history every interval.
+pub(crate) async fn history_loop(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(node.settings.history_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = node.stop.cancelled() => return,
+        }
+        let status = node.status_now();
+        let rpo = crate::observe::rpo_by_origin(&status);
+        node.history.sample(broker::record::now_ms(), &status, rpo);
+    }
+}
+
 pub(crate) async fn checkpoint_loop(node: Arc<Node>) {
     let mut tick = tokio::time::interval(node.settings.checkpoint_interval);
     loop {
