@@ -2,7 +2,8 @@
 //! it), driven over the DevTools protocol by `tests/web/console_test.mjs` (Node 20, no npm
 //! packages): create a task through the form (an invalid one first, whose error shows at
 //! the field), see it listed running, pause it, see "paused"; then fail a DR task over to
-//! this region with the row's button and see it primary at epoch 1; find a message by key
+//! this region with the row's button and see it primary at epoch 1; see the topology
+//! picture (both regions, the link up) and the charts drawn with data; find a message by key
 //! in the message browser, open its trace and see the timeline drawn with its produce in
 //! eu and its replication to us, and see a bad time refused at its field. The screenshot
 //! is kept at `target/test-artifacts/web-console.png`.
@@ -25,6 +26,7 @@ async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
         .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |config| {
             config.console.admin_tokens = vec!["web-admin".into()];
             config.telemetry.trace = true;
+            config.replication.history_interval_ms = 200;
         })
         .await;
     let console = nodes[0].node.bound.console;

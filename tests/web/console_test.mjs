@@ -100,6 +100,16 @@ await until("the DR task listed with its primary", `(${flow} || '').includes('DR
 await evaluate("window.confirm = () => true; document.querySelector('tr[data-task=\"web-dr\"] button[data-action=failover]').click()");
 await until("eu shown as the primary", `(${flow} || '').includes('DR primary eu, epoch 1')`);
 
+// The topology picture: both regions, this one marked, the link between them up; the
+// charts of the last hour drawn with at least two samples of a task's replication.
+await until("the topology picture",
+  "!!document.querySelector('#topology-map circle.region.this[data-region=eu]') && " +
+  "!!document.querySelector('#topology-map circle[data-region=us]') && " +
+  "!!document.querySelector('#topology-map line[data-link=\"eu-us\"][data-state=up]')");
+await until("the charts drawn with data",
+  "['lag-records', 'lag-seconds', 'throughput', 'rpo'].every((c) => !!document.querySelector('#charts svg[data-chart=' + c + ']')) && " +
+  "[...document.querySelectorAll('#charts svg[data-chart=lag-records] polyline')].some((p) => Number(p.dataset.points) >= 2)");
+
 // The message browser: find one of the messages the test produced into "web-orders" by
 // its key, and see it listed with its body.
 await evaluate(`(() => { const f = document.getElementById('messages');

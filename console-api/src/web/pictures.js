@@ -84,14 +84,16 @@ function drawChart(svg, title, series, unit) {
   const points = [...series.values()].flat();
   if (points.length === 0) { svgText(svg, { x: left, y: height / 2, class: "muted" }, "no data yet"); return; }
   const t0 = Math.min(...points.map((p) => p.t)), t1 = Math.max(...points.map((p) => p.t));
-  const max = Math.max(...points.map((p) => p.v), 1e-9);
+  const peak = Math.max(...points.map((p) => p.v));
+  const max = peak > 0 ? peak : 1;
   const x = (t) => left + ((t - t0) / Math.max(t1 - t0, 1)) * (width - left - right);
   const y = (v) => top + (1 - v / max) * (height - top - bottom);
   svgElement(svg, "line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" });
   svgElement(svg, "line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: "axis" });
   svgText(svg, { x: left - 4, y: top + 4, "text-anchor": "end", class: "tick" }, (max >= 100 ? max.toFixed(0) : max.toPrecision(2)) + unit);
   svgText(svg, { x: left - 4, y: height - bottom, "text-anchor": "end", class: "tick" }, "0");
-  svgText(svg, { x: width - right, y: height - 4, "text-anchor": "end", class: "tick" }, Math.round((t1 - t0) / 60000) + " min");
+  const span = (t1 - t0) / 1000;
+  svgText(svg, { x: width - right, y: height - 4, "text-anchor": "end", class: "tick" }, span < 120 ? Math.round(span) + " s" : Math.round(span / 60) + " min");
   let i = 0;
   for (const [key, list] of series) {
     const line = svgElement(svg, "polyline", { points: list.map((p) => x(p.t).toFixed(1) + "," + y(p.v).toFixed(1)).join(" "), class: "series series-" + (i % 6) });
