@@ -226,7 +226,7 @@ impl Authority {
                 reason: denial.reason(),
             })
             .inc();
-        tracing::warn!(%surface, %denial, "request refused");
+        tracing::warn!(event = "request_refused", %surface, %denial, "request refused");
     }
 
     /// How many refusals `surface` counted for `reason` (for tests and status).

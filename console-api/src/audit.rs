@@ -91,7 +91,11 @@ impl Audit {
         })
         .await;
         if !matches!(appended, Ok(Ok(()))) {
-            tracing::error!(?appended, "appending to the audit log failed");
+            tracing::error!(
+                event = "audit_append_failed",
+                ?appended,
+                "appending to the audit log failed"
+            );
         }
     }
 }

@@ -29,7 +29,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "console: accepting a connection failed");
+                    tracing::warn!(event = "console_accept_failed", error = %e, "console: accepting a connection failed");
                     continue;
                 }
             },

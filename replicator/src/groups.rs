@@ -91,7 +91,9 @@ pub(crate) fn send_all(node: &Node, only: Option<&str>) {
                 send(node, chunk, only);
             }
         }
-        Err(e) => tracing::error!(error = %e, "reading group cursors to sync failed"),
+        Err(e) => {
+            tracing::error!(event = "group_cursor_read_failed", error = %e, "reading group cursors to sync failed")
+        }
     }
 }
 
@@ -185,7 +187,7 @@ pub(crate) fn on_group_cursors(node: &Arc<Node>, link: &LinkCtx, frame: msg::Gro
         node.metrics
             .group_cursors_refused
             .inc_by(refused.len() as u64);
-        tracing::warn!(peer = %from, count = refused.len(), example = %format!("{}/{}", refused[0].group, refused[0].topic), "group cursors no task syncs with this neighbour; ignored");
+        tracing::warn!(event = "group_cursors_unexpected", peer = %from, count = refused.len(), example = %format!("{}/{}", refused[0].group, refused[0].topic), "group cursors no task syncs with this neighbour; ignored");
     }
     if allowed.is_empty() {
         return;
@@ -233,7 +235,7 @@ fn merge(node: &Node, from: &str, cursors: Vec<msg::GroupCursor>) {
             }
             Err(e) => {
                 node.metrics.group_cursors_refused.inc();
-                tracing::warn!(peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
+                tracing::warn!(event = "group_cursor_refused", peer = %from, group = %c.group, topic = %c.topic, error = %e, "a synced group cursor was refused");
             }
         }
     }

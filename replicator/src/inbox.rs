@@ -36,7 +36,7 @@ impl<T: Send + 'static> Inbox<T> {
                 let Some(item) = item else { return };
                 let handle = handle.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || handle(item)).await {
-                    tracing::error!(error = %e, "a queued metadata write failed");
+                    tracing::error!(event = "metadata_write_failed", error = %e, "a queued metadata write failed");
                 }
             }
         });

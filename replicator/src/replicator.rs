@@ -136,7 +136,7 @@ fn load_catalog(
     broker.principals().seal_own(&config.region, &seal);
     for spec in &config.tasks {
         if let Some(r) = catalog.record(&spec.name).filter(|r| r.spec != *spec) {
-            tracing::warn!(task = %spec.name, version = r.version, "[[tasks]] differs from the task as changed at run time; the run-time version stays");
+            tracing::warn!(event = "config_task_overridden", task = %spec.name, version = r.version, "[[tasks]] differs from the task as changed at run time; the run-time version stays");
         }
     }
     for record in catalog.records() {
@@ -565,11 +565,14 @@ impl Replicator {
             .await
             .is_err()
         {
-            tracing::warn!("replication tasks did not stop within 10 s");
+            tracing::warn!(
+                event = "replication_stop_slow",
+                "replication tasks did not stop within 10 s"
+            );
         }
         let node = self.node.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || upkeep::save_checkpoints(&node)).await {
-            tracing::error!(error = %e, "saving replication checkpoints failed");
+            tracing::error!(event = "checkpoints_save_failed", error = %e, "saving replication checkpoints failed");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }

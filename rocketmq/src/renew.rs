@@ -212,13 +212,13 @@ pub async fn run(
                     }
                     Err(refusal) => {
                         // Not stored: tried again at the next tick.
-                        tracing::warn!(%group, %topic, partition, error = %refusal.message, "renewing invisibility failed");
+                        tracing::warn!(event = "invisibility_renewal_failed", %group, %topic, partition, error = %refusal.message, "renewing invisibility failed");
                     }
                 }
             }
         });
         if let Err(e) = renewing.await {
-            tracing::error!(error = %e, "the renewal task failed");
+            tracing::error!(event = "renewal_task_failed", error = %e, "the renewal task failed");
         }
     }
 }

@@ -123,7 +123,7 @@ impl Node {
                 .await?
                 .context("opening the broker")?;
         for cut in broker.recovery_report() {
-            tracing::warn!(path = %cut.path.display(), valid_bytes = cut.valid_bytes, cut_bytes = cut.cut_bytes, reason = %cut.reason, "recovered segment");
+            tracing::warn!(event = "segment_recovered", path = %cut.path.display(), valid_bytes = cut.valid_bytes, cut_bytes = cut.cut_bytes, reason = %cut.reason, "recovered segment");
         }
         let broker = Arc::new(broker);
 
@@ -350,12 +350,16 @@ impl Node {
         match tokio::time::timeout(STEP_DEADLINE, self.grpc).await {
             Ok(joined) => joined?.context("gRPC server")?,
             Err(_) => {
-                tracing::warn!("gRPC server did not finish in-flight requests within the deadline")
+                tracing::warn!(
+                    event = "grpc_drain_slow",
+                    "gRPC server did not finish in-flight requests within the deadline"
+                )
             }
         }
         match tokio::time::timeout(STEP_DEADLINE, self.rocketmq).await {
             Ok(joined) => joined?.context("RocketMQ access point")?,
             Err(_) => tracing::warn!(
+                event = "rocketmq_drain_slow",
                 "the RocketMQ access point did not finish in-flight requests within the deadline"
             ),
         }
@@ -396,8 +400,12 @@ async fn retention_loop(
         match tokio::task::spawn_blocking(move || b.apply_retention()).await {
             Ok(Ok(0)) => {}
             Ok(Ok(removed)) => tracing::info!(removed, "retention removed segments"),
-            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+            Ok(Err(e)) => {
+                tracing::error!(event = "retention_failed", error = %e, "retention failed")
+            }
+            Err(e) => {
+                tracing::error!(event = "retention_task_failed", error = %e, "retention task failed")
+            }
         }
     }
 }

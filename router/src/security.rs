@@ -54,6 +54,7 @@ pub fn build(config: &NodeConfig) -> Result<Security> {
     let console_anonymous = open && principals.is_empty();
     if open {
         tracing::warn!(
+            event = "open_auth_mode",
             "[auth] mode = \"open\": callers without credentials may produce, consume, create and delete topics and change tasks; use it for development on loopback only"
         );
     } else if principals.is_empty() {
@@ -93,7 +94,7 @@ pub fn load_shared(broker: &Broker, authority: &Authority) {
             record
                 .spec
                 .check()
-                .inspect_err(|e| tracing::error!(error = %e, "a shared principal is not valid here; ignored"))
+                .inspect_err(|e| tracing::error!(event = "shared_principal_invalid", error = %e, "a shared principal is not valid here; ignored"))
                 .ok()
         })
         .collect();

@@ -115,7 +115,7 @@ pub fn expiry_gauges(
                 })
                 .set(left);
             if left < console_api::api::certificates::SOON_DAYS * 86_400 {
-                tracing::warn!(certificate = %file.name, path = %file.path, days = left.div_euclid(86_400), "a certificate expires within 30 days (or has expired)");
+                tracing::warn!(event = "certificate_expiring", certificate = %file.name, path = %file.path, days = left.div_euclid(86_400), "a certificate expires within 30 days (or has expired)");
             }
         }
     };

@@ -110,6 +110,10 @@ await until("the charts drawn with data",
   "['lag-records', 'lag-seconds', 'throughput', 'rpo'].every((c) => !!document.querySelector('#charts svg[data-chart=' + c + ']')) && " +
   "[...document.querySelectorAll('#charts svg[data-chart=lag-records] polyline')].some((p) => Number(p.dataset.points) >= 2)");
 
+// The topic browser lists web-orders' sub-log of eu with the offsets it holds.
+await until("the topic browser",
+  "[...document.querySelectorAll('#topics tr[data-topic=\"web-orders\"]')].some((r) => r.cells[2].textContent === 'eu' && r.cells[3].textContent === '0 – 5')");
+
 // The message browser: find one of the messages the test produced into "web-orders" by
 // its key, and see it listed with its body.
 await evaluate(`(() => { const f = document.getElementById('messages');

@@ -333,7 +333,7 @@ impl Broker {
             changes.push((key, None));
             if made >= timer::MAX_CHECKS {
                 self.timer_metrics.orphans_rolled_back.inc();
-                tracing::warn!(topic = %entry.header.topic, message_id = %entry.header.message_id, checks = made, "a half message's transaction never ended; rolled back");
+                tracing::warn!(event = "transaction_rolled_back", topic = %entry.header.topic, message_id = %entry.header.message_id, checks = made, "a half message's transaction never ended; rolled back");
                 changes.push((index, None));
                 continue;
             }
@@ -373,7 +373,7 @@ impl Broker {
                     .or_default()
                     .push((key, e)),
                 Err(e) => {
-                    tracing::error!(key = %timer::key_text(&key), error = %e, "a held delayed message is unreadable; dropped");
+                    tracing::error!(event = "held_message_unreadable", key = %timer::key_text(&key), error = %e, "a held delayed message is unreadable; dropped");
                     removals.push((key, None));
                 }
             }
@@ -432,7 +432,7 @@ impl Broker {
                     | BrokerError::TopicDeleted { .. }
                     | BrokerError::UnknownPartition { .. }),
                 ) => {
-                    tracing::warn!(%topic, partition, error = %e, "delayed messages of a topic that no longer exists; dropped");
+                    tracing::warn!(event = "held_messages_of_deleted_topic_dropped", %topic, partition, error = %e, "delayed messages of a topic that no longer exists; dropped");
                 }
                 // Fenced by a DR task: the promoted region adopted the delay messages
                 // (their copies); committed transactions have no copy and wait.
@@ -449,13 +449,13 @@ impl Broker {
                         removals.extend(copied.into_iter().map(|(key, _)| (key, None)));
                     }
                     if !waiting.is_empty() {
-                        tracing::warn!(%topic, partition, error = %e, "committed transactions due in a fenced region; they stay held");
+                        tracing::warn!(event = "committed_transactions_fenced", %topic, partition, error = %e, "committed transactions due in a fenced region; they stay held");
                         stuck = true;
                     }
                     continue;
                 }
                 Err(e) => {
-                    tracing::warn!(%topic, partition, error = %e, "firing delayed messages failed; they stay held");
+                    tracing::warn!(event = "delay_firing_failed", %topic, partition, error = %e, "firing delayed messages failed; they stay held");
                     stuck = true;
                     continue;
                 }
@@ -499,7 +499,7 @@ impl Broker {
             let stuck = match self.fire_until(unsigned_now()).await {
                 Ok((_, stuck)) => stuck,
                 Err(e) => {
-                    tracing::warn!(error = %e, "firing delayed messages failed; retrying");
+                    tracing::warn!(event = "timer_round_failed", error = %e, "firing delayed messages failed; retrying");
                     true
                 }
             };

@@ -151,7 +151,7 @@ impl<S: Shared> Book<S> {
         let taken = record::merge(&mut records, incoming);
         for record in &taken {
             if let Err(e) = self.store(record) {
-                tracing::error!(kind = S::NOUN, name = %record.spec.name(), error = %e, "storing a shared record failed");
+                tracing::error!(event = "shared_record_store_failed", kind = S::NOUN, name = %record.spec.name(), error = %e, "storing a shared record failed");
             }
         }
         if !taken.is_empty() {
@@ -172,7 +172,7 @@ impl<S: Shared> Book<S> {
         {
             record.seal = Some(sealer(&record::signed_bytes(S::NOUN, record)));
             if let Err(e) = self.store(record) {
-                tracing::error!(kind = S::NOUN, name = %record.spec.name(), error = %e, "storing a sealed record failed");
+                tracing::error!(event = "sealed_record_store_failed", kind = S::NOUN, name = %record.spec.name(), error = %e, "storing a sealed record failed");
             }
             sealed += 1;
         }

@@ -34,7 +34,7 @@ pub fn to_status(error: BrokerError) -> Status {
         BrokerError::Io { .. } | BrokerError::Meta(_) => Code::Internal,
     };
     if code == Code::Internal || code == Code::DataLoss {
-        tracing::error!(error = %error, "request failed");
+        tracing::error!(event = "grpc_request_failed", error = %error, "request failed");
     }
     let mut status = Status::new(code, error.to_string());
     status.metadata_mut().insert(

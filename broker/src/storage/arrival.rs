@@ -125,7 +125,7 @@ impl ArrivalLog {
         log.file_entries = log.entries.len() as u64;
         if log.file_entries * ENTRY_LEN != raw.len() as u64 {
             let valid = log.file_entries * ENTRY_LEN;
-            tracing::warn!(path = %log.path.display(), valid_bytes = valid, cut_bytes = raw.len() as u64 - valid, "arrival index had a torn or corrupt tail; cut");
+            tracing::warn!(event = "arrival_index_tail_cut", path = %log.path.display(), valid_bytes = valid, cut_bytes = raw.len() as u64 - valid, "arrival index had a torn or corrupt tail; cut");
             log.file
                 .set_len(valid)
                 .map_err(BrokerError::io("truncate arrival index", &log.path))?;

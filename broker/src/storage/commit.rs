@@ -103,7 +103,7 @@ impl Shared {
                 Err(e) => {
                     // The page cache's state after a failed fsync is unknown: never retry.
                     let reason = format!("fsync failed: {e}");
-                    tracing::error!(topic = %shared.topic, partition = shared.index, %reason, "partition fenced");
+                    tracing::error!(event = "partition_fenced", topic = %shared.topic, partition = shared.index, %reason, "partition fenced");
                     shared.lock().fenced = Some(reason);
                 }
             }

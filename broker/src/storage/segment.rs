@@ -249,7 +249,7 @@ impl Segment {
                     Ok(first) => first.header().base_offset,
                     Err(e @ BrokerError::Io { .. }) => return Err(e),
                     Err(e) => {
-                        tracing::error!(path = %segment.file.path.display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
+                        tracing::error!(event = "segment_head_damaged", path = %segment.file.path.display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
                         base
                     }
                 };
@@ -325,7 +325,7 @@ impl Segment {
                 return self.cut_tail(&file, position, file_len, reason).map(Some);
             };
             let next = position + 1 + found as u64;
-            tracing::error!(path = %path.display(), start = position, end = next, %reason, "damaged bytes inside a segment, followed by valid batches: kept in place; reads stop there until `georouter repair`");
+            tracing::error!(event = "segment_damaged", path = %path.display(), start = position, end = next, %reason, "damaged bytes inside a segment, followed by valid batches: kept in place; reads stop there until `georouter repair`");
             self.damage.push(Damage {
                 path: path.clone(),
                 start: position,
@@ -372,7 +372,7 @@ impl Segment {
             .map_err(BrokerError::io("truncate segment", &path))?;
         self.file.sync()?;
         self.index.truncate_to_log(position)?;
-        tracing::warn!(path = %path.display(), valid_bytes = position, cut_bytes = cut, %reason, "recovery cut a torn or corrupt segment tail");
+        tracing::warn!(event = "segment_tail_cut", path = %path.display(), valid_bytes = position, cut_bytes = cut, %reason, "recovery cut a torn or corrupt segment tail");
         Ok(Truncation {
             path,
             valid_bytes: position,

@@ -69,13 +69,13 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint) {
                 Ok(connection) => connection,
                 Err(error) => {
                     let reason = tls::refusal_reason(&error);
-                    tracing::warn!(%remote, reason, %error, "replication link refused");
+                    tracing::warn!(event = "link_refused", %remote, reason, %error, "replication link refused");
                     node2.metrics.link_refused(reason);
                     return;
                 }
             };
             let Some(peer) = tls::region_of(&connection, &node2.peers) else {
-                tracing::warn!(%remote, "replication link refused: the certificate names no configured peer region");
+                tracing::warn!(event = "link_refused_unknown_peer", %remote, "replication link refused: the certificate names no configured peer region");
                 node2.metrics.link_refused("unknown_region");
                 connection.close(close::UNKNOWN_REGION, b"not a peer of this region");
                 return;
@@ -121,7 +121,7 @@ pub(crate) async fn dial_loop(
                 }
             }
             Err(error) => {
-                tracing::warn!(%peer, %address, %error, retry_in = ?backoff, "cannot reach peer");
+                tracing::warn!(event = "peer_unreachable", %peer, %address, %error, retry_in = ?backoff, "cannot reach peer");
             }
         }
         let jitter = backoff.mul_f64(rand::random::<f64>() * 0.2);

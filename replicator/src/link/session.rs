@@ -79,7 +79,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
     let (send, mut recv, peer_max_frame) = match handshake(&node, &connection, &peer, role).await {
         Ok(opened) => opened,
         Err(error) => {
-            tracing::warn!(%peer, %remote, %error, "link handshake failed");
+            tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");
             node.metrics.link_refused("bad_hello");
             connection.close(close::BAD_HELLO, error.to_string().as_bytes());
             return;
@@ -259,7 +259,7 @@ async fn control_reader(
             Ok(None) => return Ended::PeerClosed,
             Err(StreamError::Frame(e)) => {
                 node.metrics.frame_refused(e.reason());
-                tracing::warn!(%peer, error = %e, "bad control frame; dropping the link");
+                tracing::warn!(event = "control_frame_bad", %peer, error = %e, "bad control frame; dropping the link");
                 ctx.connection
                     .close(close::BAD_FRAME, LinkCode::Malformed.as_str().as_bytes());
                 return Ended::BadFrame(e);
@@ -296,11 +296,11 @@ async fn control_reader(
             Frame::Tasks(tasks) => node.on_tasks(peer, tasks),
             Frame::GroupCursors(cursors) => crate::groups::on_group_cursors(node, ctx, cursors),
             Frame::Error(e) => {
-                tracing::warn!(%peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
+                tracing::warn!(event = "peer_error", %peer, code = %e.code, message = %e.message, "peer reported an error on the control stream");
             }
             other => {
                 node.metrics.frame_refused("protocol");
-                tracing::warn!(%peer, kind = ?other.kind(), "unexpected frame on the control stream; dropping the link");
+                tracing::warn!(event = "control_frame_unexpected", %peer, kind = ?other.kind(), "unexpected frame on the control stream; dropping the link");
                 ctx.connection
                     .close(close::BAD_FRAME, LinkCode::Protocol.as_str().as_bytes());
                 return Ended::Unexpected(other.kind());

@@ -111,7 +111,7 @@ impl Node {
         }
         if !self.tasks_inbox.offer((from.to_string(), incoming)) {
             self.metrics.control_frames_dropped("tasks");
-            tracing::warn!(peer = %from, "shared records dropped: too many queued (the periodic catalog resend repairs this)");
+            tracing::warn!(event = "shared_records_dropped", peer = %from, "shared records dropped: too many queued (the periodic catalog resend repairs this)");
         }
     }
 
@@ -123,7 +123,7 @@ impl Node {
                 Ok(r) => out.push(r),
                 Err(e) => {
                     self.metrics.frame_refused("malformed");
-                    tracing::warn!(peer = %from, error = %e, "a shared record from a neighbour does not decode; ignored");
+                    tracing::warn!(event = "shared_record_undecodable", peer = %from, error = %e, "a shared record from a neighbour does not decode; ignored");
                 }
             }
         }
@@ -147,7 +147,7 @@ impl Node {
                     Ok(()) => true,
                     Err(refusal) => {
                         self.metrics.control_refused(S::KIND, refusal.reason());
-                        tracing::warn!(peer = %from, kind = S::KIND, %name, author = %record.changed_by, version = record.version, error = %refusal, "a shared record from a neighbour refused");
+                        tracing::warn!(event = "shared_record_refused", peer = %from, kind = S::KIND, %name, author = %record.changed_by, version = record.version, error = %refusal, "a shared record from a neighbour refused");
                         false
                     }
                 }

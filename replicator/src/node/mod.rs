@@ -118,7 +118,7 @@ impl Node {
     pub fn peer_config(&self, peer: &str, digest: String) {
         let drift = !digest.is_empty() && digest != self.config_digest;
         if drift {
-            tracing::warn!(%peer, ours = %self.config_digest, theirs = %digest, "configuration drift: residency, region names or config principals differ from this region's");
+            tracing::warn!(event = "config_drift", %peer, ours = %self.config_digest, theirs = %digest, "configuration drift: residency, region names or config principals differ from this region's");
         }
         self.metrics
             .config_drift

@@ -78,7 +78,7 @@ impl Node {
         }
         if let Err(refusal) = super::trust::judge_link_state(&state, now_ms(), &self.verifier) {
             self.metrics.control_refused("link_state", refusal.reason());
-            tracing::warn!(peer = %from, region = %state.region, seq = state.seq, error = %refusal, "a link state from a neighbour refused");
+            tracing::warn!(event = "link_state_refused", peer = %from, region = %state.region, seq = state.seq, error = %refusal, "a link state from a neighbour refused");
             return;
         }
         let newer = {
@@ -132,7 +132,7 @@ impl Node {
         for (peer, link) in self.links.load().iter() {
             let transition = link.health.lock().expect("link health lock").on_tick(now);
             if let Some(t) = transition {
-                tracing::warn!(%peer, ?t, "link health changed: no heartbeat answered");
+                tracing::warn!(event = "link_health_changed", %peer, ?t, "link health changed: no heartbeat answered");
                 changed = true;
             }
         }

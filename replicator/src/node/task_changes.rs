@@ -60,7 +60,7 @@ impl Node {
                 .meta()
                 .task_started(&record.spec.name, broker::record::now_ms())
             {
-                tracing::error!(task = %record.spec.name, error = %e, "recording a task's start failed");
+                tracing::error!(event = "task_start_record_failed", task = %record.spec.name, error = %e, "recording a task's start failed");
             }
         }
         self.routes_for_tasks();

@@ -60,7 +60,7 @@ pub(crate) async fn checkpoint_loop(node: Arc<Node>) {
         }
         let n = node.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || save_checkpoints(&n)).await {
-            tracing::error!(error = %e, "saving replication checkpoints failed");
+            tracing::error!(event = "checkpoints_save_failed", error = %e, "saving replication checkpoints failed");
         }
         prune(&node);
         publish_gauges(&node);
@@ -84,7 +84,7 @@ pub(crate) fn save_checkpoints(node: &Node) {
             offset,
         };
         if let Err(e) = meta.put_checkpoint(&checkpoint) {
-            tracing::error!(error = %e, "saving a replication checkpoint failed");
+            tracing::error!(event = "checkpoint_save_failed", error = %e, "saving a replication checkpoint failed");
         }
     }
 }

@@ -62,7 +62,10 @@ pub(crate) async fn run(node: Arc<Node>, mut events: mpsc::Receiver<PlanEvent>) 
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.reconcile(&n)));
             if result.is_err() {
-                tracing::error!("planning the pulls panicked; the next event plans again");
+                tracing::error!(
+                    event = "planner_panicked",
+                    "planning the pulls panicked; the next event plans again"
+                );
             }
             state
         })
@@ -145,12 +148,12 @@ impl State {
                 .broker
                 .ensure_topic_of(topic, *partitions, *message_type)
             {
-                tracing::warn!(task = task.name(), %topic, error = %e, "cannot create the target topic");
+                tracing::warn!(event = "target_topic_create_failed", task = task.name(), %topic, error = %e, "cannot create the target topic");
             }
         }
         for (task, key, message) in plan.collisions {
             if node.status.error(task.name(), &key, message.clone()) {
-                tracing::error!(task = task.name(), %message, "rename collision; not replicated");
+                tracing::error!(event = "rename_collision", task = task.name(), %message, "rename collision; not replicated");
             }
         }
         let incarnation_here = |key: &SubLogKey| {
@@ -182,7 +185,7 @@ impl State {
                 let partitions = match created {
                     Ok(config) => config.partitions,
                     Err(e) => {
-                        tracing::warn!(task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
+                        tracing::warn!(event = "target_topic_create_failed", task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
                         continue;
                     }
                 };
@@ -192,7 +195,7 @@ impl State {
                         key.topic, offer.partitions, key.partition
                     );
                     if node.status.error(task.name(), &key, message.clone()) {
-                        tracing::warn!(task = task.name(), %message, "sub-log not replicated");
+                        tracing::warn!(event = "sub_log_not_replicated", task = task.name(), %message, "sub-log not replicated");
                     }
                     continue;
                 }

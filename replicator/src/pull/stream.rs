@@ -74,13 +74,13 @@ pub(crate) async fn run(
                 }
                 node.status.error(task.name(), &key, error.to_string());
                 if error.gives_up_the_link() {
-                    tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link for a while");
+                    tracing::warn!(event = "pull_backing_off", peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "not pulling this sub-log over this link for a while");
                     gave_up = Some(link.id);
                     break;
                 }
                 match refusal {
                     Some(reason) => {
-                        tracing::warn!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, reason, %error, "refused replicated data; re-subscribing from the held end")
+                        tracing::warn!(event = "replicated_data_refused", peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, reason, %error, "refused replicated data; re-subscribing from the held end")
                     }
                     None => {
                         tracing::info!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, %error, "sub-log stream ended")
@@ -200,7 +200,7 @@ async fn subscription(
         // The origin deleted and created the topic again (or this region holds the newer
         // one): the server sends its incarnation from the start; storage decides (a newer
         // one replaces what is held, an older one is refused).
-        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, held = held_incarnation, offered = incarnation, "the source serves another incarnation of the origin's topic");
+        tracing::warn!(event = "source_incarnation_differs", topic = %key.topic, partition = key.partition, origin = %key.origin, held = held_incarnation, offered = incarnation, "the source serves another incarnation of the origin's topic");
         from = StartFrom::Earliest;
     }
     let skipped = match from {
@@ -342,7 +342,7 @@ async fn apply(
                         node.metrics
                             .records_skipped_by_retention
                             .inc_by(start - held);
-                        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, from = held, to = start, "the source no longer held these records (retention); replication continues after them");
+                        tracing::warn!(event = "records_skipped_by_retention", topic = %key.topic, partition = key.partition, origin = %key.origin, from = held, to = start, "the source no longer held these records (retention); replication continues after them");
                     }
                 }
             }
@@ -414,7 +414,7 @@ fn admit(node: &Node, key: &SubLogKey, batches: Vec<Batch>) -> Vec<Batch> {
         .collect();
     if refused > 0 {
         node.metrics.residency_refused_records.inc_by(refused);
-        tracing::warn!(topic = %key.topic, partition = key.partition, origin = %key.origin, refused, "records a residency rule keeps out of this region were received and refused (is the sender's configuration the same?)");
+        tracing::warn!(event = "residency_refused_records", topic = %key.topic, partition = key.partition, origin = %key.origin, refused, "records a residency rule keeps out of this region were received and refused (is the sender's configuration the same?)");
     }
     batches
 }
@@ -441,7 +441,7 @@ async fn apply_run(
     if let Some(old) = run.replaced {
         node.metrics.incarnations_replaced.inc();
         node.status.restarted(task.name(), key);
-        tracing::warn!(task = task.name(), topic = %key.topic, partition = key.partition, origin = %key.origin, old, new = incarnation, "the origin re-created the topic: the old incarnation held here was dropped, the new one replicates from its start");
+        tracing::warn!(event = "incarnation_replaced", task = task.name(), topic = %key.topic, partition = key.partition, origin = %key.origin, old, new = incarnation, "the origin re-created the topic: the old incarnation held here was dropped, the new one replicates from its start");
     }
     node.status
         .applied(task.name(), key, run.end_offset, run.records, run.bytes);

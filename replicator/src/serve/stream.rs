@@ -34,7 +34,7 @@ pub(crate) async fn serve_stream(
         Ok(Some(other)) => {
             node.metrics.frame_refused("protocol");
             let message = format!("expected Subscribe, got {:?}", other.kind());
-            tracing::warn!(peer = %link.peer, %message, "refused a sub-log stream");
+            tracing::warn!(event = "sub_log_stream_refused", peer = %link.peer, %message, "refused a sub-log stream");
             send_error(&mut send, Refusal::new(LinkCode::Protocol, message)).await;
             return;
         }
@@ -47,7 +47,7 @@ pub(crate) async fn serve_stream(
                     code = LinkCode::Oversized;
                 }
             }
-            tracing::warn!(peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
+            tracing::warn!(event = "subscribe_bad", peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
             send_error(&mut send, Refusal::new(code, e.to_string())).await;
             return;
         }
@@ -79,7 +79,7 @@ pub(crate) async fn serve_stream(
             return;
         }
         Err(refusal) => {
-            tracing::warn!(peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = %refusal.code, message = %refusal.message, "refused a subscription");
+            tracing::warn!(event = "subscription_refused", peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = %refusal.code, message = %refusal.message, "refused a subscription");
             send_error(&mut send, refusal).await;
             return;
         }
@@ -231,7 +231,7 @@ impl Source<'_> {
         let batches = match read {
             Ok(batches) => batches,
             Err(e) => {
-                tracing::error!(topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
+                tracing::error!(event = "sub_log_read_failed", topic = %key.topic, partition = key.partition, origin = %key.origin, error = %e, "reading a sub-log to serve failed");
                 send_error(send, Refusal::from_storage(&e)).await;
                 return None;
             }

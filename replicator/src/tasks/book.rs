@@ -88,7 +88,7 @@ impl TaskBook {
         let taken = catalog.merge(incoming, topology);
         for record in &taken {
             if let Err(e) = store(record) {
-                tracing::error!(task = %record.spec.name, error = %e, "storing a task record failed");
+                tracing::error!(event = "task_record_store_failed", task = %record.spec.name, error = %e, "storing a task record failed");
             }
         }
         if !taken.is_empty() {

@@ -200,7 +200,7 @@ impl Catalog {
                     match spec::validate(&trial, topology) {
                         Ok(_) => taken = trial,
                         Err(e) => {
-                            tracing::error!(task = %spec.name, error = %e, "task is not valid in this region; inactive here");
+                            tracing::error!(event = "task_invalid_here", task = %spec.name, error = %e, "task is not valid in this region; inactive here");
                         }
                     }
                 }

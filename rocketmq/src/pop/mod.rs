@@ -638,7 +638,7 @@ impl Look<'_> {
                 Ok(()) => state.finish(&origin, offset),
                 Err(refusal) => {
                     // The group goes on; this message is tried again later.
-                    tracing::error!(group = receive.group, topic = receive.topic, partition = self.index, %origin, offset, %refusal, "moving a message to the dead-letter topic failed");
+                    tracing::error!(event = "dead_letter_failed", group = receive.group, topic = receive.topic, partition = self.index, %origin, offset, %refusal, "moving a message to the dead-letter topic failed");
                     let later = state::InFlight {
                         visible_at_ms: self.now + DEAD_LETTER_RETRY.as_millis() as i64,
                         ..flight

@@ -95,7 +95,7 @@ impl Consumption {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(%group, %topic, error = %e, "sharing a group's progress failed; retried at the next interval");
+                    tracing::warn!(event = "group_progress_share_failed", %group, %topic, error = %e, "sharing a group's progress failed; retried at the next interval");
                 }
             }
         }

@@ -579,7 +579,7 @@ impl<'a> Run<'a> {
         for ended in self.observer.ended() {
             let region = ended.split('/').next().unwrap_or_default();
             if !self.killed.iter().any(|k| k == region) {
-                tracing::warn!(follower = %ended, "a follower ended early");
+                tracing::warn!(event = "follower_ended_early", follower = %ended, "a follower ended early");
             }
         }
         Ok(Settled {

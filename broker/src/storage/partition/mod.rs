@@ -251,7 +251,7 @@ impl Partition {
     fn retire(&self, inner: &mut Inner, id: usize, incarnation: u64) -> Result<()> {
         self.retire_files(inner, id, incarnation).inspect_err(|e| {
             // The index and the files may disagree now: stop until a restart recovers.
-            tracing::error!(topic = %self.shared.topic, partition = self.shared.index, error = %e, "replacing a sub-log failed; partition fenced");
+            tracing::error!(event = "sub_log_replace_failed", topic = %self.shared.topic, partition = self.shared.index, error = %e, "replacing a sub-log failed; partition fenced");
             inner.fenced = Some(format!("replacing a sub-log failed: {e}"));
         })
     }
@@ -270,7 +270,7 @@ impl Partition {
         sync_dir(&self.dir.join("logs"))?;
         inner.durable_ends[id] = sublog.next_offset();
         inner.sublogs[id] = sublog;
-        tracing::warn!(topic = %self.shared.topic, partition = self.shared.index, %origin, retired = old, new = incarnation, "the origin re-created the topic: this region's copy of the old incarnation was dropped and the new one starts from scratch");
+        tracing::warn!(event = "incarnation_replaced", topic = %self.shared.topic, partition = self.shared.index, %origin, retired = old, new = incarnation, "the origin re-created the topic: this region's copy of the old incarnation was dropped and the new one starts from scratch");
         Ok(())
     }
 
@@ -304,7 +304,7 @@ impl Partition {
             if let Err(deleted @ BrokerError::TopicDeleted { .. }) = self.check_open() {
                 return deleted;
             }
-            tracing::error!(topic = %self.shared.topic, partition = self.shared.index, error = %e, "write failed; partition fenced");
+            tracing::error!(event = "partition_write_failed", topic = %self.shared.topic, partition = self.shared.index, error = %e, "write failed; partition fenced");
             inner.fenced = Some(e.to_string());
             e
         })
@@ -517,7 +517,7 @@ fn reconcile(arrival: &mut ArrivalLog, sublogs: &[SubLog]) -> Result<()> {
     if dropped > 0 {
         let mut flags = keep.into_iter();
         arrival.rewrite(|_| flags.next().unwrap_or(false))?;
-        tracing::warn!(path = %arrival.path().display(), dropped, "arrival index held entries the sub-logs do not; dropped");
+        tracing::warn!(event = "arrival_index_entries_dropped", path = %arrival.path().display(), dropped, "arrival index held entries the sub-logs do not; dropped");
     }
     let mut added = 0usize;
     for (id, sublog) in sublogs.iter().enumerate() {
