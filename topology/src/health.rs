@@ -103,6 +103,12 @@ impl LinkHealth {
         None
     }
 
+    /// Whether the link has been silent (no heartbeat answered) for `intervals` heartbeat
+    /// intervals at `now_ms`.
+    pub fn silent_for(&self, intervals: u32, now_ms: i64) -> bool {
+        now_ms - self.last_answer_ms > self.interval_ms() * i64::from(intervals)
+    }
+
     /// Checks for silence at `now_ms`; call at least once per interval.
     pub fn on_tick(&mut self, now_ms: i64) -> Option<Transition> {
         let limit = self.interval_ms() * i64::from(self.settings.down_after);

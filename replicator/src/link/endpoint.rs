@@ -1,6 +1,9 @@
 //! The node's QUIC endpoint: its transport settings, the accept loop (links from
 //! neighbours that dial this region) and one dial loop per neighbour this region dials,
-//! reconnecting with jittered exponential backoff.
+//! reconnecting with jittered exponential backoff after a refusal, and at once after an
+//! attempt that got no answer: each attempt is bounded by a few round trips of the link's
+//! last known RTT (at least a heartbeat interval), so that after a partition heals the
+//! next attempt comes within about a heartbeat and completes in a few round trips.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +88,18 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// How long one connect attempt may wait for the peer: eight round trips of the link's
+/// last known RTT, at least a heartbeat interval, at most the idle timeout (also when the
+/// RTT is not known yet).
+pub(crate) fn attempt_timeout(settings: &LinkSettings, rtt: Option<Duration>) -> Duration {
+    match rtt {
+        Some(rtt) if !rtt.is_zero() => (rtt * 8)
+            .max(settings.heartbeat_interval)
+            .min(settings.idle_timeout),
+        _ => settings.idle_timeout,
+    }
+}
+
 pub(crate) async fn dial_loop(
     node: Arc<Node>,
     endpoint: quinn::Endpoint,
@@ -93,14 +108,18 @@ pub(crate) async fn dial_loop(
 ) {
     let settings = &node.settings;
     let mut backoff = settings.reconnect_min;
+    let mut unanswered = 0u32;
+    // The path's RTT as the last connection measured it.
+    let mut last_rtt: Option<Duration> = None;
     loop {
         if node.stop.is_cancelled() {
             return;
         }
+        let bound = attempt_timeout(settings, last_rtt);
         let connected = match endpoint.connect(address, &peer) {
             Ok(connecting) => tokio::select! {
-                c = tokio::time::timeout(settings.idle_timeout, connecting) => match c {
-                    Err(_) => Err(DialError::TimedOut(settings.idle_timeout)),
+                c = tokio::time::timeout(bound, connecting) => match c {
+                    Err(_) => Err(DialError::TimedOut(bound)),
                     Ok(Err(e)) => {
                         let reason = tls::refusal_reason(&e);
                         node.metrics.link_refused(reason);
@@ -114,11 +133,23 @@ pub(crate) async fn dial_loop(
         };
         match connected {
             Ok(connection) => {
+                unanswered = 0;
                 let since = Instant::now();
+                let path = connection.clone();
                 session::run(node.clone(), connection, peer.clone(), Role::Dialer).await;
+                last_rtt = Some(path.rtt());
                 if since.elapsed() > Duration::from_secs(10) {
                     backoff = settings.reconnect_min;
                 }
+            }
+            // Nothing came back within the bound: the attempt already waited, try again
+            // at once (logged once per outage).
+            Err(error @ DialError::TimedOut(_)) => {
+                if unanswered == 0 {
+                    tracing::warn!(event = "peer_unreachable", %peer, %address, %error, "cannot reach peer; dialling again until it answers");
+                }
+                unanswered += 1;
+                continue;
             }
             Err(error) => {
                 tracing::warn!(event = "peer_unreachable", %peer, %address, %error, retry_in = ?backoff, "cannot reach peer");
@@ -130,5 +161,29 @@ pub(crate) async fn dial_loop(
             () = node.stop.cancelled() => return,
         }
         backoff = (backoff * 2).min(settings.reconnect_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_waits_a_few_round_trips_within_bounds() {
+        let settings = LinkSettings::default();
+        assert_eq!(attempt_timeout(&settings, None), settings.idle_timeout);
+        assert_eq!(
+            attempt_timeout(&settings, Some(Duration::from_millis(1))),
+            settings.heartbeat_interval,
+            "at least a heartbeat"
+        );
+        assert_eq!(
+            attempt_timeout(&settings, Some(Duration::from_millis(200))),
+            Duration::from_millis(1600)
+        );
+        assert_eq!(
+            attempt_timeout(&settings, Some(Duration::from_secs(5))),
+            settings.idle_timeout
+        );
     }
 }

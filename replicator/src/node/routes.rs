@@ -25,6 +25,11 @@ fn now_ms() -> u64 {
     broker::record::now_ms().max(0) as u64
 }
 
+/// Heartbeat intervals without an answer before a link is closed and dialled afresh: one
+/// more than it takes to call the link down, so the down transition (and the routes that
+/// follow it) come first.
+pub(crate) const CLOSE_AFTER_INTERVALS: u32 = 3;
+
 impl Node {
     /// The state of this region's links now, as the heartbeats say.
     fn own_links(&self) -> LinkState {
@@ -130,10 +135,23 @@ impl Node {
         let now = mono_ms();
         let mut changed = false;
         for (peer, link) in self.links.load().iter() {
-            let transition = link.health.lock().expect("link health lock").on_tick(now);
+            let (transition, silent) = {
+                let mut health = link.health.lock().expect("link health lock");
+                (
+                    health.on_tick(now),
+                    health.silent_for(CLOSE_AFTER_INTERVALS, now),
+                )
+            };
             if let Some(t) = transition {
                 tracing::warn!(event = "link_health_changed", %peer, ?t, "link health changed: no heartbeat answered");
                 changed = true;
+            }
+            if silent && link.ctx.connection.close_reason().is_none() {
+                tracing::warn!(event = "link_closed_silent", %peer, intervals = CLOSE_AFTER_INTERVALS, "no heartbeat answered; closing the link to dial it afresh");
+                self.metrics.link_closed_silent.inc();
+                link.ctx
+                    .connection
+                    .close(crate::wire::close::SILENT, b"no heartbeat answered");
             }
         }
         changed

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub control_refused: Family<ControlRefusalLabels, Counter>,
     /// Connections refused at the handshake (certificate, region, version).
     pub links_refused: Family<ReasonLabels, Counter>,
+    /// Links closed because no heartbeat was answered, to be dialled afresh.
+    pub link_closed_silent: Counter,
     /// Replicated data refused (malformed, crc, oversized, gap, overlap, loop, hop_limit).
     pub frames_refused: Family<ReasonLabels, Counter>,
     /// Records lost to retention at a source before they could be pulled.
@@ -110,6 +112,11 @@ impl Metrics {
             "link_refused",
             "Replication connections refused at the handshake, by reason",
             self.links_refused.clone(),
+        );
+        r.register(
+            "link_closed_silent",
+            "Links closed because no heartbeat was answered, to be dialled afresh",
+            self.link_closed_silent.clone(),
         );
         r.register(
             "replication_refused",

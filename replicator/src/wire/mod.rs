@@ -75,4 +75,8 @@ pub mod close {
     /// The region is not a configured peer.
     pub const UNKNOWN_REGION: VarInt = VarInt::from_u32(4);
     pub const SHUTDOWN: VarInt = VarInt::from_u32(5);
+    /// No heartbeat was answered for `CLOSE_AFTER_INTERVALS`: the dialling side redials
+    /// (a connection whose retransmission timers backed off during a partition would
+    /// otherwise resume seconds after the network heals).
+    pub const SILENT: VarInt = VarInt::from_u32(6);
 }
