@@ -123,6 +123,9 @@ mod tests {
             pass_through: vec!["eu".into()],
             ..Default::default()
         };
+        for region in ["ap", "eu", "us"] {
+            spec.set_address(region, "127.0.0.1:1".parse().unwrap());
+        }
         let topology = Topology::new(&spec, &residency, "ap").unwrap();
         let mut states = LinkStates::default();
         states.update(
