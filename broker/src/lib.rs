@@ -8,6 +8,7 @@ pub mod cursor;
 pub mod error;
 pub mod grpc;
 pub mod incarnation;
+pub mod json;
 pub mod meta;
 pub mod names;
 pub mod record;

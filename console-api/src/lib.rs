@@ -4,6 +4,9 @@
 //! (`api`: tasks, regions, links, topics, OpenAPI), behind bearer-token auth; `/` serves
 //! the web console (`web/index.html`). `client` is the client of all of it.
 
+// The OpenAPI document is one `serde_json::json!` literal.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod audit;
 pub mod client;

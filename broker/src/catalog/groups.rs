@@ -29,7 +29,10 @@ pub struct GroupSpec {
     #[serde(default)]
     pub fifo: bool,
     /// Deliveries of a message before it moves to the dead-letter topic.
-    #[serde(default = "default_max_attempts")]
+    #[serde(
+        default = "default_max_attempts",
+        deserialize_with = "crate::json::integer"
+    )]
     pub max_attempts: u32,
 }
 

@@ -32,6 +32,9 @@ proto::stable_codes! {
         VersionRequired => "VERSION_REQUIRED",
         FailoverTimedOut => "FAILOVER_TIMED_OUT",
         FailoverRefused => "FAILOVER_REFUSED",
+        /// A well-formed request the current state does not allow (a rewind past the end
+        /// held).
+        Conflict => "CONFLICT",
         /// No answer within the console's request bound.
         TimedOut => "TIMED_OUT",
         Internal => "INTERNAL",
@@ -56,7 +59,8 @@ impl ConsoleCode {
             | ConsoleCode::GroupExists
             | ConsoleCode::VersionConflict
             | ConsoleCode::FailoverTimedOut
-            | ConsoleCode::FailoverRefused => StatusCode::CONFLICT,
+            | ConsoleCode::FailoverRefused
+            | ConsoleCode::Conflict => StatusCode::CONFLICT,
             ConsoleCode::VersionRequired => StatusCode::PRECONDITION_REQUIRED,
             ConsoleCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ConsoleCode::TimedOut => StatusCode::SERVICE_UNAVAILABLE,

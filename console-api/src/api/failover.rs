@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use replicator::{FailoverError, FailoverMode};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use super::Api;
 use super::error::{ApiError, ConsoleCode};
@@ -39,6 +41,59 @@ fn default_timeout() -> f64 {
     30.0
 }
 
+impl Default for FailoverRequest {
+    fn default() -> Self {
+        FailoverRequest {
+            mode: FailoverMode::default(),
+            timeout_s: default_timeout(),
+        }
+    }
+}
+
+impl Default for FailbackRequest {
+    fn default() -> Self {
+        FailbackRequest {
+            timeout_s: default_timeout(),
+        }
+    }
+}
+
+/// A body that may be left out (then the defaults apply); one that is given must be JSON.
+fn optional_body<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body.map_err(|r| {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ConsoleCode::BodyTooLarge
+        } else {
+            ConsoleCode::BadRequest
+        };
+        ApiError::new(code, r.body_text())
+    })?;
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+    if !json {
+        return Err(ApiError::new(
+            ConsoleCode::UnsupportedMediaType,
+            "Expected request with `Content-Type: application/json`",
+        ));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            ConsoleCode::MalformedJson,
+            format!("Failed to deserialize the JSON body: {e}"),
+        )
+    })
+}
+
 fn timeout(seconds: f64) -> Result<Duration, ApiError> {
     if !(seconds > 0.0 && seconds <= MAX_TIMEOUT_S) {
         return Err(ApiError {
@@ -53,9 +108,10 @@ fn timeout(seconds: f64) -> Result<Duration, ApiError> {
 pub async fn failover(
     State(api): State<Api>,
     Path(name): Path<String>,
-    body: Result<Json<FailoverRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+    let request: FailoverRequest = optional_body(&headers, body)?;
     let replicator = super::tasks::replicator(&api)?;
     let report = replicator
         .failover(&name, request.mode, timeout(request.timeout_s)?)
@@ -66,9 +122,10 @@ pub async fn failover(
 pub async fn failback(
     State(api): State<Api>,
     Path(name): Path<String>,
-    body: Result<Json<FailbackRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+    let request: FailbackRequest = optional_body(&headers, body)?;
     let replicator = super::tasks::replicator(&api)?;
     let report = replicator
         .failback(&name, timeout(request.timeout_s)?)

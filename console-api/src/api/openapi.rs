@@ -233,49 +233,181 @@ fn error_response(description: &str) -> serde_json::Value {
     })
 }
 
-pub fn document_value() -> serde_json::Value {
+/// What names (tasks, groups, topics) may be: 1 to `max` of ASCII letters, digits, '.',
+/// '_', '-' and '%', but not "." or ".." (`broker::names`).
+pub fn name_pattern(max: usize) -> String {
+    let c = "[A-Za-z0-9._%-]";
+    let first = "[A-Za-z0-9_%-]";
+    format!(
+        r"^({first}{c}{{0,{}}}|\.{first}{c}{{0,{}}}|\.\.{c}{{1,{}}})$",
+        max - 1,
+        max - 2,
+        max - 2
+    )
+}
+
+/// Region names and principals' names and access keys: ASCII letters, digits, '.', '_'
+/// and '-'.
+pub const WORD_PATTERN: &str = r"^[A-Za-z0-9._-]+$";
+
+/// A message identity: origin-partition-offset.
+pub const IDENTITY_PATTERN: &str = r"^[A-Za-z0-9._-]+-[0-9]{1,9}-[0-9]{1,18}$";
+
+/// An operation's id: its method and path, as `put_tasks_name`.
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .trim_start_matches("/api/v1/")
+        .split('/')
+        .map(|w| w.trim_matches(|c| c == '{' || c == '}'))
+        .collect();
+    format!("{method}_{}", words.join("_")).replace(['.', '-'], "_")
+}
+
+/// The status codes `method` on `path` answers, besides 401 and 403, with the body
+/// schema `body`.
+fn responses(method: &str, path: &str, body: Option<&str>, versioned: bool) -> serde_json::Value {
+    let ok = |d: &str| serde_json::json!({"description": d, "content": {"application/json": {}}});
+    let mut r = serde_json::Map::new();
+    r.insert("401".into(), error_response("No valid bearer token"));
+    r.insert(
+        "403".into(),
+        error_response("Not allowed to this principal"),
+    );
+    let named = path.contains('{');
+    if named {
+        r.insert(
+            "400".into(),
+            error_response("A name or identity in the path that is not valid"),
+        );
+        r.insert(
+            "404".into(),
+            error_response("No such task, group, principal, topic or message"),
+        );
+    }
+    let collection_create = method == "post" && body.is_some() && !named;
+    match method {
+        "get" => {
+            r.insert("200".into(), ok("OK"));
+            if path.contains("/messages") {
+                r.insert(
+                    "400".into(),
+                    error_response("A query parameter that is not valid (named)"),
+                );
+            }
+        }
+        "delete" => {
+            r.insert("204".into(), serde_json::json!({"description": "Deleted"}));
+        }
+        "put" => {
+            r.insert("200".into(), ok("Replaced (or the same again)"));
+            r.insert("201".into(), ok("Created"));
+        }
+        _ if collection_create => {
+            r.insert("201".into(), ok("Created"));
+            r.insert("409".into(), error_response("One with this name exists"));
+        }
+        _ if path.ends_with("/redeliver") => {
+            r.insert("202".into(), ok("Handed to the group at its next receive"));
+        }
+        _ => {
+            r.insert("200".into(), ok("OK"));
+        }
+    }
+    if body.is_some() || path.ends_with("/failover") || path.ends_with("/failback") {
+        r.insert(
+            "400".into(),
+            error_response("Malformed JSON or invalid settings (field named)"),
+        );
+        r.insert("413".into(), error_response("Body too large"));
+        r.insert("415".into(), error_response("Not application/json"));
+    }
+    if versioned {
+        r.insert(
+            "409".into(),
+            error_response("Stale version, or a conflict with the current state"),
+        );
+        r.insert("428".into(), error_response("If-Match missing"));
+    }
+    if path.ends_with("/failover") || path.ends_with("/failback") || path.ends_with("/rewind") {
+        r.insert("409".into(), error_response("Not a DR task, already primary, a planned failover timed out, or past the end held"));
+    }
+    serde_json::Value::Object(r)
+}
+
+/// The document as region `regions[0]`'s console serves it: `regions` are the regions a
+/// task may name.
+pub fn document_value(regions: &[String]) -> serde_json::Value {
+    let name = name_pattern(broker::names::MAX_NAME_LEN);
+    let group_name = name_pattern(broker::catalog::groups::MAX_GROUP_NAME);
+    let u64_max = u64::MAX;
     let mut paths = serde_json::Map::new();
     for (method, path, summary, body, versioned) in OPERATIONS {
         let mut op = serde_json::json!({
+            "operationId": operation_id(method, path),
             "summary": summary,
-            "responses": {
-                "200": {"description": "OK", "content": {"application/json": {}}},
-                "401": error_response("No valid bearer token"),
-                "403": error_response("A read-only token on a change"),
-                "404": error_response("Unknown task or group"),
-            },
+            "responses": responses(method, path, *body, *versioned),
         });
+        // What a create makes, the operations on it take by name (for tools that chain
+        // calls, as schemathesis's stateful phase does).
+        if *method == "post" && body.is_some() && !path.contains('{') {
+            let links: serde_json::Map<String, serde_json::Value> = OPERATIONS
+                .iter()
+                .filter(|(_, p, ..)| {
+                    let own = format!("{path}/{{name}}");
+                    *p == own
+                        || ["/status", "/pause", "/resume"]
+                            .iter()
+                            .any(|tail| *p == format!("{own}{tail}"))
+                })
+                .map(|(m, p, ..)| {
+                    (
+                        operation_id(m, p),
+                        serde_json::json!({
+                            "operationId": operation_id(m, p),
+                            "parameters": {"name": "$response.body#/name"}
+                        }),
+                    )
+                })
+                .collect();
+            op["responses"]["201"]["links"] = links.into();
+        }
         let mut parameters = Vec::new();
         if path.contains("{name}") {
             parameters.push(serde_json::json!({
-                "name": "name", "in": "path", "required": true, "schema": {"type": "string"}
+                "name": "name", "in": "path", "required": true,
+                "schema": {"type": "string", "pattern": name_pattern(broker::names::MAX_NAME_LEN)}
+            }));
+        }
+        if path.contains("{id}") {
+            parameters.push(serde_json::json!({
+                "name": "id", "in": "path", "required": true,
+                "description": "a message identity: origin-partition-offset",
+                "schema": {"type": "string", "pattern": IDENTITY_PATTERN}
             }));
         }
         if *versioned {
             parameters.push(serde_json::json!({
                 "name": "If-Match", "in": "header", "required": false,
                 "description": "The version the change applies to (required when the task or group exists)",
-                "schema": {"type": "string"}
+                "schema": {"type": "string", "pattern": r#"^(W/)?"?[0-9]{1,19}"?$"#}
             }));
-            op["responses"]["409"] = error_response("Stale version");
-            op["responses"]["428"] = error_response("If-Match missing");
         }
         if let Some(schema) = body {
             op["requestBody"] = serde_json::json!({
                 "required": true,
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
             });
-            op["responses"]["201"] = serde_json::json!({"description": "Created"});
-            op["responses"]["400"] =
-                error_response("Malformed JSON or invalid settings (field named)");
-            op["responses"]["413"] = error_response("Body too large");
         }
         if path.ends_with("/failover") || path.ends_with("/failback") {
-            op["responses"]["409"] =
-                error_response("Not a DR task, already primary, or a planned failover timed out");
-        }
-        if *method == "delete" {
-            op["responses"]["204"] = serde_json::json!({"description": "Deleted"});
+            let schema = if path.ends_with("/failover") {
+                "FailoverRequest"
+            } else {
+                "FailbackRequest"
+            };
+            op["requestBody"] = serde_json::json!({
+                "required": false,
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+            });
         }
         if !parameters.is_empty() {
             op["parameters"] = parameters.into();
@@ -286,7 +418,7 @@ pub fn document_value() -> serde_json::Value {
         entry[*method] = op;
     }
     serde_json::json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "georouter console API", "version": "1"},
         "security": [{"bearer": []}],
         "paths": paths,
@@ -304,12 +436,12 @@ pub fn document_value() -> serde_json::Value {
                     "required": ["name", "access_key", "secret"],
                     "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string"},
-                        "access_key": {"type": "string"},
-                        "secret": {"type": "string", "minLength": auth::principal::MIN_SECRET_LEN, "description": "never shown again"},
-                        "grants": {"type": "array", "items": {"type": "object", "required": ["resource", "actions"], "properties": {
-                            "resource": {"type": "string", "description": "topic:<glob>, group:<glob>, task:<glob> or cluster"},
-                            "actions": {"type": "array", "items": {"type": "string"}}
+                        "name": {"type": "string", "pattern": WORD_PATTERN},
+                        "access_key": {"type": "string", "pattern": WORD_PATTERN},
+                        "secret": {"type": "string", "pattern": format!(r"^\S[\s\S]{{{},}}\S$", auth::principal::MIN_SECRET_LEN - 2), "description": "at least 12 characters without surrounding whitespace; never shown again"},
+                        "grants": {"type": "array", "items": {"type": "object", "required": ["resource", "actions"], "additionalProperties": false, "properties": {
+                            "resource": {"type": "string", "pattern": r"^((topic|group|task):\s*\S[\s\S]*|cluster(:\s*\S[\s\S]*)?)$", "description": "topic:<glob>, group:<glob>, task:<glob> or cluster; the actions must mean something on that kind"},
+                            "actions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["produce", "consume", "create", "delete", "describe", "commit", "read", "change", "failover", "admin"]}}
                         }}}
                     }
                 },
@@ -318,7 +450,7 @@ pub fn document_value() -> serde_json::Value {
                     "required": ["name"],
                     "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string", "maxLength": broker::catalog::groups::MAX_GROUP_NAME},
+                        "name": {"type": "string", "pattern": group_name},
                         "fifo": {"type": "boolean", "description": "consume each message group of a FIFO topic in order"},
                         "max_attempts": {"type": "integer", "minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS, "description": "deliveries before the dead-letter topic %DLQ%<group>"}
                     }
@@ -328,8 +460,8 @@ pub fn document_value() -> serde_json::Value {
                     "required": ["topic", "id"],
                     "additionalProperties": false,
                     "properties": {
-                        "topic": {"type": "string"},
-                        "id": {"type": "string", "description": "the message's identity, origin-partition-offset"}
+                        "topic": {"type": "string", "pattern": name},
+                        "id": {"type": "string", "pattern": IDENTITY_PATTERN, "description": "the message's identity, origin-partition-offset"}
                     }
                 },
                 "RewindRequest": {
@@ -337,9 +469,24 @@ pub fn document_value() -> serde_json::Value {
                     "required": ["topic", "partition", "next"],
                     "additionalProperties": false,
                     "properties": {
-                        "topic": {"type": "string"},
-                        "partition": {"type": "integer", "minimum": 0},
-                        "next": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}, "description": "origin region -> next offset to read"}
+                        "topic": {"type": "string", "pattern": name},
+                        "partition": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+                        "next": {"type": "object", "propertyNames": {"pattern": WORD_PATTERN}, "additionalProperties": {"type": "integer", "minimum": 0, "maximum": u64_max}, "description": "origin region -> next offset to read; past the end held: 409"}
+                    }
+                },
+                "FailoverRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "mode": {"type": "string", "enum": ["planned", "forced"]},
+                        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
+                    }
+                },
+                "FailbackRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
                     }
                 },
                 "TaskSpec": {
@@ -347,26 +494,27 @@ pub fn document_value() -> serde_json::Value {
                     "required": ["name", "sources", "targets", "topics"],
                     "additionalProperties": false,
                     "properties": {
-                        "name": {"type": "string"},
-                        "sources": {"type": "array", "items": {"type": "string"}},
-                        "targets": {"type": "array", "items": {"type": "string"}},
-                        "topics": {"type": "string", "description": "glob over topic names"},
+                        "name": {"type": "string", "pattern": name},
+                        "sources": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": regions}},
+                        "targets": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": regions}},
+                        "topics": {"type": "string", "minLength": 1, "description": "glob over topic names"},
                         "direction": {"type": "string", "enum": ["one-way", "two-way"]},
-                        "rename": {"type": "string", "description": "{topic} is the source name"},
-                        "tags": {"type": "array", "items": {"type": "string"}},
-                        "sql": {"type": "string", "maxLength": broker::sql::MAX_EXPRESSION, "description": "a SQL92 filter over the records' properties and tag (with tags: both apply)"},
+                        "rename": {"type": "string", "description": "{topic} is the source name; not with two-way or DR"},
+                        "tags": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "sql": {"type": "string", "maxLength": broker::sql::MAX_EXPRESSION, "description": "a SQL92 filter over the records' properties and tag (with tags: both apply); not with DR"},
                         "start": {"type": "string", "description": "earliest, latest or an RFC 3339 time"},
-                        "max_records_per_s": {"type": "integer", "minimum": 1},
-                        "max_bytes_per_s": {"type": "integer", "minimum": 1},
+                        "max_records_per_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+                        "max_bytes_per_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
                         "state": {"type": "string", "enum": ["running", "paused"]},
                         "dr": {
                             "type": "object",
-                            "description": "a DR task: only the primary accepts produce; changed by failover",
+                            "description": "a DR task: only the primary (one of the task's regions) accepts produce; changed by failover",
                             "required": ["primary"],
+                            "additionalProperties": false,
                             "properties": {
-                                "primary": {"type": "string"},
-                                "epoch": {"type": "integer", "minimum": 0},
-                                "promoting": {"type": "string"}
+                                "primary": {"type": "string", "enum": regions},
+                                "epoch": {"type": "integer", "minimum": 0, "maximum": u64_max},
+                                "promoting": {"type": "string", "enum": regions}
                             }
                         },
                         "groups": {"type": "string", "description": "glob over consumer groups whose cursors sync among the task's regions"}
@@ -377,6 +525,17 @@ pub fn document_value() -> serde_json::Value {
     })
 }
 
-pub async fn document() -> Json<serde_json::Value> {
-    Json(document_value())
+pub async fn document(
+    axum::extract::State(api): axum::extract::State<super::Api>,
+) -> Json<serde_json::Value> {
+    let regions: Vec<String> = match &api.replicator {
+        Some(r) => r
+            .topology_view()
+            .regions
+            .into_iter()
+            .map(|g| g.name)
+            .collect(),
+        None => vec![api.region.clone()],
+    };
+    Json(document_value(&regions))
 }

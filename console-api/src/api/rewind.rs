@@ -21,8 +21,10 @@ use super::error::{ApiError, ConsoleCode};
 #[serde(deny_unknown_fields)]
 pub struct RewindRequest {
     topic: String,
+    #[serde(deserialize_with = "broker::json::integer")]
     partition: u32,
     /// origin region -> the next offset the group reads.
+    #[serde(deserialize_with = "broker::json::integer_map")]
     next: BTreeMap<String, u64>,
 }
 
@@ -55,10 +57,11 @@ pub async fn rewind(
 
 fn refused(e: BrokerError) -> ApiError {
     match e {
-        BrokerError::UnknownTopic { .. } => ApiError::not_found(e.to_string()),
-        BrokerError::InvalidCursor { .. }
-        | BrokerError::UnknownPartition { .. }
-        | BrokerError::InvalidName { .. } => ApiError::new(ConsoleCode::BadRequest, e.to_string()),
+        BrokerError::UnknownTopic { .. } | BrokerError::UnknownPartition { .. } => {
+            ApiError::not_found(e.to_string())
+        }
+        BrokerError::InvalidCursor { .. } => ApiError::new(ConsoleCode::Conflict, e.to_string()),
+        BrokerError::InvalidName { .. } => ApiError::new(ConsoleCode::BadRequest, e.to_string()),
         other => ApiError::internal(other.to_string()),
     }
 }

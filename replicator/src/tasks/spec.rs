@@ -55,9 +55,17 @@ pub struct TaskSpec {
     /// of starts.
     #[serde(default = "default_start")]
     pub start: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "broker::json::optional_integer"
+    )]
     pub max_records_per_s: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "broker::json::optional_integer"
+    )]
     pub max_bytes_per_s: Option<u32>,
     #[serde(default)]
     pub state: TaskState,
@@ -81,7 +89,7 @@ pub struct Dr {
     /// The region that accepts produce on the task's topics.
     pub primary: String,
     /// Raised by every promotion; produce refusals name it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "broker::json::integer")]
     pub epoch: u64,
     /// Set while a planned failover drains the primary: the region being promoted. No
     /// region accepts produce on the task's topics meanwhile.
