@@ -14,7 +14,7 @@ use crate::permission::{Action, Grant, GrantSpec, Resource};
 pub const MIN_SECRET_LEN: usize = 12;
 
 /// A principal as configured (`[[auth.principals]]`).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalSpec {
     pub name: String,
@@ -71,11 +71,17 @@ impl PrincipalSpec {
                 "must be ASCII letters, digits, '.', '_' or '-', and not empty".into(),
             ));
         }
-        if self.secret.trim().len() < MIN_SECRET_LEN || self.secret.trim() != self.secret {
+        // Sent in headers (a bearer credential, the SDKs' signature): printable ASCII.
+        let printable = self.secret.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        if self.secret.len() < MIN_SECRET_LEN
+            || !printable
+            || self.secret.starts_with(' ')
+            || self.secret.ends_with(' ')
+        {
             return Err(fail(
                 "secret",
                 format!(
-                    "must be at least {MIN_SECRET_LEN} characters, without surrounding whitespace"
+                    "must be at least {MIN_SECRET_LEN} printable ASCII characters, without surrounding spaces"
                 ),
             ));
         }

@@ -217,12 +217,13 @@ async fn group_cursors_sync_both_ways_and_merge_by_maximum() {
         group_cursor(a, GROUP).await == to(7)
     })
     .await;
-    // A rewind past what exists is refused like a commit.
+    // A rewind past what exists is refused: a conflict with what this region holds.
     let past = console
         .rewind_group(GROUP, TOPIC, 0, &to(1_000_000))
         .await
         .unwrap_err();
-    assert_eq!(past.status(), Some(400), "{past}");
+    assert_eq!(past.status(), Some(409), "{past}");
+    assert!(past.to_string().contains("CONFLICT"), "{past}");
     cluster.stop().await.unwrap();
 }
 

@@ -57,22 +57,22 @@ def _task(body, path_name=None):
     body["sources"], body["targets"] = sources, targets
     if not _glob_ok(body.get("topics", "")):
         body["topics"] = "orders*"
-    if "groups" in body and not _glob_ok(body["groups"]):
+    if body.get("groups") is not None and not _glob_ok(body["groups"]):
         body["groups"] = "billing*"
-    if "sql" in body:
+    if body.get("sql") is not None:
         body["sql"] = SQL[len(body["sql"]) % len(SQL)]
-    if "start" in body:
+    if isinstance(body.get("start"), str):
         body["start"] = "earliest" if len(body["start"]) % 2 else "latest"
-    if "dr" in body:
+    if body.get("dr") is not None:
         dr = body["dr"]
         if dr.get("primary") not in regions:
             dr["primary"] = regions[0]
-        if "promoting" in dr and dr["promoting"] not in regions:
+        if dr.get("promoting") is not None and dr["promoting"] not in regions:
             del dr["promoting"]
         body["direction"] = "one-way"
         for field in ("rename", "tags", "sql"):
             body.pop(field, None)
-    if "rename" in body:
+    if body.get("rename") is not None:
         if body.get("direction") == "two-way":
             del body["rename"]
         else:

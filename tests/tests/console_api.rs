@@ -387,7 +387,7 @@ async fn regions_links_topics_and_the_openapi_document_match_the_routes() {
     // Every documented operation is served (an unknown route would be a bare 404, a
     // wrong method 405), and the document lists exactly the API's routes.
     let document = reader.openapi().await.unwrap();
-    assert_eq!(document["openapi"], "3.0.3");
+    assert_eq!(document["openapi"], "3.1.0");
     let mut documented = Vec::new();
     for (path, operations) in document["paths"].as_object().unwrap() {
         for method in operations.as_object().unwrap().keys() {

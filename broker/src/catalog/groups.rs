@@ -20,7 +20,7 @@ pub const DEAD_LETTER_PREFIX: &str = "%DLQ%";
 /// The longest group name: its dead-letter topic's name must be valid too.
 pub const MAX_GROUP_NAME: usize = names::MAX_NAME_LEN - DEAD_LETTER_PREFIX.len();
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
     pub name: String,

@@ -20,7 +20,7 @@ use super::error::{ApiError, ConsoleCode};
 /// Longest wait a planned failover may ask for.
 const MAX_TIMEOUT_S: f64 = 3600.0;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverRequest {
     #[serde(default)]
@@ -30,7 +30,7 @@ pub struct FailoverRequest {
     timeout_s: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailbackRequest {
     #[serde(default = "default_timeout")]

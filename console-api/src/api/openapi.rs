@@ -334,12 +334,174 @@ fn responses(method: &str, path: &str, body: Option<&str>, versioned: bool) -> s
     serde_json::Value::Object(r)
 }
 
+/// The request bodies' schemas, generated from the types the handlers deserialize
+/// (schemars: fields, types, which are required, unknown fields refused, defaults, doc
+/// comments), then given the constraints their validators enforce that a type does not
+/// carry (`constrain`), and the error body.
+fn schemas(regions: &[String]) -> serde_json::Value {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas/".into();
+    let mut generator = settings.into_generator();
+    generator.subschema_for::<replicator::TaskSpec>();
+    generator.subschema_for::<broker::catalog::groups::GroupSpec>();
+    generator.subschema_for::<auth::PrincipalSpec>();
+    generator.subschema_for::<super::redeliver::RedeliverRequest>();
+    generator.subschema_for::<super::rewind::RewindRequest>();
+    generator.subschema_for::<super::failover::FailoverRequest>();
+    generator.subschema_for::<super::failover::FailbackRequest>();
+    let mut defs = serde_json::Value::Object(generator.take_definitions(true));
+    bound_integers(&mut defs);
+    constrain(&mut defs, regions);
+    defs["Error"] = serde_json::json!({
+        "type": "object",
+        "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
+        }, "required": ["code", "message"]}}
+    });
+    defs
+}
+
+/// Every unsigned integer's largest value, from its format.
+fn bound_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let max = match map.get("format").and_then(|f| f.as_str()) {
+                Some("uint8") => Some(u64::from(u8::MAX)),
+                Some("uint16") => Some(u64::from(u16::MAX)),
+                Some("uint32") => Some(u64::from(u32::MAX)),
+                Some("uint64") | Some("uint") => Some(u64::MAX),
+                _ => None,
+            };
+            if let Some(max) = max {
+                map.entry("maximum").or_insert(max.into());
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+/// The validators' rules a type does not carry: name patterns (`broker::names`, the
+/// principals' words), identities, the deployment's regions, lengths and ranges.
+fn constrain(defs: &mut serde_json::Value, regions: &[String]) {
+    let name = name_pattern(broker::names::MAX_NAME_LEN);
+    let regions = serde_json::json!(regions);
+    let rules: &[(&str, &str, serde_json::Value)] = &[
+        ("TaskSpec", "name", serde_json::json!({"pattern": name})),
+        (
+            "TaskSpec",
+            "sources",
+            serde_json::json!({"minItems": 1, "items": {"type": "string", "enum": regions}}),
+        ),
+        (
+            "TaskSpec",
+            "targets",
+            serde_json::json!({"minItems": 1, "items": {"type": "string", "enum": regions}}),
+        ),
+        ("TaskSpec", "topics", serde_json::json!({"pattern": r"\S"})),
+        (
+            "TaskSpec",
+            "tags",
+            serde_json::json!({"items": {"type": "string", "minLength": 1}}),
+        ),
+        (
+            "TaskSpec",
+            "sql",
+            serde_json::json!({"maxLength": broker::sql::MAX_EXPRESSION}),
+        ),
+        (
+            "TaskSpec",
+            "max_records_per_s",
+            serde_json::json!({"minimum": 1}),
+        ),
+        (
+            "TaskSpec",
+            "max_bytes_per_s",
+            serde_json::json!({"minimum": 1}),
+        ),
+        ("Dr", "primary", serde_json::json!({"enum": regions})),
+        (
+            "Dr",
+            "promoting",
+            serde_json::json!({"enum": regions.as_array().unwrap().iter().cloned().chain([serde_json::Value::Null]).collect::<Vec<_>>()}),
+        ),
+        (
+            "GroupSpec",
+            "name",
+            serde_json::json!({"pattern": name_pattern(broker::catalog::groups::MAX_GROUP_NAME)}),
+        ),
+        (
+            "GroupSpec",
+            "max_attempts",
+            serde_json::json!({"minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS}),
+        ),
+        (
+            "PrincipalSpec",
+            "name",
+            serde_json::json!({"pattern": WORD_PATTERN}),
+        ),
+        (
+            "PrincipalSpec",
+            "access_key",
+            serde_json::json!({"pattern": WORD_PATTERN}),
+        ),
+        (
+            "PrincipalSpec",
+            "secret",
+            serde_json::json!({"pattern": format!(r"^[\x21-\x7e][\x20-\x7e]{{{},}}[\x21-\x7e]$", auth::principal::MIN_SECRET_LEN - 2)}),
+        ),
+        (
+            "GrantSpec",
+            "resource",
+            serde_json::json!({"pattern": r"^((topic|group|task):\s*\S[\s\S]*|cluster(:\s*\S[\s\S]*)?)$"}),
+        ),
+        ("GrantSpec", "actions", serde_json::json!({"minItems": 1})),
+        (
+            "RedeliverRequest",
+            "topic",
+            serde_json::json!({"pattern": name}),
+        ),
+        (
+            "RedeliverRequest",
+            "id",
+            serde_json::json!({"pattern": IDENTITY_PATTERN}),
+        ),
+        (
+            "RewindRequest",
+            "topic",
+            serde_json::json!({"pattern": name}),
+        ),
+        (
+            "RewindRequest",
+            "next",
+            serde_json::json!({"propertyNames": {"pattern": WORD_PATTERN}}),
+        ),
+        (
+            "FailoverRequest",
+            "timeout_s",
+            serde_json::json!({"exclusiveMinimum": 0, "maximum": 3600}),
+        ),
+        (
+            "FailbackRequest",
+            "timeout_s",
+            serde_json::json!({"exclusiveMinimum": 0, "maximum": 3600}),
+        ),
+    ];
+    for (schema, field, extra) in rules {
+        let property = defs
+            .pointer_mut(&format!("/{schema}/properties/{field}"))
+            .and_then(|p| p.as_object_mut())
+            .unwrap_or_else(|| panic!("{schema} has no property {field}"));
+        for (k, v) in extra.as_object().expect("rules are objects") {
+            property.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// The document as region `regions[0]`'s console serves it: `regions` are the regions a
 /// task may name.
 pub fn document_value(regions: &[String]) -> serde_json::Value {
-    let name = name_pattern(broker::names::MAX_NAME_LEN);
-    let group_name = name_pattern(broker::catalog::groups::MAX_GROUP_NAME);
-    let u64_max = u64::MAX;
     let mut paths = serde_json::Map::new();
     for (method, path, summary, body, versioned) in OPERATIONS {
         let mut op = serde_json::json!({
@@ -424,103 +586,7 @@ pub fn document_value(regions: &[String]) -> serde_json::Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "properties": {"error": {"type": "object", "properties": {
-                        "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
-                    }, "required": ["code", "message"]}}
-                },
-                "PrincipalSpec": {
-                    "type": "object",
-                    "required": ["name", "access_key", "secret"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "name": {"type": "string", "pattern": WORD_PATTERN},
-                        "access_key": {"type": "string", "pattern": WORD_PATTERN},
-                        "secret": {"type": "string", "pattern": format!(r"^\S[\s\S]{{{},}}\S$", auth::principal::MIN_SECRET_LEN - 2), "description": "at least 12 characters without surrounding whitespace; never shown again"},
-                        "grants": {"type": "array", "items": {"type": "object", "required": ["resource", "actions"], "additionalProperties": false, "properties": {
-                            "resource": {"type": "string", "pattern": r"^((topic|group|task):\s*\S[\s\S]*|cluster(:\s*\S[\s\S]*)?)$", "description": "topic:<glob>, group:<glob>, task:<glob> or cluster; the actions must mean something on that kind"},
-                            "actions": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["produce", "consume", "create", "delete", "describe", "commit", "read", "change", "failover", "admin"]}}
-                        }}}
-                    }
-                },
-                "GroupSpec": {
-                    "type": "object",
-                    "required": ["name"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "name": {"type": "string", "pattern": group_name},
-                        "fifo": {"type": "boolean", "description": "consume each message group of a FIFO topic in order"},
-                        "max_attempts": {"type": "integer", "minimum": 1, "maximum": broker::catalog::groups::MAX_MAX_ATTEMPTS, "description": "deliveries before the dead-letter topic %DLQ%<group>"}
-                    }
-                },
-                "RedeliverRequest": {
-                    "type": "object",
-                    "required": ["topic", "id"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "topic": {"type": "string", "pattern": name},
-                        "id": {"type": "string", "pattern": IDENTITY_PATTERN, "description": "the message's identity, origin-partition-offset"}
-                    }
-                },
-                "RewindRequest": {
-                    "type": "object",
-                    "required": ["topic", "partition", "next"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "topic": {"type": "string", "pattern": name},
-                        "partition": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
-                        "next": {"type": "object", "propertyNames": {"pattern": WORD_PATTERN}, "additionalProperties": {"type": "integer", "minimum": 0, "maximum": u64_max}, "description": "origin region -> next offset to read; past the end held: 409"}
-                    }
-                },
-                "FailoverRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "properties": {
-                        "mode": {"type": "string", "enum": ["planned", "forced"]},
-                        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
-                    }
-                },
-                "FailbackRequest": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "properties": {
-                        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}
-                    }
-                },
-                "TaskSpec": {
-                    "type": "object",
-                    "required": ["name", "sources", "targets", "topics"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "name": {"type": "string", "pattern": name},
-                        "sources": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": regions}},
-                        "targets": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": regions}},
-                        "topics": {"type": "string", "minLength": 1, "description": "glob over topic names"},
-                        "direction": {"type": "string", "enum": ["one-way", "two-way"]},
-                        "rename": {"type": "string", "description": "{topic} is the source name; not with two-way or DR"},
-                        "tags": {"type": "array", "items": {"type": "string", "minLength": 1}},
-                        "sql": {"type": "string", "maxLength": broker::sql::MAX_EXPRESSION, "description": "a SQL92 filter over the records' properties and tag (with tags: both apply); not with DR"},
-                        "start": {"type": "string", "description": "earliest, latest or an RFC 3339 time"},
-                        "max_records_per_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
-                        "max_bytes_per_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
-                        "state": {"type": "string", "enum": ["running", "paused"]},
-                        "dr": {
-                            "type": "object",
-                            "description": "a DR task: only the primary (one of the task's regions) accepts produce; changed by failover",
-                            "required": ["primary"],
-                            "additionalProperties": false,
-                            "properties": {
-                                "primary": {"type": "string", "enum": regions},
-                                "epoch": {"type": "integer", "minimum": 0, "maximum": u64_max},
-                                "promoting": {"type": "string", "enum": regions}
-                            }
-                        },
-                        "groups": {"type": "string", "description": "glob over consumer groups whose cursors sync among the task's regions"}
-                    }
-                }
-            }
+            "schemas": schemas(regions),
         }
     })
 }

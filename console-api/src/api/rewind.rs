@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::Api;
 use super::error::{ApiError, ConsoleCode};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewindRequest {
     topic: String,

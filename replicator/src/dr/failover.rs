@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::observe::{OriginRpo, SubLogStatus, rpo_by_origin};
 use crate::tasks::{ChangeError, Dr, TaskRecord, TaskSpec};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FailoverMode {
     /// Fence the primary, wait until this region has everything, then switch.

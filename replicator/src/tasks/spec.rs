@@ -14,7 +14,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use topology::Topology;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
     #[default]
@@ -22,7 +24,9 @@ pub enum Direction {
     TwoWay,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     #[default]
@@ -31,7 +35,7 @@ pub enum TaskState {
 }
 
 /// A task as written in the config file (and, later, the console API).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
     pub name: String,
@@ -83,7 +87,7 @@ pub struct TaskSpec {
 /// of its regions (a standby's own sub-logs stay empty while it is read-only), so whatever
 /// was written on either side reaches the other: a failback finds everything, and records
 /// an old primary acknowledged just before a forced failover still arrive when it returns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Dr {
     /// The region that accepts produce on the task's topics.
