@@ -107,7 +107,7 @@ await until("the topology picture",
   "!!document.querySelector('#topology-map circle[data-region=us]') && " +
   "!!document.querySelector('#topology-map line[data-link=\"eu-us\"][data-state=up]')");
 await until("the charts drawn with data",
-  "['lag-records', 'lag-seconds', 'throughput', 'rpo'].every((c) => !!document.querySelector('#charts svg[data-chart=' + c + ']')) && " +
+  "['lag-records', 'lag-bytes', 'lag-seconds', 'throughput', 'rpo'].every((c) => !!document.querySelector('#charts svg[data-chart=' + c + ']')) && " +
   "[...document.querySelectorAll('#charts svg[data-chart=lag-records] polyline')].some((p) => Number(p.dataset.points) >= 2)");
 
 // The topic browser lists web-orders' sub-log of eu with the offsets it holds.

@@ -103,7 +103,7 @@ function drawChart(svg, title, series, unit) {
   }
 }
 
-// The charts of /api/v1/history: lag in records and seconds and throughput per task and
+// The charts of /api/v1/history: lag in records, bytes and seconds and throughput per task and
 // origin (origin → this region), and the RPO per origin.
 function drawCharts(container, history) {
   const pairs = (field) => {
@@ -122,6 +122,7 @@ function drawCharts(container, history) {
   }
   const charts = [
     ["lag-records", "Lag (records)", pairs("lag_records"), ""],
+    ["lag-bytes", "Lag (bytes)", pairs("lag_bytes"), " B"],
     ["lag-seconds", "Lag (seconds)", pairs("lag_seconds"), " s"],
     ["throughput", "Throughput (records/s)", pairs("records_per_s"), "/s"],
     ["rpo", "RPO per origin (records)", rpo, ""],
