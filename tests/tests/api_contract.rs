@@ -13,17 +13,12 @@ use std::path::PathBuf;
 use support::*;
 
 fn schemathesis() -> PathBuf {
-    if let Some(path) = std::env::var_os("GEOROUTER_SCHEMATHESIS") {
-        return path.into();
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let path = PathBuf::from(home).join(".cache/georouter/schemathesis/bin/schemathesis");
-    assert!(
-        path.exists(),
-        "{} is missing: run .ci/run, or `python3 -m venv ~/.cache/georouter/schemathesis && ~/.cache/georouter/schemathesis/bin/pip install schemathesis==4.32.5`",
-        path.display()
-    );
-    path
+    venv_tool(
+        "GEOROUTER_SCHEMATHESIS",
+        "schemathesis",
+        "schemathesis",
+        "schemathesis==4.32.5",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

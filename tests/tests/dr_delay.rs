@@ -28,24 +28,7 @@ fn bodies_by_origin(fetched: &client::Fetched) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_promoted_region_fires_the_delay_messages_the_lost_primary_held() {
-    let mut task = support::task("dr", &["a"], &["b"], "later");
-    task.dr = Some(replicator::Dr {
-        primary: "a".into(),
-        epoch: 0,
-        promoting: None,
-    });
-    let plan = scenarios::cluster::ClusterPlan {
-        topology: support::TopologySpec::mesh(&["a", "b"]),
-        residency: Default::default(),
-        tasks: vec![task],
-        impairment: Default::default(),
-        direct_links: false,
-        heartbeat_ms: 300,
-        node_settings: serde_json::Value::Null,
-    };
-    let mut cluster = scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
-        .await
-        .unwrap();
+    let mut cluster = support::two_regions(vec![support::dr_task("dr", "later")], 300).await;
     let (a, b) = (
         cluster.region("a").client.clone(),
         cluster.region("b").client.clone(),

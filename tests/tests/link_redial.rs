@@ -6,18 +6,8 @@ mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_link_is_closed_and_dialled_again_after_the_partition() {
-    let plan = scenarios::cluster::ClusterPlan {
-        topology: support::TopologySpec::mesh(&["a", "b"]),
-        residency: Default::default(),
-        tasks: vec![support::task("orders", &["a"], &["b"], "orders")],
-        impairment: Default::default(),
-        direct_links: false,
-        heartbeat_ms: 200,
-        node_settings: serde_json::Value::Null,
-    };
-    let cluster = scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
-        .await
-        .unwrap();
+    let cluster =
+        support::two_regions(vec![support::task("orders", &["a"], &["b"], "orders")], 200).await;
     let (a, b) = (
         cluster.region("a").client.clone(),
         cluster.region("b").client.clone(),

@@ -91,9 +91,7 @@ fn kinds(trace: &serde_json::Value) -> Vec<(String, String)> {
 async fn a_message_shows_its_life_across_regions_and_exports_spans_over_otlp() {
     let (receiver, otlp) = start_receiver().await;
     let deployment = Deployment::new(&["eu", "us"]);
-    let mut traces = task("traces", &["eu"], &["us"], "georouter.trace");
-    traces.direction = replicator::Direction::TwoWay;
-    let tasks = [task("orders", &["eu"], &["us"], "orders"), traces];
+    let tasks = [task("orders", &["eu"], &["us"], "orders"), trace_task()];
     let nodes = deployment
         .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |config| {
             config.telemetry.trace = true;

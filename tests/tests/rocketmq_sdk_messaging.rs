@@ -269,25 +269,9 @@ async fn an_operator_redelivers_one_message_to_a_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_consumer_takes_over_in_the_standby_after_the_primary_is_killed() {
-    let mut task = support::task("dr", &["a"], &["b"], "orders");
-    task.dr = Some(replicator::Dr {
-        primary: "a".into(),
-        epoch: 0,
-        promoting: None,
-    });
+    let mut task = support::dr_task("dr", "orders");
     task.groups = Some("billing*".into());
-    let plan = scenarios::cluster::ClusterPlan {
-        topology: support::TopologySpec::mesh(&["a", "b"]),
-        residency: Default::default(),
-        tasks: vec![task],
-        impairment: Default::default(),
-        direct_links: false,
-        heartbeat_ms: 300,
-        node_settings: serde_json::Value::Null,
-    };
-    let mut cluster = scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
-        .await
-        .unwrap();
+    let mut cluster = support::two_regions(vec![task], 300).await;
     let (a, b) = (
         cluster.region("a").client.clone(),
         cluster.region("b").client.clone(),

@@ -19,9 +19,10 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_console_creates_lists_and_pauses_a_task_in_chromium() {
     let deployment = Deployment::new(&["eu", "us"]);
-    let mut traces = task("traces", &["eu"], &["us"], "georouter.trace");
-    traces.direction = replicator::Direction::TwoWay;
-    let tasks = [task("web-orders", &["eu"], &["us"], "web-orders"), traces];
+    let tasks = [
+        task("web-orders", &["eu"], &["us"], "web-orders"),
+        trace_task(),
+    ];
     let nodes = deployment
         .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |config| {
             config.console.admin_tokens = vec!["web-admin".into()];

@@ -168,12 +168,4 @@ pub struct Replication {
 }
 
 /// A takeover in force: this region delivers `origin`'s messages of `group`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Takeover {
-    pub group: String,
-    pub topic: String,
-    pub partition: u32,
-    pub origin: String,
-    pub since_ms: i64,
-    pub delivered: u64,
-}
+pub use rocketmq::pop::owner::Takeover;

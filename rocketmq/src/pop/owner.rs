@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What ownership needs to know of the deployment (the replicator, in a node).
 pub trait Peers: Send + Sync {
@@ -77,7 +77,7 @@ pub fn owner<'r>(
 type Key = (String, String, u32, String);
 
 /// A takeover in force here.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Takeover {
     pub group: String,
     pub topic: String,
@@ -166,7 +166,7 @@ impl Ownership {
             return true;
         }
         let regions = peers.regions(group, topic);
-        if !regions.iter().any(|r| *r == home) {
+        if !regions.contains(&home) {
             return true;
         }
         let key = (

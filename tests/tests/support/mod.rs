@@ -253,3 +253,61 @@ pub fn assert_exact(
         assert_eq!(got, &want, "sub-log {key:?}");
     }
 }
+
+/// A task carrying the trace topic both ways between eu and us.
+pub fn trace_task() -> replicator::TaskSpec {
+    let mut traces = task("traces", &["eu"], &["us"], "georouter.trace");
+    traces.direction = replicator::Direction::TwoWay;
+    traces
+}
+
+/// DR task `name` on `topics` with primary a and standby b.
+pub fn dr_task(name: &str, topics: &str) -> replicator::TaskSpec {
+    let mut dr = task(name, &["a"], &["b"], topics);
+    dr.dr = Some(replicator::Dr {
+        primary: "a".into(),
+        epoch: 0,
+        promoting: None,
+    });
+    dr
+}
+
+/// Regions a and b in this process, joined through the WAN emulator (no delay), with
+/// `tasks` and a `heartbeat_ms` heartbeat.
+pub async fn two_regions(
+    tasks: Vec<replicator::TaskSpec>,
+    heartbeat_ms: u64,
+) -> scenarios::cluster::Cluster {
+    let plan = scenarios::cluster::ClusterPlan {
+        topology: TopologySpec::mesh(&["a", "b"]),
+        residency: Default::default(),
+        tasks,
+        impairment: Default::default(),
+        direct_links: false,
+        heartbeat_ms,
+        node_settings: serde_json::Value::Null,
+    };
+    scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
+        .await
+        .unwrap()
+}
+
+/// The binary `binary` of the virtualenv `~/.cache/georouter/<venv>` that `.ci/run` makes
+/// (PyPI tools the tests drive), or `$<env>`; `install` says how to make it.
+pub fn venv_tool(env: &str, venv: &str, binary: &str, install: &str) -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os(env) {
+        return path.into();
+    }
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let path = std::path::PathBuf::from(home)
+        .join(".cache/georouter")
+        .join(venv)
+        .join("bin")
+        .join(binary);
+    assert!(
+        path.exists(),
+        "{} is missing: run .ci/run, or `python3 -m venv ~/.cache/georouter/{venv} && ~/.cache/georouter/{venv}/bin/pip install {install}` (or set {env})",
+        path.display()
+    );
+    path
+}

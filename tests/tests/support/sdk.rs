@@ -7,17 +7,12 @@ use std::time::Duration;
 /// The Python with the SDK: `$GEOROUTER_ROCKETMQ_PYTHON`, or the virtualenv `.ci/run`
 /// makes.
 fn sdk_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("GEOROUTER_ROCKETMQ_PYTHON") {
-        return python.into();
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set");
-    let python = PathBuf::from(home).join(".cache/georouter/rocketmq-sdk/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run .ci/run, or `python3 -m venv ~/.cache/georouter/rocketmq-sdk && ~/.cache/georouter/rocketmq-sdk/bin/pip install rocketmq-python-client==5.1.2`",
-        python.display()
-    );
-    python
+    super::venv_tool(
+        "GEOROUTER_ROCKETMQ_PYTHON",
+        "rocketmq-sdk",
+        "python",
+        "rocketmq-python-client==5.1.2",
+    )
 }
 
 /// Runs `script` (in tests/rocketmq) with `args`; its last stdout line as JSON.
