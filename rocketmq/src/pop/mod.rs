@@ -8,6 +8,7 @@
 //! invisibility. A group's state is per region; its progress (the frontier) is shared with
 //! the regions of tasks that sync the group (`shared`).
 
+mod dead_letters;
 pub mod deliver;
 pub mod filter;
 pub mod handle;
@@ -22,11 +23,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker::storage::SubLogReader;
-use broker::trace::{TraceEvent, TraceKind};
-use broker::{Broker, BrokerError, Partitioning, Record};
+use broker::trace::TraceKind;
+use broker::{Broker, BrokerError, Record};
 use proto::rocketmq::v2::Code;
 
 use crate::status::Refusal;
+pub use dead_letters::dead_letter_topic;
 use deliver::Delivery;
 use filter::Filter;
 use handle::Handle;
@@ -404,80 +406,6 @@ impl Consumption {
         }
         Ok(renewed)
     }
-
-    /// Moves the in-flight message of `handle` to the group's dead-letter topic now (a
-    /// client that gave up on it, as FIFO push consumers do after their last attempt).
-    pub fn forward_to_dead_letters(
-        &self,
-        group: &str,
-        topic: &str,
-        handle: &str,
-    ) -> Result<(), Refusal> {
-        let handle =
-            Handle::parse(handle).map_err(|m| Refusal::new(Code::InvalidReceiptHandle, m))?;
-        let part = Self::partition_state(&*self.group(group, topic)?, handle.partition);
-        let mut current = part.lock().expect("partition state lock");
-        current
-            .check(&handle.origin, handle.offset, handle.nonce)
-            .map_err(|e| Refusal::new(Code::InvalidReceiptHandle, e.to_string()))?;
-        let p = self
-            .broker
-            .partition(topic, handle.partition)
-            .map_err(storage)?;
-        if let Some(record) = read_one(&p, &handle.origin, handle.offset)? {
-            self.dead_letter(group, topic, &handle, record)?;
-        }
-        // In effect only once stored, like every other change.
-        let mut copy = current.clone();
-        copy.finish(&handle.origin, handle.offset);
-        self.persist(group, topic, [(handle.partition, &copy)])?;
-        *current = copy;
-        Ok(())
-    }
-
-    /// Stores `record` (the message of `handle` in `topic`) in the group's dead-letter
-    /// topic, which is an ordinary topic.
-    fn dead_letter(
-        &self,
-        group: &str,
-        topic: &str,
-        handle: &Handle,
-        record: Record,
-    ) -> Result<(), Refusal> {
-        let letters = dead_letter_topic(group);
-        self.broker.ensure_topic(&letters, 1).map_err(storage)?;
-        let runtime = tokio::runtime::Handle::current();
-        runtime
-            .block_on(
-                self.broker
-                    .produce(&letters, vec![record], Partitioning::Explicit(0)),
-            )
-            .map_err(storage)?;
-        self.trace(TraceKind::DeadLettered, group, topic, [handle]);
-        Ok(())
-    }
-
-    /// Traces an event of `kind` of `group` for the message of each handle.
-    fn trace<'h>(
-        &self,
-        kind: TraceKind,
-        group: &str,
-        topic: &str,
-        handles: impl IntoIterator<Item = &'h Handle>,
-    ) {
-        let tracer = self.broker.tracer();
-        let Some(region) = tracer.region() else {
-            return;
-        };
-        for h in handles {
-            let id = broker::RecordId {
-                partition: h.partition,
-                origin: h.origin.clone(),
-                offset: h.offset,
-            };
-            tracer.record(TraceEvent::one(kind, region, topic, &id).with("group", group));
-        }
-    }
 }
 
 /// Puts each partition of `changed` back as it was before.
@@ -491,11 +419,6 @@ fn restore(
     for (_, state, before) in changed {
         **state = std::mem::take(before);
     }
-}
-
-/// The dead-letter topic of `group`.
-pub fn dead_letter_topic(group: &str) -> String {
-    format!("%DLQ%{group}")
 }
 
 /// One look at a group's partition: hands out what has become visible again, then fresh

@@ -1,5 +1,6 @@
 //! PoP consumption over a real broker: gaps, incarnations, topics created again.
 use super::*;
+use broker::Partitioning;
 use broker::batch::PendingBatch;
 use broker::meta::{MemoryMetaStore, Retention};
 use broker::storage::{GapPolicy, StorageConfig};
