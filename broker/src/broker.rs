@@ -114,6 +114,8 @@ pub struct Broker {
     orphan_checker: std::sync::OnceLock<timers::OrphanChecker>,
     timer_metrics: crate::timer_metrics::TimerMetrics,
     tracer: std::sync::OnceLock<crate::trace::Tracer>,
+    /// Bumped when a topic is created or deleted or a partition gets a new sub-log.
+    sub_logs_changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Broker {
@@ -134,6 +136,10 @@ impl Broker {
             recovery.extend(cut);
             topics.insert(opened.config.name.clone(), Arc::new(opened));
         }
+        let sub_logs_changed = Arc::new(tokio::sync::watch::Sender::new(0));
+        for topic in topics.values() {
+            ring_on_new_sub_logs(topic, &sub_logs_changed);
+        }
         let groups = crate::catalog::GroupBook::load(meta.clone())?;
         let principals = crate::catalog::PrincipalBook::load(meta.clone())?;
         Ok(Broker {
@@ -152,6 +158,7 @@ impl Broker {
             timer_wake: tokio::sync::Notify::new(),
             timer_halves: std::sync::Mutex::new(()),
             tracer: std::sync::OnceLock::new(),
+            sub_logs_changed,
             orphan_checker: std::sync::OnceLock::new(),
             timer_metrics: Default::default(),
         })
@@ -187,6 +194,16 @@ impl Broker {
     pub fn tracer(&self) -> &crate::trace::Tracer {
         static DISABLED: crate::trace::Tracer = crate::trace::Tracer::disabled();
         self.tracer.get().unwrap_or(&DISABLED)
+    }
+
+    /// Changes when a topic is created or deleted or a partition gets a new sub-log: what
+    /// this region can offer its neighbours changed (replication advertises at once).
+    pub fn sub_logs_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.sub_logs_changed.subscribe()
+    }
+
+    fn ring(&self) {
+        self.sub_logs_changed.send_modify(|v| *v += 1);
     }
 
     pub fn cursor_changes(&self) -> tokio::sync::broadcast::Receiver<CursorChange> {
@@ -244,7 +261,9 @@ impl Broker {
         let (topic, _) = open_topic(&self.config, &self.storage, config.clone())?;
         self.meta.put_topic(&config)?;
         self.meta.flush()?;
+        ring_on_new_sub_logs(&topic, &self.sub_logs_changed);
         topics.insert(name.to_string(), Arc::new(topic));
+        self.ring();
         tracing::info!(
             topic = name,
             partitions,
@@ -269,6 +288,7 @@ impl Broker {
         self.meta.delete_topic(name)?;
         self.meta.flush()?;
         self.discard_dir(name)?;
+        self.ring();
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -597,6 +617,13 @@ impl Broker {
         }
         self.meta.flush()?;
         Ok(())
+    }
+}
+
+/// Has every partition of `topic` ring `bell` when a new sub-log appears in it.
+fn ring_on_new_sub_logs(topic: &Topic, bell: &Arc<tokio::sync::watch::Sender<u64>>) {
+    for partition in &topic.partitions {
+        partition.set_bell(bell.clone());
     }
 }
 

@@ -223,11 +223,22 @@ async fn control_writer(
 ) {
     let mut advertise = tokio::time::interval(node.settings.advertise_interval);
     let mut heartbeat = tokio::time::interval(node.settings.heartbeat_interval);
+    // A new topic or sub-log is advertised at once, not at the next tick.
+    let mut sub_logs = node.broker.sub_logs_changed();
     let mut last: Option<(msg::Advertise, Instant)> = None;
     loop {
         let frame = tokio::select! {
             frame = outgoing.recv() => match frame { Some(f) => f, None => return },
-            _ = advertise.tick() => {
+            _ = async {
+                tokio::select! {
+                    _ = advertise.tick() => {}
+                    _ = async {
+                        if sub_logs.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    } => {}
+                }
+            } => {
                 let current = advertise::advertisement(&node, &link.peer);
                 let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
                 if fresh {

@@ -53,6 +53,8 @@ pub struct Partition {
     config: Arc<StorageConfig>,
     shared: Arc<Shared>,
     state: AtomicU8,
+    /// Rung when a new sub-log appears here (`Broker::sub_logs_changed`).
+    bell: std::sync::OnceLock<Arc<watch::Sender<u64>>>,
 }
 
 pub(super) struct Inner {
@@ -124,6 +126,7 @@ impl Partition {
         let durable = watch::Sender::new(arrival.end_seq());
         let durable_ends = sublogs.iter().map(SubLog::next_offset).collect();
         let partition = Partition {
+            bell: std::sync::OnceLock::new(),
             incarnation,
             dir,
             local_origin: local_origin.to_string(),
@@ -240,7 +243,15 @@ impl Partition {
         debug_assert_eq!(usize::from(id), inner.sublogs.len());
         inner.durable_ends.push(sublog.next_offset());
         inner.sublogs.push(sublog);
+        if let Some(bell) = self.bell.get() {
+            bell.send_modify(|v| *v += 1);
+        }
         Ok(usize::from(id))
+    }
+
+    /// Rings `bell` whenever a new sub-log appears in this partition (set once).
+    pub fn set_bell(&self, bell: Arc<watch::Sender<u64>>) {
+        let _ = self.bell.set(bell);
     }
 
     /// Replaces sub-log `id` (a stale copy of an incarnation its origin deleted) by an empty

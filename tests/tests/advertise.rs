@@ -1,0 +1,36 @@
+//! What a region can offer is advertised when it changes, not at the next tick: with the
+//! periodic advertisement five minutes apart, a topic created after the link came up and
+//! its first records still reach the target.
+
+mod support;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topic_is_advertised_at_once() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let tasks = [task("orders", &["eu"], &["us"], "orders*")];
+    let nodes = deployment
+        .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |config| {
+            config.replication.advertise_interval_ms = 300_000;
+        })
+        .await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eventually("the link up", || async {
+        us.node
+            .replicator
+            .as_ref()
+            .is_some_and(|r| r.links().iter().any(|l| l.up))
+    })
+    .await;
+    // Created after both sides advertised once, at link-up.
+    eu.client.create_topic("orders.new", 1, None).await.unwrap();
+    produce(eu, "orders.new", 0, "fresh", 3, 3).await;
+    eventually("us to receive the new topic's records", || async {
+        held_end(&us.node, "orders.new", 0, "eu") == 3
+    })
+    .await;
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}
