@@ -54,22 +54,76 @@ async fn wait_readable(partition: &std::sync::Arc<broker::storage::Partition>, c
 async fn a_cancelled_local_append_becomes_visible_without_another_append() {
     let temp = tempfile::tempdir().unwrap();
     let (partition, _) = common::open(temp.path(), &common::small_config());
+    // The sub-log exists, so the next append writes before it first waits.
+    let first = [common::record("first", 1)];
+    partition
+        .append_local(PendingBatch::consecutive(&first))
+        .await
+        .unwrap();
     let records = [common::record("a", 1), common::record("b", 1)];
     poll_once_and_cancel(partition.append_local(PendingBatch::consecutive(&records))).await;
-    wait_readable(&partition, 2).await;
+    wait_readable(&partition, 3).await;
     let ends = partition.sub_log(LOCAL).expect("local sub-log");
-    assert_eq!((ends.end_offset, ends.durable_end), (2, 2));
+    assert_eq!((ends.end_offset, ends.durable_end), (3, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_replicated_run_becomes_visible_without_another_append() {
     let temp = tempfile::tempdir().unwrap();
     let (partition, _) = common::open(temp.path(), &common::small_config());
-    let bytes = PendingBatch::consecutive(&[common::record("r", 1)]).seal(0);
-    let batch = broker::batch::Batch::from_bytes(bytes, 1 << 20).unwrap();
-    poll_once_and_cancel(partition.append_replicated_run("eu", vec![batch], GapPolicy::Refuse))
+    let batch = |offset| {
+        let bytes = PendingBatch::consecutive(&[common::record("r", 1)]).seal(offset);
+        broker::batch::Batch::from_bytes(bytes, 1 << 20).unwrap()
+    };
+    // The sub-log exists, so the next run writes before it first waits.
+    partition
+        .append_replicated_run("eu", vec![batch(0)], GapPolicy::Refuse)
+        .await
+        .unwrap();
+    poll_once_and_cancel(partition.append_replicated_run("eu", vec![batch(1)], GapPolicy::Refuse))
         .await;
-    wait_readable(&partition, 1).await;
+    wait_readable(&partition, 2).await;
+}
+
+/// The first batch of an origin creates its sub-log off the async threads; a request
+/// cancelled while that runs must not leave the origin registered on disk but not in
+/// memory, or the next batch registers it again and every later origin's number shifts
+/// at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_first_batch_registers_its_origin_once() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = common::small_config();
+    let (partition, _) = common::open(temp.path(), &config);
+    let batch = |body| {
+        let bytes = PendingBatch::consecutive(&[common::record(body, 1)]).seal(0);
+        broker::batch::Batch::from_bytes(bytes, 1 << 20).unwrap()
+    };
+    poll_once_and_cancel(partition.append_replicated_run(
+        "eu",
+        vec![batch("gone")],
+        GapPolicy::Refuse,
+    ))
+    .await;
+    partition
+        .append_replicated_run("eu", vec![batch("kept")], GapPolicy::Refuse)
+        .await
+        .unwrap();
+    partition
+        .append_local(PendingBatch::consecutive(&[common::record("local", 1)]))
+        .await
+        .unwrap();
+    partition.shut_down().await.unwrap();
+    drop(partition);
+    let origins = std::fs::read_to_string(temp.path().join("origins")).unwrap();
+    assert_eq!(origins.lines().collect::<Vec<_>>(), ["eu", LOCAL]);
+    let (reopened, _) = common::open(temp.path(), &config);
+    assert_eq!(
+        common::ids(&common::read_all(&reopened)),
+        [
+            ("eu".into(), 0, "kept".into()),
+            (LOCAL.into(), 0, "local".into())
+        ]
+    );
 }
 
 /// Two appends in flight, on a runtime that has not yet run the fsync: `latest` and a

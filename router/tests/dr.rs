@@ -47,7 +47,12 @@ fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
 async fn start(plan: &ClusterPlan, launcher: &dyn Launcher) -> Cluster {
     let cluster = Cluster::start(plan, launcher).await.expect("regions start");
     for region in &cluster.regions {
-        region.client.create_topic(TOPIC, 1, None).await.unwrap();
+        // Replication may have created it already: a new topic is advertised at once.
+        match region.client.create_topic(TOPIC, 1, None).await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("topic-exists") => {}
+            Err(e) => panic!("creating {TOPIC} in {}: {e}", region.name),
+        }
     }
     cluster
 }

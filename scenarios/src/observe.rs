@@ -1,6 +1,9 @@
 //! Followers: one live fetch per region and topic, from the start, that count what arrives
 //! from each origin and measure end-to-end lag (arrival time at the follower minus the
-//! produce time carried in the record) into an HDR histogram per (origin, target) pair.
+//! produce time carried in the record) into an HDR histogram per (origin, target) pair,
+//! kept apart for the records produced in the first second of the run (what a new
+//! sub-log's discovery, connection start-up and congestion window cost) and for the rest
+//! (the steady state).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +15,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::workload::{header, now_micros};
 
+/// Records produced within this long of the followers' start count as first records.
+pub const FIRST_RECORDS_WINDOW_US: u64 = 1_000_000;
+
 /// What one target region received from one origin.
 #[derive(Clone)]
 pub struct PairStats {
@@ -21,6 +27,10 @@ pub struct PairStats {
     pub last_at: Option<Instant>,
     /// End-to-end lag in microseconds.
     pub lag_us: Histogram<u64>,
+    /// The same, of the records produced in the first second only.
+    pub first_lag_us: Histogram<u64>,
+    /// The same, of the records produced after the first second.
+    pub steady_lag_us: Histogram<u64>,
 }
 
 impl PairStats {
@@ -30,7 +40,9 @@ impl PairStats {
             bytes: 0,
             first_at: None,
             last_at: None,
-            lag_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds"),
+            lag_us: lag_histogram(),
+            first_lag_us: lag_histogram(),
+            steady_lag_us: lag_histogram(),
         }
     }
 
@@ -43,11 +55,18 @@ impl PairStats {
     }
 }
 
+/// Microseconds from 1 µs to an hour, 3 significant digits.
+pub fn lag_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
 /// `(origin, target)` → stats.
 pub type Pairs = BTreeMap<(String, String), PairStats>;
 
 pub struct Observer {
     pairs: Mutex<Pairs>,
+    /// Wall-clock microseconds when the followers started.
+    started_us: u64,
     /// Followers that ended with an error (a region that was killed, for one).
     ended: Mutex<Vec<String>>,
     cancel: CancellationToken,
@@ -59,6 +78,7 @@ impl Observer {
     pub fn start(regions: &[(String, client::Client)], topics: &[String]) -> Arc<Observer> {
         let observer = Arc::new(Observer {
             pairs: Mutex::new(BTreeMap::new()),
+            started_us: now_micros(),
             ended: Mutex::new(Vec::new()),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -145,9 +165,15 @@ async fn receive(
             if fetched.origin != region
                 && let Some((_, produced_at)) = header(&record.body)
             {
-                let _ = pair
-                    .lag_us
-                    .record(now_us.saturating_sub(produced_at).max(1));
+                let lag = now_us.saturating_sub(produced_at).max(1);
+                let _ = pair.lag_us.record(lag);
+                let first = produced_at < observer.started_us + FIRST_RECORDS_WINDOW_US;
+                let phase = if first {
+                    &mut pair.first_lag_us
+                } else {
+                    &mut pair.steady_lag_us
+                };
+                let _ = phase.record(lag);
             }
         }
     }

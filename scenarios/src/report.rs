@@ -92,6 +92,10 @@ pub struct Report {
     pub wan: Wan,
     pub invariants: Invariants,
     pub lag_ms: LagMs,
+    /// Lag of the records produced in the first second of the run.
+    pub first_lag_ms: LagMs,
+    /// Lag of the records produced after the first second.
+    pub steady_lag_ms: LagMs,
     pub pairs: Vec<PairReport>,
     pub links: Vec<LinkReport>,
     pub wan_bytes: u64,
@@ -178,6 +182,16 @@ impl Report {
             "{:<16} {:>10} {:>9} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
             "all", "", "", self.lag_ms.p50, self.lag_ms.p99, self.lag_ms.p999, self.lag_ms.max
         );
+        for (name, lag) in [
+            ("  first second", &self.first_lag_ms),
+            ("  steady state", &self.steady_lag_ms),
+        ] {
+            let _ = writeln!(
+                w,
+                "{:<16} {:>10} {:>9} {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms",
+                name, "", "", lag.p50, lag.p99, lag.p999, lag.max
+            );
+        }
         let _ = writeln!(
             w,
             "\n{:<16} {:>12} {:>11} {:>8} {:>10} {:>9}",

@@ -133,6 +133,11 @@ impl ArrivalLog {
         Ok(log)
     }
 
+    /// The directory holding the index and its `origins` file.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn origins(&self) -> &[String] {
         &self.origins
     }
@@ -142,19 +147,16 @@ impl ArrivalLog {
         if let Some(i) = self.origins.iter().position(|o| o == origin) {
             return Ok(i as u16);
         }
-        let path = self.dir.join("origins");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(BrokerError::io("open origins", &path))?;
-        file.write_all(format!("{origin}\n").as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(BrokerError::io("write origins", &path))?;
-        super::sublog::sync_dir(&self.dir)?;
+        record_origin(&self.dir, origin)?;
+        Ok(self.push_origin(origin))
+    }
+
+    /// Registers in memory an origin that [`record_origin`] wrote durably, as the next
+    /// number. The caller serializes registrations, so that numbers follow the file.
+    pub fn push_origin(&mut self, origin: &str) -> u16 {
         self.origins.push(origin.to_string());
         self.by_origin.push(VecDeque::new());
-        Ok((self.origins.len() - 1) as u16)
+        (self.origins.len() - 1) as u16
     }
 
     /// Records an arrival (page cache; fsynced by the group commit). Returns its sequence.
@@ -383,4 +385,19 @@ fn decode(buf: &[u8]) -> Option<Arrival> {
         last: u64::from_le_bytes(buf[12..20].try_into().ok()?),
     };
     (entry.base <= entry.last).then_some(entry)
+}
+
+/// Appends `origin` to the `origins` file of the index in `dir`, durably (the file and the
+/// directory fsynced): blocking I/O, run off the async threads by a new sub-log's creation.
+pub fn record_origin(dir: &Path, origin: &str) -> Result<()> {
+    let path = dir.join("origins");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(BrokerError::io("open origins", &path))?;
+    file.write_all(format!("{origin}\n").as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(BrokerError::io("write origins", &path))?;
+    super::sublog::sync_dir(dir)
 }

@@ -5,6 +5,7 @@
 //! last known RTT (at least a heartbeat interval), so that after a partition heals the
 //! next attempt comes within about a heartbeat and completes in a few round trips.
 
+use super::congestion::FlooredFactory;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,8 +54,12 @@ pub(crate) fn transport_config(settings: &LinkSettings) -> quinn::TransportConfi
         .max_idle_timeout(IdleTimeout::try_from(settings.idle_timeout).ok())
         .keep_alive_interval(Some(settings.idle_timeout / 4))
         // BBR: Cubic's slow ramp and loss response collapse catch-up over long links
-        // (docs/replication.md, "Links").
-        .congestion_controller_factory(Arc::new(bbr));
+        // (docs/replication.md, "Links"); floored, so that its probing never stalls a
+        // link (`congestion.rs`).
+        .congestion_controller_factory(Arc::new(FlooredFactory {
+            inner: Arc::new(bbr),
+            floor: INITIAL_WINDOW,
+        }));
     transport
 }
 

@@ -16,13 +16,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hdrhistogram::Histogram;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Cluster, ClusterPlan};
 use crate::launch::Launcher;
-use crate::observe::Observer;
+use crate::observe::{Observer, lag_histogram};
 use crate::report::{LagMs, LinkReport, PairReport, Report, Wan};
 use crate::verify::{self, Expectation, Holdings};
 use crate::wan::Impairment;
@@ -497,13 +496,15 @@ impl<'a> Run<'a> {
         }
         let backlog_bytes = backlog * self.options.size as u64;
         let pairs = self.observer.snapshot();
-        let mut all = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("bounds");
+        let (mut all, mut first, mut steady) = (lag_histogram(), lag_histogram(), lag_histogram());
         let mut pair_reports = Vec::new();
         for ((origin, target), stats) in &pairs {
             if origin == target {
                 continue;
             }
             let _ = all.add(&stats.lag_us);
+            let _ = first.add(&stats.first_lag_us);
+            let _ = steady.add(&stats.steady_lag_us);
             pair_reports.push(PairReport {
                 origin: origin.clone(),
                 target: target.clone(),
@@ -554,6 +555,8 @@ impl<'a> Run<'a> {
             passed: invariants.hold() && settle.is_some() && producers_ok,
             invariants,
             lag_ms: LagMs::of(&all),
+            first_lag_ms: LagMs::of(&first),
+            steady_lag_ms: LagMs::of(&steady),
             pairs: pair_reports,
             links,
             wan_bytes: self.cluster.wan_counts().bytes,

@@ -23,6 +23,7 @@ use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::names;
 
+mod new_sublog;
 mod replicated;
 
 pub use replicated::{GapPolicy, ReplicatedAppend, ReplicatedRun};
@@ -55,6 +56,8 @@ pub struct Partition {
     state: AtomicU8,
     /// Rung when a new sub-log appears here (`Broker::sub_logs_changed`).
     bell: std::sync::OnceLock<Arc<watch::Sender<u64>>>,
+    /// Held while a sub-log is created (`new_sublog.rs`): one at a time.
+    creating: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(super) struct Inner {
@@ -127,6 +130,7 @@ impl Partition {
         let durable_ends = sublogs.iter().map(SubLog::next_offset).collect();
         let partition = Partition {
             bell: std::sync::OnceLock::new(),
+            creating: Arc::default(),
             incarnation,
             dir,
             local_origin: local_origin.to_string(),
@@ -211,10 +215,11 @@ impl Partition {
     /// returns `(first, last)` offset once they are durable. The caller checked sizes.
     pub async fn append_local(&self, pending: PendingBatch) -> Result<(u64, u64)> {
         self.check_open()?;
+        let origin = self
+            .sublog_for(&self.local_origin, self.incarnation)
+            .await?;
         let (base, last, seq) = {
             let mut inner = self.lock();
-            let origin =
-                self.sublog_for(&mut inner, &self.local_origin.clone(), self.incarnation)?;
             let base = inner.sublogs[origin].next_offset();
             let bytes = pending.seal(base);
             let header =
@@ -224,29 +229,6 @@ impl Partition {
         };
         self.commit_and_wait(seq + 1).await?;
         Ok((base, last))
-    }
-
-    /// The sub-log index of `origin`, creating the sub-log (of `incarnation`) on its first
-    /// batch.
-    fn sublog_for(&self, inner: &mut Inner, origin: &str, incarnation: u64) -> Result<usize> {
-        if let Some(i) = inner.arrival.origins().iter().position(|o| o == origin) {
-            return Ok(i);
-        }
-        if let Some(reason) = &inner.fenced {
-            return Err(self.fenced(reason.clone()));
-        }
-        let dir = self.dir.join("logs").join(origin);
-        let (mut sublog, _) = SubLog::open(dir, origin.to_string(), &self.config)?;
-        sublog.set_incarnation(incarnation)?;
-        sync_dir(&self.dir.join("logs"))?;
-        let id = inner.arrival.origin_id(origin)?;
-        debug_assert_eq!(usize::from(id), inner.sublogs.len());
-        inner.durable_ends.push(sublog.next_offset());
-        inner.sublogs.push(sublog);
-        if let Some(bell) = self.bell.get() {
-            bell.send_modify(|v| *v += 1);
-        }
-        Ok(usize::from(id))
     }
 
     /// Rings `bell` whenever a new sub-log appears in this partition (set once).

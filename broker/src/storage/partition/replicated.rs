@@ -107,9 +107,9 @@ impl Partition {
         // replicate (the link's frame limit bounds what arrives).
         let max_len = crate::batch::MAX_BATCH_ON_DISK;
         let mut run = ReplicatedRun::default();
+        let id = self.sublog_for(origin, incarnation).await?;
         let (refused, wait_for) = {
             let mut inner = self.lock();
-            let id = self.sublog_for(&mut inner, origin, incarnation)?;
             let held = inner.sublogs[id].incarnation();
             match crate::incarnation::meet(held, incarnation) {
                 Meeting::Same => {}
