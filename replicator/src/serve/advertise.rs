@@ -1,14 +1,23 @@
 //! What a region advertises to a neighbour: every sub-log the neighbour needs (as a
 //! task's target or as a relay on a route, see `routing`) that this region holds, or, on a
-//! pass-through relay, can fetch from its next hop towards the origin.
+//! pass-through relay, can fetch from its next hop towards the origin; and its own sub-log
+//! of each partition the neighbour needs before it has a record (end 0), so that the
+//! neighbour is subscribed when the first record is written: no discovery on the data path.
 
 use std::collections::BTreeMap;
+
+use broker::storage::Partition;
 
 use crate::wire::message as msg;
 
 use crate::node::Node;
 use crate::observe::SubLogKey;
 use crate::routing::{HopPath, Need, RouteView};
+
+/// Own sub-logs offered before their first record, per advertisement: each one a peer
+/// subscribes to holds a stream of the link (at most 16 384), so a region with many more
+/// partitions than that offers the rest once they are written.
+const MAX_UNWRITTEN_OFFERS: usize = 4_096;
 
 pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
     let view = node.view();
@@ -19,13 +28,16 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
             .any(|t| t.matches(topic) && view.need(t, origin, peer).is_some())
     };
     let mut topics: BTreeMap<String, msg::TopicOffer> = BTreeMap::new();
+    let mut unwritten = 0;
     for config in node.broker.topics() {
         let Ok(topic) = node.broker.topic(&config.name) else {
             continue;
         };
         let mut sub_logs = Vec::new();
         for partition in &topic.partitions {
+            let mut own_written = false;
             for s in partition.sub_logs() {
+                own_written |= s.origin == node.region;
                 if !needed(&config.name, &s.origin) {
                     continue;
                 }
@@ -47,6 +59,11 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
                     bytes: s.bytes,
                     incarnation: s.incarnation,
                 });
+            }
+            if !own_written && unwritten < MAX_UNWRITTEN_OFFERS && needed(&config.name, &node.region)
+            {
+                unwritten += 1;
+                sub_logs.push(unwritten_offer(node, &config.name, partition));
             }
         }
         // A topic the peer is a target of shows even before it holds records, so that the
@@ -71,6 +88,26 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
     }
     msg::Advertise {
         topics: topics.into_values().collect(),
+    }
+}
+
+/// This region's own sub-log of `partition`, offered before its first record: the peer
+/// subscribes now, and the first record reaches it one one-way delay after it is durable
+/// here, instead of after an advertisement and a subscribe round trip.
+fn unwritten_offer(node: &Node, topic: &str, partition: &Partition) -> msg::SubLogOffer {
+    let key = SubLogKey {
+        topic: topic.to_string(),
+        partition: partition.index(),
+        origin: node.region.clone(),
+    };
+    msg::SubLogOffer {
+        partition: partition.index(),
+        path: node.path_of(&key),
+        origin: node.region.clone(),
+        start_offset: 0,
+        end_offset: 0,
+        bytes: 0,
+        incarnation: partition.incarnation(),
     }
 }
 
