@@ -34,3 +34,44 @@ async fn a_new_topic_is_advertised_at_once() {
         node.node.shut_down().await.unwrap();
     }
 }
+
+/// A region offers its own sub-log of a partition before the first record is written, so
+/// that the target is already pulling it (subscribed at the source) when the first record
+/// arrives: the first record costs one one-way delay, not a discovery round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_subscribes_before_the_first_record() {
+    let deployment = Deployment::new(&["eu", "us"]);
+    let tasks = [task("orders", &["eu"], &["us"], "orders*")];
+    let nodes = deployment
+        .start_topology(TopologySpec::mesh(&["eu", "us"]), &tasks, |_| {})
+        .await;
+    let (eu, us) = (&nodes[0], &nodes[1]);
+    eu.client.create_topic("orders", 2, None).await.unwrap();
+    let pulling = |partition: u32| {
+        us.node.replicator.as_ref().is_some_and(|r| {
+            r.status().iter().any(|s| {
+                s.topic == "orders"
+                    && s.partition == partition
+                    && s.origin == "eu"
+                    && s.source.as_deref() == Some("eu")
+            })
+        })
+    };
+    eventually("us to pull both partitions of eu's empty topic", || async {
+        pulling(0) && pulling(1)
+    })
+    .await;
+    assert_eq!(
+        held_end(&eu.node, "orders", 0, "eu"),
+        0,
+        "nothing written yet"
+    );
+    produce(eu, "orders", 1, "first", 2, 2).await;
+    eventually("us to receive the first records", || async {
+        held_end(&us.node, "orders", 1, "eu") == 2
+    })
+    .await;
+    for node in nodes {
+        node.node.shut_down().await.unwrap();
+    }
+}

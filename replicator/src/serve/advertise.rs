@@ -60,7 +60,9 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
                     incarnation: s.incarnation,
                 });
             }
-            if !own_written && unwritten < MAX_UNWRITTEN_OFFERS && needed(&config.name, &node.region)
+            if !own_written
+                && unwritten < MAX_UNWRITTEN_OFFERS
+                && needed(&config.name, &node.region)
             {
                 unwritten += 1;
                 sub_logs.push(unwritten_offer(node, &config.name, partition));
