@@ -28,6 +28,8 @@ pub enum BenchCommand {
     /// Delay messages and transactions in an embedded broker: messages held per second
     /// with a million waiting, firing error and rate, transactions per second.
     Timers(super::bench_timers::TimersBench),
+    /// Replication over the emulated WAN at several delays, beside the disk's limits.
+    Wan(super::bench_wan::WanBench),
 }
 
 #[derive(clap::Args)]
@@ -66,6 +68,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Replicate(args) => super::bench_replicate::run(args).await,
         BenchCommand::Rocketmq(args) => super::bench_rocketmq::run(args).await,
         BenchCommand::Timers(args) => super::bench_timers::run(args).await,
+        BenchCommand::Wan(args) => super::bench_wan::run(args).await,
     }
 }
 

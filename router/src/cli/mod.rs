@@ -4,6 +4,7 @@ mod bench;
 mod bench_replicate;
 mod bench_rocketmq;
 mod bench_timers;
+mod bench_wan;
 mod certs;
 mod consume;
 mod failover;

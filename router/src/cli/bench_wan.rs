@@ -1,0 +1,147 @@
+//! `georouter bench wan`: replication over the project's WAN emulator at several one-way
+//! delays, beside the disk's limits measured in the same run.
+//!
+//! 1. The disk, in a temporary directory: sequential write rate (1 MiB appends, each
+//!    followed by `fdatasync`) and the `fdatasync` latency of 4 KiB appends.
+//! 2. Per delay, two in-process regions joined through the emulator:
+//!    - `active-active` at `--rate` records/s per region: lag (produce call in one region to
+//!      readable in the other) of the records produced in the first second, and of the
+//!      steady state after it;
+//!    - `partition-heal`: the link cut under load and healed; the time until replication
+//!      resumed after the heal, and the catch-up rate of the backlog the cut left.
+
+use std::io::Write as _;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use scenarios::report::{LagMs, Report};
+use scenarios::scenario::Options;
+
+use super::bench::{Quantiles, write_json};
+use super::bench_rocketmq::fsync_latency;
+use crate::launch::InProcess;
+
+#[derive(clap::Args)]
+pub struct WanBench {
+    /// One-way delays to measure, in ms.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 30, 100])]
+    delays_ms: Vec<u64>,
+    /// Records per second each region writes.
+    #[arg(long, default_value_t = 2_000)]
+    rate: u32,
+    /// Records each region writes, per scenario.
+    #[arg(long, default_value_t = 20_000)]
+    records: u64,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// What one delay measured.
+struct AtDelay {
+    delay_ms: u64,
+    first: LagMs,
+    steady: LagMs,
+    resume_s: Option<f64>,
+    catchup_mb_per_s: Option<f64>,
+}
+
+pub async fn run(args: WanBench) -> Result<()> {
+    let probe = tempfile::tempdir().context("creating the disk probe's directory")?;
+    let write_mb_per_s = sequential_write_rate(probe.path(), 256)?;
+    let fsync = Quantiles::of(&fsync_latency(probe.path(), 2_000)?);
+    drop(probe);
+    println!(
+        "wan: 2 regions in one process, {} B records, {} records/s per region, {} records each",
+        args.size, args.rate, args.records
+    );
+    println!("  disk sequential write (1 MiB + fdatasync)  {write_mb_per_s:.0} MB/s");
+    println!("  disk fdatasync of 4 KiB  {}", fsync.line());
+    let mut rows = Vec::new();
+    for &delay_ms in &args.delays_ms {
+        let options = Options {
+            regions: Some(2),
+            records: args.records,
+            size: args.size,
+            rate: Some(args.rate),
+            delay_ms,
+            quiet: true,
+            ..Options::default()
+        };
+        let lag = scenario("active-active", &options).await?;
+        let heal = scenario("partition-heal", &options).await?;
+        let row = AtDelay {
+            delay_ms,
+            first: lag.first_lag_ms,
+            steady: lag.steady_lag_ms,
+            resume_s: heal.resume_s,
+            catchup_mb_per_s: heal.catchup_mb_per_s,
+        };
+        print_row(&row);
+        rows.push(row);
+    }
+    if let Some(path) = &args.json {
+        let figures = serde_json::json!({
+            "disk_write_mb_per_s": write_mb_per_s,
+            "disk_fdatasync_ms": fsync.json(),
+            "rate": args.rate, "records": args.records, "size": args.size,
+            "delays": rows.iter().map(|r| serde_json::json!({
+                "delay_ms": r.delay_ms,
+                "first_second_lag_ms": r.first,
+                "steady_lag_ms": r.steady,
+                "resume_after_heal_s": r.resume_s,
+                "catchup_mb_per_s": r.catchup_mb_per_s,
+            })).collect::<Vec<_>>(),
+        });
+        write_json(path, &figures)?;
+    }
+    Ok(())
+}
+
+/// Runs scenario `name` in process; its report, once its invariants held.
+async fn scenario(name: &str, options: &Options) -> Result<Report> {
+    let (report, cluster) =
+        scenarios::scenario::run(name, options, &InProcess, &|_: &_| {}).await?;
+    cluster.stop().await.context("stopping the regions")?;
+    if !report.passed {
+        bail!("{name} at {} ms failed its invariants", options.delay_ms);
+    }
+    Ok(report)
+}
+
+fn print_row(row: &AtDelay) {
+    let lag = |l: &LagMs| {
+        format!(
+            "p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+            l.p50, l.p99, l.p999, l.max
+        )
+    };
+    println!("  {} ms one-way", row.delay_ms);
+    println!("    lag, first second   {}", lag(&row.first));
+    println!("    lag, steady state   {}", lag(&row.steady));
+    let resume = row
+        .resume_s
+        .map_or("-".to_string(), |s| format!("{s:.2} s"));
+    let catchup = row
+        .catchup_mb_per_s
+        .map_or("-".to_string(), |r| format!("{r:.1} MB/s"));
+    println!("    after a heal: replication resumed in {resume}, backlog caught up at {catchup}");
+}
+
+/// MB/s of `mib` appends of 1 MiB in `dir`, each followed by `fdatasync`.
+fn sequential_write_rate(dir: &std::path::Path, mib: usize) -> Result<f64> {
+    let path = dir.join("write-probe");
+    let mut file = std::fs::File::create(&path).context("creating the write probe")?;
+    let block = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    for _ in 0..mib {
+        file.write_all(&block)?;
+        file.sync_data()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).ok();
+    Ok((mib << 20) as f64 / 1e6 / seconds)
+}
