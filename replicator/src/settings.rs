@@ -13,6 +13,10 @@ pub struct LinkSettings {
     pub connection_window_bytes: u64,
     /// QUIC send window of the connection.
     pub send_window_bytes: u64,
+    /// The rate a link may always send at once it has measured its round trip, in Mbit/s:
+    /// the congestion window never drops below this rate × the minimum RTT (nor below
+    /// 1 MiB). Set it below the narrowest inter-region path's capacity; 0 turns it off.
+    pub min_rate_mbps: u64,
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket (quinn leaves the OS default).
     pub socket_buffer_bytes: usize,
     /// Largest frame accepted; larger frames are refused as oversized.
@@ -41,6 +45,7 @@ impl Default for LinkSettings {
             stream_window_bytes: 16 << 20,
             connection_window_bytes: 64 << 20,
             send_window_bytes: 64 << 20,
+            min_rate_mbps: 400,
             socket_buffer_bytes: 4 << 20,
             max_frame_bytes: 8 << 20,
             frame_target_bytes: 1 << 20,

@@ -9,16 +9,28 @@
 //! link delay is 30 ms. The floor keeps the window at least at what a fresh connection may
 //! send before it has measured anything (the initial window), so probing for the minimum
 //! RTT costs no stall; above the floor BBR decides as before (bandwidth, loss recovery).
+//!
+//! The floor also scales with the path: at least `floor_rate` × the minimum RTT measured
+//! (`[replication] min_rate_mbps`, 400 by default). A link redialled after a cut starts a
+//! fresh connection, and BBR grew its window from 1 MiB slowly over a long path: a
+//! 25 MB backlog crossed 100 ms one-way at 10 MB/s, against 98 MB/s at 0 ms. The rate
+//! floor is an assumption about the deployment (regions are joined by paths of at least
+//! that capacity); on a narrower path it would keep the bottleneck's queue full, so it is
+//! a setting, and 0 turns it off.
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 
 /// Builds [`Floored`] controllers around the ones `inner` builds.
 pub(crate) struct FlooredFactory<F> {
     pub inner: Arc<F>,
+    /// Bytes the window always allows.
     pub floor: u64,
+    /// Bytes per second the window always allows at the minimum RTT measured.
+    pub floor_rate: u64,
 }
 
 impl<F: ControllerFactory + Send + Sync + 'static> ControllerFactory for FlooredFactory<F> {
@@ -26,14 +38,25 @@ impl<F: ControllerFactory + Send + Sync + 'static> ControllerFactory for Floored
         Box::new(Floored {
             inner: self.inner.clone().build(now, current_mtu),
             floor: self.floor,
+            floor_rate: self.floor_rate,
+            min_rtt: None,
         })
     }
 }
 
-/// A controller whose window never drops below `floor`.
+/// A controller whose window never drops below `floor`, nor below `floor_rate` × the
+/// minimum RTT once one is measured.
 pub(crate) struct Floored {
     inner: Box<dyn Controller>,
     floor: u64,
+    floor_rate: u64,
+    min_rtt: Option<Duration>,
+}
+
+impl Floored {
+    fn floor(&self) -> u64 {
+        floor_of(self.floor, self.floor_rate, self.min_rtt)
+    }
 }
 
 impl Controller for Floored {
@@ -49,6 +72,7 @@ impl Controller for Floored {
         app_limited: bool,
         rtt: &quinn_proto::RttEstimator,
     ) {
+        self.min_rtt = Some(rtt.min());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
@@ -79,12 +103,12 @@ impl Controller for Floored {
     }
 
     fn window(&self) -> u64 {
-        floored(self.inner.window(), self.floor)
+        self.inner.window().max(self.floor())
     }
 
     fn metrics(&self) -> ControllerMetrics {
         let mut metrics = self.inner.metrics();
-        metrics.congestion_window = floored(metrics.congestion_window, self.floor);
+        metrics.congestion_window = metrics.congestion_window.max(self.floor());
         metrics
     }
 
@@ -92,11 +116,13 @@ impl Controller for Floored {
         Box::new(Floored {
             inner: self.inner.clone_box(),
             floor: self.floor,
+            floor_rate: self.floor_rate,
+            min_rtt: self.min_rtt,
         })
     }
 
     fn initial_window(&self) -> u64 {
-        floored(self.inner.initial_window(), self.floor)
+        self.inner.initial_window().max(self.floor)
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
@@ -104,9 +130,10 @@ impl Controller for Floored {
     }
 }
 
-/// The window a controller proposing `window` is given.
-fn floored(window: u64, floor: u64) -> u64 {
-    window.max(floor)
+/// The least window: `floor`, or what `rate` bytes per second need over `min_rtt`.
+fn floor_of(floor: u64, rate: u64, min_rtt: Option<Duration>) -> u64 {
+    let by_rate = min_rtt.map_or(0, |rtt| (rate as f64 * rtt.as_secs_f64()) as u64);
+    floor.max(by_rate)
 }
 
 #[cfg(test)]
@@ -119,12 +146,22 @@ mod tests {
         let factory = Arc::new(FlooredFactory {
             inner: bbr,
             floor: 1 << 20,
+            floor_rate: 50_000_000,
         });
         let controller = factory.build(std::time::Instant::now(), 1200);
         // BBR's own initial window is far below the floor here.
         assert_eq!(controller.window(), 1 << 20);
         assert_eq!(controller.metrics().congestion_window, 1 << 20);
-        assert_eq!(floored(4 * 1200, 1 << 20), 1 << 20);
-        assert_eq!(floored(8 << 20, 1 << 20), 8 << 20);
+    }
+
+    #[test]
+    fn the_floor_scales_with_the_measured_round_trip() {
+        let rate = 50_000_000; // 400 Mbit/s
+        assert_eq!(floor_of(1 << 20, rate, None), 1 << 20, "no RTT yet");
+        let ms = Duration::from_millis;
+        assert_eq!(floor_of(1 << 20, rate, Some(ms(1))), 1 << 20, "loopback");
+        assert_eq!(floor_of(1 << 20, rate, Some(ms(60))), 3_000_000);
+        assert_eq!(floor_of(1 << 20, rate, Some(ms(200))), 10_000_000);
+        assert_eq!(floor_of(1 << 20, 0, Some(ms(200))), 1 << 20, "turned off");
     }
 }

@@ -59,6 +59,8 @@ pub(crate) fn transport_config(settings: &LinkSettings) -> quinn::TransportConfi
         .congestion_controller_factory(Arc::new(FlooredFactory {
             inner: Arc::new(bbr),
             floor: INITIAL_WINDOW,
+            // Mbit/s to bytes per second.
+            floor_rate: settings.min_rate_mbps.saturating_mul(125_000),
         }));
     transport
 }
