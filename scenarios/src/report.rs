@@ -29,6 +29,14 @@ impl LagMs {
             max: ms(h.max()),
         }
     }
+
+    /// `p50 … ms  p99 … ms  p99.9 … ms  max … ms`.
+    pub fn line(&self) -> String {
+        format!(
+            "p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+            self.p50, self.p99, self.p999, self.max
+        )
+    }
 }
 
 /// What one region received from another.

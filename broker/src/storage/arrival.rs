@@ -133,11 +133,6 @@ impl ArrivalLog {
         Ok(log)
     }
 
-    /// The directory holding the index and its `origins` file.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn origins(&self) -> &[String] {
         &self.origins
     }

@@ -30,6 +30,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The error of a write refused because the partition is fenced for `reason`.
+    pub(super) fn fenced(&self, reason: String) -> crate::error::BrokerError {
+        crate::error::BrokerError::Fenced {
+            topic: self.topic.clone(),
+            partition: self.index,
+            reason,
+        }
+    }
+
     pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the files inconsistent (recovery
         // handles any prefix), so a poisoned lock is still usable.

@@ -229,16 +229,7 @@ async fn control_writer(
     loop {
         let frame = tokio::select! {
             frame = outgoing.recv() => match frame { Some(f) => f, None => return },
-            _ = async {
-                tokio::select! {
-                    _ = advertise.tick() => {}
-                    _ = async {
-                        if sub_logs.changed().await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                    } => {}
-                }
-            } => {
+            () = advertise_due(&mut advertise, &mut sub_logs) => {
                 let current = advertise::advertisement(&node, &link.peer);
                 let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
                 if fresh {
@@ -254,6 +245,18 @@ async fn control_writer(
             tracing::debug!(peer = %link.peer, error = %e, "control stream write failed");
             return;
         }
+    }
+}
+
+/// Returns at the next advertise tick, or when this region's topics or sub-logs changed
+/// (a broker that went away leaves only the tick).
+async fn advertise_due(
+    tick: &mut tokio::time::Interval,
+    sub_logs: &mut tokio::sync::watch::Receiver<u64>,
+) {
+    tokio::select! {
+        _ = tick.tick() => {}
+        Ok(()) = sub_logs.changed() => {}
     }
 }
 

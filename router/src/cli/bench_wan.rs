@@ -113,15 +113,9 @@ async fn scenario(name: &str, options: &Options) -> Result<Report> {
 }
 
 fn print_row(row: &AtDelay) {
-    let lag = |l: &LagMs| {
-        format!(
-            "p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
-            l.p50, l.p99, l.p999, l.max
-        )
-    };
     println!("  {} ms one-way", row.delay_ms);
-    println!("    lag, first second   {}", lag(&row.first));
-    println!("    lag, steady state   {}", lag(&row.steady));
+    println!("    lag, first second   {}", row.first.line());
+    println!("    lag, steady state   {}", row.steady.line());
     let resume = row
         .resume_s
         .map_or("-".to_string(), |s| format!("{s:.2} s"));

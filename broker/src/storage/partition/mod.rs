@@ -204,11 +204,7 @@ impl Partition {
     }
 
     fn fenced(&self, reason: String) -> BrokerError {
-        BrokerError::Fenced {
-            topic: self.shared.topic.clone(),
-            partition: self.shared.index,
-            reason,
-        }
+        self.shared.fenced(reason)
     }
 
     /// Appends records produced in this region at the local origin's next offsets, and

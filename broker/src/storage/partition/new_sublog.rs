@@ -30,7 +30,8 @@ impl Partition {
             return Ok(id);
         }
         let logs = self.dir.join("logs");
-        let arrival_dir = self.lock().arrival.dir().to_path_buf();
+        // The arrival index and its `origins` file sit in the partition's directory.
+        let arrival_dir = self.dir.clone();
         let config = self.config.clone();
         let shared = self.shared.clone();
         let bell = self.bell.get().cloned();
@@ -59,11 +60,7 @@ impl Partition {
             .map_err(joined)??;
             let mut inner = shared.lock();
             if let Some(reason) = &inner.fenced {
-                return Err(BrokerError::Fenced {
-                    topic: shared.topic.clone(),
-                    partition: shared.index,
-                    reason: reason.clone(),
-                });
+                return Err(shared.fenced(reason.clone()));
             }
             let id = usize::from(inner.arrival.push_origin(&name));
             debug_assert_eq!(id, inner.sublogs.len());
