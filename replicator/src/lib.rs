@@ -3,11 +3,12 @@
 //! ARCHITECTURE.md maps the folders; docs/replication.md describes the whole.
 //!
 //! Layers, each depending only on those before it in this list (`tests/layers.rs` checks):
-//! `wire`, `settings`, `inbox`, `published` (no replication state) → `identity`, `tasks`,
-//! `observe` → `routing` (pure decisions) → `node` (the context every running part
+//! `wire`, `inbox`, `published` (no replication state) → `settings`, `identity`, `tasks`,
+//! `observe` → `routing`, `compression` (decisions) → `node` (the context every running part
 //! shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to them)
 //! → `replicator` (the facade).
 
+mod compression;
 pub mod dr;
 mod groups;
 pub mod identity;
@@ -34,3 +35,4 @@ pub use settings::LinkSettings;
 /// Task specs and their validation (`task::validate`), under their former path.
 pub use tasks::spec as task;
 pub use tasks::{ChangeError, Direction, Dr, TaskRecord, TaskSpec, TaskState};
+pub use wire::CompressionSetting;

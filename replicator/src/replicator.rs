@@ -78,6 +78,9 @@ pub struct LinkStatus {
     pub remote: Option<SocketAddr>,
     pub sent_bytes: u64,
     pub received_bytes: u64,
+    /// The codec this region packs batches with on the link now (`None`: sent as stored).
+    #[serde(default)]
+    pub compression: Option<String>,
 }
 
 /// How this region reaches another one now.
@@ -411,6 +414,9 @@ impl Replicator {
                     remote: connection.map(|c| c.remote_address()),
                     sent_bytes: stats.as_ref().map_or(0, |s| s.udp_tx.bytes),
                     received_bytes: stats.as_ref().map_or(0, |s| s.udp_rx.bytes),
+                    compression: open
+                        .and_then(|l| l.ctx.compression.in_use())
+                        .map(|c| c.name().to_string()),
                     peer: n.region,
                 }
             })

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::wire::CompressionSetting;
+
 /// How links behave. Windows bound what one link keeps in flight: throughput over
 /// distance is window / RTT, so 200 MB/s at 60 ms RTT needs 16-64 MiB.
 #[derive(Clone, Debug)]
@@ -17,6 +19,9 @@ pub struct LinkSettings {
     /// the congestion window never drops below this rate × the minimum RTT (nor below
     /// 1 MiB). Set it below the narrowest inter-region path's capacity; 0 turns it off.
     pub min_rate_mbps: u64,
+    /// Whether batches are packed on the links (`link::compression`): off, auto (when the
+    /// measured link is the bottleneck), or always with a codec the peer unpacks.
+    pub compression: CompressionSetting,
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket (quinn leaves the OS default).
     pub socket_buffer_bytes: usize,
     /// Largest frame accepted; larger frames are refused as oversized.
@@ -46,6 +51,7 @@ impl Default for LinkSettings {
             connection_window_bytes: 64 << 20,
             send_window_bytes: 64 << 20,
             min_rate_mbps: 400,
+            compression: CompressionSetting::Auto,
             socket_buffer_bytes: 4 << 20,
             max_frame_bytes: 8 << 20,
             frame_target_bytes: 1 << 20,

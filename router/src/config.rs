@@ -61,6 +61,9 @@ pub struct ReplicationSection {
     pub send_window_bytes: u64,
     /// The rate (Mbit/s) a link's congestion window always allows at its measured RTT.
     pub min_rate_mbps: u64,
+    /// Batches packed on the links: "auto" (when the measured link is the bottleneck),
+    /// "off", "lz4" or "zstd" (always, when the peer unpacks it).
+    pub compression: replicator::CompressionSetting,
     pub socket_buffer_bytes: usize,
     pub max_frame_bytes: usize,
     pub frame_target_bytes: usize,
@@ -83,6 +86,7 @@ impl Default for ReplicationSection {
             connection_window_bytes: d.connection_window_bytes,
             send_window_bytes: d.send_window_bytes,
             min_rate_mbps: d.min_rate_mbps,
+            compression: d.compression,
             socket_buffer_bytes: d.socket_buffer_bytes,
             max_frame_bytes: d.max_frame_bytes,
             frame_target_bytes: d.frame_target_bytes,
@@ -102,6 +106,7 @@ impl ReplicationSection {
             connection_window_bytes: self.connection_window_bytes,
             send_window_bytes: self.send_window_bytes,
             min_rate_mbps: self.min_rate_mbps,
+            compression: self.compression,
             socket_buffer_bytes: self.socket_buffer_bytes,
             max_frame_bytes: self.max_frame_bytes,
             frame_target_bytes: self.frame_target_bytes,

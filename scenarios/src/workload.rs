@@ -32,12 +32,57 @@ pub fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// What fills a record after its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Payload {
+    /// One byte repeated (compresses almost to nothing).
+    #[default]
+    Fill,
+    /// JSON-like order events, different from record to record (compresses about 3-6×,
+    /// like business messages).
+    Text,
+    /// Pseudo-random bytes (does not compress).
+    Random,
+}
+
 /// A body of `size` bytes (at least the header) carrying `seq` and the time now.
-pub fn body(seq: u64, size: usize) -> Vec<u8> {
-    let mut body = Vec::with_capacity(size.max(HEADER_BYTES));
+pub fn body(seq: u64, size: usize, payload: Payload) -> Vec<u8> {
+    let size = size.max(HEADER_BYTES);
+    let mut body = Vec::with_capacity(size);
     body.extend_from_slice(&seq.to_le_bytes());
     body.extend_from_slice(&now_micros().to_le_bytes());
-    body.resize(size.max(HEADER_BYTES), (seq % 251) as u8);
+    match payload {
+        Payload::Fill => body.resize(size, (seq % 251) as u8),
+        Payload::Text => {
+            let mut item = seq;
+            while body.len() < size {
+                item = item
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let line = format!(
+                    "{{\"order\":{seq},\"item\":{},\"customer\":\"c-{}\",\"status\":\"{}\",\"amount\":{}.{:02}}}\n",
+                    item >> 48,
+                    (item >> 20) % 9973,
+                    ["created", "paid", "shipped", "delivered"][(item % 4) as usize],
+                    (item >> 8) % 1000,
+                    item % 100
+                );
+                body.extend_from_slice(line.as_bytes());
+            }
+            body.truncate(size);
+        }
+        Payload::Random => {
+            let mut state = seq ^ 0x9e37_79b9_7f4a_7c15;
+            while body.len() < size {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.extend_from_slice(&state.to_le_bytes());
+            }
+            body.truncate(size);
+        }
+    }
     body
 }
 
@@ -86,6 +131,7 @@ pub struct Load {
     /// Records the region writes in all, spread over its streams.
     pub records: u64,
     pub size: usize,
+    pub payload: Payload,
     /// Records per second for the region, all streams together; `None`: as fast as acked.
     pub rate: Option<u32>,
     /// Stop at this time even if `records` are not all written.
@@ -193,7 +239,7 @@ impl StreamJob {
                 .map(|seq| {
                     let (tag, properties) = (self.load.labels)(seq);
                     pb::Record {
-                        body: body(seq, self.load.size),
+                        body: body(seq, self.load.size, self.load.payload),
                         tag,
                         properties: properties.into_iter().collect(),
                         ..Default::default()

@@ -17,10 +17,23 @@
 //! floor is an assumption about the deployment (regions are joined by paths of at least
 //! that capacity); on a narrower path it would keep the bottleneck's queue full, so it is
 //! a setting, and 0 turns it off.
+//!
+//! The wrapper also measures the path's delivery rate for the link's compression choice
+//! (`link::compression`): bytes acknowledged per round trip in which the sender was never
+//! application-limited (it had more to send than the window let out), the largest such
+//! sample of the last [`RATE_WINDOW`]. A link that is always application-limited has no
+//! estimate: the path is not what limits it.
+//!
+//! And it sizes what a link's streams may queue on the connection ([`send_window_for`],
+//! set every [`WINDOW_TICK`]): two congestion windows, or [`QUEUE_TIME`] of the measured
+//! delivery rate if more, never past `[replication] send_window_bytes`. A fixed 64 MiB
+//! let a narrow link queue half a minute of batches, which then crossed as they were
+//! queued (unpacked: the compression decision comes too late for them) and delayed every
+//! newer record behind them.
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 
@@ -40,6 +53,7 @@ impl<F: ControllerFactory + Send + Sync + 'static> ControllerFactory for Floored
             floor: self.floor,
             floor_rate: self.floor_rate,
             min_rtt: None,
+            rate: DeliveryRate::default(),
         })
     }
 }
@@ -51,12 +65,126 @@ pub(crate) struct Floored {
     floor: u64,
     floor_rate: u64,
     min_rtt: Option<Duration>,
+    rate: DeliveryRate,
 }
 
 impl Floored {
     fn floor(&self) -> u64 {
         floor_of(self.floor, self.floor_rate, self.min_rtt)
     }
+}
+
+/// How long a delivery-rate sample counts.
+pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The shortest sample (a loopback round trip is microseconds).
+const MIN_SAMPLE: Duration = Duration::from_millis(20);
+
+/// Bytes per second the path delivered while the sender was not application-limited.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeliveryRate {
+    /// The sample under way: when it started, bytes acknowledged, whether any of its
+    /// acknowledgements came while the sender was application-limited.
+    started: Option<Instant>,
+    last_ack: Option<Instant>,
+    bytes: u64,
+    limited: bool,
+    /// The largest complete sample and when it was taken.
+    best: Option<(u64, Instant)>,
+}
+
+impl DeliveryRate {
+    fn on_ack(&mut self, now: Instant, bytes: u64, app_limited: bool, min_rtt: Duration) {
+        let span = min_rtt.max(MIN_SAMPLE);
+        // A pause longer than a sample starts a new one: idle time is not the path's.
+        if self.last_ack.is_some_and(|last| now - last > span) {
+            self.started = None;
+        }
+        self.last_ack = Some(now);
+        let Some(started) = self.started else {
+            *self = DeliveryRate {
+                started: Some(now),
+                last_ack: Some(now),
+                best: self.best,
+                ..DeliveryRate::default()
+            };
+            self.limited = app_limited;
+            return;
+        };
+        self.bytes += bytes;
+        self.limited |= app_limited;
+        let elapsed = now - started;
+        if elapsed < span {
+            return;
+        }
+        if !self.limited {
+            let rate = (self.bytes as f64 / elapsed.as_secs_f64()) as u64;
+            let stale = self.best.is_none_or(|(_, at)| now - at > RATE_WINDOW);
+            if stale || self.best.is_some_and(|(best, _)| rate >= best) {
+                self.best = Some((rate, now));
+            }
+        }
+        self.started = Some(now);
+        self.bytes = 0;
+        self.limited = false;
+    }
+
+    /// The path's delivery rate in bytes per second, if a busy round trip was measured in
+    /// the last [`RATE_WINDOW`].
+    pub(crate) fn estimate(&self, now: Instant) -> Option<u64> {
+        self.best
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= RATE_WINDOW)
+            .map(|(rate, _)| rate)
+    }
+}
+
+/// How often a link's send window is sized.
+pub(crate) const WINDOW_TICK: Duration = Duration::from_millis(100);
+/// Time of the measured rate a link may queue beyond two congestion windows.
+const QUEUE_TIME: Duration = Duration::from_millis(100);
+
+/// The send window of a link: see the module.
+pub(crate) fn send_window_for(cwnd: u64, measured_rate: Option<u64>, max: u64) -> u64 {
+    let by_rate = measured_rate.map_or(0, |r| (r as f64 * QUEUE_TIME.as_secs_f64()) as u64);
+    cwnd.saturating_mul(2).max(by_rate).min(max)
+}
+
+/// Sizes `connection`'s send window every [`WINDOW_TICK`] until `stop`.
+pub(crate) async fn size_send_window(
+    connection: quinn::Connection,
+    max: u64,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(WINDOW_TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let state = connection.congestion_state();
+        let cwnd = state.window();
+        let measured = state
+            .into_any()
+            .downcast::<Floored>()
+            .ok()
+            .and_then(|floored| floored.rate.estimate(Instant::now()));
+        connection.set_send_window(send_window_for(cwnd, measured, max));
+    }
+}
+
+/// What `connection`'s path carries, bytes per second: the delivery rate its controller
+/// measured in busy round trips (links use [`Floored`]), else what the congestion window
+/// lets out per round trip.
+pub(crate) fn path_rate(connection: &quinn::Connection) -> Option<u64> {
+    let state = connection.congestion_state().into_any();
+    let measured = state
+        .downcast::<Floored>()
+        .ok()
+        .and_then(|floored| floored.rate.estimate(Instant::now()));
+    measured.or_else(|| {
+        let path = connection.stats().path;
+        let rtt = path.rtt.as_secs_f64();
+        (rtt > 0.0).then(|| (path.cwnd as f64 / rtt) as u64)
+    })
 }
 
 impl Controller for Floored {
@@ -73,6 +201,7 @@ impl Controller for Floored {
         rtt: &quinn_proto::RttEstimator,
     ) {
         self.min_rtt = Some(rtt.min());
+        self.rate.on_ack(now, bytes, app_limited, rtt.min());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
@@ -118,6 +247,7 @@ impl Controller for Floored {
             floor: self.floor,
             floor_rate: self.floor_rate,
             min_rtt: self.min_rtt,
+            rate: self.rate.clone(),
         })
     }
 
@@ -152,6 +282,45 @@ mod tests {
         // BBR's own initial window is far below the floor here.
         assert_eq!(controller.window(), 1 << 20);
         assert_eq!(controller.metrics().congestion_window, 1 << 20);
+    }
+
+    #[test]
+    fn the_delivery_rate_counts_busy_round_trips_only() {
+        let rtt = Duration::from_millis(50);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut rate = DeliveryRate::default();
+        // Application-limited acknowledgements: no estimate.
+        for i in 0..20 {
+            rate.on_ack(ms(i * 10), 10_000, true, rtt);
+        }
+        assert_eq!(rate.estimate(ms(200)), None);
+        // A busy stretch: 10 kB every 10 ms is 1 MB/s.
+        for i in 21..40 {
+            rate.on_ack(ms(i * 10), 10_000, false, rtt);
+        }
+        let busy = rate.estimate(ms(400)).expect("a busy sample");
+        assert!((900_000..=1_100_000).contains(&busy), "{busy}");
+        // A slower busy stretch does not lower the best sample within the window.
+        for i in 41..60 {
+            rate.on_ack(ms(i * 10), 1_000, false, rtt);
+        }
+        assert_eq!(rate.estimate(ms(600)), Some(busy));
+        // It expires.
+        assert_eq!(rate.estimate(ms(600) + RATE_WINDOW), None);
+    }
+
+    #[test]
+    fn the_send_window_follows_the_path() {
+        let max = 64 << 20;
+        // Before a rate is measured: two windows.
+        assert_eq!(send_window_for(1 << 20, None, max), 2 << 20);
+        // A narrow path (2 MB/s): still two windows, not 64 MiB.
+        assert_eq!(send_window_for(1 << 20, Some(2_000_000), max), 2 << 20);
+        // A fast path (300 MB/s): 100 ms of it.
+        assert_eq!(send_window_for(1 << 20, Some(300_000_000), max), 30_000_000);
+        // Never past the setting.
+        assert_eq!(send_window_for(40 << 20, None, max), max);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A region's links: the QUIC endpoint with its accept and dial loops (`endpoint`), and
-//! one link's life from the Hello exchange to its end (`session`).
+//! one link's life from the Hello exchange to its end (`session`), and the congestion
+//! controller (`congestion`), which also measures the path's delivery rate.
 
 pub(crate) mod congestion;
 pub(crate) mod endpoint;

@@ -15,10 +15,12 @@ use crate::wire::message as msg;
 use tokio::sync::mpsc;
 use topology::{HealthSettings, LinkHealth};
 
+use super::congestion::{path_rate, size_send_window};
+use crate::compression::LinkCompression;
 use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
 use crate::serve::{advertise, stream as serve_stream};
 use crate::wire::{
-    Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, StreamError, close, io,
+    Codec, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, StreamError, close, io,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,7 +78,7 @@ enum Ended {
 /// Runs the link until it drops or the node stops.
 pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: String, role: Role) {
     let remote = connection.remote_address();
-    let (send, mut recv, peer_max_frame) = match handshake(&node, &connection, &peer, role).await {
+    let (send, mut recv, peer_hello) = match handshake(&node, &connection, &peer, role).await {
         Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");
@@ -96,7 +98,11 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
         peer: peer.clone(),
         connection: connection.clone(),
         cursors: crate::groups::inbox(&node, &peer, stop.clone()),
-        limits: node.limits.for_link(peer_max_frame),
+        limits: node.limits.for_link(peer_hello.max_frame_bytes),
+        compression: LinkCompression::new(node.settings.compression, &peer_hello.features, {
+            let connection = connection.clone();
+            Box::new(move || path_rate(&connection))
+        }),
         stop,
     });
     let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
@@ -147,6 +153,11 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
         .spawn(control_writer(node.clone(), ctx.clone(), send, control_rx));
     node.tracker
         .spawn(accept_streams(node.clone(), ctx.clone()));
+    node.tracker.spawn(size_send_window(
+        connection.clone(),
+        node.settings.send_window_bytes,
+        ctx.stop.clone(),
+    ));
 
     let reason = tokio::select! {
         r = control_reader(&node, &handle, &mut recv) => r,
@@ -176,7 +187,7 @@ async fn handshake(
     connection: &quinn::Connection,
     peer: &str,
     role: Role,
-) -> Result<(quinn::SendStream, quinn::RecvStream, u64), HandshakeError> {
+) -> Result<(quinn::SendStream, quinn::RecvStream, msg::Hello), HandshakeError> {
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         match role {
             Role::Dialer => connection.open_bi().await,
@@ -190,7 +201,8 @@ async fn handshake(
         protocol_version: PROTOCOL_VERSION,
         region: node.region.clone(),
         epoch: node.epoch,
-        features: vec![],
+        // Every codec is unpacked here, whatever this region sends.
+        features: Codec::ALL.iter().map(|c| c.feature()).collect(),
         max_frame_bytes: node.limits.max_frame as u64,
         config_digest: node.config_digest().to_string(),
     });
@@ -206,8 +218,8 @@ async fn handshake(
             certified: peer.to_string(),
         }),
         Ok(Some(Frame::Hello(h))) => {
-            node.peer_config(peer, h.config_digest);
-            Ok((send, recv, h.max_frame_bytes))
+            node.peer_config(peer, h.config_digest.clone());
+            Ok((send, recv, h))
         }
         Ok(Some(other)) => Err(HandshakeError::Unexpected(other.kind())),
         Ok(None) => Err(HandshakeError::Ended),

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use topology::LinkHealth;
 
+use crate::compression::LinkCompression;
 use crate::inbox::Inbox;
 use crate::published::Published;
 use crate::wire::{Frame, FrameLimits};
@@ -27,6 +28,8 @@ pub(crate) struct LinkCtx {
     pub cursors: Inbox<Vec<msg::GroupCursor>>,
     /// Frame limits on this link: this region's, raised to what the peer may send.
     pub limits: FrameLimits,
+    /// Whether batches sent on this link are packed, and how.
+    pub compression: LinkCompression,
 }
 
 /// A link whose connection is open (its health says whether it is up for routing).

@@ -72,6 +72,10 @@ pub struct Metrics {
     pub link_rtt_seconds: Family<PeerLabels, Gauge<f64, AtomicU64>>,
     pub link_sent_bytes: Family<PeerLabels, Counter>,
     pub link_received_bytes: Family<PeerLabels, Counter>,
+    /// Batch bytes sent on a link as stored (raw) and as written to the stream (wire:
+    /// smaller when the link packs them).
+    pub link_batch_raw_bytes: Family<PeerLabels, Counter>,
+    pub link_batch_wire_bytes: Family<PeerLabels, Counter>,
     /// Times this region's routes changed (a link went down or came back).
     pub route_changes: Counter,
     /// Batch bytes forwarded by this region as a pass-through relay (not stored).
@@ -180,6 +184,16 @@ impl Metrics {
             self.link_received_bytes.clone(),
         );
         r.register(
+            "link_batch_raw_bytes",
+            "Batch bytes sent on a link, as stored",
+            self.link_batch_raw_bytes.clone(),
+        );
+        r.register(
+            "link_batch_wire_bytes",
+            "Batch bytes sent on a link, as written to the stream (packed when the link compresses)",
+            self.link_batch_wire_bytes.clone(),
+        );
+        r.register(
             "route_changes",
             "Times this region's routes changed",
             self.route_changes.clone(),
@@ -248,6 +262,19 @@ impl Metrics {
 
     pub fn link_refused(&self, reason: &str) {
         by_reason(&self.links_refused, reason).inc();
+    }
+
+    /// A Batches frame of `raw` stored bytes went to `peer` as `wire` bytes.
+    pub fn batches_sent(&self, peer: &str, raw: usize, wire: usize) {
+        let labels = PeerLabels {
+            peer: peer.to_string(),
+        };
+        self.link_batch_raw_bytes
+            .get_or_create(&labels)
+            .inc_by(raw as u64);
+        self.link_batch_wire_bytes
+            .get_or_create(&labels)
+            .inc_by(wire as u64);
     }
 
     pub fn frame_refused(&self, reason: &str) {

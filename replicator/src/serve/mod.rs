@@ -1,10 +1,11 @@
 //! The serving side of replication: what a neighbour is offered (`advertise`), whether its
 //! subscription is admitted (`admission`, pure), serving a stored sub-log (`stream`),
-//! relaying one without storing it (`relay`), and what a neighbour may receive of each
-//! batch (`filter`).
+//! relaying one without storing it (`relay`), what a neighbour may receive of each batch
+//! (`filter`), and writing batches to a stream, packed or not (`send`).
 
 pub(crate) mod admission;
 pub(crate) mod advertise;
 mod filter;
 mod relay;
+mod send;
 pub(crate) mod stream;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::wire::message as msg;
 
 use super::filter::filter_for;
+use super::send::send_batches;
 use super::stream::send_error;
 use crate::node::{LinkCtx, Node};
 use crate::routing::HopPath;
@@ -171,9 +172,8 @@ async fn forward(
         let batches = filter_for(node, task, &link.peer, frame.batches);
         let out = BatchesFrame::new(batches, path);
         let bytes = out.bytes() as u64;
-        let out = Frame::Batches(out);
         let written = tokio::select! {
-            w = io::write_frame(down, &out) => w,
+            w = send_batches(node, link, down, out) => w,
             () = link.stop.cancelled() => return Ok(()),
         };
         if written.is_err() {

@@ -13,6 +13,7 @@ use broker::storage::{Partition, SubLogReader};
 use super::admission::{Here, admit, may_serve, relays_without_storing};
 use super::filter::filter_for;
 use super::relay;
+use super::send::send_batches;
 use crate::node::{LinkCtx, Node};
 use crate::observe::SubLogKey;
 use crate::wire::{BatchesFrame, Frame, LinkCode, Refusal, io};
@@ -166,9 +167,9 @@ pub(crate) async fn serve_stream(
             }
         } else {
             let batches = filter_for(&node, &task, &link.peer, std::mem::take(&mut pending));
-            let frame = Frame::Batches(BatchesFrame::new(batches, node.path_of(&key)));
+            let frame = BatchesFrame::new(batches, node.path_of(&key));
             let written = tokio::select! {
-                w = io::write_frame(&mut send, &frame) => w,
+                w = send_batches(&node, &link, &mut send, frame) => w,
                 () = link.stop.cancelled() => return,
             };
             if written.is_err() {

@@ -5,7 +5,12 @@
 //! body    := prost message                           (every kind but Batches)
 //! Batches := header_length u32 | BatchesHeader (prost) | batch*
 //! batch   := a stored record batch, byte for byte (its own length prefix and CRC-32C)
+//! PackedBatches := header_length u32 | BatchesHeader (prost) | codec u8 | raw_length u32
+//!                  | packed                          (packed: batch* compressed by codec)
 //! ```
+//!
+//! PackedBatches is sent only to a peer whose Hello accepts the codec (`codec`); it decodes
+//! to the same Batches frame, its batches byte for byte what the sender stored.
 //!
 //! Decoding checks everything before anything is applied: the length against the
 //! receiver's limit, the kind, the prost body, and for Batches every batch's length and
@@ -15,6 +20,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 use proto::link::v1 as pb;
 
+use super::codec::Codec;
 use super::message::{
     Advertise, BatchesHeader, ErrorFrame, GroupCursors, Heartbeat, Hello, LinkState, Subscribe,
     Subscribed, Tasks,
@@ -38,6 +44,7 @@ pub enum FrameKind {
     LinkState = 9,
     Tasks = 10,
     GroupCursors = 11,
+    PackedBatches = 12,
 }
 
 impl FrameKind {
@@ -54,6 +61,7 @@ impl FrameKind {
             9 => Self::LinkState,
             10 => Self::Tasks,
             11 => Self::GroupCursors,
+            12 => Self::PackedBatches,
             _ => return None,
         })
     }
@@ -107,6 +115,27 @@ impl BatchesFrame {
             .map(|b| u64::from(b.header().record_count))
             .sum()
     }
+
+    /// The frame as a PackedBatches frame, its batches compressed by `codec`.
+    pub fn encode_packed(&self, codec: Codec) -> Bytes {
+        let mut raw = Vec::with_capacity(self.bytes());
+        for batch in &self.batches {
+            raw.extend_from_slice(batch.bytes());
+        }
+        let packed = codec.pack(&raw);
+        let header = pb::BatchesHeader::from(self.header.clone());
+        let header_len = header.encoded_len();
+        let len = 1 + 4 + header_len + 1 + 4 + packed.len();
+        let mut buf = BytesMut::with_capacity(4 + len);
+        buf.put_u32_le(len as u32);
+        buf.put_u8(FrameKind::PackedBatches as u8);
+        buf.put_u32_le(header_len as u32);
+        header.encode(&mut buf).expect("buffer has capacity");
+        buf.put_u8(codec as u8);
+        buf.put_u32_le(raw.len() as u32);
+        buf.extend_from_slice(&packed);
+        buf.freeze()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +162,8 @@ pub enum FrameError {
     },
     #[error("Batches frame inconsistent: {0}")]
     Inconsistent(String),
+    #[error("PackedBatches frame: {0}")]
+    Packed(String),
 }
 
 impl FrameError {
@@ -244,8 +275,9 @@ pub fn frame_len(head: [u8; 4], max: usize) -> Result<usize, FrameError> {
 }
 
 /// Decodes a frame's kind and body (`frame` holds exactly what the length announced).
-/// `max_batch` bounds each batch's length.
-pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
+/// `max_batch` bounds each batch's length, and a packed frame's batches unpack to at most
+/// `max_frame` bytes, the limit an unpacked frame has.
+pub fn decode(mut frame: Bytes, max_frame: usize, max_batch: usize) -> Result<Frame, FrameError> {
     if frame.is_empty() {
         return Err(FrameError::Empty);
     }
@@ -277,30 +309,63 @@ pub fn decode(mut frame: Bytes, max_batch: usize) -> Result<Frame, FrameError> {
         FrameKind::GroupCursors => {
             Frame::GroupCursors(pb::GroupCursors::decode(frame).map_err(body)?.into())
         }
-        FrameKind::Batches => Frame::Batches(decode_batches(frame, max_batch)?),
+        FrameKind::Batches => {
+            let (header, batches) = batches_header(frame, kind)?;
+            Frame::Batches(decode_batches(header, batches, max_batch)?)
+        }
+        FrameKind::PackedBatches => {
+            let (header, packed) = batches_header(frame, kind)?;
+            let batches = unpack(packed, max_frame)?;
+            Frame::Batches(decode_batches(header, batches, max_batch)?)
+        }
     })
 }
 
-fn decode_batches(mut body: Bytes, max_batch: usize) -> Result<BatchesFrame, FrameError> {
-    if body.len() < 4 {
+/// Bytes a check needs that `body` lacks, as an error.
+fn need(body: &Bytes, need: usize) -> Result<(), FrameError> {
+    if body.len() < need {
         return Err(FrameError::Truncated {
-            need: 4,
+            need,
             have: body.len(),
         });
     }
+    Ok(())
+}
+
+/// The header of a (Packed)Batches body, and the rest of the body.
+fn batches_header(mut body: Bytes, kind: FrameKind) -> Result<(BatchesHeader, Bytes), FrameError> {
+    need(&body, 4)?;
     let header_len = body.get_u32_le() as usize;
-    if header_len > body.len() {
-        return Err(FrameError::Truncated {
-            need: header_len,
-            have: body.len(),
-        });
-    }
+    need(&body, header_len)?;
     let header: BatchesHeader = pb::BatchesHeader::decode(body.split_to(header_len))
-        .map_err(|source| FrameError::Body {
-            kind: FrameKind::Batches,
-            source,
-        })?
+        .map_err(|source| FrameError::Body { kind, source })?
         .into();
+    Ok((header, body))
+}
+
+/// A PackedBatches frame's batches unpacked: at most `max` bytes, and exactly the length
+/// the frame announced.
+fn unpack(mut packed: Bytes, max: usize) -> Result<Bytes, FrameError> {
+    need(&packed, 5)?;
+    let raw_codec = packed.get_u8();
+    let codec = Codec::from_u8(raw_codec)
+        .ok_or_else(|| FrameError::Packed(format!("unknown codec {raw_codec}")))?;
+    let raw_len = packed.get_u32_le() as usize;
+    if raw_len > max {
+        return Err(FrameError::Packed(format!(
+            "announces {raw_len} unpacked bytes, more than the limit of {max}"
+        )));
+    }
+    codec
+        .unpack(&packed, raw_len)
+        .map_err(|e| FrameError::Packed(format!("{}: {e}", codec.name())))
+}
+
+fn decode_batches(
+    header: BatchesHeader,
+    mut body: Bytes,
+    max_batch: usize,
+) -> Result<BatchesFrame, FrameError> {
     let mut batches = Vec::new();
     while !body.is_empty() {
         let index = batches.len();
@@ -362,7 +427,7 @@ pub fn decode_from(
         return Ok(None);
     }
     buf.advance(4);
-    decode(buf.split_to(len), max_batch).map(Some)
+    decode(buf.split_to(len), max_frame, max_batch).map(Some)
 }
 
 #[cfg(test)]
@@ -499,6 +564,57 @@ mod tests {
             let back = decode_all(frame.to_bytes()).unwrap().unwrap();
             assert_eq!(format!("{back:?}"), format!("{frame:?}"));
         }
+    }
+
+    #[test]
+    fn packed_frames_decode_to_the_same_batches() {
+        let frame = BatchesFrame::new(vec![batch(10, 3), batch(13, 2)], vec!["eu".into()]);
+        for codec in Codec::ALL {
+            let Some(Frame::Batches(back)) = decode_all(frame.encode_packed(codec)).unwrap() else {
+                panic!("a Batches frame")
+            };
+            assert_eq!(back.header.hop_path, ["eu"]);
+            let bytes = |f: &BatchesFrame| -> Vec<Bytes> {
+                f.batches.iter().map(|b| b.bytes().clone()).collect()
+            };
+            assert_eq!(bytes(&back), bytes(&frame), "{codec:?}");
+        }
+    }
+
+    #[test]
+    fn bad_packed_frames_are_refused_with_a_reason() {
+        let frame = BatchesFrame::new(vec![batch(10, 3)], vec!["eu".into()]);
+        let packed = frame.encode_packed(Codec::Lz4);
+        // The codec byte and the unpacked length follow the header.
+        let header_len = u32::from_le_bytes(packed[5..9].try_into().unwrap()) as usize;
+        let codec_at = 9 + header_len;
+        let mut unknown = BytesMut::from(&packed[..]);
+        unknown[codec_at] = 9;
+        let err = decode_all(unknown.freeze()).unwrap_err();
+        assert!(err.to_string().contains("unknown codec 9"), "{err}");
+        let mut huge = BytesMut::from(&packed[..]);
+        huge[codec_at + 1..codec_at + 5].copy_from_slice(&(64u32 << 20).to_le_bytes());
+        let err = decode_all(huge.freeze()).unwrap_err();
+        assert!(err.to_string().contains("more than the limit"), "{err}");
+        let mut short = BytesMut::from(&packed[..]);
+        short[codec_at + 1..codec_at + 5].copy_from_slice(&3u32.to_le_bytes());
+        assert!(matches!(
+            decode_all(short.freeze()).unwrap_err(),
+            FrameError::Packed(_)
+        ));
+        // A batch corrupted before packing still fails its CRC after unpacking.
+        let mut raw = frame.batches[0].bytes().to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 0x40;
+        let body = Codec::Lz4.pack(&raw);
+        let mut corrupt = BytesMut::from(&packed[..codec_at]);
+        corrupt.put_u8(Codec::Lz4 as u8);
+        corrupt.put_u32_le(raw.len() as u32);
+        corrupt.extend_from_slice(&body);
+        let len = (corrupt.len() - 4) as u32;
+        corrupt[..4].copy_from_slice(&len.to_le_bytes());
+        let err = decode_all(corrupt.freeze()).unwrap_err();
+        assert_eq!(err.reason(), "crc", "{err}");
     }
 
     #[test]

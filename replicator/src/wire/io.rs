@@ -71,7 +71,11 @@ pub async fn read_frame(
         Err(ReadExactError::FinishedEarly(_)) => return Err(StreamError::EndedInFrame),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-    Ok(Some(frame::decode(body.freeze(), limits.max_batch)?))
+    Ok(Some(frame::decode(
+        body.freeze(),
+        limits.max_frame,
+        limits.max_batch,
+    )?))
 }
 
 /// `read_frame` with a deadline (handshakes and first frames).

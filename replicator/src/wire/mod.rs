@@ -1,16 +1,18 @@
 //! The link protocol, version 1, on the wire: the frame layout and codec (`frame`), the
-//! codes of `Error` frames (`code`), QUIC close codes, and frames read from and written
+//! codes of `Error` frames (`code`), compression of batches on the link (`codec`), QUIC close codes, and frames read from and written
 //! to QUIC streams under limits (`io`). docs/link-protocol.md describes the exchange.
 //!
 //! The generated protobuf types (`proto::link::v1`) are built and read by the modules that
 //! make and take frames; nothing outside the crate sees them.
 
 mod code;
+pub mod codec;
 pub mod frame;
 pub mod io;
 pub mod message;
 
 pub use code::LinkCode;
+pub use codec::{Codec, CompressionSetting};
 pub use frame::{BatchesFrame, Frame, FrameError, FrameKind};
 pub use io::{FrameLimits, StreamError};
 pub use message::ErrorFrame;

@@ -9,13 +9,18 @@
 //!      steady state after it;
 //!    - `partition-heal`: the link cut under load and healed; the time until replication
 //!      resumed after the heal, and the catch-up rate of the backlog the cut left.
+//!
+//!    once per `--compression` setting (say `off,auto`), with `--payload` records, over
+//!    links capped at `--bandwidth-mbps` if given.
 
 use std::io::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use replicator::CompressionSetting;
 use scenarios::report::{LagMs, Report};
 use scenarios::scenario::Options;
+use scenarios::workload::Payload;
 
 use super::bench::{Quantiles, write_json};
 use super::bench_rocketmq::fsync_latency;
@@ -35,14 +40,29 @@ pub struct WanBench {
     /// Record size in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
+    /// What fills the records: fill, text or random.
+    #[arg(long, value_enum, default_value_t = Payload::Fill)]
+    payload: Payload,
+    /// Compression settings to compare, each run at every delay.
+    #[arg(long, value_delimiter = ',', default_values_t = [CompressionSetting::Auto])]
+    compression: Vec<CompressionSetting>,
+    /// Bandwidth cap of the link, each way, in Mbit/s.
+    #[arg(long)]
+    bandwidth_mbps: Option<f64>,
+    /// `[replication] min_rate_mbps` of both regions (set it at or below the cap).
+    #[arg(long)]
+    min_rate_mbps: Option<u64>,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
 
-/// What one delay measured.
+/// What one delay and compression setting measured.
 struct AtDelay {
     delay_ms: u64,
+    compression: CompressionSetting,
+    /// Bytes that crossed the emulated link, per byte of records produced.
+    wire_per_record_byte: f64,
     first: LagMs,
     steady: LagMs,
     resume_s: Option<f64>,
@@ -54,42 +74,59 @@ pub async fn run(args: WanBench) -> Result<()> {
     let write_mb_per_s = sequential_write_rate(probe.path(), 256)?;
     let fsync = Quantiles::of(&fsync_latency(probe.path(), 2_000)?);
     drop(probe);
+    let cap = args
+        .bandwidth_mbps
+        .map_or("no bandwidth cap".to_string(), |m| {
+            format!("links capped at {m} Mbit/s")
+        });
     println!(
-        "wan: 2 regions in one process, {} B records, {} records/s per region, {} records each",
-        args.size, args.rate, args.records
+        "wan: 2 regions in one process, {} B {:?} records, {} records/s per region, {} records each, {cap}",
+        args.size, args.payload, args.rate, args.records
     );
     println!("  disk sequential write (1 MiB + fdatasync)  {write_mb_per_s:.0} MB/s");
     println!("  disk fdatasync of 4 KiB  {}", fsync.line());
     let mut rows = Vec::new();
     for &delay_ms in &args.delays_ms {
-        let options = Options {
-            regions: Some(2),
-            records: args.records,
-            size: args.size,
-            rate: Some(args.rate),
-            delay_ms,
-            quiet: true,
-            ..Options::default()
-        };
-        let lag = scenario("active-active", &options).await?;
-        let heal = scenario("partition-heal", &options).await?;
-        let row = AtDelay {
-            delay_ms,
-            first: lag.first_lag_ms,
-            steady: lag.steady_lag_ms,
-            resume_s: heal.resume_s,
-            catchup_mb_per_s: heal.catchup_mb_per_s,
-        };
-        print_row(&row);
-        rows.push(row);
+        for &compression in &args.compression {
+            let options = Options {
+                regions: Some(2),
+                records: args.records,
+                size: args.size,
+                payload: args.payload,
+                rate: Some(args.rate),
+                delay_ms,
+                bandwidth_mbps: args.bandwidth_mbps,
+                compression,
+                min_rate_mbps: args.min_rate_mbps,
+                quiet: true,
+                ..Options::default()
+            };
+            let lag = scenario("active-active", &options).await?;
+            let heal = scenario("partition-heal", &options).await?;
+            let row = AtDelay {
+                delay_ms,
+                compression,
+                wire_per_record_byte: heal.wan_bytes as f64 / heal.bytes_produced.max(1) as f64,
+                first: lag.first_lag_ms,
+                steady: lag.steady_lag_ms,
+                resume_s: heal.resume_s,
+                catchup_mb_per_s: heal.catchup_mb_per_s,
+            };
+            print_row(&row, args.size);
+            rows.push(row);
+        }
     }
     if let Some(path) = &args.json {
         let figures = serde_json::json!({
             "disk_write_mb_per_s": write_mb_per_s,
             "disk_fdatasync_ms": fsync.json(),
             "rate": args.rate, "records": args.records, "size": args.size,
+            "payload": args.payload, "bandwidth_mbps": args.bandwidth_mbps,
+            "min_rate_mbps": args.min_rate_mbps,
             "delays": rows.iter().map(|r| serde_json::json!({
                 "delay_ms": r.delay_ms,
+                "compression": r.compression,
+                "wire_bytes_per_record_byte": r.wire_per_record_byte,
                 "first_second_lag_ms": r.first,
                 "steady_lag_ms": r.steady,
                 "resume_after_heal_s": r.resume_s,
@@ -112,16 +149,19 @@ async fn scenario(name: &str, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-fn print_row(row: &AtDelay) {
-    println!("  {} ms one-way", row.delay_ms);
+fn print_row(row: &AtDelay, size: usize) {
+    println!(
+        "  {} ms one-way, compression {}: {:.2} bytes on the wire per record byte (partition-heal)",
+        row.delay_ms, row.compression, row.wire_per_record_byte
+    );
     println!("    lag, first second   {}", row.first.line());
     println!("    lag, steady state   {}", row.steady.line());
     let resume = row
         .resume_s
         .map_or("-".to_string(), |s| format!("{s:.2} s"));
-    let catchup = row
-        .catchup_mb_per_s
-        .map_or("-".to_string(), |r| format!("{r:.1} MB/s"));
+    let catchup = row.catchup_mb_per_s.map_or("-".to_string(), |r| {
+        format!("{r:.1} MB/s ({:.0} records/s)", r * 1e6 / size as f64)
+    });
     println!("    after a heal: replication resumed in {resume}, backlog caught up at {catchup}");
 }
 

@@ -87,9 +87,13 @@ pub fn render(s: &Status) -> String {
         } else {
             ""
         };
+        let packed = l
+            .compression
+            .as_ref()
+            .map_or(String::new(), |c| format!("  packed {c}"));
         let _ = writeln!(
             w,
-            "  {:<12} {:<5} rtt {:<10} sent {:<12} received {}{drift}",
+            "  {:<12} {:<5} rtt {:<10} sent {:<12} received {}{packed}{drift}",
             l.peer,
             if l.up { "up" } else { "DOWN" },
             rtt,

@@ -25,7 +25,7 @@ use crate::observe::{Observer, lag_histogram};
 use crate::report::{LagMs, LinkReport, PairReport, Report, Wan};
 use crate::verify::{self, Expectation, Holdings};
 use crate::wan::Impairment;
-use crate::workload::{self, Acked, Labels, Load, Tally};
+use crate::workload::{self, Acked, Labels, Load, Payload, Tally};
 
 pub const NAMES: [&str; 6] = [
     "active-active",
@@ -51,6 +51,10 @@ pub struct Options {
     /// Record size in bytes (at least 16: sequence number and produce time).
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+    /// What fills each record after its header: fill (one byte repeated), text (JSON-like
+    /// events) or random (incompressible).
+    #[arg(long, value_enum, default_value_t = Payload::Fill)]
+    pub payload: Payload,
     /// Records per second per producing region (default: as fast as acknowledged).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -66,6 +70,13 @@ pub struct Options {
     /// Bandwidth cap of every link, each way, in Mbit/s.
     #[arg(long)]
     pub bandwidth_mbps: Option<f64>,
+    /// Every region's `[replication] compression`: auto, off, lz4 or zstd.
+    #[arg(long, default_value = "auto")]
+    pub compression: replicator::CompressionSetting,
+    /// Every region's `[replication] min_rate_mbps` (the congestion window's floor);
+    /// default: the region's default.
+    #[arg(long)]
+    pub min_rate_mbps: Option<u64>,
     /// Produce for this many seconds instead of stopping after --records.
     #[arg(long)]
     pub duration: Option<f64>,
@@ -89,11 +100,14 @@ impl Default for Options {
             regions: None,
             records: 20_000,
             size: 1024,
+            payload: Payload::Fill,
             rate: None,
             delay_ms: 0,
             jitter_ms: 0,
             loss: 0.0,
             bandwidth_mbps: None,
+            compression: replicator::CompressionSetting::Auto,
+            min_rate_mbps: None,
             duration: None,
             processes: false,
             json: None,
@@ -245,6 +259,14 @@ impl<'a> Run<'a> {
     ) -> Result<Run<'a>> {
         let mut plan = spec.plan.clone();
         plan.impairment = options.impairment();
+        let mut replication = serde_json::json!({ "compression": options.compression });
+        if let Some(rate) = options.min_rate_mbps {
+            replication["min_rate_mbps"] = rate.into();
+        }
+        crate::deploy::merge(
+            &mut plan.node_settings,
+            &serde_json::json!({ "replication": replication }),
+        );
         let cluster = Cluster::start(&plan, launcher).await?;
         let clients: Vec<&client::Client> = cluster.regions.iter().map(|r| &r.client).collect();
         workload::create_topics(&clients, &spec.topics).await?;
@@ -287,6 +309,7 @@ impl<'a> Run<'a> {
                 records
             },
             size: self.options.size,
+            payload: self.options.payload,
             rate: self.options.rate,
             until: self
                 .options
