@@ -3,11 +3,12 @@
 //! ARCHITECTURE.md maps the folders; docs/replication.md describes the whole.
 //!
 //! Layers, each depending only on those before it in this list (`tests/layers.rs` checks):
-//! `wire`, `inbox`, `published` (no replication state) → `settings`, `identity`, `tasks`,
+//! `budget`, `inbox`, `published` → `wire` (no replication state) → `settings`, `identity`, `tasks`,
 //! `observe` → `routing`, `compression` (decisions) → `node` (the context every running part
 //! shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to them)
 //! → `replicator` (the facade).
 
+mod budget;
 mod compression;
 pub mod dr;
 mod groups;

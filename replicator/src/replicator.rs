@@ -81,6 +81,12 @@ pub struct LinkStatus {
     /// The codec this region packs batches with on the link now (`None`: sent as stored).
     #[serde(default)]
     pub compression: Option<String>,
+    /// The most bytes of batches the open connection held at once, read to be sent and
+    /// received not yet applied; each stays within `[replication] link_buffer_bytes`.
+    #[serde(default)]
+    pub send_buffer_peak_bytes: u64,
+    #[serde(default)]
+    pub receive_buffer_peak_bytes: u64,
 }
 
 /// How this region reaches another one now.
@@ -417,6 +423,9 @@ impl Replicator {
                     compression: open
                         .and_then(|l| l.ctx.compression.in_use())
                         .map(|c| c.name().to_string()),
+                    send_buffer_peak_bytes: open.map_or(0, |l| l.ctx.send_budget.peak() as u64),
+                    receive_buffer_peak_bytes: open
+                        .map_or(0, |l| l.ctx.receive_budget.peak() as u64),
                     peer: n.region,
                 }
             })

@@ -13,8 +13,12 @@ pub struct LinkSettings {
     pub stream_window_bytes: u64,
     /// QUIC receive window of the connection (all sub-logs of a link).
     pub connection_window_bytes: u64,
-    /// QUIC send window of the connection.
+    /// QUIC send window of the connection: the most it may grow to (`link::congestion`
+    /// sizes it from the path).
     pub send_window_bytes: u64,
+    /// Bytes of batches a link holds in memory each way (read for sending, received and
+    /// not yet applied), however many sub-logs it carries.
+    pub link_buffer_bytes: usize,
     /// The rate a link may always send at once it has measured its round trip, in Mbit/s:
     /// the congestion window never drops below this rate × the minimum RTT (nor below
     /// 1 MiB). Set it below the narrowest inter-region path's capacity; 0 turns it off.
@@ -50,6 +54,7 @@ impl Default for LinkSettings {
             stream_window_bytes: 16 << 20,
             connection_window_bytes: 64 << 20,
             send_window_bytes: 64 << 20,
+            link_buffer_bytes: 64 << 20,
             min_rate_mbps: 400,
             compression: CompressionSetting::Auto,
             socket_buffer_bytes: 4 << 20,

@@ -8,22 +8,23 @@ use std::path::Path;
 
 /// Layer of each top-level module of `replicator/src`, lowest first.
 const LAYERS: &[(&str, u32)] = &[
-    ("wire", 0),
-    ("identity", 1),
-    ("settings", 1),
+    ("budget", 0),
+    ("wire", 1),
+    ("identity", 2),
+    ("settings", 2),
     ("inbox", 0),
     ("published", 0),
-    ("tasks", 1),
-    ("observe", 1),
-    ("routing", 2),
-    ("compression", 2),
-    ("node", 3),
-    ("dr", 4),
-    ("groups", 4),
-    ("pull", 4),
-    ("serve", 4),
-    ("link", 5),
-    ("replicator", 6),
+    ("tasks", 2),
+    ("observe", 2),
+    ("routing", 3),
+    ("compression", 3),
+    ("node", 4),
+    ("dr", 5),
+    ("groups", 5),
+    ("pull", 5),
+    ("serve", 5),
+    ("link", 6),
+    ("replicator", 7),
 ];
 
 fn layer(module: &str) -> Option<u32> {

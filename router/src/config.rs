@@ -59,6 +59,8 @@ pub struct ReplicationSection {
     pub stream_window_bytes: u64,
     pub connection_window_bytes: u64,
     pub send_window_bytes: u64,
+    /// Bytes of batches a link holds in memory each way, whatever its sub-logs.
+    pub link_buffer_bytes: usize,
     /// The rate (Mbit/s) a link's congestion window always allows at its measured RTT.
     pub min_rate_mbps: u64,
     /// Batches packed on the links: "auto" (when the measured link is the bottleneck),
@@ -85,6 +87,7 @@ impl Default for ReplicationSection {
             stream_window_bytes: d.stream_window_bytes,
             connection_window_bytes: d.connection_window_bytes,
             send_window_bytes: d.send_window_bytes,
+            link_buffer_bytes: d.link_buffer_bytes,
             min_rate_mbps: d.min_rate_mbps,
             compression: d.compression,
             socket_buffer_bytes: d.socket_buffer_bytes,
@@ -105,6 +108,7 @@ impl ReplicationSection {
             stream_window_bytes: self.stream_window_bytes,
             connection_window_bytes: self.connection_window_bytes,
             send_window_bytes: self.send_window_bytes,
+            link_buffer_bytes: self.link_buffer_bytes,
             min_rate_mbps: self.min_rate_mbps,
             compression: self.compression,
             socket_buffer_bytes: self.socket_buffer_bytes,

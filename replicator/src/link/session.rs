@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use topology::{HealthSettings, LinkHealth};
 
 use super::congestion::{path_rate, size_send_window};
+use crate::budget::ByteBudget;
 use crate::compression::LinkCompression;
 use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
 use crate::serve::{advertise, stream as serve_stream};
@@ -103,6 +104,8 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
             let connection = connection.clone();
             Box::new(move || path_rate(&connection))
         }),
+        send_budget: ByteBudget::new(node.settings.link_buffer_bytes),
+        receive_budget: ByteBudget::new(node.settings.link_buffer_bytes),
         stop,
     });
     let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use topology::LinkHealth;
 
+use crate::budget::ByteBudget;
 use crate::compression::LinkCompression;
 use crate::inbox::Inbox;
 use crate::published::Published;
@@ -30,6 +31,10 @@ pub(crate) struct LinkCtx {
     pub limits: FrameLimits,
     /// Whether batches sent on this link are packed, and how.
     pub compression: LinkCompression,
+    /// Bytes of batches read to be sent on this link, and received on it and not yet
+    /// applied (`budget`).
+    pub send_budget: ByteBudget,
+    pub receive_budget: ByteBudget,
 }
 
 /// A link whose connection is open (its health says whether it is up for routing).

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::error::PullError;
+use crate::budget::Held;
 use crate::node::{LinkCtx, Node, PlanEvent};
 use crate::observe::SubLogKey;
 use crate::routing::HopPath;
@@ -243,7 +244,7 @@ async fn subscription(
     node.status.pulling(task.name(), key, &link.peer, held);
 
     let (frames_tx, frames_rx) = mpsc::channel(RECEIVE_AHEAD);
-    let receive = receive(node, link.limits, &mut recv, frames_tx);
+    let receive = receive(node, link, &mut recv, frames_tx);
     let apply = apply(node, task, key, incarnation, start, skipped, frames_rx);
     let result = tokio::try_join!(receive, apply).and_then(|(ended, ())| ended.map_or(Ok(()), Err));
     if matches!(&result, Err(e) if e.refusal().is_some()) {
@@ -275,16 +276,19 @@ fn unexpected(frame: Frame, expected: &str) -> PullError {
 /// as `Ok(Some(error))`: a relay that reached a gap has sent good records up to it).
 async fn receive(
     node: &Node,
-    limits: io::FrameLimits,
+    link: &LinkCtx,
     recv: &mut quinn::RecvStream,
-    frames: mpsc::Sender<BatchesFrame>,
+    frames: mpsc::Sender<(BatchesFrame, Held)>,
 ) -> Result<Option<PullError>, PullError> {
     loop {
-        let frame = match io::read_frame(recv, limits).await? {
+        // The frame holds its share of the link's receive budget until it is applied.
+        let (frame, held) = match io::read_frame_held(recv, link.limits, &link.receive_budget)
+            .await?
+        {
             None => return Ok(None),
-            Some(Frame::Batches(frame)) => frame,
-            Some(error @ Frame::Error(_)) => return Ok(Some(unexpected(error, "Batches"))),
-            Some(other) => return Err(unexpected(other, "Batches")),
+            Some((Frame::Batches(frame), held)) => (frame, held),
+            Some((error @ Frame::Error(_), _)) => return Ok(Some(unexpected(error, "Batches"))),
+            Some((other, _)) => return Err(unexpected(other, "Batches")),
         };
         HopPath(&frame.header.hop_path)
             .admits(&node.region, node.settings.hop_limit)
@@ -292,7 +296,7 @@ async fn receive(
                 offset: frame.header.base_offset,
                 error,
             })?;
-        if frames.send(frame).await.is_err() {
+        if frames.send((frame, held)).await.is_err() {
             return Ok(None);
         }
     }
@@ -307,18 +311,21 @@ async fn apply(
     incarnation: u64,
     announced_start: u64,
     skipped: Option<(u64, u64)>,
-    mut frames: mpsc::Receiver<BatchesFrame>,
+    mut frames: mpsc::Receiver<(BatchesFrame, Held)>,
 ) -> Result<(), PullError> {
     let mut first = true;
-    while let Some(frame) = frames.recv().await {
+    while let Some((frame, mut held)) = frames.recv().await {
         let mut bytes = frame.bytes();
         let mut path = frame.header.hop_path.clone();
         let mut batches: Vec<Batch> = frame.batches;
         while bytes < RUN_BYTES {
-            let Ok(more) = frames.try_recv() else { break };
+            let Ok((more, more_held)) = frames.try_recv() else {
+                break;
+            };
             bytes += more.bytes();
             path = more.header.hop_path.clone();
             batches.extend(more.batches);
+            held.merge(more_held);
         }
         // A rate-limited task applies batch by batch as the limiter admits them, so the
         // records arrive at the limited rate instead of in one late burst.
@@ -352,6 +359,7 @@ async fn apply(
             let tracer = node.broker.tracer();
             traced.into_iter().for_each(|event| tracer.record(event));
         }
+        drop(held);
         path.push(node.region.clone());
         node.paths.learnt(key, path);
     }

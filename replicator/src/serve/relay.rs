@@ -114,7 +114,7 @@ async fn forward(
     }
     loop {
         let frame = tokio::select! {
-            f = io::read_frame(&mut up_recv, upstream.limits) => f,
+            f = io::read_frame_held(&mut up_recv, upstream.limits, &upstream.receive_budget) => f,
             _ = down.stopped() => return Ok(()),
             () = link.stop.cancelled() => return Ok(()),
             () = upstream.stop.cancelled() => return Err(lost(&"the link closed")),
@@ -131,9 +131,11 @@ async fn forward(
                 continue;
             }
         };
-        let frame = match frame {
-            Ok(Some(Frame::Batches(frame))) => frame,
-            Ok(Some(Frame::Error(e))) => {
+        // The frame holds its share of the upstream link's receive budget until it is
+        // written downstream.
+        let (frame, _held) = match frame {
+            Ok(Some((Frame::Batches(frame), held))) => (frame, held),
+            Ok(Some((Frame::Error(e), _))) => {
                 let _ = io::write_frame(down, &Frame::Error(e)).await;
                 let _ = down.finish();
                 return Ok(());
@@ -142,7 +144,7 @@ async fn forward(
                 let _ = down.finish();
                 return Ok(());
             }
-            Ok(Some(other)) => {
+            Ok(Some((other, _))) => {
                 return Err(Refusal::new(
                     LinkCode::Protocol,
                     format!(

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::{ByteBudget, Held};
 use crate::wire::message as msg;
 use crate::wire::message::StartFrom;
 use broker::batch::Batch;
@@ -105,6 +106,7 @@ pub(crate) async fn serve_stream(
     let reader = SubLogReader::new(partition.clone(), &key.origin, start);
     let mut read_from = Source {
         node: &node,
+        budget: &link.send_budget,
         partition,
         key: &key,
         // At the start a region may have lost records to retention (its own, when it is
@@ -112,10 +114,13 @@ pub(crate) async fn serve_stream(
         mid_stream: false,
         incarnation,
     };
-    let Some((mut reader, mut pending)) = read_from.read(reader, frame_target, &mut send).await
+    let Some((mut reader, mut pending, held)) =
+        read_from.read(reader, frame_target, &mut send).await
     else {
         return;
     };
+    // The share of the link's send budget that `pending` holds.
+    let mut held = Some(held);
     read_from.mid_stream = true;
     // Announce where the data really starts: past the requested offset when this region
     // holds a gap there (retention, or a late start of its own).
@@ -152,6 +157,7 @@ pub(crate) async fn serve_stream(
             return;
         }
         if pending.is_empty() {
+            drop(held.take());
             tokio::select! {
                 waited = reader.wait_for_data() => if waited.is_err() {
                     let _ = send.finish();
@@ -175,17 +181,24 @@ pub(crate) async fn serve_stream(
             if written.is_err() {
                 return;
             }
+            // Written to QUIC: its share of the budget goes back before the next read.
+            drop(held.take());
         }
-        let Some(next) = read_from.read(reader, frame_target, &mut send).await else {
+        let Some((next_reader, batches, share)) =
+            read_from.read(reader, frame_target, &mut send).await
+        else {
             return;
         };
-        (reader, pending) = next;
+        (reader, pending) = (next_reader, batches);
+        held.replace(share);
     }
 }
 
 /// The sub-log a stream serves, read batch run by batch run.
 struct Source<'a> {
     node: &'a Node,
+    /// The link's send budget: a read takes its share first.
+    budget: &'a ByteBudget,
     partition: Arc<Partition>,
     key: &'a SubLogKey,
     /// Past the first read: records must follow on from what was sent.
@@ -208,7 +221,7 @@ impl Source<'_> {
         mut reader: SubLogReader,
         max_bytes: usize,
         send: &mut quinn::SendStream,
-    ) -> Option<(SubLogReader, Vec<Batch>)> {
+    ) -> Option<(SubLogReader, Vec<Batch>, Held)> {
         let partition = self.partition.clone();
         let origin = self.key.origin.clone();
         if self.partition.incarnation_of(&self.key.origin) != self.incarnation {
@@ -216,6 +229,7 @@ impl Source<'_> {
             let _ = send.finish();
             return None;
         }
+        let held = self.budget.take(max_bytes).await;
         let read = tokio::task::spawn_blocking(move || {
             let from = reader.next_offset();
             // Sampled before the read: everything below it is durable and readable then.
@@ -264,7 +278,12 @@ impl Source<'_> {
             send_error(send, Refusal::new(LinkCode::MissingRecords, message)).await;
             return None;
         }
-        Some((reader, batches))
+        // A read returns at least one batch, whole, even one larger than the share asked
+        // for (a stream must make progress): a share of its size is taken before it goes
+        // on (see `ByteBudget::retake`).
+        let bytes: usize = batches.iter().map(|b| b.bytes().len()).sum();
+        let held = self.budget.retake(held, bytes).await;
+        Some((reader, batches, held))
     }
 }
 

@@ -3,6 +3,7 @@
 use bytes::BytesMut;
 use quinn::{ReadExactError, RecvStream, SendStream};
 
+use crate::budget::{ByteBudget, Held};
 use crate::wire::frame::{self, Frame, FrameError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,37 @@ pub async fn read_frame(
     recv: &mut RecvStream,
     limits: FrameLimits,
 ) -> Result<Option<Frame>, StreamError> {
+    let Some(len) = read_len(recv, limits).await? else {
+        return Ok(None);
+    };
+    read_body(recv, limits, len).await.map(Some)
+}
+
+/// `read_frame` under a link's byte budget: the frame's length is taken from `budget`
+/// before the frame is read, and a share of what its batches unpack to (when more) before
+/// they are handed on; the share comes with the frame and is given back when dropped.
+pub async fn read_frame_held(
+    recv: &mut RecvStream,
+    limits: FrameLimits,
+    budget: &ByteBudget,
+) -> Result<Option<(Frame, Held)>, StreamError> {
+    let Some(len) = read_len(recv, limits).await? else {
+        return Ok(None);
+    };
+    let held = budget.take(len).await;
+    let frame = read_body(recv, limits, len).await?;
+    let bytes = match &frame {
+        Frame::Batches(b) => b.bytes(),
+        _ => len,
+    };
+    Ok(Some((frame, budget.retake(held, bytes).await)))
+}
+
+/// A frame's length, or `None` when the stream finished between frames.
+async fn read_len(
+    recv: &mut RecvStream,
+    limits: FrameLimits,
+) -> Result<Option<usize>, StreamError> {
     let mut head = [0u8; 4];
     match recv.read_exact(&mut head).await {
         Ok(()) => {}
@@ -64,18 +96,25 @@ pub async fn read_frame(
         Err(ReadExactError::FinishedEarly(_)) => return Err(StreamError::EndedInFrame),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-    let len = frame::frame_len(head, limits.max_frame)?;
+    Ok(Some(frame::frame_len(head, limits.max_frame)?))
+}
+
+async fn read_body(
+    recv: &mut RecvStream,
+    limits: FrameLimits,
+    len: usize,
+) -> Result<Frame, StreamError> {
     let mut body = BytesMut::zeroed(len);
     match recv.read_exact(&mut body).await {
         Ok(()) => {}
         Err(ReadExactError::FinishedEarly(_)) => return Err(StreamError::EndedInFrame),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-    Ok(Some(frame::decode(
+    Ok(frame::decode(
         body.freeze(),
         limits.max_frame,
         limits.max_batch,
-    )?))
+    )?)
 }
 
 /// `read_frame` with a deadline (handshakes and first frames).
