@@ -132,16 +132,19 @@ async fn auto_packs_on_a_narrow_link_the_records_fill() {
             .await;
         let (eu, us) = (&nodes[0], &nodes[1]);
         create_if_missing(eu, "orders", 1).await;
-        produce_events(eu, "orders", 2_000).await;
+        produce_events(eu, "orders", 4_000).await;
         eventually("us to hold eu's backlog", || async {
-            held_end(&us.node, "orders", 0, "eu") == 2_000
+            held_end(&us.node, "orders", 0, "eu") == 4_000
         })
         .await;
         let (raw, wire) = batch_bytes(eu, "us").await;
-        assert!(raw >= 2_000 * 2000, "{setting}: raw {raw}");
+        assert!(raw >= 4_000 * 2000, "{setting}: raw {raw}");
         if packed {
+            // The first frames cross as stored until the link has measured itself (on a
+            // loaded machine, a second or two of the path); from then on they are packed
+            // to about a twentieth.
             assert!(
-                wire * 2 < raw,
+                wire * 3 < raw * 2,
                 "{setting}: {wire} of {raw} bytes on the wire"
             );
         } else {
