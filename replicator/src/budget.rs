@@ -71,10 +71,6 @@ impl ByteBudget {
         }
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// `held` resized to `bytes` now held under it. A share too small (a frame's unpacked
     /// size, or a batch larger than the read asked for, is known only once it is read) is
     /// given back and a share of `bytes` taken whole: a stream never waits for the budget

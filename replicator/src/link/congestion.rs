@@ -162,25 +162,21 @@ pub(crate) async fn size_send_window(
         }
         let state = connection.congestion_state();
         let cwnd = state.window();
-        let measured = state
-            .into_any()
-            .downcast::<Floored>()
-            .ok()
-            .and_then(|floored| floored.rate.estimate(Instant::now()));
-        connection.set_send_window(send_window_for(cwnd, measured, max));
+        connection.set_send_window(send_window_for(cwnd, measured_rate(state), max));
     }
+}
+
+/// The delivery rate a link's controller (a copy of it, as quinn hands out) measured.
+fn measured_rate(state: Box<dyn Controller>) -> Option<u64> {
+    let floored = state.into_any().downcast::<Floored>().ok()?;
+    floored.rate.estimate(Instant::now())
 }
 
 /// What `connection`'s path carries, bytes per second: the delivery rate its controller
 /// measured in busy round trips (links use [`Floored`]), else what the congestion window
 /// lets out per round trip.
 pub(crate) fn path_rate(connection: &quinn::Connection) -> Option<u64> {
-    let state = connection.congestion_state().into_any();
-    let measured = state
-        .downcast::<Floored>()
-        .ok()
-        .and_then(|floored| floored.rate.estimate(Instant::now()));
-    measured.or_else(|| {
+    measured_rate(connection.congestion_state()).or_else(|| {
         let path = connection.stats().path;
         let rtt = path.rtt.as_secs_f64();
         (rtt > 0.0).then(|| (path.cwnd as f64 / rtt) as u64)

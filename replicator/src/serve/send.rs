@@ -29,6 +29,7 @@ pub(crate) async fn send_batches(
             send.write_chunk(packed).await?;
             return Ok(());
         }
+        // Sampled and not smaller: sent as stored.
         return send_plain(node, link, send, frame).await;
     }
     send_plain(node, link, send, frame).await
