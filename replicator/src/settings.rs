@@ -26,6 +26,9 @@ pub struct LinkSettings {
     /// Whether batches are packed on the links (`link::compression`): off, auto (when the
     /// measured link is the bottleneck), or always with a codec the peer unpacks.
     pub compression: CompressionSetting,
+    /// Whether this region serves its new sub-logs to the neighbours that need them before
+    /// they ask (`serve::push`), and takes such pushes from its neighbours.
+    pub push: bool,
     /// SO_RCVBUF / SO_SNDBUF of the UDP socket (quinn leaves the OS default).
     pub socket_buffer_bytes: usize,
     /// Largest frame accepted; larger frames are refused as oversized.
@@ -57,6 +60,7 @@ impl Default for LinkSettings {
             link_buffer_bytes: 64 << 20,
             min_rate_mbps: 400,
             compression: CompressionSetting::Auto,
+            push: true,
             socket_buffer_bytes: 4 << 20,
             max_frame_bytes: 8 << 20,
             frame_target_bytes: 1 << 20,

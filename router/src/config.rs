@@ -66,6 +66,9 @@ pub struct ReplicationSection {
     /// Batches packed on the links: "auto" (when the measured link is the bottleneck),
     /// "off", "lz4" or "zstd" (always, when the peer unpacks it).
     pub compression: replicator::CompressionSetting,
+    /// A region serves its new sub-logs to the neighbours that need them before they ask
+    /// (one one-way delay to the first record instead of a discovery round).
+    pub push: bool,
     pub socket_buffer_bytes: usize,
     pub max_frame_bytes: usize,
     pub frame_target_bytes: usize,
@@ -90,6 +93,7 @@ impl Default for ReplicationSection {
             link_buffer_bytes: d.link_buffer_bytes,
             min_rate_mbps: d.min_rate_mbps,
             compression: d.compression,
+            push: d.push,
             socket_buffer_bytes: d.socket_buffer_bytes,
             max_frame_bytes: d.max_frame_bytes,
             frame_target_bytes: d.frame_target_bytes,
@@ -111,6 +115,7 @@ impl ReplicationSection {
             link_buffer_bytes: self.link_buffer_bytes,
             min_rate_mbps: self.min_rate_mbps,
             compression: self.compression,
+            push: self.push,
             socket_buffer_bytes: self.socket_buffer_bytes,
             max_frame_bytes: self.max_frame_bytes,
             frame_target_bytes: self.frame_target_bytes,

@@ -16,12 +16,14 @@ use tokio::sync::mpsc;
 use topology::{HealthSettings, LinkHealth};
 
 use super::congestion::{path_rate, size_send_window};
+use super::streams::accept_streams;
 use crate::budget::ByteBudget;
 use crate::compression::LinkCompression;
 use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
-use crate::serve::{advertise, stream as serve_stream};
+use crate::serve::{advertise, push};
 use crate::wire::{
-    Codec, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, StreamError, close, io,
+    Codec, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, PUSH_FEATURE, StreamError,
+    close, io,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,6 +158,10 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
         .spawn(control_writer(node.clone(), ctx.clone(), send, control_rx));
     node.tracker
         .spawn(accept_streams(node.clone(), ctx.clone()));
+    if node.settings.push && peer_hello.features.iter().any(|f| f == PUSH_FEATURE) {
+        node.tracker
+            .spawn(push::push_new_sub_logs(node.clone(), ctx.clone()));
+    }
     node.tracker.spawn(size_send_window(
         connection.clone(),
         node.settings.send_window_bytes,
@@ -204,8 +210,13 @@ async fn handshake(
         protocol_version: PROTOCOL_VERSION,
         region: node.region.clone(),
         epoch: node.epoch,
-        // Every codec is unpacked here, whatever this region sends.
-        features: Codec::ALL.iter().map(|c| c.feature()).collect(),
+        // Every codec is unpacked here, whatever this region sends; pushes are taken when
+        // this region pushes.
+        features: Codec::ALL
+            .iter()
+            .map(|c| c.feature())
+            .chain(node.settings.push.then(|| PUSH_FEATURE.to_string()))
+            .collect(),
         max_frame_bytes: node.limits.max_frame as u64,
         config_digest: node.config_digest().to_string(),
     });
@@ -335,23 +346,5 @@ async fn control_reader(
                 return Ended::Unexpected(other.kind());
             }
         }
-    }
-}
-
-async fn accept_streams(node: Arc<Node>, link: Arc<LinkCtx>) {
-    loop {
-        let accepted = tokio::select! {
-            a = link.connection.accept_bi() => a,
-            () = link.stop.cancelled() => return,
-        };
-        let Ok((send, recv)) = accepted else { return };
-        // Every stream gets its own task at once: reading one stream's first frame before
-        // accepting the next can deadlock QUIC flow control.
-        node.tracker.spawn(serve_stream::serve_stream(
-            node.clone(),
-            link.clone(),
-            send,
-            recv,
-        ));
     }
 }

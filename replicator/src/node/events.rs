@@ -31,6 +31,8 @@ pub(crate) enum PlanEvent {
     },
     /// Link `link_id` to `peer` ended.
     LinkEnded { peer: String, link_id: u64 },
+    /// A neighbour opened a stream serving one of its new sub-logs (`serve::push`).
+    Pushed(Box<Pushed>),
     /// The pull of `key` started as `pull_id` ended; `gave_up` names the link it gave up
     /// (loop, hop limit, missing records): another source is preferred for a while.
     PullEnded {
@@ -38,6 +40,16 @@ pub(crate) enum PlanEvent {
         pull_id: u64,
         gave_up: Option<u64>,
     },
+}
+
+/// A sub-log stream a neighbour opened and announced with `Push`: the planner adopts it
+/// as the sub-log's pull when it would pull the sub-log from that link, or stops it.
+#[derive(Debug)]
+pub(crate) struct Pushed {
+    pub peer: String,
+    pub link_id: u64,
+    pub push: msg::Push,
+    pub stream: quinn::RecvStream,
 }
 
 #[derive(Clone)]

@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use topology::Topology;
 
 pub use catalog_frames::Carried;
-pub(crate) use events::{PlanEvent, Planner};
+pub(crate) use events::{PlanEvent, Planner, Pushed};
 pub(crate) use links::{LinkCtx, LinkHandle, LinkTable};
 pub(crate) use paths::HopPaths;
 pub(crate) use routes::mono_ms;

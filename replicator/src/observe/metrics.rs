@@ -76,6 +76,11 @@ pub struct Metrics {
     /// smaller when the link packs them).
     pub link_batch_raw_bytes: Family<PeerLabels, Counter>,
     pub link_batch_wire_bytes: Family<PeerLabels, Counter>,
+    /// New sub-logs this region served to a neighbour before it asked (`serve::push`).
+    pub pushes_sent: Counter,
+    /// Such streams received, by outcome: `adopted` as the sub-log's pull, or `declined`
+    /// (the sub-log is pulled elsewhere or from another position; subscribed as usual).
+    pub pushes_received: Family<OutcomeLabels, Counter>,
     /// Times this region's routes changed (a link went down or came back).
     pub route_changes: Counter,
     /// Batch bytes forwarded by this region as a pass-through relay (not stored).
@@ -105,6 +110,11 @@ pub struct Metrics {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OriginLabels {
     pub origin: String,
 }
@@ -116,6 +126,16 @@ impl Metrics {
             "link_refused",
             "Replication connections refused at the handshake, by reason",
             self.links_refused.clone(),
+        );
+        r.register(
+            "pushes_sent",
+            "New sub-logs served to a neighbour before it asked",
+            self.pushes_sent.clone(),
+        );
+        r.register(
+            "pushes_received",
+            "Sub-log streams a neighbour pushed, by outcome (adopted, declined)",
+            self.pushes_received.clone(),
         );
         r.register(
             "link_closed_silent",
@@ -275,6 +295,15 @@ impl Metrics {
         self.link_batch_wire_bytes
             .get_or_create(&labels)
             .inc_by(wire as u64);
+    }
+
+    pub fn push_received(&self, adopted: bool) {
+        let outcome = if adopted { "adopted" } else { "declined" };
+        self.pushes_received
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn frame_refused(&self, reason: &str) {

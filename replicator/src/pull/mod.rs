@@ -2,6 +2,7 @@
 //! the planner task that owns that decision's state and starts and stops pulls
 //! (`planner`), one pull's stream (`stream`), and why a pull stops (`error`).
 
+mod adopt;
 mod error;
 pub mod plan;
 pub(crate) mod planner;

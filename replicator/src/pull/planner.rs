@@ -1,8 +1,9 @@
 //! The planner: one task per node that owns what only planning touches (the neighbours'
 //! advertisements, recent refusals, the running pulls) and takes events on a bounded
 //! channel (`node::events`). After taking every queued event it plans (`plan`) and makes
-//! the running pulls match: pulls no longer planned are cancelled, missing ones started,
-//! target topics created. Planning runs on the blocking pool (creating a topic is an
+//! the running pulls match: pulls no longer planned are cancelled, missing ones started
+//! (on a stream the source pushed for the sub-log when there is one, `adopt`), target
+//! topics created. Planning runs on the blocking pool (creating a topic is an
 //! fsync) with the state moved into it: no lock is held, and nothing else waits on it.
 
 use std::collections::{HashMap, HashSet};
@@ -12,12 +13,16 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Inputs, Plan, plan};
+use crate::wire::message as msg;
+
+use super::adopt::with_pushed;
+use super::plan::{Inputs, Offer, Plan, plan};
 use super::stream::{self, PullSpec};
-use crate::node::{Heard, Node, PlanEvent};
+use crate::node::{Heard, Node, PlanEvent, Pushed};
 use crate::observe::SubLogKey;
 use crate::routing::Need;
 use crate::tasks::Task;
+use crate::wire::close;
 
 /// How long a link that gave a sub-log up (loop, hop limit, missing records) is passed
 /// over for it, in heartbeat intervals: long enough for routes to settle after a change.
@@ -40,6 +45,9 @@ struct State {
     heard: Heard,
     refused: HashMap<(SubLogKey, u64), Instant>,
     pulls: HashMap<SubLogKey, Pull>,
+    /// Streams neighbours pushed since the last plan: each is adopted by the pull it
+    /// starts, or stopped.
+    pushed: Vec<Pushed>,
 }
 
 pub(crate) async fn run(node: Arc<Node>, mut events: mpsc::Receiver<PlanEvent>) {
@@ -89,6 +97,19 @@ impl State {
                 advertise,
             } => {
                 self.heard.insert(peer, (link_id, advertise));
+                true
+            }
+            PlanEvent::Pushed(pushed) => {
+                let pushed = *pushed;
+                let merged = match self.heard.get(&pushed.peer) {
+                    Some((id, advertise)) if *id == pushed.link_id => {
+                        with_pushed(advertise, &pushed.push)
+                    }
+                    _ => with_pushed(&msg::Advertise { topics: Vec::new() }, &pushed.push),
+                };
+                self.heard
+                    .insert(pushed.peer.clone(), (pushed.link_id, Arc::new(merged)));
+                self.pushed.push(pushed);
                 true
             }
             PlanEvent::LinkEnded { peer, link_id } => {
@@ -161,12 +182,25 @@ impl State {
                 .partition(&key.topic, key.partition)
                 .map_or(0, |p| p.incarnation())
         };
+        let holds_nothing = |key: &SubLogKey| {
+            node.broker
+                .partition(&key.topic, key.partition)
+                .ok()
+                .and_then(|p| p.sub_log(&key.origin))
+                .is_none_or(|s| s.end_offset == 0)
+        };
+        let pushed = &self.pushed;
         self.pulls.retain(|key, pull| {
-            let keep = plan
-                .pulls
-                .get(key)
+            let planned = plan.pulls.get(key);
+            // A pull started from the advertisement that raced the push, with nothing
+            // received yet, gives way to the pushed stream, which already carries the
+            // records its subscription is still asking for.
+            let superseded =
+                planned.is_some_and(|o| pushed_for(pushed, key, o).is_some() && holds_nothing(key));
+            let keep = planned
                 .is_some_and(|o| o.link_id == pull.link_id && Arc::ptr_eq(&o.task, &pull.task))
-                && incarnation_here(key) == pull.target_incarnation;
+                && incarnation_here(key) == pull.target_incarnation
+                && !superseded;
             if !keep {
                 pull.cancel.cancel();
             }
@@ -201,6 +235,8 @@ impl State {
                 }
                 let cancel = link.ctx.stop.child_token();
                 let id = node.next_id();
+                let pushed =
+                    pushed_for(&self.pushed, &key, &offer).map(|at| self.pushed.swap_remove(at));
                 self.pulls.insert(
                     key.clone(),
                     Pull {
@@ -220,6 +256,7 @@ impl State {
                         source_topic: offer.source_topic.clone(),
                         key: key.clone(),
                         relay: offer.need == Need::Relay,
+                        pushed: pushed.map(|p| (p.push, p.stream)),
                     },
                     cancel,
                 ));
@@ -233,5 +270,24 @@ impl State {
                 offer.bytes,
             );
         }
+        // Pushed streams no pull took: the sub-log is pulled from another link, already
+        // pulled, or not needed here.
+        for mut pushed in self.pushed.drain(..) {
+            node.metrics.push_received(false);
+            let _ = pushed.stream.stop(close::NOT_ADOPTED);
+        }
     }
+}
+
+/// Where in `pushed` a stream serving `key` as `offer` plans it is (same link, task and
+/// source sub-log).
+fn pushed_for(pushed: &[Pushed], key: &SubLogKey, offer: &Offer) -> Option<usize> {
+    pushed.iter().position(|p| {
+        let asked = &p.push.subscription;
+        p.link_id == offer.link_id
+            && asked.task == offer.task.name()
+            && asked.topic == offer.source_topic
+            && asked.partition == key.partition
+            && asked.origin == key.origin
+    })
 }

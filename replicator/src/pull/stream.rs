@@ -15,6 +15,7 @@ use broker::{BrokerError, batch::Batch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::adopt::adopts;
 use super::error::PullError;
 use crate::budget::Held;
 use crate::node::{LinkCtx, Node, PlanEvent};
@@ -38,6 +39,9 @@ pub(crate) struct PullSpec {
     pub key: SubLogKey,
     /// This region relays the sub-log (store-and-forward) rather than being its target.
     pub relay: bool,
+    /// A stream the source pushed (`serve::push`), taken instead of subscribing when it
+    /// serves what the subscription would ask for (`adopt`).
+    pub pushed: Option<(msg::Push, quinn::RecvStream)>,
 }
 
 /// Runs the pull until it is cancelled, its task changes, or the link gives the sub-log
@@ -54,6 +58,7 @@ pub(crate) async fn run(
         source_topic,
         key,
         relay,
+        mut pushed,
     } = pull;
     let mut backoff = node.settings.reconnect_min;
     let mut gave_up = None;
@@ -63,7 +68,7 @@ pub(crate) async fn run(
             break;
         }
         let result = tokio::select! {
-            r = subscription(&node, &link, &task, &source_topic, &key, relay) => r,
+            r = subscription(&node, &link, &task, &source_topic, &key, relay, pushed.take()) => r,
             () = cancel.cancelled() => break,
         };
         match result {
@@ -165,6 +170,7 @@ async fn subscription(
     source_topic: &str,
     key: &SubLogKey,
     relay: bool,
+    pushed: Option<(msg::Push, quinn::RecvStream)>,
 ) -> Result<(), PullError> {
     // Metadata reads, and a write when `latest` is resolved: off the async workers.
     let (mut from, held_incarnation) = {
@@ -173,23 +179,45 @@ async fn subscription(
             .await
             .expect("resolving where to subscribe from")?
     };
-    let (mut send, mut recv) = link.connection.open_bi().await?;
-    let subscribe = Frame::Subscribe(msg::Subscribe {
-        task: task.name().to_string(),
-        topic: source_topic.to_string(),
-        partition: key.partition,
-        origin: key.origin.clone(),
-        from: Some(from),
-        via: Vec::new(),
-        incarnation: held_incarnation,
+    let adopted = pushed.and_then(|(push, mut stream)| {
+        let adopted = adopts(from, held_incarnation, &push);
+        node.metrics.push_received(adopted);
+        if adopted {
+            return Some((push.subscribed, stream));
+        }
+        let _ = stream.stop(close::NOT_ADOPTED);
+        None
     });
-    io::write_frame(&mut send, &subscribe).await?;
-    let (start, path, incarnation) =
-        match io::read_frame_within(&mut recv, node.limits.control(), SUBSCRIBED_TIMEOUT).await? {
-            Some(Frame::Subscribed(s)) => (s.start_offset, s.path, s.incarnation),
-            Some(other) => return Err(unexpected(other, "Subscribed")),
-            None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
-        };
+    // The subscription's send half stays open while the stream is served.
+    let (_send, mut recv, start, path, incarnation) = match adopted {
+        Some((subscribed, recv)) => {
+            // What the pushed stream serves, taken as if subscribed from its start: no
+            // start position to resolve and save.
+            from = StartFrom::Offset(subscribed.start_offset);
+            let s = subscribed;
+            (None, recv, s.start_offset, s.path, s.incarnation)
+        }
+        None => {
+            let (mut send, mut recv) = link.connection.open_bi().await?;
+            let subscribe = Frame::Subscribe(msg::Subscribe {
+                task: task.name().to_string(),
+                topic: source_topic.to_string(),
+                partition: key.partition,
+                origin: key.origin.clone(),
+                from: Some(from),
+                via: Vec::new(),
+                incarnation: held_incarnation,
+            });
+            io::write_frame(&mut send, &subscribe).await?;
+            let read = io::read_frame_within(&mut recv, node.limits.control(), SUBSCRIBED_TIMEOUT);
+            let s = match read.await? {
+                Some(Frame::Subscribed(s)) => s,
+                Some(other) => return Err(unexpected(other, "Subscribed")),
+                None => return Err(PullError::Protocol("stream ended before Subscribed".into())),
+            };
+            (Some(send), recv, s.start_offset, s.path, s.incarnation)
+        }
+    };
     // Records the source's retention removed before this region pulled them; counted once
     // the first batch past them is stored (not on every retry).
     // Only the origin decides that records are gone; a relay that lacks them is the wrong

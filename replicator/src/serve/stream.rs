@@ -1,9 +1,9 @@
 //! The serving side of a sub-log stream: checks the peer's Subscribe against the tasks
-//! and the hop path, answers Subscribed with the first offset it will send, then pushes
+//! and the hop path (`authorize`), answers Subscribed with the first offset it will send
+//! (or, on a stream this region opened, `serve::push`, announces it with Push), then sends
 //! Batches frames as the sub-log's durable end moves, bounded by QUIC flow control.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::budget::{ByteBudget, Held};
 use crate::wire::message as msg;
@@ -17,43 +17,26 @@ use super::relay;
 use super::send::send_batches;
 use crate::node::{LinkCtx, Node};
 use crate::observe::SubLogKey;
+use crate::tasks::Task;
 use crate::wire::{BatchesFrame, Frame, LinkCode, Refusal, io};
 
-const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A subscription this region may serve: from its stored copy, or relayed without
+/// storing (a pass-through relay).
+pub(crate) enum Authorized {
+    Stored {
+        task: Arc<Task>,
+        partition: Arc<Partition>,
+        key: SubLogKey,
+    },
+    Relayed(Arc<Task>),
+}
 
-pub(crate) async fn serve_stream(
-    node: Arc<Node>,
-    link: Arc<LinkCtx>,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-) {
-    // The first frame of a stream is read under the control limit (64 KiB): a peer cannot
-    // make this region buffer a full-size frame per stream before it is authorized.
-    let subscribe = match io::read_frame_within(&mut recv, node.limits.control(), SUBSCRIBE_TIMEOUT)
-        .await
-    {
-        Ok(Some(Frame::Subscribe(s))) => s,
-        Ok(Some(other)) => {
-            node.metrics.frame_refused("protocol");
-            let message = format!("expected Subscribe, got {:?}", other.kind());
-            tracing::warn!(event = "sub_log_stream_refused", peer = %link.peer, %message, "refused a sub-log stream");
-            send_error(&mut send, Refusal::new(LinkCode::Protocol, message)).await;
-            return;
-        }
-        Ok(None) => return,
-        Err(e) => {
-            let mut code = LinkCode::Malformed;
-            if let io::StreamError::Frame(f) = &e {
-                node.metrics.frame_refused(f.reason());
-                if f.reason() == "oversized" {
-                    code = LinkCode::Oversized;
-                }
-            }
-            tracing::warn!(event = "subscribe_bad", peer = %link.peer, error = %e, "refused a sub-log stream: bad Subscribe");
-            send_error(&mut send, Refusal::new(code, e.to_string())).await;
-            return;
-        }
-    };
+/// Whether `peer` may pull what `subscribe` asks for from this region, and from where.
+pub(crate) fn authorize(
+    node: &Node,
+    peer: &str,
+    subscribe: &msg::Subscribe,
+) -> Result<Authorized, Refusal> {
     let view = node.view();
     let here = Here {
         region: &node.region,
@@ -61,40 +44,83 @@ pub(crate) async fn serve_stream(
         view: &view,
         pass_through: node.pass_through(),
     };
-    let authorized = admit(
-        &here,
-        node.tasks.task(&subscribe.task),
-        &link.peer,
-        &subscribe,
-    )
-    .and_then(|task| {
-        if relays_without_storing(&here, &task, &subscribe.origin) {
-            return Ok((task, None));
+    let task = admit(&here, node.tasks.task(&subscribe.task), peer, subscribe)?;
+    if relays_without_storing(&here, &task, &subscribe.origin) {
+        return Ok(Authorized::Relayed(task));
+    }
+    let (partition, key) = held(node, &here, peer, subscribe)?;
+    Ok(Authorized::Stored {
+        task,
+        partition,
+        key,
+    })
+}
+
+/// Serves the peer's `subscribe` (the first frame of a stream it opened) on `send`.
+pub(crate) async fn serve_subscription(
+    node: Arc<Node>,
+    link: Arc<LinkCtx>,
+    subscribe: msg::Subscribe,
+    mut send: quinn::SendStream,
+) {
+    match authorize(&node, &link.peer, &subscribe) {
+        Ok(Authorized::Stored {
+            task,
+            partition,
+            key,
+        }) => {
+            let served = Served {
+                task,
+                partition,
+                key,
+                from: subscribe.from,
+                incarnation: subscribe.incarnation,
+            };
+            serve(node, link, served, send, Frame::Subscribed).await;
         }
-        let (partition, key) = held(&node, &here, &link.peer, &subscribe)?;
-        Ok((task, Some((partition, key))))
-    });
-    let (task, partition, key) = match authorized {
-        Ok((task, Some((partition, key)))) => (task, partition, key),
-        Ok((task, None)) => {
-            relay::relay(node, link, task, subscribe, send).await;
-            return;
-        }
+        Ok(Authorized::Relayed(task)) => relay::relay(node, link, task, subscribe, send).await,
         Err(refusal) => {
             tracing::warn!(event = "subscription_refused", peer = %link.peer, topic = %subscribe.topic, partition = subscribe.partition, origin = %subscribe.origin, code = %refusal.code, message = %refusal.message, "refused a subscription");
             send_error(&mut send, refusal).await;
-            return;
         }
-    };
+    }
+}
+
+/// What one stream serves: a stored sub-log, from where the peer holds it (of
+/// `incarnation`, 0: none or unknown).
+pub(crate) struct Served {
+    pub task: Arc<Task>,
+    pub partition: Arc<Partition>,
+    pub key: SubLogKey,
+    pub from: Option<StartFrom>,
+    pub incarnation: u64,
+}
+
+/// Serves a stored sub-log on `send` until the task changes, the peer stops the stream or
+/// the link ends. `announce` makes the stream's first frame from where it really starts
+/// (`Subscribed` for a subscription, `Push` for a stream this region opened).
+pub(crate) async fn serve(
+    node: Arc<Node>,
+    link: Arc<LinkCtx>,
+    served: Served,
+    mut send: quinn::SendStream,
+    announce: impl FnOnce(msg::Subscribed) -> Frame,
+) {
+    let Served {
+        task,
+        partition,
+        key,
+        from,
+        incarnation: held_incarnation,
+    } = served;
     // Records of another incarnation than the puller's: its offsets mean nothing here, so
     // this region's incarnation is served from its start.
     let incarnation = partition.incarnation_of(&key.origin);
-    let from =
-        if subscribe.incarnation != 0 && incarnation != 0 && subscribe.incarnation != incarnation {
-            Some(StartFrom::Earliest)
-        } else {
-            subscribe.from
-        };
+    let from = if held_incarnation != 0 && incarnation != 0 && held_incarnation != incarnation {
+        Some(StartFrom::Earliest)
+    } else {
+        from
+    };
     let start = match start_offset(&partition, &key.origin, from) {
         Ok(start) => start,
         Err(e) => {
@@ -127,12 +153,12 @@ pub(crate) async fn serve_stream(
     let start = pending
         .first()
         .map_or(start, |b| start.max(b.header().base_offset));
-    let subscribed = Frame::Subscribed(msg::Subscribed {
+    let announced = announce(msg::Subscribed {
         start_offset: start,
         path: node.path_of(&key),
         incarnation,
     });
-    if io::write_frame(&mut send, &subscribed).await.is_err() {
+    if io::write_frame(&mut send, &announced).await.is_err() {
         return;
     }
     tracing::debug!(peer = %link.peer, topic = %key.topic, partition = key.partition, origin = %key.origin, start, "serving sub-log");

@@ -22,8 +22,8 @@ use proto::link::v1 as pb;
 
 use super::codec::Codec;
 use super::message::{
-    Advertise, BatchesHeader, ErrorFrame, GroupCursors, Heartbeat, Hello, LinkState, Subscribe,
-    Subscribed, Tasks,
+    Advertise, BatchesHeader, ErrorFrame, GroupCursors, Heartbeat, Hello, LinkState, Push,
+    Subscribe, Subscribed, Tasks,
 };
 use broker::batch::{Batch, BatchFormatError};
 
@@ -45,6 +45,7 @@ pub enum FrameKind {
     Tasks = 10,
     GroupCursors = 11,
     PackedBatches = 12,
+    Push = 13,
 }
 
 impl FrameKind {
@@ -62,6 +63,7 @@ impl FrameKind {
             10 => Self::Tasks,
             11 => Self::GroupCursors,
             12 => Self::PackedBatches,
+            13 => Self::Push,
             _ => return None,
         })
     }
@@ -75,6 +77,7 @@ pub enum Frame {
     HeartbeatAck(Heartbeat),
     Subscribe(Subscribe),
     Subscribed(Subscribed),
+    Push(Push),
     Batches(BatchesFrame),
     LinkState(LinkState),
     Tasks(Tasks),
@@ -189,6 +192,7 @@ impl Frame {
             Frame::HeartbeatAck(_) => FrameKind::HeartbeatAck,
             Frame::Subscribe(_) => FrameKind::Subscribe,
             Frame::Subscribed(_) => FrameKind::Subscribed,
+            Frame::Push(_) => FrameKind::Push,
             Frame::Batches(_) => FrameKind::Batches,
             Frame::Error(_) => FrameKind::Error,
             Frame::LinkState(_) => FrameKind::LinkState,
@@ -205,6 +209,7 @@ impl Frame {
             Frame::Heartbeat(m) | Frame::HeartbeatAck(m) => Box::new(pb::Heartbeat::from(*m)),
             Frame::Subscribe(m) => Box::new(pb::Subscribe::from(m.clone())),
             Frame::Subscribed(m) => Box::new(pb::Subscribed::from(m.clone())),
+            Frame::Push(m) => Box::new(pb::Push::from(m.clone())),
             Frame::Error(m) => Box::new(pb::Error::from(m.clone())),
             Frame::LinkState(m) => Box::new(pb::LinkState::from(m.clone())),
             Frame::Tasks(m) => Box::new(pb::Tasks::from(m.clone())),
@@ -301,6 +306,7 @@ pub fn decode(mut frame: Bytes, max_frame: usize, max_batch: usize) -> Result<Fr
         FrameKind::Subscribed => {
             Frame::Subscribed(pb::Subscribed::decode(frame).map_err(body)?.into())
         }
+        FrameKind::Push => Frame::Push(pb::Push::decode(frame).map_err(body)?.into()),
         FrameKind::Error => Frame::Error(pb::Error::decode(frame).map_err(body)?.into()),
         FrameKind::LinkState => {
             Frame::LinkState(pb::LinkState::decode(frame).map_err(body)?.into())
@@ -536,6 +542,25 @@ mod tests {
                 start_offset: 3,
                 path: vec!["eu".into()],
                 incarnation: 77,
+            }),
+            Frame::Push(Push {
+                subscription: Subscribe {
+                    task: "t".into(),
+                    topic: "orders".into(),
+                    partition: 1,
+                    origin: "eu".into(),
+                    from: Some(StartFrom::Offset(0)),
+                    via: Vec::new(),
+                    incarnation: 77,
+                },
+                subscribed: Subscribed {
+                    start_offset: 0,
+                    path: vec!["eu".into()],
+                    incarnation: 77,
+                },
+                partitions: 4,
+                message_type: "fifo".into(),
+                empty_at_ms: 1_700_000_000_000,
             }),
             Frame::Error(ErrorFrame {
                 code: "LOOP".into(),

@@ -140,6 +140,20 @@ pub struct Subscribed {
     pub incarnation: u64,
 }
 
+/// The first frame of a stream the serving side opens: a sub-log served before the peer
+/// asked (see `serve::push`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Push {
+    /// The subscription served, as if the peer had sent it.
+    pub subscription: Subscribe,
+    /// What `Subscribed` would have answered.
+    pub subscribed: Subscribed,
+    pub partitions: u32,
+    pub message_type: String,
+    /// The sender's clock when the sub-log was seen empty: every record pushed is newer.
+    pub empty_at_ms: i64,
+}
+
 /// A refusal as it arrived: the code is text, since a peer of a later version may send a
 /// code this one does not know (`Refusal` is the typed form).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -430,6 +444,30 @@ impl From<Subscribed> for pb::Subscribed {
             start_offset: m.start_offset,
             path: m.path,
             incarnation: m.incarnation,
+        }
+    }
+}
+
+impl From<pb::Push> for Push {
+    fn from(m: pb::Push) -> Self {
+        Push {
+            subscription: m.subscription.unwrap_or_default().into(),
+            subscribed: m.subscribed.unwrap_or_default().into(),
+            partitions: m.partitions,
+            message_type: m.message_type,
+            empty_at_ms: m.empty_at_ms,
+        }
+    }
+}
+
+impl From<Push> for pb::Push {
+    fn from(m: Push) -> Self {
+        pb::Push {
+            subscription: Some(m.subscription.into()),
+            subscribed: Some(m.subscribed.into()),
+            partitions: m.partitions,
+            message_type: m.message_type,
+            empty_at_ms: m.empty_at_ms,
         }
     }
 }

@@ -22,6 +22,9 @@ pub use message::ErrorFrame;
 pub const ALPN: &[u8] = b"georouter-link/1";
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The Hello feature that says "serve me my new sub-logs before I ask" (`Frame::Push`).
+pub const PUSH_FEATURE: &str = "push";
+
 /// A refusal sent to the peer as an `Error` frame: the code and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -81,4 +84,7 @@ pub mod close {
     /// (a connection whose retransmission timers backed off during a partition would
     /// otherwise resume seconds after the network heals).
     pub const SILENT: VarInt = VarInt::from_u32(6);
+    /// A pushed sub-log stream the receiver does not adopt (it pulls the sub-log from
+    /// elsewhere, or from another position): it subscribes as usual.
+    pub const NOT_ADOPTED: VarInt = VarInt::from_u32(7);
 }
