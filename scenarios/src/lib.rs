@@ -7,6 +7,7 @@
 //! `workload` (record format, producers), `observe` (followers measuring lag), `verify`
 //! (invariants), `report`, and `scenario` (the five scenarios and their shared runner).
 
+pub mod catchup;
 pub mod cluster;
 pub mod deploy;
 pub mod launch;

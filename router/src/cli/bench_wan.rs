@@ -10,6 +10,10 @@
 //!    - `partition-heal`: the link cut under load and healed; the time until replication
 //!      resumed after the heal, and the catch-up rate of the backlog the cut left.
 //!
+//!    - a cold catch-up: a fresh target region started beside a source that holds a
+//!      backlog of `--backlog-mb` (`scenarios::catchup`), timed from the target's start,
+//!      link set-up included, until it holds every record;
+//!
 //!    once per `--compression` setting (say `off,auto`), with `--payload` records, over
 //!    links capped at `--bandwidth-mbps` if given.
 
@@ -18,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use replicator::CompressionSetting;
+use scenarios::catchup::{Backlog, CatchUp, catch_up};
 use scenarios::report::{LagMs, Report};
 use scenarios::scenario::Options;
 use scenarios::workload::Payload;
@@ -52,6 +57,9 @@ pub struct WanBench {
     /// `[replication] min_rate_mbps` of both regions (set it at or below the cap).
     #[arg(long)]
     min_rate_mbps: Option<u64>,
+    /// Backlog of the cold catch-up, in MB (0: none).
+    #[arg(long, default_value_t = 200)]
+    backlog_mb: u64,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -67,6 +75,7 @@ struct AtDelay {
     steady: LagMs,
     resume_s: Option<f64>,
     catchup_mb_per_s: Option<f64>,
+    cold: Option<CatchUp>,
 }
 
 pub async fn run(args: WanBench) -> Result<()> {
@@ -103,6 +112,10 @@ pub async fn run(args: WanBench) -> Result<()> {
             };
             let lag = scenario("active-active", &options).await?;
             let heal = scenario("partition-heal", &options).await?;
+            let cold = match args.backlog_mb {
+                0 => None,
+                mb => Some(cold_catch_up(&args, mb, &options).await?),
+            };
             let row = AtDelay {
                 delay_ms,
                 compression,
@@ -111,6 +124,7 @@ pub async fn run(args: WanBench) -> Result<()> {
                 steady: lag.steady_lag_ms,
                 resume_s: heal.resume_s,
                 catchup_mb_per_s: heal.catchup_mb_per_s,
+                cold,
             };
             print_row(&row, args.size);
             rows.push(row);
@@ -131,6 +145,12 @@ pub async fn run(args: WanBench) -> Result<()> {
                 "steady_lag_ms": r.steady,
                 "resume_after_heal_s": r.resume_s,
                 "catchup_mb_per_s": r.catchup_mb_per_s,
+                "cold_catchup": r.cold.map(|c| serde_json::json!({
+                    "records": c.records, "mb": c.bytes as f64 / 1e6,
+                    "seconds": c.seconds, "mb_per_s": c.mb_per_s(),
+                    "first_record_s": c.first_s,
+                    "wire_bytes_per_record_byte": c.wan_bytes as f64 / c.bytes as f64,
+                })),
             })).collect::<Vec<_>>(),
         });
         write_json(path, &figures)?;
@@ -163,6 +183,30 @@ fn print_row(row: &AtDelay, size: usize) {
         format!("{r:.1} MB/s ({:.0} records/s)", r * 1e6 / size as f64)
     });
     println!("    after a heal: replication resumed in {resume}, backlog caught up at {catchup}");
+    if let Some(c) = &row.cold {
+        println!(
+            "    cold catch-up of {:.0} MB: {:.1} MB/s ({:.0} records/s) in {:.2} s, link set-up included; first record after {:.2} s; {:.2} bytes on the wire per record byte",
+            c.bytes as f64 / 1e6,
+            c.mb_per_s(),
+            c.records as f64 / c.seconds,
+            c.seconds,
+            c.first_s,
+            c.wan_bytes as f64 / c.bytes as f64
+        );
+    }
+}
+
+/// A fresh target catching up `mb` of backlog over links as `options` ask.
+async fn cold_catch_up(args: &WanBench, mb: u64, options: &Options) -> Result<CatchUp> {
+    let backlog = Backlog {
+        records: (mb * 1_000_000).div_ceil(args.size as u64),
+        size: args.size,
+        payload: args.payload,
+        partitions: 4,
+        impairment: options.impairment(),
+        node_settings: options.node_settings(),
+    };
+    catch_up(&backlog, &InProcess).await
 }
 
 /// MB/s of `mib` appends of 1 MiB in `dir`, each followed by `fdatasync`.

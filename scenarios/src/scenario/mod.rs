@@ -147,13 +147,23 @@ impl Options {
         Ok(())
     }
 
-    fn impairment(&self) -> Impairment {
+    /// The emulated links' impairment these options ask for.
+    pub fn impairment(&self) -> Impairment {
         Impairment {
             delay: Duration::from_millis(self.delay_ms),
             jitter: Duration::from_millis(self.jitter_ms),
             loss: self.loss / 100.0,
             bandwidth_bps: self.bandwidth_mbps.map(|m| (m * 1e6) as u64),
         }
+    }
+
+    /// The regions' settings these options ask for (`deploy::merge` form).
+    pub fn node_settings(&self) -> serde_json::Value {
+        let mut replication = serde_json::json!({ "compression": self.compression });
+        if let Some(rate) = self.min_rate_mbps {
+            replication["min_rate_mbps"] = rate.into();
+        }
+        serde_json::json!({ "replication": replication })
     }
 
     /// `--regions`, which a fixed-shape scenario only accepts at its own count.
@@ -259,14 +269,7 @@ impl<'a> Run<'a> {
     ) -> Result<Run<'a>> {
         let mut plan = spec.plan.clone();
         plan.impairment = options.impairment();
-        let mut replication = serde_json::json!({ "compression": options.compression });
-        if let Some(rate) = options.min_rate_mbps {
-            replication["min_rate_mbps"] = rate.into();
-        }
-        crate::deploy::merge(
-            &mut plan.node_settings,
-            &serde_json::json!({ "replication": replication }),
-        );
+        crate::deploy::merge(&mut plan.node_settings, &options.node_settings());
         let cluster = Cluster::start(&plan, launcher).await?;
         let clients: Vec<&client::Client> = cluster.regions.iter().map(|r| &r.client).collect();
         workload::create_topics(&clients, &spec.topics).await?;
