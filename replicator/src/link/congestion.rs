@@ -18,11 +18,18 @@
 //! that capacity); on a narrower path it would keep the bottleneck's queue full, so it is
 //! a setting, and 0 turns it off.
 //!
-//! The wrapper also measures the path's delivery rate for the link's compression choice
-//! (`link::compression`): bytes acknowledged per round trip in which the sender was never
+//! The wrapper also measures the path's delivery rate, for the link's compression choice
+//! (`link::compression`) and for its own window: bytes acknowledged per round trip in which the sender was never
 //! application-limited (it had more to send than the window let out), the largest such
 //! sample of the last [`RATE_WINDOW`]. A link that is always application-limited has no
 //! estimate: the path is not what limits it.
+//!
+//! The window never drops below [`DELIVERY_GAIN`] × that rate × the minimum RTT either
+//! (BBR's own rule for its window, from a measurement that grows): quinn's BBR did not
+//! raise its bandwidth estimate past what the rate floor let out, so over 100 ms one-way a
+//! cold target caught up 200 MB at 40 MB/s, where the window the floor gave (10 MB per
+//! 200 ms) was the limit; a window of twice the delivered rate grows by doubling while the
+//! path keeps up, and settles at two bandwidth-delay products when it does not.
 //!
 //! And it sizes what a link's streams may queue on the connection ([`send_window_for`],
 //! set every [`WINDOW_TICK`]): two congestion windows, or [`QUEUE_TIME`] of the measured
@@ -54,6 +61,7 @@ impl<F: ControllerFactory + Send + Sync + 'static> ControllerFactory for Floored
             floor_rate: self.floor_rate,
             min_rtt: None,
             rate: DeliveryRate::default(),
+            by_delivery: 0,
         })
     }
 }
@@ -66,12 +74,33 @@ pub(crate) struct Floored {
     floor_rate: u64,
     min_rtt: Option<Duration>,
     rate: DeliveryRate,
+    /// [`DELIVERY_GAIN`] × the measured delivery rate × the minimum RTT.
+    by_delivery: u64,
 }
 
 impl Floored {
     fn floor(&self) -> u64 {
-        floor_of(self.floor, self.floor_rate, self.min_rtt)
+        floor_of(self.floor, self.floor_rate, self.min_rtt).max(self.by_delivery)
     }
+}
+
+impl Floored {
+    /// Takes an acknowledgement of `bytes` into the delivery rate and the window it allows.
+    fn delivered(&mut self, now: Instant, bytes: u64, app_limited: bool, min_rtt: Duration) {
+        self.rate.on_ack(now, bytes, app_limited, min_rtt);
+        self.by_delivery = self
+            .rate
+            .estimate(now)
+            .map_or(0, |r| window_for_delivery(r, min_rtt));
+    }
+}
+
+/// The window a link keeps per bandwidth-delay product it measured.
+const DELIVERY_GAIN: f64 = 2.0;
+
+/// The window that `rate` bytes per second measured at `min_rtt` allow.
+fn window_for_delivery(rate: u64, min_rtt: Duration) -> u64 {
+    (DELIVERY_GAIN * rate as f64 * min_rtt.as_secs_f64()) as u64
 }
 
 /// How long a delivery-rate sample counts.
@@ -197,7 +226,7 @@ impl Controller for Floored {
         rtt: &quinn_proto::RttEstimator,
     ) {
         self.min_rtt = Some(rtt.min());
-        self.rate.on_ack(now, bytes, app_limited, rtt.min());
+        self.delivered(now, bytes, app_limited, rtt.min());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
@@ -244,6 +273,7 @@ impl Controller for Floored {
             floor_rate: self.floor_rate,
             min_rtt: self.min_rtt,
             rate: self.rate.clone(),
+            by_delivery: self.by_delivery,
         })
     }
 
@@ -278,6 +308,33 @@ mod tests {
         // BBR's own initial window is far below the floor here.
         assert_eq!(controller.window(), 1 << 20);
         assert_eq!(controller.metrics().congestion_window, 1 << 20);
+    }
+
+    #[test]
+    fn the_window_grows_with_the_delivered_rate() {
+        let bbr = Arc::new(quinn::congestion::BbrConfig::default());
+        let factory = Arc::new(FlooredFactory {
+            inner: bbr,
+            floor: 1 << 20,
+            floor_rate: 0,
+        });
+        let t0 = Instant::now();
+        let mut controller = factory
+            .build(t0, 1200)
+            .into_any()
+            .downcast::<Floored>()
+            .unwrap();
+        let rtt = Duration::from_millis(200);
+        // Busy round trips delivering 10 MB each (50 MB/s at 200 ms).
+        for i in 1..=40u64 {
+            controller.delivered(t0 + Duration::from_millis(i * 20), 1_000_000, false, rtt);
+        }
+        let window = controller.window();
+        assert!(
+            (18_000_000..=22_000_000).contains(&window),
+            "two bandwidth-delay products of 10 MB, got {window}"
+        );
+        assert_eq!(window_for_delivery(0, Duration::from_millis(200)), 0);
     }
 
     #[test]
