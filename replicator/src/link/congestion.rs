@@ -29,7 +29,9 @@
 //! raise its bandwidth estimate past what the rate floor let out, so over 100 ms one-way a
 //! cold target caught up 200 MB at 40 MB/s, where the window the floor gave (10 MB per
 //! 200 ms) was the limit; a window of twice the delivered rate grows by doubling while the
-//! path keeps up, and settles at two bandwidth-delay products when it does not.
+//! path keeps up. It applies only while the path does not queue (the smoothed RTT within
+//! a quarter of the minimum): over a link capped at 50 Mbit/s a burst measured above the
+//! cap kept the bottleneck's queue full (lag p99 39 → 531 ms) until it did.
 //!
 //! And it sizes what a link's streams may queue on the connection ([`send_window_for`],
 //! set every [`WINDOW_TICK`]): two congestion windows, or [`QUEUE_TIME`] of the measured
@@ -85,18 +87,32 @@ impl Floored {
 }
 
 impl Floored {
-    /// Takes an acknowledgement of `bytes` into the delivery rate and the window it allows.
-    fn delivered(&mut self, now: Instant, bytes: u64, app_limited: bool, min_rtt: Duration) {
+    /// Takes an acknowledgement of `bytes` into the delivery rate and the window it allows
+    /// (none while the path queues: `srtt`, the smoothed RTT, well above `min_rtt`).
+    fn delivered(
+        &mut self,
+        now: Instant,
+        bytes: u64,
+        app_limited: bool,
+        min_rtt: Duration,
+        srtt: Duration,
+    ) {
         self.rate.on_ack(now, bytes, app_limited, min_rtt);
-        self.by_delivery = self
-            .rate
-            .estimate(now)
-            .map_or(0, |r| window_for_delivery(r, min_rtt));
+        let queueing = srtt > min_rtt.mul_f64(QUEUE_TOLERANCE) + QUEUE_SLACK;
+        self.by_delivery = match self.rate.estimate(now) {
+            Some(rate) if !queueing => window_for_delivery(rate, min_rtt),
+            _ => 0,
+        };
     }
 }
 
 /// The window a link keeps per bandwidth-delay product it measured.
 const DELIVERY_GAIN: f64 = 2.0;
+/// A smoothed RTT above this many minimum RTTs (plus [`QUEUE_SLACK`]) means a queue on the
+/// path: the delivery term stops, since a bottleneck that let a burst through faster than
+/// its rate (a token bucket) would otherwise be kept full.
+const QUEUE_TOLERANCE: f64 = 1.25;
+const QUEUE_SLACK: Duration = Duration::from_millis(2);
 
 /// The window that `rate` bytes per second measured at `min_rtt` allow.
 fn window_for_delivery(rate: u64, min_rtt: Duration) -> u64 {
@@ -226,7 +242,7 @@ impl Controller for Floored {
         rtt: &quinn_proto::RttEstimator,
     ) {
         self.min_rtt = Some(rtt.min());
-        self.delivered(now, bytes, app_limited, rtt.min());
+        self.delivered(now, bytes, app_limited, rtt.min(), rtt.get());
         self.inner.on_ack(now, sent, bytes, app_limited, rtt);
     }
 
@@ -327,7 +343,8 @@ mod tests {
         let rtt = Duration::from_millis(200);
         // Busy round trips delivering 10 MB each (50 MB/s at 200 ms).
         for i in 1..=40u64 {
-            controller.delivered(t0 + Duration::from_millis(i * 20), 1_000_000, false, rtt);
+            let at = t0 + Duration::from_millis(i * 20);
+            controller.delivered(at, 1_000_000, false, rtt, rtt);
         }
         let window = controller.window();
         assert!(
@@ -335,6 +352,11 @@ mod tests {
             "two bandwidth-delay products of 10 MB, got {window}"
         );
         assert_eq!(window_for_delivery(0, Duration::from_millis(200)), 0);
+        // A queue on the path (the smoothed RTT half as long again): BBR and the floors
+        // decide alone.
+        let at = t0 + Duration::from_millis(900);
+        controller.delivered(at, 1_000_000, false, rtt, rtt * 3 / 2);
+        assert_eq!(controller.window(), 1 << 20);
     }
 
     #[test]
