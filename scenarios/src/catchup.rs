@@ -12,8 +12,9 @@ use crate::launch::Launcher;
 use crate::wan::Impairment;
 use crate::workload::{self, Payload};
 
-const TOPIC: &str = "bench";
-/// Records per produce request while the backlog is written.
+/// Topics are `bench-0`, `bench-1`, …: a topic has at most this many partitions.
+const PARTITIONS_PER_TOPIC: u32 = 4_000;
+/// Records per produce request while the backlog is written, at most.
 const BATCH: u64 = 200;
 
 /// What to catch up, over which link.
@@ -21,7 +22,8 @@ pub struct Backlog {
     pub records: u64,
     pub size: usize,
     pub payload: Payload,
-    pub partitions: u32,
+    /// Sub-logs the backlog is spread over: partitions of as many topics as needed.
+    pub sub_logs: u32,
     pub impairment: Impairment,
     /// Settings of both regions (`deploy::merge` form), e.g. `{"replication": {...}}`.
     pub node_settings: serde_json::Value,
@@ -31,6 +33,7 @@ pub struct Backlog {
 #[derive(Clone, Copy, Debug)]
 pub struct CatchUp {
     pub records: u64,
+    pub sub_logs: usize,
     pub bytes: u64,
     pub seconds: f64,
     /// Until the first record was held.
@@ -57,7 +60,7 @@ fn plan(backlog: &Backlog) -> ClusterPlan {
             "catch-up",
             &["source"],
             &["target"],
-            TOPIC,
+            "bench-*",
         )],
         impairment: backlog.impairment,
         direct_links: false,
@@ -68,15 +71,34 @@ fn plan(backlog: &Backlog) -> ClusterPlan {
     }
 }
 
+/// The backlog's topics and their partition counts.
+fn topics(sub_logs: u32) -> Vec<(String, u32)> {
+    let sub_logs = sub_logs.max(1);
+    let count = sub_logs.div_ceil(PARTITIONS_PER_TOPIC);
+    (0..count)
+        .map(|i| {
+            let partitions = sub_logs / count + u32::from(i < sub_logs % count);
+            (format!("bench-{i}"), partitions)
+        })
+        .collect()
+}
+
 pub async fn catch_up(backlog: &Backlog, launcher: &dyn Launcher) -> Result<CatchUp> {
     let mut cluster = Cluster::start_only(&plan(backlog), launcher, &["source"]).await?;
     let client = cluster.region("source").client.clone();
-    client.create_topic(TOPIC, backlog.partitions, None).await?;
-    let batches = backlog.records.div_ceil(BATCH);
+    let topics = topics(backlog.sub_logs);
+    let mut sub_logs = Vec::new();
+    for (topic, partitions) in &topics {
+        client.create_topic(topic, *partitions, None).await?;
+        sub_logs.extend((0..*partitions).map(|p| (topic.clone(), p)));
+    }
+    // Every sub-log gets records: smaller requests when there are many.
+    let batch = (backlog.records / sub_logs.len() as u64).clamp(1, BATCH);
     let mut bytes = 0u64;
     let mut seq = 0u64;
-    for i in 0..batches {
-        let records: Vec<client::pb::Record> = (0..BATCH.min(backlog.records - seq))
+    let mut i = 0;
+    while seq < backlog.records {
+        let records: Vec<client::pb::Record> = (0..batch.min(backlog.records - seq))
             .map(|_| {
                 seq += 1;
                 let body = workload::body(seq, backlog.size, backlog.payload);
@@ -87,16 +109,20 @@ pub async fn catch_up(backlog: &Backlog, launcher: &dyn Launcher) -> Result<Catc
                 }
             })
             .collect();
-        let partition = (i % u64::from(backlog.partitions)) as u32;
+        let (topic, partition) = &sub_logs[i % sub_logs.len()];
+        i += 1;
         client
-            .produce(TOPIC, records, client::Partitioning::Partition(partition))
+            .produce(topic, records, client::Partitioning::Partition(*partition))
             .await?;
     }
     let started = Instant::now();
     cluster.start_regions(&["target"], launcher).await?;
     let (mut first, mut quarter) = (None, None);
     loop {
-        let held = cluster.region("target").held(TOPIC, "source").await?;
+        let mut held = 0;
+        for (topic, _) in &topics {
+            held += cluster.region("target").held(topic, "source").await?;
+        }
         if held > 0 {
             first.get_or_insert_with(|| started.elapsed());
         }
@@ -114,6 +140,7 @@ pub async fn catch_up(backlog: &Backlog, launcher: &dyn Launcher) -> Result<Catc
     cluster.stop().await?;
     Ok(CatchUp {
         records: seq,
+        sub_logs: sub_logs.len(),
         bytes,
         seconds,
         first_s: first.unwrap_or_default().as_secs_f64(),

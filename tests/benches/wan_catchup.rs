@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
                 records,
                 size,
                 payload: Payload::Fill,
-                partitions: 4,
+                sub_logs: 4,
                 impairment: Impairment {
                     delay: Duration::from_millis(delay),
                     ..Default::default()

@@ -34,6 +34,9 @@ const ADVERTISE_REFRESH: Duration = Duration::from_secs(1);
 /// states are dropped when it is full (both are re-sent every heartbeat interval).
 const CONTROL_QUEUE: usize = 256;
 
+/// The control stream's send priority; sub-log streams keep quinn's default, 0.
+const CONTROL_PRIORITY: i32 = 1;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Dialer,
@@ -90,6 +93,10 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
             return;
         }
     };
+    // Control frames (heartbeats and their answers above all) go before batches: queued
+    // behind a link's send window of batches, heartbeats went unanswered for seconds in a
+    // catch-up of 2 000 sub-logs, the link was taken for down, and its pulls restarted.
+    let _ = send.set_priority(CONTROL_PRIORITY);
     let dialer = match role {
         Role::Dialer => node.region.clone(),
         Role::Acceptor => peer.clone(),

@@ -60,6 +60,9 @@ pub struct WanBench {
     /// Backlog of the cold catch-up, in MB (0: none).
     #[arg(long, default_value_t = 200)]
     backlog_mb: u64,
+    /// Sub-logs the backlog is spread over (partitions of topics of up to 4 000).
+    #[arg(long, default_value_t = 4)]
+    backlog_sub_logs: u32,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -130,6 +133,12 @@ pub async fn run(args: WanBench) -> Result<()> {
             rows.push(row);
         }
     }
+    let peak_rss_mb = peak_rss_bytes().map(|b| b as f64 / 1e6);
+    if let Some(mb) = peak_rss_mb {
+        println!(
+            "  peak resident memory of this process (both regions, the emulator, the client) {mb:.0} MB"
+        );
+    }
     if let Some(path) = &args.json {
         let figures = serde_json::json!({
             "disk_write_mb_per_s": write_mb_per_s,
@@ -137,6 +146,8 @@ pub async fn run(args: WanBench) -> Result<()> {
             "rate": args.rate, "records": args.records, "size": args.size,
             "payload": args.payload, "bandwidth_mbps": args.bandwidth_mbps,
             "min_rate_mbps": args.min_rate_mbps,
+            "backlog_sub_logs": args.backlog_sub_logs,
+            "peak_rss_mb": peak_rss_mb,
             "delays": rows.iter().map(|r| serde_json::json!({
                 "delay_ms": r.delay_ms,
                 "compression": r.compression,
@@ -185,8 +196,9 @@ fn print_row(row: &AtDelay, size: usize) {
     println!("    after a heal: replication resumed in {resume}, backlog caught up at {catchup}");
     if let Some(c) = &row.cold {
         println!(
-            "    cold catch-up of {:.0} MB: {:.1} MB/s ({:.0} records/s) in {:.2} s, link set-up included; first record after {:.2} s; {:.2} bytes on the wire per record byte",
+            "    cold catch-up of {:.0} MB in {} sub-logs: {:.1} MB/s ({:.0} records/s) in {:.2} s, link set-up included; first record after {:.2} s; {:.2} bytes on the wire per record byte",
             c.bytes as f64 / 1e6,
+            c.sub_logs,
             c.mb_per_s(),
             c.records as f64 / c.seconds,
             c.seconds,
@@ -202,7 +214,7 @@ async fn cold_catch_up(args: &WanBench, mb: u64, options: &Options) -> Result<Ca
         records: (mb * 1_000_000).div_ceil(args.size as u64),
         size: args.size,
         payload: args.payload,
-        partitions: 4,
+        sub_logs: args.backlog_sub_logs,
         impairment: options.impairment(),
         node_settings: options.node_settings(),
     };
@@ -222,4 +234,18 @@ fn sequential_write_rate(dir: &std::path::Path, mib: usize) -> Result<f64> {
     let seconds = started.elapsed().as_secs_f64();
     std::fs::remove_file(&path).ok();
     Ok((mib << 20) as f64 / 1e6 / seconds)
+}
+
+/// The process's peak resident memory (`VmHWM`, Linux).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
