@@ -529,20 +529,6 @@ impl Broker {
             .await
     }
 
-    /// Creates `origin`'s copy in a partition ahead of its first batch
-    /// (`Partition::prepare_replicated`).
-    pub async fn prepare_replicated(
-        &self,
-        topic: &str,
-        partition: u32,
-        origin: &str,
-        incarnation: u64,
-    ) -> Result<()> {
-        self.partition(topic, partition)?
-            .prepare_replicated(origin, incarnation)
-            .await
-    }
-
     /// The topic `name`, created with `partitions` (and default retention) when missing:
     /// replication's target topics. An existing topic keeps its settings.
     pub fn ensure_topic(&self, name: &str, partitions: u32) -> Result<TopicConfig> {

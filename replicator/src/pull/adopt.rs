@@ -60,28 +60,9 @@ pub(crate) fn with_pushed(advertise: &Advertise, push: &Push) -> Advertise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::message::{Subscribe, Subscribed};
 
     fn push(start: u64, incarnation: u64, empty_at_ms: i64) -> Push {
-        Push {
-            subscription: Subscribe {
-                task: "t".into(),
-                topic: "orders".into(),
-                partition: 1,
-                origin: "eu".into(),
-                from: Some(StartFrom::Offset(0)),
-                via: Vec::new(),
-                incarnation,
-            },
-            subscribed: Subscribed {
-                start_offset: start,
-                path: vec!["eu".into()],
-                incarnation,
-            },
-            partitions: 2,
-            message_type: String::new(),
-            empty_at_ms,
-        }
+        Push::sample(start, incarnation, empty_at_ms)
     }
 
     #[test]

@@ -341,11 +341,6 @@ async fn apply(
     skipped: Option<(u64, u64)>,
     mut frames: mpsc::Receiver<(BatchesFrame, Held)>,
 ) -> Result<(), PullError> {
-    // The copy is created while the first records are still on their way (a pull usually
-    // starts before its sub-log's first record: pushed, or offered empty).
-    node.broker
-        .prepare_replicated(&key.topic, key.partition, &key.origin, incarnation)
-        .await?;
     let mut first = true;
     while let Some((frame, mut held)) = frames.recv().await {
         let mut bytes = frame.bytes();

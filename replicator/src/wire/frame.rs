@@ -544,23 +544,9 @@ mod tests {
                 incarnation: 77,
             }),
             Frame::Push(Push {
-                subscription: Subscribe {
-                    task: "t".into(),
-                    topic: "orders".into(),
-                    partition: 1,
-                    origin: "eu".into(),
-                    from: Some(StartFrom::Offset(0)),
-                    via: Vec::new(),
-                    incarnation: 77,
-                },
-                subscribed: Subscribed {
-                    start_offset: 0,
-                    path: vec!["eu".into()],
-                    incarnation: 77,
-                },
                 partitions: 4,
                 message_type: "fifo".into(),
-                empty_at_ms: 1_700_000_000_000,
+                ..Push::sample(0, 77, 1_700_000_000_000)
             }),
             Frame::Error(ErrorFrame {
                 code: "LOOP".into(),

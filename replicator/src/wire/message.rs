@@ -448,6 +448,32 @@ impl From<Subscribed> for pb::Subscribed {
     }
 }
 
+#[cfg(test)]
+impl Push {
+    /// A push of eu's sub-log `orders/1` from `start`, for tests.
+    pub(crate) fn sample(start: u64, incarnation: u64, empty_at_ms: i64) -> Push {
+        Push {
+            subscription: Subscribe {
+                task: "t".into(),
+                topic: "orders".into(),
+                partition: 1,
+                origin: "eu".into(),
+                from: Some(StartFrom::Offset(0)),
+                via: Vec::new(),
+                incarnation,
+            },
+            subscribed: Subscribed {
+                start_offset: start,
+                path: vec!["eu".into()],
+                incarnation,
+            },
+            partitions: 2,
+            message_type: String::new(),
+            empty_at_ms,
+        }
+    }
+}
+
 impl From<pb::Push> for Push {
     fn from(m: pb::Push) -> Self {
         Push {

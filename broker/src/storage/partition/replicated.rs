@@ -83,21 +83,6 @@ impl Partition {
         self.append_replicated_run_in(origin, 0, batches, gap).await
     }
 
-    /// Creates `origin`'s copy in this partition (of `incarnation`) when it has none,
-    /// ahead of its first batch: a pull that starts before the first record is written (a
-    /// pushed or an offered empty sub-log) pays the creation's fsyncs before the records
-    /// arrive instead of on them.
-    pub async fn prepare_replicated(&self, origin: &str, incarnation: u64) -> Result<()> {
-        self.check_open()?;
-        names::validate("region", origin)?;
-        if origin == self.local_origin {
-            return Err(BrokerError::OwnOrigin {
-                origin: origin.to_string(),
-            });
-        }
-        self.sublog_for(origin, incarnation).await.map(|_| ())
-    }
-
     /// [`append_replicated_run`](Self::append_replicated_run) of records of `incarnation`
     /// of the origin's topic (0: unknown). When the sub-log held here is of another
     /// incarnation, [`incarnation::meet`](crate::incarnation::meet) decides: a newer one
