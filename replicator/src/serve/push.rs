@@ -22,9 +22,8 @@ use crate::wire::message::{self as msg, StartFrom};
 
 use super::stream::{Authorized, Served, authorize, serve};
 
-/// One empty sub-log of this region's own that a peer will pull from it.
-struct Pushable {
-    task: Arc<Task>,
+/// One of this region's own sub-logs, still empty.
+struct Empty {
     topic: String,
     partition: u32,
     incarnation: u64,
@@ -32,7 +31,7 @@ struct Pushable {
     message_type: String,
 }
 
-impl Pushable {
+impl Empty {
     fn id(&self) -> (String, u32, u64) {
         (self.topic.clone(), self.partition, self.incarnation)
     }
@@ -42,47 +41,44 @@ impl Pushable {
 /// or sub-logs change, pushes what appeared since the link came up.
 pub(crate) async fn push_new_sub_logs(node: Arc<Node>, link: Arc<LinkCtx>) {
     let mut changed = node.broker.sub_logs_changed();
-    // What the first advertisement offers is subscribed to as before.
-    let mut known: HashSet<_> = pushable(&node, &link.peer)
-        .iter()
-        .map(Pushable::id)
-        .collect();
+    // What exists at link-up is offered by the first advertisement, and subscribed to.
+    let mut known: HashSet<_> = empty_sub_logs(&node).iter().map(Empty::id).collect();
     loop {
         tokio::select! {
             c = changed.changed() => if c.is_err() { return },
             () = link.stop.cancelled() => return,
         }
         let empty_at_ms = broker::record::now_ms();
-        for sub_log in pushable(&node, &link.peer) {
-            if known.insert(sub_log.id()) {
-                node.tracker
-                    .spawn(push(node.clone(), link.clone(), sub_log, empty_at_ms));
-            }
+        let fresh = newly(&mut known, empty_sub_logs(&node), Empty::id);
+        for (task, sub_log) in needed(&node, &link.peer, fresh) {
+            node.tracker
+                .spawn(push(node.clone(), link.clone(), task, sub_log, empty_at_ms));
         }
     }
 }
 
-/// This region's own empty sub-logs that `peer` stores as a task's target and pulls from
-/// this region.
-fn pushable(node: &Node, peer: &str) -> Vec<Pushable> {
+/// What of `current` was not seen before (`known`), each looked at once. `known` keeps
+/// only what is still in `current`: a sub-log once written, or of a deleted topic, is
+/// never empty again under the same incarnation, so the set stays as small as the empty
+/// sub-logs are few.
+fn newly<T, K: std::hash::Hash + Eq>(
+    known: &mut HashSet<K>,
+    current: Vec<T>,
+    id: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let ids: HashSet<K> = current.iter().map(&id).collect();
+    known.retain(|k| ids.contains(k));
+    current
+        .into_iter()
+        .filter(|item| known.insert(id(item)))
+        .collect()
+}
+
+/// This region's own sub-logs without a record (a partition it has not written yet).
+fn empty_sub_logs(node: &Node) -> Vec<Empty> {
     let me = &node.region;
-    let view = node.view();
-    if view
-        .candidates(peer, me)
-        .first()
-        .is_none_or(|(n, _)| n != me)
-    {
-        return Vec::new();
-    }
-    let tasks = node.active_tasks();
     let mut found = Vec::new();
     for config in node.broker.topics() {
-        let Some(task) = tasks
-            .iter()
-            .find(|t| t.matches(&config.name) && view.need(t, me, peer) == Some(Need::Store))
-        else {
-            continue;
-        };
         let Ok(topic) = node.broker.topic(&config.name) else {
             continue;
         };
@@ -91,8 +87,7 @@ fn pushable(node: &Node, peer: &str) -> Vec<Pushable> {
                 .sub_log(me)
                 .is_none_or(|s| s.start_offset == 0 && s.end_offset == 0);
             if empty {
-                found.push(Pushable {
-                    task: task.clone(),
+                found.push(Empty {
                     topic: config.name.clone(),
                     partition: partition.index(),
                     incarnation: partition.incarnation(),
@@ -105,11 +100,42 @@ fn pushable(node: &Node, peer: &str) -> Vec<Pushable> {
     found
 }
 
+/// Those of `sub_logs` that `peer` stores as a task's target and pulls from this region,
+/// with the task.
+fn needed(node: &Node, peer: &str, sub_logs: Vec<Empty>) -> Vec<(Arc<Task>, Empty)> {
+    let me = &node.region;
+    let view = node.view();
+    if sub_logs.is_empty()
+        || view
+            .candidates(peer, me)
+            .first()
+            .is_none_or(|(n, _)| n != me)
+    {
+        return Vec::new();
+    }
+    let tasks = node.active_tasks();
+    sub_logs
+        .into_iter()
+        .filter_map(|s| {
+            let task = tasks
+                .iter()
+                .find(|t| t.matches(&s.topic) && view.need(t, me, peer) == Some(Need::Store))?;
+            Some((task.clone(), s))
+        })
+        .collect()
+}
+
 /// Serves `sub_log` to the peer on a stream this region opens, as if the peer had
 /// subscribed from offset 0.
-async fn push(node: Arc<Node>, link: Arc<LinkCtx>, sub_log: Pushable, empty_at_ms: i64) {
+async fn push(
+    node: Arc<Node>,
+    link: Arc<LinkCtx>,
+    task: Arc<Task>,
+    sub_log: Empty,
+    empty_at_ms: i64,
+) {
     let subscription = msg::Subscribe {
-        task: sub_log.task.name().to_string(),
+        task: task.name().to_string(),
         topic: sub_log.topic,
         partition: sub_log.partition,
         origin: node.region.clone(),
@@ -149,4 +175,27 @@ async fn push(node: Arc<Node>, link: Arc<LinkCtx>, sub_log: Pushable, empty_at_m
         })
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sub_log_is_pushed_once_and_the_known_set_stays_small() {
+        let same = |n: &u32| *n;
+        let mut known = HashSet::from([1, 2]);
+        assert_eq!(
+            newly(&mut known, vec![1, 2, 3], same),
+            [3],
+            "1 and 2 were there at link-up"
+        );
+        assert!(
+            newly(&mut known, vec![1, 2, 3], same).is_empty(),
+            "once only"
+        );
+        // 1 and 2 were written: no longer pushable, and forgotten.
+        assert_eq!(newly(&mut known, vec![3, 4], same), [4]);
+        assert_eq!(known, HashSet::from([3, 4]));
+    }
 }
