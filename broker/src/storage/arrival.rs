@@ -382,10 +382,12 @@ fn decode(buf: &[u8]) -> Option<Arrival> {
     (entry.base <= entry.last).then_some(entry)
 }
 
-/// Appends `origin` to the `origins` file of the index in `dir`, durably (the file and the
-/// directory fsynced): blocking I/O, run off the async threads by a new sub-log's creation.
+/// Appends `origin` to the `origins` file of the index in `dir`, durably (the file, and the
+/// directory when the file is new, fsynced): blocking I/O, run off the async threads by a new sub-log's creation.
 pub fn record_origin(dir: &Path, origin: &str) -> Result<()> {
     let path = dir.join("origins");
+    // The directory needs an fsync only for the file's own entry, when it is new.
+    let existed = path.exists();
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -394,5 +396,8 @@ pub fn record_origin(dir: &Path, origin: &str) -> Result<()> {
     file.write_all(format!("{origin}\n").as_bytes())
         .and_then(|()| file.sync_data())
         .map_err(BrokerError::io("write origins", &path))?;
+    if existed {
+        return Ok(());
+    }
     super::sublog::sync_dir(dir)
 }

@@ -82,6 +82,24 @@ impl SubLog {
         ))
     }
 
+    /// Creates a sub-log in `dir`, a directory just created and empty: its first segment
+    /// and its incarnation file, made durable with one fsync of the file and one of the
+    /// directory (which covers the segment's and the incarnation's entries). Opening and
+    /// then setting the incarnation fsynced the directory twice.
+    pub fn create(dir: PathBuf, origin: String, incarnation: u64) -> Result<Self> {
+        let segment = Segment::create(&dir, 0)?;
+        if incarnation != 0 {
+            write_incarnation(&dir, incarnation)?;
+        }
+        sync_dir(&dir)?;
+        Ok(SubLog {
+            dir,
+            origin,
+            incarnation,
+            segments: vec![segment],
+        })
+    }
+
     /// The incarnation of the origin's topic these records belong to (0: unknown).
     pub fn incarnation(&self) -> u64 {
         self.incarnation
@@ -92,12 +110,7 @@ impl SubLog {
         if incarnation == self.incarnation {
             return Ok(());
         }
-        let path = self.dir.join(INCARNATION_FILE);
-        let tmp = self.dir.join("incarnation.tmp");
-        std::fs::write(&tmp, format!("{incarnation}\n"))
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .map_err(BrokerError::io("write incarnation", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(BrokerError::io("write incarnation", &path))?;
+        write_incarnation(&self.dir, incarnation)?;
         sync_dir(&self.dir)?;
         self.incarnation = incarnation;
         Ok(())
@@ -317,6 +330,17 @@ impl SubLog {
 }
 
 const INCARNATION_FILE: &str = "incarnation";
+
+/// Writes the incarnation file in `dir` (fsynced, renamed into place); the caller fsyncs
+/// `dir`.
+fn write_incarnation(dir: &Path, incarnation: u64) -> Result<()> {
+    let path = dir.join(INCARNATION_FILE);
+    let tmp = dir.join("incarnation.tmp");
+    std::fs::write(&tmp, format!("{incarnation}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(BrokerError::io("write incarnation", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(BrokerError::io("write incarnation", &path))
+}
 
 fn read_incarnation(dir: &Path) -> Result<u64> {
     let path = dir.join(INCARNATION_FILE);

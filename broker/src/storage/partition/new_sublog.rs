@@ -45,13 +45,16 @@ impl Partition {
             let sublog = tokio::task::spawn_blocking(move || -> Result<SubLog> {
                 // Not `create_dir_all`: a topic deleted meanwhile (its directory moved
                 // away) must not get its path back.
-                match std::fs::create_dir(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                let sublog = match std::fs::create_dir(&dir) {
+                    Ok(()) => SubLog::create(dir, files.clone(), incarnation)?,
+                    // Left by a creation a crash cut short: whatever it holds is opened.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let (mut sublog, _) = SubLog::open(dir, files.clone(), &config)?;
+                        sublog.set_incarnation(incarnation)?;
+                        sublog
+                    }
                     Err(e) => return Err(BrokerError::io("create sub-log directory", &dir)(e)),
-                }
-                let (mut sublog, _) = SubLog::open(dir, files.clone(), &config)?;
-                sublog.set_incarnation(incarnation)?;
+                };
                 sync_dir(&logs)?;
                 record_origin(&arrival_dir, &files)?;
                 Ok(sublog)
