@@ -383,7 +383,8 @@ fn decode(buf: &[u8]) -> Option<Arrival> {
 }
 
 /// Appends `origin` to the `origins` file of the index in `dir`, durably (the file, and the
-/// directory when the file is new, fsynced): blocking I/O, run off the async threads by a new sub-log's creation.
+/// directory when the file is new, fsynced): blocking I/O, run off the async threads by a
+/// new sub-log's creation.
 pub fn record_origin(dir: &Path, origin: &str) -> Result<()> {
     let path = dir.join("origins");
     // The directory needs an fsync only for the file's own entry, when it is new.

@@ -69,7 +69,8 @@ impl<F: ControllerFactory + Send + Sync + 'static> ControllerFactory for Floored
 }
 
 /// A controller whose window never drops below `floor`, nor below `floor_rate` × the
-/// minimum RTT once one is measured.
+/// minimum RTT once one is measured, nor below what the measured delivery rate allows
+/// while the path does not queue.
 pub(crate) struct Floored {
     inner: Box<dyn Controller>,
     floor: u64,
@@ -84,9 +85,7 @@ impl Floored {
     fn floor(&self) -> u64 {
         floor_of(self.floor, self.floor_rate, self.min_rtt).max(self.by_delivery)
     }
-}
 
-impl Floored {
     /// Takes an acknowledgement of `bytes` into the delivery rate and the window it allows
     /// (none while the path queues: `srtt`, the smoothed RTT, well above `min_rtt`).
     fn delivered(

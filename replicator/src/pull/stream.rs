@@ -190,11 +190,10 @@ async fn subscription(
     });
     // The subscription's send half stays open while the stream is served.
     let (_send, mut recv, start, path, incarnation) = match adopted {
-        Some((subscribed, recv)) => {
+        Some((s, recv)) => {
             // What the pushed stream serves, taken as if subscribed from its start: no
             // start position to resolve and save.
-            from = StartFrom::Offset(subscribed.start_offset);
-            let s = subscribed;
+            from = StartFrom::Offset(s.start_offset);
             (None, recv, s.start_offset, s.path, s.incarnation)
         }
         None => {

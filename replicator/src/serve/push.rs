@@ -20,7 +20,7 @@ use crate::tasks::Task;
 use crate::wire::Frame;
 use crate::wire::message::{self as msg, StartFrom};
 
-use super::stream::{Authorized, Served, authorize, serve};
+use super::stream::{Authorized, authorize, serve};
 
 /// One of this region's own sub-logs, still empty.
 struct Empty {
@@ -145,25 +145,13 @@ async fn push(
     };
     // The same rules as the peer's own subscription; a refusal means the peer would not
     // be served either, so nothing is pushed.
-    let Ok(Authorized::Stored {
-        task,
-        partition,
-        key,
-    }) = authorize(&node, &link.peer, &subscription)
-    else {
+    let Ok(Authorized::Stored(served)) = authorize(&node, &link.peer, &subscription) else {
         return;
     };
     let Ok((send, _recv)) = link.connection.open_bi().await else {
         return;
     };
     node.metrics.pushes_sent.inc();
-    let served = Served {
-        task,
-        partition,
-        key,
-        from: subscription.from,
-        incarnation: subscription.incarnation,
-    };
     let (partitions, message_type) = (sub_log.partitions, sub_log.message_type);
     serve(node, link, served, send, move |subscribed| {
         Frame::Push(msg::Push {

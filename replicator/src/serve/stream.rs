@@ -23,11 +23,7 @@ use crate::wire::{BatchesFrame, Frame, LinkCode, Refusal, io};
 /// A subscription this region may serve: from its stored copy, or relayed without
 /// storing (a pass-through relay).
 pub(crate) enum Authorized {
-    Stored {
-        task: Arc<Task>,
-        partition: Arc<Partition>,
-        key: SubLogKey,
-    },
+    Stored(Served),
     Relayed(Arc<Task>),
 }
 
@@ -49,11 +45,13 @@ pub(crate) fn authorize(
         return Ok(Authorized::Relayed(task));
     }
     let (partition, key) = held(node, &here, peer, subscribe)?;
-    Ok(Authorized::Stored {
+    Ok(Authorized::Stored(Served {
         task,
         partition,
         key,
-    })
+        from: subscribe.from,
+        incarnation: subscribe.incarnation,
+    }))
 }
 
 /// Serves the peer's `subscribe` (the first frame of a stream it opened) on `send`.
@@ -64,18 +62,7 @@ pub(crate) async fn serve_subscription(
     mut send: quinn::SendStream,
 ) {
     match authorize(&node, &link.peer, &subscribe) {
-        Ok(Authorized::Stored {
-            task,
-            partition,
-            key,
-        }) => {
-            let served = Served {
-                task,
-                partition,
-                key,
-                from: subscribe.from,
-                incarnation: subscribe.incarnation,
-            };
+        Ok(Authorized::Stored(served)) => {
             serve(node, link, served, send, Frame::Subscribed).await;
         }
         Ok(Authorized::Relayed(task)) => relay::relay(node, link, task, subscribe, send).await,
