@@ -1,6 +1,8 @@
-//! Sealed segments do not hold descriptors: a partition of 10 000 segments is written,
-//! read, closed and reopened under a limit of 1 024 open files (each segment used to keep
-//! three open for good).
+//! Storage holds a bounded number of descriptors: a partition of 10 000 segments, and
+//! 2 000 partitions each being written by two origins, are written, read, closed and
+//! reopened under a limit of 1 024 open files. Each segment used to keep three open for
+//! good; then each sub-log's active segment still kept three and each partition its arrival
+//! index one.
 
 mod common;
 
@@ -17,11 +19,30 @@ fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-// nextest runs each test in a process of its own, so the limit binds this test alone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_segments_run_and_restart_under_1024_open_files() {
+/// Lowers this process's limit (nextest runs each test in a process of its own, so it binds
+/// that test alone), before storage opens its first file and sizes its bound from it.
+fn limit_open_files() {
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     setrlimit(Resource::RLIMIT_NOFILE, FILE_LIMIT, hard.max(FILE_LIMIT)).unwrap();
+}
+
+fn assert_bounded(when: &str) {
+    assert_eq!(open_files::max_open(), FILE_LIMIT as usize / 4);
+    assert!(
+        open_files::open_now() <= open_files::max_open(),
+        "{when}: {} storage files open",
+        open_files::open_now()
+    );
+    assert!(
+        open_descriptors() < FILE_LIMIT as usize / 2,
+        "{when}: {} descriptors open",
+        open_descriptors()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_segments_run_and_restart_under_1024_open_files() {
+    limit_open_files();
     let temp = tempfile::tempdir().unwrap();
     // Every batch fills a segment.
     let config = Arc::new(StorageConfig {
@@ -43,18 +64,7 @@ async fn ten_thousand_segments_run_and_restart_under_1024_open_files() {
             .unwrap_or_else(|e| panic!("run {run}: {e}"));
     }
     assert_eq!(partition.sub_log("us").unwrap().segments as u64, SEGMENTS);
-    let check_bound = |when: &str| {
-        assert!(
-            open_files::open_sealed() <= open_files::MAX_OPEN_SEALED,
-            "{when}: {} sealed segment files open",
-            open_files::open_sealed()
-        );
-        assert!(
-            open_descriptors() < FILE_LIMIT as usize / 2,
-            "{when}: {} descriptors open",
-            open_descriptors()
-        );
-    };
+    let check_bound = |when: &str| assert_bounded(when);
     check_bound("after writing");
     let read = common::read_all(&partition);
     assert_eq!(read.len() as u64, SEGMENTS);
@@ -76,4 +86,68 @@ async fn ten_thousand_segments_run_and_restart_under_1024_open_files() {
         .await
         .unwrap();
     check_bound("after writing again");
+}
+
+/// Every partition has two sub-logs being written (a local one and a replicated one), so
+/// 1 000 partitions keep 2 000 active segments and 1 000 arrival indexes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_partitions_written_by_two_origins_run_and_restart_under_1024_open_files() {
+    const PARTITIONS: usize = 1_000;
+    limit_open_files();
+    let temp = tempfile::tempdir().unwrap();
+    let config = common::small_config();
+    let dir = |i: usize| temp.path().join(i.to_string());
+    let write_round = |partitions: Vec<Arc<broker::storage::Partition>>, round: u64| async move {
+        for (i, partition) in partitions.iter().enumerate() {
+            let body = format!("{i}.{round}");
+            partition
+                .append_local(PendingBatch::consecutive(&[common::record(&body, 1)]))
+                .await
+                .unwrap_or_else(|e| panic!("partition {i}, local write {round}: {e}"));
+            let bytes = PendingBatch::consecutive(&[common::record(&body, 1)]).seal(round);
+            partition
+                .append_replicated_run(
+                    "us",
+                    vec![Batch::from_bytes(bytes, usize::MAX).unwrap()],
+                    GapPolicy::Refuse,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("partition {i}, replicated write {round}: {e}"));
+        }
+        partitions
+    };
+    let partitions = (0..PARTITIONS)
+        .map(|i| common::open(&dir(i), &config).0)
+        .collect();
+    let partitions = write_round(partitions, 0).await;
+    assert_bounded("after writing");
+    for partition in &partitions {
+        partition.shut_down().await.unwrap();
+    }
+    drop(partitions);
+
+    let partitions: Vec<_> = (0..PARTITIONS)
+        .map(|i| {
+            let (partition, cut) = common::open(&dir(i), &config);
+            assert!(cut.is_empty(), "partition {i}: {cut:?}");
+            partition
+        })
+        .collect();
+    assert_bounded("after reopening");
+    let partitions = write_round(partitions, 1).await;
+    assert_bounded("after writing again");
+    for (i, partition) in partitions.iter().enumerate() {
+        let mut rows = common::ids(&common::read_all(partition));
+        rows.sort();
+        let expected: Vec<_> = [("local", 0), ("local", 1), ("us", 0), ("us", 1)]
+            .into_iter()
+            .map(|(origin, round)| (origin, round, format!("{i}.{round}")))
+            .collect();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(origin, offset, body)| (origin.as_str(), *offset, body.clone()))
+            .collect();
+        assert_eq!(rows, expected, "partition {i}");
+    }
+    assert_bounded("after reading");
 }

@@ -32,10 +32,10 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::open_files::CachedFile;
 use crate::error::{BrokerError, Result};
 
 const ENTRY_LEN: u64 = 24;
@@ -60,7 +60,7 @@ pub struct Arrival {
 pub struct ArrivalLog {
     dir: PathBuf,
     path: PathBuf,
-    file: Arc<File>,
+    file: Arc<CachedFile>,
     origins: Vec<String>,
     /// Entries still in memory; `entries[0]` has sequence number `first_seq`.
     entries: VecDeque<Arrival>,
@@ -103,8 +103,8 @@ impl ArrivalLog {
         let raw = std::fs::read(&path).map_err(BrokerError::io("read arrival index", &path))?;
         let mut log = ArrivalLog {
             dir: dir.to_path_buf(),
+            file: CachedFile::new(path.clone(), file, true),
             path,
-            file: Arc::new(file),
             by_origin: vec![VecDeque::new(); origins.len()],
             origins,
             entries: VecDeque::new(),
@@ -338,7 +338,7 @@ impl ArrivalLog {
             .write(true)
             .open(&self.path)
             .map_err(BrokerError::io("open arrival index", &self.path))?;
-        self.file = Arc::new(file);
+        self.file = CachedFile::new(self.path.clone(), file, true);
         self.entries.clear();
         self.first_seq = 0;
         self.by_origin.iter_mut().for_each(VecDeque::clear);
@@ -350,7 +350,7 @@ impl ArrivalLog {
     }
 
     /// The descriptor for a group commit's fsync.
-    pub fn file(&self) -> &Arc<File> {
+    pub fn file(&self) -> &Arc<CachedFile> {
         &self.file
     }
 

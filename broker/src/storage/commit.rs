@@ -86,8 +86,8 @@ impl Shared {
             let mut syncs: Vec<tokio::task::JoinHandle<std::io::Result<()>>> = files
                 .into_iter()
                 .map(|file| {
-                    tokio::task::spawn_blocking(move || match file.handle() {
-                        Ok(handle) => handle.sync_data(),
+                    tokio::task::spawn_blocking(move || match file.sync() {
+                        Ok(()) => Ok(()),
                         // Removed since it was written (retention of a sealed segment,
                         // which was fsynced when sealed, or a retired incarnation):
                         // nothing to keep.

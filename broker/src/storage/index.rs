@@ -1,15 +1,14 @@
-//! Sparse per-segment indexes, fixed-size little-endian entries in a file beside the
-//! segment. Both are derived data: a segment's indexes are rebuilt from the log whenever
-//! they are missing, short or inconsistent, so they are only fsynced when a segment is
-//! sealed.
+//! Sparse per-segment indexes, fixed-size little-endian entries in files beside the
+//! segment. Both are derived data, kept in memory while the segment is written and written
+//! out (and fsynced) when it is sealed: recovery reads every batch of the active segment
+//! anyway, and rebuilds a sealed segment's indexes from its log whenever they are missing,
+//! short or inconsistent. So a segment being written holds no index descriptors.
 //!
 //! - `NNN.index`: `u32 relative offset, u32 file position` of a batch start, one entry per
 //!   `index_interval_bytes` of log.
 //! - `NNN.timeindex`: `i64 largest timestamp so far, u32 relative offset`, written together
 //!   with the offset entry, so entry `i` of both files describes the same batch.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{BrokerError, Result};
@@ -25,166 +24,96 @@ pub struct IndexEntry {
 const OFFSET_ENTRY: usize = 8;
 const TIME_ENTRY: usize = 12;
 
-/// The offset and time index of one segment, in memory and on disk.
+/// The offset and time index of one segment: in memory, and in files once written out.
 #[derive(Debug)]
 pub struct SegmentIndex {
     entries: Vec<IndexEntry>,
     offset_path: PathBuf,
     time_path: PathBuf,
-    /// Open while the segment is written; `None` once it is sealed (the entries in memory
-    /// serve lookups).
-    files: Option<IndexFiles>,
-}
-
-#[derive(Debug)]
-struct IndexFiles {
-    offset: File,
-    time: File,
+    /// The entries differ from what the files hold.
+    changed: bool,
 }
 
 impl SegmentIndex {
-    /// Opens the index files of the segment at `log_path`, keeping their entries only if
-    /// they are consistent with a log of `log_len` bytes. `None` entries means "rebuild".
-    pub fn open(log_path: &Path, log_len: u64) -> Result<(Self, bool)> {
-        let offset_path = log_path.with_extension("index");
-        let time_path = log_path.with_extension("timeindex");
-        let open = |path: &Path| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(BrokerError::io("open index", path))
-        };
-        let offset_file = open(&offset_path)?;
-        let time_file = open(&time_path)?;
-        let mut index = SegmentIndex {
+    /// An empty index for the segment at `log_path` (its files are written when it is
+    /// sealed).
+    pub fn new(log_path: &Path) -> Self {
+        SegmentIndex {
             entries: Vec::new(),
-            offset_path,
-            time_path,
-            files: Some(IndexFiles {
-                offset: offset_file,
-                time: time_file,
-            }),
-        };
-        let loaded = index.load(log_len)?;
-        Ok((index, loaded))
+            offset_path: log_path.with_extension("index"),
+            time_path: log_path.with_extension("timeindex"),
+            changed: true,
+        }
     }
 
-    fn load(&mut self, log_len: u64) -> Result<bool> {
-        let offsets = std::fs::read(&self.offset_path)
-            .map_err(BrokerError::io("read index", &self.offset_path))?;
-        let times = std::fs::read(&self.time_path)
-            .map_err(BrokerError::io("read index", &self.time_path))?;
-        if offsets.len() % OFFSET_ENTRY != 0 || times.len() % TIME_ENTRY != 0 {
-            return Ok(false);
-        }
-        let count = offsets.len() / OFFSET_ENTRY;
-        if count != times.len() / TIME_ENTRY || count == 0 {
-            return Ok(false);
-        }
-        let mut entries = Vec::with_capacity(count);
-        for i in 0..count {
-            let o = &offsets[i * OFFSET_ENTRY..];
-            let t = &times[i * TIME_ENTRY..];
-            let entry = IndexEntry {
-                relative_offset: u32::from_le_bytes(o[0..4].try_into().expect("4")),
-                position: u32::from_le_bytes(o[4..8].try_into().expect("4")),
-                max_timestamp_ms: i64::from_le_bytes(t[0..8].try_into().expect("8")),
-            };
-            let rel_again = u32::from_le_bytes(t[8..12].try_into().expect("4"));
-            let ordered = entries.last().is_none_or(|prev: &IndexEntry| {
-                prev.relative_offset < entry.relative_offset
-                    && prev.position < entry.position
-                    && prev.max_timestamp_ms <= entry.max_timestamp_ms
-            });
-            if rel_again != entry.relative_offset
-                || !ordered
-                || u64::from(entry.position) >= log_len
-            {
-                return Ok(false);
-            }
-            entries.push(entry);
-        }
-        if entries[0].position != 0 {
-            return Ok(false);
-        }
-        self.entries = entries;
-        Ok(true)
+    /// Reads the index files of the segment at `log_path`, keeping their entries only if
+    /// they are consistent with a log of `log_len` bytes; `false` means "rebuild".
+    pub fn load(log_path: &Path, log_len: u64) -> Result<(Self, bool)> {
+        let mut index = SegmentIndex::new(log_path);
+        let read = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BrokerError::io("read index", path)(e)),
+        };
+        let (Some(offsets), Some(times)) = (read(&index.offset_path)?, read(&index.time_path)?)
+        else {
+            return Ok((index, false));
+        };
+        let Some(entries) = decode(&offsets, &times, log_len) else {
+            return Ok((index, false));
+        };
+        index.entries = entries;
+        index.changed = false;
+        Ok((index, true))
     }
 
     pub fn entries(&self) -> &[IndexEntry] {
         &self.entries
     }
 
-    /// The open files; a sealed segment's index is never written.
-    fn files(&self) -> Result<&IndexFiles> {
-        self.files.as_ref().ok_or_else(|| BrokerError::Io {
-            action: "write index",
-            path: self.offset_path.clone(),
-            source: std::io::Error::other("the segment is sealed; its index files are closed"),
-        })
-    }
-
-    /// Closes the files (a sealed segment); lookups keep working from memory.
-    pub fn close_files(&mut self) {
-        self.files = None;
-    }
-
-    /// Drops every entry and empties the files (before a rebuild).
-    pub fn clear(&mut self) -> Result<()> {
+    /// Drops every entry (before a rebuild).
+    pub fn clear(&mut self) {
+        self.changed |= !self.entries.is_empty();
         self.entries.clear();
-        let files = self.files()?;
-        files
-            .offset
-            .set_len(0)
-            .map_err(BrokerError::io("truncate index", &self.offset_path))?;
-        files
-            .time
-            .set_len(0)
-            .map_err(BrokerError::io("truncate index", &self.time_path))?;
-        Ok(())
     }
 
-    pub fn push(&mut self, entry: IndexEntry) -> Result<()> {
-        let n = self.entries.len() as u64;
-        let mut o = [0u8; OFFSET_ENTRY];
-        o[0..4].copy_from_slice(&entry.relative_offset.to_le_bytes());
-        o[4..8].copy_from_slice(&entry.position.to_le_bytes());
-        let mut t = [0u8; TIME_ENTRY];
-        t[0..8].copy_from_slice(&entry.max_timestamp_ms.to_le_bytes());
-        t[8..12].copy_from_slice(&entry.relative_offset.to_le_bytes());
-        let files = self.files()?;
-        files
-            .offset
-            .write_all_at(&o, n * OFFSET_ENTRY as u64)
-            .map_err(BrokerError::io("write index", &self.offset_path))?;
-        files
-            .time
-            .write_all_at(&t, n * TIME_ENTRY as u64)
-            .map_err(BrokerError::io("write index", &self.time_path))?;
+    pub fn push(&mut self, entry: IndexEntry) {
         self.entries.push(entry);
-        Ok(())
+        self.changed = true;
     }
 
     /// Drops entries at or past `log_len` (after the log was truncated).
-    pub fn truncate_to_log(&mut self, log_len: u64) -> Result<()> {
+    pub fn truncate_to_log(&mut self, log_len: u64) {
         let keep = self
             .entries
             .partition_point(|e| u64::from(e.position) < log_len);
         if keep < self.entries.len() {
             self.entries.truncate(keep);
-            let files = self.files()?;
-            files
-                .offset
-                .set_len((keep * OFFSET_ENTRY) as u64)
-                .map_err(BrokerError::io("truncate index", &self.offset_path))?;
-            files
-                .time
-                .set_len((keep * TIME_ENTRY) as u64)
-                .map_err(BrokerError::io("truncate index", &self.time_path))?;
+            self.changed = true;
         }
+    }
+
+    /// Writes the entries to the files and fsyncs them, unless the files hold them already
+    /// (a sealed segment; a crash half-way leaves files that [`load`](Self::load) rejects
+    /// or that hold a prefix, from which recovery scans the rest).
+    pub fn write_out(&mut self) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let mut offsets = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY);
+        let mut times = Vec::with_capacity(self.entries.len() * TIME_ENTRY);
+        for entry in &self.entries {
+            offsets.extend_from_slice(&entry.relative_offset.to_le_bytes());
+            offsets.extend_from_slice(&entry.position.to_le_bytes());
+            times.extend_from_slice(&entry.max_timestamp_ms.to_le_bytes());
+            times.extend_from_slice(&entry.relative_offset.to_le_bytes());
+        }
+        for (path, bytes) in [(&self.offset_path, offsets), (&self.time_path, times)] {
+            std::fs::write(path, &bytes)
+                .and_then(|()| std::fs::File::open(path)?.sync_data())
+                .map_err(BrokerError::io("write index", path))?;
+        }
+        self.changed = false;
         Ok(())
     }
 
@@ -213,26 +142,49 @@ impl SegmentIndex {
         }
     }
 
-    /// Makes the files durable; a no-op once closed (they were synced when sealed).
-    pub fn sync(&self) -> Result<()> {
-        let Some(files) = &self.files else {
-            return Ok(());
-        };
-        files
-            .offset
-            .sync_data()
-            .map_err(BrokerError::io("fsync index", &self.offset_path))?;
-        files
-            .time
-            .sync_data()
-            .map_err(BrokerError::io("fsync index", &self.time_path))?;
-        Ok(())
-    }
-
+    /// Removes the files, if they were written.
     pub fn remove_files(&self) -> Result<()> {
         for path in [&self.offset_path, &self.time_path] {
-            std::fs::remove_file(path).map_err(BrokerError::io("remove index", path))?;
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BrokerError::io("remove index", path)(e)),
+            }
         }
         Ok(())
     }
+}
+
+/// The entries of both index files, if they are consistent with each other and with a log
+/// of `log_len` bytes.
+fn decode(offsets: &[u8], times: &[u8], log_len: u64) -> Option<Vec<IndexEntry>> {
+    if !offsets.len().is_multiple_of(OFFSET_ENTRY) || !times.len().is_multiple_of(TIME_ENTRY) {
+        return None;
+    }
+    let count = offsets.len() / OFFSET_ENTRY;
+    if count != times.len() / TIME_ENTRY || count == 0 {
+        return None;
+    }
+    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count);
+    for (o, t) in offsets
+        .chunks_exact(OFFSET_ENTRY)
+        .zip(times.chunks_exact(TIME_ENTRY))
+    {
+        let entry = IndexEntry {
+            relative_offset: u32::from_le_bytes(o[0..4].try_into().expect("4")),
+            position: u32::from_le_bytes(o[4..8].try_into().expect("4")),
+            max_timestamp_ms: i64::from_le_bytes(t[0..8].try_into().expect("8")),
+        };
+        let rel_again = u32::from_le_bytes(t[8..12].try_into().expect("4"));
+        let ordered = entries.last().is_none_or(|prev| {
+            prev.relative_offset < entry.relative_offset
+                && prev.position < entry.position
+                && prev.max_timestamp_ms <= entry.max_timestamp_ms
+        });
+        if rel_again != entry.relative_offset || !ordered || u64::from(entry.position) >= log_len {
+            return None;
+        }
+        entries.push(entry);
+    }
+    (entries[0].position == 0).then_some(entries)
 }

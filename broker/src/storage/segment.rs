@@ -11,126 +11,67 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::config::StorageConfig;
 use super::index::{IndexEntry, SegmentIndex};
+use super::open_files::CachedFile;
 use crate::batch::{Batch, BatchFormatError, BatchHeader, HEADER_LEN};
 use crate::error::{BrokerError, Result};
 
-/// The file of a segment, shared with readers. The active segment's descriptor stays open
-/// (pinned); a sealed one's is opened on use and closed by [`open_files`](super::open_files)
-/// past its bound. A sealed file that retention removed cannot be opened again: a read of
+/// The file of a segment, shared with readers. Its descriptor is opened on use and closed
+/// by [`open_files`](super::open_files) past the process's bound (never while written and
+/// not yet fsynced). A sealed file that retention removed cannot be opened again: a read of
 /// it fails with a not-found I/O error, which readers take as "removed" when the sub-log no
 /// longer holds the segment.
 #[derive(Debug)]
 pub struct SegmentFile {
     pub base: u64,
-    pub path: PathBuf,
-    me: Weak<SegmentFile>,
-    state: Mutex<FileState>,
-}
-
-#[derive(Debug)]
-struct FileState {
-    handle: Option<Arc<File>>,
-    /// The active segment's: never closed by the cache.
-    pinned: bool,
-    /// Opened or used since the cache last looked.
-    used: bool,
+    file: Arc<CachedFile>,
 }
 
 impl SegmentFile {
-    fn pinned(base: u64, path: PathBuf, file: File) -> Arc<Self> {
-        Arc::new_cyclic(|me| SegmentFile {
+    fn new(base: u64, path: PathBuf, file: File) -> Arc<Self> {
+        Arc::new(SegmentFile {
             base,
-            path,
-            me: me.clone(),
-            state: Mutex::new(FileState {
-                handle: Some(Arc::new(file)),
-                pinned: true,
-                used: true,
-            }),
+            file: CachedFile::new(path, file, true),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FileState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn path(&self) -> &Path {
+        self.file.path()
     }
 
-    /// The open descriptor, opening a sealed file again if the cache closed it.
+    /// The open descriptor, opening the file again if the cache closed it.
     pub fn handle(&self) -> Result<Arc<File>> {
-        let mut state = self.lock();
-        state.used = true;
-        if let Some(handle) = &state.handle {
-            return Ok(handle.clone());
-        }
-        let handle = Arc::new(
-            OpenOptions::new()
-                .read(true)
-                .open(&self.path)
-                .map_err(BrokerError::io("open segment", &self.path))?,
-        );
-        state.handle = Some(handle.clone());
-        drop(state);
-        super::open_files::admit(self.me.clone());
-        Ok(handle)
-    }
-
-    /// The segment was sealed: its descriptor joins the bounded cache.
-    fn unpin(&self) {
-        let mut state = self.lock();
-        state.pinned = false;
-        let open = state.handle.is_some();
-        drop(state);
-        if open {
-            super::open_files::admit(self.me.clone());
-        }
-    }
-
-    /// The cache's visit: `true` keeps the file open for another round (it was used since
-    /// the last visit), `false` means it was closed or is not the cache's to close.
-    pub(crate) fn second_chance(&self) -> bool {
-        let mut state = self.lock();
-        if state.pinned || state.handle.is_none() {
-            return false;
-        }
-        if std::mem::replace(&mut state.used, false) {
-            return true;
-        }
-        state.handle = None;
-        false
-    }
-
-    pub(crate) fn is_open(&self) -> bool {
-        self.lock().handle.is_some()
+        self.file.handle()
     }
 
     /// Reads and verifies the batch that starts at `position`.
     pub fn read_batch(&self, position: u64, max_len: usize) -> Result<Batch> {
         let corrupt = |source| BrokerError::CorruptBatch {
-            path: self.path.clone(),
+            path: self.path().to_path_buf(),
             position,
             source,
         };
         let file = self.handle()?;
         let mut head = [0u8; HEADER_LEN];
         file.read_exact_at(&mut head, position)
-            .map_err(BrokerError::io("read segment", &self.path))?;
+            .map_err(BrokerError::io("read segment", self.path()))?;
         let header = BatchHeader::parse(&head, max_len).map_err(corrupt)?;
         let mut buf = vec![0u8; header.total_len];
         file.read_exact_at(&mut buf, position)
-            .map_err(BrokerError::io("read segment", &self.path))?;
+            .map_err(BrokerError::io("read segment", self.path()))?;
         Batch::from_bytes(Bytes::from(buf), max_len).map_err(corrupt)
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.handle()?
+        self.file
             .sync_data()
-            .map_err(BrokerError::io("fsync segment", &self.path))
+            .map_err(BrokerError::io("fsync segment", self.path()))
     }
 }
 
@@ -190,11 +131,9 @@ impl Segment {
             .truncate(true)
             .open(&path)
             .map_err(BrokerError::io("create segment", &path))?;
-        let (mut index, _) = SegmentIndex::open(&path, 0)?;
-        index.clear()?;
         Ok(Segment {
-            file: SegmentFile::pinned(base, path, file),
-            index,
+            index: SegmentIndex::new(&path),
+            file: SegmentFile::new(base, path, file),
             size: 0,
             first_offset: None,
             next_offset: base,
@@ -224,9 +163,9 @@ impl Segment {
             .metadata()
             .map_err(BrokerError::io("stat segment", &path))?
             .len();
-        let (index, loaded) = SegmentIndex::open(&path, file_len)?;
+        let (index, loaded) = SegmentIndex::load(&path, file_len)?;
         let mut segment = Segment {
-            file: SegmentFile::pinned(base, path, file),
+            file: SegmentFile::new(base, path, file),
             index,
             size: 0,
             first_offset: None,
@@ -249,7 +188,7 @@ impl Segment {
                     Ok(first) => first.header().base_offset,
                     Err(e @ BrokerError::Io { .. }) => return Err(e),
                     Err(e) => {
-                        tracing::error!(event = "segment_head_damaged", path = %segment.file.path.display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
+                        tracing::error!(event = "segment_head_damaged", path = %segment.file.path().display(), error = %e, "the first batch of a sealed segment is damaged; serving the rest");
                         base
                     }
                 };
@@ -260,12 +199,17 @@ impl Segment {
                 u64::from(last.position)
             }
             None => {
-                segment.index.clear()?;
+                segment.index.clear();
                 0
             }
         };
         let truncation =
             segment.scan_from(start, file_len, resume.is_some(), verify_all, config)?;
+        if !verify_all {
+            // A sealed segment: indexes rebuilt or extended are kept, and it is read-only.
+            segment.index.write_out()?;
+            segment.file.file.seal();
+        }
         Ok((segment, truncation))
     }
 
@@ -282,7 +226,7 @@ impl Segment {
         active: bool,
         config: &StorageConfig,
     ) -> Result<Option<Truncation>> {
-        let path = self.file.path.clone();
+        let path = self.file.path().to_path_buf();
         let file = self.file.handle()?;
         let io_error = |source| BrokerError::Io {
             action: "read segment during recovery (nothing was cut)",
@@ -366,12 +310,12 @@ impl Segment {
         file_len: u64,
         reason: String,
     ) -> Result<Truncation> {
-        let path = self.file.path.clone();
+        let path = self.file.path().to_path_buf();
         let cut = file_len - position;
         file.set_len(position)
+            .and_then(|()| file.sync_data())
             .map_err(BrokerError::io("truncate segment", &path))?;
-        self.file.sync()?;
-        self.index.truncate_to_log(position)?;
+        self.index.truncate_to_log(position);
         tracing::warn!(event = "segment_tail_cut", path = %path.display(), valid_bytes = position, cut_bytes = cut, %reason, "recovery cut a torn or corrupt segment tail");
         Ok(Truncation {
             path,
@@ -406,7 +350,7 @@ impl Segment {
                 relative_offset: (header.base_offset - self.file.base) as u32,
                 position: position as u32,
                 max_timestamp_ms: self.max_timestamp_ms,
-            })?;
+            });
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += header.total_len as u64;
@@ -424,13 +368,10 @@ impl Segment {
         config: &StorageConfig,
     ) -> Result<()> {
         let position = self.size;
-        if let Err(source) = self.file.handle()?.write_all_at(bytes, position) {
-            return Err(BrokerError::Io {
-                action: "write segment",
-                path: self.file.path.clone(),
-                source,
-            });
-        }
+        self.file
+            .file
+            .write_all_at(bytes, position)
+            .map_err(BrokerError::io("write segment", self.file.path()))?;
         self.take_batch(position, header, false, config)
     }
 
@@ -486,24 +427,24 @@ impl Segment {
         u64::from(self.index.position_for_timestamp(timestamp_ms))
     }
 
-    /// Makes the segment and its indexes durable (when it is sealed, and on shutdown).
+    /// Makes the log durable (its indexes are rebuilt from it while it is active).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync()?;
-        self.index.sync()
+        self.file.sync()
     }
 
-    /// A sealed segment (durable, never written again) gives up its descriptors: the index
-    /// files are closed (the entries stay in memory) and the log file joins the bounded
-    /// cache of [`open_files`](super::open_files).
-    pub fn release_files(&mut self) {
-        self.index.close_files();
-        self.file.unpin();
+    /// Seals the segment: the log fsynced, its indexes written out, and the file reopened
+    /// read-only from now on. It is never written again.
+    pub fn seal(&mut self) -> Result<()> {
+        self.file.sync()?;
+        self.index.write_out()?;
+        self.file.file.seal();
+        Ok(())
     }
 
     /// Deletes the files; readers holding the [`SegmentFile`] can finish.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_file(&self.file.path)
-            .map_err(BrokerError::io("remove segment", &self.file.path))?;
+        std::fs::remove_file(self.file.path())
+            .map_err(BrokerError::io("remove segment", self.file.path()))?;
         self.index.remove_files()
     }
 }

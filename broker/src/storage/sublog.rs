@@ -59,11 +59,8 @@ impl SubLog {
         let mut truncations = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let (mut segment, cut) = Segment::open(&dir, base, config, active)?;
+            let (segment, cut) = Segment::open(&dir, base, config, active)?;
             truncations.extend(cut);
-            if !active {
-                segment.release_files();
-            }
             segments.push(segment);
         }
         if segments.is_empty() {
@@ -177,11 +174,7 @@ impl SubLog {
             let empty = self.segments.pop().expect("active segment");
             empty.remove()?;
         } else {
-            self.active().sync()?;
-            self.segments
-                .last_mut()
-                .expect("active segment")
-                .release_files();
+            self.segments.last_mut().expect("active segment").seal()?;
         }
         self.segments.push(Segment::create(&self.dir, base)?);
         sync_dir(&self.dir)
@@ -294,7 +287,7 @@ impl SubLog {
                 break;
             }
             let segment = self.segments.remove(0);
-            tracing::debug!(path = %segment.file().path.display(), over_size, too_old, "retention removed a segment");
+            tracing::debug!(path = %segment.file().path().display(), over_size, too_old, "retention removed a segment");
             segment.remove()?;
             removed += 1;
         }
