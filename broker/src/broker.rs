@@ -104,6 +104,8 @@ pub struct Broker {
     groups: crate::catalog::GroupBook,
     principals: crate::catalog::PrincipalBook,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Held while a topic is created or deleted (see [`Broker::create_topic_of`]).
+    topic_creation: std::sync::Mutex<()>,
     round_robin: AtomicU64,
     recovery: Vec<Truncation>,
     /// Delayed messages (`broker/timers.rs`): key sequence, and the timer loop's wake-up.
@@ -152,6 +154,7 @@ impl Broker {
             storage,
             meta,
             topics: RwLock::new(topics),
+            topic_creation: std::sync::Mutex::default(),
             round_robin: AtomicU64::new(0),
             recovery,
             timer_seq: crate::timer::Sequence::default(),
@@ -243,8 +246,14 @@ impl Broker {
                 max: MAX_PARTITIONS,
             });
         }
-        let mut topics = self.topics.write().expect("topics lock");
-        if topics.contains_key(name) {
+        // Creations are serialized, and the topics stay readable while the files of a new
+        // one are made (thousands of partitions take a while): the map is locked only to
+        // check the name and to insert the topic.
+        let _creating = self
+            .topic_creation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if self.topics.read().expect("topics lock").contains_key(name) {
             return Err(BrokerError::TopicExists {
                 topic: name.to_string(),
             });
@@ -258,11 +267,14 @@ impl Broker {
         };
         // Files left by a topic of that name whose delete did not finish are not this topic's.
         self.discard_dir(name)?;
-        let (topic, _) = open_topic(&self.config, &self.storage, config.clone())?;
+        let topic = create_topic_files(&self.config, &self.storage, config.clone())?;
         self.meta.put_topic(&config)?;
         self.meta.flush()?;
         ring_on_new_sub_logs(&topic, &self.sub_logs_changed);
-        topics.insert(name.to_string(), Arc::new(topic));
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), Arc::new(topic));
         self.ring();
         tracing::info!(
             topic = name,
@@ -274,6 +286,11 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        // A creation of the same name waits until the old files are moved aside.
+        let _creating = self
+            .topic_creation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let topic = self
             .topics
             .write()
@@ -654,4 +671,32 @@ fn open_topic(
         },
         cut,
     ))
+}
+
+/// Creates a new topic's partitions (its directory is not there) and makes them durable
+/// with one sync of the file system.
+fn create_topic_files(
+    config: &BrokerConfig,
+    storage: &Arc<StorageConfig>,
+    topic: TopicConfig,
+) -> Result<Topic> {
+    let dir = config.data_dir.join("topics").join(&topic.name);
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            Partition::create(
+                dir.join(p.to_string()),
+                &topic.name,
+                topic.incarnation,
+                p,
+                &config.region,
+                storage.clone(),
+            )
+            .map(Arc::new)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::storage::sublog::sync_file_system(&dir)?;
+    Ok(Topic {
+        config: topic,
+        partitions,
+    })
 }
