@@ -21,6 +21,7 @@ mod published;
 mod pull;
 mod replicator;
 mod routing;
+mod scan_pace;
 mod serve;
 pub mod settings;
 pub mod tasks;

@@ -64,6 +64,15 @@ impl MetaStore for HeldMeta {
     fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError> {
         self.inner.checkpoints(task)
     }
+    fn checkpoint(
+        &self,
+        task: &str,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+    ) -> Result<Option<TaskCheckpoint>, MetaError> {
+        self.inner.checkpoint(task, topic, partition, origin)
+    }
     fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError> {
         self.inner.task_started(task, now_ms)
     }

@@ -105,6 +105,22 @@ impl MetaStore for MemoryMetaStore {
             .collect())
     }
 
+    fn checkpoint(
+        &self,
+        task: &str,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+    ) -> Result<Option<TaskCheckpoint>, MetaError> {
+        let key = (
+            task.to_string(),
+            topic.to_string(),
+            partition,
+            origin.to_string(),
+        );
+        Ok(self.checkpoints.lock().expect("lock").get(&key).cloned())
+    }
+
     fn put_task_record(&self, name: &str, record: &[u8]) -> Result<(), MetaError> {
         put_named(&self.task_records, name, record);
         Ok(())

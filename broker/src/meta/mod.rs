@@ -130,6 +130,15 @@ pub trait MetaStore: Send + Sync + 'static {
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError>;
     /// Every checkpoint of `task`.
     fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError>;
+    /// The checkpoint of one sub-log of `task`, if one was saved: a lookup, not a scan of
+    /// the task's checkpoints (a pull starting reads it, and a task may carry thousands).
+    fn checkpoint(
+        &self,
+        task: &str,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+    ) -> Result<Option<TaskCheckpoint>, MetaError>;
     /// When `task` first ran in this region (ms since the epoch): records `now_ms` the
     /// first time and returns the recorded time ever after.
     fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError>;
@@ -285,9 +294,28 @@ mod tests {
             store.checkpoints("dr").unwrap(),
             vec![TaskCheckpoint {
                 offset: 9,
-                ..checkpoint
+                ..checkpoint.clone()
             }]
         );
+        assert_eq!(
+            store.checkpoint("dr", "orders", 1, "eu").unwrap(),
+            Some(TaskCheckpoint {
+                offset: 9,
+                ..checkpoint.clone()
+            })
+        );
+        for (task, topic, partition, origin) in [
+            ("dr", "orders", 1, "us"),
+            ("dr", "orders", 0, "eu"),
+            ("dr", "order", 1, "eu"),
+            ("d", "orders", 1, "eu"),
+        ] {
+            assert_eq!(
+                store.checkpoint(task, topic, partition, origin).unwrap(),
+                None,
+                "{task} {topic} {partition} {origin}"
+            );
+        }
         assert_eq!(store.task_started("dr", 5).unwrap(), 5);
         assert_eq!(store.task_started("dr", 9).unwrap(), 5);
         store.delete_topic("orders").unwrap();

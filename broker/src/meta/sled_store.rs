@@ -121,6 +121,17 @@ fn task_prefix(task: &str) -> Vec<u8> {
     key
 }
 
+/// `task \0 topic \0 partition (u32, big-endian) origin`: a task's checkpoints share its
+/// prefix.
+fn checkpoint_key(task: &str, topic: &str, partition: u32, origin: &str) -> Vec<u8> {
+    let mut key = task_prefix(task);
+    key.extend_from_slice(topic.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key.extend_from_slice(origin.as_bytes());
+    key
+}
+
 fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, MetaError> {
     serde_json::from_slice(value).map_err(|source| MetaError::Decode {
         key: String::from_utf8_lossy(key).into_owned(),
@@ -214,13 +225,28 @@ impl MetaStore for SledMetaStore {
     }
 
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
-        let mut key = task_prefix(&checkpoint.task);
-        key.extend_from_slice(checkpoint.topic.as_bytes());
-        key.push(0);
-        key.extend_from_slice(&checkpoint.partition.to_be_bytes());
-        key.extend_from_slice(checkpoint.origin.as_bytes());
+        let key = checkpoint_key(
+            &checkpoint.task,
+            &checkpoint.topic,
+            checkpoint.partition,
+            &checkpoint.origin,
+        );
         self.checkpoints.insert(key, encode(checkpoint))?;
         Ok(())
+    }
+
+    fn checkpoint(
+        &self,
+        task: &str,
+        topic: &str,
+        partition: u32,
+        origin: &str,
+    ) -> Result<Option<TaskCheckpoint>, MetaError> {
+        let key = checkpoint_key(task, topic, partition, origin);
+        self.checkpoints
+            .get(&key)?
+            .map(|value| decode(&key, &value))
+            .transpose()
     }
 
     fn checkpoints(&self, task: &str) -> Result<Vec<TaskCheckpoint>, MetaError> {

@@ -20,6 +20,7 @@ use super::streams::accept_streams;
 use crate::budget::ByteBudget;
 use crate::compression::LinkCompression;
 use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
+use crate::scan_pace;
 use crate::serve::{advertise, push};
 use crate::wire::{
     Codec, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, PUSH_FEATURE, StreamError,
@@ -256,14 +257,24 @@ async fn control_writer(
 ) {
     let mut advertise = tokio::time::interval(node.settings.advertise_interval);
     let mut heartbeat = tokio::time::interval(node.settings.heartbeat_interval);
-    // A new topic or sub-log is advertised at once, not at the next tick.
+    // A new topic or sub-log is advertised at once, not at the next tick: as soon as the
+    // last advertisement's cost has been rested (`scan_pace`).
     let mut sub_logs = node.broker.sub_logs_changed();
+    let mut changed = false;
+    let mut next_scan = Instant::now();
     let mut last: Option<(msg::Advertise, Instant)> = None;
     loop {
         let frame = tokio::select! {
             frame = outgoing.recv() => match frame { Some(f) => f, None => return },
-            () = advertise_due(&mut advertise, &mut sub_logs) => {
+            Ok(()) = sub_logs.changed(), if !changed => {
+                changed = true;
+                continue;
+            }
+            () = advertise_due(&mut advertise, changed.then_some(next_scan)) => {
+                changed = false;
+                let started = Instant::now();
                 let current = advertise::advertisement(&node, &link.peer);
+                next_scan = scan_pace::next_scan_at(started, Instant::now());
                 let fresh = last.as_ref().is_some_and(|(a, at)| *a == current && at.elapsed() < ADVERTISE_REFRESH);
                 if fresh {
                     continue;
@@ -281,15 +292,17 @@ async fn control_writer(
     }
 }
 
-/// Returns at the next advertise tick, or when this region's topics or sub-logs changed
-/// (a broker that went away leaves only the tick).
-async fn advertise_due(
-    tick: &mut tokio::time::Interval,
-    sub_logs: &mut tokio::sync::watch::Receiver<u64>,
-) {
-    tokio::select! {
-        _ = tick.tick() => {}
-        Ok(()) = sub_logs.changed() => {}
+/// Returns at the next advertise tick, or at `changed_at`: when this region's topics or
+/// sub-logs changed, once the last scan's cost has been rested.
+async fn advertise_due(tick: &mut tokio::time::Interval, changed_at: Option<Instant>) {
+    match changed_at {
+        Some(at) => tokio::select! {
+            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(at.into()) => {}
+        },
+        None => {
+            tick.tick().await;
+        }
     }
 }
 

@@ -130,15 +130,9 @@ fn subscribe_from(
     let checkpoint = node
         .broker
         .meta()
-        .checkpoints(task.name())
+        .checkpoint(task.name(), &key.topic, key.partition, &key.origin)
         .map_err(BrokerError::from)?
-        .into_iter()
-        .find(|c| {
-            c.topic == key.topic
-                && c.partition == key.partition
-                && c.origin == key.origin
-                && (c.target_incarnation == 0 || c.target_incarnation == target)
-        });
+        .filter(|c| c.target_incarnation == 0 || c.target_incarnation == target);
     if let Some(checkpoint) = checkpoint {
         return Ok((StartFrom::Offset(checkpoint.offset), checkpoint.incarnation));
     }

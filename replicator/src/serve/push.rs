@@ -13,9 +13,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::node::{LinkCtx, Node};
 use crate::routing::Need;
+use crate::scan_pace;
 use crate::tasks::Task;
 use crate::wire::Frame;
 use crate::wire::message::{self as msg, StartFrom};
@@ -42,12 +44,20 @@ impl Empty {
 pub(crate) async fn push_new_sub_logs(node: Arc<Node>, link: Arc<LinkCtx>) {
     let mut changed = node.broker.sub_logs_changed();
     // What exists at link-up is offered by the first advertisement, and subscribed to.
+    let mut started = Instant::now();
     let mut known: HashSet<_> = empty_sub_logs(&node).iter().map(Empty::id).collect();
     loop {
+        let next_scan = scan_pace::next_scan_at(started, Instant::now());
         tokio::select! {
             c = changed.changed() => if c.is_err() { return },
             () = link.stop.cancelled() => return,
         }
+        // The changes that come while the last scan's cost is rested are taken together.
+        tokio::select! {
+            () = tokio::time::sleep_until(next_scan.into()) => {}
+            () = link.stop.cancelled() => return,
+        }
+        started = Instant::now();
         let empty_at_ms = broker::record::now_ms();
         let fresh = newly(&mut known, empty_sub_logs(&node), Empty::id);
         for (task, sub_log) in needed(&node, &link.peer, fresh) {
