@@ -5,8 +5,10 @@ mod cursors;
 pub mod held;
 pub mod query;
 mod timers;
+mod topic_files;
 
 pub use timers::{Hold, OrphanCheck, OrphanChecker, Scheduled};
+use topic_files::{create_topic_files, open_topic, ring_on_new_sub_logs};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -635,68 +637,4 @@ impl Broker {
         self.meta.flush()?;
         Ok(())
     }
-}
-
-/// Has every partition of `topic` ring `bell` when a new sub-log appears in it.
-fn ring_on_new_sub_logs(topic: &Topic, bell: &Arc<tokio::sync::watch::Sender<u64>>) {
-    for partition in &topic.partitions {
-        partition.set_bell(bell.clone());
-    }
-}
-
-fn open_topic(
-    config: &BrokerConfig,
-    storage: &Arc<StorageConfig>,
-    topic: TopicConfig,
-) -> Result<(Topic, Vec<Truncation>)> {
-    let dir = config.data_dir.join("topics").join(&topic.name);
-    let mut partitions = Vec::with_capacity(topic.partitions as usize);
-    let mut cut = Vec::new();
-    for p in 0..topic.partitions {
-        let (partition, truncations) = Partition::open(
-            dir.join(p.to_string()),
-            &topic.name,
-            topic.incarnation,
-            p,
-            &config.region,
-            storage.clone(),
-        )?;
-        cut.extend(truncations);
-        partitions.push(Arc::new(partition));
-    }
-    Ok((
-        Topic {
-            config: topic,
-            partitions,
-        },
-        cut,
-    ))
-}
-
-/// Creates a new topic's partitions (its directory is not there) and makes them durable
-/// with one sync of the file system.
-fn create_topic_files(
-    config: &BrokerConfig,
-    storage: &Arc<StorageConfig>,
-    topic: TopicConfig,
-) -> Result<Topic> {
-    let dir = config.data_dir.join("topics").join(&topic.name);
-    let partitions = (0..topic.partitions)
-        .map(|p| {
-            Partition::create(
-                dir.join(p.to_string()),
-                &topic.name,
-                topic.incarnation,
-                p,
-                &config.region,
-                storage.clone(),
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    crate::storage::sublog::sync_file_system(&dir)?;
-    Ok(Topic {
-        config: topic,
-        partitions,
-    })
 }

@@ -1,0 +1,73 @@
+//! A topic's partitions on disk: opened (and recovered) when the broker starts, created
+//! when the topic is.
+
+use std::sync::Arc;
+
+use super::{BrokerConfig, Topic};
+use crate::error::Result;
+use crate::meta::TopicConfig;
+use crate::storage::{Partition, StorageConfig, Truncation};
+
+/// Has every partition of `topic` ring `bell` when a new sub-log appears in it.
+pub(super) fn ring_on_new_sub_logs(topic: &Topic, bell: &Arc<tokio::sync::watch::Sender<u64>>) {
+    for partition in &topic.partitions {
+        partition.set_bell(bell.clone());
+    }
+}
+
+pub(super) fn open_topic(
+    config: &BrokerConfig,
+    storage: &Arc<StorageConfig>,
+    topic: TopicConfig,
+) -> Result<(Topic, Vec<Truncation>)> {
+    let dir = config.data_dir.join("topics").join(&topic.name);
+    let mut partitions = Vec::with_capacity(topic.partitions as usize);
+    let mut cut = Vec::new();
+    for p in 0..topic.partitions {
+        let (partition, truncations) = Partition::open(
+            dir.join(p.to_string()),
+            &topic.name,
+            topic.incarnation,
+            p,
+            &config.region,
+            storage.clone(),
+        )?;
+        cut.extend(truncations);
+        partitions.push(Arc::new(partition));
+    }
+    Ok((
+        Topic {
+            config: topic,
+            partitions,
+        },
+        cut,
+    ))
+}
+
+/// Creates a new topic's partitions (its directory is not there) and makes them durable
+/// with one sync of the file system.
+pub(super) fn create_topic_files(
+    config: &BrokerConfig,
+    storage: &Arc<StorageConfig>,
+    topic: TopicConfig,
+) -> Result<Topic> {
+    let dir = config.data_dir.join("topics").join(&topic.name);
+    let partitions = (0..topic.partitions)
+        .map(|p| {
+            Partition::create(
+                dir.join(p.to_string()),
+                &topic.name,
+                topic.incarnation,
+                p,
+                &config.region,
+                storage.clone(),
+            )
+            .map(Arc::new)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::storage::sublog::sync_file_system(&dir)?;
+    Ok(Topic {
+        config: topic,
+        partitions,
+    })
+}
