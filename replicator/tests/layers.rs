@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("settings", 2),
     ("inbox", 0),
     ("published", 0),
+    ("scan_pace", 0),
     ("tasks", 2),
     ("observe", 2),
     ("routing", 3),
