@@ -40,6 +40,10 @@ async fn other_topics_are_served_while_a_large_topic_is_created() {
     // The creation is under way once its first partition's directory is there.
     let first = temp.path().join("data/topics/large/0");
     while !first.exists() {
+        assert!(
+            !creation.is_finished(),
+            "the creation ended before its first partition appeared"
+        );
         std::thread::yield_now();
     }
     let receipt = broker

@@ -348,15 +348,16 @@ fn read_incarnation(dir: &Path) -> Result<u64> {
     }
 }
 
-/// Makes a directory's entries (created or removed files) durable.
 /// Makes everything written to the file system that holds `path` durable (`syncfs`): one
 /// call where creating many files would otherwise fsync each of them and their directories.
+/// It reports writeback errors from Linux 5.8 on.
 pub fn sync_file_system(path: &Path) -> Result<()> {
     std::fs::File::open(path)
         .and_then(|f| nix::unistd::syncfs(f).map_err(std::io::Error::from))
         .map_err(BrokerError::io("sync file system", path))
 }
 
+/// Makes a directory's entries (created or removed files) durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())

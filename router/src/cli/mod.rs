@@ -118,6 +118,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Command::Serve(_)), cli.log_format);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -174,4 +175,18 @@ fn init_tracing(serving: bool, format: LogFormat) {
 
 async fn connect(broker: &BrokerArg) -> anyhow::Result<client::Client> {
     Ok(client::Client::connect_as(&broker.broker, broker.credential.as_deref()).await?)
+}
+
+/// Raises the soft limit on open files to the hard one, before storage sizes its bound on
+/// descriptors from it (a quarter of the soft limit; `broker::storage::open_files`): the
+/// soft limit is often 1 024 where the hard one is far higher, and a region with a few
+/// hundred partitions would otherwise reopen files all the time.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(event = "open_file_limit_kept", soft, hard, error = %e, "cannot raise the soft limit on open files");
+    }
 }
