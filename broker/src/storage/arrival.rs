@@ -35,7 +35,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::open_files::CachedFile;
+use super::open_files::{CachedFile, open_making_room};
 use crate::error::{BrokerError, Result};
 
 const ENTRY_LEN: u64 = 24;
@@ -93,13 +93,15 @@ impl ArrivalLog {
             }
         };
         let path = dir.join("arrival.log");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(BrokerError::io("open arrival index", &path))?;
+        let file = open_making_room(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &path,
+        )
+        .map_err(BrokerError::io("open arrival index", &path))?;
         let raw = std::fs::read(&path).map_err(BrokerError::io("read arrival index", &path))?;
         let mut log = ArrivalLog {
             dir: dir.to_path_buf(),
@@ -333,10 +335,7 @@ impl ArrivalLog {
         std::fs::rename(&tmp, &self.path)
             .map_err(BrokerError::io("replace arrival index", &self.path))?;
         super::sublog::sync_dir(&self.dir)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
+        let file = open_making_room(OpenOptions::new().read(true).write(true), &self.path)
             .map_err(BrokerError::io("open arrival index", &self.path))?;
         self.file = CachedFile::new(self.path.clone(), file, true);
         self.entries.clear();

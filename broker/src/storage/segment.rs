@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::config::StorageConfig;
 use super::index::{IndexEntry, SegmentIndex};
-use super::open_files::CachedFile;
+use super::open_files::{CachedFile, open_making_room};
 use crate::batch::{Batch, BatchFormatError, BatchHeader, HEADER_LEN};
 use crate::error::{BrokerError, Result};
 
@@ -124,13 +124,15 @@ impl Segment {
     /// Creates an empty segment.
     pub fn create(dir: &Path, base: u64) -> Result<Self> {
         let path = log_path(dir, base);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(BrokerError::io("create segment", &path))?;
+        let file = open_making_room(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+            &path,
+        )
+        .map_err(BrokerError::io("create segment", &path))?;
         Ok(Segment {
             index: SegmentIndex::new(&path),
             file: SegmentFile::new(base, path, file),
@@ -154,10 +156,7 @@ impl Segment {
         verify_all: bool,
     ) -> Result<(Self, Option<Truncation>)> {
         let path = log_path(dir, base);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
+        let file = open_making_room(OpenOptions::new().read(true).write(true), &path)
             .map_err(BrokerError::io("open segment", &path))?;
         let file_len = file
             .metadata()
