@@ -103,42 +103,34 @@ impl CachedFile {
             .map_err(BrokerError::io("open", &self.path))
     }
 
-    /// The descriptor, opened again if the cache closed it. When the process is out of
-    /// descriptors (other files and sockets took them), every file the cache may close is
-    /// closed and the open tried once more: a failed write fences its partition, so a
-    /// write must not fail for want of a descriptor the cache holds for nothing.
+    /// The descriptor, opened again if the cache closed it ([`open_making_room`]: a failed
+    /// write fences its partition, so a write must not fail for want of a descriptor the
+    /// cache holds for nothing). The file is opened outside its lock, which the cache takes
+    /// while making room; if another caller opened it meanwhile, that descriptor serves.
     fn open(&self, write: bool) -> std::io::Result<Arc<File>> {
-        let mut made_room = false;
-        loop {
-            let mut guard = self.lock();
-            let state = &mut *guard;
+        let writable = {
+            let mut state = self.lock();
             state.used = true;
             if let Some(handle) = &state.handle {
+                let handle = handle.clone();
                 state.writing += u32::from(write);
-                return Ok(handle.clone());
+                return Ok(handle);
             }
-            let opened = OpenOptions::new()
-                .read(true)
-                .write(state.writable)
-                .open(&self.path);
-            match opened {
-                Ok(file) => {
-                    let handle = Arc::new(file);
-                    state.handle = Some(handle.clone());
-                    state.writing += u32::from(write);
-                    drop(guard);
-                    admit(self.me.clone());
-                    return Ok(handle);
-                }
-                Err(e) if !made_room && out_of_descriptors(&e) => {
-                    // Not under this file's lock: the cache takes its own lock first.
-                    drop(guard);
-                    close_all_closable(Some(self));
-                    made_room = true;
-                }
-                Err(e) => return Err(e),
-            }
+            state.writable
+        };
+        let opened = Arc::new(open_making_room(
+            OpenOptions::new().read(true).write(writable),
+            &self.path,
+        )?);
+        let mut state = self.lock();
+        state.writing += u32::from(write);
+        if let Some(handle) = &state.handle {
+            return Ok(handle.clone());
         }
+        state.handle = Some(opened.clone());
+        drop(state);
+        admit(self.me.clone());
+        Ok(opened)
     }
 
     /// Runs a write on the descriptor. Counted as begun under the same lock that hands
@@ -229,13 +221,14 @@ fn out_of_descriptors(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(23 | 24))
 }
 
-/// Opens a file storage is about to take into the bound (a new segment, an arrival index):
-/// when the process is out of descriptors, every file the cache may close is closed and
-/// the open tried once more.
+/// Opens a file storage keeps in the bound (a new segment, an arrival index, one the cache
+/// closed): when the process is out of descriptors (other files and sockets took them),
+/// every file the cache may close is closed and the open tried once more. Not to be called
+/// under a cached file's lock.
 pub(crate) fn open_making_room(options: &OpenOptions, path: &Path) -> std::io::Result<File> {
     match options.open(path) {
         Err(e) if out_of_descriptors(&e) => {
-            close_all_closable(None);
+            close_all_closable();
             options.open(path)
         }
         other => other,
@@ -243,16 +236,13 @@ pub(crate) fn open_making_room(options: &OpenOptions, path: &Path) -> std::io::R
 }
 
 /// Closes every file the cache holds open that no write keeps open, whatever its second
-/// chance, except `except` (one being opened again).
-fn close_all_closable(except: Option<&CachedFile>) {
+/// chance.
+fn close_all_closable() {
     let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
     open.retain(|file| {
         let Some(file) = file.upgrade() else {
             return false;
         };
-        if except.is_some_and(|except| std::ptr::eq(Arc::as_ptr(&file), except)) {
-            return true;
-        }
         let mut state = file.lock();
         if state.handle.is_some() && !state.dirty() {
             state.handle = None;
