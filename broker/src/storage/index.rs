@@ -23,6 +23,8 @@ pub struct IndexEntry {
 
 const OFFSET_ENTRY: usize = 8;
 const TIME_ENTRY: usize = 12;
+const OFFSET_EXTENSION: &str = "index";
+const TIME_EXTENSION: &str = "timeindex";
 
 /// The offset and time index of one segment: in memory, and in files once written out.
 #[derive(Debug)]
@@ -40,8 +42,8 @@ impl SegmentIndex {
     pub fn new(log_path: &Path) -> Self {
         SegmentIndex {
             entries: Vec::new(),
-            offset_path: log_path.with_extension("index"),
-            time_path: log_path.with_extension("timeindex"),
+            offset_path: log_path.with_extension(OFFSET_EXTENSION),
+            time_path: log_path.with_extension(TIME_EXTENSION),
             changed: true,
         }
     }
@@ -141,18 +143,19 @@ impl SegmentIndex {
             self.entries[i - 1].position
         }
     }
+}
 
-    /// Removes the files, if they were written.
-    pub fn remove_files(&self) -> Result<()> {
-        for path in [&self.offset_path, &self.time_path] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BrokerError::io("remove index", path)(e)),
-            }
+/// Removes the index files of the segment at `log_path`, if they were written.
+pub fn remove_files(log_path: &Path) -> Result<()> {
+    for extension in [OFFSET_EXTENSION, TIME_EXTENSION] {
+        let path = log_path.with_extension(extension);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BrokerError::io("remove index", &path)(e)),
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The entries of both index files, if they are consistent with each other and with a log

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::segment::{batch_at, find_next_batch, parse_log_name};
+use super::segment::{batch_at, find_next_batch, parse_log_name, remove_files};
 use super::sublog::sync_dir;
 use crate::error::{BrokerError, Result};
 
@@ -188,7 +188,7 @@ fn repair_sublog(dir: &Path, origin: &str, mode: RepairMode) -> Result<Vec<Repai
                 for &later in &bases[i + 1..] {
                     let later_path = super::segment::log_path(dir, later);
                     removed += std::fs::metadata(&later_path).map(|m| m.len()).unwrap_or(0);
-                    remove_segment(&later_path)?;
+                    remove_files(&later_path)?;
                 }
                 sync_dir(dir)?;
                 out.push(Repaired {
@@ -215,24 +215,7 @@ fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|()| File::open(&tmp)?.sync_all())
         .map_err(BrokerError::io("write repaired segment", &tmp))?;
     std::fs::rename(&tmp, path).map_err(BrokerError::io("replace segment", path))?;
-    remove_indexes(path)
-}
-
-fn remove_segment(path: &Path) -> Result<()> {
-    std::fs::remove_file(path).map_err(BrokerError::io("remove segment", path))?;
-    remove_indexes(path)
-}
-
-fn remove_indexes(path: &Path) -> Result<()> {
-    for extension in ["index", "timeindex"] {
-        let index = path.with_extension(extension);
-        match std::fs::remove_file(&index) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(BrokerError::io("remove index", &index)(e)),
-        }
-    }
-    Ok(())
+    super::index::remove_files(path)
 }
 
 #[cfg(test)]

@@ -442,10 +442,14 @@ impl Segment {
 
     /// Deletes the files; readers holding the [`SegmentFile`] can finish.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_file(self.file.path())
-            .map_err(BrokerError::io("remove segment", self.file.path()))?;
-        self.index.remove_files()
+        remove_files(self.file.path())
     }
+}
+
+/// Deletes the segment at `path` and its index files.
+pub fn remove_files(path: &Path) -> Result<()> {
+    std::fs::remove_file(path).map_err(BrokerError::io("remove segment", path))?;
+    super::index::remove_files(path)
 }
 
 /// The bytes of `file` from `from` to `file_len`.
