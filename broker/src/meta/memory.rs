@@ -10,12 +10,24 @@ use crate::cursor::Cursor;
 pub struct MemoryMetaStore {
     topics: Mutex<BTreeMap<String, TopicConfig>>,
     cursors: Mutex<BTreeMap<(String, String, u32), Cursor>>,
-    checkpoints: Mutex<BTreeMap<(String, String, u32, String), TaskCheckpoint>>,
+    checkpoints: Mutex<BTreeMap<CheckpointKey, TaskCheckpoint>>,
     task_starts: Mutex<BTreeMap<String, i64>>,
     task_records: Mutex<BTreeMap<String, Vec<u8>>>,
     shared_records: Mutex<BTreeMap<(SharedKind, String), Vec<u8>>>,
     pop_states: Mutex<BTreeMap<(String, String, u32), Vec<u8>>>,
     timers: Mutex<BTreeMap<TimerKey, Vec<u8>>>,
+}
+
+/// `(task, topic, partition, origin)`: the key of a checkpoint.
+type CheckpointKey = (String, String, u32, String);
+
+fn checkpoint_key(task: &str, topic: &str, partition: u32, origin: &str) -> CheckpointKey {
+    (
+        task.to_string(),
+        topic.to_string(),
+        partition,
+        origin.to_string(),
+    )
 }
 
 impl MetaStore for MemoryMetaStore {
@@ -83,11 +95,11 @@ impl MetaStore for MemoryMetaStore {
     }
 
     fn put_checkpoint(&self, checkpoint: &TaskCheckpoint) -> Result<(), MetaError> {
-        let key = (
-            checkpoint.task.clone(),
-            checkpoint.topic.clone(),
+        let key = checkpoint_key(
+            &checkpoint.task,
+            &checkpoint.topic,
             checkpoint.partition,
-            checkpoint.origin.clone(),
+            &checkpoint.origin,
         );
         self.checkpoints
             .lock()
@@ -112,12 +124,7 @@ impl MetaStore for MemoryMetaStore {
         partition: u32,
         origin: &str,
     ) -> Result<Option<TaskCheckpoint>, MetaError> {
-        let key = (
-            task.to_string(),
-            topic.to_string(),
-            partition,
-            origin.to_string(),
-        );
+        let key = checkpoint_key(task, topic, partition, origin);
         Ok(self.checkpoints.lock().expect("lock").get(&key).cloned())
     }
 
