@@ -136,7 +136,7 @@ impl Broker {
                 meta.put_topic(&topic)?;
                 meta.flush()?;
             }
-            let (opened, cut) = open_topic(&config, &storage, topic)?;
+            let (opened, cut) = open_topic(&config, &storage, topic, true)?;
             recovery.extend(cut);
             topics.insert(opened.config.name.clone(), Arc::new(opened));
         }

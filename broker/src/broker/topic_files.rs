@@ -1,6 +1,7 @@
 //! A topic's partitions on disk: opened (and recovered) when the broker starts, created
 //! when the topic is.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{BrokerConfig, Topic};
@@ -15,22 +16,26 @@ pub(super) fn ring_on_new_sub_logs(topic: &Topic, bell: &Arc<tokio::sync::watch:
     }
 }
 
+/// Opens (and recovers) the partitions of `topic`; with `fsyncs` false, fsyncs nothing
+/// (see [`create_topic_files`]).
 pub(super) fn open_topic(
     config: &BrokerConfig,
     storage: &Arc<StorageConfig>,
     topic: TopicConfig,
+    fsyncs: bool,
 ) -> Result<(Topic, Vec<Truncation>)> {
-    let dir = config.data_dir.join("topics").join(&topic.name);
+    let dir = topic_dir(config, &topic);
     let mut partitions = Vec::with_capacity(topic.partitions as usize);
     let mut cut = Vec::new();
     for p in 0..topic.partitions {
-        let (partition, truncations) = Partition::open(
+        let (partition, truncations) = Partition::open_with_fsyncs(
             dir.join(p.to_string()),
             &topic.name,
             topic.incarnation,
             p,
             &config.region,
             storage.clone(),
+            fsyncs,
         )?;
         cut.extend(truncations);
         partitions.push(Arc::new(partition));
@@ -42,6 +47,10 @@ pub(super) fn open_topic(
         },
         cut,
     ))
+}
+
+fn topic_dir(config: &BrokerConfig, topic: &TopicConfig) -> PathBuf {
+    config.data_dir.join("topics").join(&topic.name)
 }
 
 /// Up to this many partitions a new topic is made durable file by file (two fsyncs per
@@ -56,26 +65,11 @@ pub(super) fn create_topic_files(
     storage: &Arc<StorageConfig>,
     topic: TopicConfig,
 ) -> Result<Topic> {
-    if topic.partitions <= SYNC_EACH_UP_TO {
-        return open_topic(config, storage, topic).map(|(topic, _)| topic);
+    let dir = topic_dir(config, &topic);
+    let fsync_each = topic.partitions <= SYNC_EACH_UP_TO;
+    let (topic, _) = open_topic(config, storage, topic, fsync_each)?;
+    if !fsync_each {
+        crate::storage::sublog::sync_file_system(&dir)?;
     }
-    let dir = config.data_dir.join("topics").join(&topic.name);
-    let partitions = (0..topic.partitions)
-        .map(|p| {
-            Partition::create(
-                dir.join(p.to_string()),
-                &topic.name,
-                topic.incarnation,
-                p,
-                &config.region,
-                storage.clone(),
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    crate::storage::sublog::sync_file_system(&dir)?;
-    Ok(Topic {
-        config: topic,
-        partitions,
-    })
+    Ok(topic)
 }

@@ -85,37 +85,26 @@ impl Partition {
         local_origin: &str,
         config: Arc<StorageConfig>,
     ) -> Result<(Self, Vec<Truncation>)> {
-        Self::load(dir, topic, incarnation, index, local_origin, config, true)
+        Self::open_with_fsyncs(dir, topic, incarnation, index, local_origin, config, true)
     }
 
-    /// Creates a new partition at `dir` (no directory there yet) without fsyncing
-    /// anything: a new topic's partitions are made durable together by one
+    /// [`open`](Self::open), fsyncing nothing when `fsyncs` is false: a new topic's
+    /// partitions can be made durable together by one
     /// [`sync_file_system`](super::sublog::sync_file_system) before the topic is recorded,
     /// since an fsync per partition made a topic of thousands of partitions take seconds.
-    pub fn create(
+    pub fn open_with_fsyncs(
         dir: PathBuf,
         topic: &str,
         incarnation: u64,
         index: u32,
         local_origin: &str,
         config: Arc<StorageConfig>,
-    ) -> Result<Self> {
-        Self::load(dir, topic, incarnation, index, local_origin, config, false).map(|(p, _)| p)
-    }
-
-    fn load(
-        dir: PathBuf,
-        topic: &str,
-        incarnation: u64,
-        index: u32,
-        local_origin: &str,
-        config: Arc<StorageConfig>,
-        sync: bool,
+        fsyncs: bool,
     ) -> Result<(Self, Vec<Truncation>)> {
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs)
             .map_err(BrokerError::io("create partition directory", &logs))?;
-        if sync {
+        if fsyncs {
             sync_dir(&dir)?;
         }
         // Sub-logs a replacement moved aside and a crash left behind.
@@ -148,7 +137,7 @@ impl Partition {
         reconcile(&mut arrival, &sublogs)?;
         // What a killed process left in the page cache is served (and replicated) from
         // now on as durable: make it so before anyone reads it.
-        if sync {
+        if fsyncs {
             for sublog in &sublogs {
                 sublog.sync()?;
             }
