@@ -471,6 +471,17 @@ impl PendingBatch {
     }
 }
 
+/// The sealed batch `bytes` moved to `base_offset`: the header's offset and the CRC
+/// rewritten, the records untouched. For a local append that lost a race for its place
+/// (another writer appended first) and must take the next one.
+pub fn rebase(bytes: &Bytes, base_offset: u64) -> Bytes {
+    let mut buf = BytesMut::from(&bytes[..]);
+    buf[12..20].copy_from_slice(&base_offset.to_le_bytes());
+    let crc = crc32c::crc32c(&buf[PREFIX_LEN..]);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    buf.freeze()
+}
+
 fn put_record(buf: &mut BytesMut, delta: u32, record: &Record) {
     buf.reserve(encoded_record_len(record));
     buf.put_u32_le(delta);
@@ -566,6 +577,21 @@ mod tests {
                 (42, records[1].clone()),
                 (43, records[2].clone())
             ]
+        );
+    }
+
+    #[test]
+    fn a_rebased_batch_is_the_batch_sealed_at_the_new_offset() {
+        let records = vec![record("one"), record("two")];
+        let at_41 = PendingBatch::consecutive(&records).seal(41);
+        let at_90 = PendingBatch::consecutive(&records).seal(90);
+        assert_eq!(rebase(&at_41, 90), at_90);
+        assert_eq!(
+            Batch::from_bytes(rebase(&at_41, 90), 1 << 20)
+                .unwrap()
+                .header()
+                .base_offset,
+            90
         );
     }
 

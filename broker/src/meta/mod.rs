@@ -1,6 +1,7 @@
 //! Region metadata: topics with their settings, and consumer-group cursors. Behind the
 //! [`MetaStore`] trait so that the engine (sled today) can change without touching callers.
 
+pub mod conformance;
 mod memory;
 mod sled_store;
 
@@ -26,6 +27,9 @@ pub enum MetaError {
     },
     #[error("metadata key '{key}': {reason}")]
     Corrupt { key: String, reason: String },
+    /// The store is another engine's (JetStream), which failed or could not be reached.
+    #[error("metadata engine: {0}")]
+    Engine(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Retention limits of a topic; 0 means unlimited.
@@ -191,141 +195,6 @@ pub type TimerKey = [u8; 16];
 mod tests {
     use super::*;
 
-    fn exercise(store: &dyn MetaStore) {
-        store.put_task_record("t1", b"one").unwrap();
-        store.put_task_record("t1", b"two").unwrap();
-        assert_eq!(
-            store.task_records().unwrap(),
-            vec![("t1".to_string(), b"two".to_vec())]
-        );
-        store
-            .put_shared_record(SharedKind::Groups, "g1", b"group")
-            .unwrap();
-        assert_eq!(
-            store.shared_records(SharedKind::Groups).unwrap(),
-            vec![("g1".to_string(), b"group".to_vec())]
-        );
-        assert!(
-            store
-                .shared_records(SharedKind::Principals)
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store.task_records().unwrap().len(),
-            1,
-            "separate from tasks"
-        );
-        let topic = TopicConfig {
-            name: "orders".into(),
-            partitions: 3,
-            retention: Retention {
-                max_bytes: 10,
-                max_age_ms: 0,
-            },
-            message_type: MessageType::Fifo,
-            incarnation: 7,
-        };
-        store.put_topic(&topic).unwrap();
-        store
-            .put_topic(&TopicConfig {
-                name: "audit".into(),
-                ..topic.clone()
-            })
-            .unwrap();
-        let cursor: Cursor = [("eu", 4u64), ("us", 9)].into_iter().collect();
-        store.put_cursor("g", "orders", 2, &cursor).unwrap();
-        store
-            .put_cursor("g", "orders", 0, &Cursor::default())
-            .unwrap();
-        store.put_cursor("g2", "orders", 1, &cursor).unwrap();
-        store.put_cursor("g", "orders-x", 1, &cursor).unwrap();
-        let one = |p: u32, bytes: &[u8]| vec![(p, bytes.to_vec())];
-        store
-            .put_pop_states("g", "orders", &one(3, b"three"))
-            .unwrap();
-        store
-            .put_pop_states("g", "orders", &one(3, b"three again"))
-            .unwrap();
-        store
-            .put_pop_states("g", "orders-x", &one(1, b"other topic"))
-            .unwrap();
-        store
-            .put_pop_states("g2", "orders", &one(0, b"other group"))
-            .unwrap();
-        assert_eq!(
-            store.pop_states("g", "orders").unwrap(),
-            vec![(3, b"three again".to_vec())]
-        );
-        assert_eq!(
-            store.cursors("g", "orders").unwrap(),
-            vec![(0, Cursor::default()), (2, cursor.clone())]
-        );
-        let names: Vec<_> = store
-            .topics()
-            .unwrap()
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        assert_eq!(names, vec!["audit", "orders"]);
-        let checkpoint = TaskCheckpoint {
-            task: "dr".into(),
-            topic: "orders".into(),
-            partition: 1,
-            origin: "eu".into(),
-            offset: 7,
-            incarnation: 3,
-            target_incarnation: 4,
-        };
-        store.put_checkpoint(&checkpoint).unwrap();
-        store
-            .put_checkpoint(&TaskCheckpoint {
-                offset: 9,
-                ..checkpoint.clone()
-            })
-            .unwrap();
-        store
-            .put_checkpoint(&TaskCheckpoint {
-                task: "dr2".into(),
-                ..checkpoint.clone()
-            })
-            .unwrap();
-        assert_eq!(
-            store.checkpoints("dr").unwrap(),
-            vec![TaskCheckpoint {
-                offset: 9,
-                ..checkpoint.clone()
-            }]
-        );
-        assert_eq!(
-            store.checkpoint("dr", "orders", 1, "eu").unwrap(),
-            Some(TaskCheckpoint {
-                offset: 9,
-                ..checkpoint.clone()
-            })
-        );
-        for (task, topic, partition, origin) in [
-            ("dr", "orders", 1, "us"),
-            ("dr", "orders", 0, "eu"),
-            ("dr", "order", 1, "eu"),
-            ("d", "orders", 1, "eu"),
-        ] {
-            assert_eq!(
-                store.checkpoint(task, topic, partition, origin).unwrap(),
-                None,
-                "{task} {topic} {partition} {origin}"
-            );
-        }
-        assert_eq!(store.task_started("dr", 5).unwrap(), 5);
-        assert_eq!(store.task_started("dr", 9).unwrap(), 5);
-        store.delete_topic("orders").unwrap();
-        assert!(store.cursors("g", "orders").unwrap().is_empty());
-        assert_eq!(store.cursors("g", "orders-x").unwrap().len(), 1);
-        assert!(store.pop_states("g", "orders").unwrap().is_empty());
-        assert_eq!(store.pop_states("g", "orders-x").unwrap().len(), 1);
-        store.flush().unwrap();
-    }
-
     #[test]
     fn message_types_are_stored_under_their_names() {
         for t in MessageType::ALL {
@@ -339,13 +208,13 @@ mod tests {
 
     #[test]
     fn memory_store() {
-        exercise(&MemoryMetaStore::default());
+        conformance::exercise(&MemoryMetaStore::default());
     }
 
     #[test]
     fn sled_store_persists() {
         let dir = tempfile::tempdir().unwrap();
-        exercise(&SledMetaStore::open(dir.path()).unwrap());
+        conformance::exercise(&SledMetaStore::open(dir.path()).unwrap());
         let reopened = SledMetaStore::open(dir.path()).unwrap();
         assert_eq!(reopened.topics().unwrap().len(), 1);
         assert_eq!(reopened.checkpoints("dr").unwrap()[0].offset, 9);

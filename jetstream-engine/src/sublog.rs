@@ -1,0 +1,509 @@
+//! Origin sub-logs in JetStream. A region's copy of one creation of a topic is one stream
+//! (`crate::names::topic_stream`, replicated by the cluster); each origin sub-log of each
+//! partition is one subject of it (`crate::names::sub_log_subject`); each batch is one
+//! message whose payload is the batch's bytes exactly as the embedded engine stores them
+//! (`broker::batch`: the header carries the origin offsets, so nothing is re-encoded and a
+//! batch read back is the batch written). The stream's sequence is the region's arrival
+//! order: a partition's merged read is its messages in sequence order.
+//!
+//! Every append says which message it expects to be the sub-log's last
+//! (`Nats-Expected-Last-Subject-Sequence`), so two nodes can never both place a batch at
+//! one offset: the loser re-reads the end and decides by `crate::fencing`. A replicated
+//! batch someone else applied is found held, not written twice; a local batch takes the
+//! next free offsets and carries a message id, so that an append retried after a lost
+//! acknowledgement is recognised by the stream's duplicate window instead of stored twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{self, DirectGetErrorKind, LastRawMessageErrorKind};
+use async_nats::jetstream::{self};
+use broker::batch::{self, Batch, BatchFormatError, BatchHeader, MAX_BATCH_ON_DISK};
+use bytes::Bytes;
+
+use crate::engine::{Engine, EngineError};
+use crate::fencing::{self, AfterConflict};
+use crate::names;
+
+/// How long the stream remembers a local append's message id: an append retried within it
+/// after its acknowledgement was lost is recognised, not stored again.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// One origin sub-log of one partition of one creation of a topic.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubLogId {
+    pub topic: String,
+    pub incarnation: u64,
+    pub partition: u32,
+    pub origin: String,
+}
+
+impl std::fmt::Display for SubLogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}@{} (incarnation {})",
+            self.topic, self.partition, self.origin, self.incarnation
+        )
+    }
+}
+
+/// Where a sub-log ends: the offset after its last batch and that batch's stream sequence
+/// (0 and 0: empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tail {
+    pub end: u64,
+    pub last_sequence: u64,
+}
+
+/// A batch as stored: its stream sequence (its place in the arrival order) and the batch.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub sequence: u64,
+    pub batch: Batch,
+}
+
+/// What a replicated append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    Stored {
+        sequence: u64,
+    },
+    /// Every offset of the batch was in the sub-log already (applied by another node).
+    AlreadyHeld,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("sub-log {sub_log}: a batch of offsets {base}..{next} cannot follow its end at {end}")]
+    Misplaced {
+        sub_log: String,
+        base: u64,
+        next: u64,
+        end: u64,
+    },
+    #[error("sub-log {sub_log}: {source}")]
+    Format {
+        sub_log: String,
+        #[source]
+        source: BatchFormatError,
+    },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// The sub-logs of one region.
+pub struct SubLogs {
+    engine: Arc<Engine>,
+    region: String,
+}
+
+impl SubLogs {
+    pub fn new(engine: Arc<Engine>, region: &str) -> Self {
+        SubLogs {
+            engine,
+            region: region.to_string(),
+        }
+    }
+
+    fn stream_name(&self, topic: &str, incarnation: u64) -> String {
+        names::topic_stream(&self.region, topic, incarnation)
+    }
+
+    fn subject(&self, id: &SubLogId) -> String {
+        names::sub_log_subject(
+            &self.region,
+            &id.topic,
+            id.incarnation,
+            id.partition,
+            &id.origin,
+        )
+    }
+
+    /// The stream of `id`'s topic, without asking the server about it.
+    async fn stream(
+        &self,
+        topic: &str,
+        incarnation: u64,
+    ) -> Result<jetstream::stream::Stream<()>, EngineError> {
+        let name = self.stream_name(topic, incarnation);
+        // A handle made here, without a request.
+        self.engine
+            .context()
+            .get_stream_no_info(&name)
+            .await
+            .map_err(|e| EngineError::Invalid {
+                what: format!("stream {name}"),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Makes the stream of one creation of a topic, if no node made it yet.
+    pub async fn create_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
+        let config = stream::Config {
+            name: self.stream_name(topic, incarnation),
+            description: Some(format!("georouter: region {}, topic {topic}", self.region)),
+            subjects: vec![names::topic_subjects(&self.region, topic, incarnation)],
+            num_replicas: self.engine.settings().replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            // Batches may be read from any replica; ends are read from the leader.
+            allow_direct: true,
+            ..Default::default()
+        };
+        let context = self.engine.context().clone();
+        self.engine
+            .spawn_retrying(move || {
+                let (context, config) = (context.clone(), config.clone());
+                async move {
+                    let name = config.name.clone();
+                    context
+                        .get_or_create_stream(config)
+                        .await
+                        .map(drop)
+                        .map_err(|e| EngineError::request(format!("creating stream {name}"), e))
+                }
+            })
+            .await
+    }
+
+    /// Removes one creation of a topic, every sub-log of it.
+    pub async fn delete_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
+        let name = self.stream_name(topic, incarnation);
+        let context = self.engine.context().clone();
+        self.engine
+            .spawn(async move {
+                context
+                    .delete_stream(&name)
+                    .await
+                    .map(drop)
+                    .map_err(|e| EngineError::request(format!("deleting stream {name}"), e))
+            })
+            .await?
+    }
+
+    /// Where `id` ends now, read from the stream's leader.
+    pub async fn tail(&self, id: &SubLogId) -> Result<Tail, EngineError> {
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let subject = self.subject(id);
+        let what = format!("the end of sub-log {id}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
+                async move {
+                    match stream.get_last_raw_message_by_subject(&subject).await {
+                        Ok(message) => {
+                            let header = header_of(&message.payload).map_err(|reason| {
+                                EngineError::Invalid {
+                                    what: what.clone(),
+                                    reason,
+                                }
+                            })?;
+                            Ok(Tail {
+                                end: header.last_offset() + 1,
+                                last_sequence: message.sequence,
+                            })
+                        }
+                        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
+                            Ok(Tail::default())
+                        }
+                        Err(e) => Err(EngineError::request(what, e)),
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Appends a batch at its origin offsets, which must start at `tail.end`; a batch
+    /// another node applied first is found held. `tail` follows the sub-log's end.
+    pub async fn append_replicated(
+        &self,
+        id: &SubLogId,
+        tail: &mut Tail,
+        bytes: Bytes,
+    ) -> Result<Appended, AppendError> {
+        let header = self.check(id, &bytes)?;
+        let (base, next) = (header.base_offset, header.last_offset() + 1);
+        loop {
+            if tail.end != base {
+                match fencing::replicated(tail.end, base, next) {
+                    AfterConflict::AlreadyHeld => return Ok(Appended::AlreadyHeld),
+                    AfterConflict::Retry => {}
+                    AfterConflict::Misplaced { end } => {
+                        return Err(AppendError::Misplaced {
+                            sub_log: id.to_string(),
+                            base,
+                            next,
+                            end,
+                        });
+                    }
+                }
+            }
+            match self
+                .publish(id, tail.last_sequence, bytes.clone(), None)
+                .await?
+            {
+                Some(sequence) => {
+                    *tail = Tail {
+                        end: next,
+                        last_sequence: sequence,
+                    };
+                    return Ok(Appended::Stored { sequence });
+                }
+                None => *tail = self.tail(id).await?,
+            }
+        }
+    }
+
+    /// Appends a batch produced in this region at the sub-log's end, whatever other nodes
+    /// appended meanwhile: `sealed` (sealed at any offset) is moved to the end it finds.
+    /// `message_id` names this append uniquely; giving it again for the same records after
+    /// an error stores them at most once. Returns the batch as stored.
+    pub async fn append_local(
+        &self,
+        id: &SubLogId,
+        tail: &mut Tail,
+        sealed: Bytes,
+        message_id: &str,
+    ) -> Result<Stored, AppendError> {
+        let mut bytes = sealed;
+        loop {
+            if self.check(id, &bytes)?.base_offset != tail.end {
+                bytes = batch::rebase(&bytes, tail.end);
+            }
+            let stored = self
+                .publish(id, tail.last_sequence, bytes.clone(), Some(message_id))
+                .await?;
+            let Some(sequence) = stored else {
+                *tail = self.tail(id).await?;
+                continue;
+            };
+            // A duplicate answer names the first copy, which may sit at other offsets.
+            let batch = self.read_at(id, sequence).await?;
+            if batch.header().last_offset() + 1 > tail.end {
+                *tail = Tail {
+                    end: batch.header().last_offset() + 1,
+                    last_sequence: sequence,
+                };
+            }
+            return Ok(Stored { sequence, batch });
+        }
+    }
+
+    fn check(&self, id: &SubLogId, bytes: &Bytes) -> Result<BatchHeader, AppendError> {
+        Batch::from_bytes(bytes.clone(), MAX_BATCH_ON_DISK)
+            .map(|b| *b.header())
+            .map_err(|source| AppendError::Format {
+                sub_log: id.to_string(),
+                source,
+            })
+    }
+
+    /// Publishes one batch expecting `last_sequence` to be the sub-log's last message:
+    /// `Some(sequence)` where it is stored, `None` when another writer came first.
+    async fn publish(
+        &self,
+        id: &SubLogId,
+        last_sequence: u64,
+        bytes: Bytes,
+        message_id: Option<&str>,
+    ) -> Result<Option<u64>, EngineError> {
+        let subject = self.subject(id);
+        let mut message = PublishMessage::build()
+            .payload(bytes)
+            .expected_last_subject_sequence(last_sequence);
+        if let Some(message_id) = message_id {
+            message = message.message_id(message_id);
+        }
+        let context = self.engine.context().clone();
+        let what = format!("appending to sub-log {id}");
+        // Trying again is safe: a first attempt that was stored makes the next one meet
+        // its own message as the last (a conflict, resolved by the caller) or, with a
+        // message id, the stream's duplicate window.
+        self.engine
+            .spawn_retrying(move || {
+                let (context, subject, what) = (context.clone(), subject.clone(), what.clone());
+                let message = message.clone();
+                async move {
+                    let ack = match context.send_publish(subject, message).await {
+                        Ok(ack) => ack.await,
+                        Err(e) => return Err(EngineError::request(what, e)),
+                    };
+                    match ack {
+                        Ok(ack) => Ok(Some(ack.sequence)),
+                        Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(None),
+                        Err(e) => Err(EngineError::request(what, e)),
+                    }
+                }
+            })
+            .await
+    }
+
+    /// The batch stored at stream sequence `sequence`, read from the leader.
+    async fn read_at(&self, id: &SubLogId, sequence: u64) -> Result<Batch, EngineError> {
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let what = format!("reading sub-log {id} at sequence {sequence}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, what) = (stream.clone(), what.clone());
+                async move {
+                    let message = stream
+                        .get_raw_message(sequence)
+                        .await
+                        .map_err(|e| EngineError::request(what.clone(), e))?;
+                    decode(&what, message.payload)
+                }
+            })
+            .await
+    }
+
+    /// Up to `max` batches of `id` from the one holding offset `from` on, in offset order.
+    pub async fn read(
+        &self,
+        id: &SubLogId,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Stored>, EngineError> {
+        let tail = self.tail(id).await?;
+        if tail.end <= from {
+            return Ok(Vec::new());
+        }
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let subject = self.subject(id);
+        let what = format!("reading sub-log {id} from offset {from}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
+                async move {
+                    let span = (1, tail.last_sequence);
+                    let Some(mut sequence) =
+                        first_holding(&stream, &subject, from, span, &what).await?
+                    else {
+                        return Ok(Vec::new());
+                    };
+                    let mut out = Vec::new();
+                    while out.len() < max {
+                        let Some((at, batch)) =
+                            next_batch(&stream, &subject, sequence, &what).await?
+                        else {
+                            break;
+                        };
+                        out.push(Stored {
+                            sequence: at,
+                            batch,
+                        });
+                        sequence = at + 1;
+                    }
+                    Ok(out)
+                }
+            })
+            .await
+    }
+
+    /// Up to `max` batches of partition `partition`, every origin, in arrival order from
+    /// stream sequence `from_sequence` on, each with its origin.
+    pub async fn arrivals(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        partition: u32,
+        from_sequence: u64,
+        max: usize,
+    ) -> Result<Vec<(String, Stored)>, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let subjects = names::partition_subjects(&self.region, topic, incarnation, partition);
+        let what = format!("reading partition {topic}/{partition} in arrival order");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subjects, what) = (stream.clone(), subjects.clone(), what.clone());
+                async move {
+                    let mut out = Vec::new();
+                    let mut sequence = from_sequence.max(1);
+                    while out.len() < max {
+                        let message = match stream
+                            .direct_get_next_for_subject(subjects.as_str(), Some(sequence))
+                            .await
+                        {
+                            Ok(m) => m,
+                            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                            Err(e) => return Err(EngineError::request(what, e)),
+                        };
+                        let origin = message
+                            .subject
+                            .rsplit('.')
+                            .next()
+                            .and_then(names::name)
+                            .ok_or_else(|| EngineError::Invalid {
+                                what: what.clone(),
+                                reason: format!("subject {} names no origin", message.subject),
+                            })?;
+                        sequence = message.sequence + 1;
+                        out.push((
+                            origin,
+                            Stored {
+                                sequence: message.sequence,
+                                batch: decode(&what, message.payload)?,
+                            },
+                        ));
+                    }
+                    Ok(out)
+                }
+            })
+            .await
+    }
+}
+
+/// The first stream sequence of `subject` whose batch holds offsets at or after `from`,
+/// searching `first..=last`: batches are in offset order along the subject, so the offsets
+/// of the next batch at or after a sequence never fall as the sequence grows.
+async fn first_holding(
+    stream: &jetstream::stream::Stream<()>,
+    subject: &str,
+    from: u64,
+    (first, last): (u64, u64),
+    what: &str,
+) -> Result<Option<u64>, EngineError> {
+    let (mut low, mut high) = (first, last + 1);
+    while low < high {
+        let probe = low + (high - low) / 2;
+        match next_batch(stream, subject, probe, what).await? {
+            Some((at, batch)) if batch.header().last_offset() < from => low = at + 1,
+            _ => high = probe,
+        }
+    }
+    Ok(next_batch(stream, subject, low, what)
+        .await?
+        .filter(|(at, _)| *at <= last)
+        .map(|(at, _)| at))
+}
+
+/// The first batch of `subject` at stream sequence `sequence` or later.
+async fn next_batch(
+    stream: &jetstream::stream::Stream<()>,
+    subject: &str,
+    sequence: u64,
+    what: &str,
+) -> Result<Option<(u64, Batch)>, EngineError> {
+    match stream
+        .direct_get_next_for_subject(subject, Some(sequence))
+        .await
+    {
+        Ok(message) => Ok(Some((message.sequence, decode(what, message.payload)?))),
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::request(what.to_string(), e)),
+    }
+}
+
+fn header_of(payload: &[u8]) -> Result<BatchHeader, String> {
+    BatchHeader::parse(payload, MAX_BATCH_ON_DISK).map_err(|e| e.to_string())
+}
+
+fn decode(what: &str, payload: Bytes) -> Result<Batch, EngineError> {
+    Batch::from_bytes(payload, MAX_BATCH_ON_DISK).map_err(|e| EngineError::Invalid {
+        what: what.to_string(),
+        reason: format!("a stored batch is unreadable: {e}"),
+    })
+}
