@@ -24,7 +24,8 @@ use crate::meta::{MessageType, MetaStore, Retention, TopicConfig};
 use crate::names;
 use crate::record::{Record, RecordId, now_ms};
 use crate::storage::{
-    GapPolicy, Partition, ReplicatedAppend, ReplicatedRun, StorageConfig, SubLogInfo, Truncation,
+    EmbeddedEngine, GapPolicy, PartitionStore, ReplicatedAppend, ReplicatedRun, StorageConfig,
+    StorageEngine, SubLogInfo, Truncation,
 };
 
 /// Runs blocking work (metadata flushes, file reads) off the async workers of a
@@ -73,7 +74,7 @@ pub enum StartPosition {
 
 pub struct Topic {
     pub config: TopicConfig,
-    pub partitions: Vec<Arc<Partition>>,
+    pub partitions: Vec<Arc<dyn PartitionStore>>,
 }
 
 /// Decides whether this region accepts produce on a topic (replication's DR fencing).
@@ -102,6 +103,7 @@ pub struct Broker {
     /// Serializes cursor writes, so a merge's read-modify-write cannot undo a commit.
     cursor_writes: std::sync::Mutex<()>,
     storage: Arc<StorageConfig>,
+    engine: Arc<dyn StorageEngine>,
     meta: Arc<dyn MetaStore>,
     groups: crate::catalog::GroupBook,
     principals: crate::catalog::PrincipalBook,
@@ -123,8 +125,24 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the broker: every topic in the metadata store, with recovery of its partitions.
+    /// Opens the broker on the embedded engine (files under `config.data_dir`): every
+    /// topic in the metadata store, with recovery of its partitions.
     pub fn open(config: BrokerConfig, meta: Arc<dyn MetaStore>) -> Result<Self> {
+        let storage = Arc::new(config.storage.clone());
+        let engine = Arc::new(EmbeddedEngine::new(
+            config.data_dir.clone(),
+            &config.region,
+            storage,
+        ));
+        Self::open_on(config, meta, engine)
+    }
+
+    /// Opens the broker on the storage engine `engine`.
+    pub fn open_on(
+        config: BrokerConfig,
+        meta: Arc<dyn MetaStore>,
+        engine: Arc<dyn StorageEngine>,
+    ) -> Result<Self> {
         names::validate("region", &config.region)?;
         let storage = Arc::new(config.storage.clone());
         let mut topics = BTreeMap::new();
@@ -136,7 +154,7 @@ impl Broker {
                 meta.put_topic(&topic)?;
                 meta.flush()?;
             }
-            let (opened, cut) = open_topic(&config, &storage, topic, true)?;
+            let (opened, cut) = open_topic(engine.as_ref(), topic)?;
             recovery.extend(cut);
             topics.insert(opened.config.name.clone(), Arc::new(opened));
         }
@@ -154,6 +172,7 @@ impl Broker {
             cursor_changes: tokio::sync::broadcast::Sender::new(CURSOR_FEED),
             cursor_writes: std::sync::Mutex::new(()),
             storage,
+            engine,
             meta,
             topics: RwLock::new(topics),
             topic_creation: std::sync::Mutex::default(),
@@ -268,8 +287,8 @@ impl Broker {
             incarnation: crate::incarnation::new_incarnation(),
         };
         // Files left by a topic of that name whose delete did not finish are not this topic's.
-        self.discard_dir(name)?;
-        let topic = create_topic_files(&self.config, &self.storage, config.clone())?;
+        self.engine.remove_topic(name)?;
+        let topic = create_topic_files(self.engine.as_ref(), config.clone())?;
         self.meta.put_topic(&config)?;
         self.meta.flush()?;
         ring_on_new_sub_logs(&topic, &self.sub_logs_changed);
@@ -306,23 +325,10 @@ impl Broker {
         }
         self.meta.delete_topic(name)?;
         self.meta.flush()?;
-        self.discard_dir(name)?;
+        self.engine.remove_topic(name)?;
         self.ring();
         tracing::info!(topic = name, "topic deleted");
         Ok(())
-    }
-
-    /// Moves a topic directory aside and removes it (readers holding files can finish).
-    fn discard_dir(&self, name: &str) -> Result<()> {
-        let dir = self.config.data_dir.join("topics").join(name);
-        if !dir.exists() {
-            return Ok(());
-        }
-        let trash = self.config.data_dir.join("trash");
-        std::fs::create_dir_all(&trash).map_err(BrokerError::io("create", &trash))?;
-        let aside = trash.join(format!("{name}-{}", now_ms()));
-        std::fs::rename(&dir, &aside).map_err(BrokerError::io("move aside", &dir))?;
-        std::fs::remove_dir_all(&aside).map_err(BrokerError::io("remove", &aside))
     }
 
     pub fn topics(&self) -> Vec<TopicConfig> {
@@ -345,7 +351,7 @@ impl Broker {
             })
     }
 
-    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {
+    pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<dyn PartitionStore>> {
         let t = self.topic(topic)?;
         t.partitions
             .get(partition as usize)
@@ -503,7 +509,7 @@ impl Broker {
         })
     }
 
-    /// Appends a batch replicated from `origin` (see [`Partition::append_replicated`]).
+    /// Appends a batch replicated from `origin` (see [`PartitionStore::append_replicated_run_in`]).
     pub async fn append_replicated(
         &self,
         topic: &str,
@@ -518,7 +524,7 @@ impl Broker {
     }
 
     /// Appends verified batches replicated from `origin` (see
-    /// [`Partition::append_replicated_run`]).
+    /// [`PartitionStore::append_replicated_run_in`]).
     pub async fn append_replicated_run(
         &self,
         topic: &str,
@@ -533,7 +539,7 @@ impl Broker {
     }
 
     /// Appends verified batches of `incarnation` of `origin`'s topic (see
-    /// [`Partition::append_replicated_run_in`]).
+    /// [`PartitionStore::append_replicated_run_in`]).
     pub async fn append_replicated_run_in(
         &self,
         topic: &str,
@@ -587,7 +593,11 @@ impl Broker {
     }
 
     /// The cursor of a start position in one partition.
-    pub fn start_cursor(&self, partition: &Partition, start: StartPosition) -> Result<Cursor> {
+    pub fn start_cursor(
+        &self,
+        partition: &dyn PartitionStore,
+        start: StartPosition,
+    ) -> Result<Cursor> {
         Ok(match start {
             StartPosition::Earliest => Cursor::default(),
             StartPosition::Latest => partition.latest_cursor(),

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use broker::batch::{Batch, PendingBatch};
+use broker::storage::PartitionStore;
+use broker::storage::RecordFilter;
 use broker::storage::arrival::{COALESCE_AT, KEEP_RECENT};
 use broker::storage::{GapPolicy, Partition, PartitionReader};
 use broker::{Cursor, StoredRecord};
@@ -75,7 +77,11 @@ async fn a_rarely_written_origin_does_not_pin_the_arrival_index() {
     assert!(arrival_entries(temp.path()) as usize > COALESCE_AT);
 
     // A reader part-way through when the index is coalesced.
-    let mut reader = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut reader = PartitionReader::new(
+        partition.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let mut in_progress = reader.read(64 << 10).unwrap().records;
     assert!(!in_progress.is_empty() && in_progress.len() < 20_000);
 

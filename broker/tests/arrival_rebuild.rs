@@ -13,6 +13,7 @@ use broker::storage::{GapPolicy, StorageConfig};
 use broker::{Cursor, StoredRecord};
 use bytes::Bytes;
 
+use broker::storage::PartitionStore;
 use common::damage::{Written, file_len, flip_byte, set_len, write_batches};
 use common::{LOCAL, active_segment, ids, open, read_all, read_all_from, record, small_config};
 

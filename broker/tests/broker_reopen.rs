@@ -188,7 +188,7 @@ async fn damaged_segment_indexes_are_rebuilt() {
     }
     for at in [0, 50_000, 50_001, 50_200, 50_447, 50_448] {
         let cursor = broker
-            .start_cursor(&partition, broker::StartPosition::Timestamp(at))
+            .start_cursor(partition.as_ref(), broker::StartPosition::Timestamp(at))
             .unwrap();
         let first = produced
             .iter()

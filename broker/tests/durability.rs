@@ -12,6 +12,8 @@ use broker::Cursor;
 use broker::batch::PendingBatch;
 use broker::storage::{GapPolicy, PartitionReader};
 
+use broker::storage::PartitionStore;
+use broker::storage::RecordFilter;
 use common::LOCAL;
 
 /// Polls `future` once (it runs until its first wait) and drops it: a client that went
@@ -30,7 +32,11 @@ async fn poll_once_and_cancel<F: Future>(future: F) {
 
 /// Waits (bounded) until a reader from the start sees `count` records.
 async fn wait_readable(partition: &std::sync::Arc<broker::storage::Partition>, count: usize) {
-    let mut reader = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut reader = PartitionReader::new(
+        partition.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let mut seen = 0;
     let waited = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

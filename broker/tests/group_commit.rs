@@ -9,6 +9,8 @@ use broker::batch::PendingBatch;
 use broker::storage::{GapPolicy, Partition, PartitionReader, ReplicatedAppend, StorageConfig};
 use broker::{BrokerError, Cursor, Record, StoredRecord};
 
+use broker::storage::PartitionStore;
+use broker::storage::RecordFilter;
 use common::{LOCAL, TOPIC};
 
 /// Many appends at once share group commits: each gets its own offsets, every record is
@@ -40,7 +42,8 @@ async fn concurrent_appends_and_a_tailing_reader() {
     let reader = {
         let partition = partition.clone();
         tokio::spawn(async move {
-            let mut reader = PartitionReader::new(partition, Cursor::default(), None);
+            let mut reader =
+                PartitionReader::new(partition, Cursor::default(), RecordFilter::default());
             let mut seen: Vec<StoredRecord> = Vec::new();
             while seen.len() < total {
                 let outcome = reader.read(700).unwrap();
@@ -131,7 +134,11 @@ async fn concurrent_appends_and_a_tailing_reader() {
 async fn waiting_reader_wakes_on_append_and_on_close() {
     let temp = tempfile::tempdir().unwrap();
     let (partition, _) = common::open(temp.path(), &common::small_config());
-    let mut reader = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut reader = PartitionReader::new(
+        partition.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let outcome = reader.read(1 << 20).unwrap();
     assert!(outcome.records.is_empty() && outcome.caught_up);
     let waiting = tokio::spawn(async move {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use broker::batch::{Batch, PendingBatch};
 use broker::meta::{MemoryMetaStore, Retention};
+use broker::storage::PartitionStore;
 use broker::storage::{GapPolicy, Partition, StorageConfig};
 use broker::{Broker, BrokerConfig, BrokerError, Cursor};
 

@@ -10,6 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use broker::batch::{Batch, PendingBatch};
+use broker::storage::PartitionStore;
 use broker::storage::{GapPolicy, Partition, StorageConfig, open_files};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 

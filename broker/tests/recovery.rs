@@ -13,6 +13,8 @@ use broker::storage::StorageConfig;
 use broker::{Cursor, Record, StoredRecord};
 use bytes::Bytes;
 
+use broker::storage::PartitionStore;
+use broker::storage::RecordFilter;
 use common::damage::{Written, file_len, flip_byte, set_len, write_batches};
 use common::{LOCAL, active_segment, ids, open, read_all, read_all_from, record, small_config};
 
@@ -205,7 +207,11 @@ async fn corrupt_batch_mid_segment_is_kept_reads_stop_there_and_a_repair_skips_i
         (segment.clone(), position, position + victim_len)
     );
     // Reads stop there, loudly.
-    let mut reader = broker::storage::PartitionReader::new(p.clone(), Cursor::default(), None);
+    let mut reader = broker::storage::PartitionReader::new(
+        p.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let failed = loop {
         match reader.read(1 << 20) {
             Ok(outcome) if outcome.caught_up => break None,
@@ -355,7 +361,11 @@ async fn a_damaged_first_batch_of_a_sealed_segment_does_not_stop_the_partition()
     let (p, cut) = open(dir, &config);
     assert!(cut.is_empty(), "{cut:?}");
     // Reading the damaged batch reports it; everything after that segment reads back.
-    let mut reader = broker::storage::PartitionReader::new(p.clone(), Cursor::default(), None);
+    let mut reader = broker::storage::PartitionReader::new(
+        p.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let damaged = reader
         .read(1 << 20)
         .expect_err("the damaged batch is reported");

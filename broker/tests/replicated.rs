@@ -13,6 +13,7 @@ use broker::storage::{GapPolicy, Partition, ReplicatedAppend};
 use broker::{Broker, BrokerConfig, BrokerError, Cursor, Partitioning, Record, StartPosition};
 use bytes::Bytes;
 
+use broker::storage::PartitionStore;
 use common::{
     LOCAL, TOPIC, batch, ids, open, read_all, read_all_from, record, records, row, small_config,
     tagged,
@@ -471,7 +472,7 @@ async fn start_positions_timestamp_and_latest() {
         0, 10_000, 10_001, 10_005, 10_006, 10_500, 10_995, 11_185, 11_190, 11_196, 99_999,
     ] {
         let cursor = broker
-            .start_cursor(&partition, StartPosition::Timestamp(at))
+            .start_cursor(partition.as_ref(), StartPosition::Timestamp(at))
             .unwrap();
         for origin in ["eu", "us"] {
             let first = all
@@ -493,7 +494,7 @@ async fn start_positions_timestamp_and_latest() {
     }
 
     let latest = broker
-        .start_cursor(&partition, StartPosition::Latest)
+        .start_cursor(partition.as_ref(), StartPosition::Latest)
         .unwrap();
     assert_eq!(
         latest.next,
@@ -519,7 +520,7 @@ async fn start_positions_timestamp_and_latest() {
     assert_eq!(ids(&fresh), vec![row("eu", 120, "eu-new")]);
     assert_eq!(
         broker
-            .start_cursor(&partition, StartPosition::Earliest)
+            .start_cursor(partition.as_ref(), StartPosition::Earliest)
             .unwrap(),
         Cursor::default()
     );

@@ -5,6 +5,7 @@
 mod common;
 
 use broker::batch::{Batch, PendingBatch};
+use broker::storage::PartitionStore;
 use broker::storage::{GapPolicy, SubLogReader};
 use broker::{BrokerError, Record};
 use common::*;

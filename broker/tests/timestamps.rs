@@ -8,6 +8,7 @@ use std::sync::Arc;
 use broker::batch::PendingBatch;
 use broker::meta::{MemoryMetaStore, Retention};
 use broker::record::now_ms;
+use broker::storage::PartitionStore;
 use broker::storage::{GapPolicy, StorageConfig};
 use broker::{Broker, BrokerConfig, BrokerError, Partitioning};
 

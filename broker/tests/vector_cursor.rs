@@ -10,6 +10,7 @@ use broker::batch::PendingBatch;
 use broker::storage::{GapPolicy, Partition, PartitionReader};
 use broker::{Cursor, Record, StoredRecord};
 
+use broker::storage::RecordFilter;
 use common::{TOPIC, batch, ids, read_all, read_all_from, records, row, small_config};
 
 /// One batch of one origin, as both regions hold it.
@@ -127,7 +128,7 @@ async fn vector_cursor_is_region_independent() {
     );
 
     // Every cursor a consumer in eu can commit (one batch per read) ...
-    let mut reader = PartitionReader::new(eu.clone(), Cursor::default(), None);
+    let mut reader = PartitionReader::new(eu.clone(), Cursor::default(), RecordFilter::default());
     let mut consumed: Vec<StoredRecord> = Vec::new();
     let mut cursors = vec![Cursor::default()];
     loop {
@@ -167,7 +168,7 @@ async fn vector_cursor_is_region_independent() {
     }
     // In particular, failing over mid-stream: the consumer resumes in us where it was in eu.
     let mid = {
-        let mut r = PartitionReader::new(eu.clone(), Cursor::default(), None);
+        let mut r = PartitionReader::new(eu.clone(), Cursor::default(), RecordFilter::default());
         r.read(1).unwrap();
         r.read(1).unwrap();
         r.read(1).unwrap();

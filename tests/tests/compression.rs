@@ -39,7 +39,7 @@ async fn produce_events(node: &TestNode, topic: &str, count: usize) {
 /// Every stored batch of a sub-log, byte for byte.
 fn stored_batches(node: &Node, topic: &str, origin: &str) -> Vec<Bytes> {
     let partition = node.broker.partition(topic, 0).unwrap();
-    let mut reader = broker::storage::SubLogReader::new(partition, origin, 0);
+    let mut reader = partition.sub_log_reader(origin, 0);
     let mut all = Vec::new();
     loop {
         let batches = reader.read(1 << 20).unwrap();

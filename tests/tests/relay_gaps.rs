@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker::batch::Batch;
-use broker::storage::{GapPolicy, SubLogReader};
+use broker::storage::GapPolicy;
 use router::config::NodeConfig;
 use support::*;
 
@@ -193,7 +193,12 @@ async fn relay_with_a_hole(topology: TopologySpec) -> Vec<TestNode> {
             .await
             .unwrap();
     }
-    let mut reader = SubLogReader::new(a.node.broker.partition(TOPIC, 0).unwrap(), "a", 0);
+    let mut reader = a
+        .node
+        .broker
+        .partition(TOPIC, 0)
+        .unwrap()
+        .sub_log_reader("a", 0);
     let mut batches: Vec<Batch> = Vec::new();
     loop {
         let read = reader.read(usize::MAX).unwrap();
@@ -212,12 +217,9 @@ async fn relay_with_a_hole(topology: TopologySpec) -> Vec<TestNode> {
             .unwrap();
     }
     let segment_20 = b
-        .node
-        .broker
-        .partition(TOPIC, 0)
-        .unwrap()
-        .dir()
-        .join(format!("logs/a/{:020}.log", 20));
+        .dir
+        .path()
+        .join(format!("topics/{TOPIC}/0/logs/a/{:020}.log", 20));
     assert!(
         segment_20.exists(),
         "the hole ends on a segment boundary: {segment_20:?}"

@@ -7,7 +7,7 @@
 use crate::broker::{Broker, StartPosition};
 use crate::error::Result;
 use crate::record::{Record, StoredRecord};
-use crate::storage::reader::PartitionReader;
+use crate::storage::RecordFilter;
 
 /// The property holding a RocketMQ message id.
 pub const MESSAGE_ID_PROPERTY: &str = "mq:message_id";
@@ -112,8 +112,8 @@ impl Broker {
         for (index, partition) in t.partitions.iter().enumerate() {
             let index = index as u32;
             let mut cursor = match scan.from_ms {
-                Some(ms) => self.start_cursor(partition, StartPosition::Timestamp(ms))?,
-                None => self.start_cursor(partition, StartPosition::Earliest)?,
+                Some(ms) => self.start_cursor(partition.as_ref(), StartPosition::Timestamp(ms))?,
+                None => self.start_cursor(partition.as_ref(), StartPosition::Earliest)?,
             };
             // An identity names its position: read from there.
             if let Some((origin, p, offset)) = &scan.exact {
@@ -123,7 +123,7 @@ impl Broker {
                 cursor = partition.latest_cursor();
                 cursor.next.insert(origin.clone(), *offset);
             }
-            let mut reader = PartitionReader::new(partition.clone(), cursor, None);
+            let mut reader = partition.clone().reader(cursor, RecordFilter::default());
             loop {
                 if findings.scanned_bytes >= scan.budget_bytes {
                     findings.complete = false;

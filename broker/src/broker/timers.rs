@@ -11,7 +11,7 @@ use super::{Broker, Partitioning, blocking_here, held};
 use crate::error::{BrokerError, Result};
 use crate::meta::TimerKey;
 use crate::record::{Record, now_ms};
-use crate::storage::reader::PartitionReader;
+use crate::storage::RecordFilter;
 use crate::timer::{self, Entry, Header, TIMER_PROPERTY};
 use crate::trace::TraceKind;
 
@@ -476,7 +476,7 @@ impl Broker {
         };
         let mut cursor = p.latest_cursor();
         cursor.next.insert(self.region().to_string(), from);
-        let mut reader = PartitionReader::new(p, cursor, None);
+        let mut reader = p.reader(cursor, RecordFilter::default());
         let mut keys = Vec::new();
         loop {
             let read = reader.read(1 << 20)?;

@@ -32,7 +32,7 @@ fn held(body: &str, due_ms: u64) -> Scheduled {
 
 fn bodies(broker: &Broker) -> Vec<String> {
     let p = broker.partition("later", 0).unwrap();
-    let mut reader = PartitionReader::new(p, Cursor::default(), None);
+    let mut reader = p.reader(Cursor::default(), RecordFilter::default());
     let read = reader.read(1 << 20).unwrap();
     read.records
         .iter()
@@ -234,7 +234,8 @@ async fn the_timer_loop_fires_each_message_within_its_second() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let records = loop {
         let p = broker.partition("later", 0).unwrap();
-        let read = PartitionReader::new(p, Cursor::default(), None)
+        let read = p
+            .reader(Cursor::default(), RecordFilter::default())
             .read(1 << 20)
             .unwrap();
         if read.records.len() == 300 {

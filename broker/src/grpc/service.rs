@@ -18,7 +18,7 @@ use super::convert::*;
 use crate::broker::{Broker, Hold};
 use crate::error::BrokerError;
 use crate::meta::MessageType;
-use crate::storage::PartitionReader;
+use crate::storage::{PartitionRead, RecordFilter};
 use crate::trace::TraceKind;
 use auth::{Action, Resource};
 
@@ -348,13 +348,13 @@ impl broker_server::Broker for BrokerService {
             let partition = self.broker.partition(&r.topic, p)?;
             let cursor = match exact.remove(&p) {
                 Some(cursor) => cursor,
-                None => self.broker.start_cursor(&partition, start)?,
+                None => self.broker.start_cursor(partition.as_ref(), start)?,
             };
-            let reader = PartitionReader::new(partition, cursor, r.tag.clone());
-            readers.push(match &sql {
-                Some(sql) => reader.with_sql(sql.clone()),
-                None => reader,
-            });
+            let filter = RecordFilter {
+                tag: r.tag.clone(),
+                sql: sql.clone(),
+            };
+            readers.push(partition.reader(cursor, filter));
         }
         if let Some((p, _)) = exact.into_iter().next() {
             return Err(BrokerError::InvalidCursor {
@@ -423,7 +423,7 @@ fn fetch_bytes(requested: u32) -> usize {
 /// Drives one fetch stream: reads every partition in turn, sends what it found with the
 /// cursors after it, and (with `follow`) waits for new durable records when caught up.
 async fn run_fetch(
-    mut readers: Vec<PartitionReader>,
+    mut readers: Vec<Box<dyn PartitionRead>>,
     tx: mpsc::Sender<Result<pb::FetchResponse, Status>>,
     follow: bool,
     max_bytes: usize,

@@ -17,6 +17,7 @@ use super::segment::SegmentFile;
 use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::record::StoredRecord;
+use crate::storage::store::{BoxFuture, PartitionRead, PartitionStore, RecordFilter};
 
 /// Entries planned per read call; bounds the time the partition lock is held.
 const MAX_ENTRIES_PER_READ: usize = 512;
@@ -49,8 +50,7 @@ struct Planned {
 pub struct PartitionReader {
     partition: Arc<Partition>,
     cursor: Cursor,
-    tag: Option<String>,
-    sql: Option<Arc<crate::sql::SqlFilter>>,
+    filter: RecordFilter,
     next_seq: Option<u64>,
     /// The arrival index's generation `next_seq` belongs to.
     generation: u64,
@@ -60,26 +60,18 @@ pub struct PartitionReader {
 
 impl PartitionReader {
     /// A reader from `cursor` (an origin missing from it is read from its start), delivering
-    /// only records with tag `tag` when one is given.
-    pub fn new(partition: Arc<Partition>, cursor: Cursor, tag: Option<String>) -> Self {
+    /// only records `filter` admits.
+    pub fn new(partition: Arc<Partition>, cursor: Cursor, filter: RecordFilter) -> Self {
         let durable = partition.subscribe_durable();
         PartitionReader {
             partition,
             cursor,
-            tag,
-            sql: None,
+            filter,
             next_seq: None,
             generation: 0,
             durable,
             hints: HashMap::new(),
         }
-    }
-
-    /// Delivers only records `sql` takes too (the others are skipped like those of
-    /// another tag).
-    pub fn with_sql(mut self, sql: Arc<crate::sql::SqlFilter>) -> Self {
-        self.sql = Some(sql);
-        self
     }
 
     /// The position after everything read (or skipped by the tag filter) so far.
@@ -171,16 +163,7 @@ impl PartitionReader {
             }
             *bytes += header.total_len;
             for (offset, record) in batch.records() {
-                if offset >= from
-                    && self
-                        .tag
-                        .as_ref()
-                        .is_none_or(|t| record.tag.as_ref() == Some(t))
-                    && self
-                        .sql
-                        .as_ref()
-                        .is_none_or(|f| f.matches(record.tag.as_deref(), &record.properties))
-                {
+                if offset >= from && self.filter.admits(&record) {
                     outcome.records.push(StoredRecord {
                         origin: item.origin.clone(),
                         offset,
@@ -278,5 +261,23 @@ impl PartitionReader {
                 return Err(BrokerError::ShuttingDown);
             }
         }
+    }
+}
+
+impl PartitionRead for PartitionReader {
+    fn cursor(&self) -> &Cursor {
+        PartitionReader::cursor(self)
+    }
+
+    fn partition(&self) -> &dyn PartitionStore {
+        self.partition.as_ref()
+    }
+
+    fn read(&mut self, max_bytes: usize) -> Result<ReadOutcome> {
+        PartitionReader::read(self, max_bytes)
+    }
+
+    fn wait_for_data(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(PartitionReader::wait_for_data(self))
     }
 }

@@ -9,6 +9,7 @@ use super::partition::Partition;
 use super::segment::SegmentFile;
 use crate::batch::Batch;
 use crate::error::{BrokerError, Result};
+use crate::storage::store::{BoxFuture, SubLogRead};
 
 pub struct SubLogReader {
     partition: Arc<Partition>,
@@ -113,5 +114,19 @@ impl SubLogReader {
                 return Err(BrokerError::ShuttingDown);
             }
         }
+    }
+}
+
+impl SubLogRead for SubLogReader {
+    fn next_offset(&self) -> u64 {
+        SubLogReader::next_offset(self)
+    }
+
+    fn read(&mut self, max_bytes: usize) -> Result<Vec<Batch>> {
+        SubLogReader::read(self, max_bytes)
+    }
+
+    fn wait_for_data(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(SubLogReader::wait_for_data(self))
     }
 }

@@ -9,6 +9,7 @@ use broker::storage::{GapPolicy, StorageConfig};
 use broker::{Record, StoredRecord};
 
 use super::{LOCAL, open, record};
+use broker::storage::PartitionStore;
 
 /// What a test wrote: per batch `(origin, base, records, encoded length)`, in arrival order.
 pub struct Written {

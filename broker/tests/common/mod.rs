@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use broker::batch::PendingBatch;
-use broker::storage::{Partition, PartitionReader, StorageConfig, Truncation};
+use broker::storage::{Partition, StorageConfig, Truncation};
+use broker::storage::{PartitionStore, RecordFilter};
 use broker::{Cursor, Record, StoredRecord};
 use bytes::Bytes;
 
@@ -58,12 +59,13 @@ pub fn tagged(body: &str, tag: &str, timestamp_ms: i64) -> Record {
 
 /// Reads from `cursor` with `max_bytes` per call until caught up.
 pub fn read_all_from(
-    partition: &Arc<Partition>,
+    partition: &Arc<impl PartitionStore + ?Sized>,
     cursor: Cursor,
     tag: Option<&str>,
     max_bytes: usize,
 ) -> (Vec<StoredRecord>, Cursor) {
-    let mut reader = PartitionReader::new(partition.clone(), cursor, tag.map(str::to_string));
+    let filter = RecordFilter::tag(tag.map(str::to_string));
+    let mut reader = partition.clone().reader(cursor, filter);
     let mut out = Vec::new();
     for _ in 0..100_000 {
         let outcome = reader.read(max_bytes).expect("read");
@@ -75,7 +77,7 @@ pub fn read_all_from(
     panic!("reader never caught up");
 }
 
-pub fn read_all(partition: &Arc<Partition>) -> Vec<StoredRecord> {
+pub fn read_all(partition: &Arc<impl PartitionStore + ?Sized>) -> Vec<StoredRecord> {
     read_all_from(partition, Cursor::default(), None, 1 << 20).0
 }
 

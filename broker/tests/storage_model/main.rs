@@ -25,6 +25,8 @@ use broker::storage::{GapPolicy, Partition, PartitionReader, ReplicatedAppend, S
 use broker::{BrokerError, Cursor, Record, StoredRecord};
 use proptest::prelude::*;
 
+use broker::storage::PartitionStore;
+use broker::storage::RecordFilter;
 use common::{LOCAL, TOPIC, segment_files};
 use damage::{cut_arrival_index, tear_active_segment};
 use model::*;
@@ -57,10 +59,18 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
     let mut partition = open();
     let mut model = Model::default();
     // A reader that follows the partition from its open, catching up after every operation.
-    let mut tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut tail = PartitionReader::new(
+        partition.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
     let mut tail_read: Vec<StoredRecord> = Vec::new();
     let mut tail_expected: Vec<StoredRecord> = Vec::new();
-    let mut lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
+    let mut lagging = PartitionReader::new(
+        partition.clone(),
+        Cursor::default(),
+        RecordFilter::default(),
+    );
 
     for op in ops {
         match op {
@@ -296,8 +306,16 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
                     .collect();
                 assert_eq!(cut, expected_cut, "recovery report");
                 partition = Arc::new(reopened);
-                tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
-                lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                tail = PartitionReader::new(
+                    partition.clone(),
+                    Cursor::default(),
+                    RecordFilter::default(),
+                );
+                lagging = PartitionReader::new(
+                    partition.clone(),
+                    Cursor::default(),
+                    RecordFilter::default(),
+                );
                 tail_read.clear();
                 tail_expected = model.merged();
             }
@@ -317,8 +335,16 @@ async fn run_async(config: Arc<StorageConfig>, ops: Vec<Op>) {
                 assert_eq!(Arc::strong_count(&partition), 1, "partition still shared");
                 drop(partition);
                 partition = open();
-                tail = PartitionReader::new(partition.clone(), Cursor::default(), None);
-                lagging = PartitionReader::new(partition.clone(), Cursor::default(), None);
+                tail = PartitionReader::new(
+                    partition.clone(),
+                    Cursor::default(),
+                    RecordFilter::default(),
+                );
+                lagging = PartitionReader::new(
+                    partition.clone(),
+                    Cursor::default(),
+                    RecordFilter::default(),
+                );
                 tail_read.clear();
                 tail_expected = model.merged();
             }

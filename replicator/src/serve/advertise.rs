@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use broker::storage::Partition;
+use broker::storage::PartitionStore;
 
 use crate::wire::message as msg;
 
@@ -65,7 +65,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
                 && needed(&config.name, &node.region)
             {
                 unwritten += 1;
-                sub_logs.push(unwritten_offer(node, &config.name, partition));
+                sub_logs.push(unwritten_offer(node, &config.name, partition.as_ref()));
             }
         }
         // A topic the peer is a target of shows even before it holds records, so that the
@@ -96,7 +96,7 @@ pub(crate) fn advertisement(node: &Node, peer: &str) -> msg::Advertise {
 /// This region's own sub-log of `partition`, offered before its first record: the peer
 /// subscribes now, and the first record reaches it one one-way delay after it is durable
 /// here, instead of after an advertisement and a subscribe round trip.
-fn unwritten_offer(node: &Node, topic: &str, partition: &Partition) -> msg::SubLogOffer {
+fn unwritten_offer(node: &Node, topic: &str, partition: &dyn PartitionStore) -> msg::SubLogOffer {
     let key = SubLogKey {
         topic: topic.to_string(),
         partition: partition.index(),

@@ -9,7 +9,7 @@ use crate::budget::{ByteBudget, Held};
 use crate::wire::message as msg;
 use crate::wire::message::StartFrom;
 use broker::batch::Batch;
-use broker::storage::{Partition, SubLogReader};
+use broker::storage::{PartitionStore, SubLogRead};
 
 use super::admission::{Here, admit, may_serve, relays_without_storing};
 use super::filter::filter_for;
@@ -77,7 +77,7 @@ pub(crate) async fn serve_subscription(
 /// `incarnation`, 0: none or unknown).
 pub(crate) struct Served {
     pub task: Arc<Task>,
-    pub partition: Arc<Partition>,
+    pub partition: Arc<dyn PartitionStore>,
     pub key: SubLogKey,
     pub from: Option<StartFrom>,
     pub incarnation: u64,
@@ -108,7 +108,7 @@ pub(crate) async fn serve(
     } else {
         from
     };
-    let start = match start_offset(&partition, &key.origin, from) {
+    let start = match start_offset(partition.as_ref(), &key.origin, from) {
         Ok(start) => start,
         Err(e) => {
             send_error(&mut send, Refusal::from_storage(&e)).await;
@@ -116,7 +116,7 @@ pub(crate) async fn serve(
         }
     };
     let frame_target = node.settings.frame_target_bytes;
-    let reader = SubLogReader::new(partition.clone(), &key.origin, start);
+    let reader = partition.clone().sub_log_reader(&key.origin, start);
     let mut read_from = Source {
         node: &node,
         budget: &link.send_budget,
@@ -212,7 +212,7 @@ struct Source<'a> {
     node: &'a Node,
     /// The link's send budget: a read takes its share first.
     budget: &'a ByteBudget,
-    partition: Arc<Partition>,
+    partition: Arc<dyn PartitionStore>,
     key: &'a SubLogKey,
     /// Past the first read: records must follow on from what was sent.
     mid_stream: bool,
@@ -231,10 +231,10 @@ impl Source<'_> {
     /// announce as gone. The puller then takes the sub-log from another region.
     async fn read(
         &self,
-        mut reader: SubLogReader,
+        mut reader: Box<dyn SubLogRead>,
         max_bytes: usize,
         send: &mut quinn::SendStream,
-    ) -> Option<(SubLogReader, Vec<Batch>, Held)> {
+    ) -> Option<(Box<dyn SubLogRead>, Vec<Batch>, Held)> {
         let partition = self.partition.clone();
         let origin = self.key.origin.clone();
         if self.partition.incarnation_of(&self.key.origin) != self.incarnation {
@@ -309,7 +309,7 @@ pub(crate) async fn send_error(send: &mut quinn::SendStream, refusal: Refusal) {
 /// The first offset to send: a requested offset (moved up past what retention removed),
 /// or the task's start position resolved here.
 fn start_offset(
-    partition: &Partition,
+    partition: &dyn PartitionStore,
     origin: &str,
     from: Option<StartFrom>,
 ) -> broker::Result<u64> {
@@ -331,7 +331,7 @@ fn held(
     here: &Here<'_>,
     peer: &str,
     subscribe: &msg::Subscribe,
-) -> Result<(Arc<Partition>, SubLogKey), Refusal> {
+) -> Result<(Arc<dyn PartitionStore>, SubLogKey), Refusal> {
     let partition = node
         .broker
         .partition(&subscribe.topic, subscribe.partition)

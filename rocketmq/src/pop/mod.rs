@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use broker::storage::SubLogReader;
+use broker::storage::PartitionStore;
 use broker::trace::TraceKind;
 use broker::{Broker, BrokerError, Record};
 use proto::rocketmq::v2::Code;
@@ -426,7 +426,7 @@ fn restore(
 struct Look<'a> {
     consumption: &'a Consumption,
     receive: &'a Receive<'a>,
-    partition: Arc<broker::storage::Partition>,
+    partition: Arc<dyn PartitionStore>,
     index: u32,
     now: i64,
     /// When what this look hands out becomes visible again.
@@ -582,7 +582,10 @@ impl Look<'_> {
         } else {
             Default::default()
         };
-        let mut reader = SubLogReader::new(self.partition.clone(), origin, state.frontier(origin));
+        let mut reader = self
+            .partition
+            .clone()
+            .sub_log_reader(origin, state.frontier(origin));
         let mut reached = false;
         // Read on past what is in flight or acknowledged out of order, up to a bound per
         // look: fresh messages behind them are still found.
@@ -638,11 +641,11 @@ impl Look<'_> {
 
 /// The record at `offset` of `origin`'s sub-log, if it is still held.
 fn read_one(
-    partition: &Arc<broker::storage::Partition>,
+    partition: &Arc<dyn PartitionStore>,
     origin: &str,
     offset: u64,
 ) -> Result<Option<Record>, Refusal> {
-    let mut reader = SubLogReader::new(partition.clone(), origin, offset);
+    let mut reader = partition.clone().sub_log_reader(origin, offset);
     for batch in reader.read(1).map_err(storage)? {
         if let Some((_, record)) = batch.records().find(|(o, _)| *o == offset) {
             return Ok(Some(record));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use broker::meta::{Retention, SledMetaStore};
+use broker::storage::RecordFilter;
 use broker::storage::StorageConfig;
-use broker::storage::reader::PartitionReader;
 use broker::{Broker, BrokerConfig, Cursor, Record, Scheduled};
 use tokio_util::sync::CancellationToken;
 
@@ -70,7 +70,7 @@ fn scheduled(index: u64, due_ms: u64, size: usize) -> Scheduled {
 /// Every record appended to the topic so far, with its store time.
 fn appended(broker: &Broker) -> Result<Vec<Record>> {
     let partition = broker.partition(TOPIC, 0)?;
-    let mut reader = PartitionReader::new(partition, Cursor::default(), None);
+    let mut reader = partition.reader(Cursor::default(), RecordFilter::default());
     let mut out = Vec::new();
     loop {
         let read = reader.read(8 << 20)?;

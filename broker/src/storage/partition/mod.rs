@@ -23,6 +23,7 @@ use crate::cursor::Cursor;
 use crate::error::{BrokerError, Result};
 use crate::names;
 
+mod as_store;
 mod new_sublog;
 mod replicated;
 
@@ -362,11 +363,6 @@ impl Partition {
             .iter()
             .flat_map(SubLog::damage)
             .collect()
-    }
-
-    /// One origin's extent, or `None` when this partition holds nothing of it.
-    pub fn sub_log(&self, origin: &str) -> Option<SubLogInfo> {
-        self.sub_logs().into_iter().find(|s| s.origin == origin)
     }
 
     /// The offset of `origin`'s first record at or after `timestamp_ms` (the durable end

@@ -2,8 +2,6 @@
 //! refused or allowed, overlaps refused, and a held sub-log of another incarnation of the
 //! topic retired or the run refused (see [`crate::incarnation`]).
 
-use bytes::Bytes;
-
 use super::Partition;
 use crate::batch::Batch;
 use crate::error::{BrokerError, Result};
@@ -49,42 +47,13 @@ pub struct ReplicatedRun {
 }
 
 impl Partition {
-    /// Appends a batch replicated from `origin`, keeping its offsets. Idempotent: a batch
-    /// whose offsets are all held is skipped. The batch may be larger than this region's
-    /// `max_batch_bytes` (a produce limit), up to the format's limit. A batch starting past the end is refused unless
-    /// `gap` allows it; one that overlaps the end is refused. Returns once durable.
-    pub async fn append_replicated(
-        &self,
-        origin: &str,
-        bytes: Bytes,
-        gap: GapPolicy,
-    ) -> Result<ReplicatedAppend> {
-        let batch = Batch::from_bytes(bytes, crate::batch::MAX_BATCH_ON_DISK)
-            .map_err(BrokerError::MalformedBatch)?;
-        let (base, last) = (batch.header().base_offset, batch.header().last_offset());
-        let run = self.append_replicated_run(origin, vec![batch], gap).await?;
-        Ok(if run.appended == 1 {
-            ReplicatedAppend::Appended { base, last }
-        } else {
-            ReplicatedAppend::AlreadyHeld
-        })
-    }
-
-    /// Appends verified batches replicated from `origin` in order, as
-    /// [`append_replicated`](Self::append_replicated) does one, with one wait for
-    /// durability for the whole run. `gap` applies to every batch. When a batch is refused,
-    /// the batches before it are kept (and made durable) and the refusal is returned.
-    pub async fn append_replicated_run(
-        &self,
-        origin: &str,
-        batches: Vec<Batch>,
-        gap: GapPolicy,
-    ) -> Result<ReplicatedRun> {
-        self.append_replicated_run_in(origin, 0, batches, gap).await
-    }
-
-    /// [`append_replicated_run`](Self::append_replicated_run) of records of `incarnation`
-    /// of the origin's topic (0: unknown). When the sub-log held here is of another
+    /// Appends verified batches replicated from `origin` in order, keeping their offsets,
+    /// with one wait for durability for the whole run. Idempotent: a batch whose offsets
+    /// are all held is skipped. A batch may be larger than this region's `max_batch_bytes`
+    /// (a produce limit), up to the format's limit. A batch starting past the end is
+    /// refused unless `gap` allows it; one that overlaps the end is refused. When a batch
+    /// is refused, the batches before it are kept (and made durable) and the refusal is
+    /// returned. The records are of `incarnation` of the origin's topic (0: unknown). When the sub-log held here is of another
     /// incarnation, [`incarnation::meet`](crate::incarnation::meet) decides: a newer one
     /// retires the held sub-log and starts from scratch (reported in the run), an older one
     /// is refused with `stale-incarnation`; the two are never merged.
