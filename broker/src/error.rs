@@ -156,6 +156,9 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// The storage engine (a JetStream cluster) failed or could not be reached.
+    #[error("storage engine: {reason}")]
+    Engine { reason: String },
 }
 
 impl BrokerError {
@@ -189,6 +192,7 @@ impl BrokerError {
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
             BrokerError::Io { .. } => ErrorCode::Io,
             BrokerError::Meta(_) => ErrorCode::Metadata,
+            BrokerError::Engine { .. } => ErrorCode::StorageEngine,
         }
     }
 

@@ -57,9 +57,16 @@ pub fn meta_bucket(region: &str) -> String {
     format!("georouter-meta-{}", token(region))
 }
 
-/// The stream holding region `region`'s copy of every sub-log of one creation of a topic.
+/// The stream holding region `region`'s copy of every sub-log of one creation of a topic:
+/// `georouter_R<region>_T<topic>_I<incarnation>`. A token never holds `_R`, `_T` or `_I`
+/// (after '_' come two hex digits), so the parts cannot run into each other.
 pub fn topic_stream(region: &str, topic: &str, incarnation: u64) -> String {
-    format!("georouter-{}-{}-{incarnation}", token(region), token(topic))
+    format!("{}{incarnation}", topic_stream_prefix(region, topic))
+}
+
+/// What the name of every creation's stream of a topic begins with.
+pub fn topic_stream_prefix(region: &str, topic: &str) -> String {
+    format!("georouter_R{}_T{}_I", token(region), token(topic))
 }
 
 /// The subjects of [`topic_stream`]: `georouter.<region>.<topic>.<incarnation>.>`.
@@ -144,6 +151,12 @@ mod tests {
         let s = sub_log_subject("eu.west", "orders", 3, 1, "us");
         assert_eq!(s, "georouter.eu_2Ewest.orders.3.1.us");
         assert!(topic_subjects("eu.west", "orders", 3).ends_with(".>"));
+        assert_eq!(
+            topic_stream("eu.west", "orders", 3),
+            "georouter_Reu_2Ewest_Torders_I3"
+        );
+        // One topic's prefix does not begin another's stream.
+        assert!(!topic_stream("r", "a-b", 3).starts_with(&topic_stream_prefix("r", "a")));
         assert!(s.starts_with(topic_subjects("eu.west", "orders", 3).trim_end_matches('>')));
         assert!(s.starts_with(partition_subjects("eu.west", "orders", 3, 1).trim_end_matches('*')));
     }

@@ -8,10 +8,12 @@
 //!
 //! Every append says which message it expects to be the sub-log's last
 //! (`Nats-Expected-Last-Subject-Sequence`), so two nodes can never both place a batch at
-//! one offset: the loser re-reads the end and decides by `crate::fencing`. A replicated
-//! batch someone else applied is found held, not written twice; a local batch takes the
-//! next free offsets and carries a message id, so that an append retried after a lost
-//! acknowledgement is recognised by the stream's duplicate window instead of stored twice.
+//! one offset: the loser re-reads the end and places the batch again by the broker's one
+//! rule (`broker::storage::partition::place`). A replicated batch someone else applied is
+//! found held, not written twice; a local batch takes the next free offsets and carries a
+//! message id, so that an append retried after a lost acknowledgement is recognised by the
+//! stream's duplicate window instead of stored twice. Each message carries the incarnation
+//! of the origin's topic its records are of (header `Georouter-Incarnation`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,12 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DirectGetErrorKind, LastRawMessageErrorKind};
 use async_nats::jetstream::{self};
 use broker::batch::{self, Batch, BatchFormatError, BatchHeader, MAX_BATCH_ON_DISK};
+use broker::storage::GapPolicy;
+use broker::storage::partition::{Placement, place};
 use bytes::Bytes;
+use futures_util::StreamExt;
 
 use crate::engine::{Engine, EngineError};
-use crate::fencing::{self, AfterConflict};
 use crate::names;
 
 /// How long the stream remembers a local append's message id: an append retried within it
@@ -50,12 +54,16 @@ impl std::fmt::Display for SubLogId {
     }
 }
 
-/// Where a sub-log ends: the offset after its last batch and that batch's stream sequence
-/// (0 and 0: empty).
+/// The header naming the incarnation of the origin's topic a batch's records are of.
+pub const INCARNATION_HEADER: &str = "Georouter-Incarnation";
+
+/// Where a sub-log ends: the offset after its last batch, that batch's stream sequence and
+/// the incarnation it carries (all 0: empty).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tail {
     pub end: u64,
     pub last_sequence: u64,
+    pub incarnation: u64,
 }
 
 /// A batch as stored: its stream sequence (its place in the arrival order) and the batch.
@@ -93,6 +101,14 @@ pub enum AppendError {
     },
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+/// What a topic's stream keeps: records younger than `max_age` and at most `max_bytes`
+/// (zero: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_age: Duration,
+    pub max_bytes: u64,
 }
 
 /// The sub-logs of one region.
@@ -141,9 +157,31 @@ impl SubLogs {
             })
     }
 
-    /// Makes the stream of one creation of a topic, if no node made it yet.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Makes the stream of one creation of a topic, if no node made it yet, unbounded.
     pub async fn create_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
+        self.create_topic_with(topic, incarnation, Limits::default())
+            .await
+    }
+
+    /// Makes the stream of one creation of a topic, if no node made it yet, keeping what
+    /// `limits` allow.
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        limits: Limits,
+    ) -> Result<(), EngineError> {
         let config = stream::Config {
+            max_age: limits.max_age,
+            max_bytes: if limits.max_bytes == 0 {
+                -1
+            } else {
+                i64::try_from(limits.max_bytes).unwrap_or(i64::MAX)
+            },
             name: self.stream_name(topic, incarnation),
             description: Some(format!("georouter: region {}, topic {topic}", self.region)),
             subjects: vec![names::topic_subjects(&self.region, topic, incarnation)],
@@ -172,8 +210,111 @@ impl SubLogs {
 
     /// Removes one creation of a topic, every sub-log of it.
     pub async fn delete_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
-        let name = self.stream_name(topic, incarnation);
+        self.delete_stream(&self.stream_name(topic, incarnation))
+            .await
+    }
+
+    /// The origins holding a sub-log in `partition` of one creation of a topic.
+    pub async fn origins(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        partition: u32,
+    ) -> Result<Vec<String>, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let filter = names::partition_subjects(&self.region, topic, incarnation, partition);
+        let what = format!("listing the sub-logs of {topic}/{partition}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
+                async move {
+                    let mut subjects = stream
+                        .info_with_subjects(&filter)
+                        .await
+                        .map_err(|e| EngineError::request(what.clone(), e))?;
+                    let mut origins = Vec::new();
+                    while let Some(entry) = subjects.next().await {
+                        let (subject, _) =
+                            entry.map_err(|e| EngineError::request(what.clone(), e))?;
+                        let origin = subject.rsplit('.').next().and_then(names::name);
+                        origins.push(origin.ok_or_else(|| EngineError::Invalid {
+                            what: what.clone(),
+                            reason: format!("subject {subject} names no origin"),
+                        })?);
+                    }
+                    origins.sort();
+                    Ok(origins)
+                }
+            })
+            .await
+    }
+
+    /// The first offset `id` holds (its first batch's base), or `None` when it is empty.
+    pub async fn start(&self, id: &SubLogId) -> Result<Option<u64>, EngineError> {
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let subject = self.subject(id);
+        let what = format!("the start of sub-log {id}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
+                async move {
+                    Ok(next_batch(&stream, &subject, 1, &what)
+                        .await?
+                        .map(|(_, b)| b.header().base_offset))
+                }
+            })
+            .await
+    }
+
+    /// Removes every batch of `id` (its origin re-created the topic: the copy held of the
+    /// old creation goes).
+    pub async fn purge(&self, id: &SubLogId) -> Result<(), EngineError> {
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let subject = self.subject(id);
+        let what = format!("purging sub-log {id}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
+                async move {
+                    stream
+                        .purge()
+                        .filter(subject)
+                        .await
+                        .map(drop)
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await
+    }
+
+    /// The names of every stream holding a creation of `topic`.
+    pub async fn topic_streams(&self, topic: &str) -> Result<Vec<String>, EngineError> {
+        let prefix = names::topic_stream_prefix(&self.region, topic);
         let context = self.engine.context().clone();
+        self.engine
+            .spawn_retrying(move || {
+                let (context, prefix) = (context.clone(), prefix.clone());
+                async move {
+                    let mut names = context.stream_names();
+                    let mut found = Vec::new();
+                    while let Some(name) = names.next().await {
+                        let name = name.map_err(|e| EngineError::request("listing streams", e))?;
+                        if name.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                        }) {
+                            found.push(name);
+                        }
+                    }
+                    Ok(found)
+                }
+            })
+            .await
+    }
+
+    /// Deletes the stream `name`.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), EngineError> {
+        let context = self.engine.context().clone();
+        let name = name.to_string();
         self.engine
             .spawn(async move {
                 context
@@ -205,6 +346,7 @@ impl SubLogs {
                             Ok(Tail {
                                 end: header.last_offset() + 1,
                                 last_sequence: message.sequence,
+                                incarnation: incarnation_of(&message.headers),
                             })
                         }
                         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => {
@@ -217,39 +359,41 @@ impl SubLogs {
             .await
     }
 
-    /// Appends a batch at its origin offsets, which must start at `tail.end`; a batch
-    /// another node applied first is found held. `tail` follows the sub-log's end.
+    /// Appends a batch at its origin offsets, placed after `tail.end` by the broker's rule
+    /// (`gap` says whether it may start past the end); a batch another node applied first
+    /// is found held. `tail` follows the sub-log's end. The records are of `incarnation`
+    /// of the origin's topic.
     pub async fn append_replicated(
         &self,
         id: &SubLogId,
         tail: &mut Tail,
         bytes: Bytes,
+        gap: GapPolicy,
+        incarnation: u64,
     ) -> Result<Appended, AppendError> {
         let header = self.check(id, &bytes)?;
-        let (base, next) = (header.base_offset, header.last_offset() + 1);
         loop {
-            if tail.end != base {
-                match fencing::replicated(tail.end, base, next) {
-                    AfterConflict::AlreadyHeld => return Ok(Appended::AlreadyHeld),
-                    AfterConflict::Retry => {}
-                    AfterConflict::Misplaced { end } => {
-                        return Err(AppendError::Misplaced {
-                            sub_log: id.to_string(),
-                            base,
-                            next,
-                            end,
-                        });
-                    }
+            match place(tail.end, &header, gap) {
+                Placement::AlreadyHeld => return Ok(Appended::AlreadyHeld),
+                Placement::Append => {}
+                Placement::Refused => {
+                    return Err(AppendError::Misplaced {
+                        sub_log: id.to_string(),
+                        base: header.base_offset,
+                        next: header.last_offset() + 1,
+                        end: tail.end,
+                    });
                 }
             }
-            match self
-                .publish(id, tail.last_sequence, bytes.clone(), None)
-                .await?
-            {
+            let published = self
+                .publish(id, tail.last_sequence, bytes.clone(), None, incarnation)
+                .await?;
+            match published {
                 Some(sequence) => {
                     *tail = Tail {
-                        end: next,
+                        end: header.last_offset() + 1,
                         last_sequence: sequence,
+                        incarnation,
                     };
                     return Ok(Appended::Stored { sequence });
                 }
@@ -269,13 +413,20 @@ impl SubLogs {
         sealed: Bytes,
         message_id: &str,
     ) -> Result<Stored, AppendError> {
+        let incarnation = id.incarnation;
         let mut bytes = sealed;
         loop {
             if self.check(id, &bytes)?.base_offset != tail.end {
                 bytes = batch::rebase(&bytes, tail.end);
             }
             let stored = self
-                .publish(id, tail.last_sequence, bytes.clone(), Some(message_id))
+                .publish(
+                    id,
+                    tail.last_sequence,
+                    bytes.clone(),
+                    Some(message_id),
+                    incarnation,
+                )
                 .await?;
             let Some(sequence) = stored else {
                 *tail = self.tail(id).await?;
@@ -287,6 +438,7 @@ impl SubLogs {
                 *tail = Tail {
                     end: batch.header().last_offset() + 1,
                     last_sequence: sequence,
+                    incarnation,
                 };
             }
             return Ok(Stored { sequence, batch });
@@ -310,10 +462,12 @@ impl SubLogs {
         last_sequence: u64,
         bytes: Bytes,
         message_id: Option<&str>,
+        incarnation: u64,
     ) -> Result<Option<u64>, EngineError> {
         let subject = self.subject(id);
         let mut message = PublishMessage::build()
             .payload(bytes)
+            .header(INCARNATION_HEADER, incarnation.to_string().as_str())
             .expected_last_subject_sequence(last_sequence);
         if let Some(message_id) = message_id {
             message = message.message_id(message_id);
@@ -495,6 +649,14 @@ async fn next_batch(
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
         Err(e) => Err(EngineError::request(what.to_string(), e)),
     }
+}
+
+/// The incarnation a message's header names (0: none).
+fn incarnation_of(headers: &async_nats::HeaderMap) -> u64 {
+    headers
+        .get(INCARNATION_HEADER)
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
 }
 
 fn header_of(payload: &[u8]) -> Result<BatchHeader, String> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use broker::batch::{Batch, PendingBatch};
 use broker::record::Record;
+use broker::storage::GapPolicy;
 use bytes::Bytes;
 use jetstream_engine::local_cluster::LocalCluster;
 use jetstream_engine::{Appended, Engine, JetStreamSettings, SubLogId, SubLogs, Tail};
@@ -60,7 +61,7 @@ async fn batches_come_back_byte_for_byte_by_offset_and_in_arrival_order() {
     ];
     for (i, bytes) in sent.iter().enumerate() {
         let stored = logs
-            .append_replicated(&us, &mut us_tail, bytes.clone())
+            .append_replicated(&us, &mut us_tail, bytes.clone(), GapPolicy::Refuse, 3)
             .await
             .unwrap();
         assert!(matches!(stored, Appended::Stored { .. }));
@@ -164,20 +165,22 @@ async fn a_replicated_batch_two_nodes_apply_is_stored_once() {
     let (mut a_tail, mut b_tail) = (Tail::default(), Tail::default());
     let first = batch(0, &["x", "y"]);
     assert!(matches!(
-        a.append_replicated(&us, &mut a_tail, first.clone())
+        a.append_replicated(&us, &mut a_tail, first.clone(), GapPolicy::Refuse, 3)
             .await
             .unwrap(),
         Appended::Stored { .. }
     ));
     // b has not seen a's append: its expectation fails, it finds the batch held.
     assert_eq!(
-        b.append_replicated(&us, &mut b_tail, first).await.unwrap(),
+        b.append_replicated(&us, &mut b_tail, first, GapPolicy::Refuse, 3)
+            .await
+            .unwrap(),
         Appended::AlreadyHeld
     );
     assert_eq!(b_tail, a_tail);
     // A batch that does not follow the end is refused, saying where the end is.
     let err = b
-        .append_replicated(&us, &mut b_tail, batch(5, &["z"]))
+        .append_replicated(&us, &mut b_tail, batch(5, &["z"]), GapPolicy::Refuse, 3)
         .await
         .unwrap_err()
         .to_string();
@@ -197,7 +200,9 @@ async fn batches_acknowledged_before_a_server_is_killed_are_all_there_once() {
     for victim in 0..cluster.len() {
         for _ in 0..20 {
             let bytes = batch(acknowledged, &["r"]);
-            logs.append_replicated(&us, &mut tail, bytes).await.unwrap();
+            logs.append_replicated(&us, &mut tail, bytes, GapPolicy::Refuse, 3)
+                .await
+                .unwrap();
             acknowledged += 1;
         }
         cluster.kill(victim).unwrap();
@@ -206,7 +211,9 @@ async fn batches_acknowledged_before_a_server_is_killed_are_all_there_once() {
         let killed = std::time::Instant::now();
         for i in 0..5 {
             let bytes = batch(acknowledged, &["r"]);
-            logs.append_replicated(&us, &mut tail, bytes).await.unwrap();
+            logs.append_replicated(&us, &mut tail, bytes, GapPolicy::Refuse, 3)
+                .await
+                .unwrap();
             if i == 0 {
                 eprintln!(
                     "first append after the SIGKILL of server {victim}: {:?}",

@@ -36,6 +36,7 @@ crate::stable_codes! {
         ShuttingDown => "shutting-down",
         Io => "io",
         Metadata => "metadata",
+        StorageEngine => "storage-engine",
         /// No credentials, or wrong ones (`UNAUTHENTICATED`).
         Unauthenticated => "unauthenticated",
         /// The principal may not do this (`PERMISSION_DENIED`).

@@ -30,7 +30,9 @@ pub fn to_status(error: BrokerError) -> Status {
         | BrokerError::OffsetGap { .. }
         | BrokerError::OverlappingBatch { .. } => Code::FailedPrecondition,
         BrokerError::CorruptBatch { .. } => Code::DataLoss,
-        BrokerError::Fenced { .. } | BrokerError::ShuttingDown => Code::Unavailable,
+        BrokerError::Fenced { .. } | BrokerError::ShuttingDown | BrokerError::Engine { .. } => {
+            Code::Unavailable
+        }
         BrokerError::Io { .. } | BrokerError::Meta(_) => Code::Internal,
     };
     if code == Code::Internal || code == Code::DataLoss {

@@ -27,7 +27,7 @@ mod as_store;
 mod new_sublog;
 mod replicated;
 
-pub use replicated::{GapPolicy, ReplicatedAppend, ReplicatedRun};
+pub use replicated::{GapPolicy, Placement, ReplicatedAppend, ReplicatedRun, place, refusal};
 
 /// One origin sub-log's extent, for describe and for positions.
 #[derive(Clone, Debug, PartialEq, Eq)]

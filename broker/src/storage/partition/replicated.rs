@@ -3,7 +3,7 @@
 //! topic retired or the run refused (see [`crate::incarnation`]).
 
 use super::Partition;
-use crate::batch::Batch;
+use crate::batch::{Batch, BatchHeader};
 use crate::error::{BrokerError, Result};
 use crate::incarnation::Meeting;
 use crate::names;
@@ -44,6 +44,67 @@ pub struct ReplicatedRun {
     pub end_offset: u64,
     /// The incarnation of the sub-log this run replaced (the origin re-created the topic).
     pub replaced: Option<u64>,
+}
+
+impl ReplicatedRun {
+    /// Counts a batch the run stored.
+    pub fn count_appended(&mut self, header: &BatchHeader) {
+        self.appended += 1;
+        self.records += u64::from(header.record_count);
+        self.bytes += header.total_len as u64;
+    }
+}
+
+/// Where a replicated batch goes in a sub-log whose next offset is `expected`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Every offset of it is below the end: nothing to write.
+    AlreadyHeld,
+    /// At the end, or past it where `gap` allows a gap.
+    Append,
+    /// It overlaps the end, or leaves a gap `gap` refuses ([`refusal`] says which).
+    Refused,
+}
+
+/// The one rule of where a replicated batch goes, for every storage engine.
+pub fn place(expected: u64, header: &BatchHeader, gap: GapPolicy) -> Placement {
+    if header.last_offset() < expected {
+        Placement::AlreadyHeld
+    } else if header.base_offset < expected
+        || (header.base_offset > expected && gap == GapPolicy::Refuse)
+    {
+        Placement::Refused
+    } else {
+        Placement::Append
+    }
+}
+
+/// The error of a batch [`place`] refused.
+pub fn refusal(
+    topic: &str,
+    partition: u32,
+    origin: &str,
+    expected: u64,
+    header: &BatchHeader,
+) -> BrokerError {
+    if header.base_offset < expected {
+        BrokerError::OverlappingBatch {
+            topic: topic.to_string(),
+            partition,
+            origin: origin.to_string(),
+            expected,
+            base: header.base_offset,
+            last: header.last_offset(),
+        }
+    } else {
+        BrokerError::OffsetGap {
+            topic: topic.to_string(),
+            partition,
+            origin: origin.to_string(),
+            expected,
+            base: header.base_offset,
+        }
+    }
 }
 
 impl Partition {
@@ -111,32 +172,22 @@ impl Partition {
                     ));
                     break;
                 }
-                if header.last_offset() < expected {
-                    run.already_held += 1;
-                } else if header.base_offset < expected {
-                    refused = Some(BrokerError::OverlappingBatch {
-                        topic: self.shared.topic.clone(),
-                        partition: self.shared.index,
-                        origin: origin.to_string(),
-                        expected,
-                        base: header.base_offset,
-                        last: header.last_offset(),
-                    });
-                    break;
-                } else if header.base_offset > expected && gap == GapPolicy::Refuse {
-                    refused = Some(BrokerError::OffsetGap {
-                        topic: self.shared.topic.clone(),
-                        partition: self.shared.index,
-                        origin: origin.to_string(),
-                        expected,
-                        base: header.base_offset,
-                    });
-                    break;
-                } else {
-                    self.write(&mut inner, id, batch.bytes(), &header)?;
-                    run.appended += 1;
-                    run.records += u64::from(header.record_count);
-                    run.bytes += header.total_len as u64;
+                match place(expected, &header, gap) {
+                    Placement::AlreadyHeld => run.already_held += 1,
+                    Placement::Append => {
+                        self.write(&mut inner, id, batch.bytes(), &header)?;
+                        run.count_appended(&header);
+                    }
+                    Placement::Refused => {
+                        refused = Some(refusal(
+                            &self.shared.topic,
+                            self.shared.index,
+                            origin,
+                            expected,
+                            &header,
+                        ));
+                        break;
+                    }
                 }
             }
             run.end_offset = inner.sublogs[id].next_offset();
@@ -148,5 +199,35 @@ impl Partition {
             Some(e) => Err(e),
             None => Ok(run),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::PendingBatch;
+    use crate::record::Record;
+
+    fn header(base: u64, records: usize) -> BatchHeader {
+        let bytes = PendingBatch::consecutive(&vec![Record::default(); records]).seal(base);
+        BatchHeader::parse(&bytes, usize::MAX).unwrap()
+    }
+
+    #[test]
+    fn a_batch_goes_at_the_end_is_held_below_it_and_is_refused_across_it() {
+        let refuse = GapPolicy::Refuse;
+        assert_eq!(place(5, &header(5, 2), refuse), Placement::Append);
+        assert_eq!(place(7, &header(5, 2), refuse), Placement::AlreadyHeld);
+        assert_eq!(place(6, &header(5, 2), refuse), Placement::Refused);
+        assert_eq!(place(3, &header(5, 2), refuse), Placement::Refused);
+        assert_eq!(place(3, &header(5, 2), GapPolicy::Allow), Placement::Append);
+        assert!(matches!(
+            refusal("t", 0, "o", 6, &header(5, 2)),
+            BrokerError::OverlappingBatch { .. }
+        ));
+        assert!(matches!(
+            refusal("t", 0, "o", 3, &header(5, 2)),
+            BrokerError::OffsetGap { .. }
+        ));
     }
 }

@@ -1,0 +1,105 @@
+//! The JetStream engine behind the broker's seam (`broker::storage::StorageEngine`): a
+//! topic is one stream per creation, its partitions opened from what the cluster holds.
+//! The stream enforces the topic's retention itself: records older than `max_age_ms` (by
+//! their arrival in this region) and, past `max_bytes` per partition, the oldest of the
+//! topic's (JetStream bounds a stream's bytes, not a subject's: the topic's limit is the
+//! partitions' sum).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::error::{BrokerError, Result};
+use broker::meta::TopicConfig;
+use broker::storage::store::{OpenedTopic, PartitionStore, StorageEngine};
+
+use crate::engine::{Engine, EngineError};
+use crate::partition::JetStreamPartition;
+use crate::sublog::{Limits, SubLogs};
+
+pub struct JetStreamStorage {
+    logs: Arc<SubLogs>,
+    region: String,
+    /// Names this process's appends (message ids).
+    node: String,
+}
+
+fn engine_error(e: EngineError) -> BrokerError {
+    BrokerError::Engine {
+        reason: e.to_string(),
+    }
+}
+
+impl JetStreamStorage {
+    pub fn new(engine: Arc<Engine>, region: &str) -> Self {
+        let node = format!(
+            "{}-{}",
+            std::process::id(),
+            broker::incarnation::new_incarnation()
+        );
+        JetStreamStorage {
+            logs: Arc::new(SubLogs::new(engine, region)),
+            region: region.to_string(),
+            node,
+        }
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = std::result::Result<T, EngineError>> + Send + 'static,
+    ) -> Result<T> {
+        self.logs
+            .engine()
+            .run(work)
+            .and_then(|r| r)
+            .map_err(engine_error)
+    }
+
+    fn partitions(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
+        let limits = Limits {
+            max_age: Duration::from_millis(topic.retention.max_age_ms),
+            max_bytes: topic
+                .retention
+                .max_bytes
+                .saturating_mul(u64::from(topic.partitions)),
+        };
+        let logs = self.logs.clone();
+        let (name, incarnation) = (topic.name.clone(), topic.incarnation);
+        self.run(async move { logs.create_topic_with(&name, incarnation, limits).await })?;
+        let mut partitions: Vec<Arc<dyn PartitionStore>> = Vec::new();
+        for index in 0..topic.partitions {
+            let logs = self.logs.clone();
+            let (name, region, node) = (topic.name.clone(), self.region.clone(), self.node.clone());
+            let partition = self.run(async move {
+                JetStreamPartition::open(logs, &name, incarnation, index, &region, &node).await
+            })?;
+            partitions.push(Arc::new(partition));
+        }
+        Ok(partitions)
+    }
+}
+
+impl StorageEngine for JetStreamStorage {
+    fn open_topic(&self, topic: &TopicConfig) -> Result<OpenedTopic> {
+        Ok((self.partitions(topic)?, Vec::new()))
+    }
+
+    fn create_topic(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
+        self.partitions(topic)
+    }
+
+    fn remove_topic(&self, name: &str) -> Result<()> {
+        let logs = self.logs.clone();
+        let name = name.to_string();
+        self.run(async move {
+            for stream in logs.topic_streams(&name).await? {
+                logs.delete_stream(&stream).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn data_dir(&self) -> Option<PathBuf> {
+        None
+    }
+}

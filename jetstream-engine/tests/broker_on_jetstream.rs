@@ -1,0 +1,166 @@
+//! A broker on the JetStream engine, on a real cluster of three nats-server processes: it
+//! produces, takes replicated batches idempotently, reads in arrival order from a vector
+//! cursor, finds positions by time, and a second node of the region (another broker on the
+//! same cluster, with no data directory of its own in use) sees the topic and its records
+//! and appends after them without sharing an offset.
+
+use std::sync::Arc;
+
+use broker::cursor::Cursor;
+use broker::meta::{MetaStore, Retention};
+use broker::record::{Record, StoredRecord};
+use broker::storage::{GapPolicy, PartitionStore, RecordFilter, StorageConfig};
+use broker::{Broker, BrokerConfig, Partitioning, StartPosition};
+use bytes::Bytes;
+use jetstream_engine::local_cluster::LocalCluster;
+use jetstream_engine::{Engine, JetStreamMetaStore, JetStreamSettings, JetStreamStorage};
+
+fn node(cluster: &LocalCluster, region: &str) -> Broker {
+    let engine = Engine::connect(JetStreamSettings::new(cluster.all_urls())).unwrap();
+    let meta: Arc<dyn MetaStore> =
+        Arc::new(JetStreamMetaStore::open(engine.clone(), region).unwrap());
+    let storage = Arc::new(JetStreamStorage::new(engine, region));
+    let config = BrokerConfig {
+        region: region.to_string(),
+        // Never written: the engine keeps everything in the cluster.
+        data_dir: std::path::PathBuf::from("/nonexistent/georouter"),
+        storage: StorageConfig::default(),
+        default_retention: Retention::default(),
+    };
+    Broker::open_on(config, meta, storage).unwrap()
+}
+
+fn record(body: &str, timestamp_ms: i64) -> Record {
+    Record {
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        timestamp_ms,
+        ..Record::default()
+    }
+}
+
+fn read_all(partition: Arc<dyn PartitionStore>, cursor: Cursor) -> Vec<StoredRecord> {
+    let mut reader = partition.reader(cursor, RecordFilter::default());
+    let mut out = Vec::new();
+    loop {
+        let read = reader.read(1 << 20).unwrap();
+        out.extend(read.records);
+        if read.caught_up {
+            return out;
+        }
+    }
+}
+
+fn bodies(records: &[StoredRecord]) -> Vec<(String, u64, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let body = String::from_utf8(r.record.body.to_vec()).unwrap();
+            (r.origin.clone(), r.offset, body)
+        })
+        .collect()
+}
+
+fn sealed(records: &[Record], base: u64) -> Bytes {
+    broker::batch::PendingBatch::consecutive(records).seal(base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_on_jetstream_produces_replicates_reads_and_shares_its_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let first = node(&cluster, "eu");
+    first.create_topic("orders", 2, None).unwrap();
+    first
+        .produce(
+            "orders",
+            vec![record("a", 1_000), record("b", 2_000)],
+            Partitioning::Explicit(1),
+        )
+        .await
+        .unwrap();
+    let us = [record("u0", 1_500), record("u1", 2_500)];
+    for _ in 0..2 {
+        // The second time it is held already: nothing written twice.
+        first
+            .append_replicated_run_in(
+                "orders",
+                1,
+                "us",
+                9,
+                vec![broker::batch::Batch::from_bytes(sealed(&us, 0), 1 << 20).unwrap()],
+                GapPolicy::Refuse,
+            )
+            .await
+            .unwrap();
+    }
+    first
+        .produce(
+            "orders",
+            vec![record("c", 3_000)],
+            Partitioning::Explicit(1),
+        )
+        .await
+        .unwrap();
+
+    let partition = first.partition("orders", 1).unwrap();
+    let all = read_all(partition.clone(), Cursor::default());
+    assert_eq!(
+        bodies(&all),
+        [
+            ("eu".to_string(), 0, "a".to_string()),
+            ("eu".to_string(), 1, "b".to_string()),
+            ("us".to_string(), 0, "u0".to_string()),
+            ("us".to_string(), 1, "u1".to_string()),
+            ("eu".to_string(), 2, "c".to_string()),
+        ],
+        "arrival order"
+    );
+    // A cursor past some of each origin reads the rest, in the same order.
+    let cursor: Cursor = [("eu", 1u64), ("us", 1)].into_iter().collect();
+    let rest: Vec<_> = bodies(&read_all(partition.clone(), cursor))
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(rest, ["b", "u1", "c"]);
+    assert_eq!(partition.incarnation_of("us"), 9);
+    let at = first
+        .start_cursor(partition.as_ref(), StartPosition::Timestamp(2_000))
+        .unwrap();
+    assert_eq!(at.next.get("eu"), Some(&1));
+    assert_eq!(at.next.get("us"), Some(&1));
+    let latest = partition.latest_cursor();
+    assert_eq!(latest.next.get("eu"), Some(&3));
+    let mut replicated = partition.clone().sub_log_reader("us", 0);
+    assert_eq!(replicated.read(1 << 20).unwrap().len(), 1);
+    assert_eq!(replicated.next_offset(), 2);
+
+    // A second node of the region: same topics, same records, the next offsets.
+    let second = node(&cluster, "eu");
+    assert_eq!(second.topics(), first.topics());
+    let seen = read_all(second.partition("orders", 1).unwrap(), Cursor::default());
+    assert_eq!(bodies(&seen), bodies(&all));
+    let ids = second
+        .produce(
+            "orders",
+            vec![record("d", 4_000)],
+            Partitioning::Explicit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids[0].offset, 3);
+    // The first node's idea of the end is stale; its append still takes a new offset.
+    let ids = first
+        .produce(
+            "orders",
+            vec![record("e", 5_000)],
+            Partitioning::Explicit(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids[0].offset, 4);
+
+    // Deleting the topic removes its streams; a topic of the same name starts afresh.
+    first.delete_topic("orders").unwrap();
+    first.create_topic("orders", 1, None).unwrap();
+    assert!(read_all(first.partition("orders", 0).unwrap(), Cursor::default()).is_empty());
+}
