@@ -283,6 +283,12 @@ impl Default for ListenSection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
+    /// What holds the region's records and metadata: `embedded` (files under the data
+    /// directory, one process per region; the default) or `jetstream` (a NATS JetStream
+    /// cluster, `[storage.jetstream]`, which several nodes of the region may share).
+    pub engine: StorageEngineKind,
+    /// The JetStream cluster, when `engine = "jetstream"`.
+    pub jetstream: Option<jetstream_engine::JetStreamSettings>,
     pub segment_bytes: u64,
     pub segment_age_ms: u64,
     pub index_interval_bytes: u64,
@@ -295,6 +301,8 @@ impl Default for StorageSection {
     fn default() -> Self {
         let d = broker::storage::StorageConfig::default();
         StorageSection {
+            engine: StorageEngineKind::Embedded,
+            jetstream: None,
             segment_bytes: d.segment_bytes,
             segment_age_ms: d.segment_age.as_millis() as u64,
             index_interval_bytes: d.index_interval_bytes,
@@ -303,6 +311,16 @@ impl Default for StorageSection {
             max_timestamp_skew_ms: d.max_timestamp_skew_ms,
         }
     }
+}
+
+/// `[storage] engine`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageEngineKind {
+    #[default]
+    Embedded,
+    #[serde(rename = "jetstream")]
+    JetStream,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -355,6 +373,16 @@ impl NodeConfig {
                 *file = base.join(&*file);
             }
         }
+        if let Some(js) = config.storage.jetstream.as_mut() {
+            for file in [&mut js.tls_ca, &mut js.tls_cert, &mut js.tls_key]
+                .into_iter()
+                .flatten()
+            {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
         config.check()?;
         Ok(config)
     }
@@ -362,6 +390,17 @@ impl NodeConfig {
     fn check(&self) -> Result<()> {
         broker::names::validate("region", &self.region.id).context("[region] id")?;
         self.check_auth()?;
+        match (self.storage.engine, &self.storage.jetstream) {
+            (StorageEngineKind::JetStream, None) => anyhow::bail!(
+                "[storage] engine = \"jetstream\" needs a [storage.jetstream] section with servers"
+            ),
+            (StorageEngineKind::JetStream, Some(js)) => {
+                if let Some(problem) = js.problem() {
+                    anyhow::bail!(problem);
+                }
+            }
+            (StorageEngineKind::Embedded, _) => {}
+        }
         anyhow::ensure!(
             self.storage.segment_bytes >= 1024,
             "[storage] segment_bytes must be at least 1024"

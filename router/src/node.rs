@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use replicator::{Replicator, ReplicatorConfig};
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, StorageEngineKind, StorageSection};
 use crate::tls::ServerIdentity;
 
 pub const STEP_DEADLINE: Duration = Duration::from_secs(10);
@@ -105,10 +105,6 @@ impl Node {
             rocketmq: rocketmq_listener.local_addr()?,
         };
 
-        let meta_dir = data_dir.join("meta");
-        let meta = tokio::task::spawn_blocking(move || SledMetaStore::open(&meta_dir))
-            .await?
-            .context("opening metadata")?;
         let broker_config = BrokerConfig {
             region: config.region.id.clone(),
             data_dir: data_dir.clone(),
@@ -118,10 +114,9 @@ impl Node {
                 max_age_ms: config.retention.max_age_ms,
             },
         };
+        let storage = config.storage.clone();
         let broker =
-            tokio::task::spawn_blocking(move || Broker::open(broker_config, Arc::new(meta)))
-                .await?
-                .context("opening the broker")?;
+            tokio::task::spawn_blocking(move || open_broker(broker_config, &storage)).await??;
         for cut in broker.recovery_report() {
             tracing::warn!(event = "segment_recovered", path = %cut.path.display(), valid_bytes = cut.valid_bytes, cut_bytes = cut.cut_bytes, reason = %cut.reason, "recovered segment");
         }
@@ -442,5 +437,25 @@ impl rocketmq::pop::owner::Peers for GroupPeers {
 
     fn primary(&self, group: &str, topic: &str) -> Option<String> {
         self.0.group_primary(group, topic)
+    }
+}
+
+/// Opens the broker on the storage engine `[storage] engine` names.
+fn open_broker(config: BrokerConfig, storage: &StorageSection) -> Result<Broker> {
+    match (storage.engine, &storage.jetstream) {
+        (StorageEngineKind::JetStream, Some(settings)) => {
+            let engine = jetstream_engine::Engine::connect(settings.clone())
+                .context("[storage.jetstream] connecting to the cluster")?;
+            let meta = jetstream_engine::JetStreamMetaStore::open(engine.clone(), &config.region)
+                .context("[storage.jetstream] opening the region's metadata")?;
+            let records = jetstream_engine::JetStreamStorage::new(engine, &config.region);
+            Broker::open_on(config, Arc::new(meta), Arc::new(records))
+                .context("opening the broker on JetStream")
+        }
+        _ => {
+            let meta =
+                SledMetaStore::open(&config.data_dir.join("meta")).context("opening metadata")?;
+            Broker::open(config, Arc::new(meta)).context("opening the broker")
+        }
     }
 }

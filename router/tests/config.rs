@@ -46,6 +46,36 @@ fn bad_configs_name_the_problem() {
 }
 
 #[test]
+fn the_storage_engine_is_chosen_and_a_jetstream_one_needs_its_cluster() {
+    let base = "[region]\nid = \"eu\"\ndata_dir = \"/tmp/x\"\n[storage]\n";
+    let err = load(&format!("{base}engine = \"jetstream\"\n"));
+    assert!(err.contains("needs a [storage.jetstream] section"), "{err}");
+    let err = load(&format!("{base}engine = \"cassandra\"\n"));
+    assert!(err.contains("cassandra"), "{err}");
+    let err = load(&format!(
+        "{base}engine = \"jetstream\"\n[storage.jetstream]\nservers = []\n"
+    ));
+    assert!(err.contains("servers: name at least one server"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("js.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}engine = \"jetstream\"\n[storage.jetstream]\nservers = [\"nats://10.0.0.1:4222\"]\ntls_ca = \"ca.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let config = NodeConfig::load(&path).unwrap();
+    let js = config.storage.jetstream.unwrap();
+    assert_eq!(js.replicas, 3);
+    assert_eq!(
+        js.tls_ca,
+        Some(dir.path().join("ca.pem")),
+        "relative to the file"
+    );
+}
+
+#[test]
 fn replication_examples_parse_with_valid_tasks() {
     for region in ["eu", "us"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
