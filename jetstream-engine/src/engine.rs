@@ -122,6 +122,15 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)
     }
 
+    /// Starts `work` on the engine's runtime and leaves it running (until it ends, or is
+    /// aborted through the handle returned).
+    pub fn detach<F>(&self, work: F) -> tokio::task::AbortHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.handle.spawn(work).abort_handle()
+    }
+
     /// Runs the work `attempt` makes, again while it fails transiently, for up to
     /// `retry_for` (`attempt` must be safe to repeat: every caller's is idempotent or
     /// fenced).

@@ -103,6 +103,18 @@ pub fn sub_log_subject(
     )
 }
 
+/// The partition and origin of a sub-log subject of region `region`'s streams.
+pub fn parse_sub_log_subject(region: &str, subject: &str) -> Option<(u32, String)> {
+    let mut parts = subject.split('.');
+    if parts.next()? != "georouter" || parts.next()? != token(region) {
+        return None;
+    }
+    let (_topic, _incarnation) = (parts.next()?, parts.next()?);
+    let partition = parts.next()?.parse().ok()?;
+    let origin = name(parts.next()?)?;
+    parts.next().is_none().then_some((partition, origin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +156,20 @@ mod tests {
         for t in ["a.b", "_2", "_zz", "_41", "_2e", "a b"] {
             assert_eq!(name(t), None, "{t}");
         }
+    }
+
+    #[test]
+    fn a_sub_log_subject_names_its_partition_and_origin() {
+        let s = sub_log_subject("eu.west", "orders", 3, 1, "us.east");
+        assert_eq!(
+            parse_sub_log_subject("eu.west", &s),
+            Some((1, "us.east".to_string()))
+        );
+        assert_eq!(parse_sub_log_subject("eu", &s), None);
+        assert_eq!(
+            parse_sub_log_subject("eu.west", "georouter.eu_2Ewest.x"),
+            None
+        );
     }
 
     #[test]

@@ -170,9 +170,10 @@ impl JetStreamPartition {
         }
     }
 
-    /// Records `origin`'s new end after an append of a batch from offset `base` at
-    /// stream sequence `tail.last_sequence`.
-    fn appended_to(&self, origin: &str, base: u64, tail: Tail, bytes: u64) {
+    /// Records `origin`'s new end after a batch from offset `base` was stored at stream
+    /// sequence `tail.last_sequence`, by this node or (seen by the topic's follower) by
+    /// another; what is known already is left alone.
+    pub(crate) fn appended_to(&self, origin: &str, base: u64, tail: Tail, bytes: u64) {
         let new = {
             let mut held = self.lock();
             let new = !held.contains_key(origin);
@@ -180,6 +181,9 @@ impl JetStreamPartition {
                 start: base,
                 ..Held::default()
             });
+            if !new && tail.last_sequence <= entry.tail.last_sequence {
+                return;
+            }
             entry.tail = tail;
             entry.bytes += bytes;
             new

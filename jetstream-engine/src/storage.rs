@@ -6,7 +6,7 @@
 //! partitions' sum).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use broker::error::{BrokerError, Result};
@@ -66,7 +66,7 @@ impl JetStreamStorage {
         let logs = self.logs.clone();
         let (name, incarnation) = (topic.name.clone(), topic.incarnation);
         self.run(async move { logs.create_topic_with(&name, incarnation, limits).await })?;
-        let mut partitions: Vec<Arc<dyn PartitionStore>> = Vec::new();
+        let mut partitions = Vec::new();
         for index in 0..topic.partitions {
             let logs = self.logs.clone();
             let (name, region, node) = (topic.name.clone(), self.region.clone(), self.node.clone());
@@ -75,7 +75,38 @@ impl JetStreamStorage {
             })?;
             partitions.push(Arc::new(partition));
         }
-        Ok(partitions)
+        self.follow(topic, &partitions)?;
+        Ok(partitions
+            .into_iter()
+            .map(|p| p as Arc<dyn PartitionStore>)
+            .collect())
+    }
+
+    /// Has `partitions` learn of every batch another node of the region stores in them,
+    /// from the stream's headers, for as long as any of them is in use.
+    fn follow(&self, topic: &TopicConfig, partitions: &[Arc<JetStreamPartition>]) -> Result<()> {
+        let after = partitions
+            .iter()
+            .map(|p| *p.subscribe_durable().borrow())
+            .min()
+            .unwrap_or(0);
+        let logs = self.logs.clone();
+        let (name, incarnation) = (topic.name.clone(), topic.incarnation);
+        let mut arrivals = self.run(async move { logs.follow(&name, incarnation, after).await })?;
+        let weak: Vec<Weak<JetStreamPartition>> = partitions.iter().map(Arc::downgrade).collect();
+        self.logs.engine().detach(async move {
+            while let Some(arrival) = arrivals.recv().await {
+                let Some(partition) = weak.get(arrival.partition as usize).and_then(Weak::upgrade)
+                else {
+                    if weak.iter().all(|w| w.strong_count() == 0) {
+                        return;
+                    }
+                    continue;
+                };
+                partition.appended_to(&arrival.origin, arrival.base, arrival.tail, 0);
+            }
+        });
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DirectGetErrorKind, LastRawMessageErrorKind};
@@ -56,6 +57,21 @@ impl std::fmt::Display for SubLogId {
 
 /// The header naming the incarnation of the origin's topic a batch's records are of.
 pub const INCARNATION_HEADER: &str = "Georouter-Incarnation";
+/// The header naming the offset after a batch: what a node following the stream's
+/// headers learns of a sub-log's end without reading the batch.
+pub const END_HEADER: &str = "Georouter-End";
+
+/// The header naming a batch's base offset.
+pub const BASE_HEADER: &str = "Georouter-Base";
+
+/// A batch some node stored, as a follower of the stream sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub partition: u32,
+    pub origin: String,
+    pub base: u64,
+    pub tail: Tail,
+}
 
 /// Where a sub-log ends: the offset after its last batch, that batch's stream sequence and
 /// the incarnation it carries (all 0: empty).
@@ -326,6 +342,59 @@ impl SubLogs {
             .await?
     }
 
+    /// Every batch stored in one creation of `topic` after stream sequence `after`, by any
+    /// node, as it is stored (headers only: the batches stay in the cluster). Ends when
+    /// the stream is deleted or the connection is given up.
+    pub async fn follow(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        after: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arrival>, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let filter = names::topic_subjects(&self.region, topic, incarnation);
+        let client = self.engine.client().clone();
+        let what = format!("following topic {topic}");
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let consumer = self
+            .engine
+            .spawn_retrying(move || {
+                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
+                let client = client.clone();
+                async move {
+                    stream
+                        .create_consumer(push::OrderedConfig {
+                            deliver_subject: client.new_inbox(),
+                            description: Some("georouter follower".to_string()),
+                            filter_subject: filter,
+                            deliver_policy: DeliverPolicy::ByStartSequence {
+                                start_sequence: after + 1,
+                            },
+                            headers_only: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await?;
+        let region = self.region.clone();
+        self.engine.detach(async move {
+            let Ok(mut messages) = consumer.messages().await else {
+                return;
+            };
+            while let Some(Ok(message)) = messages.next().await {
+                let Some(arrival) = arrival_of(&region, &message) else {
+                    continue;
+                };
+                if tx.send(arrival).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+
     /// Where `id` ends now, read from the stream's leader.
     pub async fn tail(&self, id: &SubLogId) -> Result<Tail, EngineError> {
         let stream = self.stream(&id.topic, id.incarnation).await?;
@@ -465,9 +534,13 @@ impl SubLogs {
         incarnation: u64,
     ) -> Result<Option<u64>, EngineError> {
         let subject = self.subject(id);
+        let (base, end) =
+            header_of(&bytes).map_or((0, 0), |h| (h.base_offset, h.last_offset() + 1));
         let mut message = PublishMessage::build()
             .payload(bytes)
             .header(INCARNATION_HEADER, incarnation.to_string().as_str())
+            .header(BASE_HEADER, base.to_string().as_str())
+            .header(END_HEADER, end.to_string().as_str())
             .expected_last_subject_sequence(last_sequence);
         if let Some(message_id) = message_id {
             message = message.message_id(message_id);
@@ -649,6 +722,25 @@ async fn next_batch(
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
         Err(e) => Err(EngineError::request(what.to_string(), e)),
     }
+}
+
+/// What a follower learns from one stored message's subject and headers.
+fn arrival_of(region: &str, message: &jetstream::Message) -> Option<Arrival> {
+    let headers = message.headers.as_ref()?;
+    let sequence = message.info().ok()?.stream_sequence;
+    let (partition, origin) = names::parse_sub_log_subject(region, &message.subject)?;
+    let end = headers.get(END_HEADER)?.as_str().parse().ok()?;
+    let base = headers.get(BASE_HEADER)?.as_str().parse().ok()?;
+    Some(Arrival {
+        partition,
+        origin,
+        base,
+        tail: Tail {
+            end,
+            last_sequence: sequence,
+            incarnation: incarnation_of(headers),
+        },
+    })
 }
 
 /// The incarnation a message's header names (0: none).

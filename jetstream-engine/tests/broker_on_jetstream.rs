@@ -148,7 +148,19 @@ async fn a_broker_on_jetstream_produces_replicates_reads_and_shares_its_region()
         .await
         .unwrap();
     assert_eq!(ids[0].offset, 3);
-    // The first node's idea of the end is stale; its append still takes a new offset.
+    // The first node learns of the second's append from the stream, without appending:
+    // its readers and its replication see it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while partition.sub_log("eu").map(|s| s.end_offset) != Some(4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first node never saw offset 3"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let seen = bodies(&read_all(partition.clone(), latest.clone()));
+    assert_eq!(seen, [("eu".to_string(), 3, "d".to_string())]);
+    // Appends from both nodes take the next offsets, whoever knew the end last.
     let ids = first
         .produce(
             "orders",
