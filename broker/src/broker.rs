@@ -4,6 +4,7 @@
 mod cursors;
 pub mod held;
 pub mod query;
+mod shared_topics;
 mod timers;
 mod topic_files;
 
@@ -341,14 +342,11 @@ impl Broker {
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.topics
-            .read()
-            .expect("topics lock")
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BrokerError::UnknownTopic {
-                topic: name.to_string(),
-            })
+        let known = self.topics.read().expect("topics lock").get(name).cloned();
+        match known {
+            Some(topic) => Ok(topic),
+            None => self.adopt_topic(name),
+        }
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<dyn PartitionStore>> {

@@ -15,6 +15,7 @@
 //!   scenario harness.
 
 pub mod engine;
+pub mod lease;
 mod listing;
 pub mod local_cluster;
 pub mod meta;

@@ -45,6 +45,18 @@ impl JetStreamMetaStore {
         Ok(JetStreamMetaStore { engine, store })
     }
 
+    /// Holds the region's lease on `duty` for node `me` whenever it can (`crate::lease`),
+    /// until `stop`: the receiver says whether this node holds it now.
+    pub fn hold_lease(
+        &self,
+        duty: &str,
+        me: &str,
+        time: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> tokio::sync::watch::Receiver<bool> {
+        crate::lease::hold(&self.engine, self.store.clone(), duty, me, time, stop)
+    }
+
     /// Runs the work `attempt` makes with the bucket on the engine's runtime, again while
     /// it fails transiently, and waits for it. Every attempt here is safe to repeat: puts
     /// and removals write the same value again, a create finds its own value.

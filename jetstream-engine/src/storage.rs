@@ -133,4 +133,8 @@ impl StorageEngine for JetStreamStorage {
     fn data_dir(&self) -> Option<PathBuf> {
         None
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }

@@ -115,7 +115,7 @@ impl Node {
             },
         };
         let storage = config.storage.clone();
-        let broker =
+        let (broker, shared_meta) =
             tokio::task::spawn_blocking(move || open_broker(broker_config, &storage)).await??;
         for cut in broker.recovery_report() {
             tracing::warn!(event = "segment_recovered", path = %cut.path.display(), valid_bytes = cut.valid_bytes, cut_bytes = cut.cut_bytes, reason = %cut.reason, "recovered segment");
@@ -302,8 +302,24 @@ impl Node {
         if let Some(tracing_loop) = tracing_loop {
             background.spawn(tracing_loop);
         }
-        // Delay messages fire from here (broker/src/broker/timers.rs).
-        background.spawn(broker.clone().run_timers(background_stop.clone()));
+        // Delay messages fire from here (broker/src/broker/timers.rs): on a region's
+        // shared storage, from one node at a time, the holder of the `timers` lease.
+        match &shared_meta {
+            Some(meta) => {
+                let node_id = format!("{}-{}", config.region.id, bound.grpc);
+                let held = meta.hold_lease("timers", &node_id, DUTY_LEASE, background_stop.clone());
+                let b = broker.clone();
+                background.spawn(jetstream_engine::lease::run_while_held(
+                    held,
+                    background_stop.clone(),
+                    move |stop| b.clone().run_timers(stop),
+                ));
+                background.spawn(shared_topics_loop(broker.clone(), background_stop.clone()));
+            }
+            None => {
+                background.spawn(broker.clone().run_timers(background_stop.clone()));
+            }
+        }
         background.spawn(retention_loop(
             broker.clone(),
             Duration::from_millis(config.retention.check_interval_ms),
@@ -440,22 +456,49 @@ impl rocketmq::pop::owner::Peers for GroupPeers {
     }
 }
 
-/// Opens the broker on the storage engine `[storage] engine` names.
-fn open_broker(config: BrokerConfig, storage: &StorageSection) -> Result<Broker> {
+/// Takes up the topics other nodes of the region create and lets go of those they delete
+/// (a request naming a topic takes it up at once; listings within a second).
+async fn shared_topics_loop(broker: Arc<Broker>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let b = broker.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || b.refresh_topics()).await {
+            tracing::warn!(event = "shared_topics_refresh_failed", error = %e, "could not read the region's topics from the shared metadata; trying again");
+        }
+    }
+}
+
+/// How long a node holds a duty of the region it shares with other nodes (firing delayed
+/// messages) without renewing it: another node takes over within this after its death.
+const DUTY_LEASE: Duration = Duration::from_secs(6);
+
+/// Opens the broker on the storage engine `[storage] engine` names; with JetStream, also
+/// the metadata store the region's nodes share (for their leases).
+fn open_broker(
+    config: BrokerConfig,
+    storage: &StorageSection,
+) -> Result<(Broker, Option<Arc<jetstream_engine::JetStreamMetaStore>>)> {
     match (storage.engine, &storage.jetstream) {
         (StorageEngineKind::JetStream, Some(settings)) => {
             let engine = jetstream_engine::Engine::connect(settings.clone())
                 .context("[storage.jetstream] connecting to the cluster")?;
             let meta = jetstream_engine::JetStreamMetaStore::open(engine.clone(), &config.region)
                 .context("[storage.jetstream] opening the region's metadata")?;
+            let meta = Arc::new(meta);
             let records = jetstream_engine::JetStreamStorage::new(engine, &config.region);
-            Broker::open_on(config, Arc::new(meta), Arc::new(records))
-                .context("opening the broker on JetStream")
+            let broker = Broker::open_on(config, meta.clone(), Arc::new(records))
+                .context("opening the broker on JetStream")?;
+            Ok((broker, Some(meta)))
         }
         _ => {
             let meta =
                 SledMetaStore::open(&config.data_dir.join("meta")).context("opening metadata")?;
-            Broker::open(config, Arc::new(meta)).context("opening the broker")
+            let broker = Broker::open(config, Arc::new(meta)).context("opening the broker")?;
+            Ok((broker, None))
         }
     }
 }

@@ -185,4 +185,9 @@ pub trait StorageEngine: Send + Sync + 'static {
     fn remove_topic(&self, topic: &str) -> Result<()>;
     /// Where the engine keeps files, for an operator's messages (none: a remote engine).
     fn data_dir(&self) -> Option<PathBuf>;
+    /// Whether other nodes of the region share this storage (and may create and delete
+    /// topics in it); the broker then follows the shared metadata's topics.
+    fn shared(&self) -> bool {
+        false
+    }
 }

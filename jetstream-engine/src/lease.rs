@@ -1,0 +1,234 @@
+//! Leases on a region's duties that exactly one node may do at a time (firing delayed
+//! messages, and next the replication work), held in the region's KV bucket under
+//! `lease.<duty>` as `{holder, until_ms}`. A node takes a lease that is free or expired,
+//! and renews its own, with compare-and-swap on the key's revision, so two nodes can never
+//! both succeed from the same state; it renews every third of the lease's time and stops
+//! the duty as soon as a renewal fails or the lease's time is past. Another node takes
+//! over once the time is past: within one lease time of the holder's death.
+//!
+//! Times are wall-clock milliseconds: nodes of a region must keep their clocks within a
+//! small fraction of the lease time of each other (NTP does), or two may briefly both
+//! believe they hold it. What a duty writes stays safe even then: appends are fenced by
+//! sequence (`crate::sublog`), and a delayed message is removed from the store as it fires.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError};
+
+/// The record of a lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub holder: String,
+    /// Ms since the epoch past which the lease is free.
+    pub until_ms: u64,
+}
+
+/// What a node does about a lease, given its record now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Free or expired: take it.
+    Take,
+    /// Ours: renew it.
+    Renew,
+    /// Another node's, until then.
+    Wait { until_ms: u64 },
+}
+
+/// The one rule of leases.
+pub fn decide(now_ms: u64, current: Option<&LeaseRecord>, me: &str) -> Decision {
+    match current {
+        None => Decision::Take,
+        Some(r) if r.holder == me => Decision::Renew,
+        Some(r) if r.until_ms <= now_ms => Decision::Take,
+        Some(r) => Decision::Wait {
+            until_ms: r.until_ms,
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(broker::record::now_ms()).unwrap_or(0)
+}
+
+/// Tries once to take or renew lease `duty` for `me` for `time`; the time it is held
+/// until on success, `None` when another node holds it.
+async fn try_hold(
+    store: &kv::Store,
+    duty: &str,
+    me: &str,
+    time: Duration,
+) -> Result<Option<u64>, EngineError> {
+    let key = format!("lease.{}", crate::names::token(duty));
+    let what = || format!("lease {duty}");
+    let entry = store
+        .entry(key.as_str())
+        .await
+        .map_err(|e| EngineError::request(what(), e))?;
+    let live = entry.as_ref().filter(|e| e.operation == kv::Operation::Put);
+    let current: Option<LeaseRecord> = live.and_then(|e| serde_json::from_slice(&e.value).ok());
+    let now = now_ms();
+    let until_ms = now + u64::try_from(time.as_millis()).unwrap_or(u64::MAX / 2);
+    match decide(now, current.as_ref(), me) {
+        Decision::Wait { .. } => return Ok(None),
+        Decision::Take | Decision::Renew => {}
+    }
+    let record = LeaseRecord {
+        holder: me.to_string(),
+        until_ms,
+    };
+    let value = Bytes::from(serde_json::to_vec(&record).expect("a lease serializes"));
+    let written = match entry {
+        // Written over exactly the revision read: a node that wrote since wins instead.
+        Some(e) => store
+            .update(key.as_str(), value, e.revision)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    EngineError::request(what(), e),
+                )
+            }),
+        None => store
+            .create(key.as_str(), value)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                (
+                    e.kind() == kv::CreateErrorKind::AlreadyExists,
+                    EngineError::request(what(), e),
+                )
+            }),
+    };
+    match written {
+        Ok(()) => Ok(Some(until_ms)),
+        Err((true, _)) => Ok(None),
+        Err((false, e)) => Err(e),
+    }
+}
+
+/// Holds lease `duty` for node `me` whenever it can, until `stop`: the receiver says
+/// whether this node holds it now.
+pub fn hold(
+    engine: &Engine,
+    store: kv::Store,
+    duty: &str,
+    me: &str,
+    time: Duration,
+    stop: CancellationToken,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let (duty, me) = (duty.to_string(), me.to_string());
+    engine.detach(async move {
+        let mut held_until = 0u64;
+        loop {
+            let renew_every = time / 3;
+            match try_hold(&store, &duty, &me, time).await {
+                Ok(Some(until)) => {
+                    held_until = until;
+                    tx.send_if_modified(|held| !std::mem::replace(held, true));
+                }
+                Ok(None) => {
+                    held_until = 0;
+                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                }
+                Err(e) => {
+                    tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not take or renew a lease; trying again");
+                }
+            }
+            // Give the duty up before the lease's time is past, renewed or not.
+            let left = held_until.saturating_sub(now_ms());
+            if held_until != 0 && left < u64::try_from(renew_every.as_millis()).unwrap_or(0) {
+                held_until = 0;
+                tx.send_if_modified(|held| std::mem::replace(held, false));
+            }
+            tokio::select! {
+                () = tokio::time::sleep(renew_every) => {}
+                () = stop.cancelled() => {
+                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Runs the duty `run` makes while `held` says this node holds its lease: started when
+/// the lease is taken, cancelled (through the token it is given) when it is lost, and
+/// again when taken again; until `stop`.
+pub async fn run_while_held<F, Fut>(
+    mut held: watch::Receiver<bool>,
+    stop: CancellationToken,
+    run: F,
+) where
+    F: Fn(CancellationToken) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        // Wait to hold it.
+        loop {
+            if *held.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = held.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+        }
+        let duty = stop.child_token();
+        let running = run(duty.clone());
+        tokio::pin!(running);
+        loop {
+            tokio::select! {
+                () = &mut running => break,
+                changed = held.changed() => {
+                    if changed.is_err() || !*held.borrow_and_update() {
+                        duty.cancel();
+                        running.as_mut().await;
+                        break;
+                    }
+                }
+                () = stop.cancelled() => {
+                    duty.cancel();
+                    running.as_mut().await;
+                    return;
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: &str, until_ms: u64) -> LeaseRecord {
+        LeaseRecord {
+            holder: holder.into(),
+            until_ms,
+        }
+    }
+
+    #[test]
+    fn a_free_or_expired_lease_is_taken_and_ours_renewed() {
+        assert_eq!(decide(100, None, "a"), Decision::Take);
+        assert_eq!(decide(100, Some(&lease("b", 100)), "a"), Decision::Take);
+        assert_eq!(decide(100, Some(&lease("a", 150)), "a"), Decision::Renew);
+        assert_eq!(decide(100, Some(&lease("a", 50)), "a"), Decision::Renew);
+        assert_eq!(
+            decide(100, Some(&lease("b", 150)), "a"),
+            Decision::Wait { until_ms: 150 }
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! A topic's streams: made, listed, deleted; the origins a partition holds; a sub-log
+//! purged; and the follower through which a node learns of every batch any node stores.
+
+use async_nats::jetstream::consumer::{DeliverPolicy, push};
+use async_nats::jetstream::{self, stream};
+use futures_util::StreamExt;
+
+use super::{Arrival, DUPLICATE_WINDOW, Limits, SubLogId, SubLogs, Tail, incarnation_of};
+use super::{BASE_HEADER, END_HEADER};
+use crate::engine::EngineError;
+use crate::names;
+
+impl SubLogs {
+    /// Makes the stream of one creation of a topic, if no node made it yet, unbounded.
+    pub async fn create_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
+        self.create_topic_with(topic, incarnation, Limits::default())
+            .await
+    }
+
+    /// Makes the stream of one creation of a topic, if no node made it yet, keeping what
+    /// `limits` allow.
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        limits: Limits,
+    ) -> Result<(), EngineError> {
+        let config = stream::Config {
+            max_age: limits.max_age,
+            max_bytes: if limits.max_bytes == 0 {
+                -1
+            } else {
+                i64::try_from(limits.max_bytes).unwrap_or(i64::MAX)
+            },
+            name: self.stream_name(topic, incarnation),
+            description: Some(format!("georouter: region {}, topic {topic}", self.region)),
+            subjects: vec![names::topic_subjects(&self.region, topic, incarnation)],
+            num_replicas: self.engine.settings().replicas,
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            // Batches may be read from any replica; ends are read from the leader.
+            allow_direct: true,
+            ..Default::default()
+        };
+        let context = self.engine.context().clone();
+        self.engine
+            .spawn_retrying(move || {
+                let (context, config) = (context.clone(), config.clone());
+                async move {
+                    let name = config.name.clone();
+                    context
+                        .get_or_create_stream(config)
+                        .await
+                        .map(drop)
+                        .map_err(|e| EngineError::request(format!("creating stream {name}"), e))
+                }
+            })
+            .await
+    }
+
+    /// Removes one creation of a topic, every sub-log of it.
+    pub async fn delete_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
+        self.delete_stream(&self.stream_name(topic, incarnation))
+            .await
+    }
+
+    /// The origins holding a sub-log in `partition` of one creation of a topic.
+    pub async fn origins(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        partition: u32,
+    ) -> Result<Vec<String>, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let filter = names::partition_subjects(&self.region, topic, incarnation, partition);
+        let what = format!("listing the sub-logs of {topic}/{partition}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
+                async move {
+                    let mut subjects = stream
+                        .info_with_subjects(&filter)
+                        .await
+                        .map_err(|e| EngineError::request(what.clone(), e))?;
+                    let mut origins = Vec::new();
+                    while let Some(entry) = subjects.next().await {
+                        let (subject, _) =
+                            entry.map_err(|e| EngineError::request(what.clone(), e))?;
+                        let origin = subject.rsplit('.').next().and_then(names::name);
+                        origins.push(origin.ok_or_else(|| EngineError::Invalid {
+                            what: what.clone(),
+                            reason: format!("subject {subject} names no origin"),
+                        })?);
+                    }
+                    origins.sort();
+                    Ok(origins)
+                }
+            })
+            .await
+    }
+
+    /// Removes every batch of `id` (its origin re-created the topic: the copy held of the
+    /// old creation goes).
+    pub async fn purge(&self, id: &SubLogId) -> Result<(), EngineError> {
+        let stream = self.stream(&id.topic, id.incarnation).await?;
+        let subject = self.subject(id);
+        let what = format!("purging sub-log {id}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
+                async move {
+                    stream
+                        .purge()
+                        .filter(subject)
+                        .await
+                        .map(drop)
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await
+    }
+
+    /// The names of every stream holding a creation of `topic`.
+    pub async fn topic_streams(&self, topic: &str) -> Result<Vec<String>, EngineError> {
+        let prefix = names::topic_stream_prefix(&self.region, topic);
+        let context = self.engine.context().clone();
+        self.engine
+            .spawn_retrying(move || {
+                let (context, prefix) = (context.clone(), prefix.clone());
+                async move {
+                    let mut names = context.stream_names();
+                    let mut found = Vec::new();
+                    while let Some(name) = names.next().await {
+                        let name = name.map_err(|e| EngineError::request("listing streams", e))?;
+                        if name.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                        }) {
+                            found.push(name);
+                        }
+                    }
+                    Ok(found)
+                }
+            })
+            .await
+    }
+
+    /// Deletes the stream `name`.
+    pub async fn delete_stream(&self, name: &str) -> Result<(), EngineError> {
+        let context = self.engine.context().clone();
+        let name = name.to_string();
+        self.engine
+            .spawn(async move {
+                context
+                    .delete_stream(&name)
+                    .await
+                    .map(drop)
+                    .map_err(|e| EngineError::request(format!("deleting stream {name}"), e))
+            })
+            .await?
+    }
+
+    /// Every batch stored in one creation of `topic` after stream sequence `after`, by any
+    /// node, as it is stored (headers only: the batches stay in the cluster). Ends when
+    /// the stream is deleted or the connection is given up.
+    pub async fn follow(
+        &self,
+        topic: &str,
+        incarnation: u64,
+        after: u64,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arrival>, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let filter = names::topic_subjects(&self.region, topic, incarnation);
+        let client = self.engine.client().clone();
+        let what = format!("following topic {topic}");
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let consumer = self
+            .engine
+            .spawn_retrying(move || {
+                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
+                let client = client.clone();
+                async move {
+                    stream
+                        .create_consumer(push::OrderedConfig {
+                            deliver_subject: client.new_inbox(),
+                            description: Some("georouter follower".to_string()),
+                            filter_subject: filter,
+                            deliver_policy: DeliverPolicy::ByStartSequence {
+                                start_sequence: after + 1,
+                            },
+                            headers_only: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await?;
+        let region = self.region.clone();
+        self.engine.detach(async move {
+            let Ok(mut messages) = consumer.messages().await else {
+                return;
+            };
+            while let Some(Ok(message)) = messages.next().await {
+                let Some(arrival) = arrival_of(&region, &message) else {
+                    continue;
+                };
+                if tx.send(arrival).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// What a follower learns from one stored message's subject and headers.
+fn arrival_of(region: &str, message: &jetstream::Message) -> Option<Arrival> {
+    let headers = message.headers.as_ref()?;
+    let sequence = message.info().ok()?.stream_sequence;
+    let (partition, origin) = names::parse_sub_log_subject(region, &message.subject)?;
+    let end = headers.get(END_HEADER)?.as_str().parse().ok()?;
+    let base = headers.get(BASE_HEADER)?.as_str().parse().ok()?;
+    Some(Arrival {
+        partition,
+        origin,
+        base,
+        tail: Tail {
+            end,
+            last_sequence: sequence,
+            incarnation: incarnation_of(headers),
+        },
+    })
+}

@@ -1,0 +1,147 @@
+//! Leases on a region's duties, on a real cluster of three nats-server processes: of the
+//! nodes that want a duty exactly one holds it, another takes over within about one lease
+//! time once the holder stops, and delayed messages scheduled through two brokers of one
+//! region, each firing only while it holds the `timers` lease, are delivered once each.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker::Scheduled;
+use broker::cursor::Cursor;
+use broker::meta::Retention;
+use broker::record::Record;
+use broker::storage::{PartitionStore, RecordFilter, StorageConfig};
+use broker::{Broker, BrokerConfig};
+use bytes::Bytes;
+use jetstream_engine::lease::run_while_held;
+use jetstream_engine::local_cluster::LocalCluster;
+use jetstream_engine::{Engine, JetStreamMetaStore, JetStreamSettings, JetStreamStorage};
+use tokio_util::sync::CancellationToken;
+
+const LEASE: Duration = Duration::from_secs(2);
+
+fn meta(cluster: &LocalCluster) -> (Arc<Engine>, Arc<JetStreamMetaStore>) {
+    let engine = Engine::connect(JetStreamSettings::new(cluster.all_urls())).unwrap();
+    let meta = Arc::new(JetStreamMetaStore::open(engine.clone(), "eu").unwrap());
+    (engine, meta)
+}
+
+async fn until(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_holds_a_duty_and_another_takes_it_over_when_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let stops: Vec<CancellationToken> = (0..3).map(|_| CancellationToken::new()).collect();
+    // Each node its own connection (kept for the whole test: the lease loop runs on it).
+    let nodes: Vec<_> = stops.iter().map(|_| meta(&cluster)).collect();
+    let held: Vec<_> = nodes
+        .iter()
+        .zip(&stops)
+        .enumerate()
+        .map(|(i, ((_, meta), stop))| {
+            meta.hold_lease("timers", &format!("n{i}"), LEASE, stop.clone())
+        })
+        .collect();
+    let holders = || held.iter().filter(|h| *h.borrow()).count();
+    until("a holder", Duration::from_secs(10), || holders() == 1).await;
+    // It stays one across several renewals.
+    for _ in 0..20 {
+        assert!(holders() <= 1, "two nodes hold one duty");
+        tokio::time::sleep(LEASE / 10).await;
+    }
+    let first = held.iter().position(|h| *h.borrow()).unwrap();
+    stops[first].cancel();
+    let taken = until("another node to take over", 3 * LEASE, || {
+        held.iter()
+            .enumerate()
+            .any(|(i, h)| i != first && *h.borrow())
+    })
+    .await;
+    eprintln!("the duty was taken over {taken:?} after its holder stopped (lease {LEASE:?})");
+    assert_eq!(holders(), 1);
+}
+
+fn broker_node(cluster: &LocalCluster) -> (Arc<Broker>, Arc<JetStreamMetaStore>) {
+    let (engine, meta) = meta(cluster);
+    let config = BrokerConfig {
+        region: "eu".to_string(),
+        data_dir: std::path::PathBuf::from("/nonexistent/georouter"),
+        storage: StorageConfig::default(),
+        default_retention: Retention::default(),
+    };
+    let storage = Arc::new(JetStreamStorage::new(engine, "eu"));
+    let broker = Broker::open_on(config, meta.clone(), storage).unwrap();
+    (Arc::new(broker), meta)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_messages_of_a_region_with_two_nodes_fire_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let stop = CancellationToken::new();
+    let nodes: Vec<_> = (0..2).map(|_| broker_node(&cluster)).collect();
+    nodes[0].0.create_topic("later", 1, None).unwrap();
+    let mut loops = Vec::new();
+    for (i, (broker, meta)) in nodes.iter().enumerate() {
+        let held = meta.hold_lease("timers", &format!("n{i}"), LEASE, stop.clone());
+        let b = broker.clone();
+        loops.push(tokio::spawn(run_while_held(held, stop.clone(), move |s| {
+            b.clone().run_timers(s)
+        })));
+    }
+    let due = u64::try_from(broker::record::now_ms()).unwrap() + 300;
+    const EACH: usize = 20;
+    for (n, (broker, _)) in nodes.iter().enumerate() {
+        let held = (0..EACH)
+            .map(|i| Scheduled {
+                partition: 0,
+                message_id: format!("m{n}-{i}"),
+                due_ms: due + i as u64,
+                record: Record {
+                    body: Bytes::from(format!("n{n}-{i}")),
+                    timestamp_ms: 1_700_000_000_000,
+                    ..Record::default()
+                },
+            })
+            .collect();
+        broker.schedule("later", held).await.unwrap();
+    }
+    let partition = nodes[1].0.partition("later", 0).unwrap();
+    let read = |p: &Arc<dyn PartitionStore>| {
+        let mut reader = p.clone().reader(Cursor::default(), RecordFilter::default());
+        let mut bodies = Vec::new();
+        loop {
+            let outcome = reader.read(1 << 20).unwrap();
+            bodies.extend(outcome.records.into_iter().map(|r| r.record.body));
+            if outcome.caught_up {
+                return bodies;
+            }
+        }
+    };
+    until(
+        "every delayed message to fire",
+        Duration::from_secs(30),
+        || read(&partition).len() >= 2 * EACH,
+    )
+    .await;
+    // Past the last due time and a lease time more: nothing fires twice.
+    tokio::time::sleep(LEASE).await;
+    let mut bodies = read(&partition);
+    bodies.sort();
+    let before = bodies.len();
+    bodies.dedup();
+    assert_eq!(before, bodies.len(), "a delayed message fired twice");
+    assert_eq!(bodies.len(), 2 * EACH);
+    stop.cancel();
+    for l in loops {
+        l.await.unwrap();
+    }
+}
