@@ -200,9 +200,12 @@ impl JetStreamPartition {
         let _one = self.appending.lock().await;
         let mut tail = self.held(&self.local_origin).unwrap_or_default().tail;
         let start = tail.end;
+        // Unique in the topic's stream (whose duplicate window it is checked against): the
+        // node, the partition, and this partition's count of the node's appends.
         let message_id = format!(
-            "{}-{}",
+            "{}-{}-{}",
             self.node,
+            self.index,
             self.appended.fetch_add(1, Ordering::Relaxed)
         );
         let id = self.id(&self.local_origin);

@@ -130,6 +130,25 @@ async fn a_broker_on_jetstream_produces_replicates_reads_and_shares_its_region()
     assert_eq!(at.next.get("us"), Some(&1));
     let latest = partition.latest_cursor();
     assert_eq!(latest.next.get("eu"), Some(&3));
+    let big: Vec<Record> = (0..100)
+        .map(|i| record(&format!("{i:01024}"), 1_000))
+        .collect();
+    first
+        .produce("orders", big, Partitioning::Explicit(0))
+        .await
+        .unwrap();
+    let mut big_reader = first
+        .partition("orders", 0)
+        .unwrap()
+        .sub_log_reader("eu", 0);
+    assert_eq!(
+        big_reader.read(1 << 20).unwrap().len(),
+        1,
+        "a batch of 100 KiB"
+    );
+    let mut local = partition.clone().sub_log_reader("eu", 0);
+    let local_batches = local.read(1 << 20).unwrap();
+    assert_eq!(local_batches.len(), 2, "this region's own sub-log, served");
     let mut replicated = partition.clone().sub_log_reader("us", 0);
     assert_eq!(replicated.read(1 << 20).unwrap().len(), 1);
     assert_eq!(replicated.next_offset(), 2);

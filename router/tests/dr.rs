@@ -41,6 +41,7 @@ fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
         direct_links: false,
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
+        engine: Default::default(),
     }
 }
 
@@ -259,6 +260,7 @@ async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
         direct_links: false,
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
+        engine: Default::default(),
     };
     let cluster = start(&plan, &InProcess).await;
     let (core, edge) = (

@@ -68,6 +68,7 @@ fn plan(backlog: &Backlog) -> ClusterPlan {
             .heartbeat_interval
             .as_millis() as u64,
         node_settings: backlog.node_settings.clone(),
+        engine: Default::default(),
     }
 }
 

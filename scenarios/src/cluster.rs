@@ -19,6 +19,7 @@ use topology::{LinkSpec, ResidencySpec, TopologySpec};
 use crate::deploy::{Certificates, NodePlan, merge, node_config, start_order};
 use crate::launch::{Bound, Launcher, RegionProcess, wait_ready};
 use crate::wan::{Counts, Impairment, WanLink};
+use jetstream_engine::local_cluster::LocalCluster;
 
 /// How long a node may take to write its runtime file.
 const READY_WITHIN: Duration = Duration::from_secs(60);
@@ -40,6 +41,18 @@ pub struct ClusterPlan {
     /// Config sections merged into every node's config, key by key (say `{"storage":
     /// {...}}` or `{"replication": {"stream_window_bytes": ...}}`), or `Null`.
     pub node_settings: serde_json::Value,
+    /// Where each region keeps its data: its data directory (the embedded engine), or a
+    /// JetStream cluster of three nats-server processes the harness starts for it.
+    pub engine: Engine,
+}
+
+/// `--engine`: what holds each region's data in a scenario.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    #[default]
+    Embedded,
+    #[value(name = "jetstream")]
+    JetStream,
 }
 
 impl ClusterPlan {
@@ -56,6 +69,7 @@ impl ClusterPlan {
                 .heartbeat_interval
                 .as_millis() as u64,
             node_settings: serde_json::Value::Null,
+            engine: Engine::Embedded,
         }
     }
 }
@@ -125,6 +139,9 @@ pub struct Cluster {
     certs: Certificates,
     /// Certificates, configs and data; removed on drop unless kept.
     dir: Option<tempfile::TempDir>,
+    /// Each region's JetStream cluster, with `Engine::JetStream` (kept across the region's
+    /// restarts: it is the region's storage).
+    jetstream: Vec<(String, LocalCluster)>,
 }
 
 impl Cluster {
@@ -167,6 +184,7 @@ impl Cluster {
             plan: plan.clone(),
             certs,
             dir: Some(dir),
+            jetstream: Vec::new(),
         };
         cluster.start_regions(regions, launcher).await?;
         cluster.wait_links_up().await?;
@@ -233,6 +251,15 @@ impl Cluster {
             }),
         );
         merge(&mut config, &plan.node_settings);
+        if plan.engine == Engine::JetStream {
+            let servers = self.jetstream_of(name)?.all_urls();
+            merge(
+                &mut config,
+                &serde_json::json!({
+                    "storage": { "engine": "jetstream", "jetstream": { "servers": servers } },
+                }),
+            );
+        }
         let text = toml::to_string(&config).context("writing the node config")?;
         let config_file = self.dir().join(format!("{name}.toml"));
         std::fs::write(&config_file, text)
@@ -291,6 +318,22 @@ impl Cluster {
             process: Some(process),
         });
         Ok(())
+    }
+
+    /// Region `name`'s JetStream cluster, started the first time it is asked for.
+    fn jetstream_of(&mut self, name: &str) -> Result<&LocalCluster> {
+        if !self.jetstream.iter().any(|(n, _)| n == name) {
+            let dir = self.dir().join(format!("{name}-jetstream"));
+            let started = LocalCluster::start(&dir, 3)
+                .with_context(|| format!("starting region {name}'s JetStream cluster"))?;
+            self.jetstream.push((name.to_string(), started));
+        }
+        Ok(&self
+            .jetstream
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("started above")
+            .1)
     }
 
     /// Waits until every running region reports its links to the other running regions

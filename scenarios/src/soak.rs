@@ -87,6 +87,7 @@ pub async fn run(options: &SoakOptions, launcher: &dyn Launcher) -> Result<SoakR
             "storage": { "segment_bytes": 64 << 10 },
             "retention": { "check_interval_ms": 500 },
         }),
+        engine: Default::default(),
     };
     let mut cluster = Cluster::start(&plan, launcher).await?;
     let mut report = SoakReport {

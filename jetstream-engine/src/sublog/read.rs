@@ -1,8 +1,10 @@
 //! Reading sub-logs: by offset (a binary search over stream sequences, then the batches in
-//! order) and a partition in arrival order (the stream's sequence), from any replica.
+//! order) and a partition in arrival order (the stream's sequence). Every read is served
+//! by the stream's leader: a replica may lag, and a search that met a lagging replica's
+//! "nothing there" would take a sub-log's start or a reader's next record for its end.
 
 use async_nats::jetstream;
-use async_nats::jetstream::stream::DirectGetErrorKind;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use broker::batch::Batch;
 
 use super::{Stored, SubLogId, SubLogs, decode};
@@ -109,11 +111,11 @@ impl SubLogs {
                     let mut sequence = from_sequence.max(1);
                     while out.len() < max {
                         let message = match stream
-                            .direct_get_next_for_subject(subjects.as_str(), Some(sequence))
+                            .get_first_raw_message_by_subject(subjects.as_str(), sequence)
                             .await
                         {
                             Ok(m) => m,
-                            Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
                             Err(e) => return Err(EngineError::request(what, e)),
                         };
                         let origin = message
@@ -173,11 +175,11 @@ async fn next_batch(
     what: &str,
 ) -> Result<Option<(u64, Batch)>, EngineError> {
     match stream
-        .direct_get_next_for_subject(subject, Some(sequence))
+        .get_first_raw_message_by_subject(subject, sequence)
         .await
     {
         Ok(message) => Ok(Some((message.sequence, decode(what, message.payload)?))),
-        Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(EngineError::request(what.to_string(), e)),
     }
 }

@@ -38,8 +38,8 @@ impl SubLogs {
             num_replicas: self.engine.settings().replicas,
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
-            // Batches may be read from any replica; ends are read from the leader.
-            allow_direct: true,
+            // Every read goes to the leader (`read.rs`).
+            allow_direct: false,
             ..Default::default()
         };
         let context = self.engine.context().clone();

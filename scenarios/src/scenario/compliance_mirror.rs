@@ -56,6 +56,7 @@ pub async fn run(
             direct_links: false,
             heartbeat_ms: 500,
             node_settings: serde_json::Value::Null,
+            engine: Default::default(),
         },
         topics: vec!["payments".into()],
         labels: Arc::new(|seq| {

@@ -79,6 +79,7 @@ pub(super) async fn run_with(
             direct_links: false,
             heartbeat_ms: 300,
             node_settings: serde_json::Value::Null,
+            engine: Default::default(),
         },
         topics: vec![TOPIC.into()],
         labels: crate::workload::unlabelled(),

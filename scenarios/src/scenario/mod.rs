@@ -45,6 +45,11 @@ pub struct Options {
     /// Regions (active-active and partition-heal; the others have a fixed shape).
     #[arg(long)]
     pub regions: Option<usize>,
+    /// What holds each region's data: its data directory, or a JetStream cluster of three
+    /// nats-server processes started for it (nats-server from $NATS_SERVER, the PATH or
+    /// `~/.cache/georouter/nats`).
+    #[arg(long, value_enum, default_value_t = crate::cluster::Engine::Embedded)]
+    pub engine: crate::cluster::Engine,
     /// Records each producing region writes.
     #[arg(long, default_value_t = 20_000)]
     pub records: u64,
@@ -98,6 +103,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             regions: None,
+            engine: crate::cluster::Engine::Embedded,
             records: 20_000,
             size: 1024,
             payload: Payload::Fill,
@@ -228,6 +234,7 @@ pub(crate) fn mesh_spec(
             direct_links: false,
             heartbeat_ms,
             node_settings: serde_json::Value::Null,
+            engine: Default::default(),
         },
         topics: topics.iter().map(|t| t.to_string()).collect(),
         labels: workload::unlabelled(),
@@ -270,6 +277,7 @@ impl<'a> Run<'a> {
         let mut plan = spec.plan.clone();
         plan.impairment = options.impairment();
         crate::deploy::merge(&mut plan.node_settings, &options.node_settings());
+        plan.engine = options.engine;
         let cluster = Cluster::start(&plan, launcher).await?;
         let clients: Vec<&client::Client> = cluster.regions.iter().map(|r| &r.client).collect();
         workload::create_topics(&clients, &spec.topics).await?;

@@ -286,6 +286,7 @@ pub async fn two_regions(
         direct_links: false,
         heartbeat_ms,
         node_settings: serde_json::Value::Null,
+        engine: Default::default(),
     };
     scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
         .await
