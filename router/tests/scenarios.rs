@@ -1,9 +1,11 @@
-//! Every scenario at small scale with in-process regions, and active-active and
-//! dr-failover once through the CLI with each region a `georouter serve` process.
+//! Every scenario at small scale with in-process regions, on each storage engine (the
+//! embedded one, and a JetStream cluster per region), and active-active and dr-failover
+//! once through the CLI with each region a `georouter serve` process.
 
 use std::process::Command;
 
 use router::launch::InProcess;
+use scenarios::cluster::Engine;
 use scenarios::report::Report;
 use scenarios::scenario::{Options, run};
 
@@ -16,6 +18,12 @@ fn small() -> Options {
         jitter_ms: 2,
         ..Options::default()
     }
+}
+
+/// [`small`] with each region's data on `engine` (on JetStream: a cluster of three
+/// nats-server processes per region, started by the harness).
+fn small_on(engine: Engine) -> Options {
+    Options { engine, ..small() }
 }
 
 async fn scenario(name: &str, options: Options) -> Report {
@@ -48,13 +56,12 @@ fn assert_all_pairs(report: &Report, per_origin: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn active_active_three_regions_converge() {
+async fn active_active_three_regions_converge_on(engine: Engine) {
     // Sent as stored, so that the bytes on the links count every copy (packed, the
     // scenario's filler records shrink a hundredfold).
     let options = Options {
         compression: replicator::CompressionSetting::Off,
-        ..small()
+        ..small_on(engine)
     };
     let report = scenario("active-active", options).await;
     assert_eq!(report.regions, 3);
@@ -67,9 +74,8 @@ async fn active_active_three_regions_converge() {
     assert!(report.wan_bytes >= 6 * 1_500 * 512, "{}", report.wan_bytes);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dr_failover_resumes_the_consumer_in_the_standby() {
-    let report = scenario("dr-failover", small()).await;
+async fn dr_failover_resumes_the_consumer_in_the_standby_on(engine: Engine) {
+    let report = scenario("dr-failover", small_on(engine)).await;
     let consumer = report.consumer.as_ref().expect("consumer report");
     assert_eq!(consumer.never_delivered, 0);
     assert!(consumer.before_failover > 0, "{consumer:?}");
@@ -102,9 +108,8 @@ async fn dr_failover_resumes_the_consumer_in_the_standby() {
     assert!(report.events.iter().any(|e| e.contains("east killed")));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consumer_failover_continues_a_rocketmq_group_in_the_standby() {
-    let report = scenario("consumer-failover", small()).await;
+async fn consumer_failover_continues_a_rocketmq_group_in_the_standby_on(engine: Engine) {
+    let report = scenario("consumer-failover", small_on(engine)).await;
     assert!(report.passed, "{}", report.human());
     let consumer = report.consumer.as_ref().expect("consumer report");
     assert_eq!(consumer.never_delivered, 0, "{}", report.human());
@@ -114,9 +119,8 @@ async fn consumer_failover_continues_a_rocketmq_group_in_the_standby() {
     assert!(report.human().contains("takeover:"), "{}", report.human());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compliance_mirror_holds_exactly_the_audited_records() {
-    let report = scenario("compliance-mirror", small()).await;
+async fn compliance_mirror_holds_exactly_the_audited_records_on(engine: Engine) {
+    let report = scenario("compliance-mirror", small_on(engine)).await;
     // Even sequence numbers are audited, multiples of 3 personal: 1500 records per origin
     // (two streams of 750) leave 250 per stream for audit.
     let to_audit: Vec<u64> = report
@@ -134,9 +138,8 @@ async fn compliance_mirror_holds_exactly_the_audited_records() {
     assert_eq!(eu_to_us.records, 1_000);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub() {
-    let report = scenario("vpc-relay", small()).await;
+async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub_on(engine: Engine) {
+    let report = scenario("vpc-relay", small_on(engine)).await;
     let pairs: Vec<(&str, &str, u64)> = report
         .pairs
         .iter()
@@ -148,12 +151,11 @@ async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partition_heal_catches_up_after_the_cut() {
+async fn partition_heal_catches_up_after_the_cut_on(engine: Engine) {
     let options = Options {
         records: 4_000,
         loss: 1.0,
-        ..small()
+        ..small_on(engine)
     };
     let report = scenario("partition-heal", options).await;
     assert!(report.backlog_records.unwrap() > 0, "{}", report.human());
@@ -161,6 +163,66 @@ async fn partition_heal_catches_up_after_the_cut() {
     assert!(report.links[0].dropped_while_cut > 0);
     assert!(report.links[0].lost > 0);
     assert_all_pairs(&report, 4_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_three_regions_converge() {
+    active_active_three_regions_converge_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_three_regions_converge_on_jetstream() {
+    active_active_three_regions_converge_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_failover_resumes_the_consumer_in_the_standby() {
+    dr_failover_resumes_the_consumer_in_the_standby_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_failover_resumes_the_consumer_in_the_standby_on_jetstream() {
+    dr_failover_resumes_the_consumer_in_the_standby_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_failover_continues_a_rocketmq_group_in_the_standby() {
+    consumer_failover_continues_a_rocketmq_group_in_the_standby_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_failover_continues_a_rocketmq_group_in_the_standby_on_jetstream() {
+    consumer_failover_continues_a_rocketmq_group_in_the_standby_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_mirror_holds_exactly_the_audited_records() {
+    compliance_mirror_holds_exactly_the_audited_records_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compliance_mirror_holds_exactly_the_audited_records_on_jetstream() {
+    compliance_mirror_holds_exactly_the_audited_records_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub() {
+    vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub_on_jetstream() {
+    vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heal_catches_up_after_the_cut() {
+    partition_heal_catches_up_after_the_cut_on(Engine::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heal_catches_up_after_the_cut_on_jetstream() {
+    partition_heal_catches_up_after_the_cut_on(Engine::JetStream).await;
 }
 
 #[tokio::test]
