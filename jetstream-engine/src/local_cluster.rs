@@ -150,6 +150,14 @@ impl LocalCluster {
         self.servers.iter().map(|s| s.client_url.clone()).collect()
     }
 
+    /// Process ids of the servers running now.
+    pub fn pids(&self) -> Vec<u32> {
+        self.servers
+            .iter()
+            .filter_map(|s| s.child.as_ref().map(Child::id))
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.servers.len()
     }

@@ -157,6 +157,10 @@ impl ChildNode {
 }
 
 impl RegionProcess for ChildNode {
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     fn kill(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.child.start_kill().context("SIGKILL")?;

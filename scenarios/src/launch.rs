@@ -34,6 +34,11 @@ pub trait RegionProcess: Send {
 
     /// Why the node has ended on its own, if it has.
     fn exited(&mut self) -> Option<String>;
+
+    /// The node's process id, when it is a process of its own.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// The addresses a node bound, read from its runtime file.

@@ -30,6 +30,9 @@ pub enum BenchCommand {
     Timers(super::bench_timers::TimersBench),
     /// Replication over the emulated WAN at several delays, beside the disk's limits.
     Wan(super::bench_wan::WanBench),
+    /// The same load on a region with each storage engine (embedded, JetStream), with
+    /// the CPU seconds per MB of every process, beside the disk's limits.
+    Engines(super::bench_engines::EnginesBench),
 }
 
 #[derive(clap::Args)]
@@ -69,6 +72,7 @@ pub async fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Rocketmq(args) => super::bench_rocketmq::run(args).await,
         BenchCommand::Timers(args) => super::bench_timers::run(args).await,
         BenchCommand::Wan(args) => super::bench_wan::run(args).await,
+        BenchCommand::Engines(args) => super::bench_engines::run(args).await,
     }
 }
 

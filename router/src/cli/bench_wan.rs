@@ -222,7 +222,7 @@ async fn cold_catch_up(args: &WanBench, mb: u64, options: &Options) -> Result<Ca
 }
 
 /// MB/s of `mib` appends of 1 MiB in `dir`, each followed by `fdatasync`.
-fn sequential_write_rate(dir: &std::path::Path, mib: usize) -> Result<f64> {
+pub(super) fn sequential_write_rate(dir: &std::path::Path, mib: usize) -> Result<f64> {
     let path = dir.join("write-probe");
     let mut file = std::fs::File::create(&path).context("creating the write probe")?;
     let block = vec![0x5au8; 1 << 20];

@@ -1,6 +1,7 @@
 //! Command-line interface. The command forms are a contract for scripts; see README.md.
 
 mod bench;
+mod bench_engines;
 mod bench_replicate;
 mod bench_rocketmq;
 mod bench_timers;
