@@ -46,7 +46,9 @@ fn default_replicas() -> usize {
 }
 
 fn default_request_timeout() -> Duration {
-    Duration::from_secs(5)
+    // A request in flight on a connection to a server that died is answered by nobody:
+    // it waits this long before it is tried again through another server.
+    Duration::from_secs(2)
 }
 
 fn default_retry_for() -> Duration {

@@ -5,151 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use client::{Partitioning, pb};
 use nix::sys::signal::Signal;
 use support::ServeProcess;
-
-const TOPIC: &str = "orders";
-
-/// The config of `region` ("a" or "b"); "a" dials "b" at `b_address`.
-fn write_config(dir: &Path, region: &str, b_address: Option<&str>) -> std::path::PathBuf {
-    let certs = dir.join("certs");
-    let address = b_address.map_or(String::new(), |a| format!("address = \"{a}\"\n"));
-    let text = format!(
-        r#"[region]
-id = "{region}"
-data_dir = "unused"
-
-[replication]
-ca = "{certs}/ca.pem"
-cert = "{certs}/{region}.pem"
-key = "{certs}/{region}.key"
-advertise_interval_ms = 50
-idle_timeout_ms = 3000
-
-[[regions]]
-name = "a"
-
-[[regions]]
-name = "b"
-{address}
-[[links]]
-between = ["a", "b"]
-
-[[tasks]]
-name = "orders-aa"
-sources = ["a"]
-targets = ["b"]
-topics = "{TOPIC}"
-direction = "two-way"
-"#,
-        certs = certs.display()
-    );
-    let path = dir.join(format!("{region}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The (origin, partition) -> end offsets a region reports.
-async fn ends(grpc: &str) -> BTreeMap<(String, u32), u64> {
-    let Ok(client) = client::Client::connect(grpc).await else {
-        return BTreeMap::new();
-    };
-    let Ok(description) = client.describe_topic(TOPIC).await else {
-        return BTreeMap::new();
-    };
-    description
-        .partitions
-        .iter()
-        .flat_map(|p| {
-            p.sub_logs
-                .iter()
-                .map(move |s| ((s.origin.clone(), p.partition), s.end_offset))
-        })
-        .collect()
-}
-
-async fn wait_for(what: &str, processes: &[&ServeProcess], mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !done().await {
-        if Instant::now() > deadline {
-            let logs: Vec<String> = processes.iter().map(|p| p.logs()).collect();
-            panic!(
-                "timed out waiting for {what}; logs:\n{}",
-                logs.join("\n-----\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every record of the topic as (origin, partition, offset) -> body.
-async fn contents(process: &ServeProcess) -> BTreeMap<(String, u32, u64), Vec<u8>> {
-    let client = client::Client::connect(&process.grpc).await.unwrap();
-    let fetched = client
-        .fetch_all(TOPIC, client::earliest(), vec![])
-        .await
-        .unwrap();
-    let mut out = BTreeMap::new();
-    for r in fetched.records {
-        let previous = out.insert(
-            (r.origin.clone(), r.partition, r.offset),
-            r.record.unwrap().body,
-        );
-        assert!(
-            previous.is_none(),
-            "record {}/{}/{} read twice",
-            r.origin,
-            r.partition,
-            r.offset
-        );
-    }
-    out
-}
-
-type Acked = Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>>;
-
-/// Produces to region `grpc` in batches of 10 until `stop` or the first error.
-fn producer(
-    grpc: String,
-    acked: Acked,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    seed: u64,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Ok(client) = client::Client::connect(&grpc).await else {
-            return;
-        };
-        let mut i = seed;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let records: Vec<_> = (0..10)
-                .map(|k| pb::Record {
-                    body: format!("rec-{}", i + k).into_bytes(),
-                    ..Default::default()
-                })
-                .collect();
-            let bodies: Vec<_> = records.iter().map(|r| r.body.clone()).collect();
-            match client
-                .produce(TOPIC, records, Partitioning::Partition((i / 10 % 2) as u32))
-                .await
-            {
-                Ok(ids) => {
-                    let mut acked = acked.lock().unwrap();
-                    for (id, body) in ids.into_iter().zip(bodies) {
-                        acked.insert((id.partition, id.offset), body);
-                    }
-                }
-                Err(_) => return,
-            }
-            i += 10;
-        }
-    })
-}
+use support::two_regions::{Acked, TOPIC, converged, ends, producer, wait_for, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_target_and_source_loses_and_duplicates_nothing() {
@@ -244,34 +105,7 @@ async fn sigkill_of_target_and_source_loses_and_duplicates_nothing() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writing.await.unwrap();
 
-    wait_for("both regions to converge", &[&a, &b], async || {
-        let (ea, eb) = (ends(&a.grpc).await, ends(&b.grpc).await);
-        !ea.is_empty() && ea == eb
-    })
-    .await;
-    let (in_a, in_b) = (contents(&a).await, contents(&b).await);
-    assert_eq!(in_a.len(), in_b.len());
-    assert!(in_a == in_b, "regions differ after convergence");
-    // Nothing acknowledged is missing; offsets per sub-log are dense from 0.
-    let acked = acked.lock().unwrap();
-    for ((partition, offset), body) in acked.iter() {
-        assert_eq!(
-            in_b.get(&("a".to_string(), *partition, *offset)),
-            Some(body),
-            "acknowledged record a/{partition}/{offset} missing or different in b"
-        );
-    }
-    let mut per_sub_log: BTreeMap<(String, u32), Vec<u64>> = BTreeMap::new();
-    for (origin, partition, offset) in in_b.keys() {
-        per_sub_log
-            .entry((origin.clone(), *partition))
-            .or_default()
-            .push(*offset);
-    }
-    for (key, offsets) in per_sub_log {
-        let dense: Vec<u64> = (0..offsets.len() as u64).collect();
-        assert_eq!(offsets, dense, "sub-log {key:?} has holes");
-    }
+    let (in_a, _) = converged(&a, &b, &acked).await;
     assert_eq!(
         in_a.keys().filter(|k| k.0 == "b").count(),
         5,
