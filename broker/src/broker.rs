@@ -332,6 +332,16 @@ impl Broker {
         Ok(())
     }
 
+    /// Every topic open here, taken out of the map (its lock is not held after).
+    pub(crate) fn open_topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub fn topics(&self) -> Vec<TopicConfig> {
         self.topics
             .read()
@@ -605,13 +615,7 @@ impl Broker {
 
     /// Runs retention over every partition; returns how many segments were removed.
     pub fn apply_retention(&self) -> Result<usize> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.open_topics();
         let now = now_ms();
         let mut removed = 0;
         for topic in topics {
@@ -630,13 +634,7 @@ impl Broker {
 
     /// Refuses new appends, fsyncs every partition, flushes metadata.
     pub async fn shut_down(&self) -> Result<()> {
-        let topics: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let topics = self.open_topics();
         for topic in topics {
             for partition in &topic.partitions {
                 partition.shut_down().await?;

@@ -18,7 +18,7 @@ use broker::batch::{Batch, PendingBatch};
 use broker::cursor::Cursor;
 use broker::error::{BrokerError, Result};
 use broker::incarnation::Meeting;
-use broker::storage::partition::{Placement, place, refusal};
+use broker::storage::partition::{Placement, check_replicated_origin, place, refusal};
 use broker::storage::store::{BoxFuture, PartitionRead, PartitionStore, RecordFilter, SubLogRead};
 use broker::storage::{Damage, GapPolicy, ReplicatedRun, SubLogInfo};
 use tokio::sync::watch;
@@ -232,12 +232,7 @@ impl JetStreamPartition {
         gap: GapPolicy,
     ) -> Result<ReplicatedRun> {
         self.check_open()?;
-        broker::names::validate("region", origin)?;
-        if origin == self.local_origin {
-            return Err(BrokerError::OwnOrigin {
-                origin: origin.to_string(),
-            });
-        }
+        check_replicated_origin(origin, &self.local_origin)?;
         let _one = self.appending.lock().await;
         let mut run = ReplicatedRun::default();
         let id = self.id(origin);

@@ -59,13 +59,7 @@ impl Broker {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let stored = self.meta.topics()?;
-        let held: Vec<Arc<Topic>> = self
-            .topics
-            .read()
-            .expect("topics lock")
-            .values()
-            .cloned()
-            .collect();
+        let held = self.open_topics();
         let mut changed = false;
         for topic in &held {
             let current = stored.iter().find(|t| t.name == topic.config.name);

@@ -27,7 +27,9 @@ mod as_store;
 mod new_sublog;
 mod replicated;
 
-pub use replicated::{GapPolicy, Placement, ReplicatedAppend, ReplicatedRun, place, refusal};
+pub use replicated::{
+    GapPolicy, Placement, ReplicatedAppend, ReplicatedRun, check_replicated_origin, place, refusal,
+};
 
 /// One origin sub-log's extent, for describe and for positions.
 #[derive(Clone, Debug, PartialEq, Eq)]

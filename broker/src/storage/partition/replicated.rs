@@ -55,6 +55,18 @@ impl ReplicatedRun {
     }
 }
 
+/// Whether batches of `origin` may be replicated into a partition of region
+/// `local_origin`: a valid region name, not this region's own origin.
+pub fn check_replicated_origin(origin: &str, local_origin: &str) -> Result<()> {
+    names::validate("region", origin)?;
+    if origin == local_origin {
+        return Err(BrokerError::OwnOrigin {
+            origin: origin.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Where a replicated batch goes in a sub-log whose next offset is `expected`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -126,12 +138,7 @@ impl Partition {
         gap: GapPolicy,
     ) -> Result<ReplicatedRun> {
         self.check_open()?;
-        names::validate("region", origin)?;
-        if origin == self.local_origin {
-            return Err(BrokerError::OwnOrigin {
-                origin: origin.to_string(),
-            });
-        }
+        check_replicated_origin(origin, &self.local_origin)?;
         // Bounded by the format, not by this region's `max_batch_bytes`: that setting limits
         // what is produced here; an origin with a larger one wrote batches that must still
         // replicate (the link's frame limit bounds what arrives).
