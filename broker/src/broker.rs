@@ -111,6 +111,8 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Held while a topic is created or deleted (see [`Broker::create_topic_of`]).
     topic_creation: std::sync::Mutex<()>,
+    /// Topics the last refresh of shared storage did not find (`broker/shared_topics.rs`).
+    missing_once: std::sync::Mutex<std::collections::BTreeSet<String>>,
     round_robin: AtomicU64,
     recovery: Vec<Truncation>,
     /// Delayed messages (`broker/timers.rs`): key sequence, and the timer loop's wake-up.
@@ -177,6 +179,7 @@ impl Broker {
             meta,
             topics: RwLock::new(topics),
             topic_creation: std::sync::Mutex::default(),
+            missing_once: std::sync::Mutex::default(),
             round_robin: AtomicU64::new(0),
             recovery,
             timer_seq: crate::timer::Sequence::default(),

@@ -27,6 +27,9 @@ use crate::engine::EngineError;
 use crate::readers::{JetStreamPartitionReader, JetStreamSubLogReader};
 use crate::sublog::{AppendError, Appended, SubLogId, SubLogs, Tail};
 
+/// Openings of partitions in this process, to name each one's appends apart.
+static OPENINGS: AtomicU64 = AtomicU64::new(0);
+
 const OPEN: u8 = 0;
 const DELETED: u8 = 1;
 const SHUT_DOWN: u8 = 2;
@@ -46,8 +49,8 @@ pub struct JetStreamPartition {
     incarnation: u64,
     index: u32,
     local_origin: String,
-    /// Names this node's local appends (with a counter), so that a retried one is
-    /// recognised by the stream's duplicate window.
+    /// Names this opening of the partition in this node's local appends (with a counter),
+    /// so that a retried one is recognised by the stream's duplicate window, and only it.
     node: String,
     appended: AtomicU64,
     held: Mutex<BTreeMap<String, Held>>,
@@ -123,7 +126,10 @@ impl JetStreamPartition {
             incarnation,
             index,
             local_origin: local_origin.to_string(),
-            node: node.to_string(),
+            // A partition opened again in this process (a topic taken up again) counts its
+            // appends from 0 again: a name of its own keeps its message ids apart from
+            // those of the earlier opening, still in the stream's duplicate window.
+            node: format!("{node}-{}", OPENINGS.fetch_add(1, Ordering::Relaxed)),
             appended: AtomicU64::new(0),
             held: Mutex::new(held),
             appending: tokio::sync::Mutex::new(()),
@@ -201,7 +207,7 @@ impl JetStreamPartition {
         let mut tail = self.held(&self.local_origin).unwrap_or_default().tail;
         let start = tail.end;
         // Unique in the topic's stream (whose duplicate window it is checked against): the
-        // node, the partition, and this partition's count of the node's appends.
+        // node and this opening of the partition, the partition, and the count of appends.
         let message_id = format!(
             "{}-{}-{}",
             self.node,

@@ -195,3 +195,32 @@ async fn a_broker_on_jetstream_produces_replicates_reads_and_shares_its_region()
     first.create_topic("orders", 1, None).unwrap();
     assert!(read_all(first.partition("orders", 0).unwrap(), Cursor::default()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_opened_again_in_one_process_never_takes_its_appends_for_earlier_ones() {
+    use broker::storage::StorageEngine;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let engine = Engine::connect(JetStreamSettings::new(cluster.all_urls())).unwrap();
+    let storage = JetStreamStorage::new(engine, "eu");
+    let topic = broker::meta::TopicConfig {
+        name: "orders".into(),
+        partitions: 1,
+        retention: Retention::default(),
+        message_type: Default::default(),
+        incarnation: 7,
+    };
+    // The same partition opened twice in this process (a topic taken up again): each
+    // opening's first append must be stored, not found a duplicate of the other's.
+    let first = storage.create_topic(&topic).unwrap().remove(0);
+    let again = storage.open_topic(&topic).unwrap().0.remove(0);
+    let one = broker::batch::PendingBatch::consecutive(&[record("one", 1)]);
+    assert_eq!(first.append_local(one).await.unwrap(), (0, 0));
+    let two = broker::batch::PendingBatch::consecutive(&[record("two", 2)]);
+    assert_eq!(again.append_local(two).await.unwrap(), (1, 1));
+    let read: Vec<String> = bodies(&read_all(again, Cursor::default()))
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(read, ["one", "two"]);
+}

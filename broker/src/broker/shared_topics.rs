@@ -61,9 +61,17 @@ impl Broker {
         let stored = self.meta.topics()?;
         let held = self.open_topics();
         let mut changed = false;
+        let mut missing = self.missing_once.lock().unwrap_or_else(|p| p.into_inner());
+        let mut missing_now = std::collections::BTreeSet::new();
         for topic in &held {
             let current = stored.iter().find(|t| t.name == topic.config.name);
             if current.is_none_or(|c| c.incarnation != topic.config.incarnation) {
+                // Let go only of what two listings in a row did not find: a listing made
+                // while the cluster changes leaders must not close a topic in use.
+                if !missing.contains(&topic.config.name) {
+                    missing_now.insert(topic.config.name.clone());
+                    continue;
+                }
                 self.topics
                     .write()
                     .expect("topics lock")
@@ -85,6 +93,7 @@ impl Broker {
                 changed = true;
             }
         }
+        *missing = missing_now;
         if changed {
             self.ring();
         }

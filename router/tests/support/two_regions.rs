@@ -202,7 +202,22 @@ pub async fn converged(a: &ServeProcess, b: &ServeProcess, acked: &Acked) -> (Re
     .await;
     let (in_a, in_b) = (contents(a).await, contents(b).await);
     assert_eq!(in_a.len(), in_b.len());
-    assert!(in_a == in_b, "regions differ after convergence");
+    let differ: Vec<_> = in_a
+        .iter()
+        .filter(|(k, v)| in_b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                String::from_utf8_lossy(v).into_owned(),
+                in_b.get(k).map(|b| String::from_utf8_lossy(b).into_owned()),
+            )
+        })
+        .take(5)
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "regions differ after convergence: {differ:?}"
+    );
     // Nothing acknowledged is missing; offsets per sub-log are dense from 0.
     let acked = acked.lock().unwrap();
     for ((partition, offset), body) in acked.iter() {
