@@ -72,10 +72,12 @@ impl SubLogRead for JetStreamSubLogReader {
         let mut out = Vec::new();
         let mut bytes = 0;
         for Stored { batch, .. } in stored {
-            if bytes >= max_bytes && !out.is_empty() {
+            // At most `max_bytes`, or the one batch when it alone is larger.
+            let len = batch.header().total_len;
+            if !out.is_empty() && bytes + len > max_bytes {
                 break;
             }
-            bytes += batch.header().total_len;
+            bytes += len;
             out.push(batch);
         }
         if let Some(last) = out.last() {
@@ -122,28 +124,36 @@ impl JetStreamPartitionReader {
     }
 
     /// The earliest stream sequence holding a record the cursor has not consumed, or past
-    /// `top` (the highest stored) when it consumed everything.
-    fn start_sequence(&self, top: u64) -> Result<u64> {
-        let mut start = top + 1;
-        for (origin, held) in self.partition.all_held() {
-            let incarnation = self.partition.incarnation_of(&origin);
-            let from = self.cursor.next_offset_in(&origin, incarnation);
-            if from >= held.tail.end {
-                continue;
-            }
-            let logs = self.partition.logs().clone();
-            let id = self.partition.id(&origin);
-            let first = logs
-                .engine()
-                .clone()
-                .run(async move { logs.read(&id, from, 1).await })
-                .and_then(|r| r)
-                .map_err(engine_error)?;
-            if let Some(stored) = first.first() {
-                start = start.min(stored.sequence);
-            }
-        }
-        Ok(start)
+    /// the stream's last when it consumed everything: asked of the cluster, origin by
+    /// origin, not taken from what this node has heard (another node's batches may not
+    /// have reached its follower yet, and a start past them would skip them).
+    fn start_sequence(&self) -> Result<u64> {
+        let partition = self.partition.clone();
+        let cursor = self.cursor.clone();
+        let logs = partition.logs().clone();
+        logs.engine()
+            .clone()
+            .run(async move {
+                let (topic, incarnation, index) = (
+                    partition.topic().to_string(),
+                    partition.incarnation(),
+                    partition.index(),
+                );
+                let mut start = None::<u64>;
+                for origin in logs.origins(&topic, incarnation, index).await? {
+                    let from = cursor.next_offset_in(&origin, partition.incarnation_of(&origin));
+                    let id = partition.id(&origin);
+                    if let Some(first) = logs.read(&id, from, 1).await?.first() {
+                        start = Some(start.map_or(first.sequence, |s| s.min(first.sequence)));
+                    }
+                }
+                match start {
+                    Some(start) => Ok(start),
+                    None => Ok(logs.last_sequence(&topic, incarnation).await? + 1),
+                }
+            })
+            .and_then(|r| r)
+            .map_err(engine_error)
     }
 }
 
@@ -158,10 +168,10 @@ impl PartitionRead for JetStreamPartitionReader {
 
     fn read(&mut self, max_bytes: usize) -> Result<ReadOutcome> {
         self.partition.is_open()?;
-        let top = *self.durable.borrow_and_update();
+        self.durable.borrow_and_update();
         let mut sequence = match self.next_sequence {
             Some(s) => s,
-            None => self.start_sequence(top)?,
+            None => self.start_sequence()?,
         };
         let mut outcome = ReadOutcome::default();
         let mut bytes = 0usize;

@@ -1,13 +1,9 @@
 //! The JetStream engine behind the broker's seam (`broker::storage::StorageEngine`): a
 //! topic is one stream per creation, its partitions opened from what the cluster holds.
-//! The stream enforces the topic's retention itself: records older than `max_age_ms` (by
-//! their arrival in this region) and, past `max_bytes` per partition, the oldest of the
-//! topic's (JetStream bounds a stream's bytes, not a subject's: the topic's limit is the
-//! partitions' sum).
+//! Retention is not applied on this engine yet (see `partitions`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use broker::error::{BrokerError, Result};
 use broker::meta::TopicConfig;
@@ -56,13 +52,11 @@ impl JetStreamStorage {
     }
 
     fn partitions(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
-        let limits = Limits {
-            max_age: Duration::from_millis(topic.retention.max_age_ms),
-            max_bytes: topic
-                .retention
-                .max_bytes
-                .saturating_mul(u64::from(topic.partitions)),
-        };
+        // No limits on the stream yet: a stream that dropped every batch of a sub-log would
+        // leave nothing to tell where it ended, and the next append would start it at 0
+        // again. Retention on this engine waits for a record of each sub-log's end that
+        // outlives its batches.
+        let limits = Limits::default();
         let logs = self.logs.clone();
         let (name, incarnation) = (topic.name.clone(), topic.incarnation);
         self.run(async move { logs.create_topic_with(&name, incarnation, limits).await })?;

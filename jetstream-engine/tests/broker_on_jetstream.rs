@@ -224,3 +224,48 @@ async fn a_partition_opened_again_in_one_process_never_takes_its_appends_for_ear
         .collect();
     assert_eq!(read, ["one", "two"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_starts_at_batches_its_node_has_not_heard_of() {
+    use jetstream_engine::{JetStreamPartition, SubLogId, SubLogs, Tail};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let connect = || Engine::connect(JetStreamSettings::new(cluster.all_urls())).unwrap();
+    let logs = Arc::new(SubLogs::new(connect(), "eu"));
+    logs.create_topic("orders", 7).await.unwrap();
+    // A partition opened here with no follower: it hears of nothing another node stores.
+    let here = Arc::new(
+        JetStreamPartition::open(logs.clone(), "orders", 7, 0, "eu", "here")
+            .await
+            .unwrap(),
+    );
+    let elsewhere = SubLogs::new(connect(), "eu");
+    let us = SubLogId {
+        topic: "orders".into(),
+        incarnation: 7,
+        partition: 0,
+        origin: "us".into(),
+    };
+    elsewhere
+        .append_replicated(
+            &us,
+            &mut Tail::default(),
+            sealed(&[record("u0", 1)], 0),
+            GapPolicy::Refuse,
+            3,
+        )
+        .await
+        .unwrap();
+    here.append_local(broker::batch::PendingBatch::consecutive(&[record("e0", 2)]))
+        .await
+        .unwrap();
+    let read = bodies(&read_all(here, Cursor::default()));
+    assert_eq!(
+        read,
+        [
+            ("us".to_string(), 0, "u0".to_string()),
+            ("eu".to_string(), 0, "e0".to_string()),
+        ],
+        "the batch another node stored first is read first"
+    );
+}

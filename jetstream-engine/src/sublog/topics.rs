@@ -99,6 +99,24 @@ impl SubLogs {
             .await
     }
 
+    /// The sequence of the last message of one creation of `topic`'s stream (0: none).
+    pub async fn last_sequence(&self, topic: &str, incarnation: u64) -> Result<u64, EngineError> {
+        let stream = self.stream(topic, incarnation).await?;
+        let what = format!("the last sequence of topic {topic}");
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, what) = (stream.clone(), what.clone());
+                async move {
+                    stream
+                        .get_info()
+                        .await
+                        .map(|info| info.state.last_sequence)
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await
+    }
+
     /// Removes every batch of `id` (its origin re-created the topic: the copy held of the
     /// old creation goes).
     pub async fn purge(&self, id: &SubLogId) -> Result<(), EngineError> {
@@ -200,7 +218,12 @@ impl SubLogs {
             let Ok(mut messages) = consumer.messages().await else {
                 return;
             };
-            while let Some(Ok(message)) = messages.next().await {
+            // An error here is passing (a missed heartbeat: the ordered consumer makes
+            // itself again and goes on); only the end of the messages ends the follower.
+            while let Some(message) = messages.next().await {
+                let Ok(message) = message else {
+                    continue;
+                };
                 let Some(arrival) = arrival_of(&region, &message) else {
                     continue;
                 };
