@@ -3,14 +3,9 @@
 //! by the stream's leader: a replica may lag, and a search that met a lagging replica's
 //! "nothing there" would take a sub-log's start or a reader's next record for its end.
 
-use std::time::Duration;
-
 use async_nats::jetstream;
-use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy, push};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use broker::batch::Batch;
-use bytes::Bytes;
-use futures_util::StreamExt;
 
 use super::{Stored, SubLogId, SubLogs, decode};
 use crate::engine::EngineError;
@@ -66,29 +61,30 @@ impl SubLogs {
         let stream = self.stream(&id.topic, id.incarnation).await?;
         let subject = self.subject(id);
         let what = format!("reading sub-log {id} from offset {from}");
-        let client = self.engine.client().clone();
-        let timeout = self.engine.settings().request_timeout;
         self.engine
             .spawn_retrying(move || {
                 let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
-                let client = client.clone();
                 async move {
                     let span = (1, tail.last_sequence);
-                    let Some(sequence) =
+                    let Some(mut sequence) =
                         first_holding(&stream, &subject, from, span, &what).await?
                     else {
                         return Ok(Vec::new());
                     };
-                    scan(&client, &stream, &subject, sequence, max, timeout, &what)
-                        .await?
-                        .into_iter()
-                        .map(|(_, sequence, payload)| {
-                            Ok(Stored {
-                                sequence,
-                                batch: decode(&what, payload)?,
-                            })
-                        })
-                        .collect()
+                    let mut out = Vec::new();
+                    while out.len() < max {
+                        let Some((at, batch)) =
+                            next_batch(&stream, &subject, sequence, &what).await?
+                        else {
+                            break;
+                        };
+                        out.push(Stored {
+                            sequence: at,
+                            batch,
+                        });
+                        sequence = at + 1;
+                    }
+                    Ok(out)
                 }
             })
             .await
@@ -107,43 +103,40 @@ impl SubLogs {
         let stream = self.stream(topic, incarnation).await?;
         let subjects = names::partition_subjects(&self.region, topic, incarnation, partition);
         let what = format!("reading partition {topic}/{partition} in arrival order");
-        let client = self.engine.client().clone();
-        let timeout = self.engine.settings().request_timeout;
         self.engine
             .spawn_retrying(move || {
                 let (stream, subjects, what) = (stream.clone(), subjects.clone(), what.clone());
-                let client = client.clone();
                 async move {
-                    let found = scan(
-                        &client,
-                        &stream,
-                        &subjects,
-                        from_sequence.max(1),
-                        max,
-                        timeout,
-                        &what,
-                    )
-                    .await?;
-                    found
-                        .into_iter()
-                        .map(|(subject, sequence, payload)| {
-                            let origin = subject
-                                .rsplit('.')
-                                .next()
-                                .and_then(names::name)
-                                .ok_or_else(|| EngineError::Invalid {
-                                    what: what.clone(),
-                                    reason: format!("subject {subject} names no origin"),
-                                })?;
-                            Ok((
-                                origin,
-                                Stored {
-                                    sequence,
-                                    batch: decode(&what, payload)?,
-                                },
-                            ))
-                        })
-                        .collect()
+                    let mut out = Vec::new();
+                    let mut sequence = from_sequence.max(1);
+                    while out.len() < max {
+                        let message = match stream
+                            .get_first_raw_message_by_subject(subjects.as_str(), sequence)
+                            .await
+                        {
+                            Ok(m) => m,
+                            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => break,
+                            Err(e) => return Err(EngineError::request(what, e)),
+                        };
+                        let origin = message
+                            .subject
+                            .rsplit('.')
+                            .next()
+                            .and_then(names::name)
+                            .ok_or_else(|| EngineError::Invalid {
+                                what: what.clone(),
+                                reason: format!("subject {} names no origin", message.subject),
+                            })?;
+                        sequence = message.sequence + 1;
+                        out.push((
+                            origin,
+                            Stored {
+                                sequence: message.sequence,
+                                batch: decode(&what, message.payload)?,
+                            },
+                        ));
+                    }
+                    Ok(out)
                 }
             })
             .await
@@ -189,67 +182,4 @@ async fn next_batch(
         Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
         Err(e) => Err(EngineError::request(what.to_string(), e)),
     }
-}
-
-/// Up to `max` messages of `filter` from stream sequence `from` on, in sequence order, as
-/// `(subject, sequence, payload)`: streamed by an ordered consumer (a request to make it,
-/// then the messages as they come), not asked for one by one. A consumer delivers only
-/// what a quorum has, from the stream's leader.
-async fn scan(
-    client: &async_nats::Client,
-    stream: &jetstream::stream::Stream<()>,
-    filter: &str,
-    from: u64,
-    max: usize,
-    timeout: Duration,
-    what: &str,
-) -> Result<Vec<(String, u64, Bytes)>, EngineError> {
-    let consumer = stream
-        .create_consumer(push::OrderedConfig {
-            deliver_subject: client.new_inbox(),
-            description: Some("georouter read".to_string()),
-            filter_subject: filter.to_string(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            replay_policy: ReplayPolicy::Instant,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| EngineError::request(what.to_string(), e))?;
-    let mut out = Vec::new();
-    if consumer.cached_info().num_pending == 0 || max == 0 {
-        return Ok(out);
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| EngineError::request(what.to_string(), e))?;
-    while out.len() < max {
-        let next = tokio::time::timeout(timeout, messages.next())
-            .await
-            .map_err(|_| {
-                let late = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no message within {timeout:?}"),
-                );
-                EngineError::request(what.to_string(), late)
-            })?;
-        let Some(message) = next else { break };
-        let message = message.map_err(|e| EngineError::request(what.to_string(), e))?;
-        let info = message.info().map_err(|e| EngineError::Invalid {
-            what: what.to_string(),
-            reason: e.to_string(),
-        })?;
-        let (sequence, pending) = (info.stream_sequence, info.pending);
-        out.push((
-            message.subject.to_string(),
-            sequence,
-            message.payload.clone(),
-        ));
-        if pending == 0 {
-            break;
-        }
-    }
-    Ok(out)
 }
