@@ -57,6 +57,15 @@ impl EngineError {
     }
 }
 
+/// What the broker's storage seam reports when the engine fails: `storage-engine`.
+impl From<EngineError> for broker::error::BrokerError {
+    fn from(e: EngineError) -> Self {
+        broker::error::BrokerError::Engine {
+            reason: e.to_string(),
+        }
+    }
+}
+
 /// A connected client and the runtime it runs on.
 pub struct Engine {
     runtime: Option<tokio::runtime::Runtime>,
@@ -129,6 +138,15 @@ impl Engine {
         F: Future<Output = ()> + Send + 'static,
     {
         self.handle.spawn(work).abort_handle()
+    }
+
+    /// [`Engine::run`] of work that may fail itself: one error either way.
+    pub fn run_fallible<T, F>(&self, work: F) -> Result<T, EngineError>
+    where
+        F: Future<Output = Result<T, EngineError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(work)?
     }
 
     /// Runs the work `attempt` makes, again while it fails transiently, for up to

@@ -136,15 +136,6 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    /// Client URLs of the servers running now.
-    pub fn urls(&self) -> Vec<String> {
-        self.servers
-            .iter()
-            .filter(|s| s.child.is_some())
-            .map(|s| s.client_url.clone())
-            .collect()
-    }
-
     /// Client URLs of every server, running or not (the list a node is configured with).
     pub fn all_urls(&self) -> Vec<String> {
         self.servers.iter().map(|s| s.client_url.clone()).collect()

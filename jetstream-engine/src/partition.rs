@@ -39,7 +39,7 @@ const SHUT_DOWN: u8 = 2;
 pub(crate) struct Held {
     pub tail: Tail,
     pub start: u64,
-    /// Batches and bytes this node appended since the partition opened.
+    /// Bytes this node appended since the partition opened.
     pub bytes: u64,
 }
 
@@ -62,12 +62,6 @@ pub struct JetStreamPartition {
     state: AtomicU8,
 }
 
-fn engine_error(e: EngineError) -> BrokerError {
-    BrokerError::Engine {
-        reason: e.to_string(),
-    }
-}
-
 fn append_error(topic: &str, partition: u32, origin: &str, e: AppendError) -> BrokerError {
     match e {
         AppendError::Misplaced {
@@ -81,7 +75,7 @@ fn append_error(topic: &str, partition: u32, origin: &str, e: AppendError) -> Br
             last: next.saturating_sub(1),
         },
         AppendError::Format { source, .. } => BrokerError::MalformedBatch(source),
-        AppendError::Engine(e) => engine_error(e),
+        AppendError::Engine(e) => e.into(),
     }
 }
 
@@ -248,7 +242,7 @@ impl JetStreamPartition {
         match broker::incarnation::meet(held_incarnation, incarnation) {
             Meeting::Same | Meeting::Adopt => {}
             Meeting::Replace => {
-                self.logs.purge(&id).await.map_err(engine_error)?;
+                self.logs.purge(&id).await?;
                 tail = Tail::default();
                 self.lock().remove(origin);
                 run.replaced = Some(held_incarnation);
@@ -296,13 +290,6 @@ impl JetStreamPartition {
         }
         run.end_offset = tail.end;
         Ok(run)
-    }
-
-    fn run<T: Send + 'static>(
-        &self,
-        work: impl std::future::Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.logs.engine().run(work).map_err(engine_error)?
     }
 
     fn cursor_where(&self, offset_of: impl Fn(&str, &Held) -> Result<u64>) -> Result<Cursor> {
@@ -405,23 +392,10 @@ impl PartitionStore for JetStreamPartition {
         })
     }
 
-    /// The stream removes what is past the topic's limits itself (`crate::storage`); this
-    /// reads where each sub-log starts now and counts the batches that went.
+    /// Nothing to do: the engine keeps every batch for now (`crate::storage`), so no
+    /// sub-log's start moves.
     fn apply_retention(&self, _max_bytes: u64, _max_age_ms: u64, _now_ms: i64) -> Result<usize> {
-        let mut moved = 0;
-        for (origin, held) in self.all_held() {
-            let logs = self.logs.clone();
-            let id = self.id(&origin);
-            let start = self.run(async move { logs.start(&id).await.map_err(engine_error) })?;
-            let start = start.unwrap_or(held.tail.end);
-            if let Some(h) = self.lock().get_mut(&origin)
-                && start > h.start
-            {
-                h.start = start;
-                moved += 1;
-            }
-        }
-        Ok(moved)
+        Ok(0)
     }
 
     fn shut_down(&self) -> BoxFuture<'_, Result<()>> {
@@ -449,45 +423,39 @@ impl PartitionStore for JetStreamPartition {
 }
 
 impl JetStreamPartition {
+    /// The offset of `origin`'s first record at or after `timestamp_ms`, or `end`: a pass
+    /// over the sub-log from its start (no time index here), on the engine's runtime.
     fn offset_for_time_blocking(&self, origin: &str, end: u64, timestamp_ms: i64) -> Result<u64> {
-        // The search runs on the engine's runtime; the partition it reads is shared.
-        let me = SharedSearch {
-            logs: self.logs.clone(),
-            id: self.id(origin),
-        };
-        self.run(async move { me.offset_for_time(end, timestamp_ms).await })
+        let (logs, id) = (self.logs.clone(), self.id(origin));
+        Ok(self
+            .logs
+            .engine()
+            .run_fallible(async move { offset_for_time(&logs, &id, end, timestamp_ms).await })?)
     }
 }
 
-/// What a search by time needs, owned, to run on the engine's runtime.
-struct SharedSearch {
-    logs: Arc<SubLogs>,
-    id: SubLogId,
-}
-
-impl SharedSearch {
-    async fn offset_for_time(&self, end: u64, timestamp_ms: i64) -> Result<u64> {
-        let mut from = 0;
-        loop {
-            let batches = self
-                .logs
-                .read(&self.id, from, 64)
-                .await
-                .map_err(engine_error)?;
-            let Some(last) = batches.last() else {
-                return Ok(end);
-            };
-            for stored in &batches {
-                if stored.batch.header().max_timestamp_ms >= timestamp_ms
-                    && let Some((offset, _)) = stored
-                        .batch
-                        .records()
-                        .find(|(o, r)| *o >= from && r.timestamp_ms >= timestamp_ms)
-                {
-                    return Ok(offset);
-                }
+async fn offset_for_time(
+    logs: &SubLogs,
+    id: &SubLogId,
+    end: u64,
+    timestamp_ms: i64,
+) -> std::result::Result<u64, EngineError> {
+    let mut from = 0;
+    loop {
+        let batches = logs.read(id, from, 64).await?;
+        let Some(last) = batches.last() else {
+            return Ok(end);
+        };
+        for stored in &batches {
+            if stored.batch.header().max_timestamp_ms >= timestamp_ms
+                && let Some((offset, _)) = stored
+                    .batch
+                    .records()
+                    .find(|(o, r)| *o >= from && r.timestamp_ms >= timestamp_ms)
+            {
+                return Ok(offset);
             }
-            from = last.batch.header().last_offset() + 1;
         }
+        from = last.batch.header().last_offset() + 1;
     }
 }

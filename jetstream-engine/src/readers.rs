@@ -21,12 +21,6 @@ use crate::sublog::Stored;
 /// Batches asked of the cluster per request.
 const CHUNK: usize = 64;
 
-fn engine_error(e: crate::engine::EngineError) -> BrokerError {
-    BrokerError::Engine {
-        reason: e.to_string(),
-    }
-}
-
 pub struct JetStreamSubLogReader {
     partition: Arc<JetStreamPartition>,
     origin: String,
@@ -66,9 +60,7 @@ impl SubLogRead for JetStreamSubLogReader {
         let stored = logs
             .engine()
             .clone()
-            .run(async move { logs.read(&id, from, CHUNK).await })
-            .and_then(|r| r)
-            .map_err(engine_error)?;
+            .run_fallible(async move { logs.read(&id, from, CHUNK).await })?;
         let mut out = Vec::new();
         let mut bytes = 0;
         for Stored { batch, .. } in stored {
@@ -131,29 +123,26 @@ impl JetStreamPartitionReader {
         let partition = self.partition.clone();
         let cursor = self.cursor.clone();
         let logs = partition.logs().clone();
-        logs.engine()
-            .clone()
-            .run(async move {
-                let (topic, incarnation, index) = (
-                    partition.topic().to_string(),
-                    partition.incarnation(),
-                    partition.index(),
-                );
-                let mut start = None::<u64>;
-                for origin in logs.origins(&topic, incarnation, index).await? {
-                    let from = cursor.next_offset_in(&origin, partition.incarnation_of(&origin));
-                    let id = partition.id(&origin);
-                    if let Some(first) = logs.read(&id, from, 1).await?.first() {
-                        start = Some(start.map_or(first.sequence, |s| s.min(first.sequence)));
-                    }
+        let start = logs.engine().clone().run_fallible(async move {
+            let (topic, incarnation, index) = (
+                partition.topic().to_string(),
+                partition.incarnation(),
+                partition.index(),
+            );
+            let mut start = None::<u64>;
+            for origin in logs.origins(&topic, incarnation, index).await? {
+                let from = cursor.next_offset_in(&origin, partition.incarnation_of(&origin));
+                let id = partition.id(&origin);
+                if let Some(first) = logs.read(&id, from, 1).await?.first() {
+                    start = Some(start.map_or(first.sequence, |s| s.min(first.sequence)));
                 }
-                match start {
-                    Some(start) => Ok(start),
-                    None => Ok(logs.last_sequence(&topic, incarnation).await? + 1),
-                }
-            })
-            .and_then(|r| r)
-            .map_err(engine_error)
+            }
+            match start {
+                Some(start) => Ok(start),
+                None => Ok(logs.last_sequence(&topic, incarnation).await? + 1),
+            }
+        })?;
+        Ok(start)
     }
 }
 
@@ -182,15 +171,10 @@ impl PartitionRead for JetStreamPartitionReader {
                 self.partition.incarnation(),
                 self.partition.index(),
             );
-            let arrivals = logs
-                .engine()
-                .clone()
-                .run(async move {
-                    logs.arrivals(&topic, incarnation, index, sequence, CHUNK)
-                        .await
-                })
-                .and_then(|r| r)
-                .map_err(engine_error)?;
+            let arrivals = logs.engine().clone().run_fallible(async move {
+                logs.arrivals(&topic, incarnation, index, sequence, CHUNK)
+                    .await
+            })?;
             let ended = arrivals.len() < CHUNK;
             for (origin, stored) in arrivals {
                 let incarnation = self.partition.incarnation_of(&origin);

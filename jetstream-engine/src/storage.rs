@@ -5,25 +5,19 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 
-use broker::error::{BrokerError, Result};
+use broker::error::Result;
 use broker::meta::TopicConfig;
 use broker::storage::store::{OpenedTopic, PartitionStore, StorageEngine};
 
 use crate::engine::{Engine, EngineError};
 use crate::partition::JetStreamPartition;
-use crate::sublog::{Limits, SubLogs};
+use crate::sublog::SubLogs;
 
 pub struct JetStreamStorage {
     logs: Arc<SubLogs>,
     region: String,
     /// Names this process's appends (message ids).
     node: String,
-}
-
-fn engine_error(e: EngineError) -> BrokerError {
-    BrokerError::Engine {
-        reason: e.to_string(),
-    }
 }
 
 impl JetStreamStorage {
@@ -44,11 +38,7 @@ impl JetStreamStorage {
         &self,
         work: impl std::future::Future<Output = std::result::Result<T, EngineError>> + Send + 'static,
     ) -> Result<T> {
-        self.logs
-            .engine()
-            .run(work)
-            .and_then(|r| r)
-            .map_err(engine_error)
+        Ok(self.logs.engine().run_fallible(work)?)
     }
 
     fn partitions(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
@@ -56,10 +46,9 @@ impl JetStreamStorage {
         // leave nothing to tell where it ended, and the next append would start it at 0
         // again. Retention on this engine waits for a record of each sub-log's end that
         // outlives its batches.
-        let limits = Limits::default();
         let logs = self.logs.clone();
         let (name, incarnation) = (topic.name.clone(), topic.incarnation);
-        self.run(async move { logs.create_topic_with(&name, incarnation, limits).await })?;
+        self.run(async move { logs.create_topic(&name, incarnation).await })?;
         let mut partitions = Vec::new();
         for index in 0..topic.partitions {
             let logs = self.logs.clone();

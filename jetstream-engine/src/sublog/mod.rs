@@ -120,14 +120,6 @@ pub enum AppendError {
     Engine(#[from] EngineError),
 }
 
-/// What a topic's stream keeps: records younger than `max_age` and at most `max_bytes`
-/// (zero: no limit).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub max_age: Duration,
-    pub max_bytes: u64,
-}
-
 /// The sub-logs of one region.
 pub struct SubLogs {
     engine: Arc<Engine>,

@@ -5,33 +5,17 @@ use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 
-use super::{Arrival, DUPLICATE_WINDOW, Limits, SubLogId, SubLogs, Tail, incarnation_of};
+use super::{Arrival, DUPLICATE_WINDOW, SubLogId, SubLogs, Tail, incarnation_of};
 use super::{BASE_HEADER, END_HEADER};
 use crate::engine::EngineError;
 use crate::names;
 
 impl SubLogs {
-    /// Makes the stream of one creation of a topic, if no node made it yet, unbounded.
+    /// Makes the stream of one creation of a topic, if no node made it yet. It keeps
+    /// every batch: no age or size limit (`crate::storage`).
     pub async fn create_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
-        self.create_topic_with(topic, incarnation, Limits::default())
-            .await
-    }
-
-    /// Makes the stream of one creation of a topic, if no node made it yet, keeping what
-    /// `limits` allow.
-    pub async fn create_topic_with(
-        &self,
-        topic: &str,
-        incarnation: u64,
-        limits: Limits,
-    ) -> Result<(), EngineError> {
         let config = stream::Config {
-            max_age: limits.max_age,
-            max_bytes: if limits.max_bytes == 0 {
-                -1
-            } else {
-                i64::try_from(limits.max_bytes).unwrap_or(i64::MAX)
-            },
+            max_bytes: -1,
             name: self.stream_name(topic, incarnation),
             description: Some(format!("georouter: region {}, topic {topic}", self.region)),
             subjects: vec![names::topic_subjects(&self.region, topic, incarnation)],
