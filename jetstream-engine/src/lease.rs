@@ -116,6 +116,15 @@ async fn try_hold(
 
 /// Holds lease `duty` for node `me` whenever it can, until `stop`: the receiver says
 /// whether this node holds it now.
+/// Whether a holder whose lease runs until `held_until` (ms) may go on with its duty now,
+/// before its next renewal a `renew_every` from now: only if the lease outlasts that
+/// renewal, so that a holder that cannot renew stops before the lease runs out and another
+/// node may take it.
+pub fn keep_holding(held_until: u64, now_ms: u64, renew_every: Duration) -> bool {
+    let period = u64::try_from(renew_every.as_millis()).unwrap_or(u64::MAX);
+    held_until.saturating_sub(now_ms) > period
+}
+
 pub fn hold(
     engine: &Engine,
     store: kv::Store,
@@ -130,7 +139,13 @@ pub fn hold(
         let mut held_until = 0u64;
         loop {
             let renew_every = time / 3;
-            match try_hold(&store, &duty, &me, time).await {
+            // An attempt that hangs (a server gone) must not keep the duty running past
+            // the lease: it gets half a renewal period.
+            let attempt = tokio::time::timeout(renew_every / 2, try_hold(&store, &duty, &me, time));
+            let attempt = attempt
+                .await
+                .unwrap_or_else(|late| Err(EngineError::request(format!("lease {duty}"), late)));
+            match attempt {
                 Ok(Some(until)) => {
                     held_until = until;
                     tx.send_if_modified(|held| !std::mem::replace(held, true));
@@ -144,8 +159,7 @@ pub fn hold(
                 }
             }
             // Give the duty up before the lease's time is past, renewed or not.
-            let left = held_until.saturating_sub(now_ms());
-            if held_until != 0 && left < u64::try_from(renew_every.as_millis()).unwrap_or(0) {
+            if held_until != 0 && !keep_holding(held_until, now_ms(), renew_every) {
                 held_until = 0;
                 tx.send_if_modified(|held| std::mem::replace(held, false));
             }
@@ -218,6 +232,22 @@ mod tests {
             holder: holder.into(),
             until_ms,
         }
+    }
+
+    #[test]
+    fn a_holder_that_cannot_renew_stops_before_its_lease_runs_out() {
+        let every = Duration::from_millis(1000);
+        assert!(keep_holding(3000, 0, every), "just renewed");
+        assert!(
+            keep_holding(3000, 1500, every),
+            "a renewal missed, time left"
+        );
+        assert!(
+            !keep_holding(3000, 2000, every),
+            "the next renewal would come when the lease runs out: stop now"
+        );
+        assert!(!keep_holding(3000, 2500, every));
+        assert!(!keep_holding(3000, 4000, every), "expired");
     }
 
     #[test]

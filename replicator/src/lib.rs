@@ -32,7 +32,7 @@ pub use identity::{certs, tls};
 pub use node::{Authorship, Carried};
 pub use observe::topology::{LinkEdge, RegionNode};
 pub use observe::{SubLogKey, SubLogStatus, TopologyView};
-pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
+pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, Running, StartError};
 pub use settings::LinkSettings;
 /// Task specs and their validation (`task::validate`), under their former path.
 pub use tasks::spec as task;

@@ -35,6 +35,9 @@ pub struct ReplicatorConfig {
     /// A digest of the configuration every region must share, sent in Hello; a
     /// neighbour's that differs is reported as drift.
     pub config_digest: String,
+    /// Where its counters and gauges go (kept across restarts of the service in one
+    /// process, so that they go on counting).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the replication service did not start (fatal: the node does not start).
@@ -95,6 +98,48 @@ pub struct RouteStatus {
     pub region: String,
     /// The neighbour data of `region` is pulled from, cheapest first, with path costs.
     pub via: Vec<(String, u64)>,
+}
+
+/// The replicator a node runs now, if any, for those that read it (the console, status):
+/// fixed on a node that replicates from start to stop (or never); changing on a node of a
+/// region of several, which replicates while it holds the region's replication lease.
+#[derive(Clone, Default)]
+pub struct Running {
+    now: Arc<std::sync::RwLock<Option<Arc<Replicator>>>>,
+    /// Whether replication runs on whichever node of the region holds its lease (so, when
+    /// not here, on another node).
+    leased: bool,
+}
+
+impl Running {
+    /// A node that runs `replicator` (or none) for its whole life.
+    pub fn fixed(replicator: Option<Arc<Replicator>>) -> Self {
+        Running {
+            now: Arc::new(std::sync::RwLock::new(replicator)),
+            leased: false,
+        }
+    }
+
+    /// A node of a region of several, replicating while it holds the lease.
+    pub fn leased() -> Self {
+        Running {
+            now: Arc::default(),
+            leased: true,
+        }
+    }
+
+    pub fn get(&self) -> Option<Arc<Replicator>> {
+        self.now.read().expect("running replicator lock").clone()
+    }
+
+    pub fn set(&self, replicator: Option<Arc<Replicator>>) {
+        *self.now.write().expect("running replicator lock") = replicator;
+    }
+
+    /// Whether replication runs on another node of the region when not here.
+    pub fn leased_elsewhere(&self) -> bool {
+        self.leased && self.get().is_none()
+    }
 }
 
 pub struct Replicator {
@@ -213,6 +258,7 @@ impl Replicator {
             planner: planner_handle,
             sealer,
             verifier,
+            metrics: config.metrics,
         });
         for task in node.active_tasks().iter() {
             for checkpoint in node.broker.meta().checkpoints(task.name())? {
@@ -227,12 +273,12 @@ impl Replicator {
         node.tracker
             .spawn(endpoint::accept_loop(node.clone(), quic.clone()));
         for peer in node.topology.neighbours(&node.region) {
-            if let (true, Some(address)) = (peer.dial, peer.address) {
+            if peer.dial && !peer.addresses.is_empty() {
                 node.tracker.spawn(endpoint::dial_loop(
                     node.clone(),
                     quic.clone(),
                     peer.region.clone(),
-                    address,
+                    peer.addresses,
                 ));
             }
         }
@@ -568,6 +614,36 @@ impl Replicator {
     /// called on an async worker, the worker's other tasks move to another thread first.
     fn change(&self, change: Change<'_>, by: &Authorship) -> Result<TaskRecord, ChangeError> {
         blocking(|| self.node.change_task(change, by))
+    }
+
+    /// Refuses every link on `socket` until `until` is cancelled, then lets the socket go:
+    /// what a node of a region of several does while another node replicates, so that a
+    /// neighbour dialling it is refused at once and dials the region's next address.
+    pub async fn refuse_links(
+        identity: &Identity,
+        socket: std::net::UdpSocket,
+        until: tokio_util::sync::CancellationToken,
+    ) -> Result<(), StartError> {
+        socket.set_nonblocking(true)?;
+        let server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_config()?));
+        let quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
+        loop {
+            tokio::select! {
+                incoming = quic.accept() => match incoming {
+                    Some(incoming) => incoming.refuse(),
+                    None => break,
+                },
+                () = until.cancelled() => break,
+            }
+        }
+        quic.close(close::SHUTDOWN, b"not replicating");
+        quic.wait_idle().await;
+        Ok(())
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.

@@ -489,6 +489,7 @@ impl NodeConfig {
             spec.regions.push(topology::RegionSpec {
                 name: self.region.id.clone(),
                 address: None,
+                other_addresses: Vec::new(),
             });
         }
         Ok(topology::Topology::new(

@@ -6,5 +6,6 @@ pub mod config;
 pub mod launch;
 pub mod node;
 pub mod otlp;
+pub mod replication;
 pub mod security;
 pub mod tls;

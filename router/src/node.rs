@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use replicator::{Replicator, ReplicatorConfig};
+use replicator::Replicator;
 
 use crate::config::{NodeConfig, StorageEngineKind, StorageSection};
 use crate::tls::ServerIdentity;
@@ -62,8 +62,14 @@ pub struct Node {
     console: JoinHandle<std::io::Result<()>>,
     background_stop: CancellationToken,
     background: TaskTracker,
-    /// The replication service; `None` when `[replication]` has no certificates.
+    /// The replication service when it runs for the node's whole life; `None` when
+    /// `[replication]` has no certificates, or when it runs while this node holds its
+    /// region's replication lease (see `running`).
     pub replicator: Option<Arc<Replicator>>,
+    /// The replicator running on this node now, if any.
+    pub running: replicator::Running,
+    replication_stop: CancellationToken,
+    replication_duty: TaskTracker,
     /// Held while replication is off, so the reported address stays reserved.
     _replication_socket: Option<UdpSocket>,
 }
@@ -122,25 +128,31 @@ impl Node {
         }
         let broker = Arc::new(broker);
 
-        let (replicator, replication_socket) = match config.replication.certificate_files() {
-            Some((ca, cert, key)) => {
-                auth::admin::check_private(key).context("[replication] key")?;
-                let identity = replicator::tls::Identity::load(ca, cert, key)
-                    .context("[replication] certificates")?;
-                let replication = ReplicatorConfig {
-                    region: config.region.id.clone(),
-                    identity,
-                    topology: config.topology()?,
-                    tasks: config.tasks.clone(),
-                    settings: config.replication.link_settings(),
-                    config_digest: config.shared_digest(),
-                };
-                let socket = replication_socket.into_std()?;
-                let started = Replicator::start(replication, broker.clone(), socket)
-                    .context("starting replication")?;
-                (Some(Arc::new(started)), None)
+        // Replication: from start to stop, or (on storage the region's nodes share) while
+        // this node holds the region's replication lease (`replication.rs`).
+        let replication_plan = crate::replication::Plan::from_config(&config)?;
+        let replication_stop = CancellationToken::new();
+        let replication_duty = TaskTracker::new();
+        let mut replication_socket_for_lease = None;
+        let (replicator, running, replication_socket) = match (&replication_plan, &shared_meta) {
+            (Some(plan), None) => {
+                let started = plan.start(broker.clone(), replication_socket.into_std()?)?;
+                let started = Arc::new(started);
+                (
+                    Some(started.clone()),
+                    replicator::Running::fixed(Some(started)),
+                    None,
+                )
             }
-            None => (None, Some(replication_socket)),
+            (Some(_), Some(_)) => {
+                replication_socket_for_lease = Some(replication_socket.into_std()?);
+                (None, replicator::Running::leased(), None)
+            }
+            (None, _) => (
+                None,
+                replicator::Running::fixed(None),
+                Some(replication_socket),
+            ),
         };
         let fetches = CancellationToken::new();
         let fetch_tasks = TaskTracker::new();
@@ -197,16 +209,24 @@ impl Node {
         );
         let consumption = access_point.consumption();
         consumption.ownership().register(&mut registry);
-        let status: Option<console_api::StatusSource> = replicator.as_ref().map(|r| {
-            r.metrics().register(&mut registry);
+        let status: Option<console_api::StatusSource> = replication_plan.as_ref().map(|plan| {
+            plan.metrics.register(&mut registry);
             consumption.ownership().set_peers(
-                Arc::new(GroupPeers(r.clone())),
+                Arc::new(GroupPeers(running.clone())),
                 Duration::from_millis(config.rocketmq.takeover_after_ms),
             );
-            let r = r.clone();
+            let running = running.clone();
             let consumption = consumption.clone();
             let source: console_api::StatusSource = Arc::new(move || {
+                let Some(r) = running.get() else {
+                    return serde_json::json!({
+                        "replicating_here": false,
+                        "links": [], "routes": [], "sub_logs": [], "rpo": [],
+                        "takeovers": consumption.ownership().takeovers(),
+                    });
+                };
                 serde_json::json!({
+                    "replicating_here": true,
                     "links": r.links(),
                     "routes": r.routes(),
                     "sub_logs": r.status(),
@@ -227,7 +247,7 @@ impl Node {
                 api: console_api::api::Api {
                     region: config.region.id.clone(),
                     broker: broker.clone(),
-                    replicator: replicator.clone(),
+                    replicator: running.clone(),
                     authority: security.authority.clone(),
                     certificates: Arc::new(certificates),
                     consumption: Some(access_point.consumption()),
@@ -315,6 +335,24 @@ impl Node {
                     move |stop| b.clone().run_timers(stop),
                 ));
                 background.spawn(shared_topics_loop(broker.clone(), background_stop.clone()));
+                if let Some(plan) = replication_plan {
+                    let held = meta.hold_lease(
+                        "replication",
+                        &node_id,
+                        crate::replication::REPLICATION_LEASE,
+                        replication_stop.clone(),
+                    );
+                    let socket = replication_socket_for_lease
+                        .take()
+                        .expect("the replication socket, kept for the lease");
+                    replication_duty.spawn(plan.run_while_held(
+                        held,
+                        broker.clone(),
+                        socket,
+                        running.clone(),
+                        replication_stop.clone(),
+                    ));
+                }
             }
             None => {
                 background.spawn(broker.clone().run_timers(background_stop.clone()));
@@ -345,6 +383,9 @@ impl Node {
             background_stop,
             background,
             replicator,
+            running,
+            replication_stop,
+            replication_duty,
             _replication_socket: replication_socket,
         })
     }
@@ -379,6 +420,9 @@ impl Node {
         if let Some(replicator) = &self.replicator {
             replicator.shut_down().await;
         }
+        self.replication_stop.cancel();
+        self.replication_duty.close();
+        let _ = tokio::time::timeout(STEP_DEADLINE, self.replication_duty.wait()).await;
         tokio::time::timeout(STEP_DEADLINE, self.broker.shut_down())
             .await
             .context("fsync of partitions timed out")?
@@ -439,20 +483,24 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     Ok(())
 }
 
-/// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`).
-struct GroupPeers(Arc<replicator::Replicator>);
+/// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`);
+/// while replication runs on another node of the region, this node knows no peers.
+struct GroupPeers(replicator::Running);
 
 impl rocketmq::pop::owner::Peers for GroupPeers {
     fn regions(&self, group: &str, topic: &str) -> Vec<String> {
-        self.0.group_regions(group, topic)
+        self.0
+            .get()
+            .map(|r| r.group_regions(group, topic))
+            .unwrap_or_default()
     }
 
     fn reachable(&self, region: &str) -> bool {
-        self.0.has_route(region)
+        self.0.get().is_some_and(|r| r.has_route(region))
     }
 
     fn primary(&self, group: &str, topic: &str) -> Option<String> {
-        self.0.group_primary(group, topic)
+        self.0.get().and_then(|r| r.group_primary(group, topic))
     }
 }
 

@@ -241,6 +241,7 @@ async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
     let region = |name: &str| RegionSpec {
         name: name.into(),
         address: None,
+        other_addresses: Vec::new(),
     };
     let mut vpc = LinkSpec::new("hub", "edge", 10);
     vpc.kind = LinkKind::Vpc;

@@ -105,6 +105,7 @@ pub fn line(regions: &[&str]) -> TopologySpec {
             .map(|name| topology::RegionSpec {
                 name: name.to_string(),
                 address: None,
+                other_addresses: Vec::new(),
             })
             .collect(),
         links: regions

@@ -24,6 +24,11 @@ pub struct RegionSpec {
     /// Omitted for a region that only dials out, and for regions this one never dials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<SocketAddr>,
+    /// The addresses of the region's other nodes, tried in turn after `address` (a region
+    /// of several nodes on shared storage: one of them holds its links at a time, the
+    /// others refuse links at once, so a dialler moves on to the next address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_addresses: Vec<SocketAddr>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +116,7 @@ impl TopologySpec {
                 .map(|r| RegionSpec {
                     name: r.to_string(),
                     address: None,
+                    other_addresses: Vec::new(),
                 })
                 .collect(),
             links,
@@ -148,7 +154,9 @@ pub enum TopologyError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     pub region: String,
-    pub address: Option<SocketAddr>,
+    /// Where it accepts links, in the order to try (empty: it only dials out, or this
+    /// region never dials it).
+    pub addresses: Vec<SocketAddr>,
     /// Whether this region opens the connection.
     pub dial: bool,
     pub kind: LinkKind,
@@ -158,7 +166,8 @@ pub struct Neighbour {
 /// A validated topology.
 #[derive(Clone, Debug)]
 pub struct Topology {
-    regions: BTreeMap<String, Option<SocketAddr>>,
+    /// Each region's addresses, `address` first.
+    regions: BTreeMap<String, Vec<SocketAddr>>,
     links: Vec<LinkSpec>,
     pub residency: Residency,
 }
@@ -172,7 +181,7 @@ impl Topology {
         residency: &ResidencySpec,
         me: &str,
     ) -> Result<Self, TopologyError> {
-        let mut regions = BTreeMap::new();
+        let mut regions: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
         for (index, r) in spec.regions.iter().enumerate() {
             let err = |message: String| TopologyError::Region { index, message };
             if !valid_name(&r.name) {
@@ -181,7 +190,20 @@ impl Topology {
                     r.name
                 )));
             }
-            if regions.insert(r.name.clone(), r.address).is_some() {
+            if r.address.is_none() && !r.other_addresses.is_empty() {
+                return Err(err(format!(
+                    "region \"{}\" lists other_addresses but no address",
+                    r.name
+                )));
+            }
+            let addresses = r
+                .address
+                .into_iter()
+                .chain(r.other_addresses.iter().copied());
+            if regions
+                .insert(r.name.clone(), addresses.collect())
+                .is_some()
+            {
                 return Err(err(format!("region \"{}\" is listed twice", r.name)));
             }
         }
@@ -228,7 +250,7 @@ impl Topology {
             }
             let dialer = link.dialer();
             let dialled = link.other(dialer).expect("an end");
-            if dialer == me && regions[dialled].is_none() {
+            if dialer == me && regions[dialled].is_empty() {
                 return Err(err(format!(
                     "{me} dials this link but region \"{dialled}\" has no address"
                 )));
@@ -264,7 +286,7 @@ impl Topology {
                 let other = link.other(region)?;
                 Some(Neighbour {
                     region: other.to_string(),
-                    address: self.regions[other],
+                    addresses: self.regions[other].clone(),
                     dial: link.dialer() == region,
                     kind: link.kind,
                     cost: link.cost,
@@ -344,7 +366,7 @@ mod tests {
             t.neighbours("c"),
             vec![Neighbour {
                 region: "b".into(),
-                address: Some("127.0.0.1:2".parse().unwrap()),
+                addresses: vec!["127.0.0.1:2".parse().unwrap()],
                 dial: true,
                 kind: LinkKind::Vpc,
                 cost: 5,
@@ -359,6 +381,35 @@ mod tests {
         assert!(t.connected("a", "c"));
         assert_eq!(t.cost("c", "b"), Some(5));
         assert_eq!(t.cost("a", "c"), None);
+    }
+
+    #[test]
+    fn a_region_of_several_nodes_is_dialled_at_each_address_in_turn() {
+        let text = r#"
+            [[regions]]
+            name = "a"
+            [[regions]]
+            name = "b"
+            address = "127.0.0.1:2"
+            other_addresses = ["127.0.0.1:3", "127.0.0.1:4"]
+            [[links]]
+            between = ["a", "b"]
+        "#;
+        let t = Topology::new(&spec(text), &ResidencySpec::default(), "a").unwrap();
+        let ports: Vec<u16> = t.neighbours("a")[0]
+            .addresses
+            .iter()
+            .map(|a| a.port())
+            .collect();
+        assert_eq!(ports, [2, 3, 4], "address first, then the others in order");
+        let refusal = refused(
+            "[[regions]]\nname = \"a\"\nother_addresses = [\"127.0.0.1:3\"]\n",
+            "a",
+        );
+        assert_eq!(
+            refusal,
+            "[[regions]] 0: region \"a\" lists other_addresses but no address"
+        );
     }
 
     fn refused(text: &str, me: &str) -> String {

@@ -104,6 +104,14 @@ impl ApiError {
             "replication is not configured in this region",
         )
     }
+
+    /// Replication of this region runs on another of its nodes now.
+    pub fn replication_elsewhere() -> Self {
+        Self::new(
+            ConsoleCode::ReplicationDisabled,
+            "replication of this region runs on another of its nodes now (the holder of its replication lease): ask that node's console",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -24,7 +24,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use broker::Broker;
 use broker::catalog::GroupSpec;
-use replicator::Replicator;
 
 /// Largest request body accepted; larger ones get 413.
 pub const MAX_BODY_BYTES: usize = 64 << 10;
@@ -33,7 +32,8 @@ pub const MAX_BODY_BYTES: usize = 64 << 10;
 pub struct Api {
     pub region: String,
     pub broker: Arc<Broker>,
-    pub replicator: Option<Arc<Replicator>>,
+    /// The replicator this node runs now, if any.
+    pub replicator: replicator::Running,
     pub authority: Arc<::auth::Authority>,
     pub audit: Arc<crate::audit::Audit>,
     /// The node's certificate files, with their expiry.

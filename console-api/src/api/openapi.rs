@@ -594,7 +594,7 @@ pub fn document_value(regions: &[String]) -> serde_json::Value {
 pub async fn document(
     axum::extract::State(api): axum::extract::State<super::Api>,
 ) -> Json<serde_json::Value> {
-    let regions: Vec<String> = match &api.replicator {
+    let regions: Vec<String> = match api.replicator.get() {
         Some(r) => r
             .topology_view()
             .regions

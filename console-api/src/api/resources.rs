@@ -9,7 +9,7 @@ use super::Api;
 use super::error::ApiError;
 
 pub async fn regions(State(api): State<Api>) -> Result<Response, ApiError> {
-    let Some(r) = &api.replicator else {
+    let Some(r) = api.replicator.get() else {
         return Ok(Json(serde_json::json!({
             "this": api.region, "regions": [{"name": api.region, "this": true}]
         }))
@@ -29,18 +29,14 @@ pub async fn regions(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 pub async fn links(State(api): State<Api>) -> Result<Response, ApiError> {
-    let links = api
-        .replicator
-        .as_ref()
-        .map(|r| r.links())
-        .unwrap_or_default();
+    let links = api.replicator.get().map(|r| r.links()).unwrap_or_default();
     Ok(Json(serde_json::json!({ "links": links })).into_response())
 }
 
 /// The deployment as this region sees it (regions, links with state and RTT): the web
 /// console's topology picture. A region without replication is alone in it.
 pub async fn topology(State(api): State<Api>) -> Result<Response, ApiError> {
-    let view = match &api.replicator {
+    let view = match api.replicator.get() {
         Some(r) => r.topology_view(),
         None => replicator::TopologyView {
             this: api.region.clone(),
@@ -59,7 +55,7 @@ pub async fn topology(State(api): State<Api>) -> Result<Response, ApiError> {
 /// Lag, throughput (per task and origin) and RPO sampled over the last hour: the web
 /// console's charts. Empty without replication.
 pub async fn history(State(api): State<Api>) -> Result<Response, ApiError> {
-    let (interval, samples) = match &api.replicator {
+    let (interval, samples) = match api.replicator.get() {
         Some(r) => {
             let (interval, samples) = r.history();
             (Some(interval.as_millis() as u64), samples)

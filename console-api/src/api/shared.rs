@@ -89,7 +89,7 @@ async fn change<S: Served>(
             if_version,
             create_only,
         };
-        match &api.replicator {
+        match api.replicator.get() {
             Some(r) => r.change_shared(change, &by),
             None => S::book(&api.broker).change(
                 change,

@@ -14,15 +14,22 @@ use replicator::{Replicator, TaskRecord, TaskSpec, TaskState};
 use super::Api;
 use super::error::{ApiError, ConsoleCode};
 
-pub(crate) fn replicator(api: &Api) -> Result<&Arc<Replicator>, ApiError> {
-    api.replicator
-        .as_ref()
-        .ok_or_else(ApiError::replication_disabled)
+pub(crate) fn replicator(api: &Api) -> Result<Arc<Replicator>, ApiError> {
+    api.replicator.get().ok_or_else(|| {
+        if api.replicator.leased_elsewhere() {
+            ApiError::replication_elsewhere()
+        } else {
+            ApiError::replication_disabled()
+        }
+    })
 }
 
 /// The replicator, to read task `name`: a region without replication holds no task (404).
-fn reading<'a>(api: &'a Api, name: &str) -> Result<&'a Arc<Replicator>, ApiError> {
-    api.replicator.as_ref().ok_or_else(|| {
+fn reading(api: &Api, name: &str) -> Result<Arc<Replicator>, ApiError> {
+    if api.replicator.leased_elsewhere() {
+        return Err(ApiError::replication_elsewhere());
+    }
+    api.replicator.get().ok_or_else(|| {
         ApiError::not_found(format!(
             "no task \"{name}\" (replication is not configured in this region)"
         ))
@@ -98,10 +105,10 @@ fn body(spec: Result<Json<TaskSpec>, JsonRejection>) -> Result<TaskSpec, ApiErro
 
 pub async fn list(State(api): State<Api>) -> Result<Response, ApiError> {
     // A region without replication has no tasks: an empty list, not an error.
-    let Some(r) = api.replicator.as_ref() else {
+    let Some(r) = api.replicator.get() else {
         return Ok(Json(serde_json::json!({ "tasks": [] })).into_response());
     };
-    let tasks: Vec<_> = r.tasks().iter().map(|t| view(r, t)).collect();
+    let tasks: Vec<_> = r.tasks().iter().map(|t| view(&r, t)).collect();
     Ok(Json(serde_json::json!({ "tasks": tasks })).into_response())
 }
 
@@ -110,7 +117,7 @@ pub async fn create(
     Extension(caller): Extension<auth::Caller>,
     spec: Result<Json<TaskSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = &*replicator(&api)?;
     let spec = body(spec)?;
     api.authorize(
         &caller,
@@ -122,7 +129,7 @@ pub async fn create(
 }
 
 pub async fn read(State(api): State<Api>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let r = reading(&api, &name)?;
+    let r = &*reading(&api, &name)?;
     let record = existing(r, &name)?;
     Ok(with_etag(StatusCode::OK, r, &record))
 }
@@ -131,7 +138,7 @@ pub async fn status(
     State(api): State<Api>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let r = reading(&api, &name)?;
+    let r = &*reading(&api, &name)?;
     let record = existing(r, &name)?;
     Ok(Json(view(r, &record)["status"].clone()).into_response())
 }
@@ -143,7 +150,7 @@ pub async fn replace(
     headers: HeaderMap,
     spec: Result<Json<TaskSpec>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = &*replicator(&api)?;
     let spec = body(spec)?;
     if spec.name != name {
         return Err(ApiError {
@@ -185,7 +192,7 @@ pub async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = &*replicator(&api)?;
     existing(r, &name)?;
     r.delete_task(
         &name,
@@ -202,7 +209,7 @@ async fn set_state(
     headers: HeaderMap,
     state: TaskState,
 ) -> Result<Response, ApiError> {
-    let r = replicator(&api)?;
+    let r = &*replicator(&api)?;
     let current = existing(r, &name)?;
     let version = required(if_match(&headers)?)?;
     // Already in that state: nothing changes, whatever version was read (a retried pause

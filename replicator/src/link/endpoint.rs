@@ -107,21 +107,26 @@ pub(crate) fn attempt_timeout(settings: &LinkSettings, rtt: Option<Duration>) ->
     }
 }
 
+/// Dials `peer` at `addresses` (a region of several nodes answers at one of them, the
+/// others refuse at once): the same address again after a link ends, the next one after a
+/// failed attempt, and a backoff only once every address failed in a row.
 pub(crate) async fn dial_loop(
     node: Arc<Node>,
     endpoint: quinn::Endpoint,
     peer: String,
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
 ) {
     let settings = &node.settings;
     let mut backoff = settings.reconnect_min;
     let mut unanswered = 0u32;
+    let mut turn = DialTurn::new(addresses.len());
     // The path's RTT as the last connection measured it.
     let mut last_rtt: Option<Duration> = None;
     loop {
         if node.stop.is_cancelled() {
             return;
         }
+        let address = addresses[turn.at()];
         let bound = attempt_timeout(settings, last_rtt);
         let connected = match endpoint.connect(address, &peer) {
             Ok(connecting) => tokio::select! {
@@ -141,6 +146,7 @@ pub(crate) async fn dial_loop(
         match connected {
             Ok(connection) => {
                 unanswered = 0;
+                turn.connected();
                 let since = Instant::now();
                 let path = connection.clone();
                 session::run(node.clone(), connection, peer.clone(), Role::Dialer).await;
@@ -156,9 +162,14 @@ pub(crate) async fn dial_loop(
                     tracing::warn!(event = "peer_unreachable", %peer, %address, %error, "cannot reach peer; dialling again until it answers");
                 }
                 unanswered += 1;
+                turn.failed();
                 continue;
             }
             Err(error) => {
+                if turn.failed() {
+                    tracing::debug!(%peer, %address, %error, "refused; dialling the peer's next address");
+                    continue;
+                }
                 tracing::warn!(event = "peer_unreachable", %peer, %address, %error, retry_in = ?backoff, "cannot reach peer");
             }
         }
@@ -171,9 +182,66 @@ pub(crate) async fn dial_loop(
     }
 }
 
+/// Which of a peer's addresses to dial next: the one that answered last, else each in
+/// turn.
+#[derive(Debug)]
+struct DialTurn {
+    count: usize,
+    at: usize,
+    /// Attempts failed in a row since the last connection.
+    failed: usize,
+}
+
+impl DialTurn {
+    fn new(count: usize) -> Self {
+        DialTurn {
+            count: count.max(1),
+            at: 0,
+            failed: 0,
+        }
+    }
+
+    fn at(&self) -> usize {
+        self.at
+    }
+
+    fn connected(&mut self) {
+        self.failed = 0;
+    }
+
+    /// Moves to the next address; whether some address has not failed in this turn yet
+    /// (dial it at once) — `false` once every one failed in a row (back off first).
+    fn failed(&mut self) -> bool {
+        self.at = (self.at + 1) % self.count;
+        self.failed += 1;
+        if self.failed >= self.count {
+            self.failed = 0;
+            return false;
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_address_is_tried_in_turn_before_backing_off() {
+        let mut turn = DialTurn::new(3);
+        assert_eq!(turn.at(), 0);
+        assert!(turn.failed(), "two addresses left to try");
+        assert_eq!(turn.at(), 1);
+        turn.connected();
+        assert_eq!(turn.at(), 1, "the address that answered is dialled again");
+        assert!(turn.failed());
+        assert!(turn.failed());
+        assert!(!turn.failed(), "all three failed in a row: back off");
+        assert_eq!(turn.at(), 1, "and start again after the last that failed");
+        let mut single = DialTurn::new(1);
+        assert!(!single.failed(), "one address: back off after each failure");
+        assert_eq!(single.at(), 0);
+    }
 
     #[test]
     fn an_attempt_waits_a_few_round_trips_within_bounds() {

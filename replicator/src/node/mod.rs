@@ -101,6 +101,7 @@ pub(crate) struct Parts {
     pub planner: Planner,
     pub sealer: Sealer,
     pub verifier: Verifier,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Task frames queued for storing (see [`Inbox`]); the periodic catalog resend repairs
@@ -176,7 +177,7 @@ impl Node {
                 limits: parts.limits,
                 topology: parts.topology,
                 peers,
-                metrics: Arc::new(Metrics::default()),
+                metrics: parts.metrics,
                 status: parts.status,
                 history,
                 tasks: parts.tasks,

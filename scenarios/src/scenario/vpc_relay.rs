@@ -26,6 +26,7 @@ pub async fn run(
     let region = |name: &str| RegionSpec {
         name: name.to_string(),
         address: None,
+        other_addresses: Vec::new(),
     };
     let mut vpc = LinkSpec::new("hub", "edge", 10);
     vpc.kind = LinkKind::Vpc;

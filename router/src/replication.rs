@@ -1,0 +1,170 @@
+//! Replication on a node. On the embedded engine a node replicates from its start to its
+//! stop. On shared storage a region of several nodes replicates from one node at a time:
+//! the holder of the region's `replication` lease runs the replicator on its `[listen]
+//! replication` socket, and every other node refuses links there at once, so that a
+//! neighbour dialling it moves on to the region's next address (`[[regions]]
+//! other_addresses`). When the holder dies, another node takes the lease within about a
+//! lease time and starts from what the shared storage holds: the sub-logs' ends are the
+//! checkpoints, the tasks and their records are in the shared metadata.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use broker::Broker;
+use replicator::observe::Metrics;
+use replicator::{Replicator, ReplicatorConfig, Running};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+
+/// How long a node holds its region's replication without renewing: another node takes
+/// over within about this (plus a renewal period) after the holder's death.
+pub const REPLICATION_LEASE: Duration = Duration::from_secs(3);
+
+/// What a node needs to start replicating, as often as it takes the lease.
+pub struct Plan {
+    config: NodeConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Plan {
+    /// `None` when `[replication]` names no certificates (the node only serves clients).
+    pub fn from_config(config: &NodeConfig) -> Result<Option<Plan>> {
+        let Some((_, _, key)) = config.replication.certificate_files() else {
+            return Ok(None);
+        };
+        auth::admin::check_private(key).context("[replication] key")?;
+        let plan = Plan {
+            config: config.clone(),
+            metrics: Arc::default(),
+        };
+        // Refused at start, not at the first lease.
+        plan.replicator_config()?;
+        Ok(Some(plan))
+    }
+
+    /// The replicator's configuration, its certificates read now (so that a node taking
+    /// the lease later uses the files as they are then).
+    fn replicator_config(&self) -> Result<ReplicatorConfig> {
+        let config = &self.config;
+        let (ca, cert, key) = config
+            .replication
+            .certificate_files()
+            .expect("checked in from_config");
+        let identity =
+            replicator::tls::Identity::load(ca, cert, key).context("[replication] certificates")?;
+        Ok(ReplicatorConfig {
+            region: config.region.id.clone(),
+            identity,
+            topology: config.topology()?,
+            tasks: config.tasks.clone(),
+            settings: config.replication.link_settings(),
+            config_digest: config.shared_digest(),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Starts replicating on `socket` now, for the node's whole life.
+    pub fn start(&self, broker: Arc<Broker>, socket: std::net::UdpSocket) -> Result<Replicator> {
+        Replicator::start(self.replicator_config()?, broker, socket).context("starting replication")
+    }
+
+    /// Replicates while `held` says this node holds the region's replication lease, and
+    /// refuses links the rest of the time, until `stop`. `running` shows the replicator
+    /// while it runs.
+    pub async fn run_while_held(
+        self,
+        mut held: watch::Receiver<bool>,
+        broker: Arc<Broker>,
+        socket: std::net::UdpSocket,
+        running: Running,
+        stop: CancellationToken,
+    ) {
+        loop {
+            if !self.refuse_until_held(&mut held, &socket, &stop).await {
+                return;
+            }
+            let started = socket
+                .try_clone()
+                .context("replication socket")
+                .and_then(|s| self.start(broker.clone(), s));
+            let replicator = match started {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    tracing::error!(event = "replication_start_failed", error = %format!("{e:#}"), "holding the region's replication lease but could not start replicating; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(REPLICATION_LEASE) => continue,
+                        () = stop.cancelled() => return,
+                    }
+                }
+            };
+            tracing::info!(
+                event = "replication_taken",
+                "this node replicates for the region now"
+            );
+            running.set(Some(replicator.clone()));
+            loop {
+                if !*held.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    changed = held.changed() => if changed.is_err() { break },
+                    () = stop.cancelled() => break,
+                }
+            }
+            running.set(None);
+            replicator.shut_down().await;
+            if stop.is_cancelled() {
+                return;
+            }
+            tracing::warn!(
+                event = "replication_given_up",
+                "this node no longer holds the region's replication lease; another node replicates"
+            );
+        }
+    }
+
+    /// Refuses links on `socket` until `held` or `stop`; whether the lease is held.
+    async fn refuse_until_held(
+        &self,
+        held: &mut watch::Receiver<bool>,
+        socket: &std::net::UdpSocket,
+        stop: &CancellationToken,
+    ) -> bool {
+        let refusing = CancellationToken::new();
+        let refuser = match (socket.try_clone(), self.replicator_config()) {
+            (Ok(socket), Ok(config)) => {
+                let until = refusing.clone();
+                Some(tokio::spawn(async move {
+                    Replicator::refuse_links(&config.identity, socket, until).await
+                }))
+            }
+            (Err(e), _) => {
+                tracing::error!(event = "replication_refuser_failed", error = %e, "cannot refuse links while another node replicates");
+                None
+            }
+            (_, Err(e)) => {
+                tracing::error!(event = "replication_refuser_failed", error = %format!("{e:#}"), "cannot refuse links while another node replicates");
+                None
+            }
+        };
+        let taken = loop {
+            if *held.borrow_and_update() {
+                break true;
+            }
+            tokio::select! {
+                changed = held.changed() => if changed.is_err() { break false },
+                () = stop.cancelled() => break false,
+            }
+        };
+        refusing.cancel();
+        if let Some(refuser) = refuser
+            && let Ok(Err(e)) = refuser.await
+        {
+            tracing::error!(event = "replication_refuser_failed", error = %e, "cannot refuse links while another node replicates");
+        }
+        taken
+    }
+}
