@@ -616,6 +616,11 @@ impl Replicator {
         blocking(|| self.node.change_task(change, by))
     }
 
+    /// Why this region may not accept produce on `topic` now (its DR tasks' fence).
+    pub fn refuses_produce(&self, topic: &str) -> Option<String> {
+        dr::refusal(&self.node, topic)
+    }
+
     /// Refuses every link on `socket` until `until` is cancelled, then lets the socket go:
     /// what a node of a region of several does while another node replicates, so that a
     /// neighbour dialling it is refused at once and dials the region's next address.

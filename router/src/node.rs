@@ -336,6 +336,10 @@ impl Node {
                 ));
                 background.spawn(shared_topics_loop(broker.clone(), background_stop.clone()));
                 if let Some(plan) = replication_plan {
+                    background.spawn(
+                        plan.fence_while_leased(&broker, running.clone(), background_stop.clone())
+                            .await?,
+                    );
                     let held = meta.hold_lease(
                         "replication",
                         &node_id,

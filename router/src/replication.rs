@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use broker::Broker;
+use replicator::dr::StoredFence;
 use replicator::observe::Metrics;
 use replicator::{Replicator, ReplicatorConfig, Running};
 use tokio::sync::watch;
@@ -22,6 +23,25 @@ use crate::config::NodeConfig;
 /// How long a node holds its region's replication without renewing: another node takes
 /// over within about this (plus a renewal period) after the holder's death.
 pub const REPLICATION_LEASE: Duration = Duration::from_secs(3);
+
+/// How often a node that does not replicate reads the DR tasks' fence again.
+const FENCE_REFRESH: Duration = Duration::from_secs(1);
+
+/// The produce fence on a node of a region of several (see
+/// [`Plan::fence_while_leased`]).
+struct LeasedGate {
+    running: Running,
+    stored: Arc<StoredFence>,
+}
+
+impl broker::broker::WriteGate for LeasedGate {
+    fn refuses(&self, topic: &str) -> Option<String> {
+        match self.running.get() {
+            Some(replicator) => replicator.refuses_produce(topic),
+            None => self.stored.refuses(topic),
+        }
+    }
+}
 
 /// What a node needs to start replicating, as often as it takes the lease.
 pub struct Plan {
@@ -69,6 +89,46 @@ impl Plan {
     /// Starts replicating on `socket` now, for the node's whole life.
     pub fn start(&self, broker: Arc<Broker>, socket: std::net::UdpSocket) -> Result<Replicator> {
         Replicator::start(self.replicator_config()?, broker, socket).context("starting replication")
+    }
+
+    /// Fences produce by the region's DR tasks on a node that replicates only while it
+    /// holds the lease: through the running replicator, or (another node replicating)
+    /// through the task records in the shared metadata, read now and then every second by
+    /// the returned loop. Installed before any replicator starts here (the broker keeps
+    /// the first gate it is given).
+    pub async fn fence_while_leased(
+        &self,
+        broker: &Arc<Broker>,
+        running: Running,
+        stop: CancellationToken,
+    ) -> Result<impl Future<Output = ()> + use<>> {
+        let stored = Arc::new(StoredFence::new(
+            &self.config.region.id,
+            self.config.topology()?,
+            self.config.tasks.clone(),
+        ));
+        let (b, s) = (broker.clone(), stored.clone());
+        tokio::task::spawn_blocking(move || s.refresh(&b))
+            .await?
+            .context("reading the region's DR tasks from the shared metadata")?;
+        broker.set_write_gate(Arc::new(LeasedGate {
+            running,
+            stored: stored.clone(),
+        }));
+        let broker = broker.clone();
+        Ok(async move {
+            let mut tick = tokio::time::interval(FENCE_REFRESH);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => return,
+                }
+                let (b, s) = (broker.clone(), stored.clone());
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.refresh(&b)).await {
+                    tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's DR tasks from the shared metadata; the fence stays as last read");
+                }
+            }
+        })
     }
 
     /// Replicates while `held` says this node holds the region's replication lease, and

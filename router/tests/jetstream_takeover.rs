@@ -216,3 +216,47 @@ async fn the_replicating_node_of_a_region_dies_and_another_takes_over() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_of_a_dr_standby_region_refuses_produce() {
+    let dir = tempfile::tempdir().unwrap();
+    support::certs(dir.path(), "a,b");
+    let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
+    let servers: Vec<String> = cluster
+        .all_urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect();
+    // "a" holds a read-only copy of "billing": b is the DR task's primary.
+    let extra = format!(
+        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n\n\
+         [[tasks]]\nname = \"dr\"\nsources = [\"b\"]\ntargets = [\"a\"]\ntopics = \"billing\"\n\
+         dr = {{ primary = \"b\" }}\n",
+        servers.join(", ")
+    );
+    let a_config = write_config(dir.path(), "a", "a", &[], &extra);
+    let data = |name: &str| dir.path().join(name);
+    let nodes = [
+        support::spawn_with("a", &data("a1"), &a_config, &[]),
+        support::spawn_with("a", &data("a2"), &a_config, &[]),
+    ];
+    let first = client::Client::connect(&nodes[0].grpc).await.unwrap();
+    first.create_topic("billing", 1, None).await.unwrap();
+    for node in &nodes {
+        let client = client::Client::connect(&node.grpc).await.unwrap();
+        let record = client::pb::Record {
+            body: b"not here".to_vec(),
+            ..Default::default()
+        };
+        let refused = client
+            .produce("billing", vec![record], client::Partitioning::Partition(0))
+            .await
+            .expect_err("a DR standby region refuses produce on every node");
+        assert!(
+            refused
+                .to_string()
+                .contains("read-only copy of topic billing"),
+            "{refused}"
+        );
+    }
+}

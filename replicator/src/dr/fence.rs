@@ -1,8 +1,16 @@
-//! The produce fence of DR tasks, installed as the broker's write gate.
+//! The produce fence of DR tasks, installed as the broker's write gate: by the replicator
+//! that runs for the node's whole life ([`Gate`]), or, on a node of a region of several
+//! whose replication runs on whichever node holds the region's lease, by the node itself
+//! ([`StoredFence`] while another node replicates).
 
-use std::sync::Weak;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, Weak};
+
+use broker::Broker;
+use topology::Topology;
 
 use crate::node::Node;
+use crate::tasks::{Task, TaskRecord, TaskSpec, spec};
 
 /// Refuses produce where a DR task says this region may not write. It reads the published
 /// task set only (no lock), since it runs on every produce.
@@ -10,9 +18,76 @@ pub(crate) struct Gate(pub Weak<Node>);
 
 impl broker::broker::WriteGate for Gate {
     fn refuses(&self, topic: &str) -> Option<String> {
-        let node = self.0.upgrade()?;
-        node.active_tasks()
+        refusal(&*self.0.upgrade()?, topic)
+    }
+}
+
+/// Why the node's region may not write `topic` now, by its active tasks.
+pub(crate) fn refusal(node: &Node, topic: &str) -> Option<String> {
+    refused_by(
+        node.active_tasks().iter().map(|t| &**t),
+        &node.region,
+        topic,
+    )
+}
+
+fn refused_by<'a>(
+    mut tasks: impl Iterator<Item = &'a Task>,
+    region: &str,
+    topic: &str,
+) -> Option<String> {
+    tasks.find_map(|t| t.refuses_produce(region, topic))
+}
+
+/// The fence as the DR task records stored in the region's metadata say, for a node that
+/// does not replicate while another node of its region does: its owner refreshes it from
+/// the shared metadata (every second), so a change of a DR task (a failover) reaches it
+/// within that.
+pub struct StoredFence {
+    region: String,
+    topology: Topology,
+    /// The node's `[[tasks]]`: in force until the replicating node stores them (a stored
+    /// record of the same name replaces one).
+    config: Vec<TaskSpec>,
+    tasks: RwLock<Arc<Vec<Arc<Task>>>>,
+}
+
+impl StoredFence {
+    pub fn new(region: &str, topology: Topology, config: Vec<TaskSpec>) -> Self {
+        StoredFence {
+            region: region.to_string(),
+            topology,
+            config,
+            tasks: RwLock::default(),
+        }
+    }
+
+    /// Reads the DR tasks again from `broker`'s metadata. A record that does not decode or
+    /// is not valid here is left out (the replicating node logs it).
+    pub fn refresh(&self, broker: &Broker) -> Result<(), broker::meta::MetaError> {
+        let mut specs: BTreeMap<String, Option<TaskSpec>> = self
+            .config
             .iter()
-            .find_map(|t| t.refuses_produce(&node.region, topic))
+            .map(|spec| (spec.name.clone(), Some(spec.clone())))
+            .collect();
+        for (name, bytes) in broker.meta().task_records()? {
+            let stored = serde_json::from_slice::<TaskRecord>(&bytes).ok();
+            specs.insert(name, stored.filter(|r| !r.deleted).map(|r| r.spec));
+        }
+        let tasks: Vec<Arc<Task>> = specs
+            .into_values()
+            .flatten()
+            .filter(|spec| spec.dr.is_some())
+            .filter_map(|spec| spec::validate(&[spec], &self.topology).ok())
+            .flatten()
+            .collect();
+        *self.tasks.write().expect("stored fence lock") = Arc::new(tasks);
+        Ok(())
+    }
+
+    /// Why this region may not write `topic`, by the stored DR tasks.
+    pub fn refuses(&self, topic: &str) -> Option<String> {
+        let tasks = self.tasks.read().expect("stored fence lock").clone();
+        refused_by(tasks.iter().map(|t| &**t), &self.region, topic)
     }
 }

@@ -23,4 +23,5 @@ mod fence;
 pub use crate::observe::{OriginRpo, rpo_by_origin};
 pub use failover::{FailoverError, FailoverMode, FailoverReport, NotCaughtUp};
 pub(crate) use failover::{Host, failback, failover};
-pub(crate) use fence::Gate;
+pub use fence::StoredFence;
+pub(crate) use fence::{Gate, refusal};
