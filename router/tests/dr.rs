@@ -42,6 +42,7 @@ fn plan(max_records_per_s: Option<u32>) -> ClusterPlan {
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
         engine: Default::default(),
+        nodes_per_region: 1,
     }
 }
 
@@ -262,6 +263,7 @@ async fn group_cursors_sync_through_a_relay_with_a_dial_out_region() {
         heartbeat_ms: 300,
         node_settings: serde_json::Value::Null,
         engine: Default::default(),
+        nodes_per_region: 1,
     };
     let cluster = start(&plan, &InProcess).await;
     let (core, edge) = (

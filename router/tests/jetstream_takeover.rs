@@ -108,7 +108,7 @@ async fn the_replicating_node_of_a_region_dies_and_another_takes_over() {
     );
     let a_config = write_config(dir.path(), "a", "a", &[], &storage);
     let data = |name: &str| dir.path().join(name);
-    let mut nodes = vec![
+    let mut nodes = [
         support::spawn_with("a", &data("a1"), &a_config, &[]),
         support::spawn_with("a", &data("a2"), &a_config, &[]),
     ];

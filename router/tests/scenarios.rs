@@ -26,6 +26,15 @@ fn small_on(engine: Engine) -> Options {
     Options { engine, ..small() }
 }
 
+/// [`small_on`] JetStream with each region two georouter nodes on its cluster: one
+/// replicates, producers write through both.
+fn two_nodes_per_region() -> Options {
+    Options {
+        nodes_per_region: 2,
+        ..small_on(Engine::JetStream)
+    }
+}
+
 async fn scenario(name: &str, options: Options) -> Report {
     let (report, cluster) = run(name, &options, &InProcess, &|_| {})
         .await
@@ -57,11 +66,15 @@ fn assert_all_pairs(report: &Report, per_origin: u64) {
 }
 
 async fn active_active_three_regions_converge_on(engine: Engine) {
+    active_active_three_regions_converge_with(small_on(engine)).await;
+}
+
+async fn active_active_three_regions_converge_with(options: Options) {
     // Sent as stored, so that the bytes on the links count every copy (packed, the
     // scenario's filler records shrink a hundredfold).
     let options = Options {
         compression: replicator::CompressionSetting::Off,
-        ..small_on(engine)
+        ..options
     };
     let report = scenario("active-active", options).await;
     assert_eq!(report.regions, 3);
@@ -152,10 +165,14 @@ async fn vpc_relay_reaches_the_dial_out_region_through_a_pass_through_hub_on(eng
 }
 
 async fn partition_heal_catches_up_after_the_cut_on(engine: Engine) {
+    partition_heal_catches_up_after_the_cut_with(small_on(engine)).await;
+}
+
+async fn partition_heal_catches_up_after_the_cut_with(options: Options) {
     let options = Options {
         records: 4_000,
         loss: 1.0,
-        ..small_on(engine)
+        ..options
     };
     let report = scenario("partition-heal", options).await;
     assert!(report.backlog_records.unwrap() > 0, "{}", report.human());
@@ -173,6 +190,16 @@ async fn active_active_three_regions_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_active_three_regions_converge_on_jetstream() {
     active_active_three_regions_converge_on(Engine::JetStream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_active_three_regions_converge_with_two_nodes_per_region() {
+    active_active_three_regions_converge_with(two_nodes_per_region()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_heal_catches_up_after_the_cut_with_two_nodes_per_region() {
+    partition_heal_catches_up_after_the_cut_with(two_nodes_per_region()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,7 @@ fn plan(backlog: &Backlog) -> ClusterPlan {
             .as_millis() as u64,
         node_settings: backlog.node_settings.clone(),
         engine: Default::default(),
+        nodes_per_region: 1,
     }
 }
 

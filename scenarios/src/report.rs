@@ -91,6 +91,10 @@ pub struct Report {
     pub scenario: String,
     /// `in-process` or `processes`.
     pub mode: String,
+    /// What holds each region's data, and on how many nodes: `embedded`, or `jetstream`
+    /// with `, N nodes per region` when more than one.
+    #[serde(default)]
+    pub storage: String,
     pub regions: usize,
     pub region_names: Vec<String>,
     pub records_produced: u64,
@@ -141,11 +145,12 @@ impl Report {
         let w = &mut out;
         let _ = writeln!(
             w,
-            "\n== scenario {} · {} regions ({}) · {} ==",
+            "\n== scenario {} · {} regions ({}) · {} · {} ==",
             self.scenario,
             self.regions,
             self.region_names.join(", "),
-            self.mode
+            self.mode,
+            self.storage
         );
         let mut wan = format!("WAN: {} ms one-way", self.wan.delay_ms);
         if self.wan.jitter_ms > 0 {

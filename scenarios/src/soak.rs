@@ -88,6 +88,7 @@ pub async fn run(options: &SoakOptions, launcher: &dyn Launcher) -> Result<SoakR
             "retention": { "check_interval_ms": 500 },
         }),
         engine: Default::default(),
+        nodes_per_region: 1,
     };
     let mut cluster = Cluster::start(&plan, launcher).await?;
     let mut report = SoakReport {
@@ -126,9 +127,9 @@ pub async fn run(options: &SoakOptions, launcher: &dyn Launcher) -> Result<SoakR
             1 => {
                 let other = REGIONS[(REGIONS.iter().position(|r| *r == region).unwrap() + 1) % 3];
                 let link = cluster.link(region, other);
-                link.wan.cut();
+                link.cut();
                 tokio::time::sleep(Duration::from_millis(1500)).await;
-                link.wan.heal();
+                link.heal();
                 report.cuts += 1;
                 note(
                     options,

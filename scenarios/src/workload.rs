@@ -141,11 +141,11 @@ pub struct Load {
 
 type Limiter = governor::DefaultDirectRateLimiter;
 
-/// Writes `load` into `region` through `client`, on every partition of `topics`, one
-/// stream per partition; returns what each stream had acknowledged when it stopped
+/// Writes `load` into `region` through `clients` (the region's nodes: stream `i` through
+/// `clients[i % len]`), on every partition of `topics`, one stream per partition; returns what each stream had acknowledged when it stopped
 /// (finished, out of time, cancelled, or failed).
 pub async fn produce(
-    client: &client::Client,
+    clients: &[client::Client],
     region: &str,
     topics: &[String],
     load: &Load,
@@ -178,7 +178,7 @@ pub async fn produce(
         // Spread the records: the first streams take the remainder.
         let share = load.records / count + u64::from((i as u64) < load.records % count);
         let job = StreamJob {
-            client: client.clone(),
+            client: clients[i % clients.len()].clone(),
             stream,
             records: share,
             batch,

@@ -27,7 +27,7 @@ async fn a_silent_link_is_closed_and_dialled_again_after_the_partition() {
     support::eventually("b to hold the first record", || held(1)).await;
 
     let link = cluster.link("a", "b");
-    link.wan.cut();
+    link.cut();
     let silent = |region: &str| {
         let console = cluster.region(region).console(&cluster.token);
         async move {
@@ -43,6 +43,6 @@ async fn a_silent_link_is_closed_and_dialled_again_after_the_partition() {
     })
     .await;
     a.produce("orders", one("during"), p0).await.unwrap();
-    link.wan.heal();
+    link.heal();
     support::eventually("b to receive what a wrote during the cut", || held(2)).await;
 }

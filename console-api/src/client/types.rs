@@ -158,6 +158,10 @@ pub type Route = replicator::RouteStatus;
 /// `GET /api/v1/replication`: links, routes, every sub-log pulled and the RPO per origin.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Replication {
+    /// Whether the node asked replicates for its region now (`false` on a node of a region
+    /// of several while another holds the region's replication lease).
+    #[serde(default)]
+    pub replicating_here: Option<bool>,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
     pub sub_logs: Vec<SubLog>,

@@ -57,6 +57,7 @@ pub async fn run(
             heartbeat_ms: 500,
             node_settings: serde_json::Value::Null,
             engine: Default::default(),
+            nodes_per_region: 1,
         },
         topics: vec!["payments".into()],
         labels: Arc::new(|seq| {

@@ -80,6 +80,7 @@ pub(super) async fn run_with(
             heartbeat_ms: 300,
             node_settings: serde_json::Value::Null,
             engine: Default::default(),
+            nodes_per_region: 1,
         },
         topics: vec![TOPIC.into()],
         labels: crate::workload::unlabelled(),

@@ -86,6 +86,7 @@ pub(crate) fn mesh_spec(
             heartbeat_ms,
             node_settings: serde_json::Value::Null,
             engine: Default::default(),
+            nodes_per_region: 1,
         },
         topics: topics.iter().map(|t| t.to_string()).collect(),
         labels: workload::unlabelled(),
@@ -129,6 +130,7 @@ impl<'a> Run<'a> {
         plan.impairment = options.impairment();
         crate::deploy::merge(&mut plan.node_settings, &options.node_settings());
         plan.engine = options.engine;
+        plan.nodes_per_region = options.nodes_per_region;
         let cluster = Cluster::start(&plan, launcher).await?;
         let clients: Vec<&client::Client> = cluster.regions.iter().map(|r| &r.client).collect();
         workload::create_topics(&clients, &spec.topics).await?;
@@ -188,14 +190,15 @@ impl<'a> Run<'a> {
         load: Load,
         cancel: CancellationToken,
     ) -> tokio::task::JoinHandle<Vec<Acked>> {
-        let client = self.cluster.region(region).client.clone();
+        // Through every node of the region, spread over its streams.
+        let clients = self.cluster.region(region).clients();
         let topics = self.spec.topics.clone();
         let tally = self.tallies[region].clone();
         let region = region.to_string();
         let producing = ProducerCount::enter(&self.producing);
         tokio::spawn(async move {
             let _running = producing;
-            workload::produce(&client, &region, &topics, &load, tally, cancel).await
+            workload::produce(&clients, &region, &topics, &load, tally, cancel).await
         })
     }
 
@@ -408,7 +411,7 @@ impl<'a> Run<'a> {
             .links
             .iter()
             .map(|l| {
-                let c = l.wan.counts();
+                let c = l.counts();
                 LinkReport {
                     link: l.name(),
                     bytes: c.bytes,
@@ -425,6 +428,7 @@ impl<'a> Run<'a> {
         let report = Report {
             scenario: self.spec.name.to_string(),
             mode: self.cluster.mode.to_string(),
+            storage: storage(self.options),
             regions: self.cluster.regions.len(),
             region_names: self.cluster.names(),
             records_produced,
@@ -556,4 +560,16 @@ pub(crate) async fn join_producers(
         acked.extend(h.await.context("a producer task failed")?);
     }
     Ok(acked)
+}
+
+/// The report's `storage`: the engine, and the nodes per region when more than one.
+fn storage(options: &Options) -> String {
+    let engine = match options.engine {
+        crate::cluster::Engine::Embedded => "embedded",
+        crate::cluster::Engine::JetStream => "jetstream",
+    };
+    match options.nodes_per_region {
+        0 | 1 => engine.to_string(),
+        n => format!("{engine}, {n} nodes per region"),
+    }
 }

@@ -19,6 +19,11 @@ pub struct Options {
     /// `~/.cache/georouter/nats`).
     #[arg(long, value_enum, default_value_t = crate::cluster::Engine::Embedded)]
     pub engine: crate::cluster::Engine,
+    /// Georouter nodes per region (above 1 with --engine jetstream only: the nodes share
+    /// the region's cluster, one replicates at a time, and producers write through all
+    /// of them).
+    #[arg(long, default_value_t = 1)]
+    pub nodes_per_region: usize,
     /// Records each producing region writes.
     #[arg(long, default_value_t = 20_000)]
     pub records: u64,
@@ -73,6 +78,7 @@ impl Default for Options {
         Options {
             regions: None,
             engine: crate::cluster::Engine::Embedded,
+            nodes_per_region: 1,
             records: 20_000,
             size: 1024,
             payload: Payload::Fill,
@@ -99,6 +105,18 @@ impl Options {
                 "--size {}: records carry a {}-byte header, so the size must be at least that",
                 self.size,
                 workload::HEADER_BYTES
+            );
+        }
+        if self.nodes_per_region == 0 || self.nodes_per_region > MAX_NODES_PER_REGION {
+            bail!(
+                "--nodes-per-region {}: from 1 to {MAX_NODES_PER_REGION}",
+                self.nodes_per_region
+            );
+        }
+        if self.nodes_per_region > 1 && self.engine != crate::cluster::Engine::JetStream {
+            bail!(
+                "--nodes-per-region {}: several nodes of a region share its storage, which needs --engine jetstream",
+                self.nodes_per_region
             );
         }
         if !(0.0..100.0).contains(&self.loss) {
@@ -156,6 +174,9 @@ impl Options {
         }
     }
 }
+
+/// Most nodes a region runs with `--nodes-per-region`.
+const MAX_NODES_PER_REGION: usize = 8;
 
 /// Region names for scenarios with a variable number of regions.
 pub(crate) const REGION_NAMES: [&str; 8] = ["eu", "us", "ap", "sa", "af", "me", "oc", "ca"];

@@ -64,7 +64,7 @@ pub async fn run(
         .map(|(pair, n)| n.saturating_sub(at_heal[pair]))
         .sum();
     for link in run.cluster.links.iter().filter(|l| l.spec.joins(cut_off)) {
-        link.wan.heal();
+        link.heal();
         tracing::debug!(link = %link.name(), "healed");
     }
     run.event(format!(

@@ -60,6 +60,16 @@ pub struct Counts {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.forwarded += other.forwarded;
+        self.cut += other.cut;
+        self.lost += other.lost;
+        self.overflow += other.overflow;
+        self.bytes += other.bytes;
+    }
+}
+
 #[derive(Default)]
 struct Lane {
     /// When the cap lets the next datagram start.

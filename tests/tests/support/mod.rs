@@ -287,6 +287,7 @@ pub async fn two_regions(
         heartbeat_ms,
         node_settings: serde_json::Value::Null,
         engine: Default::default(),
+        nodes_per_region: 1,
     };
     scenarios::cluster::Cluster::start(&plan, &router::launch::InProcess)
         .await

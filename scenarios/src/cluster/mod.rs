@@ -7,18 +7,29 @@
 //! names only the addresses it dials. Certificates come from a fresh deployment CA. The
 //! regions may start all at once ([`Cluster::start`]) or some later
 //! ([`Cluster::start_only`], then [`Cluster::start_regions`]).
+//!
+//! With [`ClusterPlan::nodes_per_region`] above 1 (JetStream only) a region is several
+//! nodes on its cluster: the dialling side gets every node's address (a relay each), the
+//! first node starts first and takes the region's replication lease, and the others
+//! start once it holds it, so that the first node's console is the region's.
 
+mod region;
+
+pub use region::{Link, Region, RegionNode};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use console_api::client::ConsoleClient;
 use replicator::TaskSpec;
-use topology::{LinkSpec, ResidencySpec, TopologySpec};
+use topology::{ResidencySpec, TopologySpec};
 
 use crate::deploy::{Certificates, NodePlan, merge, node_config, start_order};
 use crate::launch::{Bound, Launcher, RegionProcess, wait_ready};
 use crate::wan::{Counts, Impairment, WanLink};
+
 use jetstream_engine::local_cluster::LocalCluster;
 
 /// How long a node may take to write its runtime file.
@@ -44,6 +55,9 @@ pub struct ClusterPlan {
     /// Where each region keeps its data: its data directory (the embedded engine), or a
     /// JetStream cluster of three nats-server processes the harness starts for it.
     pub engine: Engine,
+    /// Georouter nodes per region (more than one only on JetStream, where they share the
+    /// region's cluster).
+    pub nodes_per_region: usize,
 }
 
 /// `--engine`: what holds each region's data in a scenario.
@@ -70,60 +84,8 @@ impl ClusterPlan {
                 .as_millis() as u64,
             node_settings: serde_json::Value::Null,
             engine: Engine::Embedded,
+            nodes_per_region: 1,
         }
-    }
-}
-
-/// A running region.
-pub struct Region {
-    pub name: String,
-    pub data_dir: PathBuf,
-    pub bound: Bound,
-    pub client: client::Client,
-    process: Option<Box<dyn RegionProcess>>,
-}
-
-impl Region {
-    pub fn console_url(&self) -> String {
-        format!("http://{}/", self.bound.console)
-    }
-
-    pub fn running(&self) -> bool {
-        self.process.is_some()
-    }
-
-    /// The offsets of `origin`'s sub-logs of `topic` this region holds (durable), summed
-    /// over partitions: 0 before the topic exists here.
-    pub async fn held(&self, topic: &str, origin: &str) -> Result<u64> {
-        let described = match self.client.describe_topic(topic).await {
-            Ok(d) => d,
-            Err(e) if e.code() == Some("unknown-topic") => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(described
-            .partitions
-            .iter()
-            .flat_map(|p| &p.sub_logs)
-            .filter(|s| s.origin == origin)
-            .map(|s| s.end_offset)
-            .sum())
-    }
-
-    /// A client of this region's console with `token`.
-    pub fn console(&self, token: &str) -> ConsoleClient {
-        ConsoleClient::new(self.bound.console, Some(token))
-    }
-}
-
-/// A link and its WAN relay.
-pub struct Link {
-    pub spec: LinkSpec,
-    pub wan: WanLink,
-}
-
-impl Link {
-    pub fn name(&self) -> String {
-        format!("{}-{}", self.spec.between[0], self.spec.between[1])
     }
 }
 
@@ -212,34 +174,91 @@ impl Cluster {
     async fn start_region(&mut self, name: &str, launcher: &dyn Launcher) -> Result<()> {
         let plan = &self.plan;
         // This region's view: only the regions it dials have addresses (their relays, or
-        // their own with direct links).
+        // their own with direct links), one per node.
         let mut topology = plan.topology.clone();
         for region in &mut topology.regions {
             region.address = None;
+            region.other_addresses.clear();
         }
         for spec in plan.topology.links.iter().filter(|l| l.dialer() == name) {
             let other = spec.other(name).expect("link of this region");
-            let address = if plan.direct_links {
+            let addresses: Vec<SocketAddr> = if plan.direct_links {
                 self.regions
                     .iter()
                     .find(|r| r.name == other)
-                    .map(|r| r.bound.replication)
+                    .map(Region::replication_addresses)
+                    .unwrap_or_default()
             } else {
                 self.links
                     .iter()
                     .find(|l| l.spec.between == spec.between)
-                    .map(|l| l.wan.address())
+                    .map(Link::addresses)
+                    .unwrap_or_default()
             };
-            let address = address
-                .with_context(|| format!("region {name} dials {other}, which has not started"))?;
-            topology.set_address(other, address);
+            let Some((first, others)) = addresses.split_first() else {
+                bail!("region {name} dials {other}, which has not started");
+            };
+            topology.set_address(other, *first);
+            if let Some(r) = topology.regions.iter_mut().find(|r| r.name == other) {
+                r.other_addresses = others.to_vec();
+            }
         }
-        let data_dir = self.dir().join(name);
+        let count = plan.nodes_per_region.max(1);
+        let first = self.start_node(name, 0, &topology, launcher).await?;
+        if count > 1 {
+            let console = ConsoleClient::new(first.bound.console, Some(&self.token));
+            wait_replicating(&console, name).await?;
+        }
+        let mut others = Vec::new();
+        for index in 1..count {
+            others.push(self.start_node(name, index, &topology, launcher).await?);
+        }
+        let region = Region::new(name, first, others);
+        // The links others dial to this region get their relays now, one per node.
+        let relayed = self
+            .plan
+            .topology
+            .links
+            .iter()
+            .filter(|l| !self.plan.direct_links && l.joins(name) && l.dialer() != name);
+        for spec in relayed {
+            let mut relays = region.replication_addresses().into_iter().map(|node| {
+                WanLink::start_with(node, self.plan.impairment)
+                    .with_context(|| format!("starting a WAN relay of link {:?}", spec.between))
+            });
+            let wan = relays.next().expect("a region has a node")?;
+            let more = relays.collect::<Result<Vec<_>>>()?;
+            self.links.push(Link {
+                spec: spec.clone(),
+                wan,
+                more,
+            });
+        }
+        self.regions.push(region);
+        Ok(())
+    }
+
+    /// Starts node `index` of region `name` (node 0 has the region's own data directory
+    /// and config file names) and, once it serves, pins the addresses it bound in its
+    /// config, so that a restart binds them again: the relays point at them.
+    async fn start_node(
+        &mut self,
+        name: &str,
+        index: usize,
+        topology: &TopologySpec,
+        launcher: &dyn Launcher,
+    ) -> Result<RegionNode> {
+        let node = match index {
+            0 => name.to_string(),
+            n => format!("{name}-{n}"),
+        };
+        let data_dir = self.dir().join(&node);
+        let plan = &self.plan;
         let mut config = node_config(&NodePlan {
             region: name,
             data_dir: &data_dir,
             certs: &self.certs,
-            topology: &topology,
+            topology,
             residency: &plan.residency,
             tasks: &plan.tasks,
         });
@@ -261,19 +280,17 @@ impl Cluster {
             );
         }
         let text = toml::to_string(&config).context("writing the node config")?;
-        let config_file = self.dir().join(format!("{name}.toml"));
+        let config_file = self.dir().join(format!("{node}.toml"));
         std::fs::write(&config_file, text)
             .with_context(|| format!("writing {}", config_file.display()))?;
 
         let mut process = launcher
             .launch(&config_file)
             .await
-            .with_context(|| format!("starting region {name}"))?;
+            .with_context(|| format!("starting region {name} (node {node})"))?;
         let bound = wait_ready(process.as_mut(), &data_dir, READY_WITHIN)
             .await
-            .with_context(|| format!("region {name}"))?;
-        // A restart binds the same addresses: the relays of the links others dial point
-        // at them.
+            .with_context(|| format!("region {name} (node {node})"))?;
         let mut fixed: toml::Table = toml::from_str(&std::fs::read_to_string(&config_file)?)?;
         fixed.insert(
             "listen".into(),
@@ -295,29 +312,13 @@ impl Cluster {
         std::fs::write(&config_file, toml::to_string(&fixed)?)
             .with_context(|| format!("writing {}", config_file.display()))?;
         let client = client::Client::connect(&bound.grpc.to_string()).await?;
-        // The links others dial to this region get their relays now.
-        let relayed = self
-            .plan
-            .topology
-            .links
-            .iter()
-            .filter(|l| !self.plan.direct_links && l.joins(name) && l.dialer() != name);
-        for spec in relayed {
-            let wan = WanLink::start_with(bound.replication, self.plan.impairment)
-                .with_context(|| format!("starting the WAN relay of link {:?}", spec.between))?;
-            self.links.push(Link {
-                spec: spec.clone(),
-                wan,
-            });
-        }
-        self.regions.push(Region {
-            name: name.to_string(),
+        Ok(RegionNode {
             data_dir,
             bound,
             client,
+            config_file,
             process: Some(process),
-        });
-        Ok(())
+        })
     }
 
     /// Region `name`'s JetStream cluster, started the first time it is asked for.
@@ -394,27 +395,31 @@ impl Cluster {
     /// Cuts every link of `region`.
     pub fn isolate(&self, region: &str) {
         for link in self.links.iter().filter(|l| l.spec.joins(region)) {
-            link.wan.cut();
+            link.cut();
         }
     }
 
-    /// Ends `region` abruptly (see [`RegionProcess::kill`]).
+    /// Ends `region` abruptly, every node of it (see [`RegionProcess::kill`]).
     pub async fn kill(&mut self, region: &str) -> Result<()> {
         let entry = self
             .regions
             .iter_mut()
             .find(|r| r.name == region)
             .with_context(|| format!("no region {region}"))?;
-        if let Some(mut process) = entry.process.take() {
-            process.kill().await?;
+        let processes = std::iter::once(&mut entry.process)
+            .chain(entry.others.iter_mut().map(|n| &mut n.process));
+        for process in processes {
+            if let Some(mut process) = process.take() {
+                process.kill().await?;
+            }
         }
         Ok(())
     }
 
-    /// Starts a killed `region` again from its config (the same data directory and
-    /// addresses), and waits until it serves.
+    /// Starts a killed `region` again from its configs (the same data directories and
+    /// addresses), its first node first, and waits until every node serves.
     pub async fn restart(&mut self, region: &str, launcher: &dyn Launcher) -> Result<()> {
-        let config_file = self.dir().join(format!("{region}.toml"));
+        let token = self.token.clone();
         let entry = self
             .regions
             .iter_mut()
@@ -423,22 +428,19 @@ impl Cluster {
         if entry.process.is_some() {
             bail!("region {region} is running");
         }
-        // A killed node leaves its runtime file behind: readiness is the new one.
-        let stale = crate::launch::runtime_file(&entry.data_dir);
-        match std::fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", stale.display())),
-        }
-        let mut process = launcher
-            .launch(&config_file)
-            .await
-            .with_context(|| format!("restarting region {region}"))?;
-        wait_ready(process.as_mut(), &entry.data_dir, READY_WITHIN)
-            .await
-            .with_context(|| format!("region {region}"))?;
-        entry.client = client::Client::connect(&entry.bound.grpc.to_string()).await?;
+        let (process, client) =
+            relaunch(launcher, &entry.config_file, &entry.data_dir, &entry.bound).await?;
+        entry.client = client;
         entry.process = Some(process);
+        if !entry.others.is_empty() {
+            wait_replicating(&entry.console(&token), region).await?;
+        }
+        for node in &mut entry.others {
+            let (process, client) =
+                relaunch(launcher, &node.config_file, &node.data_dir, &node.bound).await?;
+            node.client = client;
+            node.process = Some(process);
+        }
         Ok(())
     }
 
@@ -446,12 +448,7 @@ impl Cluster {
     pub fn wan_counts(&self) -> Counts {
         let mut total = Counts::default();
         for link in &self.links {
-            let c = link.wan.counts();
-            total.forwarded += c.forwarded;
-            total.cut += c.cut;
-            total.lost += c.lost;
-            total.overflow += c.overflow;
-            total.bytes += c.bytes;
+            total += link.counts();
         }
         total
     }
@@ -469,14 +466,19 @@ impl Cluster {
     /// Shuts every running region down, all at once (one by one, the last ones would
     /// spend their time redialling the stopped ones).
     pub async fn stop(mut self) -> Result<()> {
-        let stopping = self.regions.iter_mut().filter_map(|region| {
+        let stopping = self.regions.iter_mut().flat_map(|region| {
             let name = region.name.clone();
-            let process = region.process.take()?;
-            Some(async move {
-                process
-                    .stop()
-                    .await
-                    .with_context(|| format!("stopping region {name}"))
+            let processes = std::iter::once(&mut region.process)
+                .chain(region.others.iter_mut().map(|n| &mut n.process));
+            processes.filter_map(move |process| {
+                let process = process.take()?;
+                let name = name.clone();
+                Some(async move {
+                    process
+                        .stop()
+                        .await
+                        .with_context(|| format!("stopping region {name}"))
+                })
             })
         });
         futures_util::future::join_all(stopping)
@@ -484,6 +486,53 @@ impl Cluster {
             .into_iter()
             .collect::<Result<Vec<()>>>()
             .map(|_| ())
+    }
+}
+
+/// Starts a killed node again from `config_file` (it pins the addresses it bound first)
+/// and waits until it serves.
+async fn relaunch(
+    launcher: &dyn Launcher,
+    config_file: &Path,
+    data_dir: &Path,
+    bound: &Bound,
+) -> Result<(Box<dyn RegionProcess>, client::Client)> {
+    // A killed node leaves its runtime file behind: readiness is the new one.
+    let stale = crate::launch::runtime_file(data_dir);
+    match std::fs::remove_file(&stale) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", stale.display())),
+    }
+    let mut process = launcher
+        .launch(config_file)
+        .await
+        .with_context(|| format!("restarting the node of {}", config_file.display()))?;
+    wait_ready(process.as_mut(), data_dir, READY_WITHIN)
+        .await
+        .with_context(|| format!("the node of {}", config_file.display()))?;
+    let client = client::Client::connect(&bound.grpc.to_string()).await?;
+    Ok((process, client))
+}
+
+/// Waits until the node behind `console` replicates for its region (holds its replication
+/// lease).
+async fn wait_replicating(console: &ConsoleClient, region: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    loop {
+        if console
+            .replication()
+            .await
+            .is_ok_and(|r| r.replicating_here != Some(false))
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "region {region}: its first node did not take the replication lease within {READY_WITHIN:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
