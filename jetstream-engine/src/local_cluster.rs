@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The largest message a server takes: a batch of the embedded engine's default size
-/// (1 MiB) and then some, up to the largest JetStream allows.
-pub const MAX_PAYLOAD: usize = 8 << 20;
+/// (1 MiB) and well beyond: a region with `max_batch_bytes` up to 16 MiB less headers.
+pub const MAX_PAYLOAD: usize = 16 << 20;
 
 /// How long a server may take to answer its health check as part of the cluster.
 const READY_WITHIN: Duration = Duration::from_secs(60);

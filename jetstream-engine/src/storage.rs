@@ -86,7 +86,7 @@ impl JetStreamStorage {
                     }
                     continue;
                 };
-                partition.appended_to(&arrival.origin, arrival.base, arrival.tail, 0);
+                partition.appended_to(&arrival.origin, arrival.base, arrival.tail, arrival.bytes);
             }
         });
         Ok(())

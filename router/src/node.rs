@@ -65,9 +65,9 @@ pub struct Node {
     /// The replication service when it runs for the node's whole life; `None` when
     /// `[replication]` has no certificates, or when it runs while this node holds its
     /// region's replication lease (see `running`).
-    pub replicator: Option<Arc<Replicator>>,
+    fixed_replicator: Option<Arc<Replicator>>,
     /// The replicator running on this node now, if any.
-    pub running: replicator::Running,
+    running: replicator::Running,
     replication_stop: CancellationToken,
     replication_duty: TaskTracker,
     /// Held while replication is off, so the reported address stays reserved.
@@ -386,12 +386,19 @@ impl Node {
             console,
             background_stop,
             background,
-            replicator,
+            fixed_replicator: replicator,
             running,
             replication_stop,
             replication_duty,
             _replication_socket: replication_socket,
         })
+    }
+
+    /// The replicator running on this node now: for the node's whole life, or (on storage
+    /// its region's nodes share) while it holds the region's replication lease; `None`
+    /// without `[replication]` certificates.
+    pub fn replicator(&self) -> Option<Arc<Replicator>> {
+        self.running.get()
     }
 
     /// Shuts down in the documented order.
@@ -421,7 +428,7 @@ impl Node {
         }
         let _ = tokio::time::timeout(STEP_DEADLINE, self.fetch_tasks.wait()).await;
         let _ = tokio::time::timeout(STEP_DEADLINE, self.background.wait()).await;
-        if let Some(replicator) = &self.replicator {
+        if let Some(replicator) = &self.fixed_replicator {
             replicator.shut_down().await;
         }
         self.replication_stop.cancel();

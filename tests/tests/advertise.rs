@@ -18,8 +18,7 @@ async fn a_new_topic_is_advertised_at_once() {
     let (eu, us) = (&nodes[0], &nodes[1]);
     eventually("the link up", || async {
         us.node
-            .replicator
-            .as_ref()
+            .replicator()
             .is_some_and(|r| r.links().iter().any(|l| l.up))
     })
     .await;
@@ -48,7 +47,7 @@ async fn the_target_subscribes_before_the_first_record() {
     let (eu, us) = (&nodes[0], &nodes[1]);
     eu.client.create_topic("orders", 2, None).await.unwrap();
     let pulling = |partition: u32| {
-        us.node.replicator.as_ref().is_some_and(|r| {
+        us.node.replicator().is_some_and(|r| {
             r.status().iter().any(|s| {
                 s.topic == "orders"
                     && s.partition == partition

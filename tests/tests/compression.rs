@@ -92,7 +92,7 @@ async fn packed_batches_are_stored_as_the_sender_stored_them() {
     let (raw, wire) = batch_bytes(eu, "us").await;
     assert!(raw >= 600 * 2000, "raw {raw}");
     assert!(wire * 4 < raw, "packed to {wire} of {raw} bytes");
-    let link = eu.node.replicator.as_ref().unwrap().links();
+    let link = eu.node.replicator().unwrap().links();
     assert_eq!(link[0].compression.as_deref(), Some("zstd"));
     // us sends nothing packed: it had nothing to send.
     assert_eq!(batch_bytes(us, "eu").await, (0, 0));

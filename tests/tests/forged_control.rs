@@ -78,7 +78,7 @@ async fn control_state_a_ca_holding_region_may_not_author_is_refused() {
     topology.set_address("us", us.local_addr().unwrap());
     let config = deployment.config(NODE, dir.path(), &topology, &tasks);
     let node = start_with(config, dir).await;
-    let replicator = node.node.replicator.as_ref().unwrap();
+    let replicator = node.node.replicator().unwrap();
     eventually("the link to zz to be up", || async {
         fake.latest.lock().unwrap().is_some() && fake.control.lock().unwrap().is_some()
     })

@@ -128,8 +128,8 @@ impl Setup {
         (setup, first)
     }
 
-    fn replicator(&self) -> &replicator::Replicator {
-        self.node.node.replicator.as_ref().unwrap()
+    fn replicator(&self) -> std::sync::Arc<replicator::Replicator> {
+        self.node.node.replicator().unwrap()
     }
 
     async fn wait_held(&self, end: u64) {

@@ -11,8 +11,8 @@ const PARTITIONS: u32 = 48;
 const RECORDS: usize = 64;
 const BUDGET: usize = 512 << 10;
 
-fn replicator(node: &TestNode) -> &std::sync::Arc<replicator::Replicator> {
-    node.node.replicator.as_ref().expect("replication on")
+fn replicator(node: &TestNode) -> std::sync::Arc<replicator::Replicator> {
+    node.node.replicator().expect("replication on")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,8 +7,8 @@ mod support;
 use console_api::client::ConsoleClient;
 use support::*;
 
-fn replicator(node: &TestNode) -> &std::sync::Arc<replicator::Replicator> {
-    node.node.replicator.as_ref().expect("replication on")
+fn replicator(node: &TestNode) -> std::sync::Arc<replicator::Replicator> {
+    node.node.replicator().expect("replication on")
 }
 
 async fn metrics(node: &TestNode) -> String {

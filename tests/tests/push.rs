@@ -53,8 +53,7 @@ async fn first_record_wait(push: bool) -> (Duration, u64) {
     eventually("the link up both ways", || async {
         nodes.iter().all(|n| {
             n.node
-                .replicator
-                .as_ref()
+                .replicator()
                 .is_some_and(|r| r.links().iter().any(|l| l.up))
         })
     })

@@ -20,8 +20,8 @@ use support::*;
 const HEARTBEAT: Duration = Duration::from_millis(400);
 const TOPIC: &str = "orders";
 
-fn replicator(node: &TestNode) -> &Arc<replicator::Replicator> {
-    node.node.replicator.as_ref().expect("replication on")
+fn replicator(node: &TestNode) -> Arc<replicator::Replicator> {
+    node.node.replicator().expect("replication on")
 }
 
 /// Fast heartbeats, 1 KiB segments and retention checked every 50 ms.

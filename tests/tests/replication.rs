@@ -163,7 +163,7 @@ async fn three_region_mesh_places_each_record_once_everywhere() {
         assert_exact(&all_records(&node.client, "orders").await, &expected);
     }
     for node in &nodes {
-        let replicator = node.node.replicator.as_ref().unwrap();
+        let replicator = node.node.replicator().unwrap();
         assert_eq!(replicator.metrics().frame_refusals("loop"), 0);
         // Data can converge through a relay before the last link is up; the mesh still
         // ends with two links per region.
@@ -216,7 +216,7 @@ async fn filtered_renamed_task_keeps_origin_offsets_with_gaps() {
     // Not matched by the pattern: not replicated, not even created.
     assert_eq!(topic_names(&us.client).await, vec!["audit.orders"]);
     // The gap left by the filter is not loss: the status shows no lag and no error.
-    let status = us.node.replicator.as_ref().unwrap().status();
+    let status = us.node.replicator().unwrap().status();
     let entry = status
         .iter()
         .find(|s| s.topic == "audit.orders")
@@ -344,7 +344,7 @@ async fn lag_does_not_read_zero_while_the_link_is_down() {
     let (eu, us) = (nodes.next().unwrap(), nodes.next().unwrap());
     eu.client.create_topic("orders", 1, None).await.unwrap();
     produce(&eu, "orders", 0, "r", 50, 10).await;
-    let replicator = us.node.replicator.clone().unwrap();
+    let replicator = us.node.replicator().unwrap();
     eventually("caught up with the link up", || async {
         replicator
             .status()
@@ -368,8 +368,8 @@ async fn lag_does_not_read_zero_while_the_link_is_down() {
     let config = us.node.config.clone();
     drop(replicator);
     us.node.shut_down().await.unwrap();
-    let us = start_with(config, us.dir).await;
-    let replicator = us.node.replicator.clone().unwrap();
+    let us = start_again(config, us.dir, us.jetstream).await;
+    let replicator = us.node.replicator().unwrap();
     let status = replicator.status();
     assert_eq!(status.len(), 1);
     assert_eq!((status[0].local_end, status[0].link_up), (50, false));

@@ -58,7 +58,7 @@ async fn a_region_refuses_records_its_rules_keep_out_even_when_the_sender_sends_
 
     // Their configurations differ: both report drift on the link between them.
     for (node, peer) in [(eu, "us"), (us, "eu")] {
-        let replicator = node.node.replicator.as_ref().unwrap();
+        let replicator = node.node.replicator().unwrap();
         let link = replicator
             .links()
             .into_iter()
@@ -75,7 +75,7 @@ async fn a_region_refuses_records_its_rules_keep_out_even_when_the_sender_sends_
 async fn regions_with_the_same_configuration_report_no_drift() {
     let deployment = Deployment::new(&["eu", "us"]);
     let nodes = deployment.start_mesh(&["eu", "us"], &[]).await;
-    let eu = nodes[0].node.replicator.as_ref().unwrap();
+    let eu = nodes[0].node.replicator().unwrap();
     eventually("the link to be up", || async {
         eu.links().iter().any(|l| l.up)
     })

@@ -11,7 +11,7 @@ use support::*;
 async fn a_single_region_lists_no_tasks_instead_of_an_error() {
     let node = start("solo").await;
     assert!(
-        node.node.replicator.is_none(),
+        node.node.replicator().is_none(),
         "a region without replication"
     );
     let console = ConsoleClient::new(node.node.bound.console, None);

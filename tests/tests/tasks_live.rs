@@ -11,8 +11,8 @@ use std::time::Duration;
 use replicator::{ChangeError, TaskState};
 use support::*;
 
-fn replicator(node: &TestNode) -> &Arc<replicator::Replicator> {
-    node.node.replicator.as_ref().expect("replication on")
+fn replicator(node: &TestNode) -> Arc<replicator::Replicator> {
+    node.node.replicator().expect("replication on")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,10 +182,15 @@ async fn task_changes_survive_a_restart() {
         &replicator::Authorship::region(),
     )
     .unwrap();
-    let TestNode { node, dir, client } = node;
+    let TestNode {
+        node,
+        dir,
+        client,
+        jetstream,
+    } = node;
     drop(client);
     node.shut_down().await.unwrap();
-    let node = start_with(config, dir).await;
+    let node = start_again(config, dir, jetstream).await;
     let tasks: BTreeMap<String, (u64, TaskState)> = replicator(&node)
         .tasks()
         .into_iter()

@@ -34,8 +34,8 @@ fn line(regions: [&str; 3]) -> TopologySpec {
     }
 }
 
-fn replicator(node: &TestNode) -> &Arc<replicator::Replicator> {
-    node.node.replicator.as_ref().expect("replication on")
+fn replicator(node: &TestNode) -> Arc<replicator::Replicator> {
+    node.node.replicator().expect("replication on")
 }
 
 /// The region `node` pulls `origin`'s sub-log of `topic`/0 from now.

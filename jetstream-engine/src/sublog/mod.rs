@@ -72,6 +72,8 @@ pub struct Arrival {
     pub origin: String,
     pub base: u64,
     pub tail: Tail,
+    /// The batch's stored size (the server's `Nats-Msg-Size` on a headers-only delivery).
+    pub bytes: u64,
 }
 
 /// Where a sub-log ends: the offset after its last batch, that batch's stream sequence and

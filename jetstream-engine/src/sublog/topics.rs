@@ -220,6 +220,9 @@ impl SubLogs {
     }
 }
 
+/// The header a headers-only delivery carries the message's payload size in.
+const SIZE_HEADER: &str = "Nats-Msg-Size";
+
 /// What a follower learns from one stored message's subject and headers.
 fn arrival_of(region: &str, message: &jetstream::Message) -> Option<Arrival> {
     let headers = message.headers.as_ref()?;
@@ -227,10 +230,15 @@ fn arrival_of(region: &str, message: &jetstream::Message) -> Option<Arrival> {
     let (partition, origin) = names::parse_sub_log_subject(region, &message.subject)?;
     let end = headers.get(END_HEADER)?.as_str().parse().ok()?;
     let base = headers.get(BASE_HEADER)?.as_str().parse().ok()?;
+    let bytes = headers
+        .get(SIZE_HEADER)
+        .and_then(|size| size.as_str().parse().ok())
+        .unwrap_or(0);
     Some(Arrival {
         partition,
         origin,
         base,
+        bytes,
         tail: Tail {
             end,
             last_sequence: sequence,

@@ -15,6 +15,19 @@ pub struct TestNode {
     pub node: Node,
     pub client: client::Client,
     pub dir: tempfile::TempDir,
+    /// The node's JetStream cluster, when the tests run on that engine (see
+    /// [`ENGINE_VARIABLE`]).
+    pub jetstream: Option<jetstream_engine::local_cluster::LocalCluster>,
+}
+
+/// `GEOROUTER_TEST_ENGINE=jetstream` runs every node these helpers start, whose config
+/// leaves `[storage] engine` at its default, on a JetStream cluster of three nats-server
+/// processes of its own (`.ci/run` runs the suite once on each engine).
+pub const ENGINE_VARIABLE: &str = "GEOROUTER_TEST_ENGINE";
+
+/// Whether the tests run on the JetStream engine.
+pub fn on_jetstream() -> bool {
+    std::env::var(ENGINE_VARIABLE).is_ok_and(|e| e == "jetstream")
 }
 
 pub fn node_config(region: &str, dir: &std::path::Path) -> NodeConfig {
@@ -27,11 +40,47 @@ pub async fn start(region: &str) -> TestNode {
 }
 
 pub async fn start_with(config: NodeConfig, dir: tempfile::TempDir) -> TestNode {
+    start_again(config, dir, None).await
+}
+
+/// Starts a node with `config` in `dir` again, on `jetstream` (the cluster of the node it
+/// replaces) or, on that engine, a new cluster (see [`ENGINE_VARIABLE`]).
+pub async fn start_again(
+    mut config: NodeConfig,
+    dir: tempfile::TempDir,
+    jetstream: Option<jetstream_engine::local_cluster::LocalCluster>,
+) -> TestNode {
+    let jetstream = jetstream.or_else(|| {
+        (on_jetstream() && config.storage.engine == router::config::StorageEngineKind::Embedded)
+            .then(|| {
+                jetstream_engine::local_cluster::LocalCluster::start(&dir.path().join("nats"), 3)
+                    .expect("a JetStream cluster for the node")
+            })
+    });
+    if let Some(cluster) = &jetstream {
+        config.storage.engine = router::config::StorageEngineKind::JetStream;
+        config.storage.jetstream =
+            Some(jetstream_engine::JetStreamSettings::new(cluster.all_urls()));
+    }
+    let replicating = config.replication.certificate_files().is_some();
     let node = Node::start(config).await.expect("node starts");
+    if jetstream.is_some() && replicating {
+        // Alone in its region, the node takes the replication lease at once.
+        eventually(
+            "the node to take its region's replication lease",
+            || async { node.replicator().is_some() },
+        )
+        .await;
+    }
     let client = client::Client::connect(&node.bound.grpc.to_string())
         .await
         .expect("client connects");
-    TestNode { node, client, dir }
+    TestNode {
+        node,
+        client,
+        dir,
+        jetstream,
+    }
 }
 
 pub fn record(body: &str) -> client::pb::Record {
