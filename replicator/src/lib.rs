@@ -21,6 +21,7 @@ mod published;
 mod pull;
 mod replicator;
 mod routing;
+mod running;
 mod scan_pace;
 mod serve;
 pub mod settings;
@@ -32,7 +33,8 @@ pub use identity::{certs, tls};
 pub use node::{Authorship, Carried};
 pub use observe::topology::{LinkEdge, RegionNode};
 pub use observe::{SubLogKey, SubLogStatus, TopologyView};
-pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, Running, StartError};
+pub use replicator::{LinkStatus, Replicator, ReplicatorConfig, RouteStatus, StartError};
+pub use running::Running;
 pub use settings::LinkSettings;
 /// Task specs and their validation (`task::validate`), under their former path.
 pub use tasks::spec as task;

@@ -100,48 +100,6 @@ pub struct RouteStatus {
     pub via: Vec<(String, u64)>,
 }
 
-/// The replicator a node runs now, if any, for those that read it (the console, status):
-/// fixed on a node that replicates from start to stop (or never); changing on a node of a
-/// region of several, which replicates while it holds the region's replication lease.
-#[derive(Clone, Default)]
-pub struct Running {
-    now: Arc<std::sync::RwLock<Option<Arc<Replicator>>>>,
-    /// Whether replication runs on whichever node of the region holds its lease (so, when
-    /// not here, on another node).
-    leased: bool,
-}
-
-impl Running {
-    /// A node that runs `replicator` (or none) for its whole life.
-    pub fn fixed(replicator: Option<Arc<Replicator>>) -> Self {
-        Running {
-            now: Arc::new(std::sync::RwLock::new(replicator)),
-            leased: false,
-        }
-    }
-
-    /// A node of a region of several, replicating while it holds the lease.
-    pub fn leased() -> Self {
-        Running {
-            now: Arc::default(),
-            leased: true,
-        }
-    }
-
-    pub fn get(&self) -> Option<Arc<Replicator>> {
-        self.now.read().expect("running replicator lock").clone()
-    }
-
-    pub fn set(&self, replicator: Option<Arc<Replicator>>) {
-        *self.now.write().expect("running replicator lock") = replicator;
-    }
-
-    /// Whether replication runs on another node of the region when not here.
-    pub fn leased_elsewhere(&self) -> bool {
-        self.leased && self.get().is_none()
-    }
-}
-
 pub struct Replicator {
     node: Arc<Node>,
     endpoint: quinn::Endpoint,
@@ -629,26 +587,7 @@ impl Replicator {
         socket: std::net::UdpSocket,
         until: tokio_util::sync::CancellationToken,
     ) -> Result<(), StartError> {
-        socket.set_nonblocking(true)?;
-        let server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_config()?));
-        let quic = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        loop {
-            tokio::select! {
-                incoming = quic.accept() => match incoming {
-                    Some(incoming) => incoming.refuse(),
-                    None => break,
-                },
-                () = until.cancelled() => break,
-            }
-        }
-        quic.close(close::SHUTDOWN, b"not replicating");
-        quic.wait_idle().await;
-        Ok(())
+        endpoint::refuse_links(identity, socket, until).await
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("serve", 5),
     ("link", 6),
     ("replicator", 7),
+    ("running", 8),
 ];
 
 fn layer(module: &str) -> Option<u32> {

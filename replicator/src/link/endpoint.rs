@@ -107,6 +107,35 @@ pub(crate) fn attempt_timeout(settings: &LinkSettings, rtt: Option<Duration>) ->
     }
 }
 
+/// Refuses every link on `socket` until `until` is cancelled, then closes the endpoint
+/// (see `Replicator::refuse_links`).
+pub(crate) async fn refuse_links(
+    identity: &tls::Identity,
+    socket: std::net::UdpSocket,
+    until: tokio_util::sync::CancellationToken,
+) -> Result<(), crate::replicator::StartError> {
+    socket.set_nonblocking(true)?;
+    let server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_config()?));
+    let quic = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    loop {
+        tokio::select! {
+            incoming = quic.accept() => match incoming {
+                Some(incoming) => incoming.refuse(),
+                None => break,
+            },
+            () = until.cancelled() => break,
+        }
+    }
+    quic.close(close::SHUTDOWN, b"not replicating");
+    quic.wait_idle().await;
+    Ok(())
+}
+
 /// Dials `peer` at `addresses` (a region of several nodes answers at one of them, the
 /// others refuse at once): the same address again after a link ends, the next one after a
 /// failed attempt, and a backoff only once every address failed in a row.

@@ -7,18 +7,24 @@
 //!
 //! Per engine: produce throughput and acknowledgement latency (as fast as acknowledged,
 //! then paced), a read of everything back from the start (catch-up of a new consumer), and
-//! CPU seconds per MB produced, per process.
+//! CPU seconds per MB produced, per process. Then replication between two regions on that
+//! engine (the scenarios, in this process): end-to-end lag of a paced two-way load
+//! (`active-active`) and the rate a backlog built behind a cut link catches up at after
+//! the heal (`partition-heal`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use jetstream_engine::JetStreamSettings;
 use jetstream_engine::local_cluster::LocalCluster;
+use scenarios::cluster::Engine;
 use scenarios::launch::Launcher;
+use scenarios::report::LagMs;
+use scenarios::scenario::Options;
 
 use super::bench::{Load, Quantiles, drive, write_json};
 use super::bench_rocketmq::fsync_latency;
-use super::bench_wan::sequential_write_rate;
+use super::bench_wan::{scenario, sequential_write_rate};
 use crate::config::{NodeConfig, StorageEngineKind};
 use crate::launch::Processes;
 
@@ -42,6 +48,12 @@ pub struct EnginesBench {
     /// Records per second of the paced run that measures acknowledgement latency.
     #[arg(long, default_value_t = 2_000)]
     paced_rate: u64,
+    /// Records each of the two regions writes in the replication runs.
+    #[arg(long, default_value_t = 20_000)]
+    replication_records: u64,
+    /// Records per second each region writes in the replication runs.
+    #[arg(long, default_value_t = 2_000)]
+    replication_rate: u32,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -83,6 +95,37 @@ struct Row {
     read_mb_per_s: f64,
     /// Per process: name and CPU seconds per MB produced (produce and read back).
     cpu_per_mb: Vec<(String, f64)>,
+    replication: Replication,
+}
+
+/// Two regions on one engine replicating to each other.
+struct Replication {
+    /// End-to-end lag (produced in one region to readable in the other), steady state.
+    lag: LagMs,
+    /// After a cut link healed: how long until records flowed again, and the rate the
+    /// backlog caught up at.
+    resume_s: Option<f64>,
+    catchup_mb_per_s: Option<f64>,
+}
+
+/// Replication between two regions on `engine`, through the scenarios.
+async fn replication(engine: Engine, args: &EnginesBench) -> Result<Replication> {
+    let options = Options {
+        regions: Some(2),
+        engine,
+        records: args.replication_records,
+        size: args.size,
+        rate: Some(args.replication_rate),
+        quiet: true,
+        ..Options::default()
+    };
+    let lag = scenario("active-active", &options).await?;
+    let heal = scenario("partition-heal", &options).await?;
+    Ok(Replication {
+        lag: lag.steady_lag_ms,
+        resume_s: heal.resume_s,
+        catchup_mb_per_s: heal.catchup_mb_per_s,
+    })
 }
 
 pub async fn run(args: EnginesBench) -> Result<()> {
@@ -118,6 +161,19 @@ pub async fn run(args: EnginesBench) -> Result<()> {
             .map(|(name, s)| format!("{name} {:.3}", s))
             .collect();
         println!("  {:<9} CPU s/MB  {}", "", cpu.join(", "));
+        let r = &row.replication;
+        println!(
+            "  {:<9} replication between two regions: lag {}",
+            "",
+            r.lag.line()
+        );
+        println!(
+            "  {:<9} after a heal: resumed in {}, caught up at {}",
+            "",
+            r.resume_s.map_or("-".into(), |s| format!("{s:.2} s")),
+            r.catchup_mb_per_s
+                .map_or("-".into(), |m| format!("{m:.1} MB/s"))
+        );
         rows.push(row);
     }
     if let Some(path) = &args.json {
@@ -132,6 +188,9 @@ pub async fn run(args: EnginesBench) -> Result<()> {
                 "paced_ack_ms": r.paced_ack.json(),
                 "read_mb_per_s": r.read_mb_per_s,
                 "cpu_s_per_mb": r.cpu_per_mb.iter().map(|(n, s)| serde_json::json!({"process": n, "seconds": s})).collect::<Vec<_>>(),
+                "replication_lag_ms": r.replication.lag,
+                "replication_resume_s": r.replication.resume_s,
+                "replication_catchup_mb_per_s": r.replication.catchup_mb_per_s,
             })).collect::<Vec<_>>(),
         });
         write_json(path, &figures)?;
@@ -210,6 +269,15 @@ async fn one(engine: StorageEngineKind, args: &EnginesBench) -> Result<Row> {
     };
     let paced_ack = Quantiles::of(&drive(&client, topic, &paced, None).await?);
     process.stop().await?;
+    drop(cluster);
+    let replication = replication(
+        match engine {
+            StorageEngineKind::Embedded => Engine::Embedded,
+            StorageEngineKind::JetStream => Engine::JetStream,
+        },
+        args,
+    )
+    .await?;
     Ok(Row {
         engine: match engine {
             StorageEngineKind::Embedded => "embedded",
@@ -226,5 +294,6 @@ async fn one(engine: StorageEngineKind, args: &EnginesBench) -> Result<Row> {
             .zip(before.iter().zip(&after))
             .map(|(name, (b, a))| (name.clone(), (a - b) / produced_mb))
             .collect(),
+        replication,
     })
 }

@@ -170,7 +170,7 @@ pub async fn run(args: WanBench) -> Result<()> {
 }
 
 /// Runs scenario `name` in process; its report, once its invariants held.
-async fn scenario(name: &str, options: &Options) -> Result<Report> {
+pub(super) async fn scenario(name: &str, options: &Options) -> Result<Report> {
     let (report, cluster) =
         scenarios::scenario::run(name, options, &InProcess, &|_: &_| {}).await?;
     cluster.stop().await.context("stopping the regions")?;
