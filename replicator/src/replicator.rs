@@ -587,7 +587,8 @@ impl Replicator {
         socket: std::net::UdpSocket,
         until: tokio_util::sync::CancellationToken,
     ) -> Result<(), StartError> {
-        endpoint::refuse_links(identity, socket, until).await
+        let server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_config()?));
+        Ok(endpoint::refuse_links(server, socket, until).await?)
     }
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.

@@ -110,12 +110,11 @@ pub(crate) fn attempt_timeout(settings: &LinkSettings, rtt: Option<Duration>) ->
 /// Refuses every link on `socket` until `until` is cancelled, then closes the endpoint
 /// (see `Replicator::refuse_links`).
 pub(crate) async fn refuse_links(
-    identity: &tls::Identity,
+    server: quinn::ServerConfig,
     socket: std::net::UdpSocket,
     until: tokio_util::sync::CancellationToken,
-) -> Result<(), crate::replicator::StartError> {
+) -> std::io::Result<()> {
     socket.set_nonblocking(true)?;
-    let server = quinn::ServerConfig::with_crypto(Arc::new(identity.server_config()?));
     let quic = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),
