@@ -117,12 +117,12 @@ async fn try_hold(
 /// Holds lease `duty` for node `me` whenever it can, until `stop`: the receiver says
 /// whether this node holds it now.
 /// Whether a holder whose lease runs until `held_until` (ms) may go on with its duty now,
-/// before its next renewal a `renew_every` from now: only if the lease outlasts that
-/// renewal, so that a holder that cannot renew stops before the lease runs out and another
-/// node may take it.
-pub fn keep_holding(held_until: u64, now_ms: u64, renew_every: Duration) -> bool {
-    let period = u64::try_from(renew_every.as_millis()).unwrap_or(u64::MAX);
-    held_until.saturating_sub(now_ms) > period
+/// when its next renewal attempt will have ended within `next_attempt_ends`: only if the
+/// lease outlasts that attempt, so that a holder that cannot renew stops before the lease
+/// runs out and another node may take it.
+pub fn keep_holding(held_until: u64, now_ms: u64, next_attempt_ends: Duration) -> bool {
+    let within = u64::try_from(next_attempt_ends.as_millis()).unwrap_or(u64::MAX);
+    held_until.saturating_sub(now_ms) > within
 }
 
 pub fn hold(
@@ -139,9 +139,10 @@ pub fn hold(
         let mut held_until = 0u64;
         loop {
             let renew_every = time / 3;
+            let attempt_bound = renew_every / 2;
             // An attempt that hangs (a server gone) must not keep the duty running past
             // the lease: it gets half a renewal period.
-            let attempt = tokio::time::timeout(renew_every / 2, try_hold(&store, &duty, &me, time));
+            let attempt = tokio::time::timeout(attempt_bound, try_hold(&store, &duty, &me, time));
             let attempt = attempt
                 .await
                 .unwrap_or_else(|late| Err(EngineError::request(format!("lease {duty}"), late)));
@@ -159,7 +160,8 @@ pub fn hold(
                 }
             }
             // Give the duty up before the lease's time is past, renewed or not.
-            if held_until != 0 && !keep_holding(held_until, now_ms(), renew_every) {
+            // Until the next attempt has ended: a renewal period, then the attempt.
+            if held_until != 0 && !keep_holding(held_until, now_ms(), renew_every + attempt_bound) {
                 held_until = 0;
                 tx.send_if_modified(|held| std::mem::replace(held, false));
             }

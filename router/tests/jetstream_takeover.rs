@@ -197,10 +197,6 @@ async fn the_replicating_node_of_a_region_dies_and_another_takes_over() {
             stop.clone(),
             3_000_000 + round * 1_000_000,
         ));
-        assert!(
-            !replicating(&nodes[holder]).await,
-            "a restarted node waits for the lease"
-        );
         holder = other;
     }
     stop.store(true, Ordering::Relaxed);

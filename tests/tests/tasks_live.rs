@@ -182,6 +182,8 @@ async fn task_changes_survive_a_restart() {
         &replicator::Authorship::region(),
     )
     .unwrap();
+    // The replicator holds the broker: let go of it before the node shuts down.
+    drop(r);
     let TestNode {
         node,
         dir,
