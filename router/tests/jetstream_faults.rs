@@ -15,7 +15,7 @@ use std::time::Instant;
 use jetstream_engine::local_cluster::LocalCluster;
 use nix::sys::signal::Signal;
 use support::two_regions::{
-    Acked, TOPIC, converged, producer_retrying, wait_for, write_config_with,
+    Acked, TOPIC, converged, on_jetstream, producer_retrying, wait_for, write_config_with,
 };
 
 /// Waits for `acked` to grow by `more` records; returns how long the first one took.
@@ -41,15 +41,7 @@ async fn sigkills_of_servers_and_nodes_of_a_jetstream_region_lose_and_duplicate_
     let dir = tempfile::tempdir().unwrap();
     support::certs(dir.path(), "a,b");
     let mut cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
-    let servers: Vec<String> = cluster
-        .all_urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
-    let on_jetstream = format!(
-        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n",
-        servers.join(", ")
-    );
+    let on_jetstream = on_jetstream(&cluster);
     let (a_data, b_data) = (dir.path().join("a"), dir.path().join("b"));
     let b_config = write_config_with(dir.path(), "b", None, "");
     let b = support::spawn_with("b", &b_data, &b_config, &[]);

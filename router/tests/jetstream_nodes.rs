@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use jetstream_engine::local_cluster::LocalCluster;
 use support::two_regions::{
-    Acked, TOPIC, contents, converged, producer_retrying, wait_for, write_config_with,
+    Acked, TOPIC, contents, converged, on_jetstream, producer_retrying, wait_for, write_config_with,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,15 +20,7 @@ async fn two_nodes_of_a_jetstream_region_produce_at_once_and_replicate_through_o
     let dir = tempfile::tempdir().unwrap();
     support::certs(dir.path(), "a,b");
     let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
-    let servers: Vec<String> = cluster
-        .all_urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
-    let storage = format!(
-        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n",
-        servers.join(", ")
-    );
+    let storage = on_jetstream(&cluster);
     let b = support::spawn_with(
         "b",
         &dir.path().join("b"),

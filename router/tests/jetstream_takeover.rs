@@ -16,7 +16,9 @@ use console_api::client::ConsoleClient;
 use jetstream_engine::local_cluster::LocalCluster;
 use nix::sys::signal::Signal;
 use support::ServeProcess;
-use support::two_regions::{Acked, TOPIC, converged, ends, producer_retrying, wait_for};
+use support::two_regions::{
+    Acked, TOPIC, converged, ends, on_jetstream, producer_retrying, wait_for, write_pair_config,
+};
 
 /// The config of a region of the pair with b dialling a at `a_addresses` (none for a's
 /// own nodes), and `extra` at its end.
@@ -27,7 +29,6 @@ fn write_config(
     a_addresses: &[String],
     extra: &str,
 ) -> std::path::PathBuf {
-    let certs = dir.join("certs");
     let addresses = match a_addresses {
         [] => String::new(),
         [first, others @ ..] => {
@@ -38,40 +39,16 @@ fn write_config(
             )
         }
     };
-    let text = format!(
-        r#"[region]
-id = "{region}"
-data_dir = "unused"
-
-[replication]
-ca = "{certs}/ca.pem"
-cert = "{certs}/{region}.pem"
-key = "{certs}/{region}.key"
-advertise_interval_ms = 50
-idle_timeout_ms = 3000
-
-[[regions]]
-name = "a"
-{addresses}
-[[regions]]
-name = "b"
-
-[[links]]
-between = ["a", "b"]
-dial = "b"
-
-[[tasks]]
-name = "orders-aa"
-sources = ["a"]
-targets = ["b"]
-topics = "{TOPIC}"
-direction = "two-way"
-{extra}"#,
-        certs = certs.display()
+    let topology = format!(
+        "[[regions]]\nname = \"a\"\n{addresses}\n[[regions]]\nname = \"b\"\n\n\
+         [[links]]\nbetween = [\"a\", \"b\"]\ndial = \"b\"\n"
     );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    write_pair_config(dir, name, region, &topology, extra)
+}
+
+/// Region a's two nodes, with data directories `a1` and `a2` in `dir`.
+fn nodes_of_a(dir: &std::path::Path, config: &std::path::Path) -> [ServeProcess; 2] {
+    [1, 2].map(|n| support::spawn_with("a", &dir.join(format!("a{n}")), config, &[]))
 }
 
 /// Whether `node` replicates for its region now: its link to b is up.
@@ -97,21 +74,9 @@ async fn the_replicating_node_of_a_region_dies_and_another_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     support::certs(dir.path(), "a,b");
     let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
-    let servers: Vec<String> = cluster
-        .all_urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
-    let storage = format!(
-        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n",
-        servers.join(", ")
-    );
-    let a_config = write_config(dir.path(), "a", "a", &[], &storage);
+    let a_config = write_config(dir.path(), "a", "a", &[], &on_jetstream(&cluster));
     let data = |name: &str| dir.path().join(name);
-    let mut nodes = [
-        support::spawn_with("a", &data("a1"), &a_config, &[]),
-        support::spawn_with("a", &data("a2"), &a_config, &[]),
-    ];
+    let mut nodes = nodes_of_a(dir.path(), &a_config);
     let addresses: Vec<String> = nodes.iter().map(|n| n.replication.clone()).collect();
     let b_config = write_config(dir.path(), "b", "b", &addresses, "");
     let b = support::spawn_with("b", &data("b"), &b_config, &[]);
@@ -218,24 +183,14 @@ async fn every_node_of_a_dr_standby_region_refuses_produce() {
     let dir = tempfile::tempdir().unwrap();
     support::certs(dir.path(), "a,b");
     let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
-    let servers: Vec<String> = cluster
-        .all_urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect();
     // "a" holds a read-only copy of "billing": b is the DR task's primary.
     let extra = format!(
-        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n\n\
-         [[tasks]]\nname = \"dr\"\nsources = [\"b\"]\ntargets = [\"a\"]\ntopics = \"billing\"\n\
-         dr = {{ primary = \"b\" }}\n",
-        servers.join(", ")
+        "{}\n[[tasks]]\nname = \"dr\"\nsources = [\"b\"]\ntargets = [\"a\"]\n\
+         topics = \"billing\"\ndr = {{ primary = \"b\" }}\n",
+        on_jetstream(&cluster)
     );
     let a_config = write_config(dir.path(), "a", "a", &[], &extra);
-    let data = |name: &str| dir.path().join(name);
-    let nodes = [
-        support::spawn_with("a", &data("a1"), &a_config, &[]),
-        support::spawn_with("a", &data("a2"), &a_config, &[]),
-    ];
+    let nodes = nodes_of_a(dir.path(), &a_config);
     let first = client::Client::connect(&nodes[0].grpc).await.unwrap();
     first.create_topic("billing", 1, None).await.unwrap();
     for node in &nodes {

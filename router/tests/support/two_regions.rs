@@ -28,8 +28,24 @@ pub fn write_config_with(
     b_address: Option<&str>,
     extra: &str,
 ) -> std::path::PathBuf {
-    let certs = dir.join("certs");
     let address = b_address.map_or(String::new(), |a| format!("address = \"{a}\"\n"));
+    let topology = format!(
+        "[[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\n{address}\n[[links]]\nbetween = [\"a\", \"b\"]\n"
+    );
+    write_pair_config(dir, region, region, &topology, extra)
+}
+
+/// The config of `region` of the pair as `<name>.toml`: its certificates, the
+/// `topology` given (`[[regions]]` and `[[links]]`), the two-way task on [`TOPIC`], and
+/// `extra` at its end.
+pub fn write_pair_config(
+    dir: &Path,
+    name: &str,
+    region: &str,
+    topology: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let certs = dir.join("certs");
     let text = format!(
         r#"[region]
 id = "{region}"
@@ -42,15 +58,7 @@ key = "{certs}/{region}.key"
 advertise_interval_ms = 50
 idle_timeout_ms = 3000
 
-[[regions]]
-name = "a"
-
-[[regions]]
-name = "b"
-{address}
-[[links]]
-between = ["a", "b"]
-
+{topology}
 [[tasks]]
 name = "orders-aa"
 sources = ["a"]
@@ -60,9 +68,22 @@ direction = "two-way"
 {extra}"#,
         certs = certs.display()
     );
-    let path = dir.join(format!("{region}.toml"));
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The `[storage]` sections of a region on `cluster`.
+pub fn on_jetstream(cluster: &jetstream_engine::local_cluster::LocalCluster) -> String {
+    let servers: Vec<String> = cluster
+        .all_urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect();
+    format!(
+        "\n[storage]\nengine = \"jetstream\"\n\n[storage.jetstream]\nservers = [{}]\n",
+        servers.join(", ")
+    )
 }
 
 /// The (origin, partition) -> end offsets a region reports.
