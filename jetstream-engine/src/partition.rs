@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::engine::EngineError;
 use crate::readers::{JetStreamPartitionReader, JetStreamSubLogReader};
-use crate::sublog::{AppendError, Appended, SubLogId, SubLogs, Tail};
+use crate::sublog::{AppendError, Appended, SubLogId, SubLogs, Tail, retention};
 
 /// Openings of partitions in this process, to name each one's appends apart.
 static OPENINGS: AtomicU64 = AtomicU64::new(0);
@@ -392,10 +392,45 @@ impl PartitionStore for JetStreamPartition {
         })
     }
 
-    /// Nothing to do: the engine keeps every batch for now (`crate::storage`), so no
-    /// sub-log's start moves.
-    fn apply_retention(&self, _max_bytes: u64, _max_age_ms: u64, _now_ms: i64) -> Result<usize> {
-        Ok(0)
+    /// Removes each sub-log's oldest batches by the broker's rule, never its last
+    /// (`sublog::retention`), and learns where each sub-log starts now (another node of the
+    /// region may have removed them first: purges are idempotent). Returns the batches
+    /// removed.
+    fn apply_retention(&self, max_bytes: u64, max_age_ms: u64, now_ms: i64) -> Result<usize> {
+        if max_bytes == 0 && max_age_ms == 0 {
+            return Ok(0);
+        }
+        let sub_logs: Vec<(SubLogId, u64)> = self
+            .lock()
+            .iter()
+            .filter(|(_, h)| h.tail.last_sequence > 0)
+            .map(|(origin, h)| (self.id(origin), h.tail.last_sequence))
+            .collect();
+        let logs = self.logs.clone();
+        let starts = self.logs.engine().run_fallible(async move {
+            let mut starts = Vec::new();
+            for (id, last) in sub_logs {
+                let batches = logs.weigh(&id, last).await?;
+                let gone = retention::expired(&batches, max_bytes, max_age_ms, now_ms);
+                let Some(first_kept) = batches.get(gone) else {
+                    continue;
+                };
+                if gone > 0 {
+                    logs.purge_before(&id, first_kept.sequence).await?;
+                }
+                starts.push((id.origin, first_kept.base, gone));
+            }
+            Ok(starts)
+        })?;
+        let mut held = self.lock();
+        let mut removed = 0;
+        for (origin, start, gone) in starts {
+            if let Some(h) = held.get_mut(&origin) {
+                h.start = h.start.max(start);
+            }
+            removed += gone;
+        }
+        Ok(removed)
     }
 
     fn shut_down(&self) -> BoxFuture<'_, Result<()>> {

@@ -42,10 +42,10 @@ impl JetStreamStorage {
     }
 
     fn partitions(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
-        // No limits on the stream yet: a stream that dropped every batch of a sub-log would
+        // No limits on the stream itself: one that dropped every batch of a sub-log would
         // leave nothing to tell where it ended, and the next append would start it at 0
-        // again. Retention on this engine waits for a record of each sub-log's end that
-        // outlives its batches.
+        // again. Retention purges by subject instead, keeping each sub-log's last batch
+        // (`sublog::retention`).
         let logs = self.logs.clone();
         let (name, incarnation) = (topic.name.clone(), topic.incarnation);
         self.run(async move { logs.create_topic(&name, incarnation).await })?;

@@ -10,6 +10,7 @@ pub mod open_files;
 pub mod partition;
 pub mod reader;
 pub mod repair;
+pub mod retention;
 pub mod segment;
 pub mod store;
 pub mod sublog;

@@ -280,14 +280,17 @@ impl SubLog {
         let mut removed = 0;
         while self.segments.len() > 1 {
             let oldest = &self.segments[0];
-            let over_size = max_bytes > 0 && self.bytes() > max_bytes;
-            let too_old = max_age_ms > 0
-                && now_ms.saturating_sub(oldest.max_timestamp_ms()) > max_age_ms as i64;
-            if !(over_size || too_old) {
+            if !super::retention::removes_oldest(
+                self.bytes(),
+                oldest.max_timestamp_ms(),
+                max_bytes,
+                max_age_ms,
+                now_ms,
+            ) {
                 break;
             }
             let segment = self.segments.remove(0);
-            tracing::debug!(path = %segment.file().path().display(), over_size, too_old, "retention removed a segment");
+            tracing::debug!(path = %segment.file().path().display(), "retention removed a segment");
             segment.remove()?;
             removed += 1;
         }

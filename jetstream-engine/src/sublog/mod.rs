@@ -30,6 +30,7 @@ use bytes::Bytes;
 use crate::engine::{Engine, EngineError};
 
 mod read;
+pub mod retention;
 mod topics;
 use crate::names;
 
@@ -64,6 +65,8 @@ pub const END_HEADER: &str = "Georouter-End";
 
 /// The header naming a batch's base offset.
 pub const BASE_HEADER: &str = "Georouter-Base";
+/// The newest record's time in a batch (ms), for retention by age (`retention.rs`).
+pub const TIME_HEADER: &str = "Georouter-Time";
 
 /// A batch some node stored, as a follower of the stream sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -311,13 +314,15 @@ impl SubLogs {
         incarnation: u64,
     ) -> Result<Option<u64>, EngineError> {
         let subject = self.subject(id);
-        let (base, end) =
-            header_of(&bytes).map_or((0, 0), |h| (h.base_offset, h.last_offset() + 1));
+        let (base, end, time) = header_of(&bytes).map_or((0, 0, 0), |h| {
+            (h.base_offset, h.last_offset() + 1, h.max_timestamp_ms)
+        });
         let mut message = PublishMessage::build()
             .payload(bytes)
             .header(INCARNATION_HEADER, incarnation.to_string().as_str())
             .header(BASE_HEADER, base.to_string().as_str())
             .header(END_HEADER, end.to_string().as_str())
+            .header(TIME_HEADER, time.to_string().as_str())
             .expected_last_subject_sequence(last_sequence);
         if let Some(message_id) = message_id {
             message = message.message_id(message_id);

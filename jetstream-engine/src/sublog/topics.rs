@@ -5,14 +5,15 @@ use async_nats::jetstream::consumer::{DeliverPolicy, push};
 use async_nats::jetstream::{self, stream};
 use futures_util::StreamExt;
 
+use super::retention::SIZE_HEADER;
 use super::{Arrival, DUPLICATE_WINDOW, SubLogId, SubLogs, Tail, incarnation_of};
 use super::{BASE_HEADER, END_HEADER};
 use crate::engine::EngineError;
 use crate::names;
 
 impl SubLogs {
-    /// Makes the stream of one creation of a topic, if no node made it yet. It keeps
-    /// every batch: no age or size limit (`crate::storage`).
+    /// Makes the stream of one creation of a topic, if no node made it yet. It has no age
+    /// or size limit of its own: retention purges sub-logs by subject (`retention.rs`).
     pub async fn create_topic(&self, topic: &str, incarnation: u64) -> Result<(), EngineError> {
         let config = stream::Config {
             max_bytes: -1,
@@ -219,9 +220,6 @@ impl SubLogs {
         Ok(rx)
     }
 }
-
-/// The header a headers-only delivery carries the message's payload size in.
-const SIZE_HEADER: &str = "Nats-Msg-Size";
 
 /// What a follower learns from one stored message's subject and headers.
 fn arrival_of(region: &str, message: &jetstream::Message) -> Option<Arrival> {
