@@ -169,12 +169,52 @@ pub fn hold(
                 () = tokio::time::sleep(renew_every) => {}
                 () = stop.cancelled() => {
                     tx.send_if_modified(|held| std::mem::replace(held, false));
+                    // Stopped, not dead: hand the duty over now rather than at expiry.
+                    // The channel closes once it is released (or could not be).
+                    if held_until != 0 {
+                        let released = match tokio::time::timeout(attempt_bound, release(&store, &duty, &me)).await {
+                            Ok(result) => result,
+                            Err(late) => Err(EngineError::request(format!("lease {duty}"), late)),
+                        };
+                        if let Err(e) = released {
+                            tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease on stopping; it expires in its time");
+                        }
+                    }
                     return;
                 }
             }
         }
     });
     rx
+}
+
+/// Ends `me`'s lease on `duty` now (its time set to 0, compare-and-swap on the revision),
+/// if `me` still holds it.
+async fn release(store: &kv::Store, duty: &str, me: &str) -> Result<(), EngineError> {
+    let key = format!("lease.{}", crate::names::token(duty));
+    let what = || format!("lease {duty}");
+    let Some(entry) = store
+        .entry(key.as_str())
+        .await
+        .map_err(|e| EngineError::request(what(), e))?
+    else {
+        return Ok(());
+    };
+    let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
+    if current.is_none_or(|r| r.holder != me) {
+        return Ok(());
+    }
+    let released = LeaseRecord {
+        holder: me.to_string(),
+        until_ms: 0,
+    };
+    let value = Bytes::from(serde_json::to_vec(&released).expect("a lease serializes"));
+    match store.update(key.as_str(), value, entry.revision).await {
+        Ok(_) => Ok(()),
+        // Taken meanwhile: nothing of ours to release.
+        Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(()),
+        Err(e) => Err(EngineError::request(what(), e)),
+    }
 }
 
 /// Runs the duty `run` makes while `held` says this node holds its lease: started when

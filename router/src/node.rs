@@ -340,11 +340,13 @@ impl Node {
                         plan.fence_while_leased(&broker, running.clone(), background_stop.clone())
                             .await?,
                     );
+                    // Released once replication has stopped here (`run_while_held`).
+                    let lease_stop = CancellationToken::new();
                     let held = meta.hold_lease(
                         "replication",
                         &node_id,
                         crate::replication::REPLICATION_LEASE,
-                        replication_stop.clone(),
+                        lease_stop.clone(),
                     );
                     let socket = replication_socket_for_lease
                         .take()
@@ -355,6 +357,7 @@ impl Node {
                         socket,
                         running.clone(),
                         replication_stop.clone(),
+                        lease_stop,
                     ));
                 }
             }

@@ -133,7 +133,9 @@ impl Plan {
 
     /// Replicates while `held` says this node holds the region's replication lease, and
     /// refuses links the rest of the time, until `stop`. `running` shows the replicator
-    /// while it runs.
+    /// while it runs. On `stop` the replicator stops first and the lease (held until
+    /// `lease_stop`) is released after it, so that another node takes over at once and
+    /// never while this one still replicates.
     pub async fn run_while_held(
         self,
         mut held: watch::Receiver<bool>,
@@ -141,9 +143,26 @@ impl Plan {
         socket: std::net::UdpSocket,
         running: Running,
         stop: CancellationToken,
+        lease_stop: CancellationToken,
+    ) {
+        self.replicate_while_held(&mut held, broker, socket, running, &stop)
+            .await;
+        lease_stop.cancel();
+        // The lease loop closes the channel once it has released the lease.
+        let released = async { while held.changed().await.is_ok() {} };
+        let _ = tokio::time::timeout(REPLICATION_LEASE, released).await;
+    }
+
+    async fn replicate_while_held(
+        &self,
+        held: &mut watch::Receiver<bool>,
+        broker: Arc<Broker>,
+        socket: std::net::UdpSocket,
+        running: Running,
+        stop: &CancellationToken,
     ) {
         loop {
-            if !self.refuse_until_held(&mut held, &socket, &stop).await {
+            if !self.refuse_until_held(held, &socket, stop).await {
                 return;
             }
             let started = socket
