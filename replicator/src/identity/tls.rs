@@ -161,8 +161,18 @@ pub fn region_of(connection: &quinn::Connection, regions: &[String]) -> Option<S
         .cloned()
 }
 
+/// The refusal reason of a node that does not replicate for its region now.
+pub const NOT_REPLICATING: &str = "not_replicating";
+
 /// A short, stable reason for a refused handshake, for logs and the refusal metric.
 pub fn refusal_reason(error: &quinn::ConnectionError) -> &'static str {
+    // A node of a region of several that does not replicate now refuses every link at
+    // once (`Replicator::refuse_links`): the dialler moves on to the region's next address.
+    if let quinn::ConnectionError::ConnectionClosed(close) = error
+        && close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+    {
+        return NOT_REPLICATING;
+    }
     // rustls reports verification failures in text only ("certificate expired: ...",
     // "UnknownIssuer", "certificate not valid for name ..."), across versions in both
     // spellings; match case-insensitively on the words.
@@ -179,5 +189,24 @@ pub fn refusal_reason(error: &quinn::ConnectionError) -> &'static str {
         "protocol_version"
     } else {
         "handshake"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_does_not_replicate_is_told_apart_from_a_bad_handshake() {
+        let refused = quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: quinn::TransportErrorCode::CONNECTION_REFUSED,
+            frame_type: None,
+            reason: Default::default(),
+        });
+        assert_eq!(refusal_reason(&refused), NOT_REPLICATING);
+        assert_eq!(
+            refusal_reason(&quinn::ConnectionError::TimedOut),
+            "handshake"
+        );
     }
 }
