@@ -39,7 +39,8 @@ const SHUT_DOWN: u8 = 2;
 pub(crate) struct Held {
     pub tail: Tail,
     pub start: u64,
-    /// Bytes this node appended since the partition opened.
+    /// Bytes this node stored or heard of since the partition opened (not lowered by
+    /// retention).
     pub bytes: u64,
 }
 
@@ -407,20 +408,29 @@ impl PartitionStore for JetStreamPartition {
             .map(|(origin, h)| (self.id(origin), h.tail.last_sequence))
             .collect();
         let logs = self.logs.clone();
-        let starts = self.logs.engine().run_fallible(async move {
+        // One sub-log failing (the cluster slow to answer) leaves the others to go on.
+        let (starts, failed) = self.logs.engine().run(async move {
             let mut starts = Vec::new();
+            let mut failed = None;
             for (id, last) in sub_logs {
-                let batches = logs.weigh(&id, last).await?;
-                let gone = retention::expired(&batches, max_bytes, max_age_ms, now_ms);
-                let Some(first_kept) = batches.get(gone) else {
-                    continue;
+                let trimmed = async {
+                    let batches = logs.weigh(&id, last).await?;
+                    let gone = retention::expired(&batches, max_bytes, max_age_ms, now_ms);
+                    let Some(first_kept) = batches.get(gone) else {
+                        return Ok(None);
+                    };
+                    if gone > 0 {
+                        logs.purge_before(&id, first_kept.sequence).await?;
+                    }
+                    Ok::<_, EngineError>(Some((first_kept.base, gone)))
                 };
-                if gone > 0 {
-                    logs.purge_before(&id, first_kept.sequence).await?;
+                match trimmed.await {
+                    Ok(Some((start, gone))) => starts.push((id.origin.clone(), start, gone)),
+                    Ok(None) => {}
+                    Err(e) => failed = failed.or(Some(e)),
                 }
-                starts.push((id.origin, first_kept.base, gone));
             }
-            Ok(starts)
+            (starts, failed)
         })?;
         let mut held = self.lock();
         let mut removed = 0;
@@ -430,7 +440,11 @@ impl PartitionStore for JetStreamPartition {
             }
             removed += gone;
         }
-        Ok(removed)
+        drop(held);
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(removed),
+        }
     }
 
     fn shut_down(&self) -> BoxFuture<'_, Result<()>> {

@@ -367,27 +367,12 @@ impl Replicator {
     /// every region of each running task whose `groups` pattern names the group and whose
     /// topics include `topic`, sorted (empty: none).
     pub fn group_regions(&self, group: &str, topic: &str) -> Vec<String> {
-        let mut regions: Vec<String> = self
-            .node
-            .tasks
-            .active()
-            .iter()
-            .filter(|t| t.running() && t.syncs_group(group) && t.matches(topic))
-            .flat_map(|t| t.spec.regions().cloned().collect::<Vec<_>>())
-            .collect();
-        regions.sort();
-        regions.dedup();
-        regions
+        crate::tasks::group_regions(&self.node.tasks.active(), group, topic)
     }
 
     /// The primary of a running DR task that shares `group`'s progress on `topic`.
     pub fn group_primary(&self, group: &str, topic: &str) -> Option<String> {
-        self.node
-            .tasks
-            .active()
-            .iter()
-            .filter(|t| t.running() && t.syncs_group(group) && t.matches(topic))
-            .find_map(|t| t.spec.dr.as_ref().map(|dr| dr.primary.clone()))
+        crate::tasks::group_primary(&self.node.tasks.active(), group, topic)
     }
 
     /// Whether this region has a route to `region` now.

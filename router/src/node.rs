@@ -209,10 +209,19 @@ impl Node {
         );
         let consumption = access_point.consumption();
         consumption.ownership().register(&mut registry);
+        // A node that replicates only while it holds the lease knows the region's tasks
+        // from the shared metadata the rest of the time.
+        let stored_tasks = match (&replication_plan, &shared_meta) {
+            (Some(plan), Some(_)) => Some(plan.stored_tasks(&broker).await?),
+            _ => None,
+        };
         let status: Option<console_api::StatusSource> = replication_plan.as_ref().map(|plan| {
             plan.metrics.register(&mut registry);
             consumption.ownership().set_peers(
-                Arc::new(GroupPeers(running.clone())),
+                Arc::new(crate::replication::GroupPeers {
+                    running: running.clone(),
+                    stored: stored_tasks.clone(),
+                }),
                 Duration::from_millis(config.rocketmq.takeover_after_ms),
             );
             let running = running.clone();
@@ -326,20 +335,36 @@ impl Node {
         // shared storage, from one node at a time, the holder of the `timers` lease.
         match &shared_meta {
             Some(meta) => {
-                let node_id = format!("{}-{}", config.region.id, bound.grpc);
-                let held = meta.hold_lease("timers", &node_id, DUTY_LEASE, background_stop.clone());
+                // Unique to this process: nodes configured alike (0.0.0.0:7100 on every
+                // machine) must never take each other's leases for their own.
+                let node_id = format!(
+                    "{}-{}-{:016x}",
+                    config.region.id,
+                    bound.grpc,
+                    rand::random::<u64>()
+                );
+                // Released once the timers have stopped firing here, not before.
+                let timers_lease = CancellationToken::new();
+                let held = meta.hold_lease("timers", &node_id, DUTY_LEASE, timers_lease.clone());
                 let b = broker.clone();
-                background.spawn(jetstream_engine::lease::run_while_held(
+                let timers = jetstream_engine::lease::run_while_held(
                     held,
                     background_stop.clone(),
                     move |stop| b.clone().run_timers(stop),
-                ));
+                );
+                background.spawn(async move {
+                    timers.await;
+                    timers_lease.cancel();
+                });
                 background.spawn(shared_topics_loop(broker.clone(), background_stop.clone()));
                 if let Some(plan) = replication_plan {
-                    background.spawn(
-                        plan.fence_while_leased(&broker, running.clone(), background_stop.clone())
-                            .await?,
-                    );
+                    let stored = stored_tasks.clone().expect("read above on shared storage");
+                    background.spawn(crate::replication::Plan::fence_while_leased(
+                        &broker,
+                        running.clone(),
+                        stored,
+                        background_stop.clone(),
+                    ));
                     // Released once replication has stopped here (`run_while_held`).
                     let lease_stop = CancellationToken::new();
                     let held = meta.hold_lease(
@@ -436,7 +461,9 @@ impl Node {
         }
         self.replication_stop.cancel();
         self.replication_duty.close();
-        let _ = tokio::time::timeout(STEP_DEADLINE, self.replication_duty.wait()).await;
+        // The replicator's own shutdown is bounded by about 12 s (tasks, checkpoints, the
+        // endpoint), then the lease is released.
+        let _ = tokio::time::timeout(STEP_DEADLINE * 2, self.replication_duty.wait()).await;
         tokio::time::timeout(STEP_DEADLINE, self.broker.shut_down())
             .await
             .context("fsync of partitions timed out")?
@@ -495,27 +522,6 @@ fn write_runtime_file(config: &NodeConfig, bound: &Bound) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`);
-/// while replication runs on another node of the region, this node knows no peers.
-struct GroupPeers(replicator::Running);
-
-impl rocketmq::pop::owner::Peers for GroupPeers {
-    fn regions(&self, group: &str, topic: &str) -> Vec<String> {
-        self.0
-            .get()
-            .map(|r| r.group_regions(group, topic))
-            .unwrap_or_default()
-    }
-
-    fn reachable(&self, region: &str) -> bool {
-        self.0.get().is_some_and(|r| r.has_route(region))
-    }
-
-    fn primary(&self, group: &str, topic: &str) -> Option<String> {
-        self.0.get().and_then(|r| r.group_primary(group, topic))
-    }
 }
 
 /// Takes up the topics other nodes of the region create and lets go of those they delete

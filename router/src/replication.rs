@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use broker::Broker;
-use replicator::dr::StoredFence;
+use replicator::dr::StoredTasks;
 use replicator::observe::Metrics;
 use replicator::{Replicator, ReplicatorConfig, Running};
 use tokio::sync::watch;
@@ -31,7 +31,7 @@ const FENCE_REFRESH: Duration = Duration::from_secs(1);
 /// [`Plan::fence_while_leased`]).
 struct LeasedGate {
     running: Running,
-    stored: Arc<StoredFence>,
+    stored: Arc<StoredTasks>,
 }
 
 impl broker::broker::WriteGate for LeasedGate {
@@ -91,18 +91,11 @@ impl Plan {
         Replicator::start(self.replicator_config()?, broker, socket).context("starting replication")
     }
 
-    /// Fences produce by the region's DR tasks on a node that replicates only while it
-    /// holds the lease: through the running replicator, or (another node replicating)
-    /// through the task records in the shared metadata, read now and then every second by
-    /// the returned loop. Installed before any replicator starts here (the broker keeps
-    /// the first gate it is given).
-    pub async fn fence_while_leased(
-        &self,
-        broker: &Arc<Broker>,
-        running: Running,
-        stop: CancellationToken,
-    ) -> Result<impl Future<Output = ()> + use<>> {
-        let stored = Arc::new(StoredFence::new(
+    /// The region's tasks as its shared metadata holds them (with this node's `[[tasks]]`
+    /// until they are stored there), read now: what a node that does not replicate fences
+    /// produce and owns consumer groups by (`fence_while_leased`, `node.rs`'s group peers).
+    pub async fn stored_tasks(&self, broker: &Arc<Broker>) -> Result<Arc<StoredTasks>> {
+        let stored = Arc::new(StoredTasks::new(
             &self.config.region.id,
             self.config.topology()?,
             self.config.tasks.clone(),
@@ -110,13 +103,26 @@ impl Plan {
         let (b, s) = (broker.clone(), stored.clone());
         tokio::task::spawn_blocking(move || s.refresh(&b))
             .await?
-            .context("reading the region's DR tasks from the shared metadata")?;
+            .context("reading the region's tasks from the shared metadata")?;
+        Ok(stored)
+    }
+
+    /// Fences produce by the region's DR tasks on a node that replicates only while it
+    /// holds the lease: through the running replicator, or (another node replicating)
+    /// through `stored`, read again every second by the returned loop. Installed before
+    /// any replicator starts here (the broker keeps the first gate it is given).
+    pub fn fence_while_leased(
+        broker: &Arc<Broker>,
+        running: Running,
+        stored: Arc<StoredTasks>,
+        stop: CancellationToken,
+    ) -> impl Future<Output = ()> + use<> {
         broker.set_write_gate(Arc::new(LeasedGate {
             running,
             stored: stored.clone(),
         }));
         let broker = broker.clone();
-        Ok(async move {
+        async move {
             let mut tick = tokio::time::interval(FENCE_REFRESH);
             loop {
                 tokio::select! {
@@ -125,10 +131,10 @@ impl Plan {
                 }
                 let (b, s) = (broker.clone(), stored.clone());
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.refresh(&b)).await {
-                    tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's DR tasks from the shared metadata; the fence stays as last read");
+                    tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; the fence and group ownership stay as last read");
                 }
             }
-        })
+        }
     }
 
     /// Replicates while `held` says this node holds the region's replication lease, and
@@ -245,5 +251,67 @@ impl Plan {
             tracing::error!(event = "replication_refuser_failed", error = %e, "cannot refuse links while another node replicates");
         }
         taken
+    }
+}
+
+/// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`).
+/// While replication runs on another node of the region, the groups' regions and primary
+/// come from the stored tasks, and every region counts as reachable: such a node never
+/// takes another region's messages over (the replicating node may), so nothing is
+/// delivered twice.
+pub struct GroupPeers {
+    pub running: Running,
+    pub stored: Option<Arc<StoredTasks>>,
+}
+
+impl rocketmq::pop::owner::Peers for GroupPeers {
+    fn regions(&self, group: &str, topic: &str) -> Vec<String> {
+        match (self.running.get(), &self.stored) {
+            (Some(r), _) => r.group_regions(group, topic),
+            (None, Some(stored)) => stored.group_regions(group, topic),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    fn reachable(&self, region: &str) -> bool {
+        match self.running.get() {
+            Some(r) => r.has_route(region),
+            None => self.stored.is_some(),
+        }
+    }
+
+    fn primary(&self, group: &str, topic: &str) -> Option<String> {
+        match (self.running.get(), &self.stored) {
+            (Some(r), _) => r.group_primary(group, topic),
+            (None, Some(stored)) => stored.group_primary(group, topic),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rocketmq::pop::owner::Peers;
+
+    #[test]
+    fn a_node_not_replicating_owns_groups_by_the_stored_tasks_and_takes_nothing_over() {
+        let mut spec = topology::TopologySpec::mesh(&["a", "b"]);
+        spec.set_address("b", "127.0.0.1:1".parse().unwrap());
+        let topology = topology::Topology::new(&spec, &Default::default(), "a").unwrap();
+        let mut task = replicator::TaskSpec::new("aa", &["a", "b"], &["a", "b"], "orders");
+        task.direction = replicator::Direction::TwoWay;
+        task.groups = Some("billing*".into());
+        let peers = GroupPeers {
+            running: Running::leased(),
+            stored: Some(Arc::new(StoredTasks::new("a", topology, vec![task]))),
+        };
+        assert_eq!(peers.regions("billing-1", "orders"), ["a", "b"]);
+        assert!(peers.regions("other", "orders").is_empty());
+        assert!(
+            peers.reachable("b"),
+            "another node replicates: never take b's messages over from here"
+        );
+        assert_eq!(peers.primary("billing-1", "orders"), None);
     }
 }

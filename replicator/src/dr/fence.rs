@@ -1,7 +1,7 @@
 //! The produce fence of DR tasks, installed as the broker's write gate: by the replicator
 //! that runs for the node's whole life ([`Gate`]), or, on a node of a region of several
 //! whose replication runs on whichever node holds the region's lease, by the node itself
-//! ([`StoredFence`] while another node replicates).
+//! ([`StoredTasks`] while another node replicates).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -39,11 +39,11 @@ fn refused_by<'a>(
     tasks.find_map(|t| t.refuses_produce(region, topic))
 }
 
-/// The fence as the DR task records stored in the region's metadata say, for a node that
-/// does not replicate while another node of its region does: its owner refreshes it from
-/// the shared metadata (every second), so a change of a DR task (a failover) reaches it
-/// within that.
-pub struct StoredFence {
+/// The tasks as the records stored in the region's metadata say, for a node that does not
+/// replicate while another node of its region does: its produce fence (DR tasks) and its
+/// consumer groups' ownership. Its owner refreshes it from the shared metadata (every
+/// second), so a change of a task (a failover) reaches it within that.
+pub struct StoredTasks {
     region: String,
     topology: Topology,
     /// The node's `[[tasks]]`: in force until the replicating node stores them (a stored
@@ -52,42 +52,62 @@ pub struct StoredFence {
     tasks: RwLock<Arc<Vec<Arc<Task>>>>,
 }
 
-impl StoredFence {
+impl StoredTasks {
+    /// The node's own `[[tasks]]` until [`refresh`](Self::refresh) reads the stored ones.
     pub fn new(region: &str, topology: Topology, config: Vec<TaskSpec>) -> Self {
-        StoredFence {
+        let stored = StoredTasks {
             region: region.to_string(),
             topology,
             config,
             tasks: RwLock::default(),
-        }
+        };
+        stored.take(Vec::new());
+        stored
     }
 
-    /// Reads the DR tasks again from `broker`'s metadata. A record that does not decode or
-    /// is not valid here is left out (the replicating node logs it).
+    /// Reads the tasks again from `broker`'s metadata. A record that does not decode or is
+    /// not valid here is left out (the replicating node logs it).
     pub fn refresh(&self, broker: &Broker) -> Result<(), broker::meta::MetaError> {
+        self.take(broker.meta().task_records()?);
+        Ok(())
+    }
+
+    /// Takes the stored records (name, bytes) over the node's own tasks.
+    fn take(&self, records: Vec<(String, Vec<u8>)>) {
         let mut specs: BTreeMap<String, Option<TaskSpec>> = self
             .config
             .iter()
             .map(|spec| (spec.name.clone(), Some(spec.clone())))
             .collect();
-        for (name, bytes) in broker.meta().task_records()? {
+        for (name, bytes) in records {
             let stored = serde_json::from_slice::<TaskRecord>(&bytes).ok();
             specs.insert(name, stored.filter(|r| !r.deleted).map(|r| r.spec));
         }
         let tasks: Vec<Arc<Task>> = specs
             .into_values()
             .flatten()
-            .filter(|spec| spec.dr.is_some())
             .filter_map(|spec| spec::validate(&[spec], &self.topology).ok())
             .flatten()
             .collect();
-        *self.tasks.write().expect("stored fence lock") = Arc::new(tasks);
-        Ok(())
+        *self.tasks.write().expect("stored tasks lock") = Arc::new(tasks);
+    }
+
+    fn tasks(&self) -> Arc<Vec<Arc<Task>>> {
+        self.tasks.read().expect("stored tasks lock").clone()
+    }
+
+    /// [`crate::tasks::group_regions`] of the stored tasks.
+    pub fn group_regions(&self, group: &str, topic: &str) -> Vec<String> {
+        crate::tasks::group_regions(&self.tasks(), group, topic)
+    }
+
+    /// [`crate::tasks::group_primary`] of the stored tasks.
+    pub fn group_primary(&self, group: &str, topic: &str) -> Option<String> {
+        crate::tasks::group_primary(&self.tasks(), group, topic)
     }
 
     /// Why this region may not write `topic`, by the stored DR tasks.
     pub fn refuses(&self, topic: &str) -> Option<String> {
-        let tasks = self.tasks.read().expect("stored fence lock").clone();
-        refused_by(tasks.iter().map(|t| &**t), &self.region, topic)
+        refused_by(self.tasks().iter().map(|t| &**t), &self.region, topic)
     }
 }

@@ -23,5 +23,5 @@ mod fence;
 pub use crate::observe::{OriginRpo, rpo_by_origin};
 pub use failover::{FailoverError, FailoverMode, FailoverReport, NotCaughtUp};
 pub(crate) use failover::{Host, failback, failover};
-pub use fence::StoredFence;
+pub use fence::StoredTasks;
 pub(crate) use fence::{Gate, refusal};
