@@ -24,22 +24,64 @@ use crate::config::NodeConfig;
 /// over within about this (plus a renewal period) after the holder's death.
 pub const REPLICATION_LEASE: Duration = Duration::from_secs(3);
 
-/// How often a node that does not replicate reads the DR tasks' fence again.
-const FENCE_REFRESH: Duration = Duration::from_secs(1);
+/// How often a node that does not replicate reads the region's tasks again: the longest a
+/// planned failover's fence takes to reach it, within the failover's quiet period (three
+/// advertisement rounds, 300 ms by default), so that what it still accepted is advertised
+/// before the new primary switches.
+const FENCE_REFRESH: Duration = Duration::from_millis(250);
 
 /// The produce fence on a node of a region of several (see
 /// [`Plan::fence_while_leased`]).
 struct LeasedGate {
     running: Running,
     stored: Arc<StoredTasks>,
+    /// The broker the gate is installed in (weak: the broker holds the gate).
+    broker: std::sync::Weak<Broker>,
+    /// When the stored tasks were last read again because they refused a produce.
+    reread: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// A refusal by the stored tasks is checked against the shared metadata again first, at
+/// most this often: a failover that made this region the primary a moment ago must not
+/// refuse its clients until the next periodic read.
+const REREAD_ON_REFUSAL: Duration = Duration::from_millis(100);
+
+impl LeasedGate {
+    /// Reads the stored tasks again now, unless that was done within
+    /// [`REREAD_ON_REFUSAL`]. Blocking: on a multi-threaded runtime's worker, its other
+    /// tasks move to another thread first.
+    fn reread(&self) {
+        {
+            let mut last = self.reread.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < REREAD_ON_REFUSAL) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let Some(broker) = self.broker.upgrade() else {
+            return;
+        };
+        let read = || self.stored.refresh(&broker);
+        let result = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(read)
+            }
+            _ => read(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; the fence and group ownership stay as last read");
+        }
+    }
 }
 
 impl broker::broker::WriteGate for LeasedGate {
     fn refuses(&self, topic: &str) -> Option<String> {
-        match self.running.get() {
-            Some(replicator) => replicator.refuses_produce(topic),
-            None => self.stored.refuses(topic),
+        if let Some(replicator) = self.running.get() {
+            return replicator.refuses_produce(topic);
         }
+        self.stored.refuses(topic)?;
+        self.reread();
+        self.stored.refuses(topic)
     }
 }
 
@@ -120,6 +162,8 @@ impl Plan {
         broker.set_write_gate(Arc::new(LeasedGate {
             running,
             stored: stored.clone(),
+            broker: Arc::downgrade(broker),
+            reread: Default::default(),
         }));
         let broker = broker.clone();
         async move {
