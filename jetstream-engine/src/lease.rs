@@ -125,6 +125,29 @@ pub fn keep_holding(held_until: u64, now_ms: u64, next_attempt_ends: Duration) -
     held_until.saturating_sub(now_ms) > within
 }
 
+/// Asks a node's lease loop to give its lease up now and not to take it again for a while
+/// (its duty cannot run here: another node should hold it).
+#[derive(Clone, Debug)]
+pub struct StepDown(tokio::sync::mpsc::Sender<Duration>);
+
+impl StepDown {
+    /// Releases the lease (if held) and stays away from it for `pause`.
+    pub fn step_down(&self, pause: Duration) {
+        let _ = self.0.try_send(pause);
+    }
+}
+
+/// The next step-down request, or never once there can be none.
+async fn step_down_asked(requests: &mut Option<tokio::sync::mpsc::Receiver<Duration>>) -> Duration {
+    if let Some(r) = requests {
+        if let Some(pause) = r.recv().await {
+            return pause;
+        }
+        *requests = None;
+    }
+    std::future::pending().await
+}
+
 pub fn hold(
     engine: &Engine,
     store: kv::Store,
@@ -132,6 +155,32 @@ pub fn hold(
     me: &str,
     time: Duration,
     stop: CancellationToken,
+) -> watch::Receiver<bool> {
+    hold_inner(engine, store, duty, me, time, stop, None)
+}
+
+/// [`hold`], with the means to step down (see [`StepDown`]).
+pub fn hold_yielding(
+    engine: &Engine,
+    store: kv::Store,
+    duty: &str,
+    me: &str,
+    time: Duration,
+    stop: CancellationToken,
+) -> (watch::Receiver<bool>, StepDown) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let held = hold_inner(engine, store, duty, me, time, stop, Some(rx));
+    (held, StepDown(tx))
+}
+
+fn hold_inner(
+    engine: &Engine,
+    store: kv::Store,
+    duty: &str,
+    me: &str,
+    time: Duration,
+    stop: CancellationToken,
+    mut step_downs: Option<tokio::sync::mpsc::Receiver<Duration>>,
 ) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     let (duty, me) = (duty.to_string(), me.to_string());
@@ -167,6 +216,19 @@ pub fn hold(
             }
             tokio::select! {
                 () = tokio::time::sleep(renew_every) => {}
+                pause = step_down_asked(&mut step_downs) => {
+                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                    if held_until != 0 {
+                        held_until = 0;
+                        if let Ok(Err(e)) = tokio::time::timeout(attempt_bound, release(&store, &duty, &me)).await {
+                            tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease on stepping down; it expires in its time");
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
                 () = stop.cancelled() => {
                     tx.send_if_modified(|held| std::mem::replace(held, false));
                     // Stopped, not dead: hand the duty over now rather than at expiry.

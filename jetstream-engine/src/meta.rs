@@ -57,6 +57,18 @@ impl JetStreamMetaStore {
         crate::lease::hold(&self.engine, self.store.clone(), duty, me, time, stop)
     }
 
+    /// [`hold_lease`](Self::hold_lease), with the means to give the lease up for a while
+    /// (a node that cannot do the duty).
+    pub fn hold_lease_yielding(
+        &self,
+        duty: &str,
+        me: &str,
+        time: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> (tokio::sync::watch::Receiver<bool>, crate::lease::StepDown) {
+        crate::lease::hold_yielding(&self.engine, self.store.clone(), duty, me, time, stop)
+    }
+
     /// Runs the work `attempt` makes with the bucket on the engine's runtime, again while
     /// it fails transiently, and waits for it. Every attempt here is safe to repeat: puts
     /// and removals write the same value again, a create finds its own value.

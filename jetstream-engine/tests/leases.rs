@@ -160,3 +160,35 @@ async fn delayed_messages_of_a_region_with_two_nodes_fire_once_each() {
         l.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_do_its_duty_steps_down_and_another_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let (_a_engine, a) = meta(&cluster);
+    let (held_a, step) = a.hold_lease_yielding("replication", "a", LEASE, CancellationToken::new());
+    until("a to hold the duty", Duration::from_secs(10), || {
+        *held_a.borrow()
+    })
+    .await;
+    step.step_down(Duration::from_secs(60));
+    until("a to let the duty go", LEASE, || !*held_a.borrow()).await;
+    let (_b_engine, b) = meta(&cluster);
+    let held_b = b.hold_lease("replication", "b", LEASE, CancellationToken::new());
+    let taken = until("b to take the duty", 3 * LEASE, || *held_b.borrow()).await;
+    eprintln!("b took the duty {taken:?} after a stepped down (lease {LEASE:?})");
+    // Released: within b's first or second attempt (a renewal period apart), not at the
+    // lease's expiry (at least two thirds of a lease after a's last renewal).
+    assert!(
+        taken < LEASE * 3 / 5,
+        "b took the duty {taken:?} after a stepped down: not released"
+    );
+    // a stays away for its pause: b goes on holding across renewals.
+    for _ in 0..10 {
+        assert!(
+            *held_b.borrow() && !*held_a.borrow(),
+            "a took the duty back"
+        );
+        tokio::time::sleep(LEASE / 10).await;
+    }
+}

@@ -367,7 +367,7 @@ impl Node {
                     ));
                     // Released once replication has stopped here (`run_while_held`).
                     let lease_stop = CancellationToken::new();
-                    let held = meta.hold_lease(
+                    let held = meta.hold_lease_yielding(
                         "replication",
                         &node_id,
                         crate::replication::REPLICATION_LEASE,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use broker::Broker;
+use jetstream_engine::lease::StepDown;
 use replicator::dr::StoredTasks;
 use replicator::observe::Metrics;
 use replicator::{Replicator, ReplicatorConfig, Running};
@@ -23,6 +24,9 @@ use crate::config::NodeConfig;
 /// How long a node holds its region's replication without renewing: another node takes
 /// over within about this (plus a renewal period) after the holder's death.
 pub const REPLICATION_LEASE: Duration = Duration::from_secs(3);
+
+/// How long a node whose replicator could not start stays away from the lease.
+const START_FAILED_PAUSE: Duration = Duration::from_secs(30);
 
 /// How often a node that does not replicate reads the region's tasks again: the longest a
 /// planned failover's fence takes to reach it, within the failover's quiet period (three
@@ -188,14 +192,14 @@ impl Plan {
     /// never while this one still replicates.
     pub async fn run_while_held(
         self,
-        mut held: watch::Receiver<bool>,
+        (mut held, step_down): (watch::Receiver<bool>, StepDown),
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
         running: Running,
         stop: CancellationToken,
         lease_stop: CancellationToken,
     ) {
-        self.replicate_while_held(&mut held, broker, socket, running, &stop)
+        self.replicate_while_held(&mut held, &step_down, broker, socket, running, &stop)
             .await;
         lease_stop.cancel();
         // The lease loop closes the channel once it has released the lease.
@@ -206,6 +210,7 @@ impl Plan {
     async fn replicate_while_held(
         &self,
         held: &mut watch::Receiver<bool>,
+        step_down: &StepDown,
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
         running: Running,
@@ -222,11 +227,11 @@ impl Plan {
             let replicator = match started {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
-                    tracing::error!(event = "replication_start_failed", error = %format!("{e:#}"), "holding the region's replication lease but could not start replicating; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(REPLICATION_LEASE) => continue,
-                        () = stop.cancelled() => return,
-                    }
+                    // Another node of the region may well be able to: hand the lease over
+                    // and refuse links meanwhile, so that neighbours find that node.
+                    tracing::error!(event = "replication_start_failed", error = %format!("{e:#}"), pause = ?START_FAILED_PAUSE, "holding the region's replication lease but could not start replicating; giving the lease up for a while");
+                    step_down.step_down(START_FAILED_PAUSE);
+                    continue;
                 }
             };
             tracing::info!(
