@@ -114,8 +114,6 @@ async fn try_hold(
     }
 }
 
-/// Holds lease `duty` for node `me` whenever it can, until `stop`: the receiver says
-/// whether this node holds it now.
 /// Whether a holder whose lease runs until `held_until` (ms) may go on with its duty now,
 /// when its next renewal attempt will have ended within `next_attempt_ends`: only if the
 /// lease outlasts that attempt, so that a holder that cannot renew stops before the lease
@@ -148,18 +146,8 @@ async fn step_down_asked(requests: &mut Option<tokio::sync::mpsc::Receiver<Durat
     std::future::pending().await
 }
 
-pub fn hold(
-    engine: &Engine,
-    store: kv::Store,
-    duty: &str,
-    me: &str,
-    time: Duration,
-    stop: CancellationToken,
-) -> watch::Receiver<bool> {
-    hold_inner(engine, store, duty, me, time, stop, None)
-}
-
-/// [`hold`], with the means to step down (see [`StepDown`]).
+/// Holds lease `duty` for node `me` whenever it can, until `stop` (then releases it): the
+/// receiver says whether this node holds it now; [`StepDown`] gives it up for a while.
 pub fn hold_yielding(
     engine: &Engine,
     store: kv::Store,
@@ -168,20 +156,8 @@ pub fn hold_yielding(
     time: Duration,
     stop: CancellationToken,
 ) -> (watch::Receiver<bool>, StepDown) {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let held = hold_inner(engine, store, duty, me, time, stop, Some(rx));
-    (held, StepDown(tx))
-}
-
-fn hold_inner(
-    engine: &Engine,
-    store: kv::Store,
-    duty: &str,
-    me: &str,
-    time: Duration,
-    stop: CancellationToken,
-    mut step_downs: Option<tokio::sync::mpsc::Receiver<Duration>>,
-) -> watch::Receiver<bool> {
+    let (step_down, requests) = tokio::sync::mpsc::channel(1);
+    let mut step_downs = Some(requests);
     let (tx, rx) = watch::channel(false);
     let (duty, me) = (duty.to_string(), me.to_string());
     engine.detach(async move {
@@ -220,9 +196,7 @@ fn hold_inner(
                     tx.send_if_modified(|held| std::mem::replace(held, false));
                     if held_until != 0 {
                         held_until = 0;
-                        if let Ok(Err(e)) = tokio::time::timeout(attempt_bound, release(&store, &duty, &me)).await {
-                            tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease on stepping down; it expires in its time");
-                        }
+                        release_within(&store, &duty, &me, attempt_bound).await;
                     }
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
@@ -234,20 +208,25 @@ fn hold_inner(
                     // Stopped, not dead: hand the duty over now rather than at expiry.
                     // The channel closes once it is released (or could not be).
                     if held_until != 0 {
-                        let released = match tokio::time::timeout(attempt_bound, release(&store, &duty, &me)).await {
-                            Ok(result) => result,
-                            Err(late) => Err(EngineError::request(format!("lease {duty}"), late)),
-                        };
-                        if let Err(e) = released {
-                            tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease on stopping; it expires in its time");
-                        }
+                        release_within(&store, &duty, &me, attempt_bound).await;
                     }
                     return;
                 }
             }
         }
     });
-    rx
+    (rx, StepDown(step_down))
+}
+
+/// [`release`] within `bound`; a failure is logged (the lease then expires in its time).
+async fn release_within(store: &kv::Store, duty: &str, me: &str, bound: Duration) {
+    let released = match tokio::time::timeout(bound, release(store, duty, me)).await {
+        Ok(result) => result,
+        Err(late) => Err(EngineError::request(format!("lease {duty}"), late)),
+    };
+    if let Err(e) = released {
+        tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease; it expires in its time");
+    }
 }
 
 /// Ends `me`'s lease on `duty` now (its time set to 0, compare-and-swap on the revision),

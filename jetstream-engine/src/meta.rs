@@ -54,7 +54,7 @@ impl JetStreamMetaStore {
         time: std::time::Duration,
         stop: tokio_util::sync::CancellationToken,
     ) -> tokio::sync::watch::Receiver<bool> {
-        crate::lease::hold(&self.engine, self.store.clone(), duty, me, time, stop)
+        crate::lease::hold_yielding(&self.engine, self.store.clone(), duty, me, time, stop).0
     }
 
     /// [`hold_lease`](Self::hold_lease), with the means to give the lease up for a while

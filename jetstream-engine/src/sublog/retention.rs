@@ -120,23 +120,7 @@ impl SubLogs {
 
     /// Removes `id`'s batches stored before stream sequence `sequence`.
     pub async fn purge_before(&self, id: &SubLogId, sequence: u64) -> Result<(), EngineError> {
-        let stream = self.stream(&id.topic, id.incarnation).await?;
-        let subject = self.subject(id);
-        let what = format!("removing the oldest batches of sub-log {id}");
-        self.engine
-            .spawn_retrying(move || {
-                let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
-                async move {
-                    stream
-                        .purge()
-                        .filter(subject)
-                        .sequence(sequence)
-                        .await
-                        .map(drop)
-                        .map_err(|e| EngineError::request(what, e))
-                }
-            })
-            .await
+        self.purge_subject(id, Some(sequence)).await
     }
 }
 

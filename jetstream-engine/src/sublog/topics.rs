@@ -105,19 +105,32 @@ impl SubLogs {
     /// Removes every batch of `id` (its origin re-created the topic: the copy held of the
     /// old creation goes).
     pub async fn purge(&self, id: &SubLogId) -> Result<(), EngineError> {
+        self.purge_subject(id, None).await
+    }
+
+    /// Removes `id`'s batches, all of them or those stored before stream sequence
+    /// `before`.
+    pub(super) async fn purge_subject(
+        &self,
+        id: &SubLogId,
+        before: Option<u64>,
+    ) -> Result<(), EngineError> {
         let stream = self.stream(&id.topic, id.incarnation).await?;
         let subject = self.subject(id);
-        let what = format!("purging sub-log {id}");
+        let what = match before {
+            None => format!("purging sub-log {id}"),
+            Some(_) => format!("removing the oldest batches of sub-log {id}"),
+        };
         self.engine
             .spawn_retrying(move || {
                 let (stream, subject, what) = (stream.clone(), subject.clone(), what.clone());
                 async move {
-                    stream
-                        .purge()
-                        .filter(subject)
-                        .await
-                        .map(drop)
-                        .map_err(|e| EngineError::request(what, e))
+                    let purge = stream.purge().filter(subject);
+                    let purged = match before {
+                        Some(sequence) => purge.sequence(sequence).await,
+                        None => purge.await,
+                    };
+                    purged.map(drop).map_err(|e| EngineError::request(what, e))
                 }
             })
             .await
