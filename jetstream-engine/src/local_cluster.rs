@@ -169,8 +169,21 @@ impl LocalCluster {
     /// Starts server `i` again, on its ports and store, and waits until it is healthy.
     pub fn restart(&mut self, i: usize) -> Result<(), ClusterError> {
         self.kill(i)?;
-        self.spawn(i)?;
-        self.wait_healthy(i)
+        // The server binds the ports it had: one that another process's outgoing connection
+        // took meanwhile (they come from the same ephemeral range) makes it exit at once.
+        // Such connections end; start it again until it serves, within READY_WITHIN.
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            self.spawn(i)?;
+            match self.wait_healthy(i) {
+                Err(ClusterError::Server { reason, .. })
+                    if reason.starts_with("exited") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                done => return done,
+            }
+        }
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), ClusterError> {
