@@ -30,8 +30,8 @@ use crate::storage::{
 };
 
 /// Runs blocking work (metadata flushes, file reads) off the async workers of a
-/// multi-threaded runtime, inline otherwise.
-pub(crate) fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
+/// multi-threaded runtime (its other tasks move to another thread first), inline otherwise.
+pub fn blocking_here<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)

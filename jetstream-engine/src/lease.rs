@@ -57,6 +57,37 @@ fn now_ms() -> u64 {
     u64::try_from(broker::record::now_ms()).unwrap_or(0)
 }
 
+/// Lease `duty`'s key in the bucket, its entry, and the record the entry holds (none
+/// when there is no entry, it was deleted, or it does not decode).
+async fn read_lease(
+    store: &kv::Store,
+    duty: &str,
+) -> Result<(String, Option<kv::Entry>, Option<LeaseRecord>), EngineError> {
+    let key = format!("lease.{}", crate::names::token(duty));
+    let entry = store
+        .entry(key.as_str())
+        .await
+        .map_err(|e| EngineError::request(format!("lease {duty}"), e))?;
+    let live = entry.as_ref().filter(|e| e.operation == kv::Operation::Put);
+    let current = live.and_then(|e| serde_json::from_slice(&e.value).ok());
+    Ok((key, entry, current))
+}
+
+fn encode(record: &LeaseRecord) -> Bytes {
+    Bytes::from(serde_json::to_vec(record).expect("a lease serializes"))
+}
+
+/// `attempt` within `bound`; one that takes longer is a failed request on lease `duty`.
+async fn within<T>(
+    bound: Duration,
+    duty: &str,
+    attempt: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    tokio::time::timeout(bound, attempt)
+        .await
+        .unwrap_or_else(|late| Err(EngineError::request(format!("lease {duty}"), late)))
+}
+
 /// Tries once to take or renew lease `duty` for `me` for `time`; the time it is held
 /// until on success, `None` when another node holds it.
 async fn try_hold(
@@ -65,25 +96,18 @@ async fn try_hold(
     me: &str,
     time: Duration,
 ) -> Result<Option<u64>, EngineError> {
-    let key = format!("lease.{}", crate::names::token(duty));
     let what = || format!("lease {duty}");
-    let entry = store
-        .entry(key.as_str())
-        .await
-        .map_err(|e| EngineError::request(what(), e))?;
-    let live = entry.as_ref().filter(|e| e.operation == kv::Operation::Put);
-    let current: Option<LeaseRecord> = live.and_then(|e| serde_json::from_slice(&e.value).ok());
+    let (key, entry, current) = read_lease(store, duty).await?;
     let now = now_ms();
     let until_ms = now + u64::try_from(time.as_millis()).unwrap_or(u64::MAX / 2);
     match decide(now, current.as_ref(), me) {
         Decision::Wait { .. } => return Ok(None),
         Decision::Take | Decision::Renew => {}
     }
-    let record = LeaseRecord {
+    let value = encode(&LeaseRecord {
         holder: me.to_string(),
         until_ms,
-    };
-    let value = Bytes::from(serde_json::to_vec(&record).expect("a lease serializes"));
+    });
     let written = match entry {
         // Written over exactly the revision read: a node that wrote since wins instead.
         Some(e) => store
@@ -167,18 +191,14 @@ pub fn hold_yielding(
             let attempt_bound = renew_every / 2;
             // An attempt that hangs (a server gone) must not keep the duty running past
             // the lease: it gets half a renewal period.
-            let attempt = tokio::time::timeout(attempt_bound, try_hold(&store, &duty, &me, time));
-            let attempt = attempt
-                .await
-                .unwrap_or_else(|late| Err(EngineError::request(format!("lease {duty}"), late)));
-            match attempt {
+            match within(attempt_bound, &duty, try_hold(&store, &duty, &me, time)).await {
                 Ok(Some(until)) => {
                     held_until = until;
-                    tx.send_if_modified(|held| !std::mem::replace(held, true));
+                    set_held(&tx, true);
                 }
                 Ok(None) => {
                     held_until = 0;
-                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                    set_held(&tx, false);
                 }
                 Err(e) => {
                     tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not take or renew a lease; trying again");
@@ -188,12 +208,12 @@ pub fn hold_yielding(
             // Until the next attempt has ended: a renewal period, then the attempt.
             if held_until != 0 && !keep_holding(held_until, now_ms(), renew_every + attempt_bound) {
                 held_until = 0;
-                tx.send_if_modified(|held| std::mem::replace(held, false));
+                set_held(&tx, false);
             }
             tokio::select! {
                 () = tokio::time::sleep(renew_every) => {}
                 pause = step_down_asked(&mut step_downs) => {
-                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                    set_held(&tx, false);
                     if held_until != 0 {
                         held_until = 0;
                         release_within(&store, &duty, &me, attempt_bound).await;
@@ -204,7 +224,7 @@ pub fn hold_yielding(
                     }
                 }
                 () = stop.cancelled() => {
-                    tx.send_if_modified(|held| std::mem::replace(held, false));
+                    set_held(&tx, false);
                     // Stopped, not dead: hand the duty over now rather than at expiry.
                     // The channel closes once it is released (or could not be).
                     if held_until != 0 {
@@ -218,13 +238,14 @@ pub fn hold_yielding(
     (rx, StepDown(step_down))
 }
 
+/// Tells the duty whether this node holds its lease, when that changed.
+fn set_held(tx: &watch::Sender<bool>, now: bool) {
+    tx.send_if_modified(|held| std::mem::replace(held, now) != now);
+}
+
 /// [`release`] within `bound`; a failure is logged (the lease then expires in its time).
 async fn release_within(store: &kv::Store, duty: &str, me: &str, bound: Duration) {
-    let released = match tokio::time::timeout(bound, release(store, duty, me)).await {
-        Ok(result) => result,
-        Err(late) => Err(EngineError::request(format!("lease {duty}"), late)),
-    };
-    if let Err(e) = released {
+    if let Err(e) = within(bound, duty, release(store, duty, me)).await {
         tracing::warn!(event = "lease_renewal_failed", duty = %duty, error = %e, "could not release a lease; it expires in its time");
     }
 }
@@ -232,29 +253,22 @@ async fn release_within(store: &kv::Store, duty: &str, me: &str, bound: Duration
 /// Ends `me`'s lease on `duty` now (its time set to 0, compare-and-swap on the revision),
 /// if `me` still holds it.
 async fn release(store: &kv::Store, duty: &str, me: &str) -> Result<(), EngineError> {
-    let key = format!("lease.{}", crate::names::token(duty));
-    let what = || format!("lease {duty}");
-    let Some(entry) = store
-        .entry(key.as_str())
-        .await
-        .map_err(|e| EngineError::request(what(), e))?
-    else {
+    let (key, entry, current) = read_lease(store, duty).await?;
+    let (Some(entry), Some(current)) = (entry, current) else {
         return Ok(());
     };
-    let current: Option<LeaseRecord> = serde_json::from_slice(&entry.value).ok();
-    if current.is_none_or(|r| r.holder != me) {
+    if current.holder != me {
         return Ok(());
     }
-    let released = LeaseRecord {
+    let value = encode(&LeaseRecord {
         holder: me.to_string(),
         until_ms: 0,
-    };
-    let value = Bytes::from(serde_json::to_vec(&released).expect("a lease serializes"));
+    });
     match store.update(key.as_str(), value, entry.revision).await {
         Ok(_) => Ok(()),
         // Taken meanwhile: nothing of ours to release.
         Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(()),
-        Err(e) => Err(EngineError::request(what(), e)),
+        Err(e) => Err(EngineError::request(format!("lease {duty}"), e)),
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use broker::Broker;
+use broker::broker::blocking_here;
 use topology::{LinkKind, Topology};
 
 use crate::dr::{self, FailoverError, FailoverMode, FailoverReport, OriginRpo};
@@ -550,13 +551,13 @@ impl Replicator {
         change: broker::catalog::Change<'_, S>,
         by: &Authorship,
     ) -> Result<broker::catalog::Record<S>, broker::catalog::ChangeError> {
-        blocking(|| self.node.change_shared(change, by))
+        blocking_here(|| self.node.change_shared(change, by))
     }
 
     /// A change made here. It stores the record (an fsync), so it runs as blocking code:
     /// called on an async worker, the worker's other tasks move to another thread first.
     fn change(&self, change: Change<'_>, by: &Authorship) -> Result<TaskRecord, ChangeError> {
-        blocking(|| self.node.change_task(change, by))
+        blocking_here(|| self.node.change_task(change, by))
     }
 
     /// Why this region may not accept produce on `topic` now (its DR tasks' fence).
@@ -596,18 +597,6 @@ impl Replicator {
             tracing::error!(event = "checkpoints_save_failed", error = %e, "saving replication checkpoints failed");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-    }
-}
-
-/// Runs `f`, blocking I/O called from synchronous code, without holding up an async
-/// worker: on a multi-threaded runtime's worker the worker's other tasks move to another
-/// thread first (`block_in_place`); elsewhere `f` just runs.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
     }
 }
 

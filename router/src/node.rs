@@ -227,19 +227,14 @@ impl Node {
             let running = running.clone();
             let consumption = consumption.clone();
             let source: console_api::StatusSource = Arc::new(move || {
-                let Some(r) = running.get() else {
-                    return serde_json::json!({
-                        "replicating_here": false,
-                        "links": [], "routes": [], "sub_logs": [], "rpo": [],
-                        "takeovers": consumption.ownership().takeovers(),
-                    });
-                };
+                // Empty lists while another node of the region replicates.
+                let r = running.get();
                 serde_json::json!({
-                    "replicating_here": true,
-                    "links": r.links(),
-                    "routes": r.routes(),
-                    "sub_logs": r.status(),
-                    "rpo": r.rpo(),
+                    "replicating_here": r.is_some(),
+                    "links": r.as_ref().map(|r| r.links()).unwrap_or_default(),
+                    "routes": r.as_ref().map(|r| r.routes()).unwrap_or_default(),
+                    "sub_logs": r.as_ref().map(|r| r.status()).unwrap_or_default(),
+                    "rpo": r.as_ref().map(|r| r.rpo()).unwrap_or_default(),
                     "takeovers": consumption.ownership().takeovers(),
                 })
             });

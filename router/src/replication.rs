@@ -52,8 +52,7 @@ const REREAD_ON_REFUSAL: Duration = Duration::from_millis(100);
 
 impl LeasedGate {
     /// Reads the stored tasks again now, unless that was done within
-    /// [`REREAD_ON_REFUSAL`]. Blocking: on a multi-threaded runtime's worker, its other
-    /// tasks move to another thread first.
+    /// [`REREAD_ON_REFUSAL`] (blocking, off the async workers).
     fn reread(&self) {
         {
             let mut last = self.reread.lock().unwrap_or_else(|p| p.into_inner());
@@ -62,19 +61,16 @@ impl LeasedGate {
             }
             *last = Some(std::time::Instant::now());
         }
-        let Some(broker) = self.broker.upgrade() else {
-            return;
-        };
-        let read = || self.stored.refresh(&broker);
-        let result = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(read)
-            }
-            _ => read(),
-        };
-        if let Err(e) = result {
-            tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; the fence and group ownership stay as last read");
+        if let Some(broker) = self.broker.upgrade() {
+            broker::broker::blocking_here(|| refresh(&self.stored, &broker));
         }
+    }
+}
+
+/// Reads the region's tasks again (blocking I/O); a failure keeps what was read last.
+fn refresh(stored: &StoredTasks, broker: &Broker) {
+    if let Err(e) = stored.refresh(broker) {
+        tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; the fence and group ownership stay as last read");
     }
 }
 
@@ -111,19 +107,23 @@ impl Plan {
         Ok(Some(plan))
     }
 
-    /// The replicator's configuration, its certificates read now (so that a node taking
-    /// the lease later uses the files as they are then).
-    fn replicator_config(&self) -> Result<ReplicatorConfig> {
-        let config = &self.config;
-        let (ca, cert, key) = config
+    /// The region's replication identity, its certificate files read now (so that a node
+    /// taking the lease later uses the files as they are then).
+    fn identity(&self) -> Result<replicator::tls::Identity> {
+        let (ca, cert, key) = self
+            .config
             .replication
             .certificate_files()
             .expect("checked in from_config");
-        let identity =
-            replicator::tls::Identity::load(ca, cert, key).context("[replication] certificates")?;
+        replicator::tls::Identity::load(ca, cert, key).context("[replication] certificates")
+    }
+
+    /// The replicator's configuration, with the [`identity`](Self::identity) read now.
+    fn replicator_config(&self) -> Result<ReplicatorConfig> {
+        let config = &self.config;
         Ok(ReplicatorConfig {
             region: config.region.id.clone(),
-            identity,
+            identity: self.identity()?,
             topology: config.topology()?,
             tasks: config.tasks.clone(),
             settings: config.replication.link_settings(),
@@ -155,7 +155,7 @@ impl Plan {
 
     /// Fences produce by the region's DR tasks on a node that replicates only while it
     /// holds the lease: through the running replicator, or (another node replicating)
-    /// through `stored`, read again every second by the returned loop. Installed before
+    /// through `stored`, read again every [`FENCE_REFRESH`] by the returned loop. Installed before
     /// any replicator starts here (the broker keeps the first gate it is given).
     pub fn fence_while_leased(
         broker: &Arc<Broker>,
@@ -178,9 +178,7 @@ impl Plan {
                     () = stop.cancelled() => return,
                 }
                 let (b, s) = (broker.clone(), stored.clone());
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.refresh(&b)).await {
-                    tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; the fence and group ownership stay as last read");
-                }
+                let _ = tokio::task::spawn_blocking(move || refresh(&s, &b)).await;
             }
         }
     }
@@ -268,11 +266,11 @@ impl Plan {
         stop: &CancellationToken,
     ) -> bool {
         let refusing = CancellationToken::new();
-        let refuser = match (socket.try_clone(), self.replicator_config()) {
-            (Ok(socket), Ok(config)) => {
+        let refuser = match (socket.try_clone(), self.identity()) {
+            (Ok(socket), Ok(identity)) => {
                 let until = refusing.clone();
                 Some(tokio::spawn(async move {
-                    Replicator::refuse_links(&config.identity, socket, until).await
+                    Replicator::refuse_links(&identity, socket, until).await
                 }))
             }
             (Err(e), _) => {

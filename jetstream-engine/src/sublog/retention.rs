@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{DeliverPolicy, push};
+use async_nats::jetstream::consumer::DeliverPolicy;
 use futures_util::StreamExt;
 
 use super::{BASE_HEADER, SubLogId, SubLogs, TIME_HEADER};
@@ -63,20 +63,16 @@ impl SubLogs {
             return Ok(Vec::new());
         }
         let stream = self.stream(&id.topic, id.incarnation).await?;
-        let subject = self.subject(id);
-        let client = self.engine.client().clone();
         let what = format!("weighing sub-log {id} for retention");
-        let consumer = stream
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: client.new_inbox(),
-                description: Some("georouter retention".to_string()),
-                filter_subject: subject,
-                deliver_policy: DeliverPolicy::All,
-                headers_only: true,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| EngineError::request(what.clone(), e))?;
+        let consumer = self
+            .headers_only(
+                stream,
+                self.subject(id),
+                DeliverPolicy::All,
+                "georouter retention",
+                what.clone(),
+            )
+            .await?;
         let read = async {
             let mut messages = consumer
                 .messages()

@@ -175,6 +175,39 @@ impl SubLogs {
             .await?
     }
 
+    /// An ordered consumer of `stream`'s messages on `filter` from `from`, delivering their
+    /// headers only (the batches stay in the cluster); made again while the cluster does
+    /// not answer.
+    pub(super) async fn headers_only(
+        &self,
+        stream: jetstream::stream::Stream<()>,
+        filter: String,
+        from: DeliverPolicy,
+        description: &'static str,
+        what: String,
+    ) -> Result<jetstream::consumer::Consumer<push::OrderedConfig>, EngineError> {
+        let client = self.engine.client().clone();
+        self.engine
+            .spawn_retrying(move || {
+                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
+                let client = client.clone();
+                async move {
+                    stream
+                        .create_consumer(push::OrderedConfig {
+                            deliver_subject: client.new_inbox(),
+                            description: Some(description.to_string()),
+                            filter_subject: filter,
+                            deliver_policy: from,
+                            headers_only: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| EngineError::request(what, e))
+                }
+            })
+            .await
+    }
+
     /// Every batch stored in one creation of `topic` after stream sequence `after`, by any
     /// node, as it is stored (headers only: the batches stay in the cluster). Ends when
     /// the stream is deleted or the connection is given up.
@@ -186,30 +219,17 @@ impl SubLogs {
     ) -> Result<tokio::sync::mpsc::Receiver<Arrival>, EngineError> {
         let stream = self.stream(topic, incarnation).await?;
         let filter = names::topic_subjects(&self.region, topic, incarnation);
-        let client = self.engine.client().clone();
-        let what = format!("following topic {topic}");
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         let consumer = self
-            .engine
-            .spawn_retrying(move || {
-                let (stream, filter, what) = (stream.clone(), filter.clone(), what.clone());
-                let client = client.clone();
-                async move {
-                    stream
-                        .create_consumer(push::OrderedConfig {
-                            deliver_subject: client.new_inbox(),
-                            description: Some("georouter follower".to_string()),
-                            filter_subject: filter,
-                            deliver_policy: DeliverPolicy::ByStartSequence {
-                                start_sequence: after + 1,
-                            },
-                            headers_only: true,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| EngineError::request(what, e))
-                }
-            })
+            .headers_only(
+                stream,
+                filter,
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                "georouter follower",
+                format!("following topic {topic}"),
+            )
             .await?;
         let region = self.region.clone();
         self.engine.detach(async move {

@@ -41,8 +41,8 @@ fn refused_by<'a>(
 
 /// The tasks as the records stored in the region's metadata say, for a node that does not
 /// replicate while another node of its region does: its produce fence (DR tasks) and its
-/// consumer groups' ownership. Its owner refreshes it from the shared metadata (every
-/// second), so a change of a task (a failover) reaches it within that.
+/// consumer groups' ownership. Its owner refreshes it from the shared metadata
+/// periodically, so a change of a task (a failover) reaches it within that period.
 pub struct StoredTasks {
     region: String,
     topology: Topology,

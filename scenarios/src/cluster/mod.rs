@@ -406,9 +406,7 @@ impl Cluster {
             .iter_mut()
             .find(|r| r.name == region)
             .with_context(|| format!("no region {region}"))?;
-        let processes = std::iter::once(&mut entry.process)
-            .chain(entry.others.iter_mut().map(|n| &mut n.process));
-        for process in processes {
+        for process in entry.processes_mut() {
             if let Some(mut process) = process.take() {
                 process.kill().await?;
             }
@@ -468,9 +466,7 @@ impl Cluster {
     pub async fn stop(mut self) -> Result<()> {
         let stopping = self.regions.iter_mut().flat_map(|region| {
             let name = region.name.clone();
-            let processes = std::iter::once(&mut region.process)
-                .chain(region.others.iter_mut().map(|n| &mut n.process));
-            processes.filter_map(move |process| {
+            region.processes_mut().filter_map(move |process| {
                 let process = process.take()?;
                 let name = name.clone();
                 Some(async move {

@@ -62,6 +62,13 @@ impl Region {
             .collect()
     }
 
+    /// Each node's process (`None` once killed or stopped), the first node's first.
+    pub(super) fn processes_mut(
+        &mut self,
+    ) -> impl Iterator<Item = &mut Option<Box<dyn RegionProcess>>> {
+        std::iter::once(&mut self.process).chain(self.others.iter_mut().map(|n| &mut n.process))
+    }
+
     /// Where each of the region's nodes accepts links, the first node's first.
     pub fn replication_addresses(&self) -> Vec<SocketAddr> {
         std::iter::once(self.bound.replication)
