@@ -53,8 +53,18 @@ pub fn decide(now_ms: u64, current: Option<&LeaseRecord>, me: &str) -> Decision 
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     u64::try_from(broker::record::now_ms()).unwrap_or(0)
+}
+
+/// Lease `duty`'s key in the bucket.
+pub(crate) fn key(duty: &str) -> String {
+    format!("lease.{}", crate::names::token(duty))
+}
+
+/// The holder of `record` at `now_ms`, unless its time is past.
+pub(crate) fn live_holder(record: LeaseRecord, now_ms: u64) -> Option<String> {
+    (record.until_ms > now_ms).then_some(record.holder)
 }
 
 /// Lease `duty`'s key in the bucket, its entry, and the record the entry holds (none
@@ -63,7 +73,7 @@ async fn read_lease(
     store: &kv::Store,
     duty: &str,
 ) -> Result<(String, Option<kv::Entry>, Option<LeaseRecord>), EngineError> {
-    let key = format!("lease.{}", crate::names::token(duty));
+    let key = key(duty);
     let entry = store
         .entry(key.as_str())
         .await

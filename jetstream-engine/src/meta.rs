@@ -69,6 +69,41 @@ impl JetStreamMetaStore {
         crate::lease::hold_yielding(&self.engine, self.store.clone(), duty, me, time, stop)
     }
 
+    /// The live holders of the leases whose duty starts with `prefix`: the nodes alive, when
+    /// each holds a lease of its own (`member-<id>`).
+    pub fn lease_holders(&self, prefix: &str) -> Result<Vec<String>, MetaError> {
+        let start = crate::lease::key(prefix);
+        let now = crate::lease::now_ms();
+        Ok(self
+            .list(keys::LEASES.to_string())?
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(&start))
+            .filter_map(|(_, value)| serde_json::from_slice(&value).ok())
+            .filter_map(|record| crate::lease::live_holder(record, now))
+            .collect())
+    }
+
+    /// The node holding lease `duty` now, if any.
+    pub fn lease_holder(&self, duty: &str) -> Result<Option<String>, MetaError> {
+        let now = crate::lease::now_ms();
+        Ok(self
+            .get(crate::lease::key(duty))?
+            .and_then(|value| serde_json::from_slice(&value).ok())
+            .and_then(|record| crate::lease::live_holder(record, now)))
+    }
+
+    /// Stores the division of the region's pulls among its nodes (the lease holder's).
+    pub fn put_replication_division(&self, division: Vec<u8>) -> Result<(), MetaError> {
+        self.put(keys::REPLICATION_DIVISION.to_string(), division)
+    }
+
+    /// The division of the region's pulls as last stored.
+    pub fn replication_division(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        Ok(self
+            .get(keys::REPLICATION_DIVISION.to_string())?
+            .map(|b| b.to_vec()))
+    }
+
     /// Runs the work `attempt` makes with the bucket on the engine's runtime, again while
     /// it fails transiently, and waits for it. Every attempt here is safe to repeat: puts
     /// and removals write the same value again, a create finds its own value.

@@ -11,11 +11,18 @@
 //! pop.<group>.<topic>.<partition>                the access point's PoP state
 //! timer.<32 hex digits>                          a delayed message; the digits are the
 //!                                                16-byte timer key, so keys sort as timers do
+//! lease.<duty>                                   JSON LeaseRecord (`crate::lease`)
+//! replication-division                           JSON of the division of the region's pulls
+//!                                                among its nodes (written by the lease holder)
 //! ```
 
 use broker::meta::{SharedKind, TimerKey};
 
 use crate::names::{name, token};
+
+pub const LEASES: &str = "lease.*";
+
+pub const REPLICATION_DIVISION: &str = "replication-division";
 
 pub fn topic(topic: &str) -> String {
     format!("topic.{}", token(topic))

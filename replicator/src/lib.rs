@@ -6,10 +6,14 @@
 //! `budget`, `inbox`, `published` → `wire` (no replication state) → `settings`, `identity`, `tasks`,
 //! `observe` → `routing`, `compression` (decisions) → `node` (the context every running part
 //! shares) → `dr`, `groups`, `pull`, `serve` → `link` (a link's life, dispatching to them)
-//! → `replicator` (the facade).
+//! → `replicator` (the facade) → `running`, `crew_worker` (the facade of a node that pulls
+//! its share of a region's sub-logs without planning). `crew` (how a region's pulls are
+//! divided among its nodes) sits with the decisions.
 
 mod budget;
 mod compression;
+pub mod crew;
+mod crew_worker;
 pub mod dr;
 mod groups;
 pub mod identity;
@@ -28,6 +32,7 @@ pub mod settings;
 pub mod tasks;
 pub mod wire;
 
+pub use crew_worker::CrewWorker;
 pub use dr::{FailoverError, FailoverMode, FailoverReport, OriginRpo};
 pub use identity::{certs, tls};
 pub use node::{Authorship, Carried};

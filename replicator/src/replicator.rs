@@ -11,6 +11,7 @@ use broker::Broker;
 use broker::broker::blocking_here;
 use topology::{LinkKind, Topology};
 
+use crate::crew::Crew;
 use crate::dr::{self, FailoverError, FailoverMode, FailoverReport, OriginRpo};
 use crate::identity::seal::{Sealer, Verifier};
 use crate::identity::tls::{Identity, TlsError};
@@ -39,6 +40,9 @@ pub struct ReplicatorConfig {
     /// Where its counters and gauges go (kept across restarts of the service in one
     /// process, so that they go on counting).
     pub metrics: Arc<Metrics>,
+    /// On a region of several nodes, the nodes this one divides the pulls among
+    /// (`crate::crew`); `None`: it pulls everything itself.
+    pub crew: Option<Crew>,
 }
 
 /// Why the replication service did not start (fatal: the node does not start).
@@ -123,19 +127,24 @@ impl Drop for FailoverSlot<'_> {
     }
 }
 
-/// The task catalog as stored, with the config's tasks added (made by the region's
-/// configuration, an administrator's) and this region's records sealed.
-fn load_catalog(
-    broker: &Broker,
-    config: &ReplicatorConfig,
-    sealer: &Sealer,
-) -> Result<Catalog, StartError> {
+/// The task records stored in `broker`'s metadata.
+pub(crate) fn stored_task_records(broker: &Broker) -> Result<Vec<TaskRecord>, StartError> {
     let mut stored = Vec::new();
     for (name, bytes) in broker.meta().task_records()? {
         let record = serde_json::from_slice::<TaskRecord>(&bytes)
             .map_err(|source| StartError::StoredTask { name, source })?;
         stored.push(record);
     }
+    Ok(stored)
+}
+
+/// The task catalog as stored, with the config's tasks added (made by the region's
+/// configuration, an administrator's), as this node knows it: nothing is stored.
+pub(crate) fn stored_catalog(
+    broker: &Broker,
+    config: &ReplicatorConfig,
+    sealer: &Sealer,
+) -> Result<Catalog, StartError> {
     let seal = |bytes: &[u8]| sealer.seal(bytes);
     let author = Author {
         region: &config.region,
@@ -143,7 +152,22 @@ fn load_catalog(
         admin: true,
         sealer: Some(&seal),
     };
-    let catalog = Catalog::load(stored, &config.tasks, &author, &config.topology)?;
+    Ok(Catalog::load(
+        stored_task_records(broker)?,
+        &config.tasks,
+        &author,
+        &config.topology,
+    )?)
+}
+
+/// [`stored_catalog`], with this region's records sealed and stored.
+fn load_catalog(
+    broker: &Broker,
+    config: &ReplicatorConfig,
+    sealer: &Sealer,
+) -> Result<Catalog, StartError> {
+    let catalog = stored_catalog(broker, config, sealer)?;
+    let seal = |bytes: &[u8]| sealer.seal(bytes);
     // Groups and principals made here before replication ran carry no seal yet.
     broker.groups().seal_own(&config.region, &seal);
     broker.principals().seal_own(&config.region, &seal);
@@ -164,6 +188,67 @@ fn load_catalog(
     Ok(catalog)
 }
 
+/// The node's QUIC endpoint on `socket`, serving and dialling with the region's identity.
+pub(crate) fn open_endpoint(
+    config: &ReplicatorConfig,
+    socket: std::net::UdpSocket,
+) -> Result<quinn::Endpoint, StartError> {
+    let settings = &config.settings;
+    let sock = socket2::SockRef::from(&socket);
+    sock.set_recv_buffer_size(settings.socket_buffer_bytes)?;
+    sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
+    socket.set_nonblocking(true)?;
+    let transport = Arc::new(endpoint::transport_config(settings));
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(config.identity.server_config()?));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(config.identity.client_config()?));
+    client.transport_config(transport);
+    let mut quic = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    quic.set_default_client_config(client);
+    Ok(quic)
+}
+
+/// A node of `config`'s region with the task set `catalog`.
+pub(crate) fn build_node(
+    config: ReplicatorConfig,
+    broker: Arc<Broker>,
+    catalog: Catalog,
+    planner: Planner,
+    sealer: Sealer,
+) -> Arc<Node> {
+    let settings = config.settings;
+    let max_batch = broker.storage_config().max_stored_batch();
+    // Two refusal holds: a sub-log that got nothing from its best source nor from the
+    // next-best one.
+    let stall_after = settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS * 2;
+    Node::new(Parts {
+        region: config.region.clone(),
+        broker,
+        limits: FrameLimits {
+            max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
+            // A batch is bounded by its frame (and the format), never by this
+            // region's max_batch_bytes: that limits what is produced here, and an
+            // origin with a larger one wrote batches that must still replicate.
+            max_batch: broker::batch::MAX_BATCH_ON_DISK,
+        },
+        settings,
+        topology: config.topology,
+        config_digest: config.config_digest,
+        tasks: TaskBook::new(catalog),
+        status: StatusBoard::new(stall_after),
+        planner,
+        sealer,
+        verifier: Verifier::new(&config.identity),
+        metrics: config.metrics,
+        crew: config.crew,
+    })
+}
+
 impl Replicator {
     /// Validates the tasks and peers, starts the endpoint on `socket`, and begins dialling.
     pub fn start(
@@ -172,53 +257,10 @@ impl Replicator {
         socket: std::net::UdpSocket,
     ) -> Result<Self, StartError> {
         let sealer = Sealer::new(&config.identity)?;
-        let verifier = Verifier::new(&config.identity);
         let catalog = load_catalog(&broker, &config, &sealer)?;
-        let settings = config.settings;
-
-        let sock = socket2::SockRef::from(&socket);
-        sock.set_recv_buffer_size(settings.socket_buffer_bytes)?;
-        sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
-        socket.set_nonblocking(true)?;
-        let transport = Arc::new(endpoint::transport_config(&settings));
-        let mut server =
-            quinn::ServerConfig::with_crypto(Arc::new(config.identity.server_config()?));
-        server.transport_config(transport.clone());
-        let mut client = quinn::ClientConfig::new(Arc::new(config.identity.client_config()?));
-        client.transport_config(transport);
-        let mut quic = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(server),
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )?;
-        quic.set_default_client_config(client);
-
-        let max_batch = broker.storage_config().max_stored_batch();
-        // Two refusal holds: a sub-log that got nothing from its best source nor from the
-        // next-best one.
-        let stall_after = settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS * 2;
+        let quic = open_endpoint(&config, socket)?;
         let (planner_handle, planner_events) = Planner::channel();
-        let node = Node::new(Parts {
-            region: config.region.clone(),
-            broker,
-            limits: FrameLimits {
-                max_frame: settings.max_frame_bytes.max(max_batch + (64 << 10)),
-                // A batch is bounded by its frame (and the format), never by this
-                // region's max_batch_bytes: that limits what is produced here, and an
-                // origin with a larger one wrote batches that must still replicate.
-                max_batch: broker::batch::MAX_BATCH_ON_DISK,
-            },
-            settings,
-            topology: config.topology,
-            config_digest: config.config_digest,
-            tasks: TaskBook::new(catalog),
-            status: StatusBoard::new(stall_after),
-            planner: planner_handle,
-            sealer,
-            verifier,
-            metrics: config.metrics,
-        });
+        let node = build_node(config, broker, catalog, planner_handle, sealer);
         for task in node.active_tasks().iter() {
             for checkpoint in node.broker.meta().checkpoints(task.name())? {
                 let key = SubLogKey {
@@ -247,6 +289,10 @@ impl Replicator {
         node.tracker.spawn(crate::groups::sync_loop(node.clone()));
         node.tracker
             .spawn(planner::run(node.clone(), planner_events));
+        if let Some(crew) = &node.crew {
+            node.tracker
+                .spawn(replan_on_changes(node.clone(), crew.members.clone()));
+        }
         node.links_changed();
         node.broker
             .set_write_gate(Arc::new(dr::Gate(Arc::downgrade(&node))));
@@ -597,6 +643,21 @@ impl Replicator {
             tracing::error!(event = "checkpoints_save_failed", error = %e, "saving replication checkpoints failed");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Plans again whenever the region's live nodes change: a node that died leaves its share
+/// to the others, a new one takes its own.
+async fn replan_on_changes(
+    node: Arc<Node>,
+    mut members: tokio::sync::watch::Receiver<Vec<String>>,
+) {
+    loop {
+        tokio::select! {
+            changed = members.changed() => if changed.is_err() { return },
+            () = node.stop.cancelled() => return,
+        }
+        node.planner.replan();
     }
 }
 

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("tasks", 2),
     ("observe", 2),
     ("routing", 3),
+    ("crew", 3),
     ("compression", 3),
     ("node", 4),
     ("dr", 5),
@@ -27,6 +28,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("link", 6),
     ("replicator", 7),
     ("running", 8),
+    ("crew_worker", 8),
 ];
 
 fn layer(module: &str) -> Option<u32> {

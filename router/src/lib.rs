@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crew;
 pub mod launch;
 pub mod node;
 pub mod otlp;

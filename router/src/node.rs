@@ -136,7 +136,7 @@ impl Node {
         let mut replication_socket_for_lease = None;
         let (replicator, running, replication_socket) = match (&replication_plan, &shared_meta) {
             (Some(plan), None) => {
-                let started = plan.start(broker.clone(), replication_socket.into_std()?)?;
+                let started = plan.start(broker.clone(), replication_socket.into_std()?, None)?;
                 let started = Arc::new(started);
                 (
                     Some(started.clone()),
@@ -332,12 +332,8 @@ impl Node {
             Some(meta) => {
                 // Unique to this process: nodes configured alike (0.0.0.0:7100 on every
                 // machine) must never take each other's leases for their own.
-                let node_id = format!(
-                    "{}-{}-{:016x}",
-                    config.region.id,
-                    bound.grpc,
-                    rand::random::<u64>()
-                );
+                let instance = rand::random::<u64>();
+                let node_id = format!("{}-{}-{instance:016x}", config.region.id, bound.grpc);
                 // Released once the timers have stopped firing here, not before.
                 let timers_lease = CancellationToken::new();
                 let held = meta.hold_lease("timers", &node_id, DUTY_LEASE, timers_lease.clone());
@@ -363,16 +359,30 @@ impl Node {
                     // Released once replication has stopped here (`run_while_held`).
                     let lease_stop = CancellationToken::new();
                     let held = meta.hold_lease_yielding(
-                        "replication",
+                        crate::replication::REPLICATION_DUTY,
                         &node_id,
                         crate::replication::REPLICATION_LEASE,
                         lease_stop.clone(),
                     );
+                    // Alive to the region's other nodes, which divide the pulls among
+                    // those alive (`crew.rs`).
+                    let member = meta.hold_lease(
+                        &format!("{}{instance:016x}", crate::crew::MEMBER_DUTY),
+                        &node_id,
+                        crate::replication::REPLICATION_LEASE,
+                        lease_stop.clone(),
+                    );
+                    let crew = crate::crew::CrewIo {
+                        meta: meta.clone(),
+                        me: node_id.clone(),
+                    };
                     let socket = replication_socket_for_lease
                         .take()
                         .expect("the replication socket, kept for the lease");
                     replication_duty.spawn(plan.run_while_held(
                         held,
+                        crew,
+                        member,
                         broker.clone(),
                         socket,
                         running.clone(),

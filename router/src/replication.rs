@@ -13,13 +13,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use broker::Broker;
 use jetstream_engine::lease::StepDown;
+use replicator::crew::{Assigned, Assignment, Crew};
 use replicator::dr::StoredTasks;
 use replicator::observe::Metrics;
-use replicator::{Replicator, ReplicatorConfig, Running};
+use replicator::{CrewWorker, Replicator, ReplicatorConfig, Running};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::NodeConfig;
+use crate::crew::CrewIo;
+
+/// The lease duty of planning the region's replication (links, routes, the division of
+/// the pulls).
+pub const REPLICATION_DUTY: &str = "replication";
 
 /// How long a node holds its region's replication without renewing: another node takes
 /// over within about this (plus a renewal period) after the holder's death.
@@ -103,7 +109,7 @@ impl Plan {
             metrics: Arc::default(),
         };
         // Refused at start, not at the first lease.
-        plan.replicator_config()?;
+        plan.replicator_config(None)?;
         Ok(Some(plan))
     }
 
@@ -119,7 +125,7 @@ impl Plan {
     }
 
     /// The replicator's configuration, with the [`identity`](Self::identity) read now.
-    fn replicator_config(&self) -> Result<ReplicatorConfig> {
+    fn replicator_config(&self, crew: Option<Crew>) -> Result<ReplicatorConfig> {
         let config = &self.config;
         Ok(ReplicatorConfig {
             region: config.region.id.clone(),
@@ -129,12 +135,20 @@ impl Plan {
             settings: config.replication.link_settings(),
             config_digest: config.shared_digest(),
             metrics: self.metrics.clone(),
+            crew,
         })
     }
 
-    /// Starts replicating on `socket` now, for the node's whole life.
-    pub fn start(&self, broker: Arc<Broker>, socket: std::net::UdpSocket) -> Result<Replicator> {
-        Replicator::start(self.replicator_config()?, broker, socket).context("starting replication")
+    /// Starts replicating on `socket` now, dividing the pulls with `crew` (a region of
+    /// several nodes) or alone.
+    pub fn start(
+        &self,
+        broker: Arc<Broker>,
+        socket: std::net::UdpSocket,
+        crew: Option<Crew>,
+    ) -> Result<Replicator> {
+        Replicator::start(self.replicator_config(crew)?, broker, socket)
+            .context("starting replication")
     }
 
     /// The region's tasks as its shared metadata holds them (with this node's `[[tasks]]`
@@ -183,21 +197,32 @@ impl Plan {
         }
     }
 
-    /// Replicates while `held` says this node holds the region's replication lease, and
-    /// refuses links the rest of the time, until `stop`. `running` shows the replicator
-    /// while it runs. On `stop` the replicator stops first and the lease (held until
-    /// `lease_stop`) is released after it, so that another node takes over at once and
-    /// never while this one still replicates.
+    /// Replicates while `held` says this node holds the region's replication lease,
+    /// dividing the pulls among the region's nodes alive (`crew`), and pulls its share of
+    /// another holder's division the rest of the time (refusing links), until `stop`.
+    /// `running` shows the replicator while it runs. On `stop` the replicator stops first
+    /// and the leases (held until `lease_stop`) are released after it, so that another
+    /// node takes over at once and never while this one still replicates.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_while_held(
         self,
         (mut held, step_down): (watch::Receiver<bool>, StepDown),
+        crew: CrewIo,
+        member: watch::Receiver<bool>,
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
         running: Running,
         stop: CancellationToken,
         lease_stop: CancellationToken,
     ) {
-        self.replicate_while_held(&mut held, &step_down, broker, socket, running, &stop)
+        let duty = Duty {
+            crew,
+            broker,
+            socket,
+            running,
+        };
+        let share = duty.crew.follow(member, stop.clone());
+        self.replicate_while_held(&mut held, &step_down, &duty, share, &stop)
             .await;
         lease_stop.cancel();
         // The lease loop closes the channel once it has released the lease.
@@ -209,22 +234,33 @@ impl Plan {
         &self,
         held: &mut watch::Receiver<bool>,
         step_down: &StepDown,
-        broker: Arc<Broker>,
-        socket: std::net::UdpSocket,
-        running: Running,
+        duty: &Duty,
+        share: watch::Receiver<Vec<Assigned>>,
         stop: &CancellationToken,
     ) {
         loop {
-            if !self.refuse_until_held(held, &socket, stop).await {
+            if !self
+                .pull_share_until_held(held, duty, share.clone(), stop)
+                .await
+            {
                 return;
             }
-            let started = socket
+            let planning = CancellationToken::new();
+            let (divisions, divided) = watch::channel(Assignment::default());
+            let crew = Crew {
+                me: duty.crew.me.clone(),
+                members: duty.crew.members(planning.clone()),
+                assignment: divisions,
+            };
+            let started = duty
+                .socket
                 .try_clone()
                 .context("replication socket")
-                .and_then(|s| self.start(broker.clone(), s));
+                .and_then(|s| self.start(duty.broker.clone(), s, Some(crew)));
             let replicator = match started {
                 Ok(r) => Arc::new(r),
                 Err(e) => {
+                    planning.cancel();
                     // Another node of the region may well be able to: hand the lease over
                     // and refuse links meanwhile, so that neighbours find that node.
                     tracing::error!(event = "replication_start_failed", error = %format!("{e:#}"), pause = ?START_FAILED_PAUSE, "holding the region's replication lease but could not start replicating; giving the lease up for a while");
@@ -232,11 +268,12 @@ impl Plan {
                     continue;
                 }
             };
+            tokio::spawn(duty.crew.clone().store_divisions(divided, planning.clone()));
             tracing::info!(
                 event = "replication_taken",
                 "this node replicates for the region now"
             );
-            running.set(Some(replicator.clone()));
+            duty.running.set(Some(replicator.clone()));
             loop {
                 if !*held.borrow_and_update() {
                     break;
@@ -246,8 +283,9 @@ impl Plan {
                     () = stop.cancelled() => break,
                 }
             }
-            running.set(None);
+            duty.running.set(None);
             replicator.shut_down().await;
+            planning.cancel();
             if stop.is_cancelled() {
                 return;
             }
@@ -258,26 +296,50 @@ impl Plan {
         }
     }
 
-    /// Refuses links on `socket` until `held` or `stop`; whether the lease is held.
-    async fn refuse_until_held(
+    /// Pulls this node's `share` of the holder's division, refusing links on the socket,
+    /// until `held` or `stop`; whether the lease is held. A node whose pulling side cannot
+    /// start refuses links only.
+    async fn pull_share_until_held(
         &self,
         held: &mut watch::Receiver<bool>,
-        socket: &std::net::UdpSocket,
+        duty: &Duty,
+        share: watch::Receiver<Vec<Assigned>>,
         stop: &CancellationToken,
     ) -> bool {
+        let worker = duty
+            .socket
+            .try_clone()
+            .context("replication socket")
+            .and_then(|socket| {
+                CrewWorker::start(
+                    self.replicator_config(None)?,
+                    duty.broker.clone(),
+                    socket,
+                    share,
+                )
+                .context("starting to pull this node's share")
+            });
+        let worker = match worker {
+            Ok(worker) => Some(worker),
+            Err(e) => {
+                tracing::error!(event = "replication_refuser_failed", error = %format!("{e:#}"), "cannot pull a share of the region's sub-logs while another node replicates; refusing links only");
+                None
+            }
+        };
         let refusing = CancellationToken::new();
-        let refuser = match (socket.try_clone(), self.identity()) {
-            (Ok(socket), Ok(identity)) => {
+        let refuser = match (&worker, duty.socket.try_clone(), self.identity()) {
+            (Some(_), _, _) => None,
+            (None, Ok(socket), Ok(identity)) => {
                 let until = refusing.clone();
                 Some(tokio::spawn(async move {
                     Replicator::refuse_links(&identity, socket, until).await
                 }))
             }
-            (Err(e), _) => {
+            (None, Err(e), _) => {
                 tracing::error!(event = "replication_refuser_failed", error = %e, "cannot refuse links while another node replicates");
                 None
             }
-            (_, Err(e)) => {
+            (None, _, Err(e)) => {
                 tracing::error!(event = "replication_refuser_failed", error = %format!("{e:#}"), "cannot refuse links while another node replicates");
                 None
             }
@@ -291,6 +353,9 @@ impl Plan {
                 () = stop.cancelled() => break false,
             }
         };
+        if let Some(worker) = worker {
+            worker.shut_down().await;
+        }
         refusing.cancel();
         if let Some(refuser) = refuser
             && let Ok(Err(e)) = refuser.await
@@ -299,6 +364,14 @@ impl Plan {
         }
         taken
     }
+}
+
+/// What replicating on a node of a region of several works with.
+struct Duty {
+    crew: CrewIo,
+    broker: Arc<Broker>,
+    socket: std::net::UdpSocket,
+    running: Running,
 }
 
 /// The replicator's view for active-active groups' ownership (`rocketmq::pop::owner`).

@@ -200,6 +200,7 @@ async fn produce_is_not_blocked_while_a_task_change_is_being_stored() {
                 settings: Default::default(),
                 config_digest: String::new(),
                 metrics: Default::default(),
+                crew: None,
             },
             broker.clone(),
             std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),

@@ -121,6 +121,16 @@ pub(crate) async fn refuse_links(
         socket,
         Arc::new(quinn::TokioRuntime),
     )?;
+    refuse_on(&quic, until).await;
+    quic.close(close::SHUTDOWN, b"not replicating");
+    quic.wait_idle().await;
+    Ok(())
+}
+
+/// Refuses every link `quic` is offered until `until` is cancelled: a node that does not
+/// plan its region's replication (another node holds the links), so that a neighbour
+/// dialling it is refused at once and dials the region's next address.
+pub(crate) async fn refuse_on(quic: &quinn::Endpoint, until: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
             incoming = quic.accept() => match incoming {
@@ -130,9 +140,6 @@ pub(crate) async fn refuse_links(
             () = until.cancelled() => break,
         }
     }
-    quic.close(close::SHUTDOWN, b"not replicating");
-    quic.wait_idle().await;
-    Ok(())
 }
 
 /// Dials `peer` at `addresses` (a region of several nodes answers at one of them, the

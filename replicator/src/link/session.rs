@@ -23,8 +23,8 @@ use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
 use crate::scan_pace;
 use crate::serve::{advertise, push};
 use crate::wire::{
-    Codec, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION, PUSH_FEATURE, StreamError,
-    close, io,
+    Codec, DATA_ONLY_FEATURE, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION,
+    PUSH_FEATURE, StreamError, close, io,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ pub enum Role {
 
 /// Why the Hello exchange failed (the connection is closed with `BAD_HELLO`).
 #[derive(Debug, thiserror::Error)]
-enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("no control stream within {0:?}")]
     NoControlStream(Duration),
     #[error("control stream: {0}")]
@@ -85,7 +85,8 @@ enum Ended {
 /// Runs the link until it drops or the node stops.
 pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: String, role: Role) {
     let remote = connection.remote_address();
-    let (send, mut recv, peer_hello) = match handshake(&node, &connection, &peer, role).await {
+    let (send, mut recv, peer_hello) = match handshake(&node, &connection, &peer, role, false).await
+    {
         Ok(opened) => opened,
         Err(error) => {
             tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");
@@ -94,6 +95,16 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
             return;
         }
     };
+    if peer_hello.features.iter().any(|f| f == DATA_ONLY_FEATURE) {
+        // Another node of the peer region pulling its share (`crate::crew`): served under
+        // the link, never a link itself.
+        if role == Role::Acceptor {
+            super::data::serve(node, connection, peer, (send, recv)).await;
+        } else {
+            connection.close(close::BAD_HELLO, b"a data-only Hello from a dialled peer");
+        }
+        return;
+    }
     // Control frames (heartbeats and their answers above all) go before batches: queued
     // behind a link's send window of batches, heartbeats went unanswered for seconds in a
     // catch-up of 2 000 sub-logs, the link was taken for down, and its pulls restarted.
@@ -104,20 +115,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
     };
     let stop = node.stop.child_token();
     let id = node.next_id();
-    let ctx = Arc::new(LinkCtx {
-        id,
-        peer: peer.clone(),
-        connection: connection.clone(),
-        cursors: crate::groups::inbox(&node, &peer, stop.clone()),
-        limits: node.limits.for_link(peer_hello.max_frame_bytes),
-        compression: LinkCompression::new(node.settings.compression, &peer_hello.features, {
-            let connection = connection.clone();
-            Box::new(move || path_rate(&connection))
-        }),
-        send_budget: ByteBudget::new(node.settings.link_buffer_bytes),
-        receive_budget: ByteBudget::new(node.settings.link_buffer_bytes),
-        stop,
-    });
+    let ctx = link_ctx(&node, id, &connection, &peer, &peer_hello, stop);
     let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
     let handle = Arc::new(LinkHandle {
         ctx: ctx.clone(),
@@ -164,8 +162,11 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
 
     node.tracker
         .spawn(control_writer(node.clone(), ctx.clone(), send, control_rx));
-    node.tracker
-        .spawn(accept_streams(node.clone(), ctx.clone()));
+    node.tracker.spawn(accept_streams(
+        node.clone(),
+        ctx.clone(),
+        connection.clone(),
+    ));
     if node.settings.push && peer_hello.features.iter().any(|f| f == PUSH_FEATURE) {
         node.tracker
             .spawn(push::push_new_sub_logs(node.clone(), ctx.clone()));
@@ -199,11 +200,40 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
         .await;
 }
 
-async fn handshake(
+/// What pulls and serving streams need of a connection to `peer`, whose Hello was
+/// `peer_hello`; it ends with `stop`.
+pub(crate) fn link_ctx(
+    node: &Arc<Node>,
+    id: u64,
+    connection: &quinn::Connection,
+    peer: &str,
+    peer_hello: &msg::Hello,
+    stop: tokio_util::sync::CancellationToken,
+) -> Arc<LinkCtx> {
+    Arc::new(LinkCtx {
+        id,
+        peer: peer.to_string(),
+        connection: connection.clone(),
+        cursors: crate::groups::inbox(node, peer, stop.clone()),
+        limits: node.limits.for_link(peer_hello.max_frame_bytes),
+        compression: LinkCompression::new(node.settings.compression, &peer_hello.features, {
+            let connection = connection.clone();
+            Box::new(move || path_rate(&connection))
+        }),
+        send_budget: ByteBudget::new(node.settings.link_buffer_bytes),
+        receive_budget: ByteBudget::new(node.settings.link_buffer_bytes),
+        stop,
+    })
+}
+
+/// The Hello exchange on a new connection's control stream; `data_only` says this is a
+/// data-only connection (this node pulls its share of the region's sub-logs over it).
+pub(crate) async fn handshake(
     node: &Node,
     connection: &quinn::Connection,
     peer: &str,
     role: Role,
+    data_only: bool,
 ) -> Result<(quinn::SendStream, quinn::RecvStream, msg::Hello), HandshakeError> {
     let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         match role {
@@ -223,7 +253,8 @@ async fn handshake(
         features: Codec::ALL
             .iter()
             .map(|c| c.feature())
-            .chain(node.settings.push.then(|| PUSH_FEATURE.to_string()))
+            .chain((node.settings.push && !data_only).then(|| PUSH_FEATURE.to_string()))
+            .chain(data_only.then(|| DATA_ONLY_FEATURE.to_string()))
             .collect(),
         max_frame_bytes: node.limits.max_frame as u64,
         config_digest: node.config_digest().to_string(),

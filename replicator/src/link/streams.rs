@@ -14,10 +14,16 @@ use crate::wire::{Frame, LinkCode, Refusal, io};
 /// How long a peer may take to send a stream's first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) async fn accept_streams(node: Arc<Node>, link: Arc<LinkCtx>) {
+/// Takes the streams the peer opens on `connection` (the link's own, or a data-only
+/// connection under it) until the link ends or the connection closes.
+pub(crate) async fn accept_streams(
+    node: Arc<Node>,
+    link: Arc<LinkCtx>,
+    connection: quinn::Connection,
+) {
     loop {
         let accepted = tokio::select! {
-            a = link.connection.accept_bi() => a,
+            a = connection.accept_bi() => a,
             () = link.stop.cancelled() => return,
         };
         let Ok((send, recv)) = accepted else { return };

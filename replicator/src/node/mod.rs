@@ -81,6 +81,8 @@ pub(crate) struct Node {
     /// them to advertise what they relay).
     pub heard: Published<Heard>,
     pub planner: Planner,
+    /// On a region of several nodes, whom this node divides its pulls among.
+    pub crew: Option<crate::crew::Crew>,
     /// Shared records from neighbours, waiting to be merged and stored.
     tasks_inbox: Inbox<(String, catalog_frames::Incoming)>,
     next_id: AtomicU64,
@@ -102,6 +104,7 @@ pub(crate) struct Parts {
     pub sealer: Sealer,
     pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
+    pub crew: Option<crate::crew::Crew>,
 }
 
 /// Task frames queued for storing (see [`Inbox`]); the periodic catalog resend repairs
@@ -191,6 +194,7 @@ impl Node {
                 paths: HopPaths::default(),
                 heard: Published::new(Heard::new()),
                 planner: parts.planner,
+                crew: parts.crew,
                 tasks_inbox,
                 next_id: AtomicU64::new(1),
                 stop,

@@ -9,3 +9,4 @@ pub(crate) mod planner;
 mod stream;
 
 pub(crate) use planner::REFUSAL_HOLD_HEARTBEATS;
+pub(crate) use stream::{PullSpec, run as run_pull};

@@ -18,6 +18,7 @@ use crate::wire::message as msg;
 use super::adopt::with_pushed;
 use super::plan::{Inputs, Offer, Plan, plan};
 use super::stream::{self, PullSpec};
+use crate::crew::{Assigned, Assignment, divide};
 use crate::node::{Heard, Node, PlanEvent, Pushed};
 use crate::observe::SubLogKey;
 use crate::routing::Need;
@@ -159,6 +160,8 @@ impl State {
             pass_through: node.pass_through(),
             hop_limit: node.settings.hop_limit,
         });
+        let mut plan = plan;
+        share_out(node, &mut plan);
         self.apply(node, plan);
     }
 
@@ -277,6 +280,67 @@ impl State {
             let _ = pushed.stream.stop(close::NOT_ADOPTED);
         }
     }
+}
+
+/// On a region of several nodes: gives each planned sub-log to one node alive
+/// (`crew::divide`), hands the division to be stored for the others, and leaves in `plan`
+/// only this node's share. What the others pull shows here by what the shared storage
+/// holds of it (their pulls append there).
+fn share_out(node: &Node, plan: &mut Plan) {
+    let Some(crew) = &node.crew else { return };
+    let members = crew.members.borrow().clone();
+    let dialled: HashSet<String> = node
+        .topology
+        .neighbours(&node.region)
+        .into_iter()
+        .filter(|n| n.dial && !n.addresses.is_empty())
+        .map(|n| n.region)
+        .collect();
+    let division = divide(
+        plan.pulls
+            .iter()
+            .map(|(key, offer)| (key, offer.peer.as_str())),
+        &crew.me,
+        &members,
+        |peer| dialled.contains(peer),
+    );
+    let mut shared = Vec::new();
+    plan.pulls.retain(|key, offer| {
+        let puller = &division[key];
+        if *puller == crew.me {
+            return true;
+        }
+        let task = offer.task.name();
+        node.status
+            .advertised(task, key, &offer.peer, offer.start, offer.end, offer.bytes);
+        let held = node
+            .broker
+            .partition(&key.topic, key.partition)
+            .ok()
+            .and_then(|p| p.sub_log(&key.origin))
+            .map_or(0, |s| s.end_offset);
+        node.status.applied(task, key, held, 0, 0);
+        shared.push(Assigned {
+            node: puller.clone(),
+            peer: offer.peer.clone(),
+            task: task.to_string(),
+            source_topic: offer.source_topic.clone(),
+            topic: key.topic.clone(),
+            partition: key.partition,
+            origin: key.origin.clone(),
+            relay: offer.need == Need::Relay,
+            partitions: offer.partitions,
+            message_type: offer.message_type,
+        });
+        false
+    });
+    shared.sort_by_key(Assigned::key);
+    let assignment = Assignment {
+        holder: crew.me.clone(),
+        pulls: shared,
+    };
+    crew.assignment
+        .send_if_modified(|current| std::mem::replace(current, assignment.clone()) != assignment);
 }
 
 /// Where in `pushed` a stream serving `key` as `offer` plans it is (same link, task and

@@ -25,6 +25,11 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The Hello feature that says "serve me my new sub-logs before I ask" (`Frame::Push`).
 pub const PUSH_FEATURE: &str = "push";
 
+/// The Hello feature of a data-only connection: another node of the peer region pulls
+/// sub-logs over it (its share of the region's pulls, see the crew module), under the link the
+/// region's planning node holds; it carries no link state, tasks or heartbeats.
+pub const DATA_ONLY_FEATURE: &str = "data-only";
+
 /// A refusal sent to the peer as an `Error` frame: the code and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
@@ -87,4 +92,7 @@ pub mod close {
     /// A pushed sub-log stream the receiver does not adopt (it pulls the sub-log from
     /// elsewhere, or from another position): it subscribes as usual.
     pub const NOT_ADOPTED: VarInt = VarInt::from_u32(7);
+    /// A data-only connection from a region this one has no link with now (or the link
+    /// ended): the peer dials again once its planning node's link is up.
+    pub const NO_LINK: VarInt = VarInt::from_u32(8);
 }

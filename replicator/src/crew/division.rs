@@ -1,0 +1,219 @@
+//! Which node of the region pulls each sub-log, pure. The planning node (the holder of
+//! the region's replication lease) plans as before — which neighbour each needed sub-log
+//! comes from — and then gives each sub-log to one node alive: the node whose hash with
+//! the sub-log is highest (rendezvous hashing). Every sub-log has exactly one puller; when
+//! a node joins it takes about its share from the others and nothing moves between the
+//! rest, and when one dies only its sub-logs move. A sub-log from a neighbour the region
+//! does not dial (it dials in, as a VPC link's private side does) stays with the planning
+//! node, which holds the only connection to it.
+//!
+//! The division is stored as one [`Assignment`], written by the planning node; a node
+//! pulls what an assignment gives it only while the assignment's author holds the
+//! replication lease ([`mine`]), so a new holder's division replaces an old one's at once.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use broker::meta::MessageType;
+use serde::{Deserialize, Serialize};
+
+use crate::observe::SubLogKey;
+
+/// The division of a region's pulls, as its planning node wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The node that wrote it: the holder of the replication lease then.
+    pub holder: String,
+    /// The pulls given to nodes other than the holder, in sub-log order.
+    pub pulls: Vec<Assigned>,
+}
+
+/// One sub-log given to one node: everything that node needs to pull it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assigned {
+    /// The node that pulls it.
+    pub node: String,
+    /// The neighbour it is pulled from.
+    pub peer: String,
+    pub task: String,
+    /// The topic's name at the source (the target may rename it).
+    pub source_topic: String,
+    /// The sub-log here.
+    pub topic: String,
+    pub partition: u32,
+    pub origin: String,
+    /// This region relays the sub-log (store-and-forward) rather than being its target.
+    pub relay: bool,
+    /// The source topic's partitions and message type, which a target created here takes.
+    pub partitions: u32,
+    pub message_type: MessageType,
+}
+
+impl Assigned {
+    pub fn key(&self) -> SubLogKey {
+        SubLogKey {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+/// The node that pulls `key`, among `members` and `me` (the planning node, always a
+/// candidate): the one whose hash with the sub-log is highest.
+pub fn puller<'a>(key: &SubLogKey, me: &'a str, members: &'a [String]) -> &'a str {
+    let score = |node: &str| {
+        // SipHash with fixed keys: the same on every node and every build.
+        let mut hasher = siphasher::sip::SipHasher13::new();
+        node.hash(&mut hasher);
+        key.topic.hash(&mut hasher);
+        key.partition.hash(&mut hasher);
+        key.origin.hash(&mut hasher);
+        hasher.finish()
+    };
+    members
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(me))
+        .max_by_key(|node| (score(node), *node))
+        .expect("me is a candidate")
+}
+
+/// Divides `planned` (each sub-log with the neighbour it is pulled from) among `members`
+/// and `me`: the node pulling each, `me` for a neighbour this region does not dial.
+pub fn divide<'a>(
+    planned: impl IntoIterator<Item = (&'a SubLogKey, &'a str)>,
+    me: &str,
+    members: &[String],
+    dials: impl Fn(&str) -> bool,
+) -> HashMap<SubLogKey, String> {
+    planned
+        .into_iter()
+        .map(|(key, peer)| {
+            let node = if dials(peer) {
+                puller(key, me, members)
+            } else {
+                me
+            };
+            (key.clone(), node.to_string())
+        })
+        .collect()
+}
+
+/// What `assignment` gives node `me` to pull, when its author is `holder`, the holder of
+/// the region's replication lease now (none when another node wrote it, or no node
+/// holds the lease: a division by a node that no longer plans is not followed).
+pub fn mine(assignment: &Assignment, holder: Option<&str>, me: &str) -> Vec<Assigned> {
+    if holder != Some(assignment.holder.as_str()) || assignment.holder == me {
+        return Vec::new();
+    }
+    assignment
+        .pulls
+        .iter()
+        .filter(|a| a.node == me)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(partition: u32) -> SubLogKey {
+        SubLogKey {
+            topic: "orders".into(),
+            partition,
+            origin: "b".into(),
+        }
+    }
+
+    fn nodes(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn division(members: &[String]) -> HashMap<SubLogKey, String> {
+        let keys: Vec<SubLogKey> = (0..400).map(key).collect();
+        divide(keys.iter().map(|k| (k, "b")), "n1", members, |_| true)
+    }
+
+    #[test]
+    fn every_sub_log_has_one_puller_among_the_live_nodes_and_shares_are_even() {
+        let members = nodes(&["n1", "n2", "n3"]);
+        let division = division(&members);
+        assert_eq!(division.len(), 400);
+        let mut shares: HashMap<&str, usize> = HashMap::new();
+        for node in division.values() {
+            assert!(members.contains(node), "{node} is not alive");
+            *shares.entry(node).or_default() += 1;
+        }
+        for (node, share) in shares {
+            assert!((90..=180).contains(&share), "{node} pulls {share} of 400");
+        }
+    }
+
+    #[test]
+    fn only_a_dead_nodes_sub_logs_move_and_a_new_node_takes_only_from_others() {
+        let three = division(&nodes(&["n1", "n2", "n3"]));
+        let two = division(&nodes(&["n1", "n2"]));
+        for (key, node) in &three {
+            if node != "n3" {
+                assert_eq!(&two[key], node, "{key:?} moved though its node lives");
+            } else {
+                assert_ne!(&two[key], "n3");
+            }
+        }
+        let four = division(&nodes(&["n1", "n2", "n3", "n4"]));
+        for (key, node) in &four {
+            if node != "n4" {
+                assert_eq!(&three[key], node, "{key:?} moved between staying nodes");
+            }
+        }
+        assert!(
+            four.values().any(|n| n == "n4"),
+            "the new node takes a share"
+        );
+    }
+
+    #[test]
+    fn the_planning_node_pulls_alone_without_members_and_from_neighbours_it_does_not_dial() {
+        let keys: Vec<SubLogKey> = (0..50).map(key).collect();
+        let alone = divide(keys.iter().map(|k| (k, "b")), "n1", &[], |_| true);
+        assert!(alone.values().all(|n| n == "n1"));
+        let members = nodes(&["n1", "n2", "n3"]);
+        let dialled_in = divide(keys.iter().map(|k| (k, "vpc")), "n1", &members, |p| {
+            p != "vpc"
+        });
+        assert!(dialled_in.values().all(|n| n == "n1"));
+    }
+
+    #[test]
+    fn a_node_follows_only_the_division_of_the_lease_holder() {
+        let pull = |node: &str, partition| Assigned {
+            node: node.into(),
+            peer: "b".into(),
+            task: "t".into(),
+            source_topic: "orders".into(),
+            topic: "orders".into(),
+            partition,
+            origin: "b".into(),
+            relay: false,
+            partitions: 4,
+            message_type: MessageType::Normal,
+        };
+        let assignment = Assignment {
+            holder: "n1".into(),
+            pulls: vec![pull("n2", 0), pull("n3", 1), pull("n2", 2)],
+        };
+        let got = mine(&assignment, Some("n1"), "n2");
+        assert_eq!(got, vec![pull("n2", 0), pull("n2", 2)]);
+        assert!(
+            mine(&assignment, Some("n3"), "n2").is_empty(),
+            "n1 no longer plans"
+        );
+        assert!(mine(&assignment, None, "n2").is_empty(), "nobody plans");
+        assert!(
+            mine(&assignment, Some("n1"), "n1").is_empty(),
+            "the holder pulls its own share from its plan, not from what it stored"
+        );
+    }
+}

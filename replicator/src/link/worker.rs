@@ -1,0 +1,242 @@
+//! A crew node's pulls (`crate::crew`): a node of a region of several that does not plan
+//! pulls the sub-logs the planning node's division gives it, each over a data-only
+//! connection to the sub-log's neighbour (`data`), applying what arrives exactly as the
+//! planning node would (`pull::stream`: fenced, idempotent appends into the shared
+//! storage). It follows the division as it changes: a pull no longer given to it, of a
+//! task changed since, or into a target topic created again is stopped, and a missing one
+//! started; a neighbour that cannot be reached is dialled again with a backoff, and a pull
+//! that gave its sub-log up (loop, hop limit, missing records) rests for the planner's
+//! refusal hold before it starts again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::data;
+use super::endpoint::attempt_timeout;
+use crate::crew::Assigned;
+use crate::node::{LinkCtx, Node, PlanEvent};
+use crate::observe::SubLogKey;
+use crate::pull::{PullSpec, REFUSAL_HOLD_HEARTBEATS, run_pull};
+use crate::tasks::Task;
+
+/// How often the worker looks again even when nothing happened: a neighbour to dial again,
+/// a rest to end, a target topic created again.
+const TICK: Duration = Duration::from_millis(250);
+
+struct Running {
+    id: u64,
+    assigned: Assigned,
+    task: Arc<Task>,
+    target_incarnation: u64,
+    cancel: CancellationToken,
+}
+
+/// When a neighbour may be dialled again, and the wait after the next failure.
+struct Redial {
+    at: Instant,
+    backoff: Duration,
+}
+
+struct Worker {
+    node: Arc<Node>,
+    endpoint: quinn::Endpoint,
+    pulls: HashMap<SubLogKey, Running>,
+    connections: HashMap<String, Arc<LinkCtx>>,
+    redial: HashMap<String, Redial>,
+    /// Sub-logs whose pull gave them up, since when.
+    resting: HashMap<SubLogKey, Instant>,
+}
+
+/// Pulls what `assigned` gives this node until the node stops; `ended` takes the pulls'
+/// ends (`PlanEvent::PullEnded`, sent to the node's planner channel).
+pub(crate) async fn run(
+    node: Arc<Node>,
+    endpoint: quinn::Endpoint,
+    mut assigned: watch::Receiver<Vec<Assigned>>,
+    mut ended: mpsc::Receiver<PlanEvent>,
+) {
+    let mut worker = Worker {
+        node: node.clone(),
+        endpoint,
+        pulls: HashMap::new(),
+        connections: HashMap::new(),
+        redial: HashMap::new(),
+        resting: HashMap::new(),
+    };
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            changed = assigned.changed() => if changed.is_err() { break },
+            Some(event) = ended.recv() => worker.take(event),
+            _ = tick.tick() => {}
+            () = node.stop.cancelled() => break,
+        }
+        let want = assigned.borrow_and_update().clone();
+        worker.reconcile(want).await;
+    }
+    for pull in worker.pulls.values() {
+        pull.cancel.cancel();
+    }
+}
+
+impl Worker {
+    fn take(&mut self, event: PlanEvent) {
+        if let PlanEvent::PullEnded {
+            key,
+            pull_id,
+            gave_up,
+        } = event
+        {
+            if gave_up.is_some() {
+                self.resting.insert(key.clone(), Instant::now());
+            }
+            if self.pulls.get(&key).is_some_and(|p| p.id == pull_id) {
+                self.pulls.remove(&key);
+            }
+        }
+    }
+
+    fn incarnation_here(&self, key: &SubLogKey) -> u64 {
+        self.node
+            .broker
+            .partition(&key.topic, key.partition)
+            .map_or(0, |p| p.incarnation())
+    }
+
+    async fn reconcile(&mut self, want: Vec<Assigned>) {
+        let want: HashMap<SubLogKey, Assigned> = want.into_iter().map(|a| (a.key(), a)).collect();
+        let node = self.node.clone();
+        let incarnations: HashMap<SubLogKey, u64> = self
+            .pulls
+            .keys()
+            .map(|k| (k.clone(), self.incarnation_here(k)))
+            .collect();
+        self.pulls.retain(|key, pull| {
+            let keep = want.get(key) == Some(&pull.assigned)
+                && node.tasks.is_live(&pull.task)
+                && incarnations.get(key) == Some(&pull.target_incarnation)
+                && !pull.cancel.is_cancelled();
+            if !keep {
+                pull.cancel.cancel();
+            }
+            keep
+        });
+        self.connections.retain(|_, c| !c.stop.is_cancelled());
+        let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
+        self.resting.retain(|_, at| at.elapsed() < hold);
+        for (key, assigned) in want {
+            if self.pulls.contains_key(&key) || self.resting.contains_key(&key) {
+                continue;
+            }
+            let Some(task) = node.tasks.task(&assigned.task).filter(|t| t.running()) else {
+                // Not known here yet (the task records are read again every second).
+                continue;
+            };
+            if !self.target_ready(&assigned).await {
+                continue;
+            }
+            let Some(link) = self.connection(&assigned.peer).await else {
+                continue;
+            };
+            let id = node.next_id();
+            let cancel = link.stop.child_token();
+            self.pulls.insert(
+                key.clone(),
+                Running {
+                    id,
+                    assigned: assigned.clone(),
+                    task: task.clone(),
+                    target_incarnation: self.incarnation_here(&key),
+                    cancel: cancel.clone(),
+                },
+            );
+            node.tracker.spawn(run_pull(
+                node.clone(),
+                link,
+                PullSpec {
+                    id,
+                    task,
+                    source_topic: assigned.source_topic,
+                    key,
+                    relay: assigned.relay,
+                    pushed: None,
+                },
+                cancel,
+            ));
+        }
+    }
+
+    /// Creates the target topic if this node does not see it yet (the planning node
+    /// creates it too; creating is idempotent); whether the sub-log's partition is there.
+    async fn target_ready(&self, assigned: &Assigned) -> bool {
+        let node = self.node.clone();
+        let (topic, partitions, message_type) = (
+            assigned.topic.clone(),
+            assigned.partitions,
+            assigned.message_type,
+        );
+        let created = tokio::task::spawn_blocking(move || {
+            node.broker
+                .ensure_topic_of(&topic, partitions, message_type)
+        })
+        .await;
+        match created {
+            Ok(Ok(config)) => assigned.partition < config.partitions,
+            Ok(Err(e)) => {
+                tracing::warn!(event = "target_topic_create_failed", task = %assigned.task, topic = %assigned.topic, error = %e, "cannot create the target topic");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The open data-only connection to `peer`, dialled now when there is none and its
+    /// backoff allows.
+    async fn connection(&mut self, peer: &str) -> Option<Arc<LinkCtx>> {
+        if let Some(c) = self.connections.get(peer) {
+            return Some(c.clone());
+        }
+        let node = &self.node;
+        let settings = &node.settings;
+        if self.redial.get(peer).is_some_and(|r| Instant::now() < r.at) {
+            return None;
+        }
+        let addresses: Vec<SocketAddr> = node
+            .topology
+            .neighbours(&node.region)
+            .into_iter()
+            .find(|n| n.region == peer)
+            .map(|n| n.addresses)
+            .unwrap_or_default();
+        let bound = attempt_timeout(settings, None).min(settings.heartbeat_interval * 3);
+        match data::dial(node, &self.endpoint, peer, &addresses, bound).await {
+            Ok(ctx) => {
+                self.redial.remove(peer);
+                self.connections.insert(peer.to_string(), ctx.clone());
+                Some(ctx)
+            }
+            Err(error) => {
+                let backoff = self.redial.get(peer).map_or(settings.reconnect_min, |r| {
+                    (r.backoff * 2).min(settings.reconnect_max)
+                });
+                let first = !self.redial.contains_key(peer);
+                if first {
+                    tracing::warn!(event = "data_connection_failed", %peer, %error, "cannot open a data-only connection to pull this node's share; dialling again");
+                }
+                self.redial.insert(
+                    peer.to_string(),
+                    Redial {
+                        at: Instant::now() + backoff,
+                        backoff,
+                    },
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! A region's nodes dividing its pulls (`replicator::crew`), through the region's shared
+//! metadata: every node that can replicate holds a lease of its own (`member-<instance>`)
+//! for as long as it runs, and so is alive to the others; the holder of the replication
+//! lease reads who is alive and stores its division of the pulls; every other node reads
+//! the division and pulls its share — only while the division's author still holds the
+//! replication lease, and only while this node's own lease is held (a node cut off from
+//! the metadata stops pulling before the planning node gives its share to another).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jetstream_engine::meta::JetStreamMetaStore;
+use replicator::crew::{Assigned, Assignment, mine};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often the planning node reads which nodes are alive.
+const MEMBERS_REFRESH: Duration = Duration::from_millis(500);
+/// How often a node reads the division.
+const DIVISION_REFRESH: Duration = Duration::from_millis(250);
+
+/// The lease duty every node holds of its own: `member-<instance>`.
+pub const MEMBER_DUTY: &str = "member-";
+
+/// One node's view of its region's crew.
+#[derive(Clone)]
+pub struct CrewIo {
+    pub meta: Arc<JetStreamMetaStore>,
+    /// This node's lease id.
+    pub me: String,
+}
+
+impl CrewIo {
+    /// The region's live nodes, read every [`MEMBERS_REFRESH`] until `stop`.
+    pub fn members(&self, stop: CancellationToken) -> watch::Receiver<Vec<String>> {
+        let (tx, rx) = watch::channel(Vec::new());
+        let meta = self.meta.clone();
+        tokio::spawn(async move {
+            loop {
+                let m = meta.clone();
+                match tokio::task::spawn_blocking(move || m.lease_holders(MEMBER_DUTY)).await {
+                    Ok(Ok(mut live)) => {
+                        live.sort();
+                        tx.send_if_modified(|now| std::mem::replace(now, live.clone()) != live);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(event = "crew_read_failed", error = %e, "could not read which nodes of the region are alive; dividing among those read last");
+                    }
+                    Err(_) => return,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(MEMBERS_REFRESH) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// Stores every new division `divisions` takes, until its sender is gone or `stop`.
+    pub async fn store_divisions(
+        self,
+        mut divisions: watch::Receiver<Assignment>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            let division = divisions.borrow_and_update().clone();
+            let bytes = serde_json::to_vec(&division).expect("a division serializes");
+            let meta = self.meta.clone();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || meta.put_replication_division(bytes)).await
+            {
+                tracing::warn!(event = "crew_write_failed", error = %e, "could not store the division of the region's pulls; the other nodes pull by the one stored before");
+            }
+            tokio::select! {
+                changed = divisions.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// What the stored division gives this node to pull, read every [`DIVISION_REFRESH`]
+    /// until `stop`; nothing while `member` says this node's own lease is not held.
+    pub fn follow(
+        &self,
+        member: watch::Receiver<bool>,
+        stop: CancellationToken,
+    ) -> watch::Receiver<Vec<Assigned>> {
+        let (tx, rx) = watch::channel(Vec::new());
+        let crew = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // A node whose own lease lapsed pulls nothing, whatever it read last.
+                let read = if *member.borrow() {
+                    let c = crew.clone();
+                    match tokio::task::spawn_blocking(move || c.read_share()).await {
+                        Ok(read) => read,
+                        Err(_) => return,
+                    }
+                } else {
+                    Ok(Vec::new())
+                };
+                match read {
+                    Ok(share) => {
+                        tx.send_if_modified(|now| std::mem::replace(now, share.clone()) != share);
+                    }
+                    Err(e) => {
+                        tracing::warn!(event = "crew_read_failed", error = %format!("{e:#}"), "could not read the division of the region's pulls; pulling by the one read last");
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(DIVISION_REFRESH) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+        rx
+    }
+
+    /// This node's share of the stored division (blocking I/O).
+    fn read_share(&self) -> anyhow::Result<Vec<Assigned>> {
+        let holder = self
+            .meta
+            .lease_holder(crate::replication::REPLICATION_DUTY)?;
+        let division = match self.meta.replication_division()? {
+            Some(bytes) => serde_json::from_slice::<Assignment>(&bytes)?,
+            None => Assignment::default(),
+        };
+        Ok(mine(&division, holder.as_deref(), &self.me))
+    }
+}
