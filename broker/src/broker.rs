@@ -290,10 +290,28 @@ impl Broker {
             message_type,
             incarnation: crate::incarnation::new_incarnation(),
         };
-        // Files left by a topic of that name whose delete did not finish are not this topic's.
-        self.engine.remove_topic(name)?;
-        let topic = create_topic_files(self.engine.as_ref(), config.clone())?;
-        self.meta.put_topic(&config)?;
+        let topic = if self.engine.shared() {
+            // Another node of the region may be creating it at this moment: the name is
+            // claimed in the shared metadata first, and only the node that claimed it
+            // makes it (the others take it up). What another incarnation left (a delete
+            // that did not finish) is removed after the claim, never a concurrent
+            // creator's streams.
+            if self.meta.create_topic(&config)?.is_some() {
+                return Err(BrokerError::TopicExists {
+                    topic: name.to_string(),
+                });
+            }
+            self.engine
+                .remove_other_incarnations(name, config.incarnation)?;
+            create_topic_files(self.engine.as_ref(), config.clone())?
+        } else {
+            // Files left by a topic of that name whose delete did not finish are not this
+            // topic's.
+            self.engine.remove_topic(name)?;
+            let topic = create_topic_files(self.engine.as_ref(), config.clone())?;
+            self.meta.put_topic(&config)?;
+            topic
+        };
         self.meta.flush()?;
         ring_on_new_sub_logs(&topic, &self.sub_logs_changed);
         self.topics

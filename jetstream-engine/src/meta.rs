@@ -286,6 +286,35 @@ impl MetaStore for JetStreamMetaStore {
         self.put(keys::topic(&topic.name), encode(topic))
     }
 
+    fn create_topic(&self, topic: &TopicConfig) -> Result<Option<TopicConfig>, MetaError> {
+        let key = keys::topic(&topic.name);
+        let value = Bytes::from(encode(topic));
+        // A create retried after its answer was lost finds its own value: same outcome.
+        let created = {
+            let key = key.clone();
+            self.call(move |store, _| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    match store.create(key.as_str(), value).await {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                        Err(e) => Err(EngineError::request(format!("creating {key}"), e)),
+                    }
+                }
+            })?
+        };
+        if created {
+            return Ok(None);
+        }
+        let stored = self.get(key.clone())?.ok_or_else(|| MetaError::Corrupt {
+            key: key.clone(),
+            reason: "exists for a create and is missing for the read after it".into(),
+        })?;
+        let stored: TopicConfig = decode(&key, &stored)?;
+        // Our own create, whose answer was lost and which was made again.
+        Ok((stored != *topic).then_some(stored))
+    }
+
     fn delete_topic(&self, name: &str) -> Result<(), MetaError> {
         let mut doomed = vec![keys::topic(name)];
         for filter in [keys::cursors_of_topic(name), keys::pops_of_topic(name)] {

@@ -113,6 +113,20 @@ impl StorageEngine for JetStreamStorage {
         })
     }
 
+    fn remove_other_incarnations(&self, name: &str, keep: u64) -> Result<()> {
+        let logs = self.logs.clone();
+        let kept = crate::names::topic_stream(&self.region, name, keep);
+        let name = name.to_string();
+        self.run(async move {
+            for stream in logs.topic_streams(&name).await? {
+                if stream != kept {
+                    logs.delete_stream(&stream).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn data_dir(&self) -> Option<PathBuf> {
         None
     }

@@ -269,3 +269,69 @@ async fn a_reader_starts_at_batches_its_node_has_not_heard_of() {
         "the batch another node stored first is read first"
     );
 }
+
+/// Two nodes of a region creating one topic at the same moment (a client through each, or
+/// replication's target topic beside a client): one creates it, the other is told it
+/// exists and takes it up. Before, each made the topic anew, the second deleting the
+/// streams the first had made: the first node's appends failed or were lost.
+#[test]
+fn two_nodes_creating_one_topic_at_once_make_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let nodes = [node(&cluster, "eu"), node(&cluster, "eu")];
+    for round in 0..6 {
+        let topic = format!("orders-{round}");
+        let barrier = std::sync::Barrier::new(2);
+        let created: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let (topic, barrier) = (&topic, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        n.create_topic(topic, 1, None)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let made = created.iter().filter(|c| c.is_ok()).count();
+        assert_eq!(made, 1, "{topic}: created {made} times: {created:?}");
+        for c in &created {
+            if let Err(e) = c {
+                assert!(
+                    matches!(e, broker::BrokerError::TopicExists { .. }),
+                    "{topic}: {e}"
+                );
+            }
+        }
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for (i, n) in nodes.iter().enumerate() {
+            runtime
+                .block_on(n.produce(
+                    &topic,
+                    vec![record(&format!("via-{i}"), 1_000)],
+                    Partitioning::Explicit(0),
+                ))
+                .unwrap_or_else(|e| panic!("{topic}: producing through node {i}: {e}"));
+        }
+        let incarnations: Vec<u64> = nodes
+            .iter()
+            .map(|n| n.topic(&topic).unwrap().config.incarnation)
+            .collect();
+        assert_eq!(
+            incarnations[0], incarnations[1],
+            "{topic}: two incarnations"
+        );
+        for n in &nodes {
+            let partition = n.partition(&topic, 0).unwrap();
+            let mut seen: Vec<_> = bodies(&read_all(partition, Cursor::default()))
+                .into_iter()
+                .map(|(_, offset, body)| (offset, body))
+                .collect();
+            seen.sort();
+            assert_eq!(seen.len(), 2, "{topic}: {seen:?}");
+            assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1]);
+        }
+    }
+}

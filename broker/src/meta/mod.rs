@@ -117,6 +117,17 @@ impl SharedKind {
 
 pub trait MetaStore: Send + Sync + 'static {
     fn put_topic(&self, topic: &TopicConfig) -> Result<(), MetaError>;
+    /// Stores `topic` unless a topic of its name is stored; returns the stored one then.
+    /// On metadata several nodes share this is one compare-and-swap, so two nodes creating
+    /// one topic at once never both succeed; on a node's own metadata (creations serialized
+    /// by the broker) a read and a write.
+    fn create_topic(&self, topic: &TopicConfig) -> Result<Option<TopicConfig>, MetaError> {
+        if let Some(stored) = self.topics()?.into_iter().find(|t| t.name == topic.name) {
+            return Ok(Some(stored));
+        }
+        self.put_topic(topic)?;
+        Ok(None)
+    }
     /// Removes the topic, every group cursor of it and every PoP state of it.
     fn delete_topic(&self, name: &str) -> Result<(), MetaError>;
     fn topics(&self) -> Result<Vec<TopicConfig>, MetaError>;

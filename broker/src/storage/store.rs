@@ -183,6 +183,13 @@ pub trait StorageEngine: Send + Sync + 'static {
     /// Removes whatever is stored of `topic` (deleted, or left by a creation that did not
     /// finish); nothing stored is fine.
     fn remove_topic(&self, topic: &str) -> Result<()>;
+    /// Removes what is stored of `topic` under incarnations other than `keep` (on storage
+    /// several nodes share, where a creation must not remove a concurrent creator's
+    /// data); by default, [`remove_topic`](Self::remove_topic) before `keep`'s is made.
+    fn remove_other_incarnations(&self, topic: &str, keep: u64) -> Result<()> {
+        let _ = keep;
+        self.remove_topic(topic)
+    }
     /// Where the engine keeps files, for an operator's messages (none: a remote engine).
     fn data_dir(&self) -> Option<PathBuf>;
     /// Whether other nodes of the region share this storage (and may create and delete

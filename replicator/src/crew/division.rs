@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use broker::meta::MessageType;
 use serde::{Deserialize, Serialize};
 
 use crate::observe::SubLogKey;
@@ -44,9 +43,6 @@ pub struct Assigned {
     pub origin: String,
     /// This region relays the sub-log (store-and-forward) rather than being its target.
     pub relay: bool,
-    /// The source topic's partitions and message type, which a target created here takes.
-    pub partitions: u32,
-    pub message_type: MessageType,
 }
 
 impl Assigned {
@@ -197,8 +193,6 @@ mod tests {
             partition,
             origin: "b".into(),
             relay: false,
-            partitions: 4,
-            message_type: MessageType::Normal,
         };
         let assignment = Assignment {
             holder: "n1".into(),

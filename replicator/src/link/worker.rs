@@ -171,28 +171,15 @@ impl Worker {
         }
     }
 
-    /// Creates the target topic if this node does not see it yet (the planning node
-    /// creates it too; creating is idempotent); whether the sub-log's partition is there.
+    /// Whether the sub-log's partition is there: the planning node creates target topics
+    /// (this node takes them up from the shared metadata). Never created here: two nodes
+    /// creating one topic at once would each make it anew.
     async fn target_ready(&self, assigned: &Assigned) -> bool {
         let node = self.node.clone();
-        let (topic, partitions, message_type) = (
-            assigned.topic.clone(),
-            assigned.partitions,
-            assigned.message_type,
-        );
-        let created = tokio::task::spawn_blocking(move || {
-            node.broker
-                .ensure_topic_of(&topic, partitions, message_type)
-        })
-        .await;
-        match created {
-            Ok(Ok(config)) => assigned.partition < config.partitions,
-            Ok(Err(e)) => {
-                tracing::warn!(event = "target_topic_create_failed", task = %assigned.task, topic = %assigned.topic, error = %e, "cannot create the target topic");
-                false
-            }
-            Err(_) => false,
-        }
+        let (topic, partition) = (assigned.topic.clone(), assigned.partition);
+        tokio::task::spawn_blocking(move || node.broker.partition(&topic, partition).is_ok())
+            .await
+            .unwrap_or(false)
     }
 
     /// The open data-only connection to `peer`, dialled now when there is none and its

@@ -329,8 +329,6 @@ fn share_out(node: &Node, plan: &mut Plan) {
             partition: key.partition,
             origin: key.origin.clone(),
             relay: offer.need == Need::Relay,
-            partitions: offer.partitions,
-            message_type: offer.message_type,
         });
         false
     });
