@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::session::{self, Role};
 use super::streams::accept_streams;
 use crate::node::{LinkCtx, Node};
-use crate::wire::close;
+use crate::wire::{DATA_CONNECTIONS_FEATURE, close};
 
 /// Serves a data-only connection from `peer` (its Hello exchanged on `control`, which
 /// stays open while it is served) for as long as this region's link with `peer` lasts.
@@ -89,6 +89,10 @@ async fn dial_one(
     .await
     .map_err(|_| format!("no answer within {bound:?}"))?;
     let (connection, send, recv, hello) = opened?;
+    if !hello.features.iter().any(|f| f == DATA_CONNECTIONS_FEATURE) {
+        connection.close(close::NORMAL, b"data-only connections not served");
+        return Err("the peer does not serve data-only connections".into());
+    }
     let ctx = session::link_ctx(
         node,
         node.next_id(),

@@ -23,8 +23,8 @@ use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
 use crate::scan_pace;
 use crate::serve::{advertise, push};
 use crate::wire::{
-    Codec, DATA_ONLY_FEATURE, Frame, FrameError, FrameKind, LinkCode, PROTOCOL_VERSION,
-    PUSH_FEATURE, StreamError, close, io,
+    Codec, DATA_CONNECTIONS_FEATURE, DATA_ONLY_FEATURE, Frame, FrameError, FrameKind, LinkCode,
+    PROTOCOL_VERSION, PUSH_FEATURE, StreamError, close, io,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,6 +222,10 @@ pub(crate) fn link_ctx(
         }),
         send_budget: ByteBudget::new(node.settings.link_buffer_bytes),
         receive_budget: ByteBudget::new(node.settings.link_buffer_bytes),
+        serves_data_connections: peer_hello
+            .features
+            .iter()
+            .any(|f| f == DATA_CONNECTIONS_FEATURE),
         stop,
     })
 }
@@ -254,7 +258,14 @@ pub(crate) async fn handshake(
             .iter()
             .map(|c| c.feature())
             .chain((node.settings.push && !data_only).then(|| PUSH_FEATURE.to_string()))
-            .chain(data_only.then(|| DATA_ONLY_FEATURE.to_string()))
+            .chain(Some(
+                if data_only {
+                    DATA_ONLY_FEATURE
+                } else {
+                    DATA_CONNECTIONS_FEATURE
+                }
+                .to_string(),
+            ))
             .collect(),
         max_frame_bytes: node.limits.max_frame as u64,
         config_digest: node.config_digest().to_string(),

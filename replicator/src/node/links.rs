@@ -35,6 +35,8 @@ pub(crate) struct LinkCtx {
     /// applied (`budget`).
     pub send_budget: ByteBudget,
     pub receive_budget: ByteBudget,
+    /// The peer serves data-only connections under this link (`link::data`).
+    pub serves_data_connections: bool,
 }
 
 /// A link whose connection is open (its health says whether it is up for routing).

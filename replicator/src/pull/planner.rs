@@ -289,11 +289,19 @@ impl State {
 fn share_out(node: &Node, plan: &mut Plan) {
     let Some(crew) = &node.crew else { return };
     let members = crew.members.borrow().clone();
+    // Neighbours the other nodes can reach: this region dials them, and they serve
+    // data-only connections.
+    let links = node.links.load();
     let dialled: HashSet<String> = node
         .topology
         .neighbours(&node.region)
         .into_iter()
         .filter(|n| n.dial && !n.addresses.is_empty())
+        .filter(|n| {
+            links
+                .get(&n.region)
+                .is_some_and(|l| l.ctx.serves_data_connections)
+        })
         .map(|n| n.region)
         .collect();
     let division = divide(

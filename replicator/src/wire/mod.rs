@@ -30,6 +30,10 @@ pub const PUSH_FEATURE: &str = "push";
 /// region's planning node holds; it carries no link state, tasks or heartbeats.
 pub const DATA_ONLY_FEATURE: &str = "data-only";
 
+/// The Hello feature of a region that serves data-only connections under its links: only
+/// then does the peer's planning node give the sub-logs it pulls from it to other nodes.
+pub const DATA_CONNECTIONS_FEATURE: &str = "data-connections";
+
 /// A refusal sent to the peer as an `Error` frame: the code and what was wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
