@@ -10,7 +10,8 @@
 //! CPU seconds per MB produced, per process. Then replication between two regions on that
 //! engine (the scenarios, in this process): end-to-end lag of a paced two-way load
 //! (`active-active`) and the rate a backlog built behind a cut link catches up at after
-//! the heal (`partition-heal`).
+//! the heal (`partition-heal`); on JetStream also with two nodes per region, whose pulls
+//! are divided between them.
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +97,8 @@ struct Row {
     /// Per process: name and CPU seconds per MB produced (produce and read back).
     cpu_per_mb: Vec<(String, f64)>,
     replication: Replication,
+    /// The same on regions of two nodes each (JetStream only: the pulls divided).
+    replication_two_nodes: Option<Replication>,
 }
 
 /// Two regions on one engine replicating to each other.
@@ -108,11 +111,17 @@ struct Replication {
     catchup_mb_per_s: Option<f64>,
 }
 
-/// Replication between two regions on `engine`, through the scenarios.
-async fn replication(engine: Engine, args: &EnginesBench) -> Result<Replication> {
+/// Replication between two regions of `nodes_per_region` nodes each on `engine`, through
+/// the scenarios.
+async fn replication_of(
+    engine: Engine,
+    args: &EnginesBench,
+    nodes_per_region: usize,
+) -> Result<Replication> {
     let options = Options {
         regions: Some(2),
         engine,
+        nodes_per_region,
         records: args.replication_records,
         size: args.size,
         rate: Some(args.replication_rate),
@@ -126,6 +135,17 @@ async fn replication(engine: Engine, args: &EnginesBench) -> Result<Replication>
         resume_s: heal.resume_s,
         catchup_mb_per_s: heal.catchup_mb_per_s,
     })
+}
+
+fn print_replication(what: &str, r: &Replication) {
+    println!("  {:<9} {what}: lag {}", "", r.lag.line());
+    println!(
+        "  {:<9} after a heal: resumed in {}, caught up at {}",
+        "",
+        r.resume_s.map_or("-".into(), |s| format!("{s:.2} s")),
+        r.catchup_mb_per_s
+            .map_or("-".into(), |m| format!("{m:.1} MB/s"))
+    );
 }
 
 pub async fn run(args: EnginesBench) -> Result<()> {
@@ -161,19 +181,10 @@ pub async fn run(args: EnginesBench) -> Result<()> {
             .map(|(name, s)| format!("{name} {:.3}", s))
             .collect();
         println!("  {:<9} CPU s/MB  {}", "", cpu.join(", "));
-        let r = &row.replication;
-        println!(
-            "  {:<9} replication between two regions: lag {}",
-            "",
-            r.lag.line()
-        );
-        println!(
-            "  {:<9} after a heal: resumed in {}, caught up at {}",
-            "",
-            r.resume_s.map_or("-".into(), |s| format!("{s:.2} s")),
-            r.catchup_mb_per_s
-                .map_or("-".into(), |m| format!("{m:.1} MB/s"))
-        );
+        print_replication("replication between two regions", &row.replication);
+        if let Some(r) = &row.replication_two_nodes {
+            print_replication("two regions of two nodes each (pulls divided)", r);
+        }
         rows.push(row);
     }
     if let Some(path) = &args.json {
@@ -191,6 +202,11 @@ pub async fn run(args: EnginesBench) -> Result<()> {
                 "replication_lag_ms": r.replication.lag,
                 "replication_resume_s": r.replication.resume_s,
                 "replication_catchup_mb_per_s": r.replication.catchup_mb_per_s,
+                "two_nodes_per_region": r.replication_two_nodes.as_ref().map(|t| serde_json::json!({
+                    "replication_lag_ms": t.lag,
+                    "replication_resume_s": t.resume_s,
+                    "replication_catchup_mb_per_s": t.catchup_mb_per_s,
+                })),
             })).collect::<Vec<_>>(),
         });
         write_json(path, &figures)?;
@@ -270,14 +286,15 @@ async fn one(engine: StorageEngineKind, args: &EnginesBench) -> Result<Row> {
     let paced_ack = Quantiles::of(&drive(&client, topic, &paced, None).await?);
     process.stop().await?;
     drop(cluster);
-    let replication = replication(
-        match engine {
-            StorageEngineKind::Embedded => Engine::Embedded,
-            StorageEngineKind::JetStream => Engine::JetStream,
-        },
-        args,
-    )
-    .await?;
+    let scenario_engine = match engine {
+        StorageEngineKind::Embedded => Engine::Embedded,
+        StorageEngineKind::JetStream => Engine::JetStream,
+    };
+    let replication = replication_of(scenario_engine, args, 1).await?;
+    let replication_two_nodes = match engine {
+        StorageEngineKind::Embedded => None,
+        StorageEngineKind::JetStream => Some(replication_of(scenario_engine, args, 2).await?),
+    };
     Ok(Row {
         engine: match engine {
             StorageEngineKind::Embedded => "embedded",
@@ -295,5 +312,6 @@ async fn one(engine: StorageEngineKind, args: &EnginesBench) -> Result<Row> {
             .map(|(name, (b, a))| (name.clone(), (a - b) / produced_mb))
             .collect(),
         replication,
+        replication_two_nodes,
     })
 }
