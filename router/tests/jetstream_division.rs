@@ -5,8 +5,9 @@
 //! nodes apply records (each one's `replicated_records` counter moves). The node that
 //! does not plan is then killed with SIGKILL while b produces: its share goes to the
 //! planning node, which catches up on every sub-log (time printed); started again, it
-//! takes a share again. At the end a holds every record b acknowledged, once, each
-//! sub-log dense from 0.
+//! takes a share again. Then the planning node is killed: the other takes the lease, pulls
+//! everything and catches up, and the killed one, started again, takes a share. At the end
+//! a holds every record b acknowledged, once, each sub-log dense from 0.
 
 mod support;
 
@@ -132,45 +133,66 @@ async fn a_regions_nodes_divide_its_pulls_and_one_takes_over_a_dead_nodes_share(
         },
     )
     .await;
-    let planner = planner.expect("found above");
-    let other = 1 - planner;
+    let mut planner = planner.expect("found above");
     assert!(
-        !planning(&nodes[other]).await,
+        !planning(&nodes[1 - planner]).await,
         "exactly one node of a holds the link"
     );
 
-    nodes[other].signal(Signal::SIGKILL);
-    let _ = nodes[other].child.wait();
-    let killed = Instant::now();
-    let in_b = held_of_b(&b).await;
-    assert_eq!(
-        in_b.len(),
-        PARTITIONS as usize,
-        "b produced to every partition"
-    );
-    wait_for(
-        "the planning node to catch up on every sub-log of b",
-        &[&nodes[planner], &b],
-        async || {
-            let held = held_of_b(&nodes[planner]).await;
-            in_b.iter()
-                .all(|(p, end)| held.get(p).is_some_and(|h| h >= end))
-        },
-    )
-    .await;
-    eprintln!(
-        "the node pulling a share was killed; every sub-log of b caught up in a after {:?}",
-        killed.elapsed()
-    );
-
-    // Started again, it takes a share again.
-    nodes[other] = support::spawn_with("a", &data(other + 1), &a_config, &[]);
-    wait_for(
-        "the node started again to apply records of b",
-        &[&nodes[0], &nodes[1], &b],
-        async || applied_here(&nodes[other]).await > 0,
-    )
-    .await;
+    // First the node pulling a share without planning dies, then the planning node.
+    for (round, victim) in ["the node pulling a share", "the planning node"]
+        .into_iter()
+        .enumerate()
+    {
+        let dead = if round == 0 { 1 - planner } else { planner };
+        let survivor = 1 - dead;
+        nodes[dead].signal(Signal::SIGKILL);
+        let _ = nodes[dead].child.wait();
+        let killed = Instant::now();
+        // What b holds once it has produced to every sub-log since the kill: records that
+        // only the survivor (or a node it handed them to) can have pulled.
+        let at_kill = held_of_b(&b).await;
+        assert_eq!(
+            at_kill.len(),
+            PARTITIONS as usize,
+            "b produced to every partition"
+        );
+        let mut in_b = BTreeMap::new();
+        wait_for("b to produce to every sub-log again", &[&b], async || {
+            in_b = held_of_b(&b).await;
+            at_kill
+                .iter()
+                .all(|(p, end)| in_b.get(p).is_some_and(|e| e > end))
+        })
+        .await;
+        wait_for(
+            "the other node to catch up on every sub-log of b",
+            &[&nodes[survivor], &b],
+            async || {
+                let held = held_of_b(&nodes[survivor]).await;
+                in_b.iter()
+                    .all(|(p, end)| held.get(p).is_some_and(|h| h >= end))
+            },
+        )
+        .await;
+        eprintln!(
+            "{victim} was killed; the other caught up on every sub-log of b after {:?}",
+            killed.elapsed()
+        );
+        wait_for("the survivor to plan", &[&nodes[survivor]], async || {
+            planning(&nodes[survivor]).await
+        })
+        .await;
+        planner = survivor;
+        // Started again, it takes a share again.
+        nodes[dead] = support::spawn_with("a", &data(dead + 1), &a_config, &[]);
+        wait_for(
+            "the node started again to apply records of b",
+            &[&nodes[0], &nodes[1], &b],
+            async || applied_here(&nodes[dead]).await > 0,
+        )
+        .await;
+    }
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
 
