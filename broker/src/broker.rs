@@ -347,7 +347,14 @@ impl Broker {
         }
         self.meta.delete_topic(name)?;
         self.meta.flush()?;
-        self.engine.remove_topic(name)?;
+        if self.engine.shared() {
+            // Another node may have created the name again since: only this incarnation
+            // goes.
+            self.engine
+                .remove_incarnation(name, topic.config.incarnation)?;
+        } else {
+            self.engine.remove_topic(name)?;
+        }
         self.ring();
         tracing::info!(topic = name, "topic deleted");
         Ok(())

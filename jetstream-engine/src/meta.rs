@@ -83,6 +83,35 @@ impl JetStreamMetaStore {
             .collect())
     }
 
+    /// Removes the records of leases whose duty starts with `prefix` and whose time ended
+    /// more than `lapsed_for` ago (released, or their holder dead): each node's own lease
+    /// has a key of its own, so without this every start of a node would leave one behind
+    /// for every listing to read. Returns how many were removed.
+    pub fn prune_lapsed_leases(
+        &self,
+        prefix: &str,
+        lapsed_for: std::time::Duration,
+    ) -> Result<usize, MetaError> {
+        let start = crate::lease::key(prefix);
+        let before = crate::lease::now_ms()
+            .saturating_sub(u64::try_from(lapsed_for.as_millis()).unwrap_or(u64::MAX));
+        let doomed: Vec<String> = self
+            .list(keys::LEASES.to_string())?
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(&start))
+            .filter(|(_, value)| {
+                serde_json::from_slice::<crate::lease::LeaseRecord>(value)
+                    .is_ok_and(|r| r.until_ms < before)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let removed = doomed.len();
+        if removed > 0 {
+            self.remove(doomed)?;
+        }
+        Ok(removed)
+    }
+
     /// The node holding lease `duty` now, if any.
     pub fn lease_holder(&self, duty: &str) -> Result<Option<String>, MetaError> {
         let now = crate::lease::now_ms();

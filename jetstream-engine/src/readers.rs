@@ -129,6 +129,11 @@ impl JetStreamPartitionReader {
                 partition.incarnation(),
                 partition.index(),
             );
+            // The stream's last sequence is read before the origins are listed: a batch
+            // stored between the two is then either listed or past it. Read after the
+            // listing, a first batch stored meanwhile was skipped (a consumer starting on
+            // an empty partition as producers began lost the partition's first batches).
+            let last = logs.last_sequence(&topic, incarnation).await?;
             let mut start = None::<u64>;
             for origin in logs.origins(&topic, incarnation, index).await? {
                 let from = cursor.next_offset_in(&origin, partition.incarnation_of(&origin));
@@ -137,10 +142,7 @@ impl JetStreamPartitionReader {
                     start = Some(start.map_or(first.sequence, |s| s.min(first.sequence)));
                 }
             }
-            match start {
-                Some(start) => Ok(start),
-                None => Ok(logs.last_sequence(&topic, incarnation).await? + 1),
-            }
+            Ok(start.unwrap_or(last + 1))
         })?;
         Ok(start)
     }

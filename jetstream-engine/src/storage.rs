@@ -41,6 +41,24 @@ impl JetStreamStorage {
         Ok(self.logs.engine().run_fallible(work)?)
     }
 
+    /// Deletes the streams of topic `name` (of any incarnation) that `doomed` picks.
+    fn remove_streams(
+        &self,
+        name: &str,
+        doomed: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<()> {
+        let logs = self.logs.clone();
+        let name = name.to_string();
+        self.run(async move {
+            for stream in logs.topic_streams(&name).await? {
+                if doomed(&stream) {
+                    logs.delete_stream(&stream).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn partitions(&self, topic: &TopicConfig) -> Result<Vec<Arc<dyn PartitionStore>>> {
         // No limits on the stream itself: one that dropped every batch of a sub-log would
         // leave nothing to tell where it ended, and the next append would start it at 0
@@ -103,28 +121,17 @@ impl StorageEngine for JetStreamStorage {
     }
 
     fn remove_topic(&self, name: &str) -> Result<()> {
-        let logs = self.logs.clone();
-        let name = name.to_string();
-        self.run(async move {
-            for stream in logs.topic_streams(&name).await? {
-                logs.delete_stream(&stream).await?;
-            }
-            Ok(())
-        })
+        self.remove_streams(name, |_| true)
     }
 
     fn remove_other_incarnations(&self, name: &str, keep: u64) -> Result<()> {
-        let logs = self.logs.clone();
         let kept = crate::names::topic_stream(&self.region, name, keep);
-        let name = name.to_string();
-        self.run(async move {
-            for stream in logs.topic_streams(&name).await? {
-                if stream != kept {
-                    logs.delete_stream(&stream).await?;
-                }
-            }
-            Ok(())
-        })
+        self.remove_streams(name, move |stream| stream != kept)
+    }
+
+    fn remove_incarnation(&self, name: &str, incarnation: u64) -> Result<()> {
+        let doomed = crate::names::topic_stream(&self.region, name, incarnation);
+        self.remove_streams(name, move |stream| stream == doomed)
     }
 
     fn data_dir(&self) -> Option<PathBuf> {

@@ -192,3 +192,70 @@ async fn a_node_that_cannot_do_its_duty_steps_down_and_another_takes_it() {
         tokio::time::sleep(LEASE / 10).await;
     }
 }
+
+/// Each node's own lease (`member-<instance>`, the nodes a region divides its pulls among):
+/// the live holders are listed, a released one is not, and a record lapsed long enough is
+/// removed while a live one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_leases_list_the_live_nodes_and_lapsed_ones_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(dir.path(), 3).unwrap();
+    let (_engine, meta) = meta(&cluster);
+    let stops: Vec<CancellationToken> = (0..2).map(|_| CancellationToken::new()).collect();
+    let held: Vec<_> = stops
+        .iter()
+        .enumerate()
+        .map(|(i, stop)| {
+            meta.hold_lease(
+                &format!("member-{i}"),
+                &format!("n{i}"),
+                LEASE,
+                stop.clone(),
+            )
+        })
+        .collect();
+    until(
+        "both members hold their leases",
+        Duration::from_secs(10),
+        || held.iter().all(|h| *h.borrow()),
+    )
+    .await;
+    let live = |meta: &Arc<JetStreamMetaStore>| {
+        let mut live = meta.lease_holders("member-").unwrap();
+        live.sort();
+        live
+    };
+    let m = meta.clone();
+    assert_eq!(
+        tokio::task::spawn_blocking(move || live(&m)).await.unwrap(),
+        ["n0", "n1"]
+    );
+    // n1 stops: released at once, no longer alive.
+    stops[1].cancel();
+    let m = meta.clone();
+    let gone = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        while live(&m) != ["n0"] {
+            assert!(started.elapsed() < Duration::from_secs(10), "n1 released");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m.prune_lapsed_leases("member-", Duration::ZERO).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        gone, 1,
+        "n1's released record is removed, n0's live one stays"
+    );
+    let m = meta.clone();
+    let after = tokio::task::spawn_blocking(move || {
+        (
+            live(&m),
+            m.prune_lapsed_leases("member-", Duration::ZERO).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(after, (vec!["n0".to_string()], 0));
+    stops[0].cancel();
+}

@@ -19,7 +19,6 @@ use crate::node::{Node, Planner};
 use crate::replicator::{
     ReplicatorConfig, StartError, build_node, open_endpoint, stored_catalog, stored_task_records,
 };
-use crate::wire::close;
 
 /// How often the tasks are read again from the shared metadata.
 const TASKS_REFRESH: Duration = Duration::from_secs(1);
@@ -58,18 +57,7 @@ impl CrewWorker {
 
     /// Stops its pulls and lets the socket go.
     pub async fn shut_down(&self) {
-        self.node.stop.cancel();
-        self.endpoint.close(close::SHUTDOWN, b"not pulling");
-        self.node.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.node.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                event = "replication_stop_slow",
-                "replication tasks did not stop within 10 s"
-            );
-        }
+        endpoint::stop_node(&self.node, &self.endpoint, b"not pulling").await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
@@ -90,7 +78,7 @@ async fn follow_tasks(node: Arc<Node>) {
         })
         .await;
         if let Ok(Err(e)) = read {
-            tracing::warn!(event = "dr_fence_refresh_failed", error = %e, "could not read the region's tasks from the shared metadata; pulling by the tasks as last read");
+            tracing::warn!(event = "crew_read_failed", error = %e, "could not read the region's tasks from the shared metadata; pulling by the tasks as last read");
         }
     }
 }

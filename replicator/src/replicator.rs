@@ -24,7 +24,7 @@ use crate::settings::LinkSettings;
 use crate::tasks::book::Change;
 use crate::tasks::catalog::Catalog;
 use crate::tasks::{ChangeError, TaskBook, TaskError, TaskRecord, TaskSpec, TaskState};
-use crate::wire::{FrameLimits, close};
+use crate::wire::FrameLimits;
 use broker::catalog::record::Author;
 
 pub struct ReplicatorConfig {
@@ -625,19 +625,7 @@ impl Replicator {
 
     /// Stops pulling and serving, closes the links, and saves checkpoints.
     pub async fn shut_down(&self) {
-        self.node.stop.cancel();
-        self.endpoint
-            .close(close::SHUTDOWN, b"region shutting down");
-        self.node.tracker.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.node.tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                event = "replication_stop_slow",
-                "replication tasks did not stop within 10 s"
-            );
-        }
+        endpoint::stop_node(&self.node, &self.endpoint, b"region shutting down").await;
         let node = self.node.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || upkeep::save_checkpoints(&node)).await {
             tracing::error!(event = "checkpoints_save_failed", error = %e, "saving replication checkpoints failed");

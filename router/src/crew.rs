@@ -16,8 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the planning node reads which nodes are alive.
 const MEMBERS_REFRESH: Duration = Duration::from_millis(500);
+/// Member leases whose time ended longer ago than this are removed by the planning node
+/// (each start of a node makes a key of its own).
+const MEMBER_FORGOTTEN_AFTER: Duration = Duration::from_secs(60);
 /// How often a node reads the division.
 const DIVISION_REFRESH: Duration = Duration::from_millis(250);
+/// How often the planning node writes its division again unchanged: a write that failed,
+/// or an old holder's late write over it, is mended within this.
+const DIVISION_REWRITE: Duration = Duration::from_secs(1);
 
 /// The lease duty every node holds of its own: `member-<instance>`.
 pub const MEMBER_DUTY: &str = "member-";
@@ -28,6 +34,8 @@ pub struct CrewIo {
     pub meta: Arc<JetStreamMetaStore>,
     /// This node's lease id.
     pub me: String,
+    /// The duty of this node's own lease while it pulls a share (`member-<instance>`).
+    pub member_duty: String,
 }
 
 impl CrewIo {
@@ -36,7 +44,19 @@ impl CrewIo {
         let (tx, rx) = watch::channel(Vec::new());
         let meta = self.meta.clone();
         tokio::spawn(async move {
+            let mut pruned_at: Option<std::time::Instant> = None;
             loop {
+                if pruned_at.is_none_or(|at| at.elapsed() >= MEMBER_FORGOTTEN_AFTER) {
+                    pruned_at = Some(std::time::Instant::now());
+                    let m = meta.clone();
+                    let pruned = tokio::task::spawn_blocking(move || {
+                        m.prune_lapsed_leases(MEMBER_DUTY, MEMBER_FORGOTTEN_AFTER)
+                    })
+                    .await;
+                    if let Ok(Err(e)) = pruned {
+                        tracing::warn!(event = "crew_write_failed", error = %e, "could not remove lapsed member leases; trying again later");
+                    }
+                }
                 let m = meta.clone();
                 match tokio::task::spawn_blocking(move || m.lease_holders(MEMBER_DUTY)).await {
                     Ok(Ok(mut live)) => {
@@ -57,7 +77,19 @@ impl CrewIo {
         rx
     }
 
-    /// Stores every new division `divisions` takes, until its sender is gone or `stop`.
+    /// Holds this node's own lease, making it one of the nodes the planning node divides
+    /// the pulls among, until `stop` (then releases it); whether it is held now.
+    pub fn membership(&self, stop: CancellationToken) -> watch::Receiver<bool> {
+        self.meta.hold_lease(
+            &self.member_duty,
+            &self.me,
+            crate::replication::REPLICATION_LEASE,
+            stop,
+        )
+    }
+
+    /// Stores the division `divisions` holds, whenever it changes and every
+    /// [`DIVISION_REWRITE`], until its sender is gone or `stop`.
     pub async fn store_divisions(
         self,
         mut divisions: watch::Receiver<Assignment>,
@@ -74,6 +106,7 @@ impl CrewIo {
             }
             tokio::select! {
                 changed = divisions.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(DIVISION_REWRITE) => {}
                 () = stop.cancelled() => return,
             }
         }
@@ -83,19 +116,23 @@ impl CrewIo {
     /// until `stop`; nothing while `member` says this node's own lease is not held.
     pub fn follow(
         &self,
-        member: watch::Receiver<bool>,
+        mut member: watch::Receiver<bool>,
         stop: CancellationToken,
     ) -> watch::Receiver<Vec<Assigned>> {
         let (tx, rx) = watch::channel(Vec::new());
         let crew = self.clone();
         tokio::spawn(async move {
             loop {
-                // A node whose own lease lapsed pulls nothing, whatever it read last.
-                let read = if *member.borrow() {
+                // A node whose own lease lapsed pulls nothing, whatever it read last, also
+                // while a read is still waiting for the metadata.
+                let read = if *member.borrow_and_update() {
                     let c = crew.clone();
-                    match tokio::task::spawn_blocking(move || c.read_share()).await {
-                        Ok(read) => read,
-                        Err(_) => return,
+                    tokio::select! {
+                        read = tokio::task::spawn_blocking(move || c.read_share()) => match read {
+                            Ok(read) => read.map(|share| if *member.borrow() { share } else { Vec::new() }),
+                            Err(_) => return,
+                        },
+                        () = lapsed(&mut member) => Ok(Vec::new()),
                     }
                 } else {
                     Ok(Vec::new())
@@ -127,5 +164,14 @@ impl CrewIo {
             None => Assignment::default(),
         };
         Ok(mine(&division, holder.as_deref(), &self.me))
+    }
+}
+
+/// Returns once `member` says the lease is not held (or can no longer say).
+async fn lapsed(member: &mut watch::Receiver<bool>) {
+    while *member.borrow_and_update() {
+        if member.changed().await.is_err() {
+            return;
+        }
     }
 }

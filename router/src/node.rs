@@ -364,17 +364,10 @@ impl Node {
                         crate::replication::REPLICATION_LEASE,
                         lease_stop.clone(),
                     );
-                    // Alive to the region's other nodes, which divide the pulls among
-                    // those alive (`crew.rs`).
-                    let member = meta.hold_lease(
-                        &format!("{}{instance:016x}", crate::crew::MEMBER_DUTY),
-                        &node_id,
-                        crate::replication::REPLICATION_LEASE,
-                        lease_stop.clone(),
-                    );
                     let crew = crate::crew::CrewIo {
                         meta: meta.clone(),
                         me: node_id.clone(),
+                        member_duty: format!("{}{instance:016x}", crate::crew::MEMBER_DUTY),
                     };
                     let socket = replication_socket_for_lease
                         .take()
@@ -382,7 +375,6 @@ impl Node {
                     replication_duty.spawn(plan.run_while_held(
                         held,
                         crew,
-                        member,
                         broker.clone(),
                         socket,
                         running.clone(),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use broker::Broker;
 use jetstream_engine::lease::StepDown;
-use replicator::crew::{Assigned, Assignment, Crew};
+use replicator::crew::{Assignment, Crew};
 use replicator::dr::StoredTasks;
 use replicator::observe::Metrics;
 use replicator::{CrewWorker, Replicator, ReplicatorConfig, Running};
@@ -208,7 +208,6 @@ impl Plan {
         self,
         (mut held, step_down): (watch::Receiver<bool>, StepDown),
         crew: CrewIo,
-        member: watch::Receiver<bool>,
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
         running: Running,
@@ -221,8 +220,7 @@ impl Plan {
             socket,
             running,
         };
-        let share = duty.crew.follow(member, stop.clone());
-        self.replicate_while_held(&mut held, &step_down, &duty, share, &stop)
+        self.replicate_while_held(&mut held, &step_down, &duty, &stop)
             .await;
         lease_stop.cancel();
         // The lease loop closes the channel once it has released the lease.
@@ -235,14 +233,10 @@ impl Plan {
         held: &mut watch::Receiver<bool>,
         step_down: &StepDown,
         duty: &Duty,
-        share: watch::Receiver<Vec<Assigned>>,
         stop: &CancellationToken,
     ) {
         loop {
-            if !self
-                .pull_share_until_held(held, duty, share.clone(), stop)
-                .await
-            {
+            if !self.pull_share_until_held(held, duty, stop).await {
                 return;
             }
             let planning = CancellationToken::new();
@@ -296,16 +290,20 @@ impl Plan {
         }
     }
 
-    /// Pulls this node's `share` of the holder's division, refusing links on the socket,
-    /// until `held` or `stop`; whether the lease is held. A node whose pulling side cannot
-    /// start refuses links only.
+    /// Pulls this node's share of the holder's division, refusing links on the socket,
+    /// until `held` or `stop`; whether the lease is held. While it pulls, the node holds
+    /// its own member lease (the planning node divides among those); a node whose pulling
+    /// side cannot start holds none and refuses links only.
     async fn pull_share_until_held(
         &self,
         held: &mut watch::Receiver<bool>,
         duty: &Duty,
-        share: watch::Receiver<Vec<Assigned>>,
         stop: &CancellationToken,
     ) -> bool {
+        let pulling = CancellationToken::new();
+        let share = duty
+            .crew
+            .follow(duty.crew.membership(pulling.clone()), pulling.clone());
         let worker = duty
             .socket
             .try_clone()
@@ -322,6 +320,7 @@ impl Plan {
         let worker = match worker {
             Ok(worker) => Some(worker),
             Err(e) => {
+                pulling.cancel();
                 tracing::error!(event = "replication_refuser_failed", error = %format!("{e:#}"), "cannot pull a share of the region's sub-logs while another node replicates; refusing links only");
                 None
             }
@@ -356,6 +355,8 @@ impl Plan {
         if let Some(worker) = worker {
             worker.shut_down().await;
         }
+        // Released once the pulls have stopped.
+        pulling.cancel();
         refusing.cancel();
         if let Some(refuser) = refuser
             && let Ok(Err(e)) = refuser.await

@@ -190,6 +190,13 @@ pub trait StorageEngine: Send + Sync + 'static {
         let _ = keep;
         self.remove_topic(topic)
     }
+    /// Removes what is stored of `topic`'s incarnation `incarnation` only (on storage
+    /// several nodes share, where a delete must not remove a creation made since through
+    /// another node); by default, [`remove_topic`](Self::remove_topic).
+    fn remove_incarnation(&self, topic: &str, incarnation: u64) -> Result<()> {
+        let _ = incarnation;
+        self.remove_topic(topic)
+    }
     /// Where the engine keeps files, for an operator's messages (none: a remote engine).
     fn data_dir(&self) -> Option<PathBuf>;
     /// Whether other nodes of the region share this storage (and may create and delete

@@ -95,6 +95,23 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint) {
     }
 }
 
+/// Stops a node's tasks (its pulls, links and loops) and closes its endpoint, waiting up
+/// to ten seconds for the tasks to end.
+pub(crate) async fn stop_node(node: &Node, quic: &quinn::Endpoint, reason: &[u8]) {
+    node.stop.cancel();
+    quic.close(close::SHUTDOWN, reason);
+    node.tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), node.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            event = "replication_stop_slow",
+            "replication tasks did not stop within 10 s"
+        );
+    }
+}
+
 /// How long one connect attempt may wait for the peer: eight round trips of the link's
 /// last known RTT, at least a heartbeat interval, at most the idle timeout (also when the
 /// RTT is not known yet).

@@ -69,12 +69,17 @@ pub(crate) async fn run(
         resting: HashMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             changed = assigned.changed() => if changed.is_err() { break },
             Some(event) = ended.recv() => worker.take(event),
             _ = tick.tick() => {}
             () = node.stop.cancelled() => break,
+        }
+        // Every pull that ended meanwhile (a connection's end ends all of its pulls).
+        while let Ok(event) = ended.try_recv() {
+            worker.take(event);
         }
         let want = assigned.borrow_and_update().clone();
         worker.reconcile(want).await;
@@ -101,21 +106,32 @@ impl Worker {
         }
     }
 
-    fn incarnation_here(&self, key: &SubLogKey) -> u64 {
-        self.node
-            .broker
-            .partition(&key.topic, key.partition)
-            .map_or(0, |p| p.incarnation())
+    /// The incarnation of each of `keys`' target topic here (0: the topic or the partition
+    /// is not there), read off the async workers (a topic this node does not know yet is
+    /// looked up in the metadata). Never created here: the planning node creates them.
+    async fn incarnations(&self, keys: Vec<SubLogKey>) -> HashMap<SubLogKey, u64> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || {
+            keys.into_iter()
+                .map(|key| {
+                    let incarnation = node
+                        .broker
+                        .partition(&key.topic, key.partition)
+                        .map_or(0, |p| p.incarnation());
+                    (key, incarnation)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
     }
 
     async fn reconcile(&mut self, want: Vec<Assigned>) {
         let want: HashMap<SubLogKey, Assigned> = want.into_iter().map(|a| (a.key(), a)).collect();
         let node = self.node.clone();
-        let incarnations: HashMap<SubLogKey, u64> = self
-            .pulls
-            .keys()
-            .map(|k| (k.clone(), self.incarnation_here(k)))
-            .collect();
+        let incarnations = self
+            .incarnations(self.pulls.keys().cloned().collect())
+            .await;
         self.pulls.retain(|key, pull| {
             let keep = want.get(key) == Some(&pull.assigned)
                 && node.tasks.is_live(&pull.task)
@@ -137,10 +153,16 @@ impl Worker {
                 // Not known here yet (the task records are read again every second).
                 continue;
             };
-            if !self.target_ready(&assigned).await {
-                continue;
-            }
             let Some(link) = self.connection(&assigned.peer).await else {
+                continue;
+            };
+            // The planning node creates target topics; this node takes them up.
+            let Some(&target_incarnation) = self
+                .incarnations(vec![key.clone()])
+                .await
+                .get(&key)
+                .filter(|i| **i != 0)
+            else {
                 continue;
             };
             let id = node.next_id();
@@ -151,7 +173,7 @@ impl Worker {
                     id,
                     assigned: assigned.clone(),
                     task: task.clone(),
-                    target_incarnation: self.incarnation_here(&key),
+                    target_incarnation,
                     cancel: cancel.clone(),
                 },
             );
@@ -169,17 +191,6 @@ impl Worker {
                 cancel,
             ));
         }
-    }
-
-    /// Whether the sub-log's partition is there: the planning node creates target topics
-    /// (this node takes them up from the shared metadata). Never created here: two nodes
-    /// creating one topic at once would each make it anew.
-    async fn target_ready(&self, assigned: &Assigned) -> bool {
-        let node = self.node.clone();
-        let (topic, partition) = (assigned.topic.clone(), assigned.partition);
-        tokio::task::spawn_blocking(move || node.broker.partition(&topic, partition).is_ok())
-            .await
-            .unwrap_or(false)
     }
 
     /// The open data-only connection to `peer`, dialled now when there is none and its

@@ -216,24 +216,7 @@ impl State {
                 continue;
             };
             if !self.pulls.contains_key(&key) {
-                let created =
-                    node.broker
-                        .ensure_topic_of(&key.topic, offer.partitions, offer.message_type);
-                let partitions = match created {
-                    Ok(config) => config.partitions,
-                    Err(e) => {
-                        tracing::warn!(event = "target_topic_create_failed", task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
-                        continue;
-                    }
-                };
-                if key.partition >= partitions {
-                    let message = format!(
-                        "target topic {} has {partitions} partitions; the source's has {}: partition {} is not replicated",
-                        key.topic, offer.partitions, key.partition
-                    );
-                    if node.status.error(task.name(), &key, message.clone()) {
-                        tracing::warn!(event = "sub_log_not_replicated", task = task.name(), %message, "sub-log not replicated");
-                    }
+                if !target_ready(node, &key, &offer) {
                     continue;
                 }
                 let cancel = link.ctx.stop.child_token();
@@ -282,6 +265,33 @@ impl State {
     }
 }
 
+/// Creates the target topic of `key` when missing; whether it has the sub-log's partition
+/// (a target with fewer partitions than the source is reported, not replicated).
+fn target_ready(node: &Node, key: &SubLogKey, offer: &Offer) -> bool {
+    let task = &offer.task;
+    let created = node
+        .broker
+        .ensure_topic_of(&key.topic, offer.partitions, offer.message_type);
+    let partitions = match created {
+        Ok(config) => config.partitions,
+        Err(e) => {
+            tracing::warn!(event = "target_topic_create_failed", task = task.name(), topic = %key.topic, error = %e, "cannot create the target topic");
+            return false;
+        }
+    };
+    if key.partition >= partitions {
+        let message = format!(
+            "target topic {} has {partitions} partitions; the source's has {}: partition {} is not replicated",
+            key.topic, offer.partitions, key.partition
+        );
+        if node.status.error(task.name(), key, message.clone()) {
+            tracing::warn!(event = "sub_log_not_replicated", task = task.name(), %message, "sub-log not replicated");
+        }
+        return false;
+    }
+    true
+}
+
 /// On a region of several nodes: gives each planned sub-log to one node alive
 /// (`crew::divide`), hands the division to be stored for the others, and leaves in `plan`
 /// only this node's share. What the others pull shows here by what the shared storage
@@ -304,10 +314,18 @@ fn share_out(node: &Node, plan: &mut Plan) {
         })
         .map(|n| n.region)
         .collect();
+    // Only sub-logs pulled from their origin itself are given away: one pulled through a
+    // relay may give its source up (a hole, a loop), and only the planning node can then
+    // choose another.
     let division = divide(
-        plan.pulls
-            .iter()
-            .map(|(key, offer)| (key, offer.peer.as_str())),
+        plan.pulls.iter().map(|(key, offer)| {
+            let peer = if offer.peer == key.origin {
+                offer.peer.as_str()
+            } else {
+                ""
+            };
+            (key, peer)
+        }),
         &crew.me,
         &members,
         |peer| dialled.contains(peer),
@@ -317,6 +335,9 @@ fn share_out(node: &Node, plan: &mut Plan) {
         let puller = &division[key];
         if *puller == crew.me {
             return true;
+        }
+        if !target_ready(node, key, offer) {
+            return false;
         }
         let task = offer.task.name();
         node.status
