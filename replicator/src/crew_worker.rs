@@ -1,10 +1,12 @@
 //! The replication side of a node of a region of several that does not plan (another
-//! node holds the region's replication lease): it refuses every link on its replication
-//! socket, so that neighbours find the planning node at the region's next address, and
-//! pulls the share of the region's sub-logs that the planning node's division gives it
-//! (`crew`, `link::worker`), over data-only connections from the same socket. It knows the
-//! region's tasks from the shared metadata, read again every second; it stores nothing of
-//! its own there (the planning node stores the tasks and the division).
+//! node holds the region's replication lease and its links). It pulls the share of the
+//! region's sub-logs that the planning node's division gives it (`crew`, `link::worker`)
+//! over data-only connections to the neighbours, and serves the data-only connections
+//! their nodes open to it (`link::data`), on one endpoint that takes no links: a neighbour
+//! dialling a link here learns from the handshake that another node holds them and dials
+//! the region's next address. It knows the region's tasks from the shared metadata, read
+//! again every second; it stores nothing of its own there (the planning node stores the
+//! tasks and the division).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use broker::Broker;
 use tokio::sync::watch;
 
-use crate::crew::Assigned;
+use crate::crew::Share;
 use crate::identity::seal::Sealer;
 use crate::link::{endpoint, worker};
 use crate::node::{Node, Planner};
@@ -29,26 +31,28 @@ pub struct CrewWorker {
 }
 
 impl CrewWorker {
-    /// Starts refusing links and pulling what `assigned` gives this node, on `socket`.
+    /// Starts serving data-only connections and pulling what `share` gives this node, on
+    /// `socket`.
     pub fn start(
         config: ReplicatorConfig,
         broker: Arc<Broker>,
         socket: std::net::UdpSocket,
-        assigned: watch::Receiver<Vec<Assigned>>,
+        share: watch::Receiver<Share>,
     ) -> Result<Self, StartError> {
         let sealer = Sealer::new(&config.identity)?;
         let catalog = stored_catalog(&broker, &config, &sealer)?;
-        let quic = open_endpoint(&config, socket)?;
+        let quic = open_endpoint(&config, socket, true)?;
         let (planner, ended) = Planner::channel();
         let node = build_node(config, broker, catalog, planner, sealer);
-        let refusing = node.stop.clone();
-        let q = quic.clone();
-        node.tracker
-            .spawn(async move { endpoint::refuse_on(&q, refusing).await });
+        node.tracker.spawn(endpoint::accept_loop(
+            node.clone(),
+            quic.clone(),
+            endpoint::Accepts::DataAlone,
+        ));
         node.tracker.spawn(follow_tasks(node.clone()));
         node.tracker
-            .spawn(worker::run(node.clone(), quic.clone(), assigned, ended));
-        tracing::info!(region = %node.region, "pulling this node's share of the region's sub-logs");
+            .spawn(worker::run(node.clone(), quic.clone(), share, ended));
+        tracing::info!(region = %node.region, "pulling and serving this node's share of the region's sub-logs");
         Ok(CrewWorker {
             node,
             endpoint: quic,

@@ -188,10 +188,13 @@ fn load_catalog(
     Ok(catalog)
 }
 
-/// The node's QUIC endpoint on `socket`, serving and dialling with the region's identity.
+/// The node's QUIC endpoint on `socket`, serving and dialling with the region's identity:
+/// links and data-only connections, or (a node pulling and serving its share of a region of
+/// several, `data_only`) data-only connections alone.
 pub(crate) fn open_endpoint(
     config: &ReplicatorConfig,
     socket: std::net::UdpSocket,
+    data_only: bool,
 ) -> Result<quinn::Endpoint, StartError> {
     let settings = &config.settings;
     let sock = socket2::SockRef::from(&socket);
@@ -199,10 +202,23 @@ pub(crate) fn open_endpoint(
     sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
     socket.set_nonblocking(true)?;
     let transport = Arc::new(endpoint::transport_config(settings));
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(config.identity.server_config()?));
+    let identity = &config.identity;
+    let (server, client) = if data_only {
+        (
+            identity.data_only_server_config()?,
+            identity.data_only_client_config()?,
+        )
+    } else {
+        (identity.server_config()?, identity.client_config()?)
+    };
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
     server.transport_config(transport.clone());
-    let mut client = quinn::ClientConfig::new(Arc::new(config.identity.client_config()?));
-    client.transport_config(transport);
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(if data_only {
+        Arc::new(endpoint::data_transport_config(settings))
+    } else {
+        transport
+    });
     let mut quic = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),
@@ -258,7 +274,7 @@ impl Replicator {
     ) -> Result<Self, StartError> {
         let sealer = Sealer::new(&config.identity)?;
         let catalog = load_catalog(&broker, &config, &sealer)?;
-        let quic = open_endpoint(&config, socket)?;
+        let quic = open_endpoint(&config, socket, false)?;
         let (planner_handle, planner_events) = Planner::channel();
         let node = build_node(config, broker, catalog, planner_handle, sealer);
         for task in node.active_tasks().iter() {
@@ -271,8 +287,11 @@ impl Replicator {
                 node.status.restored(task.name(), &key, checkpoint.offset);
             }
         }
-        node.tracker
-            .spawn(endpoint::accept_loop(node.clone(), quic.clone()));
+        node.tracker.spawn(endpoint::accept_loop(
+            node.clone(),
+            quic.clone(),
+            endpoint::Accepts::Links,
+        ));
         for peer in node.topology.neighbours(&node.region) {
             if peer.dial && !peer.addresses.is_empty() {
                 node.tracker.spawn(endpoint::dial_loop(

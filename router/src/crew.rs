@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jetstream_engine::meta::JetStreamMetaStore;
-use replicator::crew::{Assigned, Assignment, mine};
+use replicator::crew::{Assignment, Share, mine};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -118,8 +118,8 @@ impl CrewIo {
         &self,
         mut member: watch::Receiver<bool>,
         stop: CancellationToken,
-    ) -> watch::Receiver<Vec<Assigned>> {
-        let (tx, rx) = watch::channel(Vec::new());
+    ) -> watch::Receiver<Share> {
+        let (tx, rx) = watch::channel(Share::default());
         let crew = self.clone();
         tokio::spawn(async move {
             loop {
@@ -129,13 +129,13 @@ impl CrewIo {
                     let c = crew.clone();
                     tokio::select! {
                         read = tokio::task::spawn_blocking(move || c.read_share()) => match read {
-                            Ok(read) => read.map(|share| if *member.borrow() { share } else { Vec::new() }),
+                            Ok(read) => read.map(|share| if *member.borrow() { share } else { Share::default() }),
                             Err(_) => return,
                         },
-                        () = lapsed(&mut member) => Ok(Vec::new()),
+                        () = lapsed(&mut member) => Ok(Share::default()),
                     }
                 } else {
-                    Ok(Vec::new())
+                    Ok(Share::default())
                 };
                 match read {
                     Ok(share) => {
@@ -155,7 +155,7 @@ impl CrewIo {
     }
 
     /// This node's share of the stored division (blocking I/O).
-    fn read_share(&self) -> anyhow::Result<Vec<Assigned>> {
+    fn read_share(&self) -> anyhow::Result<Share> {
         let holder = self
             .meta
             .lease_holder(crate::replication::REPLICATION_DUTY)?;

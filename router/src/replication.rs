@@ -1,9 +1,10 @@
 //! Replication on a node. On the embedded engine a node replicates from its start to its
 //! stop. On shared storage a region of several nodes replicates from one node at a time:
 //! the holder of the region's `replication` lease runs the replicator on its `[listen]
-//! replication` socket, and every other node refuses links there at once, so that a
-//! neighbour dialling it moves on to the region's next address (`[[regions]]
-//! other_addresses`). When the holder dies, another node takes the lease within about a
+//! replication` socket and plans; every other node pulls and serves the share of the
+//! region's sub-logs the holder's division gives it on its own socket, which takes
+//! data-only connections alone, so that a neighbour dialling a link there moves on to the
+//! region's next address (`[[regions]] other_addresses`). When the holder dies, another node takes the lease within about a
 //! lease time and starts from what the shared storage holds: the sub-logs' ends are the
 //! checkpoints, the tasks and their records are in the shared metadata.
 
@@ -199,7 +200,7 @@ impl Plan {
 
     /// Replicates while `held` says this node holds the region's replication lease,
     /// dividing the pulls among the region's nodes alive (`crew`), and pulls its share of
-    /// another holder's division the rest of the time (refusing links), until `stop`.
+    /// another holder's division the rest of the time (taking no links), until `stop`.
     /// `running` shows the replicator while it runs. On `stop` the replicator stops first
     /// and the leases (held until `lease_stop`) are released after it, so that another
     /// node takes over at once and never while this one still replicates.
@@ -290,8 +291,8 @@ impl Plan {
         }
     }
 
-    /// Pulls this node's share of the holder's division, refusing links on the socket,
-    /// until `held` or `stop`; whether the lease is held. While it pulls, the node holds
+    /// Pulls and serves this node's share of the holder's division, taking no links on
+    /// the socket, until `held` or `stop`; whether the lease is held. While it pulls, the node holds
     /// its own member lease (the planning node divides among those); a node whose pulling
     /// side cannot start holds none and refuses links only.
     async fn pull_share_until_held(

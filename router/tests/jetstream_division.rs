@@ -1,13 +1,23 @@
 //! A region of two georouter nodes on one JetStream cluster divides its pulls: region "a"
-//! dials "b" (embedded), and b's topic has 16 partitions, so a pulls 16 sub-logs of b.
-//! The node holding a's replication lease plans them and gives each to one of the two
-//! nodes alive; the other node pulls its share over data-only connections to b. Both
-//! nodes apply records (each one's `replicated_records` counter moves). The node that
-//! does not plan is then killed with SIGKILL while b produces: its share goes to the
-//! planning node, which catches up on every sub-log (time printed); started again, it
-//! takes a share again. Then the planning node is killed: the other takes the lease, pulls
-//! everything and catches up, and the killed one, started again, takes a share. At the end
-//! a holds every record b acknowledged, once, each sub-log dense from 0.
+//! dials "b", and b's topic has 16 partitions, so a pulls 16 sub-logs of b. The node
+//! holding a's replication lease plans them and gives each to one of the two nodes alive;
+//! the other node pulls its share over data-only connections to b.
+//!
+//! First test (b one embedded node): both nodes of a apply records (each one's
+//! `replicated_records` counter moves). The node that does not plan is then killed with
+//! SIGKILL while b produces: its share goes to the planning node, which catches up on
+//! every sub-log (time printed); started again, it takes a share again. Then the planning
+//! node is killed: the other takes the lease, pulls everything and catches up, and the
+//! killed one, started again, takes a share.
+//!
+//! Second test (b two nodes on a JetStream cluster of its own): serving is divided too. a's
+//! planning node links with b's planning node (dialling b's other node first, it is told
+//! there that links are held elsewhere), and a's other node pulls its share from b's other
+//! node: both nodes of b send batches. b's other node is then killed: a's share moves to b's
+//! planning node and a catches up.
+//!
+//! At the end of each, a holds every record b acknowledged, once, each sub-log dense
+//! from 0.
 
 mod support;
 
@@ -23,28 +33,62 @@ use jetstream_engine::local_cluster::LocalCluster;
 use nix::sys::signal::Signal;
 use support::ServeProcess;
 use support::two_regions::{
-    Acked, TOPIC, contents, ends, on_jetstream, wait_for, write_config_with,
+    Acked, TOPIC, contents, ends, on_jetstream, wait_for, write_config_with, write_pair_config,
 };
 
 const PARTITIONS: u32 = 16;
 
-/// Records this node applied by replication (its `replicated_records` counter).
-async fn applied_here(node: &ServeProcess) -> u64 {
+/// The sum of `node`'s metric `name` over its labels (0 while it does not answer).
+async fn metric(node: &ServeProcess, name: &str) -> u64 {
     let Ok(text) = ConsoleClient::new(&node.console, None).metrics().await else {
         return 0;
     };
     text.lines()
-        .filter(|l| l.starts_with("georouter_replicated_records_total"))
+        .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
 
-/// Whether `node` plans its region's replication now: its link to b is up.
-async fn planning(node: &ServeProcess) -> bool {
+/// Records this node applied by replication (its `replicated_records` counter).
+async fn applied_here(node: &ServeProcess) -> u64 {
+    metric(node, "georouter_replicated_records_total").await
+}
+
+/// Stored bytes of batches this node sent to neighbours.
+async fn served_here(node: &ServeProcess) -> u64 {
+    metric(node, "georouter_link_batch_raw_bytes_total").await
+}
+
+/// Whether `node` plans its region's replication now: its link to `peer` is up.
+async fn planning(node: &ServeProcess, peer: &str) -> bool {
     ConsoleClient::new(&node.console, None)
         .links()
         .await
-        .is_ok_and(|links| links.iter().any(|l| l.peer == "b" && l.up))
+        .is_ok_and(|links| links.iter().any(|l| l.peer == peer && l.up))
+}
+
+/// Which of `nodes` plans (its link to `peer` is up), once one does.
+async fn planner_of(nodes: &[ServeProcess], peer: &str) -> usize {
+    let mut planner = None;
+    let all: Vec<&ServeProcess> = nodes.iter().collect();
+    wait_for("one node to plan", &all, async || {
+        for (i, node) in nodes.iter().enumerate() {
+            if planning(node, peer).await {
+                planner = Some(i);
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let planner = planner.expect("found above");
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(
+            i == planner || !planning(node, peer).await,
+            "exactly one node holds the link"
+        );
+    }
+    planner
 }
 
 /// Produces to every partition of b in turn until `stop`, recording what was
@@ -86,124 +130,54 @@ async fn held_of_b(node: &ServeProcess) -> BTreeMap<u32, u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_regions_nodes_divide_its_pulls_and_one_takes_over_a_dead_nodes_share() {
-    let dir = tempfile::tempdir().unwrap();
-    support::certs(dir.path(), "a,b");
-    let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
-    let b_config = write_config_with(dir.path(), "b", None, "");
-    let b = support::spawn_with("b", &dir.path().join("b"), &b_config, &[]);
-    client::Client::connect(&b.grpc)
-        .await
-        .unwrap()
-        .create_topic(TOPIC, PARTITIONS, None)
-        .await
-        .unwrap();
-    let a_config = write_config_with(
-        dir.path(),
-        "a",
-        Some(&b.replication),
-        &on_jetstream(&cluster),
+/// Waits for b (its node `b`) to produce to every sub-log after now, then for `reader` to
+/// hold all of it; how long that took.
+async fn catch_up(b: &ServeProcess, reader: &ServeProcess) -> std::time::Duration {
+    let since = Instant::now();
+    let at_start = held_of_b(b).await;
+    assert_eq!(
+        at_start.len(),
+        PARTITIONS as usize,
+        "b produced to every partition"
     );
-    let data = |n: usize| dir.path().join(format!("a{n}"));
-    let mut nodes = [1, 2].map(|n| support::spawn_with("a", &data(n), &a_config, &[]));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked: Acked = Arc::default();
-    let writer = producer(b.grpc.clone(), acked.clone(), stop.clone());
-
-    wait_for(
-        "both nodes of a to apply records of b",
-        &[&nodes[0], &nodes[1], &b],
-        async || applied_here(&nodes[0]).await > 0 && applied_here(&nodes[1]).await > 0,
-    )
+    let mut in_b = BTreeMap::new();
+    wait_for("b to produce to every sub-log again", &[b], async || {
+        in_b = held_of_b(b).await;
+        at_start
+            .iter()
+            .all(|(p, end)| in_b.get(p).is_some_and(|e| e > end))
+    })
     .await;
-    let mut planner = None;
     wait_for(
-        "one node of a to plan",
-        &[&nodes[0], &nodes[1]],
+        "a to catch up on every sub-log of b",
+        &[reader, b],
         async || {
-            for (i, node) in nodes.iter().enumerate() {
-                if planning(node).await {
-                    planner = Some(i);
-                    return true;
-                }
-            }
-            false
+            let held = held_of_b(reader).await;
+            in_b.iter()
+                .all(|(p, end)| held.get(p).is_some_and(|h| h >= end))
         },
     )
     .await;
-    let mut planner = planner.expect("found above");
-    assert!(
-        !planning(&nodes[1 - planner]).await,
-        "exactly one node of a holds the link"
-    );
+    since.elapsed()
+}
 
-    // First the node pulling a share without planning dies, then the planning node.
-    for (round, victim) in ["the node pulling a share", "the planning node"]
-        .into_iter()
-        .enumerate()
-    {
-        let dead = if round == 0 { 1 - planner } else { planner };
-        let survivor = 1 - dead;
-        nodes[dead].signal(Signal::SIGKILL);
-        let _ = nodes[dead].child.wait();
-        let killed = Instant::now();
-        // What b holds once it has produced to every sub-log since the kill: records that
-        // only the survivor (or a node it handed them to) can have pulled.
-        let at_kill = held_of_b(&b).await;
-        assert_eq!(
-            at_kill.len(),
-            PARTITIONS as usize,
-            "b produced to every partition"
-        );
-        let mut in_b = BTreeMap::new();
-        wait_for("b to produce to every sub-log again", &[&b], async || {
-            in_b = held_of_b(&b).await;
-            at_kill
-                .iter()
-                .all(|(p, end)| in_b.get(p).is_some_and(|e| e > end))
-        })
-        .await;
-        wait_for(
-            "the other node to catch up on every sub-log of b",
-            &[&nodes[survivor], &b],
-            async || {
-                let held = held_of_b(&nodes[survivor]).await;
-                in_b.iter()
-                    .all(|(p, end)| held.get(p).is_some_and(|h| h >= end))
-            },
-        )
-        .await;
-        eprintln!(
-            "{victim} was killed; the other caught up on every sub-log of b after {:?}",
-            killed.elapsed()
-        );
-        wait_for("the survivor to plan", &[&nodes[survivor]], async || {
-            planning(&nodes[survivor]).await
-        })
-        .await;
-        planner = survivor;
-        // Started again, it takes a share again.
-        nodes[dead] = support::spawn_with("a", &data(dead + 1), &a_config, &[]);
-        wait_for(
-            "the node started again to apply records of b",
-            &[&nodes[0], &nodes[1], &b],
-            async || applied_here(&nodes[dead]).await > 0,
-        )
-        .await;
-    }
+/// Stops the producer; then `reader` (a node of a) must come to hold everything b (its
+/// node `b`) holds, every acknowledged record once, each sub-log dense from 0.
+async fn every_acked_record_once(
+    stop: Arc<AtomicBool>,
+    writer: tokio::task::JoinHandle<()>,
+    acked: Acked,
+    b: &ServeProcess,
+    reader: &ServeProcess,
+) {
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-
-    let in_b = held_of_b(&b).await;
-    wait_for(
-        "a to hold every record of b",
-        &[&nodes[planner], &b],
-        async || held_of_b(&nodes[planner]).await == in_b,
-    )
+    let in_b = held_of_b(b).await;
+    wait_for("a to hold every record of b", &[reader, b], async || {
+        held_of_b(reader).await == in_b
+    })
     .await;
-    let in_a = contents(&nodes[planner]).await;
+    let in_a = contents(reader).await;
     let acked = acked.lock().unwrap();
     for ((partition, offset), body) in acked.iter() {
         assert_eq!(
@@ -225,4 +199,118 @@ async fn a_regions_nodes_divide_its_pulls_and_one_takes_over_a_dead_nodes_share(
             "sub-log b/{partition} has holes or duplicates"
         );
     }
+}
+
+async fn create_topic(node: &ServeProcess) {
+    client::Client::connect(&node.grpc)
+        .await
+        .unwrap()
+        .create_topic(TOPIC, PARTITIONS, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regions_nodes_divide_its_pulls_and_one_takes_over_a_dead_nodes_share() {
+    let dir = tempfile::tempdir().unwrap();
+    support::certs(dir.path(), "a,b");
+    let cluster = LocalCluster::start(&dir.path().join("jetstream"), 3).unwrap();
+    let b_config = write_config_with(dir.path(), "b", None, "");
+    let b = support::spawn_with("b", &dir.path().join("b"), &b_config, &[]);
+    create_topic(&b).await;
+    let a_config = write_config_with(
+        dir.path(),
+        "a",
+        Some(&b.replication),
+        &on_jetstream(&cluster),
+    );
+    let data = |n: usize| dir.path().join(format!("a{n}"));
+    let mut nodes = [1, 2].map(|n| support::spawn_with("a", &data(n), &a_config, &[]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Arc::default();
+    let writer = producer(b.grpc.clone(), acked.clone(), stop.clone());
+
+    wait_for(
+        "both nodes of a to apply records of b",
+        &[&nodes[0], &nodes[1], &b],
+        async || applied_here(&nodes[0]).await > 0 && applied_here(&nodes[1]).await > 0,
+    )
+    .await;
+    let mut planner = planner_of(&nodes, "b").await;
+
+    // First the node pulling a share without planning dies, then the planning node.
+    for (round, victim) in ["the node pulling a share", "the planning node"]
+        .into_iter()
+        .enumerate()
+    {
+        let dead = if round == 0 { 1 - planner } else { planner };
+        let survivor = 1 - dead;
+        nodes[dead].signal(Signal::SIGKILL);
+        let _ = nodes[dead].child.wait();
+        // Records that only the survivor (or a node it handed them to) can have pulled.
+        let took = catch_up(&b, &nodes[survivor]).await;
+        eprintln!("{victim} was killed; the other caught up on every sub-log of b after {took:?}");
+        wait_for("the survivor to plan", &[&nodes[survivor]], async || {
+            planning(&nodes[survivor], "b").await
+        })
+        .await;
+        planner = survivor;
+        // Started again, it takes a share again.
+        nodes[dead] = support::spawn_with("a", &data(dead + 1), &a_config, &[]);
+        wait_for(
+            "the node started again to apply records of b",
+            &[&nodes[0], &nodes[1], &b],
+            async || applied_here(&nodes[dead]).await > 0,
+        )
+        .await;
+    }
+    every_acked_record_once(stop, writer, acked, &b, &nodes[planner]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbours_other_node_serves_the_pulls_given_away_and_its_planning_node_takes_them_over()
+{
+    let dir = tempfile::tempdir().unwrap();
+    support::certs(dir.path(), "a,b");
+    let cluster_a = LocalCluster::start(&dir.path().join("jetstream-a"), 3).unwrap();
+    let cluster_b = LocalCluster::start(&dir.path().join("jetstream-b"), 3).unwrap();
+    let b_config = write_config_with(dir.path(), "b", None, &on_jetstream(&cluster_b));
+    let mut b =
+        [1, 2].map(|n| support::spawn_with("b", &dir.path().join(format!("b{n}")), &b_config, &[]));
+    create_topic(&b[0]).await;
+    let topology = format!(
+        "[[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\naddress = \"{}\"\nother_addresses = [\"{}\"]\n\n[[links]]\nbetween = [\"a\", \"b\"]\n",
+        b[0].replication, b[1].replication
+    );
+    let a_config = write_pair_config(dir.path(), "a", "a", &topology, &on_jetstream(&cluster_a));
+    let a =
+        [1, 2].map(|n| support::spawn_with("a", &dir.path().join(format!("a{n}")), &a_config, &[]));
+    let b_planner = planner_of(&b, "a").await;
+    let b_other = 1 - b_planner;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Acked = Arc::default();
+    let writer = producer(b[b_planner].grpc.clone(), acked.clone(), stop.clone());
+    wait_for(
+        "both nodes of a to apply records, and both nodes of b to serve them",
+        &[&a[0], &a[1], &b[0], &b[1]],
+        async || {
+            applied_here(&a[0]).await > 0
+                && applied_here(&a[1]).await > 0
+                && served_here(&b[0]).await > 0
+                && served_here(&b[1]).await > 0
+        },
+    )
+    .await;
+    let a_planner = planner_of(&a, "b").await;
+
+    // b's other node dies: what it served moves to b's planning node.
+    b[b_other].signal(Signal::SIGKILL);
+    let _ = b[b_other].child.wait();
+    let took = catch_up(&b[b_planner], &a[1 - a_planner]).await;
+    eprintln!(
+        "b's node serving a's share was killed; a caught up on every sub-log of b after {took:?}"
+    );
+    every_acked_record_once(stop, writer, acked, &b[b_planner], &a[a_planner]).await;
 }

@@ -10,9 +10,15 @@
 //! The division is stored as one [`Assignment`], written by the planning node; a node
 //! pulls what an assignment gives it only while the assignment's author holds the
 //! replication lease ([`mine`]), so a new holder's division replaces an old one's at once.
+//!
+//! Serving is divided the same way: a node dials a neighbour's nodes in its own order
+//! ([`dial_order`], rendezvous hashing again), the neighbour's planning node (where this
+//! region's link is held, which the assignment names) last, so that the pulls a region
+//! gives away are served by the neighbour's other nodes, spread among them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +31,16 @@ pub struct Assignment {
     pub holder: String,
     /// The pulls given to nodes other than the holder, in sub-log order.
     pub pulls: Vec<Assigned>,
+    /// Each neighbour's node holding the link with this region, by the address it answers at.
+    #[serde(default)]
+    pub linked: BTreeMap<String, SocketAddr>,
+}
+
+/// What one node pulls by an [`Assignment`], and where each neighbour's link is held.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    pub pulls: Vec<Assigned>,
+    pub linked: BTreeMap<String, SocketAddr>,
 }
 
 /// One sub-log given to one node: everything that node needs to pull it.
@@ -41,8 +57,6 @@ pub struct Assigned {
     pub topic: String,
     pub partition: u32,
     pub origin: String,
-    /// This region relays the sub-log (store-and-forward) rather than being its target.
-    pub relay: bool,
 }
 
 impl Assigned {
@@ -55,24 +69,46 @@ impl Assigned {
     }
 }
 
+/// The rendezvous score of `node` with `item`: SipHash with fixed keys, the same on every
+/// node and every build.
+fn score(node: &str, item: impl Hash) -> u64 {
+    let mut hasher = siphasher::sip::SipHasher13::new();
+    node.hash(&mut hasher);
+    item.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The node that pulls `key`, among `members` and `me` (the planning node, always a
 /// candidate): the one whose hash with the sub-log is highest.
 pub fn puller<'a>(key: &SubLogKey, me: &'a str, members: &'a [String]) -> &'a str {
-    let score = |node: &str| {
-        // SipHash with fixed keys: the same on every node and every build.
-        let mut hasher = siphasher::sip::SipHasher13::new();
-        node.hash(&mut hasher);
-        key.topic.hash(&mut hasher);
-        key.partition.hash(&mut hasher);
-        key.origin.hash(&mut hasher);
-        hasher.finish()
-    };
+    let item = (&key.topic, key.partition, &key.origin);
     members
         .iter()
         .map(String::as_str)
         .chain(std::iter::once(me))
-        .max_by_key(|node| (score(node), *node))
+        .max_by_key(|node| (score(node, item), *node))
         .expect("me is a candidate")
+}
+
+/// The order in which node `me` dials a neighbour's `addresses` for data-only connections:
+/// by its hash with each, highest first, then `linked` (the neighbour's planning node), and
+/// `lost` (the node whose connection just ended, likely gone) last.
+pub fn dial_order(
+    me: &str,
+    addresses: &[SocketAddr],
+    linked: Option<SocketAddr>,
+    lost: Option<SocketAddr>,
+) -> Vec<SocketAddr> {
+    let mut order = addresses.to_vec();
+    order.sort_by_key(|a| {
+        (
+            Some(*a) == lost,
+            Some(*a) == linked,
+            std::cmp::Reverse(score(me, a)),
+            *a,
+        )
+    });
+    order
 }
 
 /// Divides `planned` (each sub-log with the neighbour it is pulled from) among `members`
@@ -99,16 +135,19 @@ pub fn divide<'a>(
 /// What `assignment` gives node `me` to pull, when its author is `holder`, the holder of
 /// the region's replication lease now (none when another node wrote it, or no node
 /// holds the lease: a division by a node that no longer plans is not followed).
-pub fn mine(assignment: &Assignment, holder: Option<&str>, me: &str) -> Vec<Assigned> {
+pub fn mine(assignment: &Assignment, holder: Option<&str>, me: &str) -> Share {
     if holder != Some(assignment.holder.as_str()) || assignment.holder == me {
-        return Vec::new();
+        return Share::default();
     }
-    assignment
-        .pulls
-        .iter()
-        .filter(|a| a.node == me)
-        .cloned()
-        .collect()
+    Share {
+        pulls: assignment
+            .pulls
+            .iter()
+            .filter(|a| a.node == me)
+            .cloned()
+            .collect(),
+        linked: assignment.linked.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -192,22 +231,73 @@ mod tests {
             topic: "orders".into(),
             partition,
             origin: "b".into(),
-            relay: false,
         };
+        let linked: BTreeMap<String, SocketAddr> =
+            [("b".to_string(), "127.0.0.1:7001".parse().unwrap())].into();
         let assignment = Assignment {
             holder: "n1".into(),
             pulls: vec![pull("n2", 0), pull("n3", 1), pull("n2", 2)],
+            linked: linked.clone(),
         };
         let got = mine(&assignment, Some("n1"), "n2");
-        assert_eq!(got, vec![pull("n2", 0), pull("n2", 2)]);
-        assert!(
-            mine(&assignment, Some("n3"), "n2").is_empty(),
+        assert_eq!(got.pulls, vec![pull("n2", 0), pull("n2", 2)]);
+        assert_eq!(got.linked, linked);
+        assert_eq!(
+            mine(&assignment, Some("n3"), "n2"),
+            Share::default(),
             "n1 no longer plans"
         );
-        assert!(mine(&assignment, None, "n2").is_empty(), "nobody plans");
-        assert!(
-            mine(&assignment, Some("n1"), "n1").is_empty(),
+        assert_eq!(
+            mine(&assignment, None, "n2"),
+            Share::default(),
+            "nobody plans"
+        );
+        assert_eq!(
+            mine(&assignment, Some("n1"), "n1"),
+            Share::default(),
             "the holder pulls its own share from its plan, not from what it stored"
+        );
+    }
+
+    #[test]
+    fn nodes_dial_a_neighbours_other_nodes_spread_the_planning_node_and_a_lost_one_last() {
+        let addresses: Vec<SocketAddr> = (1..=4)
+            .map(|p| format!("127.0.0.1:700{p}").parse().unwrap())
+            .collect();
+        let linked = addresses[2];
+        let mut first: HashMap<SocketAddr, usize> = HashMap::new();
+        for n in 0..300 {
+            let order = dial_order(&format!("node-{n}"), &addresses, Some(linked), None);
+            assert_eq!(order.len(), 4);
+            assert_eq!(order[3], linked, "the planning node is dialled last");
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, addresses, "every address once");
+            *first.entry(order[0]).or_default() += 1;
+        }
+        assert_eq!(first.len(), 3, "every other node is some node's first");
+        for (address, count) in first {
+            assert!(
+                (60..=140).contains(&count),
+                "{address} first for {count} of 300"
+            );
+        }
+        assert_eq!(
+            dial_order("node-1", &addresses, None, None),
+            dial_order("node-1", &addresses, None, None),
+            "the same order every time"
+        );
+        let unknown: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            dial_order("node-1", &addresses, Some(unknown), Some(unknown)).len(),
+            4
+        );
+        let first = dial_order("node-1", &addresses, Some(linked), None)[0];
+        let order = dial_order("node-1", &addresses, Some(linked), Some(first));
+        assert_eq!(
+            (order[2], order[3]),
+            (linked, first),
+            "a node whose connection just ended goes after the planning node"
         );
     }
 }

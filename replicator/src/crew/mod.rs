@@ -2,13 +2,13 @@
 //! the region's replication lease (links, link state, planning, serving) decides which
 //! node pulls each sub-log it planned (`division`, pure), and the region's other nodes
 //! (its crew) each pull theirs over data-only connections to the neighbours
-//! (`link::data`, `link::worker`). What is shared between the nodes goes through the
+//! (`link::data`, `link::worker`), and serve those the neighbours' nodes open to them. What is shared between the nodes goes through the
 //! region's metadata, written and read by the embedding process: who is alive (each node
 //! renews a lease of its own), and the [`Assignment`] the holder writes.
 
 pub mod division;
 
-pub use division::{Assigned, Assignment, divide, mine};
+pub use division::{Assigned, Assignment, Share, dial_order, divide, mine};
 
 use tokio::sync::watch;
 

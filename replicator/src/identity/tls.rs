@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::wire::ALPN;
+use crate::wire::{ALPN, DATA_ALPN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -111,7 +111,17 @@ impl Identity {
     }
 
     /// The acceptor's side: client certificates are required and checked against the CA.
+    /// Links and data-only connections are both taken.
     pub fn server_config(&self) -> Result<QuicServerConfig, TlsError> {
+        self.server_config_for(&[ALPN, DATA_ALPN])
+    }
+
+    /// The acceptor's side of a node that takes data-only connections alone.
+    pub fn data_only_server_config(&self) -> Result<QuicServerConfig, TlsError> {
+        self.server_config_for(&[DATA_ALPN])
+    }
+
+    fn server_config_for(&self, protocols: &[&[u8]]) -> Result<QuicServerConfig, TlsError> {
         let provider = provider();
         let verifier =
             WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone()).build()?;
@@ -121,20 +131,31 @@ impl Identity {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(rustls_error("certificate and key"))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         Ok(QuicServerConfig::try_from(config)?)
     }
 
     /// The dialer's side: the server must present a CA-signed certificate naming the
-    /// region dialled (rustls checks the name given to `connect`).
+    /// region dialled (rustls checks the name given to `connect`). A link is asked for
+    /// first; a node that takes only data-only connections answers with that protocol
+    /// ([`negotiated_data_only`]), and the dialer moves on.
     pub fn client_config(&self) -> Result<QuicClientConfig, TlsError> {
+        self.client_config_for(&[ALPN, DATA_ALPN])
+    }
+
+    /// The dialer's side of a node that opens data-only connections alone.
+    pub fn data_only_client_config(&self) -> Result<QuicClientConfig, TlsError> {
+        self.client_config_for(&[DATA_ALPN])
+    }
+
+    fn client_config_for(&self, protocols: &[&[u8]]) -> Result<QuicClientConfig, TlsError> {
         let mut config = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(rustls_error("protocol versions"))?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(rustls_error("certificate and key"))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
         Ok(QuicClientConfig::try_from(config)?)
     }
 }
@@ -159,6 +180,16 @@ pub fn region_of(connection: &quinn::Connection, regions: &[String]) -> Option<S
                 .is_ok_and(|name| leaf.verify_is_valid_for_subject_name(&name).is_ok())
         })
         .cloned()
+}
+
+/// Whether `connection` is a data-only connection by its handshake (ALPN
+/// [`DATA_ALPN`]).
+pub fn negotiated_data_only(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|protocol| protocol == DATA_ALPN)
 }
 
 /// The refusal reason of a node that does not replicate for its region now.

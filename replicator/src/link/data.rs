@@ -1,10 +1,17 @@
 //! Data-only connections: another node of a neighbour region pulls its share of that
 //! region's sub-logs (`crate::crew`) over a connection of its own, authenticated by the
-//! same region certificate and opened with a Hello that says `data-only`. It is served
-//! under the link this region holds with that region: the same authorization, budgets and
-//! end — the connection is closed when the link ends, and refused while there is none
-//! (the region's planning node has not linked yet), so that the puller dials again.
-//! Nothing but sub-log subscriptions travels on it.
+//! same region certificate, with ALPN `georouter-data/1` and a Hello that says
+//! `data-only`. Nothing but sub-log subscriptions travels on it.
+//!
+//! Either node of this region may serve it. The planning node (the one holding the links)
+//! serves it under the link it holds with that region: the same authorization, budgets and
+//! end — closed when the link ends, and refused while there is none (it has not linked
+//! yet), so that the puller dials again. A node that pulls its own share
+//! (the crew worker) serves it alone, for as long as the connection lasts, judging each
+//! subscription by the region's tasks as it last read them: what it serves is this
+//! region's own sub-logs to the regions the tasks carry them to (the pulls a planning node
+//! gives away are those, see `pull::planner`), so serving is divided among the region's
+//! nodes as pulling is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,14 +20,17 @@ use std::time::Duration;
 use super::session::{self, Role};
 use super::streams::accept_streams;
 use crate::node::{LinkCtx, Node};
-use crate::wire::{DATA_CONNECTIONS_FEATURE, close};
+use crate::wire::message as msg;
+use crate::wire::{DATA_CONNECTIONS_FEATURE, DATA_ONLY_FEATURE, close};
 
-/// Serves a data-only connection from `peer` (its Hello exchanged on `control`, which
-/// stays open while it is served) for as long as this region's link with `peer` lasts.
+/// Serves a data-only connection from `peer` (its Hello, `hello`, exchanged on `control`,
+/// which stays open while it is served) for as long as this region's link with `peer`
+/// lasts.
 pub(crate) async fn serve(
     node: Arc<Node>,
     connection: quinn::Connection,
     peer: String,
+    hello: msg::Hello,
     control: (quinn::SendStream, quinn::RecvStream),
 ) {
     let Some(link) = node.links.get(&peer) else {
@@ -29,14 +39,62 @@ pub(crate) async fn serve(
         connection.close(close::NO_LINK, b"no link with this region here now");
         return;
     };
-    let ctx = link.ctx.clone();
-    tracing::debug!(%peer, remote = %connection.remote_address(), "data-only connection up");
+    drop(hello);
+    serve_on(
+        node,
+        link.ctx.clone(),
+        connection,
+        control,
+        b"the link ended",
+    )
+    .await;
+}
+
+/// Serves a data-only connection `peer` opened to this node, which pulls and serves its
+/// share of the region's replication without links (the crew worker).
+pub(crate) async fn serve_alone(node: Arc<Node>, connection: quinn::Connection, peer: String) {
+    let Some((send, recv, hello)) =
+        session::open(&node, &connection, &peer, Role::Acceptor, false).await
+    else {
+        return;
+    };
+    if !hello.features.iter().any(|f| f == DATA_ONLY_FEATURE) {
+        node.metrics.link_refused("bad_hello");
+        connection.close(
+            close::BAD_HELLO,
+            b"this node takes data-only connections only",
+        );
+        return;
+    }
+    let ctx = session::link_ctx(
+        &node,
+        node.next_id(),
+        &connection,
+        &peer,
+        &hello,
+        node.stop.child_token(),
+        true,
+    );
+    let stop = ctx.stop.clone();
+    serve_on(node, ctx, connection, (send, recv), b"this node stops").await;
+    stop.cancel();
+}
+
+/// Takes the streams `connection` opens under `ctx` until either ends.
+async fn serve_on(
+    node: Arc<Node>,
+    ctx: Arc<LinkCtx>,
+    connection: quinn::Connection,
+    control: (quinn::SendStream, quinn::RecvStream),
+    ended: &[u8],
+) {
+    tracing::debug!(peer = %ctx.peer, remote = %connection.remote_address(), "data-only connection up");
     tokio::select! {
-        () = accept_streams(node.clone(), ctx, connection.clone()) => {}
+        () = accept_streams(node, ctx, connection.clone()) => {}
         _ = connection.closed() => {}
     }
     drop(control);
-    connection.close(close::NO_LINK, b"the link ended");
+    connection.close(close::NO_LINK, ended);
 }
 
 /// Why a data-only connection could not be opened.
@@ -51,8 +109,8 @@ pub(crate) enum DialError {
     },
 }
 
-/// Opens a data-only connection to `peer`, trying `addresses` in turn (a region of several
-/// nodes answers at its planning node; the others refuse at once), each within `bound`.
+/// Opens a data-only connection to `peer`, trying `addresses` in turn (any node of a
+/// region of several answers), each within `bound`.
 /// The returned context ends when the connection closes or `node` stops.
 pub(crate) async fn dial(
     node: &Arc<Node>,
@@ -100,6 +158,7 @@ async fn dial_one(
         peer,
         &hello,
         node.stop.child_token(),
+        false,
     );
     let watched = ctx.clone();
     node.tracker.spawn(async move {

@@ -25,6 +25,8 @@ enum DialError {
     Connect(#[source] quinn::ConnectError),
     #[error("no answer within {0:?}")]
     TimedOut(Duration),
+    #[error("the node takes only data-only connections: another node holds its region's links")]
+    DataOnly,
     #[error("{reason}: {source}")]
     Refused {
         reason: &'static str,
@@ -65,7 +67,30 @@ pub(crate) fn transport_config(settings: &LinkSettings) -> quinn::TransportConfi
     transport
 }
 
-pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint) {
+/// What a node's endpoint takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Accepts {
+    /// Links, and data-only connections served under them: the planning node.
+    Links,
+    /// Data-only connections alone, served on their own: a node pulling and serving its
+    /// share of a region of several (the crew worker).
+    DataAlone,
+}
+
+/// The transport of a data-only connection a node dials: a serving node that died is
+/// noticed within three heartbeat intervals (as a link notices by its heartbeats), not the
+/// idle timeout, so that the pulls it served move to another node soon. The idle timeout
+/// in effect is the lower of both sides'; the dialler's keep-alives hold it open.
+pub(crate) fn data_transport_config(settings: &LinkSettings) -> quinn::TransportConfig {
+    let idle = settings.idle_timeout.min(settings.heartbeat_interval * 3);
+    let mut transport = transport_config(settings);
+    transport
+        .max_idle_timeout(IdleTimeout::try_from(idle).ok())
+        .keep_alive_interval(Some(idle / 4));
+    transport
+}
+
+pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint, accepts: Accepts) {
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
@@ -90,7 +115,10 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint) {
                 connection.close(close::UNKNOWN_REGION, b"not a peer of this region");
                 return;
             };
-            session::run(node2, connection, peer, Role::Acceptor).await;
+            match accepts {
+                Accepts::Links => session::run(node2, connection, peer, Role::Acceptor).await,
+                Accepts::DataAlone => super::data::serve_alone(node2, connection, peer).await,
+            }
         });
     }
 }
@@ -144,10 +172,10 @@ pub(crate) async fn refuse_links(
     Ok(())
 }
 
-/// Refuses every link `quic` is offered until `until` is cancelled: a node that does not
-/// plan its region's replication (another node holds the links), so that a neighbour
-/// dialling it is refused at once and dials the region's next address.
-pub(crate) async fn refuse_on(quic: &quinn::Endpoint, until: tokio_util::sync::CancellationToken) {
+/// Refuses every connection `quic` is offered until `until` is cancelled: a node that
+/// does not replicate for its region now, so that a neighbour dialling it is refused at
+/// once and dials the region's next address.
+async fn refuse_on(quic: &quinn::Endpoint, until: tokio_util::sync::CancellationToken) {
     loop {
         tokio::select! {
             incoming = quic.accept() => match incoming {
@@ -188,6 +216,13 @@ pub(crate) async fn dial_loop(
                         let reason = tls::refusal_reason(&e);
                         node.metrics.link_refused(reason);
                         Err(DialError::Refused { reason, source: e })
+                    }
+                    // A node of a region of several that pulls and serves only its
+                    // share answers with the data-only protocol: not the region's links.
+                    Ok(Ok(c)) if tls::negotiated_data_only(&c) => {
+                        c.close(close::NORMAL, b"a link was asked for");
+                        node.metrics.link_refused(tls::NOT_REPLICATING);
+                        Err(DialError::DataOnly)
                     }
                     Ok(Ok(c)) => Ok(c),
                 },

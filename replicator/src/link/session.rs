@@ -19,6 +19,7 @@ use super::congestion::{path_rate, size_send_window};
 use super::streams::accept_streams;
 use crate::budget::ByteBudget;
 use crate::compression::LinkCompression;
+use crate::identity::tls;
 use crate::node::{LinkCtx, LinkHandle, Node, PlanEvent, mono_ms};
 use crate::scan_pace;
 use crate::serve::{advertise, push};
@@ -85,23 +86,22 @@ enum Ended {
 /// Runs the link until it drops or the node stops.
 pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: String, role: Role) {
     let remote = connection.remote_address();
-    let (send, mut recv, peer_hello) = match handshake(&node, &connection, &peer, role, false).await
-    {
-        Ok(opened) => opened,
-        Err(error) => {
-            tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");
-            node.metrics.link_refused("bad_hello");
-            connection.close(close::BAD_HELLO, error.to_string().as_bytes());
-            return;
-        }
+    let Some((send, mut recv, peer_hello)) = open(&node, &connection, &peer, role, false).await
+    else {
+        return;
     };
-    if peer_hello.features.iter().any(|f| f == DATA_ONLY_FEATURE) {
+    let data_only = peer_hello.features.iter().any(|f| f == DATA_ONLY_FEATURE);
+    let data_protocol = tls::negotiated_data_only(&connection);
+    if data_only || data_protocol {
         // Another node of the peer region pulling its share (`crate::crew`): served under
         // the link, never a link itself.
-        if role == Role::Acceptor {
-            super::data::serve(node, connection, peer, (send, recv)).await;
+        if role == Role::Acceptor && data_only && data_protocol {
+            super::data::serve(node, connection, peer, peer_hello, (send, recv)).await;
         } else {
-            connection.close(close::BAD_HELLO, b"a data-only Hello from a dialled peer");
+            connection.close(
+                close::BAD_HELLO,
+                b"a data-only connection is dialled, on its own protocol, with a data-only Hello",
+            );
         }
         return;
     }
@@ -115,7 +115,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
     };
     let stop = node.stop.child_token();
     let id = node.next_id();
-    let ctx = link_ctx(&node, id, &connection, &peer, &peer_hello, stop);
+    let ctx = link_ctx(&node, id, &connection, &peer, &peer_hello, stop, false);
     let (control_tx, control_rx) = mpsc::channel::<Frame>(CONTROL_QUEUE);
     let handle = Arc::new(LinkHandle {
         ctx: ctx.clone(),
@@ -201,7 +201,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
 }
 
 /// What pulls and serving streams need of a connection to `peer`, whose Hello was
-/// `peer_hello`; it ends with `stop`.
+/// `peer_hello`; it ends with `stop`. `alone`: see [`LinkCtx::alone`].
 pub(crate) fn link_ctx(
     node: &Arc<Node>,
     id: u64,
@@ -209,6 +209,7 @@ pub(crate) fn link_ctx(
     peer: &str,
     peer_hello: &msg::Hello,
     stop: tokio_util::sync::CancellationToken,
+    alone: bool,
 ) -> Arc<LinkCtx> {
     Arc::new(LinkCtx {
         id,
@@ -227,7 +228,28 @@ pub(crate) fn link_ctx(
             .iter()
             .any(|f| f == DATA_CONNECTIONS_FEATURE),
         stop,
+        alone,
     })
+}
+
+/// [`handshake`], logged, counted and closed when it fails.
+pub(crate) async fn open(
+    node: &Node,
+    connection: &quinn::Connection,
+    peer: &str,
+    role: Role,
+    data_only: bool,
+) -> Option<(quinn::SendStream, quinn::RecvStream, msg::Hello)> {
+    match handshake(node, connection, peer, role, data_only).await {
+        Ok(opened) => Some(opened),
+        Err(error) => {
+            let remote = connection.remote_address();
+            tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");
+            node.metrics.link_refused("bad_hello");
+            connection.close(close::BAD_HELLO, error.to_string().as_bytes());
+            None
+        }
+    }
 }
 
 /// The Hello exchange on a new connection's control stream; `data_only` says this is a

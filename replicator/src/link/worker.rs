@@ -8,7 +8,7 @@
 //! that gave its sub-log up (loop, hop limit, missing records) rests for the planner's
 //! refusal hold before it starts again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::data;
 use super::endpoint::attempt_timeout;
-use crate::crew::Assigned;
+use crate::crew::{Assigned, Share, dial_order};
 use crate::node::{LinkCtx, Node, PlanEvent};
 use crate::observe::SubLogKey;
 use crate::pull::{PullSpec, REFUSAL_HOLD_HEARTBEATS, run_pull};
@@ -50,6 +50,11 @@ struct Worker {
     redial: HashMap<String, Redial>,
     /// Sub-logs whose pull gave them up, since when.
     resting: HashMap<SubLogKey, Instant>,
+    /// Each neighbour's node holding the link with this region (dialled last).
+    linked: BTreeMap<String, SocketAddr>,
+    /// Each neighbour's node whose connection ended last (dialled after every other: it
+    /// is likely gone).
+    lost: HashMap<String, SocketAddr>,
 }
 
 /// Pulls what `assigned` gives this node until the node stops; `ended` takes the pulls'
@@ -57,7 +62,7 @@ struct Worker {
 pub(crate) async fn run(
     node: Arc<Node>,
     endpoint: quinn::Endpoint,
-    mut assigned: watch::Receiver<Vec<Assigned>>,
+    mut assigned: watch::Receiver<Share>,
     mut ended: mpsc::Receiver<PlanEvent>,
 ) {
     let mut worker = Worker {
@@ -67,6 +72,8 @@ pub(crate) async fn run(
         connections: HashMap::new(),
         redial: HashMap::new(),
         resting: HashMap::new(),
+        linked: BTreeMap::new(),
+        lost: HashMap::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -81,8 +88,9 @@ pub(crate) async fn run(
         while let Ok(event) = ended.try_recv() {
             worker.take(event);
         }
-        let want = assigned.borrow_and_update().clone();
-        worker.reconcile(want).await;
+        let Share { pulls, linked } = assigned.borrow_and_update().clone();
+        worker.linked = linked;
+        worker.reconcile(pulls).await;
     }
     for pull in worker.pulls.values() {
         pull.cancel.cancel();
@@ -142,7 +150,14 @@ impl Worker {
             }
             keep
         });
-        self.connections.retain(|_, c| !c.stop.is_cancelled());
+        let lost = &mut self.lost;
+        self.connections.retain(|peer, c| {
+            let open = !c.stop.is_cancelled();
+            if !open {
+                lost.insert(peer.clone(), c.connection.remote_address());
+            }
+            open
+        });
         let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
         self.resting.retain(|_, at| at.elapsed() < hold);
         for (key, assigned) in want {
@@ -153,7 +168,7 @@ impl Worker {
                 // Not known here yet (the task records are read again every second).
                 continue;
             };
-            let Some(link) = self.connection(&assigned.peer).await else {
+            let Some(link) = self.connection(&assigned.node, &assigned.peer).await else {
                 continue;
             };
             // The planning node creates target topics; this node takes them up.
@@ -185,7 +200,8 @@ impl Worker {
                     task,
                     source_topic: assigned.source_topic,
                     key,
-                    relay: assigned.relay,
+                    // Only sub-logs stored here are given away (`pull::planner`).
+                    relay: false,
                     pushed: None,
                 },
                 cancel,
@@ -193,9 +209,9 @@ impl Worker {
         }
     }
 
-    /// The open data-only connection to `peer`, dialled now when there is none and its
-    /// backoff allows.
-    async fn connection(&mut self, peer: &str) -> Option<Arc<LinkCtx>> {
+    /// The open data-only connection to `peer`, dialled now (by node `me`, see
+    /// [`dial_order`]) when there is none and its backoff allows.
+    async fn connection(&mut self, me: &str, peer: &str) -> Option<Arc<LinkCtx>> {
         if let Some(c) = self.connections.get(peer) {
             return Some(c.clone());
         }
@@ -209,7 +225,14 @@ impl Worker {
             .neighbours(&node.region)
             .into_iter()
             .find(|n| n.region == peer)
-            .map(|n| n.addresses)
+            .map(|n| {
+                dial_order(
+                    me,
+                    &n.addresses,
+                    self.linked.get(peer).copied(),
+                    self.lost.get(peer).copied(),
+                )
+            })
             .unwrap_or_default();
         let bound = attempt_timeout(settings, None).min(settings.heartbeat_interval * 3);
         match data::dial(node, &self.endpoint, peer, &addresses, bound).await {

@@ -37,6 +37,9 @@ pub(crate) struct LinkCtx {
     pub receive_budget: ByteBudget,
     /// The peer serves data-only connections under this link (`link::data`).
     pub serves_data_connections: bool,
+    /// A data-only connection served without the region's links and routes (by a node
+    /// pulling its share, `link::data`): only this region's own sub-logs are served on it.
+    pub alone: bool,
 }
 
 /// A link whose connection is open (its health says whether it is up for routing).

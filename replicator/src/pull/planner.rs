@@ -314,12 +314,13 @@ fn share_out(node: &Node, plan: &mut Plan) {
         })
         .map(|n| n.region)
         .collect();
-    // Only sub-logs pulled from their origin itself are given away: one pulled through a
-    // relay may give its source up (a hole, a loop), and only the planning node can then
-    // choose another.
+    // Only sub-logs pulled from their origin itself, to be stored here, are given away:
+    // one pulled through a relay may give its source up (a hole, a loop), and only the
+    // planning node can then choose another; one this region relays is served only where
+    // the neighbour's routes are known, at its planning node (`link::data`).
     let division = divide(
         plan.pulls.iter().map(|(key, offer)| {
-            let peer = if offer.peer == key.origin {
+            let peer = if offer.peer == key.origin && offer.need == Need::Store {
                 offer.peer.as_str()
             } else {
                 ""
@@ -357,14 +358,23 @@ fn share_out(node: &Node, plan: &mut Plan) {
             topic: key.topic.clone(),
             partition: key.partition,
             origin: key.origin.clone(),
-            relay: offer.need == Need::Relay,
         });
         false
     });
     shared.sort_by_key(Assigned::key);
+    let linked = dialled
+        .iter()
+        .filter_map(|peer| {
+            Some((
+                peer.clone(),
+                links.get(peer)?.ctx.connection.remote_address(),
+            ))
+        })
+        .collect();
     let assignment = Assignment {
         holder: crew.me.clone(),
         pulls: shared,
+        linked,
     };
     crew.assignment
         .send_if_modified(|current| std::mem::replace(current, assignment.clone()) != assignment);

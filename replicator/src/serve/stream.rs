@@ -61,7 +61,18 @@ pub(crate) async fn serve_subscription(
     subscribe: msg::Subscribe,
     mut send: quinn::SendStream,
 ) {
-    match authorize(&node, &link.peer, &subscribe) {
+    let authorized = if link.alone && subscribe.origin != node.region {
+        Err(Refusal::new(
+            LinkCode::NotAllowed,
+            format!(
+                "this node serves only {}'s own sub-logs; the region's planning node serves the rest",
+                node.region
+            ),
+        ))
+    } else {
+        authorize(&node, &link.peer, &subscribe)
+    };
+    match authorized {
         Ok(Authorized::Stored(served)) => {
             serve(node, link, served, send, Frame::Subscribed).await;
         }

@@ -20,6 +20,11 @@ pub use message::ErrorFrame;
 /// ALPN of link protocol version 1. A peer speaking another version fails the TLS
 /// handshake (no common ALPN) instead of misreading frames.
 pub const ALPN: &[u8] = b"georouter-link/1";
+/// ALPN of a data-only connection (version 1 too). A node that plans its region's
+/// replication offers both, the link first; a node that only pulls and serves its share
+/// (a region of several) offers this one alone, so a neighbour dialling a link there learns
+/// from the handshake that another node holds the region's links.
+pub const DATA_ALPN: &[u8] = b"georouter-data/1";
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The Hello feature that says "serve me my new sub-logs before I ask" (`Frame::Push`).
