@@ -24,6 +24,10 @@ use crate::replicator::{
 
 /// How often the tasks are read again from the shared metadata.
 const TASKS_REFRESH: Duration = Duration::from_secs(1);
+/// How long the tasks as last read still judge what this node serves once reading them
+/// fails: past it, nothing is served (a task paused meanwhile would flow on here), and
+/// the neighbours' nodes dial another node of this region.
+const TASKS_STALE: Duration = Duration::from_secs(3);
 
 pub struct CrewWorker {
     node: Arc<Node>,
@@ -44,12 +48,14 @@ impl CrewWorker {
         let quic = open_endpoint(&config, socket, true)?;
         let (planner, ended) = Planner::channel();
         let node = build_node(config, broker, catalog, planner, sealer);
+        // The tasks were read just now (`stored_catalog`).
+        let (fresh_tx, fresh) = watch::channel(true);
         node.tracker.spawn(endpoint::accept_loop(
             node.clone(),
             quic.clone(),
-            endpoint::Accepts::DataAlone,
+            endpoint::Accepts::DataAlone(fresh),
         ));
-        node.tracker.spawn(follow_tasks(node.clone()));
+        node.tracker.spawn(follow_tasks(node.clone(), fresh_tx));
         node.tracker
             .spawn(worker::run(node.clone(), quic.clone(), share, ended));
         tracing::info!(region = %node.region, "pulling and serving this node's share of the region's sub-logs");
@@ -67,9 +73,11 @@ impl CrewWorker {
 }
 
 /// Takes the task records the planning node stores, every [`TASKS_REFRESH`]: a changed
-/// task restarts this node's pulls of it, a paused or deleted one stops them.
-async fn follow_tasks(node: Arc<Node>) {
+/// task restarts this node's pulls of it, a paused or deleted one stops them and what
+/// this node serves of it. `fresh` says whether they were read within [`TASKS_STALE`].
+async fn follow_tasks(node: Arc<Node>, fresh: watch::Sender<bool>) {
     let mut tick = tokio::time::interval(TASKS_REFRESH);
+    let mut read_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -81,8 +89,14 @@ async fn follow_tasks(node: Arc<Node>) {
                 .map(|records| n.tasks.merge(records, &n.topology, &|_| Ok(())).len())
         })
         .await;
-        if let Ok(Err(e)) = read {
-            tracing::warn!(event = "crew_read_failed", error = %e, "could not read the region's tasks from the shared metadata; pulling by the tasks as last read");
+        match read {
+            Ok(Ok(_)) => read_at = tokio::time::Instant::now(),
+            Ok(Err(e)) => {
+                tracing::warn!(event = "crew_read_failed", error = %e, "could not read the region's tasks from the shared metadata; pulling by the tasks as last read, serving only for a few seconds more");
+            }
+            Err(_) => return,
         }
+        let now_fresh = read_at.elapsed() <= TASKS_STALE;
+        fresh.send_if_modified(|was| std::mem::replace(was, now_fresh) != now_fresh);
     }
 }

@@ -11,9 +11,9 @@
 //! killed one, started again, takes a share.
 //!
 //! Second test (b two nodes on a JetStream cluster of its own): serving is divided too. a's
-//! planning node links with b's planning node (dialling b's other node first, it is told
-//! there that links are held elsewhere), and a's other node pulls its share from b's other
-//! node: both nodes of b send batches. b's other node is then killed: a's share moves to b's
+//! planning node links with b's planning node (b's other node is listed first: dialled
+//! there, a's link is told by the handshake that the links are held elsewhere), and a's
+//! other node pulls its share from b's other node: both nodes of b send batches. b's other node is then killed: a's share moves to b's
 //! planning node and a catches up.
 //!
 //! At the end of each, a holds every record b acknowledged, once, each sub-log dense
@@ -30,7 +30,9 @@ use client::Partitioning;
 use client::pb;
 use console_api::client::ConsoleClient;
 use jetstream_engine::local_cluster::LocalCluster;
+use jetstream_engine::{Engine, JetStreamMetaStore, JetStreamSettings};
 use nix::sys::signal::Signal;
+use router::replication::REPLICATION_DUTY;
 use support::ServeProcess;
 use support::two_regions::{
     Acked, TOPIC, contents, ends, on_jetstream, wait_for, write_config_with, write_pair_config,
@@ -201,6 +203,13 @@ async fn every_acked_record_once(
     }
 }
 
+/// Reads who holds the replication lease of the region on `cluster` (blocking I/O).
+fn replication_lease(cluster: &LocalCluster) -> Arc<dyn Fn() -> Option<String> + Send + Sync> {
+    let engine = Engine::connect(JetStreamSettings::new(cluster.all_urls())).unwrap();
+    let meta = JetStreamMetaStore::open(engine, "b").unwrap();
+    Arc::new(move || meta.lease_holder(REPLICATION_DUTY).ok().flatten())
+}
+
 async fn create_topic(node: &ServeProcess) {
     client::Client::connect(&node.grpc)
         .await
@@ -276,18 +285,35 @@ async fn a_neighbours_other_node_serves_the_pulls_given_away_and_its_planning_no
     let cluster_a = LocalCluster::start(&dir.path().join("jetstream-a"), 3).unwrap();
     let cluster_b = LocalCluster::start(&dir.path().join("jetstream-b"), 3).unwrap();
     let b_config = write_config_with(dir.path(), "b", None, &on_jetstream(&cluster_b));
-    let mut b =
-        [1, 2].map(|n| support::spawn_with("b", &dir.path().join(format!("b{n}")), &b_config, &[]));
+    let b_node =
+        |n: usize| support::spawn_with("b", &dir.path().join(format!("b{n}")), &b_config, &[]);
+    // b's first node takes the region's replication lease before the second starts, and
+    // a lists the second first: a's link is dialled there first and told to move on.
+    let b1 = b_node(1);
+    let lease = replication_lease(&cluster_b);
+    wait_for(
+        "b's first node to hold the replication lease",
+        &[&b1],
+        async || {
+            let lease = lease.clone();
+            tokio::task::spawn_blocking(move || lease().is_some())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    let mut b = [b1, b_node(2)];
     create_topic(&b[0]).await;
     let topology = format!(
         "[[regions]]\nname = \"a\"\n\n[[regions]]\nname = \"b\"\naddress = \"{}\"\nother_addresses = [\"{}\"]\n\n[[links]]\nbetween = [\"a\", \"b\"]\n",
-        b[0].replication, b[1].replication
+        b[1].replication, b[0].replication
     );
     let a_config = write_pair_config(dir.path(), "a", "a", &topology, &on_jetstream(&cluster_a));
     let a =
         [1, 2].map(|n| support::spawn_with("a", &dir.path().join(format!("a{n}")), &a_config, &[]));
     let b_planner = planner_of(&b, "a").await;
-    let b_other = 1 - b_planner;
+    assert_eq!(b_planner, 0, "b's first node holds the lease");
+    let b_other = 1;
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Acked = Arc::default();
@@ -304,6 +330,15 @@ async fn a_neighbours_other_node_serves_the_pulls_given_away_and_its_planning_no
     )
     .await;
     let a_planner = planner_of(&a, "b").await;
+    assert!(
+        metric(
+            &a[a_planner],
+            "georouter_link_refused_total{reason=\"not_replicating\"}"
+        )
+        .await
+            > 0,
+        "a's link, dialled at b's other node first, was told the links are held elsewhere"
+    );
 
     // b's other node dies: what it served moves to b's planning node.
     b[b_other].signal(Signal::SIGKILL);

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::session::{self, Role};
 use super::streams::accept_streams;
 use crate::node::{LinkCtx, Node};
@@ -40,19 +42,31 @@ pub(crate) async fn serve(
         return;
     };
     drop(hello);
+    let ended = std::future::pending();
     serve_on(
         node,
         link.ctx.clone(),
         connection,
         control,
+        ended,
         b"the link ended",
     )
     .await;
 }
 
 /// Serves a data-only connection `peer` opened to this node, which pulls and serves its
-/// share of the region's replication without links (the crew worker).
-pub(crate) async fn serve_alone(node: Arc<Node>, connection: quinn::Connection, peer: String) {
+/// share of the region's replication without links (the crew worker), while `fresh` says
+/// the tasks that judge it were read lately.
+pub(crate) async fn serve_alone(
+    node: Arc<Node>,
+    connection: quinn::Connection,
+    peer: String,
+    mut fresh: watch::Receiver<bool>,
+) {
+    if !*fresh.borrow_and_update() {
+        connection.close(close::NO_LINK, STALE);
+        return;
+    }
     let Some((send, recv, hello)) =
         session::open(&node, &connection, &peer, Role::Acceptor, false).await
     else {
@@ -76,25 +90,39 @@ pub(crate) async fn serve_alone(node: Arc<Node>, connection: quinn::Connection, 
         true,
     );
     let stop = ctx.stop.clone();
-    serve_on(node, ctx, connection, (send, recv), b"this node stops").await;
+    let stale = async move {
+        while *fresh.borrow_and_update() {
+            if fresh.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    };
+    serve_on(node, ctx, connection, (send, recv), stale, STALE).await;
     stop.cancel();
 }
 
-/// Takes the streams `connection` opens under `ctx` until either ends.
+/// Why a node serving alone closes a data-only connection: it cannot read its region's
+/// tasks now (or it stops).
+const STALE: &[u8] = b"this node cannot judge subscriptions now";
+
+/// Takes the streams `connection` opens under `ctx` until either ends or `until` does;
+/// then stops what it serves on it and closes it with `reason`.
 async fn serve_on(
     node: Arc<Node>,
     ctx: Arc<LinkCtx>,
     connection: quinn::Connection,
     control: (quinn::SendStream, quinn::RecvStream),
-    ended: &[u8],
+    until: impl std::future::Future<Output = ()>,
+    reason: &[u8],
 ) {
     tracing::debug!(peer = %ctx.peer, remote = %connection.remote_address(), "data-only connection up");
     tokio::select! {
         () = accept_streams(node, ctx, connection.clone()) => {}
         _ = connection.closed() => {}
+        () = until => {}
     }
     drop(control);
-    connection.close(close::NO_LINK, ended);
+    connection.close(close::NO_LINK, reason);
 }
 
 /// Why a data-only connection could not be opened.

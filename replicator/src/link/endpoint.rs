@@ -68,13 +68,14 @@ pub(crate) fn transport_config(settings: &LinkSettings) -> quinn::TransportConfi
 }
 
 /// What a node's endpoint takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Accepts {
     /// Links, and data-only connections served under them: the planning node.
     Links,
-    /// Data-only connections alone, served on their own: a node pulling and serving its
-    /// share of a region of several (the crew worker).
-    DataAlone,
+    /// Data-only connections alone, served on their own while the watch says the tasks
+    /// that judge them are fresh: a node pulling and serving its share of a region of
+    /// several (the crew worker).
+    DataAlone(tokio::sync::watch::Receiver<bool>),
 }
 
 /// The transport of a data-only connection a node dials: a serving node that died is
@@ -98,6 +99,7 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint, acce
         };
         let Some(incoming) = incoming else { return };
         let node2 = node.clone();
+        let accepts = accepts.clone();
         node.tracker.spawn(async move {
             let remote = incoming.remote_address();
             let connection = match incoming.await {
@@ -117,7 +119,9 @@ pub(crate) async fn accept_loop(node: Arc<Node>, endpoint: quinn::Endpoint, acce
             };
             match accepts {
                 Accepts::Links => session::run(node2, connection, peer, Role::Acceptor).await,
-                Accepts::DataAlone => super::data::serve_alone(node2, connection, peer).await,
+                Accepts::DataAlone(fresh) => {
+                    super::data::serve_alone(node2, connection, peer, fresh).await
+                }
             }
         });
     }

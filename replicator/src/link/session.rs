@@ -242,6 +242,12 @@ pub(crate) async fn open(
 ) -> Option<(quinn::SendStream, quinn::RecvStream, msg::Hello)> {
     match handshake(node, connection, peer, role, data_only).await {
         Ok(opened) => Some(opened),
+        // The dialler closed before any Hello: a link dialled at a node that takes only
+        // data-only connections learns so from the handshake and leaves at once.
+        Err(HandshakeError::Open(quinn::ConnectionError::ApplicationClosed(close))) => {
+            tracing::debug!(%peer, remote = %connection.remote_address(), reason = ?close.reason, "the peer closed the connection before its Hello");
+            None
+        }
         Err(error) => {
             let remote = connection.remote_address();
             tracing::warn!(event = "link_handshake_failed", %peer, %remote, %error, "link handshake failed");

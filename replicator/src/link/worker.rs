@@ -28,6 +28,11 @@ use crate::tasks::Task;
 /// a rest to end, a target topic created again.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How long this node keeps a data-only connection to a neighbour's node other than the
+/// first in its dial order before it tries that one again (back after a restart, say), so
+/// that serving spreads out again.
+const PREFERRED_AGAIN: Duration = Duration::from_secs(30);
+
 struct Running {
     id: u64,
     assigned: Assigned,
@@ -42,11 +47,18 @@ struct Redial {
     backoff: Duration,
 }
 
+/// An open data-only connection, and when the node first in the dial order was last
+/// tried (or this connection opened).
+struct Open {
+    ctx: Arc<LinkCtx>,
+    tried: Instant,
+}
+
 struct Worker {
     node: Arc<Node>,
     endpoint: quinn::Endpoint,
     pulls: HashMap<SubLogKey, Running>,
-    connections: HashMap<String, Arc<LinkCtx>>,
+    connections: HashMap<String, Open>,
     redial: HashMap<String, Redial>,
     /// Sub-logs whose pull gave them up, since when.
     resting: HashMap<SubLogKey, Instant>,
@@ -152,12 +164,13 @@ impl Worker {
         });
         let lost = &mut self.lost;
         self.connections.retain(|peer, c| {
-            let open = !c.stop.is_cancelled();
+            let open = !c.ctx.stop.is_cancelled();
             if !open {
-                lost.insert(peer.clone(), c.connection.remote_address());
+                lost.insert(peer.clone(), c.ctx.connection.remote_address());
             }
             open
         });
+        self.prefer_again(&want).await;
         let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
         self.resting.retain(|_, at| at.elapsed() < hold);
         for (key, assigned) in want {
@@ -213,32 +226,22 @@ impl Worker {
     /// [`dial_order`]) when there is none and its backoff allows.
     async fn connection(&mut self, me: &str, peer: &str) -> Option<Arc<LinkCtx>> {
         if let Some(c) = self.connections.get(peer) {
-            return Some(c.clone());
+            return Some(c.ctx.clone());
         }
         let node = &self.node;
         let settings = &node.settings;
         if self.redial.get(peer).is_some_and(|r| Instant::now() < r.at) {
             return None;
         }
-        let addresses: Vec<SocketAddr> = node
-            .topology
-            .neighbours(&node.region)
-            .into_iter()
-            .find(|n| n.region == peer)
-            .map(|n| {
-                dial_order(
-                    me,
-                    &n.addresses,
-                    self.linked.get(peer).copied(),
-                    self.lost.get(peer).copied(),
-                )
-            })
-            .unwrap_or_default();
-        let bound = attempt_timeout(settings, None).min(settings.heartbeat_interval * 3);
-        match data::dial(node, &self.endpoint, peer, &addresses, bound).await {
+        let addresses = self.dial_order(me, peer, self.lost.get(peer).copied());
+        match data::dial(node, &self.endpoint, peer, &addresses, self.dial_bound()).await {
             Ok(ctx) => {
                 self.redial.remove(peer);
-                self.connections.insert(peer.to_string(), ctx.clone());
+                let open = Open {
+                    ctx: ctx.clone(),
+                    tried: Instant::now(),
+                };
+                self.connections.insert(peer.to_string(), open);
                 Some(ctx)
             }
             Err(error) => {
@@ -257,6 +260,63 @@ impl Worker {
                     },
                 );
                 None
+            }
+        }
+    }
+
+    /// `peer`'s addresses in the order node `me` dials them.
+    fn dial_order(&self, me: &str, peer: &str, lost: Option<SocketAddr>) -> Vec<SocketAddr> {
+        let node = &self.node;
+        node.topology
+            .neighbours(&node.region)
+            .into_iter()
+            .find(|n| n.region == peer)
+            .map(|n| dial_order(me, &n.addresses, self.linked.get(peer).copied(), lost))
+            .unwrap_or_default()
+    }
+
+    fn dial_bound(&self) -> Duration {
+        let settings = &self.node.settings;
+        attempt_timeout(settings, None).min(settings.heartbeat_interval * 3)
+    }
+
+    /// Every [`PREFERRED_AGAIN`], a connection open to a node other than the first in this
+    /// node's dial order tries that one again; when it answers, the pulls move to it (they
+    /// end with the old connection and start again on the new one from the held end).
+    async fn prefer_again(&mut self, want: &HashMap<SubLogKey, Assigned>) {
+        let due: Vec<(String, String)> = self
+            .connections
+            .iter()
+            .filter(|(_, open)| open.tried.elapsed() >= PREFERRED_AGAIN)
+            .filter_map(|(peer, _)| {
+                let me = want.values().find(|a| &a.peer == peer)?.node.clone();
+                Some((peer.clone(), me))
+            })
+            .collect();
+        for (peer, me) in due {
+            let Some(&first) = self.dial_order(&me, &peer, None).first() else {
+                continue;
+            };
+            let Some(open) = self.connections.get_mut(&peer) else {
+                continue;
+            };
+            open.tried = Instant::now();
+            if open.ctx.connection.remote_address() == first {
+                continue;
+            }
+            let bound = self.dial_bound();
+            if let Ok(ctx) = data::dial(&self.node, &self.endpoint, &peer, &[first], bound).await {
+                tracing::info!(%peer, address = %first, "a neighbour's node this node prefers serves again; its pulls move there");
+                let replaced = self.connections.insert(
+                    peer,
+                    Open {
+                        ctx,
+                        tried: Instant::now(),
+                    },
+                );
+                if let Some(old) = replaced {
+                    old.ctx.stop.cancel();
+                }
             }
         }
     }

@@ -10,8 +10,8 @@
 //! CPU seconds per MB produced, per process. Then replication between two regions on that
 //! engine (the scenarios, in this process): end-to-end lag of a paced two-way load
 //! (`active-active`) and the rate a backlog built behind a cut link catches up at after
-//! the heal (`partition-heal`); on JetStream also with two nodes per region, whose pulls
-//! are divided between them.
+//! the heal (`partition-heal`); on JetStream also with two nodes per region, which divide
+//! the pulls and the serving between them.
 
 use std::time::{Duration, Instant};
 
@@ -97,7 +97,7 @@ struct Row {
     /// Per process: name and CPU seconds per MB produced (produce and read back).
     cpu_per_mb: Vec<(String, f64)>,
     replication: Replication,
-    /// The same on regions of two nodes each (JetStream only: the pulls divided).
+    /// The same on regions of two nodes each (JetStream only: pulls and serving divided).
     replication_two_nodes: Option<Replication>,
 }
 
@@ -183,7 +183,10 @@ pub async fn run(args: EnginesBench) -> Result<()> {
         println!("  {:<9} CPU s/MB  {}", "", cpu.join(", "));
         print_replication("replication between two regions", &row.replication);
         if let Some(r) = &row.replication_two_nodes {
-            print_replication("two regions of two nodes each (pulls divided)", r);
+            print_replication(
+                "two regions of two nodes each (pulls and serving divided)",
+                r,
+            );
         }
         rows.push(row);
     }
