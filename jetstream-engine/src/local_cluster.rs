@@ -130,10 +130,53 @@ impl LocalCluster {
         for i in 0..size {
             cluster.spawn(i)?;
         }
-        for i in 0..size {
-            cluster.wait_healthy(i)?;
-        }
+        cluster.start_all_until_healthy()?;
         Ok(cluster)
+    }
+
+    /// Waits until every server is healthy, starting again one that exited meanwhile (its
+    /// port taken by another process between `free_ports` and its start: the others wait
+    /// for it, as no server is healthy without a quorum), within [`READY_WITHIN`].
+    fn start_all_until_healthy(&mut self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + READY_WITHIN;
+        let mut healthy_ones = vec![false; self.servers.len()];
+        loop {
+            for (i, healthy_now) in healthy_ones.iter_mut().enumerate() {
+                if *healthy_now {
+                    continue;
+                }
+                let server = &mut self.servers[i];
+                let exited = server
+                    .child
+                    .as_mut()
+                    .and_then(|child| child.try_wait().ok().flatten());
+                if let Some(status) = exited {
+                    if Instant::now() > deadline {
+                        return Err(ClusterError::Server {
+                            name: server.name.clone(),
+                            reason: format!("exited: {status}"),
+                            log: server.log.clone(),
+                        });
+                    }
+                    self.spawn(i)?;
+                    continue;
+                }
+                *healthy_now = healthy(&server.monitoring);
+            }
+            if healthy_ones.iter().all(|h| *h) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let i = healthy_ones.iter().position(|h| !h).unwrap_or(0);
+                let server = &self.servers[i];
+                return Err(ClusterError::Server {
+                    name: server.name.clone(),
+                    reason: format!("was not healthy within {READY_WITHIN:?}"),
+                    log: server.log.clone(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Client URLs of every server, running or not (the list a node is configured with).

@@ -1,6 +1,6 @@
 //! A region of two georouter nodes on one JetStream cluster, both configured to replicate:
 //! one at a time holds the region's replication lease and runs its links, the other
-//! refuses links. Region "b" (embedded) dials "a" at both nodes' addresses. While
+//! takes no links. Region "b" (embedded) dials "a" at both nodes' addresses. While
 //! producers write through both nodes of "a" and through "b", the node replicating for
 //! "a" is killed with SIGKILL, twice (each time started again, as the standby): the other
 //! node takes over, and at the end both regions hold the same records, every acknowledged

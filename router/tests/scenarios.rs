@@ -176,9 +176,14 @@ async fn partition_heal_catches_up_after_the_cut_with(options: Options) {
     };
     let report = scenario("partition-heal", options).await;
     assert!(report.backlog_records.unwrap() > 0, "{}", report.human());
-    assert!(report.catchup_s.unwrap() > 0.0);
-    assert!(report.links[0].dropped_while_cut > 0);
-    assert!(report.links[0].lost > 0);
+    assert!(report.catchup_s.unwrap() > 0.0, "{}", report.human());
+    assert!(report.links[0].dropped_while_cut > 0, "{}", report.human());
+    assert!(
+        report.links[0].lost > 0,
+        "{:?}\n{}",
+        report.links,
+        report.human()
+    );
     assert_all_pairs(&report, 4_000);
 }
 

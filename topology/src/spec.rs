@@ -26,7 +26,8 @@ pub struct RegionSpec {
     pub address: Option<SocketAddr>,
     /// The addresses of the region's other nodes, tried in turn after `address` (a region
     /// of several nodes on shared storage: one of them holds its links at a time, the
-    /// others refuse links at once, so a dialler moves on to the next address).
+    /// others turn links away in the handshake, so a dialler moves on to the next address;
+    /// they serve the data-only connections of the dialling region's other nodes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub other_addresses: Vec<SocketAddr>,
 }

@@ -197,8 +197,10 @@ pub const NOT_REPLICATING: &str = "not_replicating";
 
 /// A short, stable reason for a refused handshake, for logs and the refusal metric.
 pub fn refusal_reason(error: &quinn::ConnectionError) -> &'static str {
-    // A node of a region of several that does not replicate now refuses every link at
-    // once (`Replicator::refuse_links`): the dialler moves on to the region's next address.
+    // A node of a region of several that does not replicate now refuses every connection
+    // at once (`Replicator::refuse_links`): the dialler moves on to the region's next
+    // address. (One that pulls and serves its share answers with the data-only protocol
+    // instead: `negotiated_data_only`.)
     if let quinn::ConnectionError::ConnectionClosed(close) = error
         && close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
     {

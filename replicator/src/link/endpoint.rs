@@ -191,8 +191,9 @@ async fn refuse_on(quic: &quinn::Endpoint, until: tokio_util::sync::Cancellation
     }
 }
 
-/// Dials `peer` at `addresses` (a region of several nodes answers at one of them, the
-/// others refuse at once): the same address again after a link ends, the next one after a
+/// Dials `peer` at `addresses` (a region of several nodes holds its links at one of them;
+/// the others refuse at once, or settle on the data-only protocol in the handshake): the
+/// same address again after a link ends, the next one after a
 /// failed attempt, and a backoff only once every address failed in a row.
 pub(crate) async fn dial_loop(
     node: Arc<Node>,

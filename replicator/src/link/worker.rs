@@ -33,6 +33,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// that serving spreads out again.
 const PREFERRED_AGAIN: Duration = Duration::from_secs(30);
 
+/// A data-only connection that ends sooner than this after it opened counts as a failed
+/// dial (the neighbour is dialled again after a backoff).
+const SHORT_LIVED: Duration = Duration::from_secs(2);
+
 struct Running {
     id: u64,
     assigned: Assigned,
@@ -51,6 +55,7 @@ struct Redial {
 /// tried (or this connection opened).
 struct Open {
     ctx: Arc<LinkCtx>,
+    opened: Instant,
     tried: Instant,
 }
 
@@ -162,14 +167,25 @@ impl Worker {
             }
             keep
         });
-        let lost = &mut self.lost;
+        let mut ended = Vec::new();
         self.connections.retain(|peer, c| {
             let open = !c.ctx.stop.is_cancelled();
             if !open {
-                lost.insert(peer.clone(), c.ctx.connection.remote_address());
+                ended.push((peer.clone(), c.ctx.connection.remote_address(), c.opened));
             }
             open
         });
+        for (peer, address, opened) in ended {
+            self.lost.insert(peer.clone(), address);
+            // Closed as soon as it opened (the neighbour's planning node holds no link with
+            // this region now, or cannot judge subscriptions): dialled again after a
+            // backoff, not at the next tick.
+            if opened.elapsed() < SHORT_LIVED {
+                self.back_off(&peer);
+            } else {
+                self.redial.remove(&peer);
+            }
+        }
         self.prefer_again(&want).await;
         let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
         self.resting.retain(|_, at| at.elapsed() < hold);
@@ -229,39 +245,40 @@ impl Worker {
             return Some(c.ctx.clone());
         }
         let node = &self.node;
-        let settings = &node.settings;
         if self.redial.get(peer).is_some_and(|r| Instant::now() < r.at) {
             return None;
         }
         let addresses = self.dial_order(me, peer, self.lost.get(peer).copied());
         match data::dial(node, &self.endpoint, peer, &addresses, self.dial_bound()).await {
             Ok(ctx) => {
-                self.redial.remove(peer);
                 let open = Open {
                     ctx: ctx.clone(),
+                    opened: Instant::now(),
                     tried: Instant::now(),
                 };
                 self.connections.insert(peer.to_string(), open);
                 Some(ctx)
             }
             Err(error) => {
-                let backoff = self.redial.get(peer).map_or(settings.reconnect_min, |r| {
-                    (r.backoff * 2).min(settings.reconnect_max)
-                });
-                let first = !self.redial.contains_key(peer);
-                if first {
+                if self.back_off(peer) {
                     tracing::warn!(event = "data_connection_failed", %peer, %error, "cannot open a data-only connection to pull this node's share; dialling again");
                 }
-                self.redial.insert(
-                    peer.to_string(),
-                    Redial {
-                        at: Instant::now() + backoff,
-                        backoff,
-                    },
-                );
                 None
             }
         }
+    }
+
+    /// Dials `peer` again only after a backoff, doubled at each failure in a row; whether
+    /// this is the first.
+    fn back_off(&mut self, peer: &str) -> bool {
+        let settings = &self.node.settings;
+        let backoff = self.redial.get(peer).map_or(settings.reconnect_min, |r| {
+            (r.backoff * 2).min(settings.reconnect_max)
+        });
+        let first = !self.redial.contains_key(peer);
+        let at = Instant::now() + backoff;
+        self.redial.insert(peer.to_string(), Redial { at, backoff });
+        first
     }
 
     /// `peer`'s addresses in the order node `me` dials them.
@@ -311,6 +328,7 @@ impl Worker {
                     peer,
                     Open {
                         ctx,
+                        opened: Instant::now(),
                         tried: Instant::now(),
                     },
                 );

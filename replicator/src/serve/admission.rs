@@ -66,6 +66,22 @@ pub(crate) fn admit(
     Ok(task)
 }
 
+/// Whether a node serving alone (without the region's links and routes,
+/// `LinkCtx::alone`) may take `subscribe`: only its own region's sub-logs, whose hop path
+/// is the region itself; the planning node serves the rest.
+pub(crate) fn alone_may_serve(region: &str, subscribe: &msg::Subscribe) -> Result<(), Refusal> {
+    if subscribe.origin == region {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        LinkCode::NotAllowed,
+        format!(
+            "this node serves only {region}'s own sub-logs (not {}'s); the region's planning node serves the rest",
+            subscribe.origin
+        ),
+    ))
+}
+
 /// Whether this region relays `origin`'s data of `task` without storing it (and so serves
 /// a subscription by relaying it upstream).
 pub(crate) fn relays_without_storing(here: &Here<'_>, task: &Task, origin: &str) -> bool {
@@ -136,6 +152,18 @@ mod tests {
             refusal
                 .message
                 .contains("does not carry topic \"payments\"")
+        );
+    }
+
+    #[test]
+    fn a_node_serving_alone_serves_only_its_regions_own_sub_logs() {
+        assert!(alone_may_serve("b", &subscribe("t", "orders", "b", &[])).is_ok());
+        let refusal = alone_may_serve("b", &subscribe("t", "orders", "a", &[])).unwrap_err();
+        assert_eq!(refusal.code, LinkCode::NotAllowed);
+        assert!(
+            refusal.message.contains("only b's own"),
+            "{}",
+            refusal.message
         );
     }
 

@@ -11,7 +11,7 @@ use crate::wire::message::StartFrom;
 use broker::batch::Batch;
 use broker::storage::{PartitionStore, SubLogRead};
 
-use super::admission::{Here, admit, may_serve, relays_without_storing};
+use super::admission::{Here, admit, alone_may_serve, may_serve, relays_without_storing};
 use super::filter::filter_for;
 use super::relay;
 use super::send::send_batches;
@@ -61,18 +61,11 @@ pub(crate) async fn serve_subscription(
     subscribe: msg::Subscribe,
     mut send: quinn::SendStream,
 ) {
-    let authorized = if link.alone && subscribe.origin != node.region {
-        Err(Refusal::new(
-            LinkCode::NotAllowed,
-            format!(
-                "this node serves only {}'s own sub-logs; the region's planning node serves the rest",
-                node.region
-            ),
-        ))
-    } else {
-        authorize(&node, &link.peer, &subscribe)
+    let alone = match link.alone {
+        true => alone_may_serve(&node.region, &subscribe),
+        false => Ok(()),
     };
-    match authorized {
+    match alone.and_then(|()| authorize(&node, &link.peer, &subscribe)) {
         Ok(Authorized::Stored(served)) => {
             serve(node, link, served, send, Frame::Subscribed).await;
         }
