@@ -137,8 +137,13 @@ pub(crate) enum DialError {
     },
 }
 
-/// Opens a data-only connection to `peer`, trying `addresses` in turn (any node of a
-/// region of several answers), each within `bound`.
+/// How long a dial waits for an address's answer before it tries the next one as well.
+const STAGGER: Duration = Duration::from_millis(300);
+
+/// Opens a data-only connection to `peer` at the first of `addresses` that answers, each
+/// attempt within `bound`: the next address is tried once the one before failed or has
+/// not answered within [`STAGGER`] (a node that is gone, or not serving yet, does not hold
+/// the dial up for its whole bound), and the first connection to open is kept.
 /// The returned context ends when the connection closes or `node` stops.
 pub(crate) async fn dial(
     node: &Arc<Node>,
@@ -147,14 +152,45 @@ pub(crate) async fn dial(
     addresses: &[SocketAddr],
     bound: Duration,
 ) -> Result<Arc<LinkCtx>, DialError> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut waiting = addresses.iter().copied();
     let mut error = DialError::NoAddress;
-    for &address in addresses {
-        match dial_one(node, endpoint, peer, address, bound).await {
-            Ok(ctx) => return Ok(ctx),
-            Err(message) => error = DialError::Failed { address, message },
+    let mut start_next = true;
+    loop {
+        if start_next && let Some(address) = waiting.next() {
+            let (node, endpoint, peer) = (node.clone(), endpoint.clone(), peer.to_string());
+            attempts.spawn(async move {
+                let opened = dial_one(&node, &endpoint, &peer, address, bound).await;
+                (address, opened)
+            });
+        }
+        let more = waiting.len() > 0;
+        let joined = tokio::select! {
+            joined = attempts.join_next() => joined,
+            () = tokio::time::sleep(STAGGER), if more => {
+                start_next = true;
+                continue;
+            }
+        };
+        start_next = true;
+        match joined {
+            Some(Ok((_, Ok(ctx)))) => {
+                // Any other attempt that opens as well is closed.
+                node.tracker.spawn(async move {
+                    while let Some(joined) = attempts.join_next().await {
+                        if let Ok((_, Ok(other))) = joined {
+                            other.stop.cancel();
+                        }
+                    }
+                });
+                return Ok(ctx);
+            }
+            Some(Ok((address, Err(message)))) => error = DialError::Failed { address, message },
+            Some(Err(_)) => {}
+            None if !more => return Err(error),
+            None => {}
         }
     }
-    Err(error)
 }
 
 async fn dial_one(

@@ -4,6 +4,7 @@
 //! Batches frames as the sub-log's durable end moves, bounded by QUIC flow control.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::budget::{ByteBudget, Held};
 use crate::wire::message as msg;
@@ -130,6 +131,7 @@ pub(crate) async fn serve(
         // the origin) or begin past them (a start position): `Subscribed` announces that.
         mid_stream: false,
         incarnation,
+        short_since: None,
     };
     let Some((mut reader, mut pending, held)) =
         read_from.read(reader, frame_target, &mut send).await
@@ -211,6 +213,12 @@ pub(crate) async fn serve(
     }
 }
 
+/// How long a stream waits before it reads this region's own sub-log again after a read
+/// came back short of its known end, and for how long it does so before it takes the
+/// missing records for a hole after all.
+const SHORT_READ_PAUSE: Duration = Duration::from_millis(20);
+const SHORT_READS_FOR: Duration = Duration::from_secs(10);
+
 /// The sub-log a stream serves, read batch run by batch run.
 struct Source<'a> {
     node: &'a Node,
@@ -224,6 +232,8 @@ struct Source<'a> {
     /// by another (a relay that took a re-created topic), the stream ends, since its
     /// offsets would continue another incarnation's.
     incarnation: u64,
+    /// Since when reads have come back short of the sub-log's known end.
+    short_since: Option<Instant>,
 }
 
 impl Source<'_> {
@@ -234,7 +244,7 @@ impl Source<'_> {
     /// end says there is more, and the stream would spin), and which only the origin may
     /// announce as gone. The puller then takes the sub-log from another region.
     async fn read(
-        &self,
+        &mut self,
         mut reader: Box<dyn SubLogRead>,
         max_bytes: usize,
         send: &mut quinn::SendStream,
@@ -269,6 +279,24 @@ impl Source<'_> {
             }
         };
         let me = &self.node.region;
+        let short = batches.is_empty() && reader.next_offset() < durable_end;
+        let short_since = match short {
+            true => *self.short_since.get_or_insert_with(Instant::now),
+            false => {
+                self.short_since = None;
+                Instant::now()
+            }
+        };
+        if short && *me == key.origin && short_since.elapsed() < SHORT_READS_FOR {
+            // This region's own sub-log has no holes: on shared storage a read right after
+            // another node's append was learnt here can come back short (seen on JetStream
+            // with two nodes per region every few seconds: likely the follower's consumer
+            // delivering a message before the stream leader, which answers reads, has
+            // applied it). Read again soon.
+            tracing::debug!(topic = %key.topic, partition = key.partition, next = reader.next_offset(), durable_end, "a read of this region's own sub-log came back short; reading again");
+            tokio::time::sleep(SHORT_READ_PAUSE).await;
+            return Some((reader, batches, held));
+        }
         let missing = match batches.first() {
             None if reader.next_offset() < durable_end => Some(format!(
                 "{me} does not hold offsets from {} of sub-log {}/{}@{} (it holds records up to {durable_end} past a gap there); pull them from another region",

@@ -157,7 +157,18 @@ pub fn producer(
     stop: Arc<std::sync::atomic::AtomicBool>,
     seed: u64,
 ) -> tokio::task::JoinHandle<()> {
-    producing(grpc, acked, stop, seed, false)
+    producing(grpc, acked, stop, seed, false, 2)
+}
+
+/// [`producer`] over partitions 0 to `partitions - 1` in turn.
+pub fn producer_over(
+    grpc: String,
+    acked: Acked,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+    partitions: u32,
+) -> tokio::task::JoinHandle<()> {
+    producing(grpc, acked, stop, seed, false, partitions)
 }
 
 /// [`producer`] that goes on after an error (the batch was not acknowledged; the next one
@@ -168,7 +179,7 @@ pub fn producer_retrying(
     stop: Arc<std::sync::atomic::AtomicBool>,
     seed: u64,
 ) -> tokio::task::JoinHandle<()> {
-    producing(grpc, acked, stop, seed, true)
+    producing(grpc, acked, stop, seed, true, 2)
 }
 
 fn producing(
@@ -177,6 +188,7 @@ fn producing(
     stop: Arc<std::sync::atomic::AtomicBool>,
     seed: u64,
     retry: bool,
+    partitions: u32,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let Ok(client) = client::Client::connect(&grpc).await else {
@@ -192,7 +204,11 @@ fn producing(
                 .collect();
             let bodies: Vec<_> = records.iter().map(|r| r.body.clone()).collect();
             match client
-                .produce(TOPIC, records, Partitioning::Partition((i / 10 % 2) as u32))
+                .produce(
+                    TOPIC,
+                    records,
+                    Partitioning::Partition((i / 10) as u32 % partitions),
+                )
                 .await
             {
                 Ok(ids) => {
