@@ -20,8 +20,8 @@ pub struct Options {
     #[arg(long, value_enum, default_value_t = crate::cluster::Engine::Embedded)]
     pub engine: crate::cluster::Engine,
     /// Georouter nodes per region (above 1 with --engine jetstream only: the nodes share
-    /// the region's cluster, one replicates at a time, and producers write through all
-    /// of them).
+    /// the region's cluster, one holds the links and plans at a time, all pull and serve a
+    /// share of the replication, and producers write through all of them).
     #[arg(long, default_value_t = 1)]
     pub nodes_per_region: usize,
     /// Records each producing region writes.
