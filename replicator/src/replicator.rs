@@ -201,24 +201,7 @@ pub(crate) fn open_endpoint(
     sock.set_recv_buffer_size(settings.socket_buffer_bytes)?;
     sock.set_send_buffer_size(settings.socket_buffer_bytes)?;
     socket.set_nonblocking(true)?;
-    let transport = Arc::new(endpoint::transport_config(settings));
-    let identity = &config.identity;
-    let (server, client) = if data_only {
-        (
-            identity.data_only_server_config()?,
-            identity.data_only_client_config()?,
-        )
-    } else {
-        (identity.server_config()?, identity.client_config()?)
-    };
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
-    server.transport_config(transport.clone());
-    let mut client = quinn::ClientConfig::new(Arc::new(client));
-    client.transport_config(if data_only {
-        Arc::new(endpoint::data_transport_config(settings))
-    } else {
-        transport
-    });
+    let (server, client) = endpoint::configs(&config.identity, settings, data_only)?;
     let mut quic = quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),

@@ -78,6 +78,33 @@ pub(crate) enum Accepts {
     DataAlone(tokio::sync::watch::Receiver<bool>),
 }
 
+/// The node endpoint's server and client configurations: for links and data-only
+/// connections, or (`data_only`) for data-only connections alone.
+pub(crate) fn configs(
+    identity: &tls::Identity,
+    settings: &LinkSettings,
+    data_only: bool,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), tls::TlsError> {
+    let transport = Arc::new(transport_config(settings));
+    let (server, client) = if data_only {
+        (
+            identity.data_only_server_config()?,
+            identity.data_only_client_config()?,
+        )
+    } else {
+        (identity.server_config()?, identity.client_config()?)
+    };
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(if data_only {
+        Arc::new(data_transport_config(settings))
+    } else {
+        transport
+    });
+    Ok((server, client))
+}
+
 /// The transport of a data-only connection a node dials: a serving node that died is
 /// noticed within three heartbeat intervals (as a link notices by its heartbeats), not the
 /// idle timeout, so that the pulls it served move to another node soon. The idle timeout
