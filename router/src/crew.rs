@@ -25,6 +25,9 @@ const DIVISION_REFRESH: Duration = Duration::from_millis(250);
 /// or an old holder's late write over it, is mended within this.
 const DIVISION_REWRITE: Duration = Duration::from_secs(1);
 
+/// The stored division a node read last, and what it holds.
+type LastRead = std::sync::Mutex<Option<(Vec<u8>, Assignment)>>;
+
 /// The lease duty every node holds of its own: `member-<instance>`.
 pub const MEMBER_DUTY: &str = "member-";
 
@@ -97,7 +100,7 @@ impl CrewIo {
     ) {
         loop {
             let division = divisions.borrow_and_update().clone();
-            let bytes = serde_json::to_vec(&division).expect("a division serializes");
+            let bytes = division.encode();
             let meta = self.meta.clone();
             if let Ok(Err(e)) =
                 tokio::task::spawn_blocking(move || meta.put_replication_division(bytes)).await
@@ -121,6 +124,7 @@ impl CrewIo {
     ) -> watch::Receiver<Share> {
         let (tx, rx) = watch::channel(Share::default());
         let crew = self.clone();
+        let last: Arc<LastRead> = Arc::default();
         tokio::spawn(async move {
             loop {
                 // A node whose own lease lapsed pulls nothing, whatever it read last, also
@@ -128,7 +132,10 @@ impl CrewIo {
                 let read = if *member.borrow_and_update() {
                     let c = crew.clone();
                     tokio::select! {
-                        read = tokio::task::spawn_blocking(move || c.read_share()) => match read {
+                        read = tokio::task::spawn_blocking({
+                            let last = last.clone();
+                            move || c.read_share(&last)
+                        }) => match read {
                             Ok(read) => read.map(|share| if *member.borrow() { share } else { Share::default() }),
                             Err(_) => return,
                         },
@@ -154,16 +161,22 @@ impl CrewIo {
         rx
     }
 
-    /// This node's share of the stored division (blocking I/O).
-    fn read_share(&self) -> anyhow::Result<Share> {
+    /// This node's share of the stored division (blocking I/O); a stored value the same
+    /// as `last`'s is not unpacked again (the planning node writes it every second).
+    fn read_share(&self, last: &LastRead) -> anyhow::Result<Share> {
         let holder = self
             .meta
             .lease_holder(crate::replication::REPLICATION_DUTY)?;
-        let division = match self.meta.replication_division()? {
-            Some(bytes) => serde_json::from_slice::<Assignment>(&bytes)?,
-            None => Assignment::default(),
+        let stored = self.meta.replication_division()?.unwrap_or_default();
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let division = match last.take() {
+            Some((bytes, division)) if bytes == stored => division,
+            _ if stored.is_empty() => Assignment::default(),
+            _ => Assignment::decode(&stored)?,
         };
-        Ok(mine(&division, holder.as_deref(), &self.me))
+        let share = mine(&division, holder.as_deref(), &self.me);
+        *last = Some((stored, division));
+        Ok(share)
     }
 }
 

@@ -8,7 +8,7 @@
 
 pub mod division;
 
-pub use division::{Assigned, Assignment, Share, dial_order, divide, mine};
+pub use division::{Assigned, Assignment, DivisionError, Share, dial_order, divide, mine};
 
 use tokio::sync::watch;
 
