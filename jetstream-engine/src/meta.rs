@@ -162,6 +162,29 @@ impl JetStreamMetaStore {
         })
     }
 
+    /// Creates `key` with `value` unless it exists; whether this call created it.
+    fn create(&self, key: String, value: Bytes) -> Result<bool, MetaError> {
+        self.call(move |store, _| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                match store.create(key.as_str(), value).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(EngineError::request(format!("creating {key}"), e)),
+                }
+            }
+        })
+    }
+
+    /// The value of `key`, which a [`create`](Self::create) just found there.
+    fn read_after_create(&self, key: &str) -> Result<Bytes, MetaError> {
+        self.get(key.to_string())?
+            .ok_or_else(|| MetaError::Corrupt {
+                key: key.to_string(),
+                reason: "exists for a create and is missing for the read after it".into(),
+            })
+    }
+
     fn get(&self, key: String) -> Result<Option<Bytes>, MetaError> {
         self.call(move |store, _| {
             let key = key.clone();
@@ -319,26 +342,10 @@ impl MetaStore for JetStreamMetaStore {
         let key = keys::topic(&topic.name);
         let value = Bytes::from(encode(topic));
         // A create retried after its answer was lost finds its own value: same outcome.
-        let created = {
-            let key = key.clone();
-            self.call(move |store, _| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    match store.create(key.as_str(), value).await {
-                        Ok(_) => Ok(true),
-                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-                        Err(e) => Err(EngineError::request(format!("creating {key}"), e)),
-                    }
-                }
-            })?
-        };
-        if created {
+        if self.create(key.clone(), value)? {
             return Ok(None);
         }
-        let stored = self.get(key.clone())?.ok_or_else(|| MetaError::Corrupt {
-            key: key.clone(),
-            reason: "exists for a create and is missing for the read after it".into(),
-        })?;
+        let stored = self.read_after_create(&key)?;
         let stored: TopicConfig = decode(&key, &stored)?;
         // Our own create, whose answer was lost and which was made again.
         Ok((stored != *topic).then_some(stored))
@@ -432,26 +439,10 @@ impl MetaStore for JetStreamMetaStore {
     fn task_started(&self, task: &str, now_ms: i64) -> Result<i64, MetaError> {
         let key = keys::task_start(task);
         // A create retried after its answer was lost finds its own value: same outcome.
-        let created = {
-            let key = key.clone();
-            self.call(move |store, _| {
-                let key = key.clone();
-                async move {
-                    match store.create(key.as_str(), now_ms.to_string().into()).await {
-                        Ok(_) => Ok(true),
-                        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
-                        Err(e) => Err(EngineError::request(format!("creating {key}"), e)),
-                    }
-                }
-            })?
-        };
-        if created {
+        if self.create(key.clone(), now_ms.to_string().into())? {
             return Ok(now_ms);
         }
-        let value = self.get(key.clone())?.ok_or_else(|| MetaError::Corrupt {
-            key: key.clone(),
-            reason: "exists for a create and is missing for the read after it".into(),
-        })?;
+        let value = self.read_after_create(&key)?;
         std::str::from_utf8(&value)
             .ok()
             .and_then(|s| s.parse().ok())

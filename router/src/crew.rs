@@ -182,9 +182,5 @@ impl CrewIo {
 
 /// Returns once `member` says the lease is not held (or can no longer say).
 async fn lapsed(member: &mut watch::Receiver<bool>) {
-    while *member.borrow_and_update() {
-        if member.changed().await.is_err() {
-            return;
-        }
-    }
+    let _ = member.wait_for(|held| !*held).await;
 }

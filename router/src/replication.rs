@@ -1,12 +1,13 @@
 //! Replication on a node. On the embedded engine a node replicates from its start to its
-//! stop. On shared storage a region of several nodes replicates from one node at a time:
-//! the holder of the region's `replication` lease runs the replicator on its `[listen]
-//! replication` socket and plans; every other node pulls and serves the share of the
-//! region's sub-logs the holder's division gives it on its own socket, which takes
+//! stop. On shared storage a region of several nodes plans its replication on one node at
+//! a time: the holder of the region's `replication` lease runs the replicator on its
+//! `[listen] replication` socket and plans; every other node pulls and serves the share of
+//! the region's sub-logs the holder's division gives it on its own socket, which takes
 //! data-only connections alone, so that a neighbour dialling a link there moves on to the
-//! region's next address (`[[regions]] other_addresses`). When the holder dies, another node takes the lease within about a
-//! lease time and starts from what the shared storage holds: the sub-logs' ends are the
-//! checkpoints, the tasks and their records are in the shared metadata.
+//! region's next address (`[[regions]] other_addresses`). When the holder dies, another
+//! node takes the lease within about a lease time and starts from what the shared storage
+//! holds: the sub-logs' ends are the checkpoints, the tasks and their records are in the
+//! shared metadata.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,9 +293,9 @@ impl Plan {
     }
 
     /// Pulls and serves this node's share of the holder's division, taking no links on
-    /// the socket, until `held` or `stop`; whether the lease is held. While it pulls, the node holds
-    /// its own member lease (the planning node divides among those); a node whose pulling
-    /// side cannot start holds none and refuses links only.
+    /// the socket, until `held` or `stop`; whether the lease is held. While it pulls, the
+    /// node holds its own member lease (the planning node divides among those); a node
+    /// whose pulling side cannot start holds none and refuses every connection.
     async fn pull_share_until_held(
         &self,
         held: &mut watch::Receiver<bool>,

@@ -151,18 +151,29 @@ pub fn dial_order(
     order
 }
 
-/// Divides `planned` (each sub-log with the neighbour it is pulled from) among `members`
-/// and `me`: the node pulling each, `me` for a neighbour this region does not dial.
+/// Whether a sub-log the planning node pulls from neighbour `peer` may go to another node:
+/// only one pulled from its `origin` itself, to be `stored` here, from a neighbour the
+/// other nodes can `reach` (this region dials it, and it serves data-only connections).
+/// One pulled through a relay may give its source up (a hole, a loop), and only the
+/// planning node can then choose another; one this region relays is served only where the
+/// neighbour's routes are known, at its planning node (`link::data`); a neighbour that
+/// dials in (a VPC link's private side) is reached only over the planning node's link.
+pub fn may_give_away(origin: &str, peer: &str, stored: bool, reach: bool) -> bool {
+    peer == origin && stored && reach
+}
+
+/// Divides `planned` (each sub-log with whether it [may be given
+/// away](may_give_away)) among `members` and `me`: the node pulling each, `me` for one
+/// that may not.
 pub fn divide<'a>(
-    planned: impl IntoIterator<Item = (&'a SubLogKey, &'a str)>,
+    planned: impl IntoIterator<Item = (&'a SubLogKey, bool)>,
     me: &str,
     members: &[String],
-    dials: impl Fn(&str) -> bool,
 ) -> HashMap<SubLogKey, String> {
     planned
         .into_iter()
-        .map(|(key, peer)| {
-            let node = if dials(peer) {
+        .map(|(key, shareable)| {
+            let node = if shareable {
                 puller(key, me, members)
             } else {
                 me
@@ -208,7 +219,7 @@ mod tests {
 
     fn division(members: &[String]) -> HashMap<SubLogKey, String> {
         let keys: Vec<SubLogKey> = (0..400).map(key).collect();
-        divide(keys.iter().map(|k| (k, "b")), "n1", members, |_| true)
+        divide(keys.iter().map(|k| (k, true)), "n1", members)
     }
 
     #[test]
@@ -250,15 +261,26 @@ mod tests {
     }
 
     #[test]
-    fn the_planning_node_pulls_alone_without_members_and_from_neighbours_it_does_not_dial() {
+    fn the_planning_node_pulls_alone_without_members_and_what_it_may_not_give_away() {
         let keys: Vec<SubLogKey> = (0..50).map(key).collect();
-        let alone = divide(keys.iter().map(|k| (k, "b")), "n1", &[], |_| true);
+        let alone = divide(keys.iter().map(|k| (k, true)), "n1", &[]);
         assert!(alone.values().all(|n| n == "n1"));
         let members = nodes(&["n1", "n2", "n3"]);
-        let dialled_in = divide(keys.iter().map(|k| (k, "vpc")), "n1", &members, |p| {
-            p != "vpc"
-        });
-        assert!(dialled_in.values().all(|n| n == "n1"));
+        let kept = divide(keys.iter().map(|k| (k, false)), "n1", &members);
+        assert!(kept.values().all(|n| n == "n1"));
+        assert!(may_give_away("b", "b", true, true));
+        assert!(
+            !may_give_away("b", "vpc", true, true),
+            "pulled through a relay"
+        );
+        assert!(
+            !may_give_away("b", "b", false, true),
+            "relayed by this region"
+        );
+        assert!(
+            !may_give_away("vpc", "vpc", true, false),
+            "a neighbour that dials in"
+        );
     }
 
     #[test]

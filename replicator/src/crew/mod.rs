@@ -8,7 +8,9 @@
 
 pub mod division;
 
-pub use division::{Assigned, Assignment, DivisionError, Share, dial_order, divide, mine};
+pub use division::{
+    Assigned, Assignment, DivisionError, Share, dial_order, divide, may_give_away, mine,
+};
 
 use tokio::sync::watch;
 

@@ -22,17 +22,14 @@ use tokio::sync::watch;
 use super::session::{self, Role};
 use super::streams::accept_streams;
 use crate::node::{LinkCtx, Node};
-use crate::wire::message as msg;
 use crate::wire::{DATA_CONNECTIONS_FEATURE, DATA_ONLY_FEATURE, close};
 
-/// Serves a data-only connection from `peer` (its Hello, `hello`, exchanged on `control`,
-/// which stays open while it is served) for as long as this region's link with `peer`
-/// lasts.
+/// Serves a data-only connection from `peer` (its Hello exchanged on `control`, which
+/// stays open while it is served) for as long as this region's link with `peer` lasts.
 pub(crate) async fn serve(
     node: Arc<Node>,
     connection: quinn::Connection,
     peer: String,
-    hello: msg::Hello,
     control: (quinn::SendStream, quinn::RecvStream),
 ) {
     let Some(link) = node.links.get(&peer) else {
@@ -41,7 +38,6 @@ pub(crate) async fn serve(
         connection.close(close::NO_LINK, b"no link with this region here now");
         return;
     };
-    drop(hello);
     let ended = std::future::pending();
     serve_on(
         node,
@@ -91,10 +87,8 @@ pub(crate) async fn serve_alone(
     );
     let stop = ctx.stop.clone();
     let stale = async move {
-        while *fresh.borrow_and_update() {
-            if fresh.changed().await.is_err() {
-                return std::future::pending().await;
-            }
+        if fresh.wait_for(|fresh| !*fresh).await.is_err() {
+            std::future::pending::<()>().await;
         }
     };
     serve_on(node, ctx, connection, (send, recv), stale, STALE).await;

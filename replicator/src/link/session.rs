@@ -96,7 +96,7 @@ pub(crate) async fn run(node: Arc<Node>, connection: quinn::Connection, peer: St
         // Another node of the peer region pulling its share (`crate::crew`): served under
         // the link, never a link itself.
         if role == Role::Acceptor && data_only && data_protocol {
-            super::data::serve(node, connection, peer, peer_hello, (send, recv)).await;
+            super::data::serve(node, connection, peer, (send, recv)).await;
         } else {
             connection.close(
                 close::BAD_HELLO,

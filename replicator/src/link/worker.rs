@@ -135,6 +135,9 @@ impl Worker {
     /// is not there), read off the async workers (a topic this node does not know yet is
     /// looked up in the metadata). Never created here: the planning node creates them.
     async fn incarnations(&self, keys: Vec<SubLogKey>) -> HashMap<SubLogKey, u64> {
+        if keys.is_empty() {
+            return HashMap::new();
+        }
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
             keys.into_iter()
@@ -189,6 +192,7 @@ impl Worker {
         self.prefer_again(&want).await;
         let hold = node.settings.heartbeat_interval * REFUSAL_HOLD_HEARTBEATS;
         self.resting.retain(|_, at| at.elapsed() < hold);
+        let mut starting = Vec::new();
         for (key, assigned) in want {
             if self.pulls.contains_key(&key) || self.resting.contains_key(&key) {
                 continue;
@@ -200,13 +204,14 @@ impl Worker {
             let Some(link) = self.connection(&assigned.node, &assigned.peer).await else {
                 continue;
             };
-            // The planning node creates target topics; this node takes them up.
-            let Some(&target_incarnation) = self
-                .incarnations(vec![key.clone()])
-                .await
-                .get(&key)
-                .filter(|i| **i != 0)
-            else {
+            starting.push((key, assigned, task, link));
+        }
+        // The planning node creates target topics; this node takes them up, all looked up
+        // at once.
+        let keys = starting.iter().map(|(key, ..)| key.clone()).collect();
+        let incarnations = self.incarnations(keys).await;
+        for (key, assigned, task, link) in starting {
+            let Some(&target_incarnation) = incarnations.get(&key).filter(|i| **i != 0) else {
                 continue;
             };
             let id = node.next_id();

@@ -18,7 +18,7 @@ use crate::wire::message as msg;
 use super::adopt::with_pushed;
 use super::plan::{Inputs, Offer, Plan, plan};
 use super::stream::{self, PullSpec};
-use crate::crew::{Assigned, Assignment, divide};
+use crate::crew::{Assigned, Assignment, divide, may_give_away};
 use crate::node::{Heard, Node, PlanEvent, Pushed};
 use crate::observe::SubLogKey;
 use crate::routing::Need;
@@ -314,22 +314,14 @@ fn share_out(node: &Node, plan: &mut Plan) {
         })
         .map(|n| n.region)
         .collect();
-    // Only sub-logs pulled from their origin itself, to be stored here, are given away:
-    // one pulled through a relay may give its source up (a hole, a loop), and only the
-    // planning node can then choose another; one this region relays is served only where
-    // the neighbour's routes are known, at its planning node (`link::data`).
     let division = divide(
         plan.pulls.iter().map(|(key, offer)| {
-            let peer = if offer.peer == key.origin && offer.need == Need::Store {
-                offer.peer.as_str()
-            } else {
-                ""
-            };
-            (key, peer)
+            let stored = offer.need == Need::Store;
+            let reach = dialled.contains(&offer.peer);
+            (key, may_give_away(&key.origin, &offer.peer, stored, reach))
         }),
         &crew.me,
         &members,
-        |peer| dialled.contains(peer),
     );
     let mut shared = Vec::new();
     plan.pulls.retain(|key, offer| {

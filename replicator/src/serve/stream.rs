@@ -62,9 +62,10 @@ pub(crate) async fn serve_subscription(
     subscribe: msg::Subscribe,
     mut send: quinn::SendStream,
 ) {
-    let alone = match link.alone {
-        true => alone_may_serve(&node.region, &subscribe),
-        false => Ok(()),
+    let alone = if link.alone {
+        alone_may_serve(&node.region, &subscribe)
+    } else {
+        Ok(())
     };
     match alone.and_then(|()| authorize(&node, &link.peer, &subscribe)) {
         Ok(Authorized::Stored(served)) => {
@@ -280,12 +281,11 @@ impl Source<'_> {
         };
         let me = &self.node.region;
         let short = batches.is_empty() && reader.next_offset() < durable_end;
-        let short_since = match short {
-            true => *self.short_since.get_or_insert_with(Instant::now),
-            false => {
-                self.short_since = None;
-                Instant::now()
-            }
+        let short_since = if short {
+            *self.short_since.get_or_insert_with(Instant::now)
+        } else {
+            self.short_since = None;
+            Instant::now()
         };
         if short && *me == key.origin && short_since.elapsed() < SHORT_READS_FOR {
             // This region's own sub-log has no holes: on shared storage a read right after
